@@ -1,0 +1,79 @@
+// capstan: the operator binary.
+//
+//   capstan run      reconcile Releases, Environments and SecretRotations
+//   capstan render   print the objects a Release renders to, without a cluster
+//   capstan version  print the version
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "capstan/common/logging.h"
+#include "capstan/common/version.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error.");
+ABSL_FLAG(std::string, log_format, "json", "Log format: json or text.");
+
+namespace capstan {
+namespace {
+
+constexpr char kUsage[] = R"(capstan: safe releases on Kubernetes.
+
+Usage:
+  capstan run [flags]                 run the operator
+  capstan render -f release.yaml      print what a Release renders to (no cluster needed)
+  capstan version                     print the version
+
+Run `capstan --helpfull` for every flag.)";
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view path) -> bool {
+    return absl::StrContains(path, "main.cc");
+  };
+  config.version_string = [] { return absl::StrCat("capstan ", kVersion, "\n"); };
+  absl::SetFlagsUsageConfig(config);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+
+  const std::string format = absl::GetFlag(FLAGS_log_format);
+  if (format != "json" && format != "text") {
+    std::fprintf(stderr, "capstan: --log_format must be json or text, not \"%s\"\n",
+                 format.c_str());
+    return 2;
+  }
+  if (absl::Status s = InitLogging(absl::GetFlag(FLAGS_log_level),
+                                   format == "json" ? LogFormat::kJson : LogFormat::kText);
+      !s.ok()) {
+    std::fprintf(stderr, "capstan: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+
+  if (args.size() < 2) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return 2;
+  }
+  const std::string command = args[1];
+  if (command == "version") {
+    std::printf("capstan %s\n", kVersion);
+    return 0;
+  }
+  if (command == "help") {
+    std::printf("%s\n", kUsage);
+    return 0;
+  }
+  std::fprintf(stderr, "capstan: unknown command \"%s\"\n\n%s\n", command.c_str(), kUsage);
+  return 2;
+}
+
+}  // namespace
+}  // namespace capstan
+
+int main(int argc, char** argv) { return capstan::Main(argc, argv); }

@@ -1,0 +1,8 @@
+//go:build tools
+
+// Package tools pins an upstream command that the test cluster runs; see ../../versions.env.
+package tools
+
+import (
+	_ "helm.sh/helm/v3/cmd/helm"
+)

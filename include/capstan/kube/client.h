@@ -90,8 +90,7 @@ struct ApiGroupVersion {
 // Thread-safe. Requests pass a client-side token bucket (qps/burst); idempotent
 // requests (GET, LIST, apply, DELETE) that fail with 429, 5xx or no answer are
 // retried up to 3 more times with jittered exponential backoff, honouring
-// Retry-After; non-idempotent ones (POST) are retried only when no answer came
-// back before the connection failed... never, to be safe: the caller decides.
+// Retry-After. POST is never retried here: the caller's work queue decides.
 class Client {
  public:
   struct Options {

@@ -3,7 +3,6 @@
 // The HTTP edge. Everything above speaks in these plain structs; only the
 // cpprestsdk implementation knows about pplx, asio and std::chrono.
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "capstan/kube/rest_config.h"
 
@@ -47,14 +47,29 @@ struct HttpResponse {
 // Cancels a stream from another thread. Thread-safe.
 class Cancellation {
  public:
-  void Cancel() { cancelled_.store(true); if (auto cb = on_cancel_) cb(); }
-  bool cancelled() const { return cancelled_.load(); }
+  void Cancel() {
+    std::function<void()> cb;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      cb = on_cancel_;
+    }
+    if (cb) cb();
+  }
+  bool cancelled() const {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
   // Set by the transport while a stream is open, to abort its connection at once.
-  void set_on_cancel(std::function<void()> cb) { on_cancel_ = std::move(cb); }
+  void set_on_cancel(std::function<void()> cb) {
+    absl::MutexLock lock(&mu_);
+    on_cancel_ = std::move(cb);
+  }
 
  private:
-  std::atomic<bool> cancelled_{false};
-  std::function<void()> on_cancel_;
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_cancel_ ABSL_GUARDED_BY(mu_);
 };
 
 // Sends requests to one API server. Implementations keep one long-lived

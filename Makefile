@@ -1,0 +1,81 @@
+# Capstan's front door. Two commands set everything up on a fresh machine:
+#   make demo   build, start a local cluster (unless KUBECONFIG is set), run the operator
+#   make test   dependencies, build, unit tests (ASan+UBSan), end-to-end tests
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
+
+APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
+  libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest
+PY_MODULES := yaml pytest
+
+.PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format
+
+## deps: install build and test dependencies (idempotent; quick when present)
+deps:
+	@missing=$$(dpkg-query -W -f='$${Status} $${Package}\n' $(APT_PACKAGES) 2>/dev/null \
+	  | awk '$$3 != "installed" {print $$4}'; \
+	  for p in $(APT_PACKAGES); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq; \
+	  $$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@for m in $(PY_MODULES); do python3 -c "import $$m" 2>/dev/null || python3 -m pip install -q $$m \
+	  || python3 -m pip install -q --break-system-packages $$m; done
+	@command -v go >/dev/null || { echo "Go >= 1.26 is needed to build the test cluster" >&2; exit 1; }
+
+## build: the capstan binary and unit tests
+build:
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+## asan: unit tests with AddressSanitizer + UndefinedBehaviorSanitizer
+asan:
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCAPSTAN_SANITIZE=ON -DCAPSTAN_BUILD_BENCHMARKS=OFF \
+	  -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+
+## unit: unit tests (sanitized build)
+unit: asan
+	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
+
+## cluster-bin: build (or reuse) the pinned control-plane binaries
+cluster-bin:
+	tests/cluster/cluster.sh build
+
+## e2e: end-to-end tests against the real control plane (started and stopped by ctest)
+e2e: build cluster-bin
+	cd $(BUILD_DIR) && ctest -L e2e --output-on-failure
+
+## test: everything CI runs
+test: deps
+	$(MAKE) cluster-bin
+	$(MAKE) build
+	$(MAKE) asan
+	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
+	cd $(BUILD_DIR) && ctest -L e2e --output-on-failure
+
+cluster-up: cluster-bin
+	tests/cluster/cluster.sh up $(DEMO_DIR)
+
+cluster-down:
+	tests/cluster/cluster.sh down $(DEMO_DIR)
+
+## demo: run Capstan's main job against $$KUBECONFIG, or a local simulated cluster
+demo: deps build cluster-bin
+	tests/demo.sh $(BUILD_DIR) $(DEMO_DIR)
+
+bench: build
+	$(BUILD_DIR)/capstan_bench
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
-#include "spdlog/spdlog.h"
+#include "capstan/common/log.h"
 
 namespace capstan::kube {
 namespace {

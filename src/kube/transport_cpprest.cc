@@ -15,7 +15,7 @@
 #include "capstan/kube/transport.h"
 #include "cpprest/http_client.h"
 #include "cpprest/uri_builder.h"
-#include "spdlog/spdlog.h"
+#include "capstan/common/log.h"
 
 namespace capstan::kube {
 namespace {

@@ -45,7 +45,12 @@ build_one() {  # module-dir output-names... -- packages...
   local t0=$SECONDS tmp
   tmp=$(mktemp -d "$BIN_DIR/.build.XXXXXX")
   (cd "$HERE/tools/$mod" && go build -trimpath -ldflags='-s -w' -o "$tmp/" "${pkgs[@]}")
-  # `go build -o dir/` names a binary after its package's last path element.
+  # `go build -o dir/` names a binary after its package path (etcd's server/v3
+  # becomes "server"); a single output takes whatever single file was built.
+  local built=("$tmp"/*)
+  if ((${#outs[@]} == 1 && ${#built[@]} == 1)); then
+    mv "${built[0]}" "$BIN_DIR/${outs[0]}"
+  fi
   for o in "${outs[@]}"; do
     if [[ -x $tmp/$o ]]; then mv "$tmp/$o" "$BIN_DIR/$o"; fi
   done
@@ -61,8 +66,6 @@ cmd_build() {
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
   build_one etcd etcd -- go.etcd.io/etcd/server/v3
-  # The etcd server package's binary is named "v3" by `go build -o dir/`.
-  if [[ ! -x $BIN_DIR/etcd && -x $BIN_DIR/v3 ]]; then mv "$BIN_DIR/v3" "$BIN_DIR/etcd"; fi
   build_one kwok kwok -- sigs.k8s.io/kwok/cmd/kwok
   build_one helm helm -- helm.sh/helm/v3/cmd/helm
   echo "$BIN_DIR"

@@ -1,0 +1,123 @@
+#pragma once
+
+// An informer: list, then watch one resource kind (optionally label-selected),
+// keep a cache of projections of the objects, and tell handlers what changed.
+//
+// Like client-go's reflector + indexer, reduced to what Capstan needs:
+//  - the initial list is paginated (ListAll) and the watch resumes from the
+//    last resourceVersion seen (bookmarks keep it fresh);
+//  - a watch that the server closes is re-opened from that resourceVersion;
+//  - 410 Gone (the resourceVersion was compacted away) triggers a relist, and
+//    the relist is diffed against the cache so handlers see the deletes and
+//    updates they missed;
+//  - other failures back off exponentially (1 s doubling to 30 s, jittered).
+// The cache holds projections (by default: managedFields stripped), never
+// whole objects we do not read, to keep memory per object small.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "capstan/common/clock.h"
+#include "capstan/kube/client.h"
+
+namespace capstan::kube {
+
+// Removes metadata.managedFields (large, never read by Capstan).
+Object StripManagedFields(Object obj);
+
+// "namespace/name", or "name" for cluster-scoped objects.
+std::string ObjectKey(const Object& obj);
+
+struct InformerOptions {
+  std::string ns;              // "" watches all namespaces
+  std::string label_selector;  // e.g. "app.kubernetes.io/managed-by=capstan"
+  std::string field_selector;
+  // Reduces each object to what the controllers read. Default: StripManagedFields.
+  std::function<Object(Object)> projection;
+  // Server-side watch timeout; the watch is re-opened after it.
+  absl::Duration watch_timeout = absl::Minutes(5);
+  int64_t page_size = 500;
+};
+
+// Thread-safe. Handlers run on the informer's thread, one at a time, and must
+// be quick (enqueue a key). `old_obj` is null for adds, `new_obj` null for deletes.
+class Informer {
+ public:
+  using Handler = std::function<void(const Object* old_obj, const Object* new_obj)>;
+  using IndexFunc = std::function<std::vector<std::string>(const Object&)>;
+
+  Informer(Client& client, Resource resource, InformerOptions options,
+           const Clock& clock = RealClock::Get());
+  ~Informer();
+  Informer(const Informer&) = delete;
+  Informer& operator=(const Informer&) = delete;
+
+  // Before Start().
+  void AddHandler(Handler handler);
+  // Before Start(): an index from values (e.g. a release name) to object keys.
+  void AddIndex(const std::string& name, IndexFunc fn);
+
+  void Start();
+  // Stops the watch thread; idempotent. The cache stays readable.
+  void Stop();
+
+  // True once the first list has been stored.
+  bool HasSynced() const;
+  // Blocks until synced or `timeout`; true when synced.
+  bool WaitForSync(absl::Duration timeout) const;
+
+  std::shared_ptr<const Object> Get(const std::string& key) const;
+  std::shared_ptr<const Object> Get(absl::string_view ns, absl::string_view name) const;
+  std::vector<std::shared_ptr<const Object>> List() const;
+  std::vector<std::shared_ptr<const Object>> ByIndex(const std::string& index,
+                                                     const std::string& value) const;
+  size_t Size() const;
+  std::string LastResourceVersion() const;
+  const Resource& resource() const { return resource_; }
+
+  // Counters for tests and benchmarks.
+  int64_t relists() const;
+  int64_t watches() const;
+
+ private:
+  void Run();
+  // Lists everything and replaces the cache, telling handlers the difference.
+  absl::Status Relist();
+  // Watches from the last RV until the stream ends; returns why it ended.
+  absl::Status WatchOnce();
+  void Store(std::shared_ptr<const Object> obj) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Remove(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Notify(const Object* old_obj, const Object* new_obj);
+  bool SleepOrStop(absl::Duration d);
+
+  Client& client_;
+  const Resource resource_;
+  const InformerOptions options_;
+  const Clock& clock_;
+  std::vector<Handler> handlers_;
+  absl::flat_hash_map<std::string, IndexFunc> index_funcs_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Object>> items_ ABSL_GUARDED_BY(mu_);
+  // index name -> value -> keys
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>>
+      indices_ ABSL_GUARDED_BY(mu_);
+  std::string resource_version_ ABSL_GUARDED_BY(mu_);
+  bool synced_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t relists_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t watches_ ABSL_GUARDED_BY(mu_) = 0;
+  Cancellation* cancel_ ABSL_GUARDED_BY(mu_) = nullptr;
+
+  std::thread thread_;
+};
+
+}  // namespace capstan::kube

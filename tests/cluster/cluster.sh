@@ -210,7 +210,7 @@ cmd_up() {
     --controllers deployment,replicaset,horizontalpodautoscaling,disruption,garbagecollector,namespace,endpointslice,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished,podgc \
     --root-ca-file "$dir/pki/ca.crt" \
     --service-account-private-key-file "$dir/pki/sa.key" \
-    --use-service-account-credentials=false \
+    --use-service-account-credentials=true \
     --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 \
     --horizontal-pod-autoscaler-sync-period 5s --v=1
   start_bg "$dir" kube-scheduler "$bin/kube-scheduler" \
@@ -240,6 +240,9 @@ status:
 EOF
   done | "${k[@]}" apply -f - >/dev/null
   for c in kube-controller-manager kube-scheduler kwok; do check_alive "$dir" "$c" || die "$c failed to start"; done
+  # The TaintNodesByCondition admission plugin taints new nodes not-ready; the
+  # node-lifecycle controller would lift it, but a simulated cluster runs none.
+  "${k[@]}" taint nodes --all node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
   wait_for nodes 60 "${k[@]}" wait --for=condition=Ready node --all --timeout=1s ||
     { for c in kube-controller-manager kube-scheduler kwok; do check_alive "$dir" "$c" || true; done
       die "fake nodes did not become Ready"; }

@@ -18,6 +18,9 @@ namespace capstan::kube {
 
 // Supplies a bearer token. Implementations cache and refresh (token file re-read
 // when it changes, exec plugin re-run before expiry). Thread-safe.
+//
+// Sources made by this module hold a reference to the Clock they were given:
+// that clock must outlive them (RealClock::Get() always does).
 class TokenSource {
  public:
   virtual ~TokenSource() = default;
@@ -60,16 +63,29 @@ struct KubeconfigOptions {
   std::string path;
   // --context; empty means current-context.
   std::string context;
+  // How long one run of an exec credential plugin may take before it is killed.
+  absl::Duration exec_timeout = absl::Seconds(60);
 };
 
 // Reads a kubeconfig. Errors name the file and the field:
 //   "kubeconfig /x/config: context \"dev\" names user \"me\", which is not defined"
+//
+// Like kubectl: relative file paths (certificate-authority, client-certificate,
+// client-key, tokenFile, an exec command containing '/') are resolved against the
+// directory of the file that defined them; a user's client certificate, token and
+// tokenFile take precedence over its exec plugin (tokenFile over token).
+// An exec plugin is run once here, so a broken plugin fails the load; the client
+// certificate/key it returns are taken from that first run only (see
+// exec_credential.h). insecure-skip-tls-verify is honoured with one warning.
+// Impersonation, basic auth and legacy auth-provider entries are rejected
+// rather than silently ignored.
 absl::StatusOr<RestConfig> LoadKubeconfig(const KubeconfigOptions& options,
                                           const Clock& clock = RealClock::Get());
 
 // Service-account files under `root` (default /var/run/secrets/kubernetes.io/serviceaccount)
 // and KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT. The token is re-read when it
-// rotates (kubelet refreshes projected tokens).
+// rotates (kubelet refreshes projected tokens). `token` and `ca.crt` must exist;
+// the namespace comes from $POD_NAMESPACE, else the `namespace` file, else stays empty.
 absl::StatusOr<RestConfig> InClusterConfig(
     absl::string_view root = "/var/run/secrets/kubernetes.io/serviceaccount",
     const Clock& clock = RealClock::Get());
@@ -78,5 +94,22 @@ absl::StatusOr<RestConfig> InClusterConfig(
 // when KUBERNETES_SERVICE_HOST is set; else $KUBECONFIG / ~/.kube/config.
 absl::StatusOr<RestConfig> LoadRestConfig(const KubeconfigOptions& options,
                                           const Clock& clock = RealClock::Get());
+
+// A fixed bearer token (kubeconfig `token`). Invalidate() does nothing.
+std::shared_ptr<TokenSource> NewStaticTokenSource(std::string token);
+
+// A bearer token read from a file (kubeconfig `tokenFile`, the in-cluster
+// service-account token) and re-read when it rotates: the file is stat'ed at most
+// every `stat_interval` and re-read when its identity (inode, size, mtime) changed,
+// re-read unconditionally once the cached copy is older than `max_age` (in case a
+// rewrite kept inode, size and mtime), and re-read at once after Invalidate(). If a re-read fails, the last good token is kept (with a
+// warning) unless the server has rejected it via Invalidate(). Surrounding whitespace
+// is trimmed; an empty file is an error.
+struct FileTokenSourceOptions {
+  absl::Duration stat_interval = absl::Seconds(5);
+  absl::Duration max_age = absl::Minutes(1);
+};
+std::shared_ptr<TokenSource> NewFileTokenSource(std::string path, const Clock& clock,
+                                                FileTokenSourceOptions options = {});
 
 }  // namespace capstan::kube

@@ -1,0 +1,252 @@
+#pragma once
+
+// Release (capstan.dev/v1alpha1): the typed view of crds/capstan.dev_releases.yaml.
+//
+// ParseRelease reads what the API server returns (or a file) and applies the same
+// defaults the CRD schema declares, so an object that went through the API server and
+// one read straight from a file give the same Release. ValidateRelease reports what
+// would make the release impossible to run: the checks of the CRD schema and its CEL
+// rules again (so `capstan render` catches them without a cluster) and what the schema
+// cannot express (reserved labels, target ports naming no container port, names too
+// long for the objects derived from them).
+//
+// Nothing here throws: nlohmann and yaml-cpp exceptions are caught and returned as
+// absl::Status. All types are plain values; thread-compatible.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+
+namespace capstan::api {
+
+// A Kubernetes int-or-string: a count (3) or a percentage ("25%").
+class IntOrString {
+ public:
+  IntOrString() = default;  // the integer 0
+  static IntOrString FromInt(int32_t value);
+  static IntOrString FromString(std::string value);
+
+  bool is_string() const { return is_string_; }
+  int32_t int_value() const { return int_value_; }
+  const std::string& string_value() const { return string_value_; }
+
+  // 3 or "25%", as JSON.
+  nlohmann::json ToJson() const;
+  // 3 or "25%" (quoted), for messages.
+  std::string DebugString() const;
+  // The N of a string "N%"; nullopt for integers and malformed strings.
+  std::optional<int32_t> Percent() const;
+  // True for 0 and "0%".
+  bool IsZero() const;
+  // The value against `total` the way Kubernetes resolves it: integers as they are,
+  // "N%" as N% of total rounded up or down. InvalidArgument for a string that is not
+  // a percentage. Worked numbers: "25%" of 10 is 3 rounded up, 2 rounded down.
+  absl::StatusOr<int32_t> Scaled(int32_t total, bool round_up) const;
+
+  friend bool operator==(const IntOrString&, const IntOrString&) = default;
+
+ private:
+  bool is_string_ = false;
+  int32_t int_value_ = 0;
+  std::string string_value_;
+};
+
+enum class StrategyType { kRollingUpdate, kBlueGreen };
+// "RollingUpdate" / "BlueGreen".
+const char* StrategyTypeName(StrategyType type);
+
+enum class Color { kBlue, kGreen };
+// "blue" / "green".
+const char* ColorName(Color color);
+Color OtherColor(Color color);
+std::optional<Color> ParseColor(const std::string& name);
+
+struct ObjectMeta {
+  std::string name;
+  std::string ns;  // metadata.namespace; "" in a file that does not say
+  std::string uid;
+  int64_t generation = 0;
+  std::string resource_version;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+
+  friend bool operator==(const ObjectMeta&, const ObjectMeta&) = default;
+};
+
+struct ServicePort {
+  std::string name;
+  int32_t port = 0;
+  std::optional<IntOrString> target_port;  // nullopt: Kubernetes uses port
+  std::string protocol = "TCP";
+  std::optional<int32_t> node_port;
+
+  friend bool operator==(const ServicePort&, const ServicePort&) = default;
+};
+
+struct ServiceSpec {
+  std::string type = "ClusterIP";  // ClusterIP, NodePort, LoadBalancer
+  std::vector<ServicePort> ports;
+
+  friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
+};
+
+struct AutoscalingSpec {
+  int32_t min_replicas = 1;
+  int32_t max_replicas = 0;
+  // autoscaling/v2 MetricSpec list, passed through; defaults to CPU at 80% utilization
+  // (DefaultMetrics()).
+  nlohmann::json metrics = nlohmann::json::array();
+  // autoscaling/v2 HorizontalPodAutoscalerBehavior; null when unset.
+  nlohmann::json behavior;
+
+  static nlohmann::json DefaultMetrics();
+  friend bool operator==(const AutoscalingSpec&, const AutoscalingSpec&) = default;
+};
+
+struct DisruptionBudgetSpec {
+  // Exactly one is set in a valid release.
+  std::optional<IntOrString> min_available;
+  std::optional<IntOrString> max_unavailable;
+
+  friend bool operator==(const DisruptionBudgetSpec&, const DisruptionBudgetSpec&) = default;
+};
+
+struct RollingUpdateSpec {
+  IntOrString max_surge = IntOrString::FromString("25%");
+  IntOrString max_unavailable = IntOrString::FromString("25%");
+
+  friend bool operator==(const RollingUpdateSpec&, const RollingUpdateSpec&) = default;
+};
+
+struct BlueGreenSpec {
+  bool auto_promote = true;
+  int32_t promotion_delay_seconds = 0;
+  int32_t scale_down_delay_seconds = 30;
+  bool preview_service = true;
+  int32_t failure_threshold = 5;
+
+  friend bool operator==(const BlueGreenSpec&, const BlueGreenSpec&) = default;
+};
+
+struct StrategySpec {
+  StrategyType type = StrategyType::kRollingUpdate;
+  // Always populated with defaults; the *_set flags say whether the object had the
+  // block (a block for the other type is a validation error).
+  RollingUpdateSpec rolling_update;
+  BlueGreenSpec blue_green;
+  bool rolling_update_set = false;
+  bool blue_green_set = false;
+
+  friend bool operator==(const StrategySpec&, const StrategySpec&) = default;
+};
+
+struct RollbackSpec {
+  bool automatic = true;
+  int32_t progress_deadline_seconds = 600;
+  int32_t max_restarts = 3;  // container restarts per pod of the new revision
+
+  friend bool operator==(const RollbackSpec&, const RollbackSpec&) = default;
+};
+
+struct ReleaseSpec {
+  // spec.template as given (a PodTemplateSpec), nulls removed. Rendering adds labels.
+  nlohmann::json pod_template = nlohmann::json::object();
+  // Set unless autoscaling is (defaults to 1). Both set is a validation error.
+  std::optional<int32_t> replicas;
+  std::optional<AutoscalingSpec> autoscaling;
+  std::optional<ServiceSpec> service;
+  std::optional<DisruptionBudgetSpec> disruption_budget;
+  StrategySpec strategy;
+  RollbackSpec rollback;
+  int32_t revision_history_limit = 10;
+  std::string environment;  // "" when unset
+
+  friend bool operator==(const ReleaseSpec&, const ReleaseSpec&) = default;
+};
+
+// metav1.Condition.
+struct Condition {
+  std::string type;
+  std::string status;  // "True", "False", "Unknown"
+  std::string reason;
+  std::string message;
+  absl::Time last_transition_time = absl::UnixEpoch();
+  int64_t observed_generation = 0;
+
+  friend bool operator==(const Condition&, const Condition&) = default;
+};
+
+struct RevisionRecord {
+  std::string revision;
+  std::vector<std::string> images;
+  std::string phase;  // Progressing, Ready, Superseded, Failed, RolledBack, Aborted
+  std::optional<absl::Time> time;
+
+  friend bool operator==(const RevisionRecord&, const RevisionRecord&) = default;
+};
+
+// status of a Release. Phases: Pending, Progressing, Previewing, Ready, Degraded,
+// RolledBack, Aborted, Stalled (see the CRD for their meaning).
+struct ReleaseStatus {
+  int64_t observed_generation = 0;
+  std::string phase;
+  std::string message;
+  std::string current_revision;
+  std::string stable_revision;
+  std::string failed_revision;
+  int32_t replicas = 0;
+  int32_t ready_replicas = 0;
+  int32_t updated_replicas = 0;
+  int32_t available_replicas = 0;
+  std::string ready_text;  // "3/3", shown by kubectl get
+  std::optional<Color> active_color;
+  std::optional<Color> preview_color;
+  bool emergency = false;
+  std::string environment;
+  // The capstan.dev/retry annotation value last acted on; a new value asks for one
+  // more attempt at the failed revision.
+  std::string last_retry;
+  std::vector<RevisionRecord> history;  // newest first
+  std::vector<Condition> conditions;
+
+  friend bool operator==(const ReleaseStatus&, const ReleaseStatus&) = default;
+};
+
+struct Release {
+  ObjectMeta metadata;
+  ReleaseSpec spec;
+  ReleaseStatus status;
+
+  // "namespace/name" (or "name" without a namespace), for logs and messages.
+  std::string Key() const;
+
+  friend bool operator==(const Release&, const Release&) = default;
+};
+
+// A Release from its JSON form (apiVersion capstan.dev/v1alpha1, kind Release), with
+// the CRD's defaults applied. InvalidArgument, naming the field, when the object is
+// not a Release or a field has the wrong type; value checks are ValidateRelease's.
+absl::StatusOr<Release> ParseRelease(const nlohmann::json& object);
+
+// Every Release in a YAML stream (documents separated by ---). Empty documents and
+// objects of other kinds are skipped (a file may carry a Namespace beside its Release);
+// a document that says it is a Release but does not parse is an error naming the
+// document. InvalidArgument for malformed YAML (with line and column) or a stream
+// with no Release.
+absl::StatusOr<std::vector<Release>> ParseReleaseYaml(const std::string& text);
+
+// What makes the release impossible to run, one sentence per problem starting with
+// the field path. Empty when the release is fine.
+std::vector<std::string> ValidateRelease(const Release& release);
+
+// status from JSON (lenient about absent fields, strict about types) and back.
+absl::StatusOr<ReleaseStatus> ParseReleaseStatus(const nlohmann::json& status);
+nlohmann::json ReleaseStatusToJson(const ReleaseStatus& status);
+
+}  // namespace capstan::api

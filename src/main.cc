@@ -5,6 +5,7 @@
 //   capstan version  print the version
 
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "capstan/common/logging.h"
 #include "capstan/common/version.h"
+#include "capstan/render/render.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error.");
 ABSL_FLAG(std::string, log_format, "json", "Log format: json or text.");
+ABSL_FLAG(std::string, filename, "", "render: the file holding the Release(s); - for stdin.");
+ABSL_FLAG(std::string, f, "", "Shorthand for --filename.");
 
 namespace capstan {
 namespace {
@@ -63,6 +67,20 @@ int Main(int argc, char** argv) {
   const std::string command = args[1];
   if (command == "version") {
     std::printf("capstan %s\n", kVersion);
+    return 0;
+  }
+  if (command == "render") {
+    std::string file = absl::GetFlag(FLAGS_filename);
+    if (file.empty()) {
+      file = absl::GetFlag(FLAGS_f);
+    }
+    if (file.empty() && args.size() > 2) {
+      file = args[2];  // capstan render release.yaml
+    }
+    if (absl::Status s = render::RenderCommand(file, std::cout); !s.ok()) {
+      std::fprintf(stderr, "capstan render: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
     return 0;
   }
   if (command == "help") {

@@ -1,0 +1,271 @@
+#include "capstan/render/render.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "capstan/api/labels.h"
+
+namespace capstan::render {
+namespace {
+
+using api::Color;
+using api::Release;
+using nlohmann::json;
+
+json OwnerReference(const Release& r) {
+  return {{"apiVersion", api::kApiVersion},
+          {"kind", api::kReleaseKind},
+          {"name", r.metadata.name},
+          {"uid", r.metadata.uid},
+          {"controller", true},
+          {"blockOwnerDeletion", true}};
+}
+
+// metadata of an object Capstan owns. Without a uid (a Release read from a file) there
+// is nothing to point an ownerReference at, and the API server rejects one without a
+// uid, so the reference is left out: `capstan render | kubectl apply -f -` still works.
+json OwnedMetadata(const Release& r, const std::string& name) {
+  json meta = {{"name", name},
+               {"labels",
+                {{api::kLabelManagedBy, api::kManagedByCapstan},
+                 {api::kLabelRelease, r.metadata.name}}}};
+  if (!r.metadata.ns.empty()) {
+    meta["namespace"] = r.metadata.ns;
+  }
+  if (!r.metadata.uid.empty()) {
+    meta["ownerReferences"] = json::array({OwnerReference(r)});
+  }
+  return meta;
+}
+
+json Selector(const Release& r, std::optional<Color> color) {
+  json labels = {{api::kLabelRelease, r.metadata.name}};
+  if (color.has_value()) {
+    labels[api::kLabelColor] = api::ColorName(*color);
+  }
+  return labels;
+}
+
+// The labels object of a pod template, created when missing.
+json& PodLabels(json& pod_template) {
+  if (!pod_template.is_object()) {
+    pod_template = json::object();
+  }
+  json& meta = pod_template["metadata"];
+  if (!meta.is_object()) {
+    meta = json::object();
+  }
+  json& labels = meta["labels"];
+  if (!labels.is_object()) {
+    labels = json::object();
+  }
+  return labels;
+}
+
+json ServicePorts(const api::ServiceSpec& s) {
+  json ports = json::array();
+  for (const api::ServicePort& p : s.ports) {
+    json port = {{"port", p.port}, {"protocol", p.protocol}};
+    if (!p.name.empty()) {
+      port["name"] = p.name;
+    }
+    if (p.target_port.has_value()) {
+      port["targetPort"] = p.target_port->ToJson();
+    }
+    if (p.node_port.has_value()) {
+      port["nodePort"] = *p.node_port;
+    }
+    ports.push_back(std::move(port));
+  }
+  return ports;
+}
+
+json ServiceObject(const Release& r, const std::string& name, std::optional<Color> color) {
+  const api::ServiceSpec empty;
+  const api::ServiceSpec& s = r.spec.service.has_value() ? *r.spec.service : empty;
+  return {{"apiVersion", "v1"},
+          {"kind", "Service"},
+          {"metadata", OwnedMetadata(r, name)},
+          {"spec",
+           {{"type", s.type}, {"selector", Selector(r, color)}, {"ports", ServicePorts(s)}}}};
+}
+
+}  // namespace
+
+std::string TemplateHash(const json& pod_template) {
+  // nlohmann::json keeps object keys sorted, so dump() is canonical for equal values
+  // whatever order the input had. Invalid UTF-8 is replaced rather than thrown on.
+  const std::string text = pod_template.dump(-1, ' ', false, json::error_handler_t::replace);
+  uint64_t h = 14695981039346656037ULL;  // FNV-1a 64 offset basis
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;  // FNV-1a 64 prime
+  }
+  // Fold to 40 bits (10 hex digits, like a pod-template-hash): short enough for names,
+  // and a collision needs ~10^6 revisions of one Release.
+  const uint64_t folded = (h >> 40) ^ (h & 0xFFFFFFFFFFULL);
+  return absl::StrFormat("%010x", folded);
+}
+
+PodTemplate RenderPodTemplate(const Release& release) {
+  json t = release.spec.pod_template;
+  json& labels = PodLabels(t);
+  // Reserved keys are a validation error; dropping them keeps rendering well defined.
+  for (auto it = labels.begin(); it != labels.end();) {
+    if (absl::StartsWith(it.key(), api::kReservedPrefix)) {
+      it = labels.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  labels[api::kLabelRelease] = release.metadata.name;
+  PodTemplate out;
+  out.revision = TemplateHash(t);
+  labels[api::kLabelRevision] = out.revision;
+  out.pod_template = std::move(t);
+  return out;
+}
+
+std::string DeploymentName(const Release& release, std::optional<Color> color) {
+  if (!color.has_value()) {
+    return release.metadata.name;
+  }
+  return absl::StrCat(release.metadata.name, "-", api::ColorName(*color));
+}
+
+json RenderDeployment(const Release& release, const json& pod_template,
+                      const std::string& revision, const std::string& name,
+                      std::optional<int32_t> replicas, std::optional<Color> color) {
+  json tmpl = pod_template;
+  if (color.has_value()) {
+    PodLabels(tmpl)[api::kLabelColor] = api::ColorName(*color);
+  }
+  json meta = OwnedMetadata(release, name);
+  if (color.has_value()) {
+    meta["labels"][api::kLabelColor] = api::ColorName(*color);
+  }
+  meta["annotations"] = {{api::kAnnotationRevision, revision}};
+
+  json rolling;
+  if (color.has_value()) {
+    // A colour is idle (no production traffic) whenever it gets a new template, so it
+    // comes up all at once: the whole new ReplicaSet, old pods kept until it is ready.
+    rolling = {{"maxSurge", "100%"}, {"maxUnavailable", 0}};
+  } else {
+    const api::RollingUpdateSpec& ru = release.spec.strategy.rolling_update;
+    rolling = {{"maxSurge", ru.max_surge.ToJson()},
+               {"maxUnavailable", ru.max_unavailable.ToJson()}};
+  }
+  json spec = {{"selector", {{"matchLabels", Selector(release, color)}}},
+               {"template", std::move(tmpl)},
+               {"strategy", {{"type", "RollingUpdate"}, {"rollingUpdate", std::move(rolling)}}},
+               {"progressDeadlineSeconds", release.spec.rollback.progress_deadline_seconds},
+               {"revisionHistoryLimit", kDeploymentRevisionHistoryLimit}};
+  if (replicas.has_value()) {
+    spec["replicas"] = *replicas;
+  }
+  return {{"apiVersion", "apps/v1"},
+          {"kind", "Deployment"},
+          {"metadata", std::move(meta)},
+          {"spec", std::move(spec)}};
+}
+
+json RenderService(const Release& release, std::optional<Color> color) {
+  return ServiceObject(release, release.metadata.name, color);
+}
+
+json RenderPreviewService(const Release& release, Color color) {
+  return ServiceObject(release, absl::StrCat(release.metadata.name, "-preview"), color);
+}
+
+json RenderHpa(const Release& release, const std::string& target) {
+  const api::AutoscalingSpec empty;
+  const api::AutoscalingSpec& a =
+      release.spec.autoscaling.has_value() ? *release.spec.autoscaling : empty;
+  json spec = {
+      {"scaleTargetRef", {{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"name", target}}},
+      {"minReplicas", a.min_replicas},
+      {"maxReplicas", a.max_replicas},
+      {"metrics", a.metrics.empty() ? api::AutoscalingSpec::DefaultMetrics() : a.metrics}};
+  if (a.behavior.is_object() && !a.behavior.empty()) {
+    spec["behavior"] = a.behavior;
+  }
+  return {{"apiVersion", "autoscaling/v2"},
+          {"kind", "HorizontalPodAutoscaler"},
+          {"metadata", OwnedMetadata(release, release.metadata.name)},
+          {"spec", std::move(spec)}};
+}
+
+json RenderPdb(const Release& release, std::optional<Color> color) {
+  json spec = {{"selector", {{"matchLabels", Selector(release, color)}}}};
+  if (release.spec.disruption_budget.has_value()) {
+    const api::DisruptionBudgetSpec& d = *release.spec.disruption_budget;
+    if (d.min_available.has_value()) {
+      spec["minAvailable"] = d.min_available->ToJson();
+    } else if (d.max_unavailable.has_value()) {
+      spec["maxUnavailable"] = d.max_unavailable->ToJson();
+    }
+  }
+  return {{"apiVersion", "policy/v1"},
+          {"kind", "PodDisruptionBudget"},
+          {"metadata", OwnedMetadata(release, release.metadata.name)},
+          {"spec", std::move(spec)}};
+}
+
+json RenderControllerRevision(const Release& release, const json& pod_template,
+                              const std::string& revision, int64_t revision_number) {
+  json meta = OwnedMetadata(release, absl::StrCat(release.metadata.name, "-", revision));
+  meta["labels"][api::kLabelRevision] = revision;
+  return {{"apiVersion", "apps/v1"},
+          {"kind", "ControllerRevision"},
+          {"metadata", std::move(meta)},
+          {"data", {{"template", pod_template}}},
+          {"revision", revision_number}};
+}
+
+std::vector<json> RenderRelease(const Release& release) {
+  const PodTemplate pod = RenderPodTemplate(release);
+  const api::ReleaseSpec& spec = release.spec;
+  // With an autoscaler the Deployment carries no replica count at all.
+  const std::optional<int32_t> replicas =
+      spec.autoscaling.has_value() ? std::nullopt : spec.replicas;
+  std::vector<json> out;
+  if (spec.strategy.type == api::StrategyType::kRollingUpdate) {
+    const std::string name = DeploymentName(release, std::nullopt);
+    out.push_back(RenderDeployment(release, pod.pod_template, pod.revision, name, replicas));
+    if (spec.service.has_value()) {
+      out.push_back(RenderService(release));
+    }
+    if (spec.autoscaling.has_value()) {
+      out.push_back(RenderHpa(release, name));
+    }
+    if (spec.disruption_budget.has_value()) {
+      out.push_back(RenderPdb(release));
+    }
+    return out;
+  }
+  // BlueGreen, first deploy: blue is both active and previewed.
+  const Color color = Color::kBlue;
+  const std::string name = DeploymentName(release, color);
+  out.push_back(RenderDeployment(release, pod.pod_template, pod.revision, name, replicas, color));
+  if (spec.service.has_value()) {
+    out.push_back(RenderService(release, color));
+    if (spec.strategy.blue_green.preview_service) {
+      out.push_back(RenderPreviewService(release, color));
+    }
+  }
+  if (spec.autoscaling.has_value()) {
+    out.push_back(RenderHpa(release, name));
+  }
+  if (spec.disruption_budget.has_value()) {
+    out.push_back(RenderPdb(release, color));
+  }
+  return out;
+}
+
+}  // namespace capstan::render

@@ -1,0 +1,90 @@
+#pragma once
+
+// The Release reconciler: cache -> parse/validate -> render -> rollout plan ->
+// apply what drifted -> status (only when it changed) -> events.
+//
+// It watches Releases and the objects it owns (label
+// app.kubernetes.io/managed-by=capstan) and the pods of its releases (label
+// capstan.dev/release); any change to them enqueues the owning Release. A key
+// is never reconciled on two threads at once (WorkQueue guarantees it).
+//
+// Safety rules kept here:
+//  - An object with a name Capstan would use that it does not control (no
+//    controller ownerReference to this Release) is never changed: the Release
+//    goes Stalled with reason Conflict and an Event.
+//  - An invalid spec is reported (Stalled, InvalidSpec, Event) and running
+//    workloads are left untouched.
+//  - Deletes happen only to owned objects, with a uid precondition.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "capstan/common/clock.h"
+#include "capstan/kube/client.h"
+#include "capstan/kube/informer.h"
+#include "capstan/kube/workqueue.h"
+#include "capstan/rollout/rolling.h"
+
+namespace capstan::controller {
+
+// Where events go (the event recorder in production, a vector in tests).
+using EventSink = std::function<void(const kube::Object& regarding, const rollout::Event& event)>;
+
+// Thread-safe.
+class ReleaseController {
+ public:
+  struct Options {
+    std::string watch_namespace;  // "" for all namespaces
+    int workers = 2;
+    // Every Release is re-checked this often even without events (level-triggered
+    // safety net; a converged Release costs no writes).
+    absl::Duration resync = absl::Minutes(10);
+  };
+
+  ReleaseController(kube::Client& client, Options options, EventSink events,
+                    const Clock& clock = RealClock::Get());
+  ~ReleaseController();
+
+  // Starts the informers (every replica keeps warm caches).
+  void StartCaches();
+  bool HasSynced() const;
+  // Starts the workers and the periodic resync (the leader only).
+  void StartWorkers();
+  // Stops workers, then informers. Idempotent.
+  void Stop();
+
+  // One reconcile of "namespace/name"; public for tests.
+  absl::StatusOr<kube::ReconcileResult> Reconcile(const std::string& key);
+
+ private:
+  struct Owned;
+  void EnqueueOwner(const kube::Object* old_obj, const kube::Object* new_obj);
+  void ResyncLoop();
+
+  kube::Client& client_;
+  const Options options_;
+  EventSink events_;
+  const Clock& clock_;
+
+  std::unique_ptr<kube::Informer> releases_;
+  std::unique_ptr<kube::Informer> deployments_;
+  std::unique_ptr<kube::Informer> services_;
+  std::unique_ptr<kube::Informer> hpas_;
+  std::unique_ptr<kube::Informer> pdbs_;
+  std::unique_ptr<kube::Informer> revisions_;
+  std::unique_ptr<kube::Informer> pods_;
+  std::vector<kube::Informer*> informers_;
+
+  std::unique_ptr<kube::WorkQueue> queue_;
+  std::unique_ptr<kube::WorkerPool> workers_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread resync_;
+};
+
+}  // namespace capstan::controller

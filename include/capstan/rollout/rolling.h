@@ -1,0 +1,114 @@
+#pragma once
+
+// The RollingUpdate strategy as a pure function:
+//   (release, what the cluster shows, now) -> (which template the Deployment
+//   should run, the new status, the events to emit).
+// Every "why did it roll back?" is answered by DetectFailure and PlanRolling,
+// each with table tests in tests/unit/rollout/.
+//
+// Revisions: a revision is the hash of the rendered pod template
+// (render::TemplateHash). The spec's revision is `desired`; status.stableRevision
+// is the last revision that was fully available; status.failedRevision the
+// last that failed (not retried until the spec changes or a retry is asked for
+// with the annotation capstan.dev/retry=<any new token>).
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "capstan/api/release.h"
+#include "nlohmann/json.hpp"
+
+namespace capstan::rollout {
+
+// Metadata annotation on a Release asking to retry a failed revision. Its value
+// is a token; each new value asks once (status.lastRetry records the one used).
+inline constexpr char kRetryAnnotation[] = "capstan.dev/retry";
+
+// What the controller reads off the live Deployment.
+struct DeploymentView {
+  bool exists = false;
+  std::string revision;  // spec.template.metadata.labels[capstan.dev/revision]
+  int64_t generation = 0;
+  int64_t observed_generation = 0;
+  int32_t spec_replicas = 0;
+  int32_t replicas = 0;  // status.*
+  int32_t updated_replicas = 0;
+  int32_t ready_replicas = 0;
+  int32_t available_replicas = 0;
+  int32_t unavailable_replicas = 0;
+  // Progressing=False with reason ProgressDeadlineExceeded (set by the deployment
+  // controller after spec.progressDeadlineSeconds without progress).
+  bool progress_deadline_exceeded = false;
+};
+
+// What the controller reads off each pod of the release.
+struct PodView {
+  std::string name;
+  std::string revision;  // label capstan.dev/revision
+  bool ready = false;
+  bool deleting = false;
+  int32_t restarts = 0;  // the highest container restartCount
+  // The first container's waiting reason, e.g. CrashLoopBackOff, ImagePullBackOff.
+  std::string waiting_reason;
+  std::string waiting_container;
+};
+
+DeploymentView ViewDeployment(const nlohmann::json& deployment);
+PodView ViewPod(const nlohmann::json& pod);
+
+// Why `revision` is failing, or nullopt when it is not (yet) failing:
+//  - the Deployment's progress deadline passed while it ran `revision`;
+//  - a pod of `revision` waits in CrashLoopBackOff, or restarted more than
+//    rollback.maxRestarts times;
+//  - a pod of `revision` cannot pull its image (ErrImagePull, ImagePullBackOff,
+//    InvalidImageName) or cannot be configured (CreateContainerConfigError).
+std::optional<std::string> DetectFailure(const api::Release& release, const std::string& revision,
+                                         const DeploymentView& deployment,
+                                         const std::vector<PodView>& pods);
+
+struct Event {
+  std::string type;  // Normal, Warning
+  std::string reason;
+  std::string action;
+  std::string note;
+};
+
+struct RollingInput {
+  const api::Release* release = nullptr;
+  std::string desired_revision;   // hash of the spec's template
+  std::vector<std::string> desired_images;  // for history and messages
+  bool stable_template_known = false;  // a ControllerRevision holds the stable template
+  DeploymentView deployment;
+  std::vector<PodView> pods;
+  absl::Time now;
+};
+
+struct RollingPlan {
+  enum class Target {
+    kDesired,  // apply the spec's template
+    kStable,   // apply the stable revision's template (rollback, or holding a failed spec)
+    kKeep,     // leave the Deployment's template as it is
+  };
+  Target target = Target::kDesired;
+  api::ReleaseStatus status;
+  std::vector<Event> events;
+  bool rolled_back = false;  // this plan performs an automatic rollback
+  // Set when the retry annotation was consumed.
+  std::string retry_token_used;
+};
+
+RollingPlan PlanRolling(const RollingInput& in);
+
+// Condition helpers with metav1 semantics: lastTransitionTime changes only when
+// the status value changes.
+void SetCondition(std::vector<api::Condition>* conditions, api::Condition c, absl::Time now);
+const api::Condition* FindCondition(const std::vector<api::Condition>& conditions,
+                                    const std::string& type);
+
+// True when the two statuses differ in anything but condition timestamps that
+// would not have changed. Used to write status only when it changed.
+bool StatusEqual(const api::ReleaseStatus& a, const api::ReleaseStatus& b);
+
+}  // namespace capstan::rollout

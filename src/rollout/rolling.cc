@@ -1,0 +1,299 @@
+#include "capstan/rollout/rolling.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace capstan::rollout {
+namespace {
+
+using api::Condition;
+using api::ReleaseStatus;
+using nlohmann::json;
+
+constexpr size_t kHistoryLimit = 10;
+
+int64_t Int(const json& obj, const json::json_pointer& ptr) {
+  if (!obj.contains(ptr)) return 0;
+  const json& v = obj.at(ptr);
+  return v.is_number_integer() ? v.get<int64_t>() : 0;
+}
+
+std::string Str(const json& obj, const json::json_pointer& ptr) {
+  if (!obj.contains(ptr)) return "";
+  const json& v = obj.at(ptr);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+bool IsImageFailure(const std::string& reason) {
+  return reason == "ErrImagePull" || reason == "ImagePullBackOff" ||
+         reason == "InvalidImageName" || reason == "CreateContainerConfigError" ||
+         reason == "CreateContainerError";
+}
+
+void RecordHistory(ReleaseStatus* s, const std::string& revision,
+                   const std::vector<std::string>& images, const std::string& phase,
+                   absl::Time now) {
+  auto it = std::find_if(s->history.begin(), s->history.end(),
+                         [&](const api::RevisionRecord& r) { return r.revision == revision; });
+  if (it != s->history.end()) {
+    if (it->phase == phase) return;
+    api::RevisionRecord rec = *it;
+    s->history.erase(it);
+    rec.phase = phase;
+    rec.time = now;
+    if (!images.empty()) rec.images = images;
+    s->history.insert(s->history.begin(), std::move(rec));
+  } else {
+    s->history.insert(s->history.begin(), api::RevisionRecord{revision, images, phase, now});
+  }
+  if (s->history.size() > kHistoryLimit) s->history.resize(kHistoryLimit);
+}
+
+// The Release's kstatus conditions in one place.
+void SetConditions(ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
+                   const std::string& ready_reason, bool reconciling, bool stalled,
+                   const std::string& reason, const std::string& message) {
+  SetCondition(&s->conditions,
+               Condition{"Ready", ready ? "True" : "False", ready_reason, message, now, generation},
+               now);
+  SetCondition(&s->conditions,
+               Condition{"Reconciling", reconciling ? "True" : "False",
+                         reconciling ? reason : ready_reason, reconciling ? message : "", now,
+                         generation},
+               now);
+  SetCondition(&s->conditions,
+               Condition{"Stalled", stalled ? "True" : "False", stalled ? reason : ready_reason,
+                         stalled ? message : "", now, generation},
+               now);
+}
+
+}  // namespace
+
+DeploymentView ViewDeployment(const json& d) {
+  DeploymentView v;
+  if (!d.is_object()) return v;
+  v.exists = true;
+  v.revision = Str(d, "/spec/template/metadata/labels/capstan.dev~1revision"_json_pointer);
+  v.generation = Int(d, "/metadata/generation"_json_pointer);
+  v.observed_generation = Int(d, "/status/observedGeneration"_json_pointer);
+  v.spec_replicas = static_cast<int32_t>(
+      d.contains("/spec/replicas"_json_pointer) ? Int(d, "/spec/replicas"_json_pointer) : 1);
+  v.replicas = static_cast<int32_t>(Int(d, "/status/replicas"_json_pointer));
+  v.updated_replicas = static_cast<int32_t>(Int(d, "/status/updatedReplicas"_json_pointer));
+  v.ready_replicas = static_cast<int32_t>(Int(d, "/status/readyReplicas"_json_pointer));
+  v.available_replicas = static_cast<int32_t>(Int(d, "/status/availableReplicas"_json_pointer));
+  v.unavailable_replicas =
+      static_cast<int32_t>(Int(d, "/status/unavailableReplicas"_json_pointer));
+  if (d.contains("/status/conditions"_json_pointer)) {
+    for (const json& c : d.at("/status/conditions"_json_pointer)) {
+      if (c.value("type", "") == "Progressing" && c.value("status", "") == "False" &&
+          c.value("reason", "") == "ProgressDeadlineExceeded") {
+        v.progress_deadline_exceeded = true;
+      }
+    }
+  }
+  return v;
+}
+
+PodView ViewPod(const json& pod) {
+  PodView v;
+  v.name = Str(pod, "/metadata/name"_json_pointer);
+  v.revision = Str(pod, "/metadata/labels/capstan.dev~1revision"_json_pointer);
+  v.deleting = pod.contains("/metadata/deletionTimestamp"_json_pointer);
+  if (pod.contains("/status/conditions"_json_pointer)) {
+    for (const json& c : pod.at("/status/conditions"_json_pointer)) {
+      if (c.value("type", "") == "Ready") v.ready = c.value("status", "") == "True";
+    }
+  }
+  if (pod.contains("/status/containerStatuses"_json_pointer)) {
+    for (const json& cs : pod.at("/status/containerStatuses"_json_pointer)) {
+      v.restarts = std::max<int32_t>(v.restarts, cs.value("restartCount", 0));
+      const std::string reason = Str(cs, "/state/waiting/reason"_json_pointer);
+      if (!reason.empty() && v.waiting_reason.empty()) {
+        v.waiting_reason = reason;
+        v.waiting_container = cs.value("name", "");
+      }
+    }
+  }
+  return v;
+}
+
+std::optional<std::string> DetectFailure(const api::Release& release, const std::string& revision,
+                                         const DeploymentView& deployment,
+                                         const std::vector<PodView>& pods) {
+  for (const PodView& p : pods) {
+    if (p.revision != revision || p.deleting) continue;
+    if (p.waiting_reason == "CrashLoopBackOff") {
+      return absl::StrCat("pod ", p.name, " container ", p.waiting_container,
+                          " is in CrashLoopBackOff (", p.restarts, " restarts)");
+    }
+    if (p.restarts > release.spec.rollback.max_restarts) {
+      return absl::StrCat("pod ", p.name, " restarted ", p.restarts, " times (limit ",
+                          release.spec.rollback.max_restarts, ")");
+    }
+    if (IsImageFailure(p.waiting_reason)) {
+      return absl::StrCat("pod ", p.name, " container ", p.waiting_container, ": ",
+                          p.waiting_reason);
+    }
+  }
+  if (deployment.exists && deployment.revision == revision &&
+      deployment.progress_deadline_exceeded) {
+    return absl::StrCat("no progress within ", release.spec.rollback.progress_deadline_seconds,
+                        "s (", deployment.available_replicas, "/", deployment.spec_replicas,
+                        " available)");
+  }
+  return std::nullopt;
+}
+
+void SetCondition(std::vector<Condition>* conditions, Condition c, absl::Time now) {
+  for (Condition& existing : *conditions) {
+    if (existing.type != c.type) continue;
+    c.last_transition_time = existing.status == c.status ? existing.last_transition_time : now;
+    existing = std::move(c);
+    return;
+  }
+  c.last_transition_time = now;
+  conditions->push_back(std::move(c));
+}
+
+const Condition* FindCondition(const std::vector<Condition>& conditions, const std::string& type) {
+  for (const Condition& c : conditions) {
+    if (c.type == type) return &c;
+  }
+  return nullptr;
+}
+
+bool StatusEqual(const ReleaseStatus& a, const ReleaseStatus& b) { return a == b; }
+
+RollingPlan PlanRolling(const RollingInput& in) {
+  const api::Release& r = *in.release;
+  const std::string& desired = in.desired_revision;
+  const int64_t gen = r.metadata.generation;
+  RollingPlan p;
+  ReleaseStatus& s = p.status;
+  s = r.status;
+  s.observed_generation = gen;
+  s.current_revision = desired;
+  s.replicas = in.deployment.replicas;
+  s.ready_replicas = in.deployment.ready_replicas;
+  s.updated_replicas = in.deployment.updated_replicas;
+  s.available_replicas = in.deployment.available_replicas;
+  s.ready_text = absl::StrCat(in.deployment.ready_replicas, "/",
+                              in.deployment.exists ? in.deployment.spec_replicas
+                                                   : r.spec.replicas.value_or(0));
+  s.active_color.reset();
+  s.preview_color.reset();
+
+  // The spec moved on from a failed revision: that is the retry.
+  if (!s.failed_revision.empty() && s.failed_revision != desired) s.failed_revision.clear();
+
+  // A retry asked for with a new token on the annotation.
+  auto ann = r.metadata.annotations.find(kRetryAnnotation);
+  if (!s.failed_revision.empty() && ann != r.metadata.annotations.end() && !ann->second.empty() &&
+      ann->second != s.last_retry) {
+    p.retry_token_used = ann->second;
+    s.last_retry = ann->second;
+    s.failed_revision.clear();
+    p.events.push_back({"Normal", "RetryRequested", "Retry",
+                        absl::StrCat("retrying failed revision ", desired, " (", kRetryAnnotation,
+                                     "=", ann->second, ")")});
+  }
+
+  const bool can_roll_back = r.spec.rollback.automatic && !s.stable_revision.empty() &&
+                             s.stable_revision != desired && in.stable_template_known;
+
+  auto hold_failed = [&](const std::string& message) {
+    s.message = message;
+    if (can_roll_back) {
+      p.target = RollingPlan::Target::kStable;
+      s.phase = "RolledBack";
+      SetConditions(&s, gen, in.now, false, "RolledBack", false, true, "RevisionFailed", message);
+    } else {
+      p.target = RollingPlan::Target::kKeep;
+      s.phase = "Failed";
+      SetConditions(&s, gen, in.now, false, "RevisionFailed", false, true, "RevisionFailed",
+                    message);
+    }
+  };
+
+  if (!s.failed_revision.empty()) {
+    // Still the failed revision: keep running the stable one; do not retry.
+    std::string message = s.message;
+    if (message.find(desired) == std::string::npos) {
+      message = absl::StrCat("revision ", desired, " failed");
+    }
+    hold_failed(message);
+    return p;
+  }
+
+  if (!in.deployment.exists || in.deployment.revision != desired) {
+    p.target = RollingPlan::Target::kDesired;
+    s.phase = "Progressing";
+    s.message = absl::StrCat("rolling out revision ", desired,
+                             in.desired_images.empty()
+                                 ? ""
+                                 : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
+    SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
+    RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+    if (r.status.current_revision != desired || r.status.phase != "Progressing") {
+      p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
+    }
+    return p;
+  }
+
+  // The Deployment runs the desired revision: is it failing, done, or on its way?
+  p.target = RollingPlan::Target::kDesired;
+  if (std::optional<std::string> why = DetectFailure(r, desired, in.deployment, in.pods)) {
+    s.failed_revision = desired;
+    RecordHistory(&s, desired, in.desired_images, "Failed", in.now);
+    if (can_roll_back) {
+      p.rolled_back = true;
+      const std::string message = absl::StrCat("revision ", desired, " failed: ", *why,
+                                               "; rolled back to revision ", s.stable_revision);
+      hold_failed(message);
+      RecordHistory(&s, s.stable_revision, {}, "Ready", in.now);
+      p.events.push_back({"Warning", "RolledBack", "Rollback", message});
+    } else {
+      const std::string message =
+          absl::StrCat("revision ", desired, " failed: ", *why,
+                       r.spec.rollback.automatic ? "; no stable revision to roll back to"
+                                                 : "; automatic rollback is off");
+      hold_failed(message);
+      p.target = RollingPlan::Target::kKeep;
+      p.events.push_back({"Warning", "RevisionFailed", "Rollout", message});
+    }
+    return p;
+  }
+
+  const DeploymentView& d = in.deployment;
+  const bool complete = d.observed_generation >= d.generation &&
+                        d.updated_replicas >= d.spec_replicas &&
+                        d.available_replicas >= d.spec_replicas && d.replicas == d.updated_replicas;
+  if (complete) {
+    const bool newly = s.stable_revision != desired || r.status.phase != "Ready";
+    s.stable_revision = desired;
+    s.phase = "Ready";
+    s.message = absl::StrCat("revision ", desired, " is available (", d.available_replicas, "/",
+                             d.spec_replicas, ")");
+    SetConditions(&s, gen, in.now, true, "Ready", false, false, "Ready", s.message);
+    for (api::RevisionRecord& rec : s.history) {
+      if (rec.revision != desired && rec.phase == "Ready") {
+        rec.phase = "Superseded";
+      }
+    }
+    RecordHistory(&s, desired, in.desired_images, "Ready", in.now);
+    if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
+    return p;
+  }
+  s.phase = "Progressing";
+  s.message = absl::StrCat("revision ", desired, ": ", d.updated_replicas, " updated, ",
+                           d.available_replicas, " available of ", d.spec_replicas);
+  SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
+  RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+  return p;
+}
+
+}  // namespace capstan::rollout

@@ -213,6 +213,31 @@ json WithoutNulls(const json& v) {
   return v;
 }
 
+// The template as the API server stores it: the CRD declares only metadata.labels,
+// metadata.annotations and spec (whose content is kept whole), and prunes the rest. A
+// file read here must hash to the same revision as the stored object, so the same
+// fields go.
+json PrunedTemplate(const json& t) {
+  json out = json::object();
+  if (const json* meta = Find(t, "metadata"); meta != nullptr) {
+    if (!meta->is_object()) {
+      out["metadata"] = *meta;  // a type error ValidateRelease reports
+    } else {
+      json m = json::object();
+      for (const char* key : {"labels", "annotations"}) {
+        if (const json* v = Find(*meta, key); v != nullptr) {
+          m[key] = *v;
+        }
+      }
+      out["metadata"] = std::move(m);
+    }
+  }
+  if (const json* spec = Find(t, "spec"); spec != nullptr) {
+    out["spec"] = *spec;
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Spec parsing.
 
@@ -331,7 +356,7 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
   if (!tmpl->is_object()) {
     return TypeError("spec.template", "an object", *tmpl);
   }
-  out->pod_template = WithoutNulls(*tmpl);
+  out->pod_template = PrunedTemplate(WithoutNulls(*tmpl));
 
   RETURN_IF_ERROR(ReadInt32(spec, "replicas", path, &out->replicas));
   ASSIGN_OR_RETURN(const json* autoscaling, ReadObject(spec, "autoscaling", path));

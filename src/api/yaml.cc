@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,16 +91,56 @@ std::optional<json> ParseYamlInt(const std::string& text) {
   return json(static_cast<int64_t>(magnitude));
 }
 
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?, go-yaml v2's float syntax.
+// Scanned by hand: std::regex recurses per character and a long scalar would overflow
+// the stack.
+bool IsYamlFloat(const std::string& s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < n && absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) {
+      ++i;
+    }
+    return i - start;
+  };
+  if (i < n && (s[i] == '+' || s[i] == '-')) {
+    ++i;
+  }
+  if (i < n && s[i] == '.') {
+    ++i;
+    if (digits() == 0) {
+      return false;
+    }
+  } else {
+    if (digits() == 0) {
+      return false;
+    }
+    if (i < n && s[i] == '.') {
+      ++i;
+      digits();
+    }
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < n && (s[i] == '+' || s[i] == '-')) {
+      ++i;
+    }
+    if (digits() == 0) {
+      return false;
+    }
+  }
+  return i == n;
+}
+
 std::optional<json> ParseYamlFloat(const std::string& text) {
-  static const std::regex* const kFloat =
-      new std::regex(R"(^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$)");
   std::string s = absl::StrReplaceAll(text, {{"_", ""}});
-  if (!std::regex_match(s, *kFloat)) {
+  if (!IsYamlFloat(s)) {
     return std::nullopt;
   }
   double d = 0;
-  if (!absl::SimpleAtod(s, &d)) {
-    return std::nullopt;
+  if (!absl::SimpleAtod(s, &d) || !std::isfinite(d)) {
+    return std::nullopt;  // JSON has no infinity: keep the text
   }
   return json(d);
 }

@@ -163,6 +163,17 @@ TEST(ParseRelease, ReadsWhatTheApiServerReturns) {
             absl::FromCivil(absl::CivilSecond(2026, 1, 2, 3, 4, 5), absl::UTCTimeZone()));
 }
 
+TEST(ParseRelease, PrunesTheTemplateLikeTheApiServer) {
+  // Fields the CRD does not declare are dropped when stored; a file must give the same
+  // template (and so the same revision).
+  absl::StatusOr<Release> r = ParseOne(Doc(
+      "", "template: {metadata: {name: x, creationTimestamp: null, labels: {a: b}}, "
+          "spec: {containers: [{name: app, image: nginx, futureField: 1}]}, extra: 1}"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->spec.pod_template, nlohmann::json::parse(R"({"metadata": {"labels": {"a": "b"}},
+      "spec": {"containers": [{"name": "app", "image": "nginx", "futureField": 1}]}})"));
+}
+
 TEST(ParseRelease, YamlScalarsReadLikeKubectl) {
   // Unquoted 25% is a string, "3" quoted is a string (and so a type error for replicas),
   // unquoted yes is a boolean.

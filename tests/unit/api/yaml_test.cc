@@ -63,6 +63,12 @@ TEST(YamlToJson, ScalarsResolveLikeKubectl) {
   }
 }
 
+TEST(YamlToJson, HugeNumbersDoNotCrash) {
+  const std::string digits(100000, '7');
+  EXPECT_EQ(One("v: " + digits)["v"], digits) << "beyond a double: kept as text";
+  EXPECT_EQ(One("v: 1e400")["v"], "1e400");
+}
+
 TEST(YamlToJson, StructuresAnchorsAndDocuments) {
   absl::StatusOr<std::vector<json>> docs = YamlToJson(
       "a: &x {b: [1, two, {c: d}]}\n"

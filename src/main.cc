@@ -18,6 +18,7 @@
 #include "capstan/common/logging.h"
 #include "capstan/common/version.h"
 #include "capstan/render/render.h"
+#include "run.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error.");
@@ -41,7 +42,7 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   absl::FlagsUsageConfig config;
   config.contains_help_flags = [](absl::string_view path) -> bool {
-    return absl::StrContains(path, "main.cc");
+    return absl::StrContains(path, "main.cc") || absl::StrContains(path, "run.cc");
   };
   config.version_string = [] { return absl::StrCat("capstan ", kVersion, "\n"); };
   absl::SetFlagsUsageConfig(config);
@@ -65,6 +66,9 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::string command = args[1];
+  if (command == "run") {
+    return RunOperator();
+  }
   if (command == "version") {
     std::printf("capstan %s\n", kVersion);
     return 0;

@@ -263,7 +263,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
     // Not in our (label-selected) cache: something unlabelled may still hold the name.
     absl::StatusOr<Object> got = client_.Get(r, ns, obj_name);
     if (got.ok()) {
-      o.conflict = true;
+      // Ours but not cached yet (just created), or someone else's.
+      o.conflict = ControllerReleaseUid(*got) != rel.metadata.uid;
       o.live = std::make_shared<const Object>(std::move(*got));
       return o;
     }

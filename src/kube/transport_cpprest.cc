@@ -4,7 +4,9 @@
 // stay open for minutes. cpprestsdk exceptions are caught here and become
 // absl::Status; nothing above sees them.
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <memory>
 #include <string>
 #include <utility>
@@ -82,20 +84,27 @@ class CppRestTransport final : public Transport {
         return absl::OkStatus();
       }
       // Read the body as it arrives; each watch event is one line of JSON.
-      concurrency::streams::istream body = resp.body();
-      concurrency::streams::container_buffer<std::string> chunk;
+      // getn(n) on cpprestsdk's producer/consumer buffer waits until n bytes are
+      // there, so block for one byte (bumpc), then take what is already buffered.
+      concurrency::streams::streambuf<uint8_t> body = resp.body().streambuf();
+      using traits = concurrency::streams::streambuf<uint8_t>::traits;
       std::string pending;
+      std::vector<uint8_t> chunk(64 * 1024);
       while (true) {
         if (cancel != nullptr && cancel->cancelled()) {
           return absl::CancelledError("watch cancelled");
         }
-        chunk.collection().clear();
-        size_t n = body.read(chunk, 16 * 1024).get();
-        if (n == 0) {
+        const auto first = body.bumpc().get();
+        if (first == traits::eof()) {
           if (!pending.empty()) on_line(pending);
           return absl::OkStatus();
         }
-        pending.append(chunk.collection());
+        pending.push_back(static_cast<char>(first));
+        const size_t avail = body.in_avail();
+        if (avail > 0) {
+          const size_t n = body.getn(chunk.data(), std::min(avail, chunk.size())).get();
+          pending.append(reinterpret_cast<const char*>(chunk.data()), n);
+        }
         size_t start = 0;
         for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
           if (nl > start && !on_line(absl::string_view(pending).substr(start, nl - start))) {
@@ -182,10 +191,6 @@ absl::StatusOr<std::unique_ptr<Transport>> NewCppRestTransport(const RestConfig&
     return absl::InvalidArgumentError(
         absl::StrCat(config.source.empty() ? "configuration" : config.source,
                      ": no API server address"));
-  }
-  if (config.insecure_skip_tls_verify) {
-    spdlog::warn("TLS certificate verification is disabled for {} (insecure-skip-tls-verify)",
-                 config.server);
   }
   try {
     return std::unique_ptr<Transport>(new CppRestTransport(config));

@@ -1,0 +1,175 @@
+// `capstan run`: the operator process. Wires configuration, the API client,
+// the health/metrics server, leader election, the event recorder and the
+// controllers, then waits for SIGINT/SIGTERM and shuts down in order:
+// stop workers -> release the Lease -> flush events -> stop caches.
+
+#include "run.h"
+
+#include <atomic>
+#include <csignal>
+#include <thread>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "capstan/common/log.h"
+#include "capstan/common/metrics.h"
+#include "capstan/controller/release_controller.h"
+#include "capstan/kube/client.h"
+#include "capstan/kube/event_recorder.h"
+#include "capstan/kube/leader_election.h"
+#include "capstan/kube/rest_config.h"
+#include "capstan/common/version.h"
+#include "capstan/server/http_server.h"
+
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Path to a kubeconfig. Default: in-cluster when running in a pod, else $KUBECONFIG "
+          "or ~/.kube/config.");
+ABSL_FLAG(std::string, context, "", "kubeconfig context to use (default: current-context).");
+ABSL_FLAG(std::string, namespace, "",
+          "Watch only this namespace (default: all namespaces).");
+ABSL_FLAG(std::string, health_address, ":8080",
+          "Address for /healthz, /readyz and /metrics.");
+ABSL_FLAG(bool, leader_elect, true,
+          "Use a coordination.k8s.io Lease so only one replica reconciles at a time.");
+ABSL_FLAG(std::string, leader_election_namespace, "",
+          "Namespace of the Lease (default: $POD_NAMESPACE, the kubeconfig context's "
+          "namespace, or \"default\").");
+ABSL_FLAG(std::string, leader_election_id, "capstan-leader", "Name of the Lease.");
+ABSL_FLAG(int, workers, 4, "Concurrent reconciles.");
+ABSL_FLAG(double, kube_api_qps, 20, "Client-side API request rate limit (requests/second).");
+ABSL_FLAG(int, kube_api_burst, 30, "Client-side API request burst.");
+ABSL_FLAG(int, resync_seconds, 600, "Re-check every Release this often without events.");
+
+namespace capstan {
+
+int RunOperator() {
+  // Signals are taken synchronously by this thread only; every thread
+  // started below inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const absl::Time started = absl::Now();
+  server::InitCppRestThreads(4);
+
+  kube::KubeconfigOptions ko;
+  ko.path = absl::GetFlag(FLAGS_kubeconfig);
+  ko.context = absl::GetFlag(FLAGS_context);
+  absl::StatusOr<kube::RestConfig> config = kube::LoadRestConfig(ko);
+  if (!config.ok()) {
+    spdlog::error("cannot configure the API client: {}", config.status().message());
+    return 1;
+  }
+  config->qps = absl::GetFlag(FLAGS_kube_api_qps);
+  config->burst = absl::GetFlag(FLAGS_kube_api_burst);
+  config->user_agent = "capstan/" + std::string(kVersion);
+  spdlog::info("using {} (server {})", config->source, config->server);
+  absl::StatusOr<std::unique_ptr<kube::Client>> client = kube::Client::FromConfig(*config);
+  if (!client.ok()) {
+    spdlog::error("cannot create the API client: {}", client.status().message());
+    return 1;
+  }
+
+  std::string lease_ns = absl::GetFlag(FLAGS_leader_election_namespace);
+  if (lease_ns.empty()) {
+    const char* pod_ns = std::getenv("POD_NAMESPACE");
+    lease_ns = pod_ns != nullptr && *pod_ns != '\0' ? pod_ns
+               : !config->namespace_.empty()        ? config->namespace_
+                                                    : "default";
+  }
+  const std::string identity = kube::DefaultIdentity();
+
+  kube::EventRecorderOptions eo;
+  eo.reporting_instance = identity;
+  kube::EventRecorder recorder(**client, eo);
+
+  controller::ReleaseController::Options co;
+  co.watch_namespace = absl::GetFlag(FLAGS_namespace);
+  co.workers = absl::GetFlag(FLAGS_workers);
+  co.resync = absl::Seconds(absl::GetFlag(FLAGS_resync_seconds));
+  controller::ReleaseController releases(
+      **client, co, [&recorder](const kube::Object& regarding, const rollout::Event& e) {
+        recorder.Record(regarding, e.type, e.reason, e.action, e.note);
+      });
+
+  server::HealthServer health(absl::GetFlag(FLAGS_health_address));
+  (void)health.AddReadinessCheck("informers-synced", [&releases] { return releases.HasSynced(); });
+  if (absl::Status s = health.Start(); !s.ok()) {
+    spdlog::error("cannot serve health and metrics: {}", s.message());
+    return 1;
+  }
+  spdlog::info("serving /healthz /readyz /metrics on port {}", health.port());
+
+  releases.StartCaches();
+
+  absl::Notification lost_lease;
+  std::atomic<bool> lease_lost{false};
+  std::unique_ptr<kube::Client> election_client;
+  std::unique_ptr<kube::LeaderElector> elector;
+  if (absl::GetFlag(FLAGS_leader_elect)) {
+    kube::LeaderElectionConfig lc;
+    lc.lease_namespace = lease_ns;
+    lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
+    lc.identity = identity;
+    lc.on_started_leading = [&releases, &identity] {
+      spdlog::info("became leader identity={}", identity);
+      releases.StartWorkers();
+    };
+    // A replica that lost its lease exits so that it restarts clean as a
+    // candidate (like kube-controller-manager); workers never run unled.
+    lc.on_stopped_leading = [&lost_lease, &lease_lost] {
+      if (lost_lease.HasBeenNotified()) return;  // Stopping after a signal.
+      spdlog::error("lost the leader lease; exiting so this replica restarts as a candidate");
+      lease_lost = true;
+      lost_lease.Notify();
+    };
+    lc.on_new_leader = [](const std::string& who) { spdlog::info("leader is {}", who); };
+    // Its own client, so the controllers' rate limit never delays a renewal.
+    absl::StatusOr<std::unique_ptr<kube::Client>> lease_client = kube::Client::FromConfig(*config);
+    if (!lease_client.ok()) {
+      spdlog::error("cannot create the leader-election client: {}", lease_client.status().message());
+      return 1;
+    }
+    election_client = std::move(*lease_client);
+    absl::StatusOr<std::unique_ptr<kube::LeaderElector>> e =
+        kube::LeaderElector::New(*election_client, std::move(lc));
+    if (!e.ok()) {
+      spdlog::error("leader election: {}", e.status().message());
+      return 1;
+    }
+    elector = std::move(*e);
+    elector->Start();
+  } else {
+    releases.StartWorkers();
+  }
+  spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
+
+  // Wait for a signal, or for the lease to be lost.
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig != 0 && !lost_lease.HasBeenNotified()) {
+      spdlog::info("received signal {}, shutting down", sig);
+      lost_lease.Notify();
+    }
+  });
+  lost_lease.WaitForNotification();
+  // Wake the waiter if the lease was lost rather than a signal received.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+
+  releases.Stop();
+  if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
+  recorder.Flush(absl::Seconds(2));
+  health.Stop();
+  spdlog::info("stopped");
+  return lease_lost ? 1 : 0;
+}
+
+}  // namespace capstan

@@ -213,7 +213,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
       SetConditions(&s, gen, in.now, false, "RolledBack", false, true, "RevisionFailed", message);
     } else {
       p.target = RollingPlan::Target::kKeep;
-      s.phase = "Failed";
+      s.phase = "Degraded";
       SetConditions(&s, gen, in.now, false, "RevisionFailed", false, true, "RevisionFailed",
                     message);
     }

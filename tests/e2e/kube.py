@@ -108,3 +108,110 @@ def deployment(name, image, replicas=1, labels=None):
             },
         },
     }
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Operator:
+    """Runs `capstan run` against the test cluster, as a user would on their laptop."""
+
+    def __init__(self, *extra_args, log_name="capstan"):
+        self.port = free_port()
+        self.args = [os.environ.get("CAPSTAN_BIN", "capstan"), "run",
+                     f"--health_address=127.0.0.1:{self.port}", "--log_format=json",
+                     f"--leader_election_id=capstan-e2e-{uuid.uuid4().hex[:6]}", *extra_args]
+        log_dir = os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp")
+        self.log_path = os.path.join(log_dir, f"{log_name}-{uuid.uuid4().hex[:6]}.log")
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.get("/readyz")[0] == 200, 30, what="operator /readyz")
+        return self
+
+    def get(self, path):
+        import urllib.request
+        import urllib.error
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def writes(self):
+        """API writes sent so far (POST, PUT, PATCH, DELETE), from /metrics."""
+        _, text = self.get("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("capstan_rest_requests_total{") and any(
+                    f'verb="{v}"' in line for v in ("POST", "PUT", "PATCH", "DELETE")):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def reconciles(self):
+        """Reconciles finished so far, from /metrics."""
+        _, text = self.get("/metrics")
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                   if l.startswith("capstan_reconcile_total{"))
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def logs(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+
+def install_crds():
+    src = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", os.path.join(src, "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/releases.capstan.dev", "--timeout=60s")
+
+
+def release(name, image, replicas=2, **spec):
+    body = {
+        "apiVersion": "capstan.dev/v1alpha1",
+        "kind": "Release",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image,
+                                         "ports": [{"name": "http", "containerPort": 8080}]}]},
+            },
+            **spec,
+        },
+    }
+    if "autoscaling" in spec:
+        del body["spec"]["replicas"]
+    return body
+
+
+def condition(obj, type_):
+    for c in obj.get("status", {}).get("conditions", []):
+        if c["type"] == type_:
+            return c
+    return {}

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
-#include <regex>
 #include <set>
 #include <string>
 #include <utility>
@@ -17,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "capstan/api/labels.h"
 #include "capstan/api/yaml.h"
 #include "capstan/common/status_macros.h"
@@ -441,21 +442,32 @@ absl::StatusOr<Release> ParseReleaseImpl(const json& object) {
 // ---------------------------------------------------------------------------
 // Validation.
 
-// RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends.
-bool IsDnsLabel(const std::string& s) {
-  static const std::regex* const kRe = new std::regex("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
-  return !s.empty() && s.size() <= 63 && std::regex_match(s, *kRe);
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// [a-z0-9]([-a-z0-9]*[a-z0-9])?, checked by hand (std::regex recurses per character).
+bool IsLabelSyntax(absl::string_view s) {
+  if (s.empty() || !IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back())) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
 }
+// RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends.
+bool IsDnsLabel(const std::string& s) { return s.size() <= 63 && IsLabelSyntax(s); }
 // RFC 1035 label: an RFC 1123 label starting with a letter (Service names).
 bool IsDns1035Label(const std::string& s) {
-  static const std::regex* const kRe = new std::regex("[a-z]([-a-z0-9]*[a-z0-9])?");
-  return !s.empty() && s.size() <= 63 && std::regex_match(s, *kRe);
+  return IsDnsLabel(s) && s.front() >= 'a' && s.front() <= 'z';
 }
 // RFC 1123 subdomain: dot-separated labels, 253 characters at most.
 bool IsDnsSubdomain(const std::string& s) {
-  static const std::regex* const kRe =
-      new std::regex("[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*");
-  return !s.empty() && s.size() <= 253 && std::regex_match(s, *kRe);
+  if (s.empty() || s.size() > 253) {
+    return false;
+  }
+  for (absl::string_view part : absl::StrSplit(s, '.')) {
+    if (!IsLabelSyntax(part)) {
+      return false;
+    }
+  }
+  return true;
 }
 // IANA service name, what a named container port may be called: 15 characters at most,
 // at least one letter, no "--".

@@ -335,6 +335,9 @@ std::vector<BadCase> ValidationCases() {
       {"name too long for a label", Doc("", kTemplate, std::string(64, 'a')),
        "is 64 characters long; at most 63 are allowed because it is the value of the label "
        "capstan.dev/release"},
+      {"upper case name", Doc("", kTemplate, "Web"),
+       "metadata.name: \"Web\" must consist of lower case letters, digits, '-' and '.'"},
+      {"empty name segment", Doc("", kTemplate, "web..v2"), "must consist of lower case"},
       {"name cannot name a Service", Doc("service: {ports: [{port: 80}]}", kTemplate, "1st.web"),
        "cannot name a Service"},
       {"preview Service name too long",
@@ -371,6 +374,7 @@ TEST(ValidateRelease, AcceptsReasonableVariants) {
       Doc("disruptionBudget: {maxUnavailable: 0}"),
       Doc("", "template: {metadata: {labels: {app: web}, annotations: {capstan.dev/note: x}}, "
               "spec: {containers: [{name: a, image: x}, {name: b, image: z}]}}"),
+      Doc("", kTemplate, "web.v2-1"),
       Doc("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen, blueGreen: "
           "{previewService: false}}",
           kTemplate, std::string(63, 'a')),

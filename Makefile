@@ -54,16 +54,16 @@ cluster-bin:
 	tests/cluster/cluster.sh build
 
 ## e2e: end-to-end tests against the real control plane (started and stopped by ctest)
-e2e: build cluster-bin
-	cd $(BUILD_DIR) && ctest -L e2e --output-on-failure
+e2e: asan cluster-bin
+	cd $(ASAN_DIR) && ctest -L e2e --output-on-failure
 
-## test: everything CI runs
+## test: everything CI runs. One sanitized build serves the unit tests and the
+## end-to-end tests (the operator runs under ASan+UBSan against the real cluster).
 test: deps
 	$(MAKE) cluster-bin
-	$(MAKE) build
 	$(MAKE) asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
-	cd $(BUILD_DIR) && ctest -L e2e --output-on-failure
+	cd $(ASAN_DIR) && ctest -L e2e --output-on-failure
 
 cluster-up: cluster-bin
 	tests/cluster/cluster.sh up $(DEMO_DIR)

@@ -210,9 +210,12 @@ absl::Status Informer::WatchOnce() {
   wo.label_selector = options_.label_selector;
   wo.field_selector = options_.field_selector;
   wo.timeout = options_.watch_timeout;
+  const absl::Time start = clock_.Now();
+  int64_t events = 0;
   absl::Status s = client_.Watch(
       resource_, options_.ns, wo,
-      [this](WatchEvent&& ev) {
+      [this, &events](WatchEvent&& ev) {
+        ++events;
         const std::string rv = ev.object.value("/metadata/resourceVersion"_json_pointer, std::string());
         if (ev.type == WatchEvent::Type::kBookmark) {
           absl::MutexLock lock(&mu_);
@@ -242,8 +245,17 @@ absl::Status Informer::WatchOnce() {
         return true;
       },
       &cancel);
-  absl::MutexLock lock(&mu_);
-  cancel_ = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    cancel_ = nullptr;
+  }
+  // Like client-go's reflector: a watch closed within a second with nothing in it
+  // is a failure to back off from, or a peer that closes every watch at once would
+  // have us re-open it as fast as the rate limiter allows.
+  if (s.ok() && events == 0 && clock_.Now() - start < absl::Seconds(1)) {
+    return absl::UnavailableError(absl::StrCat("watch ", resource_.resource,
+                                               ": closed at once with no events"));
+  }
   return s;
 }
 

@@ -159,8 +159,19 @@ bool ReleaseController::HasSynced() const {
 }
 
 void ReleaseController::StartWorkers() {
+  // A new leader may start before its caches are synced (it can win the lease
+  // at once); deciding from a partial cache could mis-number revisions or
+  // re-create what exists. Until every informer has synced, keys wait.
   workers_ = std::make_unique<kube::WorkerPool>(
-      *queue_, options_.workers, [this](const std::string& key) { return Reconcile(key); });
+      *queue_, options_.workers,
+      [this](const std::string& key) -> absl::StatusOr<kube::ReconcileResult> {
+        if (!HasSynced()) {
+          kube::ReconcileResult wait;
+          wait.requeue_after = absl::Milliseconds(200);
+          return wait;
+        }
+        return Reconcile(key);
+      });
   resync_ = std::thread([this] { ResyncLoop(); });
 }
 
@@ -355,10 +366,17 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
       for (const auto& other : revisions_->ByIndex("release", key)) {
         number = std::max(number, other->value("revision", int64_t{0}));
       }
-      RETURN_IF_ERROR(apply(res::ControllerRevisions(), cr_name,
-                            render::RenderControllerRevision(rel, desired.pod_template,
-                                                             desired.revision, number + 1),
-                            nullptr));
+      // Create, never apply: an existing revision (cache lag, or written by a
+      // predecessor killed mid-rollout) keeps its number.
+      ++writes;
+      spdlog::info("release={} create ControllerRevision {}", key, cr_name);
+      absl::Status created =
+          client_
+              .Create(res::ControllerRevisions(), ns,
+                      render::RenderControllerRevision(rel, desired.pod_template,
+                                                       desired.revision, number + 1))
+              .status();
+      if (!created.ok() && created.code() != absl::StatusCode::kAlreadyExists) return created;
     }
     RETURN_IF_ERROR(apply(res::Deployments(), name,
                           render::RenderDeployment(rel, desired.pod_template, desired.revision,

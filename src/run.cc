@@ -90,9 +90,16 @@ int RunOperator() {
   }
   const std::string identity = kube::DefaultIdentity();
 
+  // Events get their own client and so their own rate budget: a burst of
+  // Events (1,000 Releases rolling at once) must never delay reconcile writes.
+  absl::StatusOr<std::unique_ptr<kube::Client>> event_client = kube::Client::FromConfig(*config);
+  if (!event_client.ok()) {
+    spdlog::error("cannot create the event client: {}", event_client.status().message());
+    return 1;
+  }
   kube::EventRecorderOptions eo;
   eo.reporting_instance = identity;
-  kube::EventRecorder recorder(**client, eo);
+  kube::EventRecorder recorder(**event_client, eo);
 
   controller::ReleaseController::Options co;
   co.watch_namespace = absl::GetFlag(FLAGS_namespace);

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "capstan/api/release.h"
 #include "capstan/common/clock.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
@@ -62,6 +63,15 @@ class ReleaseController {
 
  private:
   struct Owned;
+  struct Pass;
+  absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
+  absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
+  // The HPA (scaling `target`) and PDB (over `color`'s pods), or their removal when
+  // the spec has none.
+  absl::Status ApplyHpaAndPdb(Pass& pass, const std::string& target,
+                              std::optional<api::Color> color,
+                              const std::shared_ptr<const kube::Object>& hpa,
+                              const std::shared_ptr<const kube::Object>& pdb);
   void EnqueueOwner(const kube::Object* old_obj, const kube::Object* new_obj);
   void ResyncLoop();
 
@@ -77,6 +87,7 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> pdbs_;
   std::unique_ptr<kube::Informer> revisions_;
   std::unique_ptr<kube::Informer> pods_;
+  std::unique_ptr<kube::Informer> endpoint_slices_;
   std::vector<kube::Informer*> informers_;
 
   std::unique_ptr<kube::WorkQueue> queue_;

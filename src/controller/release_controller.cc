@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -248,6 +249,16 @@ struct ReleaseController::Pass {
   const api::Release& rel;
   absl::Time now;
   int writes = 0;
+  std::vector<Expectation> wrote;
+
+  void Wrote(const kube::Resource& r, const Object& out) {
+    const std::string rv = Str(out, "/metadata/resourceVersion"_json_pointer);
+    uint64_t n = 0;
+    if (kube::Informer* inf = c.InformerFor(r);
+        inf != nullptr && absl::SimpleAtoi(rv, &n)) {
+      wrote.push_back({inf, ns, Str(out, "/metadata/name"_json_pointer), n});
+    }
+  }
 
   void Emit(const rollout::Event& e) const {
     if (c.events_) c.events_(obj, e);
@@ -263,7 +274,9 @@ struct ReleaseController::Pass {
     kube::ApplyOptions ao;
     ao.force = true;  // Capstan alone writes Release status.
     ao.subresource = "status";
-    return c.client_.Apply(res::Releases(), ns, name, body, ao).status();
+    ASSIGN_OR_RETURN(Object out, c.client_.Apply(res::Releases(), ns, name, body, ao));
+    Wrote(res::Releases(), out);
+    return absl::OkStatus();
   }
 
   // Finds an owned object by name, refusing any we do not control.
@@ -304,6 +317,7 @@ struct ReleaseController::Pass {
     ao.force = true;  // Only ever objects this Release controls (checked before).
     ++writes;
     ASSIGN_OR_RETURN(Object out, c.client_.Apply(r, ns, obj_name, body, ao));
+    Wrote(r, out);
     return std::make_shared<const Object>(std::move(out));
   }
 
@@ -332,13 +346,15 @@ struct ReleaseController::Pass {
     // predecessor killed mid-rollout) keeps its number.
     ++writes;
     spdlog::info("release={} create ControllerRevision {}", key, cr_name);
-    absl::Status created =
-        c.client_
-            .Create(res::ControllerRevisions(), ns,
-                    render::RenderControllerRevision(rel, desired.pod_template, desired.revision,
-                                                     number + 1))
-            .status();
-    if (!created.ok() && created.code() != absl::StatusCode::kAlreadyExists) return created;
+    absl::StatusOr<Object> created = c.client_.Create(
+        res::ControllerRevisions(), ns,
+        render::RenderControllerRevision(rel, desired.pod_template, desired.revision,
+                                         number + 1));
+    if (created.ok()) {
+      Wrote(res::ControllerRevisions(), *created);
+    } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
+      return created.status();
+    }
     return absl::OkStatus();
   }
 
@@ -403,7 +419,55 @@ std::string ConflictMessage(const std::vector<std::string>& conflicts) {
 
 }  // namespace
 
+kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
+  for (kube::Informer* inf :
+       {releases_.get(), deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
+        revisions_.get()}) {
+    if (inf->resource().resource == r.resource && inf->resource().group == r.group) return inf;
+  }
+  return nullptr;
+}
+
+bool ReleaseController::CachesCaughtUp(const std::string& key) {
+  absl::MutexLock lock(&expectations_mu_);
+  auto it = expectations_.find(key);
+  if (it == expectations_.end()) return true;
+  const bool expired = clock_.Now() - it->second.first > absl::Seconds(5);
+  if (!expired) {
+    for (const Expectation& e : it->second.second) {
+      std::shared_ptr<const Object> cached = e.informer->Get(e.ns, e.name);
+      uint64_t rv = 0;
+      if (cached == nullptr ||
+          (absl::SimpleAtoi(Str(*cached, "/metadata/resourceVersion"_json_pointer), &rv) &&
+           rv < e.resource_version)) {
+        return false;
+      }
+    }
+  }
+  expectations_.erase(it);
+  return true;
+}
+
+void ReleaseController::Expect(const std::string& key, std::vector<Expectation> writes) {
+  if (writes.empty()) return;
+  absl::MutexLock lock(&expectations_mu_);
+  expectations_[key] = {clock_.Now(), std::move(writes)};
+}
+
 absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::string& key) {
+  if (!CachesCaughtUp(key)) {
+    kube::ReconcileResult wait;
+    wait.requeue_after = absl::Milliseconds(20);
+    return wait;
+  }
+  std::vector<Expectation> wrote;
+  absl::StatusOr<kube::ReconcileResult> result = ReconcileFresh(key, &wrote);
+  Expect(key, std::move(wrote));
+  return result;
+}
+
+absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
+    const std::string& key, std::vector<Expectation>* wrote) {
   std::shared_ptr<const Object> obj = releases_->Get(key);
   if (obj == nullptr) return kube::ReconcileResult{};  // Deleted: owned objects go by GC.
   if (obj->contains("/metadata/deletionTimestamp"_json_pointer)) return kube::ReconcileResult{};
@@ -413,6 +477,12 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
   api::Release invalid;
   Pass pass{*this, key, parts[0], parts.size() > 1 ? parts[1] : "", *obj,
             parsed.ok() ? *parsed : invalid, clock_.Now()};
+  // Whatever this pass writes (even when it fails half way) is expected in the caches.
+  struct Collect {
+    Pass& pass;
+    std::vector<Expectation>* out;
+    ~Collect() { *out = std::move(pass.wrote); }
+  } collect{pass, wrote};
   if (!parsed.ok()) {
     api::ReleaseStatus before;
     if (obj->contains("status")) {
@@ -672,10 +742,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
         rollout::ViewDeployment(*d.live).spec_replicas != *act.replicas) {
       spdlog::info("release={} scale Deployment {} to {}", x.key, dname, *act.replicas);
       ++x.writes;
-      RETURN_IF_ERROR(x.c.client_
-                          .MergePatch(res::Deployments(), x.ns, dname,
-                                      Object{{"spec", {{"replicas", *act.replicas}}}})
-                          .status());
+      ASSIGN_OR_RETURN(Object out,
+                       x.c.client_.MergePatch(res::Deployments(), x.ns, dname,
+                                              Object{{"spec", {{"replicas", *act.replicas}}}}));
+      x.Wrote(res::Deployments(), out);
     }
   }
   if (plan.traffic == rollout::BlueGreenPlan::Switch::kNone) {

@@ -55,19 +55,6 @@ Object ProjectNamespace(Object ns) {
   return out;
 }
 
-policy::NamespaceInfo NamespaceInfoOf(const json& ns) {
-  policy::NamespaceInfo info;
-  info.name = Str(ns, "/metadata/name"_json_pointer);
-  if (ns.contains("/metadata/labels"_json_pointer)) {
-    for (const auto& [k, v] : ns.at("/metadata/labels"_json_pointer).items()) {
-      if (v.is_string()) {
-        info.labels[k] = v.get<std::string>();
-      }
-    }
-  }
-  return info;
-}
-
 // When the Release's running revision became Ready, if it runs the spec's template and
 // is Ready now: the history record of that revision in phase Ready, else the Ready
 // condition's transition time.
@@ -116,6 +103,83 @@ std::string SourceRevision(const api::Release& release) {
   return render::TemplateHash(release.spec.pod_template);
 }
 
+policy::NamespaceInfo NamespaceInfoOf(const json& ns) {
+  policy::NamespaceInfo info;
+  info.name = Str(ns, "/metadata/name"_json_pointer);
+  if (ns.contains("/metadata/labels"_json_pointer) &&
+      ns.at("/metadata/labels"_json_pointer).is_object()) {
+    for (const auto& [k, v] : ns.at("/metadata/labels"_json_pointer).items()) {
+      if (v.is_string()) {
+        info.labels[k] = v.get<std::string>();
+      }
+    }
+  }
+  return info;
+}
+
+std::vector<api::Environment> ParseEnvironments(const std::vector<json>& objects) {
+  std::vector<api::Environment> out;
+  for (const json& o : objects) {
+    absl::StatusOr<api::Environment> e = api::ParseEnvironment(o);
+    if (e.ok()) {
+      out.push_back(*std::move(e));
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> EnvironmentProblems(const api::Environment& env,
+                                             const std::vector<api::Environment>& all) {
+  std::vector<std::string> problems = api::ValidateEnvironment(env);
+  auto cross = api::ValidateEnvironments(all);
+  if (auto it = cross.find(env.metadata.name); it != cross.end()) {
+    problems.insert(problems.end(), it->second.begin(), it->second.end());
+  }
+  return problems;
+}
+
+std::vector<policy::UpstreamObservation> UpstreamObservations(const json& upstream) {
+  std::vector<policy::UpstreamObservation> out;
+  if (!upstream.is_object() || !upstream.contains("/status/releases"_json_pointer) ||
+      !upstream.at("/status/releases"_json_pointer).is_array()) {
+    return out;
+  }
+  const std::string env = Str(upstream, "/metadata/name"_json_pointer);
+  for (const json& r : upstream.at("/status/releases"_json_pointer)) {
+    if (!r.is_object() || !r.contains("sourceRevision") || !r["sourceRevision"].is_string()) {
+      continue;
+    }
+    policy::UpstreamObservation o;
+    o.environment = env;
+    o.release = absl::StrCat(r.value("namespace", ""), "/", r.value("name", ""));
+    o.source_revision = r["sourceRevision"].get<std::string>();
+    o.ready_since = ParseRfc3339(r.value("readySince", json()));
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+std::vector<policy::Approval> ApprovalsFor(const std::string& ns, const std::string& name,
+                                           const std::vector<json>& approvals) {
+  std::vector<policy::Approval> out;
+  for (const json& o : approvals) {
+    absl::StatusOr<api::ReleaseApproval> a = api::ParseReleaseApproval(o);
+    if (!a.ok() || a->metadata.ns != ns || a->release != name) {
+      continue;
+    }
+    out.push_back({a->metadata.name, a->revision, a->approved_by});
+  }
+  return out;
+}
+
+std::optional<std::string> EmergencyReason(const api::Release& release) {
+  auto it = release.metadata.annotations.find(policy::kEmergencyAnnotation);
+  if (it == release.metadata.annotations.end() || it->second.empty()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
 json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
   const json stored = in.object.contains("status") && in.object["status"].is_object()
                           ? in.object["status"]
@@ -125,25 +189,11 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
 
   std::vector<std::string> problems;
   absl::StatusOr<api::Environment> env = api::ParseEnvironment(in.object);
-  std::vector<api::Environment> all;
-  for (const json& o : in.all_environments) {
-    absl::StatusOr<api::Environment> e = api::ParseEnvironment(o);
-    if (e.ok()) {
-      all.push_back(*std::move(e));
-    }
-  }
+  const std::vector<api::Environment> all = ParseEnvironments(in.all_environments);
   if (!env.ok()) {
     problems.push_back(std::string(env.status().message()));
   } else {
-    for (std::string& p : api::ValidateEnvironment(*env)) {
-      problems.push_back(std::move(p));
-    }
-    auto cross = api::ValidateEnvironments(all);
-    if (auto it = cross.find(name); it != cross.end()) {
-      for (const std::string& p : it->second) {
-        problems.push_back(p);
-      }
-    }
+    problems = EnvironmentProblems(*env, all);
   }
 
   // Membership: namespaces this Environment claims; one also claimed elsewhere (through

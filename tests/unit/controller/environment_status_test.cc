@@ -130,5 +130,66 @@ TEST(ComputeEnvironmentStatus, ReportsProblemsAsStalled) {
   EXPECT_EQ((*Find(st, "Ready"))["status"], "False");
 }
 
+// The helpers the Release reconciler uses to build a gate input.
+TEST(ReconcilerSeam, UpstreamApprovalsEmergency) {
+  const json staging = {
+      {"metadata", {{"name", "staging"}}},
+      {"status",
+       {{"releases",
+         {{{"namespace", "shop-staging"}, {"name", "web"}, {"sourceRevision", "5a5a5a5a5a"},
+           {"readySince", "2027-01-15T08:00:00Z"}},
+          {{"namespace", "shop-staging"}, {"name", "api"}, {"sourceRevision", "6b6b6b6b6b"}},
+          {{"namespace", "shop-staging"}, {"name", "old"}}}}}}};
+  const std::vector<policy::UpstreamObservation> up = UpstreamObservations(staging);
+  ASSERT_EQ(up.size(), 2u);
+  EXPECT_EQ(up[0].environment, "staging");
+  EXPECT_EQ(up[0].release, "shop-staging/web");
+  EXPECT_EQ(up[0].source_revision, "5a5a5a5a5a");
+  absl::Time since;
+  std::string err;
+  ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, "2027-01-15T08:00:00Z", &since, &err));
+  EXPECT_EQ(up[0].ready_since, since);
+  EXPECT_FALSE(up[1].ready_since.has_value());
+  EXPECT_TRUE(UpstreamObservations(json()).empty());
+
+  auto approval = [](const std::string& ns, const std::string& release, const std::string& rev,
+                     const std::string& who) {
+    return json{{"apiVersion", "capstan.dev/v1alpha1"},
+                {"kind", "ReleaseApproval"},
+                {"metadata", {{"name", release + "-" + who}, {"namespace", ns}}},
+                {"spec", {{"release", release}, {"revision", rev}, {"approvedBy", who}}}};
+  };
+  const std::vector<policy::Approval> mine =
+      ApprovalsFor("shop-prod", "web",
+                   {approval("shop-prod", "web", "r2", "alice"),
+                    approval("shop-prod", "api", "r2", "bob"),
+                    approval("other", "web", "r2", "carol"), json::object()});
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].approved_by, "alice");
+  EXPECT_EQ(mine[0].revision, "r2");
+
+  absl::StatusOr<api::Release> rel = api::ParseRelease(Rel("shop-prod", "web", "web:3"));
+  ASSERT_TRUE(rel.ok());
+  EXPECT_FALSE(EmergencyReason(*rel).has_value());
+  rel->metadata.annotations[policy::kEmergencyAnnotation] = "";
+  EXPECT_FALSE(EmergencyReason(*rel).has_value());
+  rel->metadata.annotations[policy::kEmergencyAnnotation] = "INC-4711";
+  EXPECT_EQ(EmergencyReason(*rel), "INC-4711");
+}
+
+TEST(ReconcilerSeam, EnvironmentProblemsFailClosed) {
+  const std::vector<api::Environment> all = ParseEnvironments(
+      {Env("a", {{"namespaces", {"x"}}}), Env("b", {{"namespaces", {"x"}}}),
+       Env("c", {{"namespaces", {"y"}}}), json::array()});
+  ASSERT_EQ(all.size(), 3u) << "the unparsable object is skipped";
+  EXPECT_THAT(EnvironmentProblems(all[0], all),
+              ::testing::ElementsAre(HasSubstr("claimed by more than one Environment")));
+  EXPECT_TRUE(EnvironmentProblems(all[2], all).empty());
+  const policy::NamespaceInfo ns =
+      NamespaceInfoOf({{"metadata", {{"name", "y"}, {"labels", {{"team", "shop"}}}}}});
+  EXPECT_EQ(ns.name, "y");
+  EXPECT_EQ(ns.labels.at("team"), "shop");
+}
+
 }  // namespace
 }  // namespace capstan::controller

@@ -97,6 +97,24 @@ json Condition(const json& stored_status, const std::string& type, const std::st
           {"observedGeneration", generation}};
 }
 
+// Releases are cached a second time here (the Release controller has its own cache), so
+// keep only what the status reads: no annotations (kubectl's last-applied copy of the
+// whole object lives there), no status fields but phase, revision, history, conditions.
+Object ProjectRelease(Object rel) {
+  Object out;
+  Object& md = rel["metadata"];
+  for (const char* key : {"name", "namespace", "uid", "generation", "resourceVersion"}) {
+    if (md.contains(key)) out["metadata"][key] = std::move(md[key]);
+  }
+  if (rel.contains("spec")) out["spec"] = std::move(rel["spec"]);
+  if (rel.contains("status") && rel["status"].is_object()) {
+    for (const char* key : {"phase", "currentRevision", "history", "conditions"}) {
+      if (rel["status"].contains(key)) out["status"][key] = std::move(rel["status"][key]);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string SourceRevision(const api::Release& release) {
@@ -327,7 +345,7 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
     return inf;
   };
   environments_ = make(res::Environments());
-  releases_ = make(res::Releases());
+  releases_ = make(res::Releases(), ProjectRelease);
   namespaces_ = make(res::Namespaces(), ProjectNamespace);
   releases_->AddIndex("namespace", [](const Object& o) {
     return std::vector<std::string>{Str(o, "/metadata/namespace"_json_pointer)};

@@ -538,7 +538,8 @@ class Validator {
     if (!d.resources.is_null()) {
       for (auto it = d.resources.begin(); it != d.resources.end(); ++it) {
         if (it.key() != "requests" && it.key() != "limits") {
-          Error("spec.defaults.resources.", it.key(), ": only requests and limits can be defaulted");
+          Error("spec.defaults.resources.", it.key(),
+                ": only requests and limits can be defaulted");
         } else if (!it->is_object()) {
           Error("spec.defaults.resources.", it.key(), ": must be an object, not ", TypeName(*it));
         }

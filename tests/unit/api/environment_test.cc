@@ -182,7 +182,8 @@ TEST(ValidateEnvironment, ReportsWhatTheSchemaCannot) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    const std::vector<std::string> errors = ValidateEnvironment(MustParse(Object(c.spec, c.env_name)));
+    const std::vector<std::string> errors =
+        ValidateEnvironment(MustParse(Object(c.spec, c.env_name)));
     if (std::string(c.want).empty()) {
       EXPECT_THAT(errors, IsEmpty());
     } else {

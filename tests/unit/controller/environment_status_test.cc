@@ -52,7 +52,9 @@ TEST(ComputeEnvironmentStatus, ListsReleasesWithCountsAndReadySince) {
   web["status"] = {{"phase", "Ready"},
                    {"currentRevision", running},
                    {"history",
-                    {{{"revision", running}, {"phase", "Ready"}, {"time", "2027-01-15T08:00:00Z"}}}}};
+                    {{{"revision", running},
+                      {"phase", "Ready"},
+                      {"time", "2027-01-15T08:00:00Z"}}}}};
   EnvironmentObservation in;
   in.object = env;
   in.all_environments = {env};
@@ -112,7 +114,8 @@ TEST(ComputeEnvironmentStatus, ReportsProblemsAsStalled) {
                               {"start", "18:00"}, {"end", "08:00"}}}}}}});
   const json staging = Env("staging", {{"namespaces", {"s"}},
                                        {"namespaceSelector", {{"matchLabels", {{"x", "1"}}}}},
-                                       {"policies", {{"upstream", {{"environment", "production"}}}}}});
+                                       {"policies",
+                                        {{"upstream", {{"environment", "production"}}}}}});
   EnvironmentObservation in;
   in.object = prod;
   in.all_environments = {prod, staging};

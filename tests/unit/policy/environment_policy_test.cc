@@ -278,7 +278,8 @@ TEST(Decide, Table) {
   };
   const Environment guarded = prod({{"requireApproval", true},
                                     {"freezeWindows", weekday_evenings},
-                                    {"upstream", {{"environment", "staging"}, {"soakSeconds", 3600}}},
+                                    {"upstream",
+                                     {{"environment", "staging"}, {"soakSeconds", 3600}}},
                                     {"allowEmergency", true}});
   auto base = [&] {
     GateInput in;

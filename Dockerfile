@@ -22,8 +22,10 @@ RUN make build BUILD_DIR=/build CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DCAPSTA
     && strip /build/capstan && /build/capstan version
 
 FROM debian:bookworm-slim
+# tzdata: Environment freeze windows name IANA time zones (Europe/Berlin); abseil reads
+# them from /usr/share/zoneinfo, which the slim image does not carry.
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates libcpprest2.10 libyaml-cpp0.7 libabsl20220623 libspdlog1.10 libfmt9 \
+      ca-certificates tzdata libcpprest2.10 libyaml-cpp0.7 libabsl20220623 libspdlog1.10 libfmt9 \
       libprometheus-cpp-core1.0 libssl3 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*
 COPY --from=build /build/capstan /usr/local/bin/capstan

@@ -14,7 +14,7 @@ DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4
+  lua5.4 tzdata
 PY_MODULES := yaml pytest
 
 .PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
+#include "capstan/controller/environment_controller.h"
 #include "capstan/controller/release_controller.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/event_recorder.h"
@@ -110,8 +111,19 @@ int RunOperator() {
         recorder.Record(regarding, e.type, e.reason, e.action, e.note);
       });
 
+  // Environments span namespaces, so their controller runs only when Capstan watches
+  // all of them (a namespace-scoped operator would write a partial status).
+  std::unique_ptr<controller::EnvironmentController> environments;
+  if (co.watch_namespace.empty()) {
+    controller::EnvironmentController::Options envo;
+    envo.resync = co.resync;
+    environments = std::make_unique<controller::EnvironmentController>(**client, envo);
+  }
+
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));
-  (void)health.AddReadinessCheck("informers-synced", [&releases] { return releases.HasSynced(); });
+  (void)health.AddReadinessCheck("informers-synced", [&releases, &environments] {
+    return releases.HasSynced() && (environments == nullptr || environments->HasSynced());
+  });
   if (absl::Status s = health.Start(); !s.ok()) {
     spdlog::error("cannot serve health and metrics: {}", s.message());
     return 1;
@@ -119,6 +131,7 @@ int RunOperator() {
   spdlog::info("serving /healthz /readyz /metrics on port {}", health.port());
 
   releases.StartCaches();
+  if (environments != nullptr) environments->StartCaches();
 
   absl::Notification lost_lease;
   std::atomic<bool> lease_lost{false};
@@ -129,9 +142,10 @@ int RunOperator() {
     lc.lease_namespace = lease_ns;
     lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
     lc.identity = identity;
-    lc.on_started_leading = [&releases, &identity] {
+    lc.on_started_leading = [&releases, &environments, &identity] {
       spdlog::info("became leader identity={}", identity);
       releases.StartWorkers();
+      if (environments != nullptr) environments->StartWorkers();
     };
     // A replica that lost its lease exits so that it restarts clean as a
     // candidate (like kube-controller-manager); workers never run unled.
@@ -159,6 +173,7 @@ int RunOperator() {
     elector->Start();
   } else {
     releases.StartWorkers();
+    if (environments != nullptr) environments->StartWorkers();
   }
   spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
 
@@ -177,6 +192,7 @@ int RunOperator() {
   waiter.join();
 
   releases.Stop();
+  if (environments != nullptr) environments->Stop();
   if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
   recorder.Flush(absl::Seconds(2));
   health.Stop();

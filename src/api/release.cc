@@ -370,6 +370,7 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
   // here only: one pod unless an autoscaler owns the count.
   if (!out->replicas.has_value() && !out->autoscaling.has_value()) {
     out->replicas = 1;
+    out->replicas_defaulted = true;
   }
 
   ASSIGN_OR_RETURN(const json* service, ReadObject(spec, "service", path));

@@ -13,6 +13,7 @@
 #include "capstan/api/release.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
+#include "capstan/controller/environment_controller.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/diff/diff.h"
 #include "capstan/render/render.h"
@@ -163,6 +164,22 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   pdbs_ = make(res::PodDisruptionBudgets(), kManagedSelector);
   revisions_ = make(res::ControllerRevisions(), kManagedSelector);
   pods_ = make(res::Pods(), api::kLabelRelease, ProjectPod);
+  {
+    // Cluster-scoped, or read across namespaces: not limited to the watched namespace.
+    kube::InformerOptions o;
+    environments_ = std::make_unique<kube::Informer>(client_, res::Environments(), o, clock_);
+    o.projection = [](Object ns) {
+      Object out;
+      out["metadata"]["name"] = ns["metadata"].value("name", "");
+      out["metadata"]["resourceVersion"] = ns["metadata"].value("resourceVersion", "");
+      if (ns["metadata"].contains("labels")) out["metadata"]["labels"] = ns["metadata"]["labels"];
+      return out;
+    };
+    namespaces_ = std::make_unique<kube::Informer>(client_, res::Namespaces(), o, clock_);
+    informers_.push_back(environments_.get());
+    informers_.push_back(namespaces_.get());
+  }
+  approvals_ = make(res::ReleaseApprovals(), "");
   // The EndpointSlice controller copies a Service's labels to its slices.
   endpoint_slices_ = make(res::EndpointSlices(), kManagedSelector, ProjectEndpointSlice);
   endpoint_slices_->AddIndex("service", ByService);
@@ -173,6 +190,25 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   releases_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
     queue_->Add(kube::ObjectKey(*o));
+  });
+  // An Environment change may hold or release any Release; a namespace's labels
+  // decide which Environment its Releases belong to.
+  environments_->AddHandler([this](const Object*, const Object*) {
+    for (const auto& rel : releases_->List()) queue_->Add(kube::ObjectKey(*rel));
+  });
+  namespaces_->AddHandler([this](const Object* o, const Object* n) {
+    const Object* ns = n != nullptr ? n : o;
+    const std::string name = Str(*ns, "/metadata/name"_json_pointer);
+    for (const auto& rel : releases_->List()) {
+      if (Str(*rel, "/metadata/namespace"_json_pointer) == name) queue_->Add(kube::ObjectKey(*rel));
+    }
+  });
+  approvals_->AddHandler([this](const Object* o, const Object* n) {
+    const Object* a = n != nullptr ? n : o;
+    const std::string release = Str(*a, "/spec/release"_json_pointer);
+    if (!release.empty()) {
+      queue_->Add(absl::StrCat(Str(*a, "/metadata/namespace"_json_pointer), "/", release));
+    }
   });
   for (kube::Informer* inf : {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
                               revisions_.get(), pods_.get(), endpoint_slices_.get()}) {
@@ -246,10 +282,13 @@ struct ReleaseController::Pass {
   std::string ns;
   std::string name;
   const Object& obj;
-  const api::Release& rel;
+  // The Release as reconciled: its Environment's defaults applied.
+  api::Release rel;
   absl::Time now;
   int writes = 0;
   std::vector<Expectation> wrote;
+  std::optional<api::Environment> env;  // the Environment it belongs to
+  std::string source_revision;          // template hash before Environment defaults
 
   void Wrote(const kube::Resource& r, const Object& out) {
     const std::string rv = Str(out, "/metadata/resourceVersion"_json_pointer);
@@ -494,6 +533,28 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   if (std::vector<std::string> problems = api::ValidateRelease(rel); !problems.empty()) {
     return pass.Stall(rel.status, "InvalidSpec", absl::StrJoin(problems, "; "));
   }
+  // Its Environment: membership (or Stalled), defaults merged before rendering.
+  {
+    std::vector<Object> env_objects;
+    for (const auto& e : environments_->List()) env_objects.push_back(*e);
+    const std::vector<api::Environment> envs = ParseEnvironments(env_objects);
+    std::shared_ptr<const Object> ns_obj = namespaces_->Get("", pass.ns);
+    const policy::Membership m = policy::ResolveEnvironment(
+        envs, rel.spec.environment,
+        NamespaceInfoOf(ns_obj != nullptr ? *ns_obj : Object{{"metadata", {{"name", pass.ns}}}}));
+    if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
+    if (m.environment != nullptr) {
+      if (std::vector<std::string> p = EnvironmentProblems(*m.environment, envs); !p.empty()) {
+        return pass.Stall(rel.status, "EnvironmentInvalid",
+                          absl::StrCat("Environment ", m.environment->metadata.name,
+                                       " cannot be used: ", absl::StrJoin(p, "; "),
+                                       ". Nothing was changed."));
+      }
+      pass.env = *m.environment;
+      pass.source_revision = SourceRevision(rel);
+      policy::ApplyEnvironment(*pass.env, &pass.rel);
+    }
+  }
   // The other strategy's Deployments, still owned by this Release: the strategy
   // changed in place (the CRD forbids it; an older CRD may not). Never a half state.
   const bool blue_green = rel.spec.strategy.type == api::StrategyType::kBlueGreen;
@@ -516,6 +577,58 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
     }
   }
   return blue_green ? ReconcileBlueGreen(pass) : ReconcileRolling(pass);
+}
+
+ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x,
+                                                        const std::string& desired,
+                                                        const std::string& current) {
+  Gate gate;
+  if (!x.env.has_value()) return gate;
+  gate.evaluated = true;
+  policy::GateInput in;
+  in.desired_revision = desired;
+  in.source_revision = x.source_revision;
+  in.current_revision = current;
+  in.strategy = x.rel.spec.strategy.type;
+  std::vector<Object> approvals;
+  for (const auto& a : approvals_->List()) {
+    if (Str(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
+  }
+  in.approvals = ApprovalsFor(x.ns, x.name, approvals);
+  in.emergency = EmergencyReason(x.rel);
+  const std::string& upstream = x.env->spec.policies.upstream.environment;
+  if (!upstream.empty()) {
+    std::shared_ptr<const Object> up = environments_->Get("", upstream);
+    in.upstream = UpstreamObservations(up != nullptr ? *up : Object());
+  }
+  in.now = x.now;
+  gate.decision = policy::Decide(*x.env, in);
+  if (!gate.decision.allowed) {
+    gate.hold = rollout::Hold{policy::GateReasonName(gate.decision.reason),
+                              gate.decision.message};
+  }
+  return gate;
+}
+
+void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::string& desired,
+                                   const std::string& current, api::ReleaseStatus* status,
+                                   std::vector<rollout::Event>* events) {
+  status->environment = x.env.has_value() ? x.env->metadata.name : "";
+  if (!gate.evaluated || !gate.decision.allowed || desired == current) return;
+  // A rollout of `desired` is starting or under way with the gate's blessing.
+  const bool emergency = gate.decision.reason == policy::GateReason::kEmergency;
+  if (emergency && !status->emergency) {
+    events->push_back({"Warning", "EmergencyRelease", "Rollout", gate.decision.message});
+  }
+  status->emergency = emergency;
+  const bool starting = std::any_of(events->begin(), events->end(), [](const rollout::Event& e) {
+    return e.reason == "RolloutStarted";
+  });
+  if (starting && !gate.decision.approved_by.empty()) {
+    events->push_back({"Normal", "Approved", "Rollout",
+                       absl::StrCat("revision ", desired, " approved by ",
+                                    absl::StrJoin(gate.decision.approved_by, ", "))});
+  }
 }
 
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
@@ -554,7 +667,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   in.deployment = rollout::ViewDeployment(deploy.live ? *deploy.live : Object());
   in.pods = x.Pods();
   in.now = x.now;
+  const Gate gate = EvaluateGate(x, desired.revision, in.deployment.revision);
+  in.hold = gate.hold;
   rollout::RollingPlan plan = rollout::PlanRolling(in);
+  RecordGate(x, gate, desired.revision, in.deployment.revision, &plan.status, &plan.events);
 
   // Apply what drifted, nothing else.
   const std::optional<int32_t> replicas =
@@ -595,6 +711,9 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   // While progressing, look again even without events: the progress deadline
   // is judged by the deployment controller, but a quiet cluster deserves a check.
   if (plan.status.phase == "Progressing") result.requeue_after = absl::Seconds(30);
+  if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
+    result.requeue_after = std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
+  }
   return result;
 }
 
@@ -697,7 +816,14 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     in.preview_ready_endpoints = ready;
   }
   in.now = x.now;
+  const Color serving =
+      in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
+  const std::string running =
+      (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
+  const Gate gate = EvaluateGate(x, desired.revision, running);
+  in.hold = gate.hold;
   rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
+  RecordGate(x, gate, desired.revision, running, &plan.status, &plan.events);
 
   // Write. A traffic switch goes first, alone, so it lands as soon as it is decided.
   const absl::Time decided = absl::Now();
@@ -771,6 +897,13 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
   kube::ReconcileResult result;
   if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
+  if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
+    const absl::Duration until =
+        std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
+    if (result.requeue_after <= absl::ZeroDuration() || until < result.requeue_after) {
+      result.requeue_after = until;
+    }
+  }
   if (plan.status.phase == "Progressing" &&
       (result.requeue_after <= absl::ZeroDuration() || result.requeue_after > absl::Seconds(30))) {
     result.requeue_after = absl::Seconds(30);

@@ -56,6 +56,8 @@ CAPSTAN_RESOURCE(EndpointSlices, "discovery.k8s.io", "v1", "endpointslices", "En
 CAPSTAN_RESOURCE(Leases, "coordination.k8s.io", "v1", "leases", "Lease", true)
 CAPSTAN_RESOURCE(Releases, "capstan.dev", "v1alpha1", "releases", "Release", true)
 CAPSTAN_RESOURCE(Environments, "capstan.dev", "v1alpha1", "environments", "Environment", false)
+CAPSTAN_RESOURCE(ReleaseApprovals, "capstan.dev", "v1alpha1", "releaseapprovals",
+                 "ReleaseApproval", true)
 CAPSTAN_RESOURCE(SecretRotations, "capstan.dev", "v1alpha1", "secretrotations", "SecretRotation",
                  true)
 

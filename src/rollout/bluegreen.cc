@@ -181,6 +181,12 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
 
   // First deploy, or the active colour's Deployment is gone: (re)create it.
   if (!a.deployment.exists) {
+    if (in.hold.has_value()) {
+      if (ApplyHold(r, *in.hold, gen, now, &s)) {
+        p.events.push_back({"Normal", "Waiting", "Rollout", s.message});
+      }
+      return finish();
+    }
     p.action(active).apply_desired = true;
     s.phase = "Progressing";
     s.message = absl::StrCat("creating ", ColorName(active), " with revision ", desired,
@@ -343,6 +349,14 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     fail_preview(absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
                               "=", *abort, "); ", stays),
                  true);
+    return finish();
+  }
+  if (!i_runs_desired && in.hold.has_value()) {
+    p.preview = i_up ? idle : active;
+    scale_down_idle();
+    if (ApplyHold(r, *in.hold, gen, now, &s)) {
+      p.events.push_back({"Normal", "Waiting", "Rollout", s.message});
+    }
     return finish();
   }
   if (!i_runs_desired) {

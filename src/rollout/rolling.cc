@@ -205,6 +205,13 @@ RollingPlan PlanRolling(const RollingInput& in) {
   }
 
   if (!in.deployment.exists || in.deployment.revision != desired) {
+    if (in.hold.has_value()) {
+      p.target = RollingPlan::Target::kKeep;
+      if (ApplyHold(r, *in.hold, gen, in.now, &s)) {
+        p.events.push_back({"Normal", "Waiting", "Rollout", s.message});
+      }
+      return p;
+    }
     p.target = RollingPlan::Target::kDesired;
     s.phase = "Progressing";
     s.message = absl::StrCat("rolling out revision ", desired,

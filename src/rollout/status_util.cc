@@ -63,6 +63,14 @@ std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string
   return ann->second;
 }
 
+bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl::Time now,
+               api::ReleaseStatus* s) {
+  s->phase = "Waiting";
+  s->message = hold.message;
+  SetConditions(s, generation, now, false, hold.reason, true, false, hold.reason, hold.message);
+  return r.status.phase != "Waiting" || r.status.message != hold.message;
+}
+
 bool WasAborted(const api::ReleaseStatus& s, const std::string& revision) {
   for (const api::RevisionRecord& r : s.history) {
     if (r.revision == revision) return r.phase == "Aborted";

@@ -32,6 +32,12 @@ void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bo
 std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string& desired,
                                         api::ReleaseStatus* s, std::vector<Event>* events);
 
+// The status of a change held by its Environment: phase Waiting, Ready=False and
+// Reconciling=True with the hold's reason, Stalled=False. Returns true when this is
+// news (an Event is due).
+bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl::Time now,
+               api::ReleaseStatus* s);
+
 // True when status.history records `revision` as aborted by a user.
 bool WasAborted(const api::ReleaseStatus& s, const std::string& revision);
 

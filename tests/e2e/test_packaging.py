@@ -36,6 +36,10 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #   pods list/watch:                the pod informer that detects crash loops / pull failures.
 #   endpointslices list/watch:      BlueGreen reads the preview Service's ready endpoints.
 #   events create/patch:            kube/event_recorder.cc (Create, MergePatch for a series).
+#   environments list/watch:        the Environment informer (controller/environment_controller.cc).
+#   environments/status patch:      server-side apply of Environment status.
+#   namespaces list/watch:          namespace labels for Environment namespaceSelector.
+#   releaseapprovals list/watch:    the Release reconciler counts approvals of a held revision.
 # No Secrets: nothing shipped reads or writes them (SecretRotation will add what it needs).
 EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "releases"): {"list", "watch"},
@@ -49,6 +53,10 @@ EXPECTED_CLUSTER_RULES = {
     ("", "pods"): {"list", "watch"},
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("capstan.dev", "environments"): {"list", "watch"},
+    ("capstan.dev", "environments/status"): {"patch"},
+    ("", "namespaces"): {"list", "watch"},
+    ("capstan.dev", "releaseapprovals"): {"list", "watch"},
 }
 # Where the code names each resource (a rule for a resource the code never names fails).
 CODE_REFERENCES = {
@@ -65,6 +73,11 @@ CODE_REFERENCES = {
     "pods": ("src/controller/release_controller.cc", "res::Pods()"),
     "endpointslices": ("src/controller/release_controller.cc", "res::EndpointSlices()"),
     "events": ("src/kube/event_recorder.cc", "resources::Events()"),
+    "environments": ("src/controller/environment_controller.cc", "res::Environments()"),
+    "environments/status": ("src/controller/environment_controller.cc",
+                            'ao.subresource = "status"'),
+    "namespaces": ("src/controller/environment_controller.cc", "res::Namespaces()"),
+    "releaseapprovals": ("src/controller/release_controller.cc", "res::ReleaseApprovals()"),
 }
 # Leader election, in the operator's namespace only (kube/leader_election.cc: Get,
 # Create on first start, Update to acquire/renew/release).
@@ -127,9 +140,13 @@ def test_render_is_accepted_by_the_api_server():
     with kube.Namespace("pkg") as ns:
         text = render("capstan", ns, "--include-crds")
         kinds = sorted(d["kind"] for d in docs(text))
-        assert kinds == sorted(["CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                                "ClusterRoleBinding", "Role", "RoleBinding", "Deployment",
-                                "Service", "PodDisruptionBudget"])
+        assert kinds == sorted(["CustomResourceDefinition"] * 3 + [
+                                "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+                                # approval-policy.yaml: who approved is recorded by admission
+                                "ClusterRole", "MutatingAdmissionPolicy",
+                                "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
+                                "ValidatingAdmissionPolicyBinding"])
         out = kube.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
                            "-f", "-", input=text)
         assert out.count("serverside-applied (server dry run)") == len(kinds), out
@@ -199,7 +216,8 @@ def test_helm_install_and_uninstall():
 
 def test_cluster_role_grants_only_what_the_code_uses():
     objs = docs(render())
-    cr = next(d for d in objs if d["kind"] == "ClusterRole")
+    cr = next(d for d in objs if d["kind"] == "ClusterRole"
+              and d["metadata"]["name"] == "capstan")
     role = next(d for d in objs if d["kind"] == "Role")
     text = yaml.safe_dump([cr, role])
     assert "'*'" not in text and '"*"' not in text, "no wildcards"

@@ -159,6 +159,9 @@ struct ReleaseSpec {
   nlohmann::json pod_template = nlohmann::json::object();
   // Set unless autoscaling is (defaults to 1). Both set is a validation error.
   std::optional<int32_t> replicas;
+  // True when replicas is ParseRelease's default (neither replicas nor autoscaling
+  // written), so an Environment's default replica count may replace it.
+  bool replicas_defaulted = false;
   std::optional<AutoscalingSpec> autoscaling;
   std::optional<ServiceSpec> service;
   std::optional<DisruptionBudgetSpec> disruption_budget;

@@ -25,11 +25,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "capstan/api/environment.h"
 #include "capstan/api/release.h"
 #include "capstan/common/clock.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
+#include "capstan/policy/environment.h"
 #include "capstan/rollout/rolling.h"
 
 namespace capstan::controller {
@@ -78,6 +80,17 @@ class ReleaseController {
     uint64_t resource_version;
   };
   kube::Informer* InformerFor(const kube::Resource& r) const;
+  // The Environment's verdict on starting `desired` while `current` runs.
+  struct Gate {
+    bool evaluated = false;  // the Release belongs to an Environment
+    policy::GateDecision decision;
+    std::optional<rollout::Hold> hold;  // set when the decision holds the change
+  };
+  Gate EvaluateGate(const Pass& pass, const std::string& desired, const std::string& current);
+  // status.environment / status.emergency and the Approved / EmergencyRelease Events.
+  void RecordGate(const Pass& pass, const Gate& gate, const std::string& desired,
+                  const std::string& current, api::ReleaseStatus* status,
+                  std::vector<rollout::Event>* events);
   // True when every write of the last reconcile of `key` is visible in the caches,
   // or the wait has lasted long enough to give up on (a watch that lags seconds is
   // a problem the resync will paper over, not a reason to stop).
@@ -110,6 +123,11 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> revisions_;
   std::unique_ptr<kube::Informer> pods_;
   std::unique_ptr<kube::Informer> endpoint_slices_;
+  // Environment policy: Environments (cluster-scoped), Namespaces (labels, for
+  // Environment selectors), ReleaseApprovals.
+  std::unique_ptr<kube::Informer> environments_;
+  std::unique_ptr<kube::Informer> namespaces_;
+  std::unique_ptr<kube::Informer> approvals_;
   std::vector<kube::Informer*> informers_;
 
   std::unique_ptr<kube::WorkQueue> queue_;

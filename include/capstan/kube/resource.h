@@ -43,6 +43,7 @@ const Resource& EndpointSlices();            // discovery.k8s.io/v1
 const Resource& Leases();                    // coordination.k8s.io/v1
 const Resource& Releases();                  // capstan.dev/v1alpha1
 const Resource& Environments();              // capstan.dev/v1alpha1, cluster-scoped
+const Resource& ReleaseApprovals();          // capstan.dev/v1alpha1
 const Resource& SecretRotations();           // capstan.dev/v1alpha1
 }  // namespace resources
 

@@ -79,6 +79,9 @@ struct BlueGreenInput {
   // desired revision on the preview colour; nullopt without a preview Service (then
   // pod readiness alone decides).
   std::optional<int32_t> preview_ready_endpoints;
+  // Set when the Environment holds the start of a new revision (see rolling.h); a
+  // preview under way still finishes and may be promoted.
+  std::optional<Hold> hold;
   absl::Time now;
 };
 

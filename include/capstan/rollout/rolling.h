@@ -84,6 +84,16 @@ struct Event {
   std::string note;
 };
 
+// A change its Environment does not let start yet (policy::Decide held it): the running
+// revision keeps running, phase Waiting, Ready=False and Reconciling=True with `reason`
+// (AwaitingApproval, FrozenUntil, AwaitingUpstream, StrategyNotAllowed) and `message`.
+// Only the start of a rollout is held; a rollout under way finishes, and a rollback
+// is never held.
+struct Hold {
+  std::string reason;
+  std::string message;
+};
+
 struct RollingInput {
   const api::Release* release = nullptr;
   std::string desired_revision;   // hash of the spec's template
@@ -91,6 +101,7 @@ struct RollingInput {
   bool stable_template_known = false;  // a ControllerRevision holds the stable template
   DeploymentView deployment;
   std::vector<PodView> pods;
+  std::optional<Hold> hold;
   absl::Time now;
 };
 

@@ -377,6 +377,20 @@ TEST(PlanBlueGreen, RetryRestartsThePreview) {
   EXPECT_EQ(p.traffic, Switch::kPromote) << "healthy now, promoted without delay";
 }
 
+TEST(PlanBlueGreen, AHeldChangeBringsUpNoPreview) {
+  Fixture f;
+  f.in.hold = Hold{"FrozenUntil", "frozen until 2026-11-26T08:00:00+01:00"};
+  BlueGreenPlan p = f.Plan();
+  EXPECT_FALSE(p.green.apply_desired);
+  EXPECT_EQ(p.traffic, Switch::kNone);
+  EXPECT_EQ(p.status.phase, "Waiting");
+  EXPECT_EQ(Cond(p, "Reconciling"), "True/FrozenUntil");
+
+  // A preview already up finishes and is promoted.
+  f.GreenReady();
+  EXPECT_EQ(f.Plan().traffic, Switch::kPromote);
+}
+
 TEST(PlanBlueGreen, NothingToAbortWhenConverged) {
   Fixture f;
   f.in.desired_revision = "s1";

@@ -257,6 +257,32 @@ TEST(PlanRolling, AbortReturnsToStableOnceAndStaysAborted) {
   EXPECT_TRUE(HasEvent(noop, "NothingToAbort"));
 }
 
+TEST(PlanRolling, AHeldChangeKeepsTheRunningRevision) {
+  api::Release r = MakeRelease();
+  r.status.stable_revision = "aaa";
+  r.status.phase = "Ready";
+  RollingInput in;
+  in.release = &r;
+  in.desired_revision = "bbb";
+  in.stable_template_known = true;
+  in.deployment = Deploy("aaa", 3, 3);
+  in.hold = Hold{"AwaitingApproval", "revision bbb awaits 1 approval"};
+  RollingPlan p = PlanRolling(in);
+  EXPECT_EQ(p.target, Target::kKeep);
+  EXPECT_EQ(p.status.phase, "Waiting");
+  EXPECT_EQ(p.status.current_revision, "bbb") << "what an approval must name";
+  EXPECT_EQ(Cond(p, "Ready").status, "False");
+  EXPECT_EQ(Cond(p, "Reconciling").reason, "AwaitingApproval");
+  EXPECT_EQ(Cond(p, "Stalled").status, "False") << "waiting is not stalled";
+  EXPECT_TRUE(HasEvent(p, "Waiting"));
+  r.status = p.status;
+  EXPECT_TRUE(PlanRolling(in).events.empty()) << "one Event per wait";
+
+  // A rollout under way is not held.
+  in.deployment = Deploy("bbb", 1, 1);
+  EXPECT_EQ(PlanRolling(in).target, Target::kDesired);
+}
+
 TEST(PlanRolling, ConvergedPlanIsStable) {
   // Planning twice from the status it produced changes nothing: no status write.
   api::Release r = MakeRelease();

@@ -1,0 +1,476 @@
+#include "capstan/controller/environment_controller.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "capstan/api/labels.h"
+#include "capstan/common/log.h"
+#include "capstan/render/render.h"
+
+namespace capstan::controller {
+namespace {
+
+using kube::Object;
+using nlohmann::json;
+namespace res = kube::resources;
+
+// status.releases is bounded (the CRD says maxItems 500); the counts cover all.
+constexpr size_t kMaxListedReleases = 500;
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+std::optional<absl::Time> ParseRfc3339(const json& v) {
+  if (!v.is_string()) {
+    return std::nullopt;
+  }
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, v.get<std::string>(), &t, &err)) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+std::string Str(const json& o, const json::json_pointer& p) {
+  if (!o.contains(p)) {
+    return "";
+  }
+  const json& v = o.at(p);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+// Namespaces keep only name and labels in the cache.
+Object ProjectNamespace(Object ns) {
+  Object out;
+  out["metadata"]["name"] = ns["metadata"].value("name", "");
+  out["metadata"]["resourceVersion"] = ns["metadata"].value("resourceVersion", "");
+  if (ns["metadata"].contains("labels")) {
+    out["metadata"]["labels"] = std::move(ns["metadata"]["labels"]);
+  }
+  return out;
+}
+
+// When the Release's running revision became Ready, if it runs the spec's template and
+// is Ready now: the history record of that revision in phase Ready, else the Ready
+// condition's transition time.
+std::optional<absl::Time> ReadySince(const api::Release& rel,
+                                     const std::set<std::string>& spec_revisions) {
+  const api::ReleaseStatus& st = rel.status;
+  if (st.phase != "Ready" || st.current_revision.empty() ||
+      spec_revisions.count(st.current_revision) == 0) {
+    return std::nullopt;
+  }
+  for (const api::RevisionRecord& h : st.history) {
+    if (h.revision == st.current_revision && h.phase == "Ready" && h.time.has_value()) {
+      return h.time;
+    }
+  }
+  for (const api::Condition& c : st.conditions) {
+    if (c.type == "Ready" && c.status == "True" && c.last_transition_time > absl::UnixEpoch()) {
+      return c.last_transition_time;
+    }
+  }
+  return std::nullopt;
+}
+
+json Condition(const json& stored_status, const std::string& type, const std::string& status,
+               const std::string& reason, const std::string& message, int64_t generation,
+               absl::Time now) {
+  absl::Time transition = now;
+  if (stored_status.contains("conditions") && stored_status["conditions"].is_array()) {
+    for (const json& c : stored_status["conditions"]) {
+      if (c.value("type", "") == type && c.value("status", "") == status) {
+        transition = ParseRfc3339(c.value("lastTransitionTime", json())).value_or(now);
+      }
+    }
+  }
+  return {{"type", type},
+          {"status", status},
+          {"reason", reason},
+          {"message", message},
+          {"lastTransitionTime", Rfc3339(transition)},
+          {"observedGeneration", generation}};
+}
+
+// Releases are cached a second time here (the Release controller has its own cache), so
+// keep only what the status reads: no annotations (kubectl's last-applied copy of the
+// whole object lives there), no status fields but phase, revision, history, conditions.
+Object ProjectRelease(Object rel) {
+  Object out;
+  Object& md = rel["metadata"];
+  for (const char* key : {"name", "namespace", "uid", "generation", "resourceVersion"}) {
+    if (md.contains(key)) out["metadata"][key] = std::move(md[key]);
+  }
+  if (rel.contains("spec")) out["spec"] = std::move(rel["spec"]);
+  if (rel.contains("status") && rel["status"].is_object()) {
+    for (const char* key : {"phase", "currentRevision", "history", "conditions"}) {
+      if (rel["status"].contains(key)) out["status"][key] = std::move(rel["status"][key]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string SourceRevision(const api::Release& release) {
+  return render::TemplateHash(release.spec.pod_template);
+}
+
+policy::NamespaceInfo NamespaceInfoOf(const json& ns) {
+  policy::NamespaceInfo info;
+  info.name = Str(ns, "/metadata/name"_json_pointer);
+  if (ns.contains("/metadata/labels"_json_pointer) &&
+      ns.at("/metadata/labels"_json_pointer).is_object()) {
+    for (const auto& [k, v] : ns.at("/metadata/labels"_json_pointer).items()) {
+      if (v.is_string()) {
+        info.labels[k] = v.get<std::string>();
+      }
+    }
+  }
+  return info;
+}
+
+std::vector<api::Environment> ParseEnvironments(const std::vector<json>& objects) {
+  std::vector<api::Environment> out;
+  for (const json& o : objects) {
+    absl::StatusOr<api::Environment> e = api::ParseEnvironment(o);
+    if (e.ok()) {
+      out.push_back(*std::move(e));
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> EnvironmentProblems(const api::Environment& env,
+                                             const std::vector<api::Environment>& all) {
+  std::vector<std::string> problems = api::ValidateEnvironment(env);
+  auto cross = api::ValidateEnvironments(all);
+  if (auto it = cross.find(env.metadata.name); it != cross.end()) {
+    problems.insert(problems.end(), it->second.begin(), it->second.end());
+  }
+  return problems;
+}
+
+std::vector<policy::UpstreamObservation> UpstreamObservations(const json& upstream) {
+  std::vector<policy::UpstreamObservation> out;
+  if (!upstream.is_object() || !upstream.contains("/status/releases"_json_pointer) ||
+      !upstream.at("/status/releases"_json_pointer).is_array()) {
+    return out;
+  }
+  const std::string env = Str(upstream, "/metadata/name"_json_pointer);
+  for (const json& r : upstream.at("/status/releases"_json_pointer)) {
+    if (!r.is_object() || !r.contains("sourceRevision") || !r["sourceRevision"].is_string()) {
+      continue;
+    }
+    policy::UpstreamObservation o;
+    o.environment = env;
+    o.release = absl::StrCat(r.value("namespace", ""), "/", r.value("name", ""));
+    o.source_revision = r["sourceRevision"].get<std::string>();
+    o.ready_since = ParseRfc3339(r.value("readySince", json()));
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+std::vector<policy::Approval> ApprovalsFor(const std::string& ns, const std::string& name,
+                                           const std::vector<json>& approvals) {
+  std::vector<policy::Approval> out;
+  for (const json& o : approvals) {
+    absl::StatusOr<api::ReleaseApproval> a = api::ParseReleaseApproval(o);
+    if (!a.ok() || a->metadata.ns != ns || a->release != name) {
+      continue;
+    }
+    out.push_back({a->metadata.name, a->revision, a->approved_by});
+  }
+  return out;
+}
+
+std::optional<std::string> EmergencyReason(const api::Release& release) {
+  auto it = release.metadata.annotations.find(policy::kEmergencyAnnotation);
+  if (it == release.metadata.annotations.end() || it->second.empty()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
+  const json stored = in.object.contains("status") && in.object["status"].is_object()
+                          ? in.object["status"]
+                          : json::object();
+  const int64_t generation = in.object.value("/metadata/generation"_json_pointer, int64_t{0});
+  const std::string name = Str(in.object, "/metadata/name"_json_pointer);
+
+  std::vector<std::string> problems;
+  absl::StatusOr<api::Environment> env = api::ParseEnvironment(in.object);
+  const std::vector<api::Environment> all = ParseEnvironments(in.all_environments);
+  if (!env.ok()) {
+    problems.push_back(std::string(env.status().message()));
+  } else {
+    problems = EnvironmentProblems(*env, all);
+  }
+
+  // Membership: namespaces this Environment claims; one also claimed elsewhere (through
+  // a selector: name-vs-name is reported above) is a problem, and its Releases are held
+  // by the Release reconciler (EnvironmentAmbiguous).
+  std::set<std::string> namespaces;
+  if (env.ok()) {
+    std::set<std::string> name_clashes;  // already reported by ValidateEnvironments
+    for (const api::Environment& other : all) {
+      if (other.metadata.name == name) {
+        continue;
+      }
+      for (const std::string& ns : other.spec.namespaces) {
+        if (std::find(env->spec.namespaces.begin(), env->spec.namespaces.end(), ns) !=
+            env->spec.namespaces.end()) {
+          name_clashes.insert(ns);
+        }
+      }
+    }
+    for (const policy::NamespaceInfo& ns : in.namespaces) {
+      if (!policy::Claims(*env, ns)) {
+        continue;
+      }
+      namespaces.insert(ns.name);
+      if (name_clashes.count(ns.name) > 0) {
+        continue;
+      }
+      std::vector<std::string> others;
+      for (const api::Environment& other : all) {
+        if (other.metadata.name != name && policy::Claims(other, ns)) {
+          others.push_back(other.metadata.name);
+        }
+      }
+      if (!others.empty()) {
+        problems.push_back(absl::StrCat("namespace ", ns.name,
+                                        " is also claimed by Environment ",
+                                        absl::StrJoin(others, ", "),
+                                        "; Releases there are held until one lets go of it"));
+      }
+    }
+  }
+
+  // Releases in those namespaces.
+  struct Row {
+    std::string ns;
+    std::string name;
+    json entry;
+  };
+  std::vector<Row> rows;
+  std::map<std::string, int32_t> phases;
+  int32_t ready = 0;
+  for (const json& obj : in.releases) {
+    const std::string ns = Str(obj, "/metadata/namespace"_json_pointer);
+    if (namespaces.count(ns) == 0) {
+      continue;
+    }
+    Row row{ns, Str(obj, "/metadata/name"_json_pointer), json::object()};
+    row.entry["namespace"] = row.ns;
+    row.entry["name"] = row.name;
+    std::string phase = Str(obj, "/status/phase"_json_pointer);
+    absl::StatusOr<api::Release> rel = api::ParseRelease(obj);
+    if (rel.ok()) {
+      api::Release applied = *rel;
+      if (env.ok()) {
+        policy::ApplyEnvironment(*env, &applied);
+      }
+      // Before the Release reconciler applies Environment defaults the running revision
+      // is the plain one; after, the applied one. Either counts as "runs the spec".
+      const std::set<std::string> spec_revisions = {render::RenderPodTemplate(*rel).revision,
+                                                    render::RenderPodTemplate(applied).revision};
+      row.entry["sourceRevision"] = SourceRevision(*rel);
+      if (!rel->status.current_revision.empty()) {
+        row.entry["revision"] = rel->status.current_revision;
+      }
+      if (std::optional<absl::Time> since = ReadySince(*rel, spec_revisions); since) {
+        row.entry["readySince"] = Rfc3339(*since);
+      }
+    }
+    if (!phase.empty()) {
+      row.entry["phase"] = phase;
+    }
+    ++phases[phase.empty() ? "Pending" : phase];
+    if (phase == "Ready") {
+      ++ready;
+    }
+    rows.push_back(std::move(row));
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return std::tie(a.ns, a.name) < std::tie(b.ns, b.name);
+  });
+
+  json status = json::object();
+  status["observedGeneration"] = generation;
+  status["releaseCount"] = static_cast<int32_t>(rows.size());
+  status["readyCount"] = ready;
+  // Empty collections are left out: an empty object does not survive the round trip
+  // through the API server (it comes back as null and fails the schema).
+  for (const auto& [phase, count] : phases) {
+    status["phases"][phase] = count;
+  }
+  for (const std::string& ns : namespaces) {
+    status["namespaces"].push_back(ns);
+  }
+  for (size_t i = 0; i < rows.size() && i < kMaxListedReleases; ++i) {
+    status["releases"].push_back(std::move(rows[i].entry));
+  }
+  const std::string message =
+      problems.empty()
+          ? absl::StrCat(rows.size(), rows.size() == 1 ? " Release" : " Releases", " in ",
+                         namespaces.size(), namespaces.size() == 1 ? " namespace" : " namespaces")
+          : absl::StrJoin(problems, "; ");
+  const bool valid = problems.empty();
+  status["conditions"] = json::array(
+      {Condition(stored, "Ready", valid ? "True" : "False", valid ? "Valid" : "Invalid", message,
+                 generation, in.now),
+       Condition(stored, "Stalled", valid ? "False" : "True", valid ? "Valid" : "Invalid",
+                 valid ? "" : message, generation, in.now)});
+  return status;
+}
+
+// ---------------------------------------------------------------------------
+
+EnvironmentController::EnvironmentController(kube::Client& client, Options options,
+                                             const Clock& clock)
+    : client_(client), options_(std::move(options)), clock_(clock) {
+  auto make = [&](const kube::Resource& r, std::function<Object(Object)> projection = nullptr) {
+    kube::InformerOptions o;
+    if (projection) o.projection = std::move(projection);
+    auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
+    informers_.push_back(inf.get());
+    return inf;
+  };
+  environments_ = make(res::Environments());
+  releases_ = make(res::Releases(), ProjectRelease);
+  namespaces_ = make(res::Namespaces(), ProjectNamespace);
+  releases_->AddIndex("namespace", [](const Object& o) {
+    return std::vector<std::string>{Str(o, "/metadata/namespace"_json_pointer)};
+  });
+
+  queue_ = std::make_unique<kube::WorkQueue>("environment", clock_);
+  // Environments are few and affect each other (namespace claims, upstream chains):
+  // any change re-checks them all.
+  environments_->AddHandler([this](const Object*, const Object*) { EnqueueAll(); });
+  namespaces_->AddHandler([this](const Object* o, const Object* n) {
+    // Only a label change (or add/delete) can move a namespace between Environments.
+    if (o == nullptr || n == nullptr ||
+        o->value("/metadata/labels"_json_pointer, json()) !=
+            n->value("/metadata/labels"_json_pointer, json())) {
+      EnqueueAll();
+    }
+  });
+  releases_->AddHandler([this](const Object* o, const Object* n) {
+    const Object* obj = n != nullptr ? n : o;
+    EnqueueForNamespace(Str(*obj, "/metadata/namespace"_json_pointer));
+  });
+}
+
+EnvironmentController::~EnvironmentController() { Stop(); }
+
+void EnvironmentController::EnqueueAll() {
+  for (const auto& e : environments_->List()) {
+    queue_->Add(Str(*e, "/metadata/name"_json_pointer));
+  }
+}
+
+void EnvironmentController::EnqueueForNamespace(const std::string& ns) {
+  std::shared_ptr<const Object> nsobj = namespaces_->Get("", ns);
+  const policy::NamespaceInfo info =
+      nsobj != nullptr ? NamespaceInfoOf(*nsobj) : policy::NamespaceInfo{ns, {}};
+  for (const auto& e : environments_->List()) {
+    absl::StatusOr<api::Environment> env = api::ParseEnvironment(*e);
+    // An unreadable Environment is enqueued anyway: its status says why.
+    if (!env.ok() || policy::Claims(*env, info)) {
+      queue_->Add(Str(*e, "/metadata/name"_json_pointer));
+    }
+  }
+}
+
+void EnvironmentController::StartCaches() {
+  for (kube::Informer* inf : informers_) inf->Start();
+}
+
+bool EnvironmentController::HasSynced() const {
+  return std::all_of(informers_.begin(), informers_.end(),
+                     [](const kube::Informer* i) { return i->HasSynced(); });
+}
+
+void EnvironmentController::StartWorkers() {
+  workers_ = std::make_unique<kube::WorkerPool>(
+      *queue_, options_.workers,
+      [this](const std::string& key) -> absl::StatusOr<kube::ReconcileResult> {
+        if (!HasSynced()) {
+          kube::ReconcileResult wait;
+          wait.requeue_after = absl::Milliseconds(200);
+          return wait;
+        }
+        return Reconcile(key);
+      });
+  resync_ = std::thread([this] { ResyncLoop(); });
+  EnqueueAll();
+}
+
+void EnvironmentController::ResyncLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.resync)) return;
+    }
+    EnqueueAll();
+  }
+}
+
+void EnvironmentController::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (resync_.joinable()) resync_.join();
+  if (workers_ != nullptr) workers_->Stop();
+  queue_->ShutDown();
+  for (kube::Informer* inf : informers_) inf->Stop();
+}
+
+absl::StatusOr<kube::ReconcileResult> EnvironmentController::Reconcile(const std::string& name) {
+  std::shared_ptr<const Object> obj = environments_->Get("", name);
+  if (obj == nullptr || obj->contains("/metadata/deletionTimestamp"_json_pointer)) {
+    return kube::ReconcileResult{};
+  }
+  EnvironmentObservation in;
+  in.object = *obj;
+  in.now = clock_.Now();
+  for (const auto& e : environments_->List()) in.all_environments.push_back(*e);
+  for (const auto& ns : namespaces_->List()) in.namespaces.push_back(NamespaceInfoOf(*ns));
+  // Only the namespaces that can matter: those this Environment may claim.
+  absl::StatusOr<api::Environment> env = api::ParseEnvironment(*obj);
+  if (env.ok()) {
+    for (const policy::NamespaceInfo& ns : in.namespaces) {
+      if (!policy::Claims(*env, ns)) continue;
+      for (const auto& r : releases_->ByIndex("namespace", ns.name)) in.releases.push_back(*r);
+    }
+  }
+  json status = ComputeEnvironmentStatus(in);
+  if (obj->contains("status") && obj->at("status") == status) {
+    return kube::ReconcileResult{};
+  }
+  Object body = {{"apiVersion", api::kApiVersion},
+                 {"kind", api::kEnvironmentKind},
+                 {"metadata", {{"name", name}}},
+                 {"status", status}};
+  kube::ApplyOptions ao;
+  ao.force = true;  // Capstan alone writes Environment status.
+  ao.subresource = "status";
+  absl::Status s = client_.Apply(res::Environments(), "", name, body, ao).status();
+  if (!s.ok()) return s;
+  spdlog::info("environment={} status releases={} ready={} valid={}", name,
+               status["releaseCount"].get<int32_t>(), status["readyCount"].get<int32_t>(),
+               status["conditions"][0]["status"].get<std::string>());
+  return kube::ReconcileResult{};
+}
+
+}  // namespace capstan::controller

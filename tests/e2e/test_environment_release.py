@@ -1,0 +1,213 @@
+"""Environments applied to Releases on the real control plane: each environment's
+configuration lands in its Releases' pods; production waits for an approval of the
+exact revision; a change inside a freeze window waits until it ends; production waits
+until the same revision was Ready in staging for the soak time; an emergency release
+in a freeze proceeds, and a broken one still rolls back.
+
+`capstan run` watches all namespaces here: the Environment controller (which publishes
+what is Ready where, for upstream checks) only runs so."""
+import contextlib
+import datetime
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+import yaml
+
+import kube
+
+SRC = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+CHART = os.path.join(SRC, "charts", "capstan")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def crds():
+    kube.install_crds()
+    for crd in ("environments.capstan.dev", "releaseapprovals.capstan.dev"):
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+def uid():
+    return uuid.uuid4().hex[:6]
+
+
+@contextlib.contextmanager
+def setup(*envs, namespaces=1):
+    """Namespaces, Environments (cluster-scoped, deleted at the end) and an operator
+    over all namespaces."""
+    with contextlib.ExitStack() as stack:
+        names = [stack.enter_context(kube.Namespace("envrel")) for _ in range(namespaces)]
+        objs = [{"apiVersion": "capstan.dev/v1alpha1", "kind": "Environment",
+                 "metadata": {"name": name}, "spec": spec(names)} for name, spec in envs]
+        kube.apply(objs)
+        stack.callback(lambda: [kube.kubectl("delete", "environment", o["metadata"]["name"],
+                                             "--ignore-not-found", "--wait=false", check=False)
+                                for o in objs])
+        op = kube.Operator(log_name="capstan-envrel").start()
+        stack.callback(op.stop)
+        yield names, op
+
+
+def rel(ns, name):
+    return kube.get("release", name, ns)
+
+
+def wait_phase(ns, name, phase, timeout=90):
+    def check():
+        r = rel(ns, name)
+        st = r.get("status", {})
+        if st.get("phase") == phase and st.get("observedGeneration") == r["metadata"]["generation"]:
+            return r
+        return None
+    return kube.wait_until(check, timeout, what=f"release {ns}/{name} phase {phase}")
+
+
+def container_env(ns, name):
+    c = kube.get("deployment", name, ns)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def image(ns, name):
+    return kube.get("deployment", name, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def set_image(ns, name, img):
+    kube.kubectl("-n", ns, "patch", "release", name, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": img}]))
+
+
+def events(ns, reason):
+    items = kube.get("events.events.k8s.io", namespace=ns)["items"]
+    return [e for e in items if e.get("reason") == reason]
+
+
+def rfc3339(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextlib.contextmanager
+def approval_policies():
+    """The chart's admission policies, which stamp the approver on ReleaseApprovals."""
+    policies = subprocess.run(
+        ["helm", "template", f"capstan-e2e-{uid()}", CHART, "--show-only",
+         "templates/approval-policy.yaml"], capture_output=True, text=True, check=True).stdout
+    kube.kubectl("apply", "-f", "-", input=policies)
+    try:
+        yield
+    finally:
+        kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=policies, check=False)
+
+
+def approve(ns, release, revision):
+    body = yaml.safe_dump({"apiVersion": "capstan.dev/v1alpha1", "kind": "ReleaseApproval",
+                           "metadata": {"name": f"{release}-{revision}", "namespace": ns},
+                           "spec": {"release": release, "revision": revision}})
+
+    def created():
+        p = kube.kubectl("create", "-f", "-", input=body, check=False)
+        if p.returncode != 0:
+            return None
+        got = kube.get("releaseapproval", f"{release}-{revision}", ns)["spec"]
+        if not got.get("approvedBy"):  # admission policies not active yet: try again
+            kube.kubectl("-n", ns, "delete", "releaseapproval", f"{release}-{revision}")
+            return None
+        return got
+    return kube.wait_until(created, 30, interval=1, what="an approval stamped by admission")
+
+
+def test_config_per_environment_and_approval_of_one_revision():
+    u = uid()
+    dev = (f"dev-{u}", lambda ns: {"namespaces": [ns[0]], "defaults": {
+        "env": [{"name": "LOG_LEVEL", "value": "debug"}], "labels": {"environment": "dev"}}})
+    prod = (f"prod-{u}", lambda ns: {"namespaces": [ns[1]], "defaults": {
+        "env": [{"name": "LOG_LEVEL", "value": "warn"}], "labels": {"environment": "prod"}},
+        "policies": {"requireApproval": True}})
+    with approval_policies(), setup(dev, prod, namespaces=2) as ((ns_dev, ns_prod), op):
+        for ns in (ns_dev, ns_prod):
+            kube.apply(kube.release("shop", "registry.example/shop:1"), ns)
+        wait_phase(ns_dev, "shop", "Ready")
+        assert container_env(ns_dev, "shop") == {"LOG_LEVEL": "debug"}
+        assert rel(ns_dev, "shop")["status"]["environment"] == f"dev-{u}"
+
+        r = wait_phase(ns_prod, "shop", "Waiting")
+        assert kube.condition(r, "Reconciling")["reason"] == "AwaitingApproval"
+        assert kube.condition(r, "Stalled")["status"] == "False"
+        assert not kube.exists("deployment", "shop", ns_prod), "nothing runs before approval"
+        rev = r["status"]["currentRevision"]
+        assert rev in r["status"]["message"]
+        assert approve(ns_prod, "shop", rev)["approvedBy"]
+        r = wait_phase(ns_prod, "shop", "Ready")
+        assert container_env(ns_prod, "shop") == {"LOG_LEVEL": "warn"}
+        pod_labels = kube.get("deployment", "shop", ns_prod)["spec"]["template"]["metadata"][
+            "labels"]
+        assert pod_labels["environment"] == "prod"
+        kube.wait_until(lambda: events(ns_prod, "Approved"), 10, what="an Approved event")
+
+        # Approving revision N does not approve N+1: the next image waits again while
+        # the approved one keeps running.
+        set_image(ns_prod, "shop", "registry.example/shop:2")
+        r = wait_phase(ns_prod, "shop", "Waiting")
+        assert r["status"]["currentRevision"] != rev
+        assert image(ns_prod, "shop") == "registry.example/shop:1"
+        approve(ns_prod, "shop", r["status"]["currentRevision"])
+        wait_phase(ns_prod, "shop", "Ready")
+        assert image(ns_prod, "shop") == "registry.example/shop:2"
+
+
+def test_freeze_waits_until_the_window_ends_and_emergency_proceeds_and_rolls_back():
+    u = uid()
+    spec = {"policies": {"allowEmergency": True}}
+    with setup((f"frz-{u}", lambda ns: {"namespaces": [ns[0]], **spec})) as ((ns,), op):
+        for name in ("calm", "hotfix"):
+            kube.apply(kube.release(name, f"registry.example/{name}:1"), ns)
+            wait_phase(ns, name, "Ready")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        until = now + datetime.timedelta(seconds=25)
+        kube.kubectl("patch", "environment", f"frz-{u}", "--type=merge", "-p", json.dumps(
+            {"spec": {"policies": {"freezeWindows": [
+                {"name": "incident-review", "from": rfc3339(now - datetime.timedelta(minutes=1)),
+                 "until": rfc3339(until)}]}}}))
+
+        set_image(ns, "calm", "registry.example/calm:2")
+        r = wait_phase(ns, "calm", "Waiting")
+        assert kube.condition(r, "Reconciling")["reason"] == "FrozenUntil"
+        assert "frozen until" in r["status"]["message"]
+        assert image(ns, "calm") == "registry.example/calm:1"
+
+        # An emergency skips the freeze but never health checks: a broken hotfix rolls
+        # out and is rolled back by itself.
+        kube.kubectl("-n", ns, "annotate", "release", "hotfix",
+                     "capstan.dev/emergency=INC-4711 payment outage")
+        set_image(ns, "hotfix", "registry.example/hotfix:crashloop")
+        r = wait_phase(ns, "hotfix", "RolledBack")
+        assert r["status"]["emergency"] is True
+        assert image(ns, "hotfix") == "registry.example/hotfix:1"
+        kube.wait_until(lambda: events(ns, "EmergencyRelease"), 10, what="EmergencyRelease event")
+
+        # The window ends; the held change proceeds by itself.
+        r = wait_phase(ns, "calm", "Ready", timeout=60)
+        assert image(ns, "calm") == "registry.example/calm:2"
+        assert datetime.datetime.now(datetime.timezone.utc) >= until
+
+
+def test_production_waits_for_the_staging_soak():
+    u = uid()
+    staging = (f"stg-{u}", lambda ns: {"namespaces": [ns[0]]})
+    prod = (f"prd-{u}", lambda ns: {"namespaces": [ns[1]], "policies": {
+        "upstream": {"environment": f"stg-{u}", "soakSeconds": 8}}})
+    with setup(staging, prod, namespaces=2) as ((ns_stg, ns_prd), op):
+        kube.apply(kube.release("api", "registry.example/api:7"), ns_prd)
+        r = wait_phase(ns_prd, "api", "Waiting")
+        assert kube.condition(r, "Reconciling")["reason"] == "AwaitingUpstream"
+        assert f"stg-{u}" in r["status"]["message"]
+        kube.apply(kube.release("api", "registry.example/api:7"), ns_stg)
+        ready = wait_phase(ns_stg, "api", "Ready")
+        ready_at = kube.condition(ready, "Ready")["lastTransitionTime"]
+        r = wait_phase(ns_prd, "api", "Ready", timeout=90)
+        started = datetime.datetime.fromisoformat(
+            kube.condition(r, "Ready")["lastTransitionTime"].replace("Z", "+00:00"))
+        soaked = datetime.datetime.fromisoformat(ready_at.replace("Z", "+00:00")) + \
+            datetime.timedelta(seconds=8)
+        assert started >= soaked - datetime.timedelta(seconds=1), (started, soaked)

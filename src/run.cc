@@ -20,6 +20,7 @@
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/controller/release_controller.h"
+#include "capstan/controller/secret_rotation_controller.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/event_recorder.h"
 #include "capstan/kube/leader_election.h"
@@ -110,8 +111,22 @@ int RunOperator() {
         recorder.Record(regarding, e.type, e.reason, e.action, e.note);
       });
 
+  // SecretRotation: same namespace, workers, leader election and recorder.
+  controller::SecretRotationController::Options so;
+  so.watch_namespace = co.watch_namespace;
+  so.workers = co.workers;
+  so.resync = co.resync;
+  controller::SecretRotationController rotations(
+      **client, so,
+      [&recorder](const kube::Object& regarding, const std::string& type,
+                  const std::string& reason, const std::string& note) {
+        recorder.Record(regarding, type, reason, "Rotate", note);
+      });
+
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));
-  (void)health.AddReadinessCheck("informers-synced", [&releases] { return releases.HasSynced(); });
+  (void)health.AddReadinessCheck("informers-synced", [&releases, &rotations] {
+    return releases.HasSynced() && rotations.HasSynced();
+  });
   if (absl::Status s = health.Start(); !s.ok()) {
     spdlog::error("cannot serve health and metrics: {}", s.message());
     return 1;
@@ -119,6 +134,7 @@ int RunOperator() {
   spdlog::info("serving /healthz /readyz /metrics on port {}", health.port());
 
   releases.StartCaches();
+  rotations.StartCaches();
 
   absl::Notification lost_lease;
   std::atomic<bool> lease_lost{false};
@@ -129,9 +145,10 @@ int RunOperator() {
     lc.lease_namespace = lease_ns;
     lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
     lc.identity = identity;
-    lc.on_started_leading = [&releases, &identity] {
+    lc.on_started_leading = [&releases, &rotations, &identity] {
       spdlog::info("became leader identity={}", identity);
       releases.StartWorkers();
+      rotations.StartWorkers();
     };
     // A replica that lost its lease exits so that it restarts clean as a
     // candidate (like kube-controller-manager); workers never run unled.
@@ -159,6 +176,7 @@ int RunOperator() {
     elector->Start();
   } else {
     releases.StartWorkers();
+    rotations.StartWorkers();
   }
   spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
 
@@ -177,6 +195,7 @@ int RunOperator() {
   waiter.join();
 
   releases.Stop();
+  rotations.Stop();
   if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
   recorder.Flush(absl::Seconds(2));
   health.Stop();

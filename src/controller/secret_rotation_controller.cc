@@ -249,7 +249,8 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   const std::string ns = parts[0];
   const std::string name = parts.size() > 1 ? parts[1] : "";
   const absl::Time now = clock_.Now();
-  const Object previous_status = obj->contains("status") ? (*obj)["status"] : Object();
+  const Object previous_status =
+      obj->contains("status") && (*obj)["status"].is_object() ? (*obj)["status"] : Object::object();
 
   auto write_status = [&](const Object& status) -> absl::Status {
     if (status == previous_status) return absl::OkStatus();

@@ -46,6 +46,9 @@ ABSL_FLAG(int, workers, 4, "Concurrent reconciles.");
 ABSL_FLAG(double, kube_api_qps, 20, "Client-side API request rate limit (requests/second).");
 ABSL_FLAG(int, kube_api_burst, 30, "Client-side API request burst.");
 ABSL_FLAG(int, resync_seconds, 600, "Re-check every Release this often without events.");
+ABSL_FLAG(bool, secret_rotation, true,
+          "Run the SecretRotation controller (needs the chart's Secrets RBAC; the chart's "
+          "secretRotation.enabled=false turns both off).");
 
 namespace capstan {
 
@@ -116,16 +119,19 @@ int RunOperator() {
   so.watch_namespace = co.watch_namespace;
   so.workers = co.workers;
   so.resync = co.resync;
-  controller::SecretRotationController rotations(
-      **client, so,
-      [&recorder](const kube::Object& regarding, const std::string& type,
-                  const std::string& reason, const std::string& note) {
-        recorder.Record(regarding, type, reason, "Rotate", note);
-      });
+  std::unique_ptr<controller::SecretRotationController> rotations;
+  if (absl::GetFlag(FLAGS_secret_rotation)) {
+    rotations = std::make_unique<controller::SecretRotationController>(
+        **client, so,
+        [&recorder](const kube::Object& regarding, const std::string& type,
+                    const std::string& reason, const std::string& note) {
+          recorder.Record(regarding, type, reason, "Rotate", note);
+        });
+  }
 
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));
   (void)health.AddReadinessCheck("informers-synced", [&releases, &rotations] {
-    return releases.HasSynced() && rotations.HasSynced();
+    return releases.HasSynced() && (rotations == nullptr || rotations->HasSynced());
   });
   if (absl::Status s = health.Start(); !s.ok()) {
     spdlog::error("cannot serve health and metrics: {}", s.message());
@@ -134,7 +140,7 @@ int RunOperator() {
   spdlog::info("serving /healthz /readyz /metrics on port {}", health.port());
 
   releases.StartCaches();
-  rotations.StartCaches();
+  if (rotations != nullptr) rotations->StartCaches();
 
   absl::Notification lost_lease;
   std::atomic<bool> lease_lost{false};
@@ -148,7 +154,7 @@ int RunOperator() {
     lc.on_started_leading = [&releases, &rotations, &identity] {
       spdlog::info("became leader identity={}", identity);
       releases.StartWorkers();
-      rotations.StartWorkers();
+      if (rotations != nullptr) rotations->StartWorkers();
     };
     // A replica that lost its lease exits so that it restarts clean as a
     // candidate (like kube-controller-manager); workers never run unled.
@@ -176,7 +182,7 @@ int RunOperator() {
     elector->Start();
   } else {
     releases.StartWorkers();
-    rotations.StartWorkers();
+    if (rotations != nullptr) rotations->StartWorkers();
   }
   spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
 
@@ -195,7 +201,7 @@ int RunOperator() {
   waiter.join();
 
   releases.Stop();
-  rotations.Stop();
+  if (rotations != nullptr) rotations->Stop();
   if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
   recorder.Flush(absl::Seconds(2));
   health.Stop();

@@ -1,7 +1,11 @@
 #include "capstan/secrets/secret_rotation.h"
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "capstan/api/yaml.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -171,6 +175,20 @@ TEST(DataKeysTest, Reserved) {
   EXPECT_TRUE(IsReservedDataKey("k_previous"));
   EXPECT_TRUE(IsReservedDataKey(".capstan-pending.k"));
   EXPECT_FALSE(IsReservedDataKey("k"));
+}
+
+TEST(ExampleTest, ExamplesParseAndValidate) {
+  std::ifstream f(std::string(CAPSTAN_SOURCE_DIR) + "/examples/secretrotation.yaml");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  absl::StatusOr<std::vector<json>> docs = api::YamlToJson(ss.str());
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 3u);
+  for (const json& doc : *docs) {
+    absl::StatusOr<SecretRotation> sr = ParseSecretRotation(doc);
+    ASSERT_TRUE(sr.ok()) << sr.status();
+    EXPECT_TRUE(ValidateSecretRotation(*sr).empty()) << sr->name;
+  }
 }
 
 }  // namespace

@@ -409,6 +409,32 @@ def test_kill9_mid_rotation_converges_and_loses_no_value():
         assert_no_value_leaked(ns, "k9", box["op"], watch.all_values())
 
 
+def test_release_consumer_is_restarted_through_its_deployment():
+    with running() as (ns, box):
+        rel = kube.release("web", "registry.example/web:1", replicas=2)
+        rel["spec"]["template"]["spec"]["containers"][0]["env"] = [
+            {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "web-keys",
+                                                           "key": "jwt-key"}}}]
+        kube.apply(rotation("web", "web-keys", "720h",
+                            keys=[{"name": "jwt-key", "randomBytes": {"length": 32}}]), ns)
+        kube.apply(rel, ns)
+        kube.kubectl("-n", ns, "wait", "--for=condition=Ready", "release/web", "--timeout=90s")
+        wait_status(ns, "web", phase="Ready", currentVersion="1")
+        kube.kubectl("-n", ns, "annotate", "secretrotation", "web", "capstan.dev/rotate=1")
+        st = wait_status(ns, "web", phase="Ready", currentVersion="2")
+        assert st["consumers"] == ["web"]
+        uid = srot(ns, "web")["metadata"]["uid"]
+        want = hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
+        assert stamp(ns, "web") == want
+        # The Release's spec is not edited, and its controller keeps the stamp.
+        assert kube.get("release", "web", ns)["metadata"]["generation"] == 1
+        kube.kubectl("-n", ns, "wait", "--for=condition=Ready", "release/web", "--timeout=90s")
+        n = box["op"].reconciles()
+        kube.kubectl("-n", ns, "annotate", "release", "web", "touched=1")
+        kube.wait_until(lambda: box["op"].reconciles() > n, 10, what="a reconcile")
+        assert stamp(ns, "web") == want
+
+
 def test_existing_secret_is_not_adopted_unless_asked():
     with running() as (ns, box):
         kube.kubectl("-n", ns, "create", "secret", "generic", "handmade",

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -53,9 +54,14 @@ Object ProjectDeployment(Object d) {
   if (d.contains("/spec/replicas"_json_pointer)) {
     out["spec"]["replicas"] = d.at("/spec/replicas"_json_pointer);
   }
-  const Object::json_pointer stamp(
-      "/spec/template/metadata/annotations/capstan.dev~1secret-version");
-  if (d.contains(stamp)) out[stamp] = d.at(stamp);
+  const Object::json_pointer annotations("/spec/template/metadata/annotations");
+  if (d.contains(annotations) && d.at(annotations).is_object()) {
+    for (const auto& [k, v] : d.at(annotations).items()) {
+      if (absl::StartsWith(k, sec::kAnnSecretVersionPrefix)) {
+        out["spec"]["template"]["metadata"]["annotations"][k] = v;
+      }
+    }
+  }
   Object refs = Object::array();
   if (d.contains("/spec/template"_json_pointer)) {
     for (const std::string& n : sec::SecretsReferenced(d.at("/spec/template"_json_pointer))) {
@@ -361,13 +367,13 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   switch (sr.spec.consumer_mode) {
     case sec::ConsumerMode::kAuto:
       for (const auto& d : deployments_->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
-        in.consumers.push_back(sec::ViewDeployment(*d));
+        in.consumers.push_back(sec::ViewDeployment(*d, secret_name));
       }
       break;
     case sec::ConsumerMode::kExplicit:
       for (const std::string& d : sr.spec.consumer_deployments) {
         if (auto live = deployments_->Get(ns, d); live != nullptr) {
-          in.consumers.push_back(sec::ViewDeployment(*live));
+          in.consumers.push_back(sec::ViewDeployment(*live, secret_name));
         }
       }
       break;
@@ -384,7 +390,8 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     Object patch = {
         {"spec",
          {{"template",
-           {{"metadata", {{"annotations", {{sec::kAnnSecretVersion, plan.stamp_value}}}}}}}}}};
+           {{"metadata",
+             {{"annotations", {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}}}}};
     absl::Status s = client_.MergePatch(res::Deployments(), ns, d, patch).status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;

@@ -131,10 +131,25 @@ std::optional<absl::Time> ParseRfc3339(const std::string& s) {
   return t;
 }
 
-ConsumerView ViewDeployment(const json& d) {
+std::string StampAnnotationKey(const std::string& secret_name) {
+  if (secret_name.size() <= 63) return kAnnSecretVersionPrefix + secret_name;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(secret_name.data()), secret_name.size(), digest);
+  std::string head = secret_name.substr(0, 46);
+  // A name part must end alphanumeric; the hash suffix takes care of that.
+  return absl::StrCat(kAnnSecretVersionPrefix, head, "-",
+                      absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 8)));
+}
+
+ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
   ConsumerView v;
   v.name = Str(d, "/metadata/name"_json_pointer);
-  v.stamped = Str(d, "/spec/template/metadata/annotations/capstan.dev~1secret-version"_json_pointer);
+  const json::json_pointer annotations("/spec/template/metadata/annotations");
+  if (d.contains(annotations) && d.at(annotations).is_object()) {
+    const json& a = d.at(annotations);
+    auto it = a.find(StampAnnotationKey(secret_name));
+    if (it != a.end() && it->is_string()) v.stamped = it->get<std::string>();
+  }
   const int64_t generation = Int(d, "/metadata/generation"_json_pointer, 0);
   const int64_t observed = Int(d, "/status/observedGeneration"_json_pointer, 0);
   const int64_t want = Int(d, "/spec/replicas"_json_pointer, 1);

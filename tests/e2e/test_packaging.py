@@ -343,7 +343,7 @@ def test_operator_runs_a_full_lifecycle_with_only_the_chart_rbac():
                          "capstan.dev/rotate=1")
             srot_status(phase="Ready", currentVersion="2")
             tmpl = kube.get("deployment", "reader", ns)["spec"]["template"]["metadata"]
-            assert "capstan.dev/secret-version" in tmpl.get("annotations", {})
+            assert "secret-version.capstan.dev/reader-keys" in tmpl.get("annotations", {})
         finally:
             op.stop()
         logs = op.logs()

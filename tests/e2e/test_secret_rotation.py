@@ -157,10 +157,11 @@ def plain(v):
     return base64.b64decode(v).decode()
 
 
-def stamp(ns, deploy):
+def stamp(ns, deploy, secret_name):
+    """The Deployment's restart stamp for one Secret (one annotation per Secret)."""
     d = kube.get("deployment", deploy, ns)
     return (d["spec"]["template"]["metadata"].get("annotations") or {}).get(
-        "capstan.dev/secret-version", "")
+        f"secret-version.capstan.dev/{secret_name}", "")
 
 
 def wait_status(ns, name, timeout=60, **want):
@@ -222,7 +223,7 @@ def test_rotation_restarts_env_and_volume_consumers_and_keeps_previous_for_grace
             # Printer columns.
             out = kube.kubectl("-n", ns, "get", "srot", "app")
             assert "app-keys" in out and "20s" in out and "Ready" in out
-            before = {d: stamp(ns, d) for d in ("env-app", "vol-app")}
+            before = {d: stamp(ns, d, "app-keys") for d in ("env-app", "vol-app")}
 
             # The scheduled rotation (20 s after creation).
             st = wait_status(ns, "app", timeout=60, phase="Ready", currentVersion="2")
@@ -232,7 +233,7 @@ def test_rotation_restarts_env_and_volume_consumers_and_keeps_previous_for_grace
                 assert second[k] != first[k]
                 assert second[f"{k}_previous"] == first[k], "KeepPrevious keeps the old value"
             assert not [k for k in second if k.startswith(".capstan-")]
-            after = {d: stamp(ns, d) for d in ("env-app", "vol-app")}
+            after = {d: stamp(ns, d, "app-keys") for d in ("env-app", "vol-app")}
             for d in after:
                 assert after[d] and after[d] != before[d], f"{d} restarted"
                 kube.kubectl("-n", ns, "rollout", "status", f"deployment/{d}", "--timeout=60s")
@@ -304,7 +305,7 @@ def test_unhealthy_consumer_gets_the_previous_values_restored():
             original = data(ns, "db-creds")
             watch.record_now(secret(ns, "db-creds"))
             kube.kubectl("-n", ns, "rollout", "status", "deployment/picky", "--timeout=60s")
-            original_stamp = stamp(ns, "picky")
+            original_stamp = stamp(ns, "picky", "db-creds")
 
             kube.kubectl("-n", ns, "annotate", "secretrotation", "db", "capstan.dev/rotate=1")
             kube.wait_until(lambda: data(ns, "db-creds")["jwt-key"] != original["jwt-key"], 30,
@@ -322,7 +323,7 @@ def test_unhealthy_consumer_gets_the_previous_values_restored():
             uid = srot(ns, "db")["metadata"]["uid"]
             restored_stamp = hashlib.sha256(f"{uid}/1".encode()).hexdigest()[:16]
             assert original_stamp == "", "never restarted before the first rotation"
-            kube.wait_until(lambda: stamp(ns, "picky") == restored_stamp, 30,
+            kube.wait_until(lambda: stamp(ns, "picky", "db-creds") == restored_stamp, 30,
                             what="picky restarted with the restored version (id 1)")
             ev = events(ns, "RotationFailed")
             assert ev and ev[0]["type"] == "Warning"
@@ -384,7 +385,7 @@ def test_kill9_mid_rotation_converges_and_loses_no_value():
                     if candidate:
                         assert after["jwt-key"] == candidate, "the generated value survived"
                 assert not [k for k in after if k.startswith(".capstan-")]
-                assert stamp(ns, "k9") == hashlib.sha256(
+                assert stamp(ns, "k9", "k9-keys") == hashlib.sha256(
                     f'{srot(ns, "k9")["metadata"]["uid"]}/{version}'.encode()).hexdigest()[:16]
                 kube.kubectl("-n", ns, "rollout", "status", "deployment/k9", "--timeout=60s")
             # Every value the Secret ever showed is either in use, kept as
@@ -425,14 +426,40 @@ def test_release_consumer_is_restarted_through_its_deployment():
         assert st["consumers"] == ["web"]
         uid = srot(ns, "web")["metadata"]["uid"]
         want = hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
-        assert stamp(ns, "web") == want
+        assert stamp(ns, "web", "web-keys") == want
         # The Release's spec is not edited, and its controller keeps the stamp.
         assert kube.get("release", "web", ns)["metadata"]["generation"] == 1
         kube.kubectl("-n", ns, "wait", "--for=condition=Ready", "release/web", "--timeout=90s")
         n = box["op"].reconciles()
         kube.kubectl("-n", ns, "annotate", "release", "web", "touched=1")
         kube.wait_until(lambda: box["op"].reconciles() > n, 10, what="a reconcile")
-        assert stamp(ns, "web") == want
+        assert stamp(ns, "web", "web-keys") == want
+
+
+def test_a_deployment_reading_two_rotated_secrets_gets_one_stamp_per_secret():
+    with running() as (ns, box):
+        d = env_consumer("both", "jwt-keys")
+        d["spec"]["template"]["spec"]["volumes"] = [
+            {"name": "db", "secret": {"secretName": "db-keys"}}]
+        kube.apply([d,
+                    rotation("jwt", "jwt-keys", "720h",
+                             keys=[{"name": "jwt-key", "randomBytes": {"length": 32}}]),
+                    rotation("db", "db-keys", "720h",
+                             keys=[{"name": "password", "password": {"length": 16}}])], ns)
+        for name in ("jwt", "db"):
+            wait_status(ns, name, phase="Ready", currentVersion="1")
+        kube.kubectl("-n", ns, "annotate", "secretrotation", "jwt", "capstan.dev/rotate=1")
+        kube.kubectl("-n", ns, "annotate", "secretrotation", "db", "capstan.dev/rotate=1")
+        for name, secret_name in (("jwt", "jwt-keys"), ("db", "db-keys")):
+            st = wait_status(ns, name, phase="Ready", currentVersion="2")
+            assert st["consumers"] == ["both"]
+            uid = srot(ns, name)["metadata"]["uid"]
+            assert stamp(ns, "both", secret_name) == \
+                hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
+        # Settled: the two SecretRotations do not keep restarting the Deployment.
+        generation = kube.get("deployment", "both", ns)["metadata"]["generation"]
+        time.sleep(3)
+        assert kube.get("deployment", "both", ns)["metadata"]["generation"] == generation
 
 
 def test_existing_secret_is_not_adopted_unless_asked():

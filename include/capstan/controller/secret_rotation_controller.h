@@ -8,7 +8,7 @@
 // (only those: Capstan never caches Secrets it does not manage); Deployments
 // of the watched namespace(s), projected down to what consumer scanning and
 // health need (the names of the Secrets their pod template reads, the
-// capstan.dev/secret-version annotation, replica counts).
+// secret-version.capstan.dev/<secret> annotations, replica counts).
 //
 // Ownership rule: a Secret is managed by a SecretRotation when it carries the
 // label capstan.dev/secret-rotation=<its name>. Capstan sets that label (and

@@ -61,8 +61,14 @@ inline constexpr char kAnnTrigger[] = "capstan.dev/rotation-trigger";
 inline constexpr char kAnnPreviousExpires[] = "capstan.dev/previous-expires";
 // On the SecretRotation: a manual trigger (any new token rotates once).
 inline constexpr char kAnnRotate[] = "capstan.dev/rotate";
-// On consumer pod templates: a hash of the version id, never of a value.
-inline constexpr char kAnnSecretVersion[] = "capstan.dev/secret-version";
+// On consumer pod templates, one annotation per rotated Secret (a Deployment
+// often reads two: a JWT key and a database password, each with its own
+// SecretRotation), "secret-version.capstan.dev/<secret name>", valued with a
+// hash of the version id, never of a value.
+inline constexpr char kAnnSecretVersionPrefix[] = "secret-version.capstan.dev/";
+// The annotation key for one Secret. Names longer than an annotation name part
+// (63) are cut to 46 characters plus "-" and 16 hex characters of their SHA-256.
+std::string StampAnnotationKey(const std::string& secret_name);
 // On managed Secrets: the SecretRotation that manages it (the informer selects on it).
 inline constexpr char kLabelSecretRotation[] = "capstan.dev/secret-rotation";
 
@@ -78,13 +84,13 @@ struct ObservedSecret {
 // One consumer workload (a Deployment) as the planner needs it.
 struct ConsumerView {
   std::string name;
-  std::string stamped;   // its pod template's capstan.dev/secret-version
+  std::string stamped;   // its pod template's StampAnnotationKey(secret) annotation
   bool healthy = false;  // rolled out: observed, updated and available
   std::string why;       // when not healthy, e.g. "1/2 available"
 };
 
-// Reads a Deployment (as the API returns it).
-ConsumerView ViewDeployment(const nlohmann::json& deployment);
+// Reads a Deployment (as the API returns it) as a consumer of `secret_name`.
+ConsumerView ViewDeployment(const nlohmann::json& deployment, const std::string& secret_name);
 // Names of the Secrets a pod template reads: env valueFrom.secretKeyRef,
 // envFrom.secretRef, volumes[].secret and projected volume sources, in
 // containers and initContainers. Sorted, unique.
@@ -126,7 +132,7 @@ struct PlanEvent {
 struct RotationPlan {
   Action action = Action::kNone;
   SecretChange change;
-  // Deployments whose pod template gets capstan.dev/secret-version=stamp,
+  // Deployments whose pod template gets StampAnnotationKey(secret)=stamp_value,
   // before the Secret write.
   std::vector<std::string> stamp;
   std::string stamp_value;

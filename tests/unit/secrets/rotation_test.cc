@@ -354,14 +354,26 @@ TEST(ConsumersTest, DeploymentHealth) {
     json d = {{"metadata", {{"name", "api"}, {"generation", 2}}},
               {"spec", {{"replicas", 2},
                         {"template", {{"metadata", {{"annotations",
-                                                     {{kAnnSecretVersion, "abc"}}}}}}}}},
+                                                     {{"secret-version.capstan.dev/jwt-keys",
+                                                       "abc"},
+                                                      {"secret-version.capstan.dev/other",
+                                                       "xyz"}}}}}}}}},
               {"status", json::parse(c.status)}};
-    ConsumerView v = ViewDeployment(d);
+    ConsumerView v = ViewDeployment(d, "jwt-keys");
     EXPECT_EQ(v.name, "api");
     EXPECT_EQ(v.stamped, "abc");
     EXPECT_EQ(v.healthy, c.healthy);
     EXPECT_THAT(v.why, HasSubstr(c.why));
   }
+}
+
+TEST(ConsumersTest, StampAnnotationKeyIsAValidAnnotationName) {
+  EXPECT_EQ(StampAnnotationKey("jwt-keys"), "secret-version.capstan.dev/jwt-keys");
+  const std::string long_name(200, 'a');
+  const std::string k = StampAnnotationKey(long_name);
+  const std::string name_part = k.substr(k.find('/') + 1);
+  EXPECT_LE(name_part.size(), 63u);
+  EXPECT_NE(StampAnnotationKey(long_name), StampAnnotationKey(long_name + "b"));
 }
 
 TEST(ConsumersTest, VersionStampIsStableAndNeverTheValue) {

@@ -10,9 +10,11 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -96,11 +98,12 @@ class SecretValues:
 def running(*args):
     with kube.Namespace("srot") as ns:
         op = kube.Operator(f"--namespace={ns}", *args).start()
-        box = {"op": op}
+        box = {"op": op, "all": [op]}
         try:
             yield ns, box
         finally:
-            box["op"].stop()
+            for o in box["all"]:
+                o.stop()
 
 
 def rotation(name, secret, interval, keys=None, **spec):
@@ -176,14 +179,19 @@ def events(ns, reason=None):
     return [e for e in items if reason is None or e.get("reason") == reason]
 
 
-def assert_no_value_leaked(ns, name, op, values):
+def assert_no_value_leaked(ns, name, ops, values):
+    """Greps every operator's log (killed ones too), the Events, the
+    SecretRotation and the running operator's /metrics for every value."""
     assert values, "the watch saw the Secret's values"
+    ops = ops if isinstance(ops, list) else [ops]
+    running_ops = [o for o in ops if o.proc and o.proc.poll() is None]
+    assert running_ops, "grep /metrics of a running operator"
     haystacks = {
-        "operator log": op.logs(),
+        "operator log": "".join(o.logs() for o in ops),
         "events": kube.kubectl("-n", ns, "get", "events", "-o", "yaml")
                   + kube.kubectl("-n", ns, "get", "events.events.k8s.io", "-o", "yaml"),
         "secretrotation": kube.kubectl("-n", ns, "get", "secretrotation", name, "-o", "yaml"),
-        "metrics": op.get("/metrics")[1],
+        "metrics": "".join(o.get("/metrics")[1] for o in running_ops),
     }
     for where, text in haystacks.items():
         assert text, f"{where} is empty"
@@ -371,6 +379,7 @@ def test_kill9_mid_rotation_converges_and_loses_no_value():
                 mid = secret(ns, "k9-keys")
                 watch.record_now(mid)
                 box["op"] = kube.Operator(f"--namespace={ns}").start()
+                box["all"].append(box["op"])
                 wait_status(ns, "k9", timeout=90, phase="Ready", currentVersion=version)
                 after = data(ns, "k9-keys")
                 watch.record_now(secret(ns, "k9-keys"))
@@ -407,7 +416,76 @@ def test_kill9_mid_rotation_converges_and_loses_no_value():
             assert pendings <= set(currents), "every pending value became current"
         finally:
             watch.stop()
-        assert_no_value_leaked(ns, "k9", box["op"], watch.all_values())
+        assert_no_value_leaked(ns, "k9", box["all"], watch.all_values())
+
+
+@contextlib.contextmanager
+def slow_secret_writes(seconds):
+    """tests/tools/faultproxy.py in front of the API server, holding every Secret
+    PATCH for `seconds` before forwarding it: after one rotation step's write
+    lands, the next one waits, so a kill -9 lands exactly between two steps."""
+    src = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    cluster_dir = os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp")
+    cfg = os.path.join(cluster_dir, f"faultproxy-{uuid.uuid4().hex[:6]}.kubeconfig")
+    rule = json.dumps({"method": "PATCH", "path": "/secrets/", "latency": seconds})
+    proc = subprocess.Popen(
+        ["python3", os.path.join(src, "tests", "tools", "faultproxy.py"), "--kubeconfig",
+         os.environ["KUBECONFIG"], "--port", "0", "--write-kubeconfig", cfg, "--rule", rule],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("faultproxy listening on"), line
+        yield cfg
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.mark.parametrize("kill_after", ["Pending", "Swapped", "Restarted"])
+def test_kill9_after_each_step_resumes_from_the_secret(kill_after):
+    with kube.Namespace("srotk") as ns, slow_secret_writes(2) as proxy_cfg:
+        first = kube.Operator(f"--namespace={ns}", f"--kubeconfig={proxy_cfg}").start()
+        op = first
+        watch = SecretValues(ns, "step-keys")
+        try:
+            kube.apply(env_consumer("step", "step-keys", replicas=2, minReadySeconds=2), ns)
+            kube.apply(rotation("step", "step-keys", "720h",
+                                strategy={"type": "KeepPrevious", "gracePeriod": "1h"}), ns)
+            wait_status(ns, "step", phase="Ready", currentVersion="1")
+            before = data(ns, "step-keys")
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "step", "capstan.dev/rotate=1")
+
+            def state():
+                ann = secret(ns, "step-keys")["metadata"].get("annotations") or {}
+                return ann.get("capstan.dev/rotation-state", "Idle")
+            # The next step's write is held for 2 s: kill inside that window.
+            kube.wait_until(lambda: state() == kill_after, 30, interval=0.05,
+                            what=f"state {kill_after}")
+            op.kill9()
+            mid = secret(ns, "step-keys")
+            watch.record_now(mid)
+            assert mid["metadata"]["annotations"]["capstan.dev/rotation-state"] == kill_after
+            mid_data = mid.get("data", {})
+            generated = mid_data.get(".capstan-pending.jwt-key") or mid_data["jwt-key"]
+            assert generated != before["jwt-key"], "the killed process had written new values"
+
+            op = kube.Operator(f"--namespace={ns}").start()
+            wait_status(ns, "step", timeout=60, phase="Ready", currentVersion="2")
+            after = data(ns, "step-keys")
+            watch.record_now(secret(ns, "step-keys"))
+            assert after["jwt-key"] == generated, "the value written before the kill is in use"
+            assert after["jwt-key_previous"] == before["jwt-key"]
+            assert not [k for k in after if k.startswith(".capstan-")]
+            uid = srot(ns, "step")["metadata"]["uid"]
+            assert stamp(ns, "step", "step-keys") == \
+                hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
+            kube.kubectl("-n", ns, "rollout", "status", "deployment/step", "--timeout=60s")
+            watch.stop()
+            assert_no_value_leaked(ns, "step", [first, op], watch.all_values())
+        finally:
+            watch.stop()
+            first.stop()
+            op.stop()
 
 
 def test_release_consumer_is_restarted_through_its_deployment():

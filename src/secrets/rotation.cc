@@ -138,7 +138,8 @@ std::string StampAnnotationKey(const std::string& secret_name) {
   std::string head = secret_name.substr(0, 46);
   // A name part must end alphanumeric; the hash suffix takes care of that.
   return absl::StrCat(kAnnSecretVersionPrefix, head, "-",
-                      absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 8)));
+                      absl::BytesToHexString(
+                          std::string(reinterpret_cast<const char*>(digest), 8)));
 }
 
 ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
@@ -214,8 +215,9 @@ std::string VersionStamp(const std::string& rotation_uid, const std::string& ver
   return absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 8));
 }
 
-std::map<std::string, std::string> ApplyAnnotations(const std::map<std::string, std::string>& before,
-                                                     const SecretChange& change) {
+std::map<std::string, std::string> ApplyAnnotations(
+    const std::map<std::string, std::string>& before,
+    const SecretChange& change) {
   std::map<std::string, std::string> out = before;
   for (const auto& [k, v] : change.set_annotations) out[k] = v;
   for (const std::string& k : change.remove_annotations) out.erase(k);

@@ -104,5 +104,64 @@ kubectl -n "$NS" get deployment shop -o jsonpath='Deployment image is back to: {
 kubectl -n "$NS" get events.events.k8s.io --field-selector reportingController=capstan.dev/capstan \
   -o custom-columns=TYPE:.type,REASON:.reason,NOTE:.note
 
-say "Done. The failed revision is remembered and not retried until the spec changes"
+echo "The failed revision is remembered and not retried until the spec changes"
 echo "or someone runs: kubectl -n $NS annotate release shop capstan.dev/retry=\$(date +%s)"
+
+bluegreen() {
+  cat <<EOF
+apiVersion: capstan.dev/v1alpha1
+kind: Release
+metadata:
+  name: pay
+  namespace: $NS
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels: {app: pay}
+    spec:
+      containers:
+      - name: api
+        image: $1
+        ports: [{name: http, containerPort: 8080}]
+  service:
+    ports: [{name: http, port: 80, targetPort: http}]
+  strategy:
+    type: BlueGreen
+    blueGreen: {autoPromote: false, scaleDownDelaySeconds: 10}
+EOF
+}
+color() { kubectl -n "$NS" get service pay -o jsonpath='{.spec.selector.capstan\.dev/color}'; }
+wait_rel() {  # name phase
+  local deadline=$((SECONDS + 120))
+  until [[ $(kubectl -n "$NS" get rel "$1" -o jsonpath='{.status.phase}') == "$2" ]]; do
+    if ((SECONDS > deadline)); then echo "timed out waiting for $1 phase $2" >&2; tail -20 "$CLUSTER_DIR/capstan.log" >&2; exit 1; fi
+    sleep 0.5
+  done
+}
+
+say "4. A BlueGreen Release: blue serves"
+bluegreen registry.example.com/pay/api:3.0 | kubectl apply -f -
+kubectl -n "$NS" wait --for=condition=Ready release/pay --timeout=120s
+echo "Service pay selects: $(color)"
+
+say "5. A new image comes up on green behind pay-preview and waits for a person"
+bluegreen registry.example.com/pay/api:3.1 | kubectl apply -f -
+wait_rel pay Previewing
+kubectl -n "$NS" get rel pay -o jsonpath='{.status.message}{"\n"}'
+echo "Service pay still selects: $(color)"
+rev=$(kubectl -n "$NS" get rel pay -o jsonpath='{.status.currentRevision}')
+kubectl -n "$NS" annotate release pay "capstan.dev/promote=$rev"
+until [[ $(color) == green ]]; do sleep 0.2; done
+echo "Promoted in one write: Service pay selects $(color); blue stays up for 10 s"
+kubectl -n "$NS" get rel pay -o wide
+
+say "6. A broken preview never touches traffic"
+bluegreen registry.example.com/pay/api:crashloop | kubectl apply -f -
+wait_rel pay Degraded
+kubectl -n "$NS" get rel pay -o jsonpath='{.status.message}{"\n"}'
+echo "Service pay still selects: $(color)"
+kubectl -n "$NS" get events.events.k8s.io --field-selector reportingController=capstan.dev/capstan \
+  -o custom-columns=TYPE:.type,REASON:.reason,NOTE:.note | grep -E "REASON|Promoted|PreviewFailed"
+
+say "Done."

@@ -811,6 +811,10 @@ class Validator {
     if (s.type == StrategyType::kBlueGreen) {
       const BlueGreenSpec& b = s.blue_green;
       const std::string path = "spec.strategy.blueGreen";
+      if (!r_.spec.service.has_value()) {
+        Error("spec.strategy: strategy BlueGreen needs spec.service: traffic moves between the "
+              "colours by switching the Service's selector");
+      }
       if (b.promotion_delay_seconds < 0) {
         Error(path, ".promotionDelaySeconds: must be 0 or more, not ", b.promotion_delay_seconds);
       }
@@ -912,6 +916,10 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   RETURN_IF_ERROR(ReadBool(status, "emergency", path, &out.emergency));
   RETURN_IF_ERROR(ReadString(status, "environment", path, &out.environment));
   RETURN_IF_ERROR(ReadString(status, "lastRetry", path, &out.last_retry));
+  RETURN_IF_ERROR(ReadString(status, "lastAbort", path, &out.last_abort));
+  RETURN_IF_ERROR(ReadTime(status, "previewReadyAt", path, &out.preview_ready_at));
+  RETURN_IF_ERROR(ReadTime(status, "switchedAt", path, &out.switched_at));
+  RETURN_IF_ERROR(ReadTime(status, "scaleDownAt", path, &out.scale_down_at));
   if (const json* history = Find(status, "history"); history != nullptr) {
     if (!history->is_array()) {
       return TypeError("status.history", "a list", *history);
@@ -1153,6 +1161,15 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
   }
   set_string("environment", s.environment);
   set_string("lastRetry", s.last_retry);
+  set_string("lastAbort", s.last_abort);
+  auto set_time = [&out](const char* key, const std::optional<absl::Time>& t) {
+    if (t.has_value()) {
+      out[key] = Rfc3339(*t);
+    }
+  };
+  set_time("previewReadyAt", s.preview_ready_at);
+  set_time("switchedAt", s.switched_at);
+  set_time("scaleDownAt", s.scale_down_at);
   if (!s.history.empty()) {
     json history = json::array();
     for (const RevisionRecord& r : s.history) {

@@ -63,6 +63,20 @@ Metrics& Metrics::Get() {
                       .Name("capstan_relists_total")
                       .Help("Full relists (initial, or after 410 Gone), by resource.")
                       .Register(r);
+    m->bluegreen_switches = &prometheus::BuildCounter()
+                                 .Name("capstan_bluegreen_switches_total")
+                                 .Help("BlueGreen traffic switches by kind (promote, switch_back).")
+                                 .Register(r);
+    m->bluegreen_switch_latency =
+        &prometheus::BuildHistogram()
+             .Name("capstan_bluegreen_switch_seconds")
+             .Help("Time from the decision to switch traffic to the completed Service write.")
+             .Register(r);
+    m->rollbacks = &prometheus::BuildCounter()
+                        .Name("capstan_rollbacks_total")
+                        .Help("Automatic rollbacks (RollingUpdate) and switch-backs (BlueGreen) "
+                              "after a failed revision, by strategy.")
+                        .Register(r);
     m->events = &prometheus::BuildCounter()
                      .Name("capstan_events_total")
                      .Help("Kubernetes Events by result (emitted, aggregated, dropped).")

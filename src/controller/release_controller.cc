@@ -1,17 +1,22 @@
 #include "capstan/controller/release_controller.h"
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "capstan/api/labels.h"
 #include "capstan/api/release.h"
 #include "capstan/common/log.h"
+#include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/diff/diff.h"
 #include "capstan/render/render.h"
+#include "capstan/rollout/bluegreen.h"
 
 namespace capstan::controller {
 namespace {
@@ -53,6 +58,7 @@ Object ProjectPod(Object pod) {
   out["metadata"]["name"] = md.value("name", "");
   out["metadata"]["namespace"] = md.value("namespace", "");
   out["metadata"]["resourceVersion"] = md.value("resourceVersion", "");
+  out["metadata"]["creationTimestamp"] = md.value("creationTimestamp", "");
   if (md.contains("labels")) out["metadata"]["labels"] = std::move(md["labels"]);
   if (md.contains("deletionTimestamp")) {
     out["metadata"]["deletionTimestamp"] = std::move(md["deletionTimestamp"]);
@@ -64,7 +70,9 @@ Object ProjectPod(Object pod) {
       for (Object& c : st["conditions"]) {
         if (c.value("type", "") == "Ready") {
           out["status"]["conditions"].push_back(
-              Object{{"type", "Ready"}, {"status", c.value("status", "")}});
+              Object{{"type", "Ready"},
+                     {"status", c.value("status", "")},
+                     {"lastTransitionTime", c.value("lastTransitionTime", "")}});
         }
       }
     }
@@ -80,6 +88,36 @@ Object ProjectPod(Object pod) {
     }
   }
   return out;
+}
+
+// EndpointSlices: which pods are ready endpoints of which Service, nothing else.
+Object ProjectEndpointSlice(Object slice) {
+  Object out;
+  Object& md = slice["metadata"];
+  out["metadata"]["name"] = md.value("name", "");
+  out["metadata"]["namespace"] = md.value("namespace", "");
+  out["metadata"]["resourceVersion"] = md.value("resourceVersion", "");
+  if (md.contains("labels")) out["metadata"]["labels"] = std::move(md["labels"]);
+  out["endpoints"] = Object::array();
+  if (slice.contains("endpoints") && slice["endpoints"].is_array()) {
+    for (Object& ep : slice["endpoints"]) {
+      Object slim = Object::object();
+      if (ep.contains("/conditions/ready"_json_pointer)) {
+        slim["conditions"]["ready"] = ep.at("/conditions/ready"_json_pointer);
+      }
+      slim["targetRef"]["name"] = Str(ep, "/targetRef/name"_json_pointer);
+      out["endpoints"].push_back(std::move(slim));
+    }
+  }
+  return out;
+}
+
+// "namespace/service" of an EndpointSlice.
+std::vector<std::string> ByService(const Object& slice) {
+  const std::string svc =
+      Str(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
+  if (svc.empty()) return {};
+  return {absl::StrCat(Str(slice, "/metadata/namespace"_json_pointer), "/", svc)};
 }
 
 std::vector<std::string> ByRelease(const Object& obj) {
@@ -125,6 +163,9 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   pdbs_ = make(res::PodDisruptionBudgets(), kManagedSelector);
   revisions_ = make(res::ControllerRevisions(), kManagedSelector);
   pods_ = make(res::Pods(), api::kLabelRelease, ProjectPod);
+  // The EndpointSlice controller copies a Service's labels to its slices.
+  endpoint_slices_ = make(res::EndpointSlices(), kManagedSelector, ProjectEndpointSlice);
+  endpoint_slices_->AddIndex("service", ByService);
   pods_->AddIndex("release", ByRelease);
   revisions_->AddIndex("release", ByRelease);
 
@@ -134,7 +175,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
     queue_->Add(kube::ObjectKey(*o));
   });
   for (kube::Informer* inf : {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
-                              revisions_.get(), pods_.get()}) {
+                              revisions_.get(), pods_.get(), endpoint_slices_.get()}) {
     inf->AddHandler([this](const Object* o, const Object* n) { EnqueueOwner(o, n); });
   }
 }
@@ -197,18 +238,34 @@ void ReleaseController::Stop() {
   for (kube::Informer* inf : informers_) inf->Stop();
 }
 
-absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::string& key) {
-  std::shared_ptr<const Object> obj = releases_->Get(key);
-  if (obj == nullptr) return kube::ReconcileResult{};  // Deleted: owned objects go by GC.
-  if (obj->contains("/metadata/deletionTimestamp"_json_pointer)) return kube::ReconcileResult{};
-  const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
-  const std::string ns = parts[0];
-  const std::string name = parts.size() > 1 ? parts[1] : "";
-  const absl::Time now = clock_.Now();
+// One reconcile of one Release: what it observed and the writes it made. The
+// strategy shells (Rolling, BlueGreen) share these steps.
+struct ReleaseController::Pass {
+  ReleaseController& c;
+  const std::string& key;
+  std::string ns;
+  std::string name;
+  const Object& obj;
+  const api::Release& rel;
+  absl::Time now;
+  int writes = 0;
+  std::vector<Expectation> wrote;
+
+  void Wrote(const kube::Resource& r, const Object& out) {
+    const std::string rv = Str(out, "/metadata/resourceVersion"_json_pointer);
+    uint64_t n = 0;
+    if (kube::Informer* inf = c.InformerFor(r);
+        inf != nullptr && absl::SimpleAtoi(rv, &n)) {
+      wrote.push_back({inf, ns, Str(out, "/metadata/name"_json_pointer), n});
+    }
+  }
+
+  void Emit(const rollout::Event& e) const {
+    if (c.events_) c.events_(obj, e);
+  }
 
   // Writes status only when it changed.
-  auto write_status = [&](const api::ReleaseStatus& before,
-                          const api::ReleaseStatus& after) -> absl::Status {
+  absl::Status WriteStatus(const api::ReleaseStatus& before, const api::ReleaseStatus& after) {
     if (rollout::StatusEqual(before, after)) return absl::OkStatus();
     Object body = {{"apiVersion", api::kApiVersion},
                    {"kind", api::kReleaseKind},
@@ -217,54 +274,14 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
     kube::ApplyOptions ao;
     ao.force = true;  // Capstan alone writes Release status.
     ao.subresource = "status";
-    return client_.Apply(res::Releases(), ns, name, body, ao).status();
-  };
-  auto emit = [&](const rollout::Event& e) {
-    if (events_) events_(*obj, e);
-  };
-  // Stalled without touching anything: invalid spec, conflicts, unsupported.
-  auto stall = [&](const api::ReleaseStatus& before, int64_t generation, const std::string& reason,
-                   const std::string& message) -> absl::StatusOr<kube::ReconcileResult> {
-    api::ReleaseStatus after = before;
-    after.observed_generation = generation;
-    after.phase = "Stalled";
-    after.message = message;
-    rollout::SetCondition(&after.conditions,
-                          {"Ready", "False", reason, message, now, generation}, now);
-    rollout::SetCondition(&after.conditions, {"Reconciling", "False", reason, "", now, generation},
-                          now);
-    rollout::SetCondition(&after.conditions,
-                          {"Stalled", "True", reason, message, now, generation}, now);
-    if (before.message != message || before.phase != "Stalled") {
-      emit({"Warning", reason, "Reconcile", message});
-    }
-    RETURN_IF_ERROR(write_status(before, after));
-    spdlog::info("release={} stalled reason={} message={}", key, reason, message);
-    return kube::ReconcileResult{};
-  };
-
-  const int64_t generation = obj->value("/metadata/generation"_json_pointer, int64_t{0});
-  absl::StatusOr<api::Release> parsed = api::ParseRelease(*obj);
-  if (!parsed.ok()) {
-    api::ReleaseStatus before;
-    if (obj->contains("status")) {
-      if (auto st = api::ParseReleaseStatus((*obj)["status"]); st.ok()) before = *st;
-    }
-    return stall(before, generation, "InvalidSpec", std::string(parsed.status().message()));
-  }
-  const api::Release& rel = *parsed;
-  if (std::vector<std::string> problems = api::ValidateRelease(rel); !problems.empty()) {
-    return stall(rel.status, generation, "InvalidSpec", absl::StrJoin(problems, "; "));
-  }
-  if (rel.spec.strategy.type != api::StrategyType::kRollingUpdate) {
-    return stall(rel.status, generation, "UnsupportedStrategy",
-                 "spec.strategy.type BlueGreen is not supported by this version of Capstan yet; "
-                 "nothing was changed");
+    ASSIGN_OR_RETURN(Object out, c.client_.Apply(res::Releases(), ns, name, body, ao));
+    Wrote(res::Releases(), out);
+    return absl::OkStatus();
   }
 
-  // Find each owned object, refusing any we do not control.
-  auto lookup = [&](kube::Informer& inf, const kube::Resource& r,
-                    const std::string& obj_name) -> absl::StatusOr<Owned> {
+  // Finds an owned object by name, refusing any we do not control.
+  absl::StatusOr<Owned> Lookup(kube::Informer& inf, const kube::Resource& r,
+                               const std::string& obj_name) {
     Owned o;
     o.live = inf.Get(ns, obj_name);
     if (o.live != nullptr) {
@@ -272,7 +289,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
       return o;
     }
     // Not in our (label-selected) cache: something unlabelled may still hold the name.
-    absl::StatusOr<Object> got = client_.Get(r, ns, obj_name);
+    absl::StatusOr<Object> got = c.client_.Get(r, ns, obj_name);
     if (got.ok()) {
       // Ours but not cached yet (just created), or someone else's.
       o.conflict = ControllerReleaseUid(*got) != rel.metadata.uid;
@@ -281,38 +298,252 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
     }
     if (got.status().code() == absl::StatusCode::kNotFound) return o;
     return got.status();
-  };
+  }
+
+  // Server-side apply of `body` when it drifted from `live` (or `live` is absent).
+  // Returns the object as the server holds it afterwards (or `live` when unchanged).
+  absl::StatusOr<std::shared_ptr<const Object>> Apply(const kube::Resource& r,
+                                                      const std::string& obj_name, Object body,
+                                                      const std::shared_ptr<const Object>& live) {
+    body = diff::StampHash(std::move(body));
+    std::vector<diff::Drift> why;
+    if (live != nullptr && !diff::NeedsApply(body, *live, &why)) return live;
+    if (live != nullptr) {
+      spdlog::info("release={} apply {} {}: {}", key, r.kind, obj_name, diff::Describe(why));
+    } else {
+      spdlog::info("release={} create {} {}", key, r.kind, obj_name);
+    }
+    kube::ApplyOptions ao;
+    ao.force = true;  // Only ever objects this Release controls (checked before).
+    ++writes;
+    ASSIGN_OR_RETURN(Object out, c.client_.Apply(r, ns, obj_name, body, ao));
+    Wrote(r, out);
+    return std::make_shared<const Object>(std::move(out));
+  }
+
+  // Deletes an object this Release controls (uid precondition); others are left alone.
+  absl::Status Remove(const kube::Resource& r, kube::Informer& inf, const std::string& obj_name) {
+    std::shared_ptr<const Object> live = inf.Get(ns, obj_name);
+    if (live == nullptr || ControllerReleaseUid(*live) != rel.metadata.uid) return absl::OkStatus();
+    kube::DeleteOptions d;
+    d.precondition_uid = Str(*live, "/metadata/uid"_json_pointer);
+    spdlog::info("release={} delete {} {} (no longer in spec)", key, r.kind, obj_name);
+    ++writes;
+    absl::Status s = c.client_.Delete(r, ns, obj_name, d);
+    return s.code() == absl::StatusCode::kNotFound ? absl::OkStatus() : s;
+  }
+
+  // Records `desired` as a ControllerRevision before anything runs it, so a crash
+  // right after the Deployment write still finds its template for a later rollback.
+  absl::Status EnsureRevision(const render::PodTemplate& desired) {
+    const std::string cr_name = absl::StrCat(name, "-", desired.revision);
+    if (c.revisions_->Get(ns, cr_name) != nullptr) return absl::OkStatus();
+    int64_t number = 0;
+    for (const auto& other : c.revisions_->ByIndex("release", key)) {
+      number = std::max(number, other->value("revision", int64_t{0}));
+    }
+    // Create, never apply: an existing revision (cache lag, or written by a
+    // predecessor killed mid-rollout) keeps its number.
+    ++writes;
+    spdlog::info("release={} create ControllerRevision {}", key, cr_name);
+    absl::StatusOr<Object> created = c.client_.Create(
+        res::ControllerRevisions(), ns,
+        render::RenderControllerRevision(rel, desired.pod_template, desired.revision,
+                                         number + 1));
+    if (created.ok()) {
+      Wrote(res::ControllerRevisions(), *created);
+    } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
+      return created.status();
+    }
+    return absl::OkStatus();
+  }
+
+  // Keeps revisionHistoryLimit ControllerRevisions, never one named in `keep`.
+  absl::Status PruneRevisions(const std::vector<std::string>& keep) {
+    std::vector<std::shared_ptr<const Object>> crs = c.revisions_->ByIndex("release", key);
+    if (static_cast<int32_t>(crs.size()) <= rel.spec.revision_history_limit) {
+      return absl::OkStatus();
+    }
+    std::sort(crs.begin(), crs.end(), [](const auto& a, const auto& b) {
+      return a->value("revision", int64_t{0}) < b->value("revision", int64_t{0});
+    });
+    int32_t excess = static_cast<int32_t>(crs.size()) - rel.spec.revision_history_limit;
+    for (const auto& cr : crs) {
+      if (excess <= 0) break;
+      const std::string rev = Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer);
+      if (rev.empty() || std::find(keep.begin(), keep.end(), rev) != keep.end()) continue;
+      RETURN_IF_ERROR(
+          Remove(res::ControllerRevisions(), *c.revisions_, Str(*cr, "/metadata/name"_json_pointer)));
+      --excess;
+    }
+    return absl::OkStatus();
+  }
+
+  // Stalled without touching anything: invalid spec, conflicts, unsupported changes.
+  absl::StatusOr<kube::ReconcileResult> Stall(const api::ReleaseStatus& before,
+                                              const std::string& reason,
+                                              const std::string& message) {
+    const int64_t generation = obj.value("/metadata/generation"_json_pointer, int64_t{0});
+    api::ReleaseStatus after = before;
+    after.observed_generation = generation;
+    after.phase = "Stalled";
+    after.message = message;
+    rollout::SetCondition(&after.conditions,
+                          {"Ready", "False", reason, message, now, generation}, now);
+    rollout::SetCondition(&after.conditions,
+                          {"Reconciling", "False", reason, "", now, generation}, now);
+    rollout::SetCondition(&after.conditions,
+                          {"Stalled", "True", reason, message, now, generation}, now);
+    if (before.message != message || before.phase != "Stalled") {
+      Emit({"Warning", reason, "Reconcile", message});
+    }
+    RETURN_IF_ERROR(WriteStatus(before, after));
+    spdlog::info("release={} stalled reason={} message={}", key, reason, message);
+    return kube::ReconcileResult{};
+  }
+
+  std::vector<rollout::PodView> Pods() const {
+    std::vector<rollout::PodView> pods;
+    for (const auto& p : c.pods_->ByIndex("release", key)) pods.push_back(rollout::ViewPod(*p));
+    return pods;
+  }
+};
+
+namespace {
+
+std::string ConflictMessage(const std::vector<std::string>& conflicts) {
+  return absl::StrCat(absl::StrJoin(conflicts, ", "), conflicts.size() == 1 ? " exists" : " exist",
+                      " and is not owned by this Release; Capstan does not adopt objects it did "
+                      "not create. Delete or rename it, or rename the Release.");
+}
+
+}  // namespace
+
+kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
+  for (kube::Informer* inf :
+       {releases_.get(), deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
+        revisions_.get()}) {
+    if (inf->resource().resource == r.resource && inf->resource().group == r.group) return inf;
+  }
+  return nullptr;
+}
+
+bool ReleaseController::CachesCaughtUp(const std::string& key) {
+  absl::MutexLock lock(&expectations_mu_);
+  auto it = expectations_.find(key);
+  if (it == expectations_.end()) return true;
+  const bool expired = clock_.Now() - it->second.first > absl::Seconds(5);
+  if (!expired) {
+    for (const Expectation& e : it->second.second) {
+      std::shared_ptr<const Object> cached = e.informer->Get(e.ns, e.name);
+      uint64_t rv = 0;
+      if (cached == nullptr ||
+          (absl::SimpleAtoi(Str(*cached, "/metadata/resourceVersion"_json_pointer), &rv) &&
+           rv < e.resource_version)) {
+        return false;
+      }
+    }
+  }
+  expectations_.erase(it);
+  return true;
+}
+
+void ReleaseController::Expect(const std::string& key, std::vector<Expectation> writes) {
+  if (writes.empty()) return;
+  absl::MutexLock lock(&expectations_mu_);
+  expectations_[key] = {clock_.Now(), std::move(writes)};
+}
+
+absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::string& key) {
+  if (!CachesCaughtUp(key)) {
+    kube::ReconcileResult wait;
+    wait.requeue_after = absl::Milliseconds(20);
+    return wait;
+  }
+  std::vector<Expectation> wrote;
+  absl::StatusOr<kube::ReconcileResult> result = ReconcileFresh(key, &wrote);
+  Expect(key, std::move(wrote));
+  return result;
+}
+
+absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
+    const std::string& key, std::vector<Expectation>* wrote) {
+  std::shared_ptr<const Object> obj = releases_->Get(key);
+  if (obj == nullptr) return kube::ReconcileResult{};  // Deleted: owned objects go by GC.
+  if (obj->contains("/metadata/deletionTimestamp"_json_pointer)) return kube::ReconcileResult{};
+  const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
+
+  absl::StatusOr<api::Release> parsed = api::ParseRelease(*obj);
+  api::Release invalid;
+  Pass pass{*this, key, parts[0], parts.size() > 1 ? parts[1] : "", *obj,
+            parsed.ok() ? *parsed : invalid, clock_.Now()};
+  // Whatever this pass writes (even when it fails half way) is expected in the caches.
+  struct Collect {
+    Pass& pass;
+    std::vector<Expectation>* out;
+    ~Collect() { *out = std::move(pass.wrote); }
+  } collect{pass, wrote};
+  if (!parsed.ok()) {
+    api::ReleaseStatus before;
+    if (obj->contains("status")) {
+      if (auto st = api::ParseReleaseStatus((*obj)["status"]); st.ok()) before = *st;
+    }
+    return pass.Stall(before, "InvalidSpec", std::string(parsed.status().message()));
+  }
+  const api::Release& rel = *parsed;
+  if (std::vector<std::string> problems = api::ValidateRelease(rel); !problems.empty()) {
+    return pass.Stall(rel.status, "InvalidSpec", absl::StrJoin(problems, "; "));
+  }
+  // The other strategy's Deployments, still owned by this Release: the strategy
+  // changed in place (the CRD forbids it; an older CRD may not). Never a half state.
+  const bool blue_green = rel.spec.strategy.type == api::StrategyType::kBlueGreen;
+  std::vector<std::string> other_names;
+  if (blue_green) {
+    other_names = {pass.name};
+  } else {
+    other_names = {render::DeploymentName(rel, api::Color::kBlue),
+                   render::DeploymentName(rel, api::Color::kGreen)};
+  }
+  for (const std::string& other : other_names) {
+    std::shared_ptr<const Object> live = deployments_->Get(pass.ns, other);
+    if (live != nullptr && ControllerReleaseUid(*live) == rel.metadata.uid) {
+      return pass.Stall(
+          rel.status, "StrategyChange",
+          absl::StrCat("spec.strategy.type is ", api::StrategyTypeName(rel.spec.strategy.type),
+                       " but Deployment ", other, " of the other strategy still runs; switching "
+                       "strategy in place is not supported. Revert spec.strategy.type, or create "
+                       "a Release with another name and move traffic. Nothing was changed."));
+    }
+  }
+  return blue_green ? ReconcileBlueGreen(pass) : ReconcileRolling(pass);
+}
+
+absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
+  const api::Release& rel = x.rel;
+  const std::string& name = x.name;
   std::vector<std::string> conflicts;
-  ASSIGN_OR_RETURN(Owned deploy, lookup(*deployments_, res::Deployments(), name));
+  ASSIGN_OR_RETURN(Owned deploy, x.Lookup(*deployments_, res::Deployments(), name));
   if (deploy.conflict) conflicts.push_back(absl::StrCat("Deployment ", name));
   Owned svc, hpa, pdb;
   if (rel.spec.service) {
-    ASSIGN_OR_RETURN(svc, lookup(*services_, res::Services(), name));
+    ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name));
     if (svc.conflict) conflicts.push_back(absl::StrCat("Service ", name));
   }
   if (rel.spec.autoscaling) {
-    ASSIGN_OR_RETURN(hpa, lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
+    ASSIGN_OR_RETURN(hpa, x.Lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
     if (hpa.conflict) conflicts.push_back(absl::StrCat("HorizontalPodAutoscaler ", name));
   }
   if (rel.spec.disruption_budget) {
-    ASSIGN_OR_RETURN(pdb, lookup(*pdbs_, res::PodDisruptionBudgets(), name));
+    ASSIGN_OR_RETURN(pdb, x.Lookup(*pdbs_, res::PodDisruptionBudgets(), name));
     if (pdb.conflict) conflicts.push_back(absl::StrCat("PodDisruptionBudget ", name));
   }
-  if (!conflicts.empty()) {
-    return stall(rel.status, generation, "Conflict",
-                 absl::StrCat(absl::StrJoin(conflicts, ", "),
-                              conflicts.size() == 1 ? " exists" : " exist",
-                              " and is not owned by this Release; Capstan does not adopt objects "
-                              "it did not create. Delete or rename it, or rename the Release."));
-  }
+  if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe, then plan.
   const render::PodTemplate desired = render::RenderPodTemplate(rel);
-  std::vector<rollout::PodView> pods;
-  for (const auto& p : pods_->ByIndex("release", key)) pods.push_back(rollout::ViewPod(*p));
   std::shared_ptr<const Object> stable_cr;
   if (!rel.status.stable_revision.empty()) {
-    stable_cr = revisions_->Get(ns, absl::StrCat(name, "-", rel.status.stable_revision));
+    stable_cr = revisions_->Get(x.ns, absl::StrCat(name, "-", rel.status.stable_revision));
   }
   rollout::RollingInput in;
   in.release = &rel;
@@ -321,120 +552,229 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::st
   in.stable_template_known =
       stable_cr != nullptr && stable_cr->contains("/data/template"_json_pointer);
   in.deployment = rollout::ViewDeployment(deploy.live ? *deploy.live : Object());
-  in.pods = std::move(pods);
-  in.now = now;
+  in.pods = x.Pods();
+  in.now = x.now;
   rollout::RollingPlan plan = rollout::PlanRolling(in);
 
   // Apply what drifted, nothing else.
-  int writes = 0;
-  auto apply = [&](const kube::Resource& r, const std::string& obj_name, Object body,
-                   const std::shared_ptr<const Object>& live) -> absl::Status {
-    body = diff::StampHash(std::move(body));
-    std::vector<diff::Drift> why;
-    if (live != nullptr && !diff::NeedsApply(body, *live, &why)) return absl::OkStatus();
-    if (live != nullptr) {
-      spdlog::info("release={} apply {} {}: {}", key, r.kind, obj_name, diff::Describe(why));
-    } else {
-      spdlog::info("release={} create {} {}", key, r.kind, obj_name);
-    }
-    kube::ApplyOptions ao;
-    ao.force = true;  // Only ever objects this Release controls (checked above).
-    ++writes;
-    return client_.Apply(r, ns, obj_name, body, ao).status();
-  };
-  auto remove = [&](const kube::Resource& r, kube::Informer& inf,
-                    const std::string& obj_name) -> absl::Status {
-    std::shared_ptr<const Object> live = inf.Get(ns, obj_name);
-    if (live == nullptr || ControllerReleaseUid(*live) != rel.metadata.uid) return absl::OkStatus();
-    kube::DeleteOptions d;
-    d.precondition_uid = Str(*live, "/metadata/uid"_json_pointer);
-    spdlog::info("release={} delete {} {} (no longer in spec)", key, r.kind, obj_name);
-    ++writes;
-    absl::Status s = client_.Delete(r, ns, obj_name, d);
-    return s.code() == absl::StatusCode::kNotFound ? absl::OkStatus() : s;
-  };
-
   const std::optional<int32_t> replicas =
       rel.spec.autoscaling ? std::nullopt : std::optional<int32_t>(rel.spec.replicas.value_or(1));
   if (plan.target == rollout::RollingPlan::Target::kDesired) {
-    // Record the revision before running it, so a crash right after the
-    // Deployment write still finds its template for a later rollback.
-    const std::string cr_name = absl::StrCat(name, "-", desired.revision);
-    std::shared_ptr<const Object> cr = revisions_->Get(ns, cr_name);
-    if (cr == nullptr) {
-      int64_t number = 0;
-      for (const auto& other : revisions_->ByIndex("release", key)) {
-        number = std::max(number, other->value("revision", int64_t{0}));
-      }
-      // Create, never apply: an existing revision (cache lag, or written by a
-      // predecessor killed mid-rollout) keeps its number.
-      ++writes;
-      spdlog::info("release={} create ControllerRevision {}", key, cr_name);
-      absl::Status created =
-          client_
-              .Create(res::ControllerRevisions(), ns,
-                      render::RenderControllerRevision(rel, desired.pod_template,
-                                                       desired.revision, number + 1))
-              .status();
-      if (!created.ok() && created.code() != absl::StatusCode::kAlreadyExists) return created;
-    }
-    RETURN_IF_ERROR(apply(res::Deployments(), name,
-                          render::RenderDeployment(rel, desired.pod_template, desired.revision,
-                                                   name, replicas),
-                          deploy.live));
+    RETURN_IF_ERROR(x.EnsureRevision(desired));
+    RETURN_IF_ERROR(x.Apply(res::Deployments(), name,
+                            render::RenderDeployment(rel, desired.pod_template, desired.revision,
+                                                     name, replicas),
+                            deploy.live)
+                        .status());
   } else if (plan.target == rollout::RollingPlan::Target::kStable) {
-    RETURN_IF_ERROR(apply(res::Deployments(), name,
-                          render::RenderDeployment(rel, stable_cr->at("/data/template"_json_pointer),
-                                                   rel.status.stable_revision, name, replicas),
-                          deploy.live));
+    RETURN_IF_ERROR(
+        x.Apply(res::Deployments(), name,
+                render::RenderDeployment(rel, stable_cr->at("/data/template"_json_pointer),
+                                         rel.status.stable_revision, name, replicas),
+                deploy.live)
+            .status());
   }
   if (rel.spec.service) {
-    RETURN_IF_ERROR(apply(res::Services(), name, render::RenderService(rel), svc.live));
+    RETURN_IF_ERROR(
+        x.Apply(res::Services(), name, render::RenderService(rel), svc.live).status());
   } else {
-    RETURN_IF_ERROR(remove(res::Services(), *services_, name));
+    RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
   }
-  if (rel.spec.autoscaling) {
-    RETURN_IF_ERROR(apply(res::HorizontalPodAutoscalers(), name, render::RenderHpa(rel, name),
-                          hpa.live));
-  } else {
-    RETURN_IF_ERROR(remove(res::HorizontalPodAutoscalers(), *hpas_, name));
-  }
-  if (rel.spec.disruption_budget) {
-    RETURN_IF_ERROR(apply(res::PodDisruptionBudgets(), name, render::RenderPdb(rel), pdb.live));
-  } else {
-    RETURN_IF_ERROR(remove(res::PodDisruptionBudgets(), *pdbs_, name));
-  }
+  RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, hpa.live, pdb.live));
+  RETURN_IF_ERROR(x.PruneRevisions(
+      {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
 
-  // Keep revisionHistoryLimit ControllerRevisions, never the stable or current one.
-  std::vector<std::shared_ptr<const Object>> crs = revisions_->ByIndex("release", key);
-  if (static_cast<int32_t>(crs.size()) > rel.spec.revision_history_limit) {
-    std::sort(crs.begin(), crs.end(), [](const auto& a, const auto& b) {
-      return a->value("revision", int64_t{0}) < b->value("revision", int64_t{0});
-    });
-    int32_t excess = static_cast<int32_t>(crs.size()) - rel.spec.revision_history_limit;
-    for (const auto& cr : crs) {
-      if (excess <= 0) break;
-      const std::string rev = Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer);
-      if (rev == plan.status.stable_revision || rev == desired.revision ||
-          rev == plan.status.failed_revision) {
-        continue;
-      }
-      RETURN_IF_ERROR(remove(res::ControllerRevisions(), *revisions_,
-                             Str(*cr, "/metadata/name"_json_pointer)));
-      --excess;
-    }
-  }
-
-  for (const rollout::Event& e : plan.events) emit(e);
+  for (const rollout::Event& e : plan.events) x.Emit(e);
   if (plan.rolled_back) {
-    spdlog::warn("release={} rolled back: {}", key, plan.status.message);
+    Metrics::Get().rollbacks->Add({{"strategy", "RollingUpdate"}}).Increment();
+    spdlog::warn("release={} rolled back: {}", x.key, plan.status.message);
   }
-  RETURN_IF_ERROR(write_status(rel.status, plan.status));
-  if (writes > 0) spdlog::debug("release={} reconciled with {} writes", key, writes);
+  RETURN_IF_ERROR(x.WriteStatus(rel.status, plan.status));
+  if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
   kube::ReconcileResult result;
   // While progressing, look again even without events: the progress deadline
   // is judged by the deployment controller, but a quiet cluster deserves a check.
   if (plan.status.phase == "Progressing") result.requeue_after = absl::Seconds(30);
+  return result;
+}
+
+absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& target,
+                                               std::optional<api::Color> color,
+                                               const std::shared_ptr<const Object>& hpa,
+                                               const std::shared_ptr<const Object>& pdb) {
+  const api::Release& rel = x.rel;
+  if (rel.spec.autoscaling) {
+    RETURN_IF_ERROR(x.Apply(res::HorizontalPodAutoscalers(), x.name, render::RenderHpa(rel, target),
+                            hpa)
+                        .status());
+  } else {
+    RETURN_IF_ERROR(x.Remove(res::HorizontalPodAutoscalers(), *hpas_, x.name));
+  }
+  if (rel.spec.disruption_budget) {
+    RETURN_IF_ERROR(
+        x.Apply(res::PodDisruptionBudgets(), x.name, render::RenderPdb(rel, color), pdb).status());
+  } else {
+    RETURN_IF_ERROR(x.Remove(res::PodDisruptionBudgets(), *pdbs_, x.name));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass& x) {
+  using api::Color;
+  const api::Release& rel = x.rel;
+  const std::string& name = x.name;
+  const std::string preview_name = absl::StrCat(name, "-preview");
+  const bool preview_service = rel.spec.strategy.blue_green.preview_service;
+  const std::array<Color, 2> colors = {Color::kBlue, Color::kGreen};
+
+  std::vector<std::string> conflicts;
+  std::array<Owned, 2> deploys;
+  for (Color c : colors) {
+    const std::string dname = render::DeploymentName(rel, c);
+    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)], x.Lookup(*deployments_, res::Deployments(), dname));
+    if (deploys[static_cast<int>(c)].conflict) conflicts.push_back(absl::StrCat("Deployment ", dname));
+  }
+  Owned svc, preview, hpa, pdb;
+  ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name));
+  if (svc.conflict) conflicts.push_back(absl::StrCat("Service ", name));
+  if (preview_service) {
+    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name));
+    if (preview.conflict) conflicts.push_back(absl::StrCat("Service ", preview_name));
+  }
+  if (rel.spec.autoscaling) {
+    ASSIGN_OR_RETURN(hpa, x.Lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
+    if (hpa.conflict) conflicts.push_back(absl::StrCat("HorizontalPodAutoscaler ", name));
+  }
+  if (rel.spec.disruption_budget) {
+    ASSIGN_OR_RETURN(pdb, x.Lookup(*pdbs_, res::PodDisruptionBudgets(), name));
+    if (pdb.conflict) conflicts.push_back(absl::StrCat("PodDisruptionBudget ", name));
+  }
+  if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
+
+  // Observe.
+  const render::PodTemplate desired = render::RenderPodTemplate(rel);
+  rollout::BlueGreenInput in;
+  in.release = &rel;
+  in.desired_revision = desired.revision;
+  in.desired_images = Images(desired.pod_template);
+  if (svc.live != nullptr) {
+    in.service_color = api::ParseColor(
+        Str(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
+    in.service_failed_revision =
+        Str(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
+  }
+  std::map<std::string, const rollout::PodView*> pod_by_name;
+  std::vector<rollout::PodView> pods = x.Pods();
+  for (const rollout::PodView& p : pods) {
+    std::optional<Color> c = api::ParseColor(p.color);
+    if (!c.has_value()) continue;
+    (*c == Color::kBlue ? in.blue : in.green).pods.push_back(p);
+    pod_by_name[p.name] = &p;
+  }
+  in.blue.deployment = rollout::ViewDeployment(deploys[0].live ? *deploys[0].live : Object());
+  in.green.deployment = rollout::ViewDeployment(deploys[1].live ? *deploys[1].live : Object());
+  if (preview_service) {
+    // Ready endpoints of the preview Service that are pods of the desired revision on
+    // the colour that would be promoted.
+    const Color active =
+        in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
+    const std::string idle = api::ColorName(api::OtherColor(active));
+    int32_t ready = 0;
+    for (const auto& slice :
+         endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", preview_name))) {
+      if (!slice->contains("endpoints") || !(*slice)["endpoints"].is_array()) continue;
+      for (const Object& ep : (*slice)["endpoints"]) {
+        // EndpointSlice: a nil ready condition means ready.
+        const bool ep_ready = !ep.contains("/conditions/ready"_json_pointer) ||
+                              ep.at("/conditions/ready"_json_pointer) == true;
+        auto pod = pod_by_name.find(Str(ep, "/targetRef/name"_json_pointer));
+        if (ep_ready && pod != pod_by_name.end() && pod->second->revision == desired.revision &&
+            pod->second->color == idle && pod->second->ready) {
+          ++ready;
+        }
+      }
+    }
+    in.preview_ready_endpoints = ready;
+  }
+  in.now = x.now;
+  rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
+
+  // Write. A traffic switch goes first, alone, so it lands as soon as it is decided.
+  const absl::Time decided = absl::Now();
+  auto write_traffic = [&]() -> absl::Status {
+    Object body = render::RenderService(rel, plan.active);
+    if (!plan.status.failed_revision.empty()) {
+      body["metadata"]["annotations"][rollout::kFailedRevisionAnnotation] =
+          plan.status.failed_revision;
+    }
+    ASSIGN_OR_RETURN(svc.live, x.Apply(res::Services(), name, std::move(body), svc.live));
+    RETURN_IF_ERROR(ApplyHpaAndPdb(x, render::DeploymentName(rel, plan.active), plan.active,
+                                   hpa.live, pdb.live));
+    return absl::OkStatus();
+  };
+  if (plan.traffic != rollout::BlueGreenPlan::Switch::kNone) {
+    RETURN_IF_ERROR(write_traffic());
+    const char* kind =
+        plan.traffic == rollout::BlueGreenPlan::Switch::kPromote ? "promote" : "switch_back";
+    const absl::Duration took = absl::Now() - decided;
+    Metrics::Get().bluegreen_switches->Add({{"kind", kind}}).Increment();
+    Metrics::Get()
+        .bluegreen_switch_latency->Add({{"kind", kind}}, Metrics::LatencyBuckets())
+        .Observe(absl::ToDoubleSeconds(took));
+    spdlog::info("release={} traffic {} to {} (selector write {}ms after the decision)", x.key,
+                 kind, api::ColorName(plan.active), absl::ToDoubleMilliseconds(took));
+  }
+  for (Color c : colors) {
+    const rollout::ColorAction& act = plan.action(c);
+    Owned& d = deploys[static_cast<int>(c)];
+    const std::string dname = render::DeploymentName(rel, c);
+    if (act.apply_desired) {
+      RETURN_IF_ERROR(x.EnsureRevision(desired));
+      // No replica count in the apply: it is set below with a plain patch, so the
+      // HPA can own it on the active colour without fighting server-side apply.
+      ASSIGN_OR_RETURN(d.live, x.Apply(res::Deployments(), dname,
+                                       render::RenderDeployment(rel, desired.pod_template,
+                                                                desired.revision, dname,
+                                                                std::nullopt, c),
+                                       d.live));
+    }
+    if (act.replicas.has_value() && d.live != nullptr &&
+        rollout::ViewDeployment(*d.live).spec_replicas != *act.replicas) {
+      spdlog::info("release={} scale Deployment {} to {}", x.key, dname, *act.replicas);
+      ++x.writes;
+      ASSIGN_OR_RETURN(Object out,
+                       x.c.client_.MergePatch(res::Deployments(), x.ns, dname,
+                                              Object{{"spec", {{"replicas", *act.replicas}}}}));
+      x.Wrote(res::Deployments(), out);
+    }
+  }
+  if (plan.traffic == rollout::BlueGreenPlan::Switch::kNone) {
+    RETURN_IF_ERROR(write_traffic());
+  }
+  if (preview_service) {
+    RETURN_IF_ERROR(x.Apply(res::Services(), preview_name,
+                            render::RenderPreviewService(rel, plan.preview), preview.live)
+                        .status());
+  } else {
+    RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
+  }
+  RETURN_IF_ERROR(x.PruneRevisions({plan.status.stable_revision, desired.revision,
+                                    plan.status.failed_revision, in.blue.deployment.revision,
+                                    in.green.deployment.revision}));
+
+  for (const rollout::Event& e : plan.events) x.Emit(e);
+  if (plan.rolled_back) {
+    Metrics::Get().rollbacks->Add({{"strategy", "BlueGreen"}}).Increment();
+    spdlog::warn("release={} switched back: {}", x.key, plan.status.message);
+  }
+  RETURN_IF_ERROR(x.WriteStatus(rel.status, plan.status));
+  if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
+  kube::ReconcileResult result;
+  if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
+  if (plan.status.phase == "Progressing" &&
+      (result.requeue_after <= absl::ZeroDuration() || result.requeue_after > absl::Seconds(30))) {
+    result.requeue_after = absl::Seconds(30);
+  }
   return result;
 }
 

@@ -1,5 +1,7 @@
 #include "capstan/rollout/rolling.h"
 
+#include "status_util.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -12,8 +14,6 @@ namespace {
 using api::Condition;
 using api::ReleaseStatus;
 using nlohmann::json;
-
-constexpr size_t kHistoryLimit = 10;
 
 int64_t Int(const json& obj, const json::json_pointer& ptr) {
   if (!obj.contains(ptr)) return 0;
@@ -31,43 +31,6 @@ bool IsImageFailure(const std::string& reason) {
   return reason == "ErrImagePull" || reason == "ImagePullBackOff" ||
          reason == "InvalidImageName" || reason == "CreateContainerConfigError" ||
          reason == "CreateContainerError";
-}
-
-void RecordHistory(ReleaseStatus* s, const std::string& revision,
-                   const std::vector<std::string>& images, const std::string& phase,
-                   absl::Time now) {
-  auto it = std::find_if(s->history.begin(), s->history.end(),
-                         [&](const api::RevisionRecord& r) { return r.revision == revision; });
-  if (it != s->history.end()) {
-    if (it->phase == phase) return;
-    api::RevisionRecord rec = *it;
-    s->history.erase(it);
-    rec.phase = phase;
-    rec.time = now;
-    if (!images.empty()) rec.images = images;
-    s->history.insert(s->history.begin(), std::move(rec));
-  } else {
-    s->history.insert(s->history.begin(), api::RevisionRecord{revision, images, phase, now});
-  }
-  if (s->history.size() > kHistoryLimit) s->history.resize(kHistoryLimit);
-}
-
-// The Release's kstatus conditions in one place.
-void SetConditions(ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
-                   const std::string& ready_reason, bool reconciling, bool stalled,
-                   const std::string& reason, const std::string& message) {
-  SetCondition(&s->conditions,
-               Condition{"Ready", ready ? "True" : "False", ready_reason, message, now, generation},
-               now);
-  SetCondition(&s->conditions,
-               Condition{"Reconciling", reconciling ? "True" : "False",
-                         reconciling ? reason : ready_reason, reconciling ? message : "", now,
-                         generation},
-               now);
-  SetCondition(&s->conditions,
-               Condition{"Stalled", stalled ? "True" : "False", stalled ? reason : ready_reason,
-                         stalled ? message : "", now, generation},
-               now);
 }
 
 }  // namespace
@@ -102,10 +65,25 @@ PodView ViewPod(const json& pod) {
   PodView v;
   v.name = Str(pod, "/metadata/name"_json_pointer);
   v.revision = Str(pod, "/metadata/labels/capstan.dev~1revision"_json_pointer);
+  v.color = Str(pod, "/metadata/labels/capstan.dev~1color"_json_pointer);
   v.deleting = pod.contains("/metadata/deletionTimestamp"_json_pointer);
+  {
+    absl::Time t;
+    std::string err;
+    if (absl::ParseTime(absl::RFC3339_full, Str(pod, "/metadata/creationTimestamp"_json_pointer),
+                        &t, &err)) {
+      v.created = t;
+    }
+  }
   if (pod.contains("/status/conditions"_json_pointer)) {
     for (const json& c : pod.at("/status/conditions"_json_pointer)) {
-      if (c.value("type", "") == "Ready") v.ready = c.value("status", "") == "True";
+      if (c.value("type", "") != "Ready") continue;
+      v.ready = c.value("status", "") == "True";
+      absl::Time t;
+      std::string err;
+      if (absl::ParseTime(absl::RFC3339_full, c.value("lastTransitionTime", ""), &t, &err)) {
+        v.ready_since = t;
+      }
     }
   }
   if (pod.contains("/status/containerStatuses"_json_pointer)) {
@@ -191,15 +169,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
   if (!s.failed_revision.empty() && s.failed_revision != desired) s.failed_revision.clear();
 
   // A retry asked for with a new token on the annotation.
-  auto ann = r.metadata.annotations.find(kRetryAnnotation);
-  if (!s.failed_revision.empty() && ann != r.metadata.annotations.end() && !ann->second.empty() &&
-      ann->second != s.last_retry) {
-    p.retry_token_used = ann->second;
-    s.last_retry = ann->second;
-    s.failed_revision.clear();
-    p.events.push_back({"Normal", "RetryRequested", "Retry",
-                        absl::StrCat("retrying failed revision ", desired, " (", kRetryAnnotation,
-                                     "=", ann->second, ")")});
+  if (std::optional<std::string> token = ConsumeRetry(r, desired, &s, &p.events)) {
+    p.retry_token_used = *token;
   }
 
   const bool can_roll_back = r.spec.rollback.automatic && !s.stable_revision.empty() &&
@@ -207,7 +178,11 @@ RollingPlan PlanRolling(const RollingInput& in) {
 
   auto hold_failed = [&](const std::string& message) {
     s.message = message;
-    if (can_roll_back) {
+    if (WasAborted(s, desired)) {
+      p.target = can_roll_back ? RollingPlan::Target::kStable : RollingPlan::Target::kKeep;
+      s.phase = "Aborted";
+      SetConditions(&s, gen, in.now, false, "Aborted", false, true, "Aborted", message);
+    } else if (can_roll_back) {
       p.target = RollingPlan::Target::kStable;
       s.phase = "RolledBack";
       SetConditions(&s, gen, in.now, false, "RolledBack", false, true, "RevisionFailed", message);
@@ -272,6 +247,24 @@ RollingPlan PlanRolling(const RollingInput& in) {
   const bool complete = d.observed_generation >= d.generation &&
                         d.updated_replicas >= d.spec_replicas &&
                         d.available_replicas >= d.spec_replicas && d.replicas == d.updated_replicas;
+  if (std::optional<std::string> token = NewAbortToken(r, s)) {
+    s.last_abort = *token;
+    if (!complete) {
+      s.failed_revision = desired;
+      RecordHistory(&s, desired, in.desired_images, "Aborted", in.now);
+      const std::string message = absl::StrCat(
+          "rollout of revision ", desired, " aborted (", kAbortAnnotation, "=", *token, ")",
+          can_roll_back ? absl::StrCat("; back on revision ", s.stable_revision)
+                        : std::string("; no stable revision to return to, the Deployment is "
+                                      "left as it is"));
+      hold_failed(message);
+      p.events.push_back({"Warning", "Aborted", "Abort", message});
+      return p;
+    }
+    p.events.push_back({"Normal", "NothingToAbort", "Abort",
+                        absl::StrCat("revision ", desired, " is fully rolled out; ",
+                                     kAbortAnnotation, "=", *token, " has nothing to stop")});
+  }
   if (complete) {
     const bool newly = s.stable_revision != desired || r.status.phase != "Ready";
     s.stable_revision = desired;

@@ -89,6 +89,9 @@ CONFLICT = ("Service shop exists and is not owned by this Release; Capstan does 
             "objects it did not create. Delete or rename it, or rename the Release.")
 
 # (id, Release, expected hs.status, substrings hs.message must contain)
+PROMOTE = ("revision 9f3e1a2b7c is ready on green; promote it with: kubectl annotate release "
+           "web capstan.dev/promote=9f3e1a2b7c --overwrite")
+
 CASES = [
     ("ready", release(2, {
         "observedGeneration": 2, "phase": "Available", "message": "3/3 replicas ready",
@@ -130,6 +133,20 @@ CASES = [
                        cond("Reconciling", "False", "Conflict", ""),
                        cond("Stalled", "True", "Conflict", CONFLICT)]}),
      "Degraded", ["Conflict", CONFLICT]),
+    # BlueGreen waiting for a person to promote: Suspended, with the command to run.
+    ("awaiting-promotion", release(2, {
+        "observedGeneration": 2, "phase": "Previewing",
+        "conditions": [cond("Ready", "False", "Previewing", PROMOTE, 2),
+                       cond("Reconciling", "True", "AwaitingPromotion", PROMOTE, 2),
+                       cond("Stalled", "False", "Previewing", "", 2)]}),
+     "Suspended", ["AwaitingPromotion", "capstan.dev/promote=9f3e1a2b7c"]),
+    # An automatic promotion is only a matter of time: Progressing.
+    ("auto-previewing", release(2, {
+        "observedGeneration": 2, "phase": "Previewing",
+        "conditions": [cond("Ready", "False", "Previewing", "traffic moves at ...", 2),
+                       cond("Reconciling", "True", "Previewing", "traffic moves at ...", 2),
+                       cond("Stalled", "False", "Previewing", "", 2)]}),
+     "Progressing", ["Previewing"]),
     ("no-status", release(1), "Progressing", ["Waiting for Capstan"]),
     ("empty-status", release(1, {}), "Progressing", ["generation 1", "observed 0"]),
     # Not covered by the documented rules; the script's fallback is Progressing with the

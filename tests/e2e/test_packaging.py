@@ -24,6 +24,7 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #                                   make(res::Releases())); Releases are never fetched one by one.
 #   releases/status patch:          server-side apply of status (ao.subresource = "status").
 #   deployments get/list/watch:     informer + conflict check (client_.Get on a cache miss);
+#               patch (merge):      BlueGreen sets a colour's replica count;
 #               create/patch:       server-side apply (an apply that creates is authorized as
 #                                   create too, checked on the real API server); never deleted
 #                                   by Capstan (garbage collection follows the owner reference).
@@ -33,6 +34,7 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #               create/patch/delete: one per revision by server-side apply, pruned past
 #                                   revisionHistoryLimit.
 #   pods list/watch:                the pod informer that detects crash loops / pull failures.
+#   endpointslices list/watch:      BlueGreen reads the preview Service's ready endpoints.
 #   events create/patch:            kube/event_recorder.cc (Create, MergePatch for a series).
 #   secretrotations list/watch:     the SecretRotation informer (controller/secret_rotation_controller.cc).
 #   secretrotations/status patch:   server-side apply of status.
@@ -51,6 +53,7 @@ EXPECTED_CLUSTER_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "controllerrevisions"): {"list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
+    ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("capstan.dev", "secretrotations"): {"list", "watch"},
     ("capstan.dev", "secretrotations/status"): {"patch"},
@@ -69,6 +72,7 @@ CODE_REFERENCES = {
     "controllerrevisions": ("src/controller/release_controller.cc",
                             "res::ControllerRevisions()"),
     "pods": ("src/controller/release_controller.cc", "res::Pods()"),
+    "endpointslices": ("src/controller/release_controller.cc", "res::EndpointSlices()"),
     "events": ("src/kube/event_recorder.cc", "resources::Events()"),
     "secretrotations": ("src/controller/secret_rotation_controller.cc",
                         "res::SecretRotations()"),

@@ -1,6 +1,8 @@
 -- Argo CD health check for capstan.dev/Release.
 -- Healthy:     Ready=True and status.observedGeneration == metadata.generation.
 -- Degraded:    Stalled=True (rolled back, failed first revision, invalid spec, conflict).
+-- Suspended:   Reconciling=True with reason AwaitingPromotion (BlueGreen preview
+--              waiting for capstan.dev/promote).
 -- Progressing: Reconciling=True, observedGeneration behind, or no status yet.
 local hs = {}
 
@@ -58,6 +60,12 @@ if stalled ~= nil and stalled.status == "True" then
 end
 
 local reconciling = cond(obj, "Reconciling")
+if reconciling ~= nil and reconciling.status == "True" and
+    reconciling.reason == "AwaitingPromotion" then
+  hs.status = "Suspended"
+  hs.message = describe(reconciling, "Waiting for promotion")
+  return hs
+end
 if reconciling ~= nil and reconciling.status == "True" then
   hs.status = "Progressing"
   hs.message = describe(reconciling, "Rolling out")

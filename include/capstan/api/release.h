@@ -212,6 +212,14 @@ struct ReleaseStatus {
   // The capstan.dev/retry annotation value last acted on; a new value asks for one
   // more attempt at the failed revision.
   std::string last_retry;
+  // The capstan.dev/abort annotation value last acted on (same token rules as retry).
+  std::string last_abort;
+  // BlueGreen: when the preview colour became fully available with ready endpoints
+  // (promotionDelaySeconds counts from here), when traffic last moved, and when the
+  // idle colour is scaled down (scaleDownDelaySeconds after a switch or a failure).
+  std::optional<absl::Time> preview_ready_at;
+  std::optional<absl::Time> switched_at;
+  std::optional<absl::Time> scale_down_at;
   std::vector<RevisionRecord> history;  // newest first
   std::vector<Condition> conditions;
 

@@ -41,6 +41,13 @@ struct Metrics {
   prometheus::Family<prometheus::Counter>* watch_restarts;
   prometheus::Family<prometheus::Counter>* relists;
 
+  // BlueGreen traffic switches by kind (promote, switch_back) and the time from the
+  // decision to the completed Service selector write.
+  prometheus::Family<prometheus::Counter>* bluegreen_switches;
+  prometheus::Family<prometheus::Histogram>* bluegreen_switch_latency;
+  // Automatic rollbacks after a failed revision, by strategy.
+  prometheus::Family<prometheus::Counter>* rollbacks;
+
   // Events emitted and dropped by the recorder's rate limit.
   prometheus::Family<prometheus::Counter>* events;
 

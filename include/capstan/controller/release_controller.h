@@ -16,13 +16,16 @@
 //    workloads are left untouched.
 //  - Deletes happen only to owned objects, with a uid precondition.
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "capstan/api/release.h"
 #include "capstan/common/clock.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
@@ -62,6 +65,35 @@ class ReleaseController {
 
  private:
   struct Owned;
+  struct Pass;
+  // An object this controller wrote, at the resourceVersion the write returned. The
+  // next reconcile of the same Release waits (briefly) until the cache has caught up
+  // with its own writes, so it never decides from a state older than what it did:
+  // a switch back must not be undone by a reconcile that still sees the Release
+  // status from before it.
+  struct Expectation {
+    kube::Informer* informer;
+    std::string ns;
+    std::string name;
+    uint64_t resource_version;
+  };
+  kube::Informer* InformerFor(const kube::Resource& r) const;
+  // True when every write of the last reconcile of `key` is visible in the caches,
+  // or the wait has lasted long enough to give up on (a watch that lags seconds is
+  // a problem the resync will paper over, not a reason to stop).
+  bool CachesCaughtUp(const std::string& key);
+  void Expect(const std::string& key, std::vector<Expectation> writes);
+  absl::StatusOr<kube::ReconcileResult> ReconcileFresh(const std::string& key,
+                                                       std::vector<Expectation>* wrote);
+
+  absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
+  absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
+  // The HPA (scaling `target`) and PDB (over `color`'s pods), or their removal when
+  // the spec has none.
+  absl::Status ApplyHpaAndPdb(Pass& pass, const std::string& target,
+                              std::optional<api::Color> color,
+                              const std::shared_ptr<const kube::Object>& hpa,
+                              const std::shared_ptr<const kube::Object>& pdb);
   void EnqueueOwner(const kube::Object* old_obj, const kube::Object* new_obj);
   void ResyncLoop();
 
@@ -77,10 +109,15 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> pdbs_;
   std::unique_ptr<kube::Informer> revisions_;
   std::unique_ptr<kube::Informer> pods_;
+  std::unique_ptr<kube::Informer> endpoint_slices_;
   std::vector<kube::Informer*> informers_;
 
   std::unique_ptr<kube::WorkQueue> queue_;
   std::unique_ptr<kube::WorkerPool> workers_;
+
+  absl::Mutex expectations_mu_;
+  std::map<std::string, std::pair<absl::Time, std::vector<Expectation>>> expectations_
+      ABSL_GUARDED_BY(expectations_mu_);
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -25,6 +25,11 @@ namespace capstan::rollout {
 // Metadata annotation on a Release asking to retry a failed revision. Its value
 // is a token; each new value asks once (status.lastRetry records the one used).
 inline constexpr char kRetryAnnotation[] = "capstan.dev/retry";
+// Metadata annotation on a Release stopping the rollout in flight. Its value is a
+// token; each new value aborts once (status.lastAbort records the one used).
+// RollingUpdate returns to the stable revision; BlueGreen keeps (or puts back)
+// traffic on the stable colour. The aborted revision counts as failed.
+inline constexpr char kAbortAnnotation[] = "capstan.dev/abort";
 
 // What the controller reads off the live Deployment.
 struct DeploymentView {
@@ -47,7 +52,11 @@ struct DeploymentView {
 struct PodView {
   std::string name;
   std::string revision;  // label capstan.dev/revision
+  std::string color;     // label capstan.dev/color (BlueGreen), or ""
   bool ready = false;
+  // lastTransitionTime of the Ready condition: how long the pod has been (not) ready.
+  std::optional<absl::Time> ready_since;
+  std::optional<absl::Time> created;  // metadata.creationTimestamp
   bool deleting = false;
   int32_t restarts = 0;  // the highest container restartCount
   // The first container's waiting reason, e.g. CrashLoopBackOff, ImagePullBackOff.

@@ -135,7 +135,7 @@ TEST(TemplateHash, ChangesWithThePodButNotWithTheRest) {
   EXPECT_THAT(base, ::testing::MatchesRegex("[0-9a-f]{10}"));
   EXPECT_EQ(RenderPodTemplate(With("replicas: 7\nservice: {ports: [{port: 80}]}")).revision,
             base);
-  EXPECT_EQ(RenderPodTemplate(With("strategy: {type: BlueGreen}")).revision, base);
+  EXPECT_EQ(RenderPodTemplate(With("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen}")).revision, base);
 
   Release image = With("");
   image.spec.pod_template["spec"]["containers"][0]["image"] = "nginx:1.28";
@@ -222,7 +222,7 @@ TEST(RenderDeployment, KeepsZeroReplicas) {
 }
 
 TEST(RenderDeployment, BlueGreenColour) {
-  const Release r = With("strategy: {type: BlueGreen}");
+  const Release r = With("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen}");
   const PodTemplate pod = RenderPodTemplate(r);
   EXPECT_EQ(DeploymentName(r, Color::kGreen), "web-green");
   const json d = RenderDeployment(r, pod.pod_template, pod.revision, "web-green", 3, Color::kGreen);
@@ -337,7 +337,9 @@ TEST(RenderPdb, Variants) {
       {"maxUnavailable count", "disruptionBudget: {maxUnavailable: 1}", std::nullopt,
        {{"selector", {{"matchLabels", rel}}}, {"maxUnavailable", 1}}},
       {"maxUnavailable percent, blue",
-       "disruptionBudget: {maxUnavailable: 25%}\nstrategy: {type: BlueGreen}", Color::kBlue,
+       "disruptionBudget: {maxUnavailable: 25%}\nservice: {ports: [{port: 80}]}\n"
+       "strategy: {type: BlueGreen}",
+       Color::kBlue,
        {{"selector", {{"matchLabels", blue}}}, {"maxUnavailable", "25%"}}},
   };
   for (const Case& c : cases) {

@@ -221,6 +221,42 @@ TEST(PlanRolling, RollbackMessageSaysWhyAndWhereTo) {
   EXPECT_EQ(p.status.history[1].phase, "Failed");
 }
 
+TEST(PlanRolling, AbortReturnsToStableOnceAndStaysAborted) {
+  api::Release r = MakeRelease();
+  r.status.stable_revision = "aaa";
+  r.metadata.annotations[kAbortAnnotation] = "stop";
+  RollingInput in;
+  in.release = &r;
+  in.desired_revision = "bbb";
+  in.stable_template_known = true;
+  in.deployment = Deploy("bbb", 1, 1);  // mid-rollout
+  RollingPlan p = PlanRolling(in);
+  EXPECT_EQ(p.target, Target::kStable);
+  EXPECT_EQ(p.status.phase, "Aborted");
+  EXPECT_EQ(p.status.failed_revision, "bbb");
+  EXPECT_EQ(p.status.last_abort, "stop");
+  EXPECT_EQ(Cond(p, "Stalled").reason, "Aborted");
+  EXPECT_TRUE(HasEvent(p, "Aborted"));
+
+  // The next pass (stable template back on the Deployment) keeps the final state.
+  r.status = p.status;
+  in.deployment = Deploy("aaa", 3, 3);
+  RollingPlan again = PlanRolling(in);
+  EXPECT_EQ(again.target, Target::kStable);
+  EXPECT_EQ(again.status.phase, "Aborted");
+  EXPECT_TRUE(again.events.empty());
+
+  // A finished rollout has nothing to abort.
+  api::Release done = MakeRelease();
+  done.status.stable_revision = "bbb";
+  done.metadata.annotations[kAbortAnnotation] = "late";
+  in.release = &done;
+  in.deployment = Deploy("bbb", 3, 3);
+  RollingPlan noop = PlanRolling(in);
+  EXPECT_EQ(noop.status.phase, "Ready");
+  EXPECT_TRUE(HasEvent(noop, "NothingToAbort"));
+}
+
 TEST(PlanRolling, ConvergedPlanIsStable) {
   // Planning twice from the status it produced changes nothing: no status write.
   api::Release r = MakeRelease();

@@ -1,0 +1,42 @@
+#pragma once
+
+// Status bookkeeping shared by the RollingUpdate and BlueGreen planners (private
+// to the rollout layer).
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "capstan/api/release.h"
+#include "capstan/rollout/rolling.h"
+
+namespace capstan::rollout {
+
+// Records `revision` in status.history (newest first, at most 10) with `phase`;
+// an existing record moves to the front only when its phase changes.
+void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
+                   const std::vector<std::string>& images, const std::string& phase,
+                   absl::Time now);
+
+// Sets the three kstatus conditions at once. `ready_reason` is the Ready reason (and
+// the reason of Reconciling/Stalled when they are False); `reason`/`message` describe
+// Reconciling or Stalled when True.
+void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
+                   const std::string& ready_reason, bool reconciling, bool stalled,
+                   const std::string& reason, const std::string& message);
+
+// A new token on the capstan.dev/retry annotation while `desired` is the failed
+// revision: clears status.failedRevision, records the token and an Event, and
+// returns the token. nullopt when there is nothing to retry or the token is old.
+std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string& desired,
+                                        api::ReleaseStatus* s, std::vector<Event>* events);
+
+// True when status.history records `revision` as aborted by a user.
+bool WasAborted(const api::ReleaseStatus& s, const std::string& revision);
+
+// A new token on the capstan.dev/abort annotation (recorded in status.lastAbort).
+// nullopt when the annotation is absent or its token was already acted on.
+std::optional<std::string> NewAbortToken(const api::Release& r, const api::ReleaseStatus& s);
+
+}  // namespace capstan::rollout

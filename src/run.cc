@@ -21,6 +21,7 @@
 #include "capstan/common/metrics.h"
 #include "capstan/controller/environment_controller.h"
 #include "capstan/controller/release_controller.h"
+#include "capstan/controller/secret_rotation_controller.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/event_recorder.h"
 #include "capstan/kube/leader_election.h"
@@ -46,6 +47,9 @@ ABSL_FLAG(int, workers, 4, "Concurrent reconciles.");
 ABSL_FLAG(double, kube_api_qps, 20, "Client-side API request rate limit (requests/second).");
 ABSL_FLAG(int, kube_api_burst, 30, "Client-side API request burst.");
 ABSL_FLAG(int, resync_seconds, 600, "Re-check every Release this often without events.");
+ABSL_FLAG(bool, secret_rotation, true,
+          "Run the SecretRotation controller (needs the chart's Secrets RBAC; the chart's "
+          "secretRotation.enabled=false turns both off).");
 
 namespace capstan {
 
@@ -120,9 +124,25 @@ int RunOperator() {
     environments = std::make_unique<controller::EnvironmentController>(**client, envo);
   }
 
+  // SecretRotation: same namespace, workers, leader election and recorder.
+  controller::SecretRotationController::Options so;
+  so.watch_namespace = co.watch_namespace;
+  so.workers = co.workers;
+  so.resync = co.resync;
+  std::unique_ptr<controller::SecretRotationController> rotations;
+  if (absl::GetFlag(FLAGS_secret_rotation)) {
+    rotations = std::make_unique<controller::SecretRotationController>(
+        **client, so,
+        [&recorder](const kube::Object& regarding, const std::string& type,
+                    const std::string& reason, const std::string& note) {
+          recorder.Record(regarding, type, reason, "Rotate", note);
+        });
+  }
+
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));
-  (void)health.AddReadinessCheck("informers-synced", [&releases, &environments] {
-    return releases.HasSynced() && (environments == nullptr || environments->HasSynced());
+  (void)health.AddReadinessCheck("informers-synced", [&releases, &environments, &rotations] {
+    return releases.HasSynced() && (environments == nullptr || environments->HasSynced()) &&
+           (rotations == nullptr || rotations->HasSynced());
   });
   if (absl::Status s = health.Start(); !s.ok()) {
     spdlog::error("cannot serve health and metrics: {}", s.message());
@@ -132,6 +152,7 @@ int RunOperator() {
 
   releases.StartCaches();
   if (environments != nullptr) environments->StartCaches();
+  if (rotations != nullptr) rotations->StartCaches();
 
   absl::Notification lost_lease;
   std::atomic<bool> lease_lost{false};
@@ -142,10 +163,11 @@ int RunOperator() {
     lc.lease_namespace = lease_ns;
     lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
     lc.identity = identity;
-    lc.on_started_leading = [&releases, &environments, &identity] {
+    lc.on_started_leading = [&releases, &environments, &rotations, &identity] {
       spdlog::info("became leader identity={}", identity);
       releases.StartWorkers();
       if (environments != nullptr) environments->StartWorkers();
+      if (rotations != nullptr) rotations->StartWorkers();
     };
     // A replica that lost its lease exits so that it restarts clean as a
     // candidate (like kube-controller-manager); workers never run unled.
@@ -174,6 +196,7 @@ int RunOperator() {
   } else {
     releases.StartWorkers();
     if (environments != nullptr) environments->StartWorkers();
+    if (rotations != nullptr) rotations->StartWorkers();
   }
   spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
 
@@ -193,6 +216,7 @@ int RunOperator() {
 
   releases.Stop();
   if (environments != nullptr) environments->Stop();
+  if (rotations != nullptr) rotations->Stop();
   if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
   recorder.Flush(absl::Seconds(2));
   health.Stop();

@@ -81,6 +81,15 @@ Metrics& Metrics::Get() {
                      .Name("capstan_events_total")
                      .Help("Kubernetes Events by result (emitted, aggregated, dropped).")
                      .Register(r);
+    m->secret_rotations = &prometheus::BuildCounter()
+                               .Name("capstan_secret_rotations_total")
+                               .Help("SecretRotation rotations finished, by result.")
+                               .Register(r);
+    m->secret_rotation_next_seconds =
+        &prometheus::BuildGauge()
+             .Name("capstan_secret_rotation_next_seconds")
+             .Help("Seconds until the next rotation of each SecretRotation (negative: overdue).")
+             .Register(r);
     return m;
   }();
   return *metrics;

@@ -40,7 +40,13 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #   environments/status patch:      server-side apply of Environment status.
 #   namespaces list/watch:          namespace labels for Environment namespaceSelector.
 #   releaseapprovals list/watch:    the Release reconciler counts approvals of a held revision.
-# No Secrets: nothing shipped reads or writes them (SecretRotation will add what it needs).
+#   secretrotations list/watch:     the SecretRotation informer (controller/secret_rotation_controller.cc).
+#   secretrotations/status patch:   server-side apply of status.
+#   secrets get/list/watch/create/patch: the label-selected Secret informer (list/watch), one
+#                                   direct read on a cache miss (get), creating a missing Secret
+#                                   (create), each rotation step as a conditional merge patch
+#                                   (patch). Never update or delete. Only with
+#                                   secretRotation.enabled (the default).
 EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "releases"): {"list", "watch"},
     ("capstan.dev", "releases/status"): {"patch"},
@@ -57,6 +63,9 @@ EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "environments/status"): {"patch"},
     ("", "namespaces"): {"list", "watch"},
     ("capstan.dev", "releaseapprovals"): {"list", "watch"},
+    ("capstan.dev", "secretrotations"): {"list", "watch"},
+    ("capstan.dev", "secretrotations/status"): {"patch"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
 }
 # Where the code names each resource (a rule for a resource the code never names fails).
 CODE_REFERENCES = {
@@ -78,6 +87,11 @@ CODE_REFERENCES = {
                             'ao.subresource = "status"'),
     "namespaces": ("src/controller/environment_controller.cc", "res::Namespaces()"),
     "releaseapprovals": ("src/controller/release_controller.cc", "res::ReleaseApprovals()"),
+    "secretrotations": ("src/controller/secret_rotation_controller.cc",
+                        "res::SecretRotations()"),
+    "secretrotations/status": ("src/controller/secret_rotation_controller.cc",
+                               'ao.subresource = "status"'),
+    "secrets": ("src/controller/secret_rotation_controller.cc", "res::Secrets()"),
 }
 # Leader election, in the operator's namespace only (kube/leader_election.cc: Get,
 # Create on first start, Update to acquire/renew/release).
@@ -140,7 +154,7 @@ def test_render_is_accepted_by_the_api_server():
     with kube.Namespace("pkg") as ns:
         text = render("capstan", ns, "--include-crds")
         kinds = sorted(d["kind"] for d in docs(text))
-        assert kinds == sorted(["CustomResourceDefinition"] * 3 + [
+        assert kinds == sorted(["CustomResourceDefinition"] * 4 + [
                                 "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                                 "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
                                 # approval-policy.yaml: who approved is recorded by admission
@@ -212,6 +226,7 @@ def test_helm_install_and_uninstall():
                             what=f"{kind}/{n} removed by helm uninstall")
         # CRDs in crds/ are never deleted by Helm.
         assert kube.exists("crd", "releases.capstan.dev")
+        assert kube.exists("crd", "secretrotations.capstan.dev")
 
 
 def test_cluster_role_grants_only_what_the_code_uses():
@@ -224,7 +239,13 @@ def test_cluster_role_grants_only_what_the_code_uses():
     assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in cr["rules"])
     assert rules_of(cr) == EXPECTED_CLUSTER_RULES
     assert rules_of(role) == EXPECTED_ROLE_RULES
-    assert not any(res == "secrets" for _, res in rules_of(cr))
+    # Turning SecretRotation off removes every Secrets (and SecretRotation) grant.
+    off = next(d for d in docs(render("capstan", "capstan-system", "--set",
+                                      "secretRotation.enabled=false"))
+               if d["kind"] == "ClusterRole")
+    assert {k: v for k, v in EXPECTED_CLUSTER_RULES.items()
+            if k[1] not in ("secrets", "secretrotations", "secretrotations/status")} \
+        == rules_of(off)
     for (_, res) in EXPECTED_CLUSTER_RULES:
         path, needle = CODE_REFERENCES[res]
         with open(os.path.join(SRC, path)) as f:
@@ -264,10 +285,14 @@ def test_operator_runs_a_full_lifecycle_with_only_the_chart_rbac():
         def as_sa(*args, check=True):
             return kube.kubectl("--kubeconfig", cfg, *args, check=check)
 
-        # Cluster-wide reads (the default, watch-all mode) are granted; Secrets are not.
-        for res in ["releases.capstan.dev", "deployments.apps", "pods"]:
+        # Cluster-wide reads (the default, watch-all mode) are granted; Secrets may be read,
+        # created and patched (SecretRotation) but never updated or deleted.
+        for res in ["releases.capstan.dev", "deployments.apps", "pods",
+                    "secretrotations.capstan.dev", "secrets"]:
             assert as_sa("auth", "can-i", "watch", res, "--all-namespaces").strip() == "yes"
-        assert as_sa("auth", "can-i", "get", "secrets", "-n", ns, check=False).stdout.strip() == "no"
+        for verb in ("delete", "update"):
+            assert as_sa("auth", "can-i", verb, "secrets", "-n", ns,
+                         check=False).stdout.strip() == "no"
         assert as_sa("auth", "can-i", "update", "leases", "-n", "default",
                      check=False).stdout.strip() == "no"
 
@@ -317,6 +342,29 @@ def test_operator_runs_a_full_lifecycle_with_only_the_chart_rbac():
                             30, what="the stable image back on the Deployment")
             events = kube.get("events.events.k8s.io", namespace=ns)["items"]
             assert any(e.get("reason") == "RolledBack" for e in events)
+
+            # A SecretRotation cycle with the same RBAC: create the Secret, rotate it,
+            # restart its consumer, write status.
+            consumer = kube.deployment("reader", "registry.example/reader:1")
+            consumer["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
+                {"secretRef": {"name": "reader-keys"}}]
+            kube.apply([consumer, {
+                "apiVersion": "capstan.dev/v1alpha1", "kind": "SecretRotation",
+                "metadata": {"name": "reader"},
+                "spec": {"secretName": "reader-keys", "interval": "720h",
+                         "keys": [{"name": "token", "randomBytes": {"length": 32}}]}}], ns)
+
+            def srot_status(**want):
+                def check():
+                    st = kube.get("secretrotation", "reader", ns).get("status", {})
+                    return st if all(st.get(k) == v for k, v in want.items()) else None
+                return kube.wait_until(check, 60, what=f"secretrotation {want}")
+            srot_status(phase="Ready", currentVersion="1")
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "reader",
+                         "capstan.dev/rotate=1")
+            srot_status(phase="Ready", currentVersion="2")
+            tmpl = kube.get("deployment", "reader", ns)["spec"]["template"]["metadata"]
+            assert "secret-version.capstan.dev/reader-keys" in tmpl.get("annotations", {})
         finally:
             op.stop()
         logs = op.logs()

@@ -51,6 +51,12 @@ struct Metrics {
   // Events emitted and dropped by the recorder's rate limit.
   prometheus::Family<prometheus::Counter>* events;
 
+  // SecretRotation: finished rotations by {namespace, name, result}
+  // (succeeded, failed), and seconds until each one's next rotation
+  // (negative while overdue). Labels name objects, never values.
+  prometheus::Family<prometheus::Counter>* secret_rotations;
+  prometheus::Family<prometheus::Gauge>* secret_rotation_next_seconds;
+
   // The process-wide instance.
   static Metrics& Get();
 

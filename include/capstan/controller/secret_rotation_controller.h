@@ -1,0 +1,92 @@
+#pragma once
+
+// The SecretRotation reconciler: cache -> parse/validate -> ownership check ->
+// secrets::PlanRotation -> (generate values, stamp consumers, one Secret
+// write) -> status (only when it changed) -> events, metrics.
+//
+// Informers: SecretRotations; Secrets labelled capstan.dev/secret-rotation
+// (only those: Capstan never caches Secrets it does not manage); Deployments
+// of the watched namespace(s), projected down to what consumer scanning and
+// health need (the names of the Secrets their pod template reads, the
+// secret-version.capstan.dev/<secret> annotations, replica counts).
+//
+// Ownership rule: a Secret is managed by a SecretRotation when it carries the
+// label capstan.dev/secret-rotation=<its name>. Capstan sets that label (and
+// a controller ownerReference) only on Secrets it creates; an existing
+// unlabelled Secret is labelled (never given an ownerReference) only when the
+// SecretRotation says adoptExisting: true. A Secret labelled for another
+// SecretRotation is never touched. Otherwise the SecretRotation goes Stalled
+// with reason Conflict.
+//
+// SECURITY: values live only in the Secret cache and the write bodies; logs,
+// Events, status, metrics and error messages name Secrets and keys only.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "capstan/common/clock.h"
+#include "capstan/kube/client.h"
+#include "capstan/kube/informer.h"
+#include "capstan/kube/workqueue.h"
+#include "capstan/secrets/generator.h"
+
+namespace capstan::controller {
+
+// Where events go: (regarding object, type, reason, note).
+using SecretRotationEventSink =
+    std::function<void(const kube::Object& regarding, const std::string& type,
+                       const std::string& reason, const std::string& note)>;
+
+// Thread-safe.
+class SecretRotationController {
+ public:
+  struct Options {
+    std::string watch_namespace;  // "" for all namespaces
+    int workers = 2;
+    // While a rotation waits for consumers, how often to look again.
+    absl::Duration poll = absl::Seconds(2);
+    absl::Duration resync = absl::Minutes(10);
+  };
+
+  SecretRotationController(kube::Client& client, Options options, SecretRotationEventSink events,
+                           const Clock& clock = RealClock::Get(),
+                           secrets::RandomSource& rng = secrets::OpenSslRandom::Get());
+  ~SecretRotationController();
+
+  void StartCaches();
+  bool HasSynced() const;
+  void StartWorkers();
+  void Stop();
+
+  absl::StatusOr<kube::ReconcileResult> Reconcile(const std::string& key);
+
+ private:
+  void ResyncLoop();
+  void EnqueueForSecret(const std::string& ns, const std::string& secret_name);
+  void ForgetMetrics(const std::string& key);
+
+  kube::Client& client_;
+  const Options options_;
+  SecretRotationEventSink events_;
+  const Clock& clock_;
+  secrets::RandomSource& rng_;
+
+  std::unique_ptr<kube::Informer> rotations_;
+  std::unique_ptr<kube::Informer> secrets_;
+  std::unique_ptr<kube::Informer> deployments_;
+  std::vector<kube::Informer*> informers_;
+
+  std::unique_ptr<kube::WorkQueue> queue_;
+  std::unique_ptr<kube::WorkerPool> workers_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread resync_;
+};
+
+}  // namespace capstan::controller

@@ -1,0 +1,180 @@
+#pragma once
+
+// The rotation state machine, as pure functions.
+//
+// All state of record lives in the cluster, on the managed Secret, so a
+// process killed at any instruction resumes from what it reads back:
+//
+//   annotations  capstan.dev/rotation-state      Idle | Pending | Swapped | Restarted | Restoring
+//                capstan.dev/rotation-version    id of the values in <key> (a counter)
+//                capstan.dev/rotation-previous-version   id to restore on failure
+//                capstan.dev/rotation-seq        last id handed out
+//                capstan.dev/rotation-step-time  when the current state was entered
+//                capstan.dev/rotation-last-attempt / -last-success / -last-result / -message
+//                capstan.dev/rotation-trigger    last manual trigger token consumed
+//                capstan.dev/previous-expires    when <key>_previous is cleared (KeepPrevious)
+//   data         <key>, <key>_previous, .capstan-pending.<key>, .capstan-rollback.<key>
+//
+// One step per Secret write, each a merge patch with a resourceVersion
+// precondition (a stale cache gets 409 and retries; two writers never both win):
+//
+//   Idle --due/trigger--> Pending      new values generated into .capstan-pending.<key>
+//   Pending ------------> Swapped      <key> := pending; .capstan-rollback.<key> (and, for
+//                                      KeepPrevious, <key>_previous) := old value
+//   Swapped ------------> Restarted    consumers' pod templates stamped (before this write)
+//   Restarted --healthy-> Idle         rollback copies dropped; Succeeded
+//   Restarted --timeout-> Restoring    <key> := rollback copy; Failed (onFailure Restore)
+//   Restoring ----------> Idle         consumers re-stamped with the restored version
+//   Idle --grace over---> Idle         <key>_previous removed
+//
+// A generated value is written exactly once (into a pending key) and only
+// ever copied afterwards, so no value is lost to a crash between steps.
+// Missed schedules: due means now >= last-attempt + interval, and a rotation
+// moves last-attempt to now, so an operator that was down for three intervals
+// rotates once.
+//
+// The planner sees data key names, never values.
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "capstan/secrets/secret_rotation.h"
+#include "nlohmann/json.hpp"
+
+namespace capstan::secrets {
+
+inline constexpr char kAnnState[] = "capstan.dev/rotation-state";
+inline constexpr char kAnnVersion[] = "capstan.dev/rotation-version";
+inline constexpr char kAnnPreviousVersion[] = "capstan.dev/rotation-previous-version";
+inline constexpr char kAnnSeq[] = "capstan.dev/rotation-seq";
+inline constexpr char kAnnStepTime[] = "capstan.dev/rotation-step-time";
+inline constexpr char kAnnLastAttempt[] = "capstan.dev/rotation-last-attempt";
+inline constexpr char kAnnLastSuccess[] = "capstan.dev/rotation-last-success";
+inline constexpr char kAnnLastResult[] = "capstan.dev/rotation-last-result";
+inline constexpr char kAnnMessage[] = "capstan.dev/rotation-message";
+inline constexpr char kAnnTrigger[] = "capstan.dev/rotation-trigger";
+inline constexpr char kAnnPreviousExpires[] = "capstan.dev/previous-expires";
+// On the SecretRotation: a manual trigger (any new token rotates once).
+inline constexpr char kAnnRotate[] = "capstan.dev/rotate";
+// On consumer pod templates, one annotation per rotated Secret (a Deployment
+// often reads two: a JWT key and a database password, each with its own
+// SecretRotation), "secret-version.capstan.dev/<secret name>", valued with a
+// hash of the version id, never of a value.
+inline constexpr char kAnnSecretVersionPrefix[] = "secret-version.capstan.dev/";
+// The annotation key for one Secret. Names longer than an annotation name part
+// (63) are cut to 46 characters plus "-" and 16 hex characters of their SHA-256.
+std::string StampAnnotationKey(const std::string& secret_name);
+// On managed Secrets: the SecretRotation that manages it (the informer selects on it).
+inline constexpr char kLabelSecretRotation[] = "capstan.dev/secret-rotation";
+
+enum class State { kIdle, kPending, kSwapped, kRestarted, kRestoring };
+std::string StateName(State s);
+
+struct ObservedSecret {
+  bool exists = false;
+  std::map<std::string, std::string> annotations;
+  std::set<std::string> data_keys;  // names only
+};
+
+// One consumer workload (a Deployment) as the planner needs it.
+struct ConsumerView {
+  std::string name;
+  std::string stamped;   // its pod template's StampAnnotationKey(secret) annotation
+  bool healthy = false;  // rolled out: observed, updated and available
+  std::string why;       // when not healthy, e.g. "1/2 available"
+};
+
+// Reads a Deployment (as the API returns it) as a consumer of `secret_name`.
+ConsumerView ViewDeployment(const nlohmann::json& deployment, const std::string& secret_name);
+// Names of the Secrets a pod template reads: env valueFrom.secretKeyRef,
+// envFrom.secretRef, volumes[].secret and projected volume sources, in
+// containers and initContainers. Sorted, unique.
+std::vector<std::string> SecretsReferenced(const nlohmann::json& pod_template);
+// The pod template annotation value for a version: a hash of
+// (SecretRotation uid, version id), so a new id restarts pods and a restored
+// id returns them to the previous template. Never derived from a value.
+std::string VersionStamp(const std::string& rotation_uid, const std::string& version);
+
+enum class Action {
+  kNone,           // wait (requeue_after says how long)
+  kCreate,         // the Secret is missing: create it with every key generated
+  kFillMissing,    // keys added to spec: generate just those, no rotation
+  kClearPrevious,  // the grace period is over
+  kWritePending,   // a rotation starts
+  kSwap,
+  kRestart,  // stamp consumers, then record the state
+  kComplete,
+  kRestore,
+};
+std::string ActionName(Action a);
+
+// How the Secret changes. Applied by the shell in this order: generate, copy
+// (values read from the observed Secret), remove, annotations.
+struct SecretChange {
+  std::vector<std::pair<std::string, size_t>> generate;   // data key <- spec.keys[i]
+  std::vector<std::pair<std::string, std::string>> copy;  // to <- from
+  std::vector<std::string> remove;                        // data keys
+  std::map<std::string, std::string> set_annotations;
+  std::vector<std::string> remove_annotations;
+};
+
+struct PlanEvent {
+  std::string type;  // Normal | Warning
+  std::string reason;
+  std::string note;  // names Secret and keys, never a value
+};
+
+struct RotationPlan {
+  Action action = Action::kNone;
+  SecretChange change;
+  // Deployments whose pod template gets StampAnnotationKey(secret)=stamp_value,
+  // before the Secret write.
+  std::vector<std::string> stamp;
+  std::string stamp_value;
+  std::vector<PlanEvent> events;
+  std::string result;  // "succeeded" | "failed" when a rotation ended in this step
+  // Look again after this long even without events (0: only on events).
+  absl::Duration requeue_after = absl::ZeroDuration();
+};
+
+struct RotationInput {
+  const SecretRotation* rotation = nullptr;
+  ObservedSecret secret;
+  std::vector<ConsumerView> consumers;
+  absl::Time now;
+  // While waiting for consumers, how often to look again.
+  absl::Duration poll = absl::Seconds(2);
+};
+
+RotationPlan PlanRotation(const RotationInput& in);
+
+// The annotations after `change` is applied to `before`.
+std::map<std::string, std::string> ApplyAnnotations(
+    const std::map<std::string, std::string>& before,
+    const SecretChange& change);
+
+// The SecretRotation status for a Secret with these annotations (after the
+// step), as JSON for the status subresource. `conditions` of the previous
+// status keep their lastTransitionTime when their status did not change.
+nlohmann::json ComputeStatus(const SecretRotation& sr,
+                             const std::map<std::string, std::string>& annotations,
+                             const std::vector<ConsumerView>& consumers, absl::Time now,
+                             const nlohmann::json& previous_status);
+// A Stalled status (invalid spec, ownership conflict): nothing was changed.
+nlohmann::json StalledStatus(const SecretRotation& sr, const std::string& reason,
+                             const std::string& message, absl::Time now,
+                             const nlohmann::json& previous_status);
+
+// When the next rotation is due, from the Secret's annotations.
+std::optional<absl::Time> NextRotation(const SecretRotation& sr,
+                                       const std::map<std::string, std::string>& annotations);
+
+std::string FormatRfc3339(absl::Time t);
+std::optional<absl::Time> ParseRfc3339(const std::string& s);
+
+}  // namespace capstan::secrets

@@ -1,0 +1,97 @@
+#pragma once
+
+// SecretRotation (capstan.dev/v1alpha1): which Secret keys Capstan regenerates,
+// how, how often, and which workloads it restarts afterwards. Parse + validate
+// only; the decisions live in rotation.h, value generation in generator.h.
+//
+// SECURITY: nothing in this layer ever puts a Secret value into a Status
+// message, a problem string or a log line; messages name keys, not values.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+
+namespace capstan::secrets {
+
+inline constexpr char kSecretRotationKind[] = "SecretRotation";
+
+enum class Encoding { kBase64, kBase64Url, kHex };
+
+struct RandomBytesGenerator {
+  int32_t length = 32;  // bytes of entropy before encoding
+  Encoding encoding = Encoding::kBase64;
+};
+
+enum class CharClass { kLower, kUpper, kDigit, kSymbol };
+
+struct PasswordGenerator {
+  int32_t length = 32;
+  // Every class listed contributes to the alphabet and appears at least once.
+  std::vector<CharClass> classes = {CharClass::kLower, CharClass::kUpper, CharClass::kDigit};
+  std::string exclude;  // characters never used (e.g. "O0Il1" for humans)
+};
+
+struct UuidGenerator {};  // RFC 4122 version 4
+
+struct KeySpec {
+  std::string name;
+  enum class Kind { kRandomBytes, kPassword, kUuid } kind = Kind::kRandomBytes;
+  RandomBytesGenerator random_bytes;
+  PasswordGenerator password;
+};
+
+enum class Strategy { kReplace, kKeepPrevious };
+enum class ConsumerMode { kAuto, kExplicit, kNone };
+enum class FailureAction { kRestore, kKeep };
+
+struct SecretRotationSpec {
+  std::string secret_name;
+  std::vector<KeySpec> keys;
+  absl::Duration interval = absl::Hours(24 * 7);
+  Strategy strategy = Strategy::kReplace;
+  absl::Duration grace_period = absl::Hours(24);  // KeepPrevious only
+  ConsumerMode consumer_mode = ConsumerMode::kAuto;
+  std::vector<std::string> consumer_deployments;  // kExplicit
+  FailureAction on_failure = FailureAction::kRestore;
+  absl::Duration health_timeout = absl::Minutes(10);
+  // A Secret that exists and was not created by Capstan is only taken over
+  // when this is true (see docs/design.md, "SecretRotation ownership").
+  bool adopt_existing = false;
+};
+
+struct SecretRotation {
+  std::string name;
+  std::string ns;
+  std::string uid;
+  int64_t generation = 0;
+  // metadata.annotations["capstan.dev/rotate"]: a manual trigger token.
+  std::string trigger_token;
+  SecretRotationSpec spec;
+};
+
+// Go duration ("168h", "1h30m", "90s"). Rejects negative, zero and infinite.
+absl::StatusOr<absl::Duration> ParseGoDuration(const std::string& s);
+// "168h0m0s"-free short form: "168h", "90s", "1h30m".
+std::string FormatGoDuration(absl::Duration d);
+
+// Parses the object (as stored: CRD defaults applied, but parsing applies the
+// same defaults so a file parses the same way). Structural errors only.
+absl::StatusOr<SecretRotation> ParseSecretRotation(const nlohmann::json& obj);
+// Semantic problems, each a sentence naming the field; empty when valid.
+std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr);
+
+// Data keys Capstan reserves inside the managed Secret.
+//   "<key>_previous"               the value before the last rotation (KeepPrevious)
+//   ".capstan-pending.<key>"      a generated value not yet swapped in
+//   ".capstan-rollback.<key>"     the value to restore if consumers fail
+std::string PreviousKey(const std::string& key);
+std::string PendingKey(const std::string& key);
+std::string RollbackKey(const std::string& key);
+bool IsReservedDataKey(const std::string& key);
+
+}  // namespace capstan::secrets

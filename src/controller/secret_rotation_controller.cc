@@ -1,0 +1,487 @@
+#include "capstan/controller/secret_rotation_controller.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "capstan/api/labels.h"
+#include "capstan/common/log.h"
+#include "capstan/common/metrics.h"
+#include "capstan/common/status_macros.h"
+#include "capstan/secrets/rotation.h"
+#include "capstan/secrets/secret_rotation.h"
+
+namespace capstan::controller {
+namespace {
+
+using kube::Object;
+namespace res = kube::resources;
+namespace sec = secrets;
+
+// The synthetic field a projected Deployment carries: the Secrets its pod template reads.
+constexpr char kReferencedField[] = "capstanSecretRefs";
+
+std::string Str(const Object& o, const Object::json_pointer& p) {
+  if (!o.contains(p)) return "";
+  const Object& v = o.at(p);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+// Secrets: what the controller reads, nothing more (values stay in `data`).
+Object ProjectSecret(Object s) {
+  Object out;
+  Object& md = s["metadata"];
+  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "labels", "annotations",
+                        "ownerReferences", "deletionTimestamp"}) {
+    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
+  }
+  if (s.contains("data")) out["data"] = std::move(s["data"]);
+  return out;
+}
+
+// Deployments: identity, the secrets their template reads, the stamp, and
+// the replica counts that say whether a rollout finished.
+Object ProjectDeployment(Object d) {
+  Object out;
+  Object& md = d["metadata"];
+  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
+    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
+  }
+  if (d.contains("/spec/replicas"_json_pointer)) {
+    out["spec"]["replicas"] = d.at("/spec/replicas"_json_pointer);
+  }
+  const Object::json_pointer annotations("/spec/template/metadata/annotations");
+  if (d.contains(annotations) && d.at(annotations).is_object()) {
+    for (const auto& [k, v] : d.at(annotations).items()) {
+      if (absl::StartsWith(k, sec::kAnnSecretVersionPrefix)) {
+        out["spec"]["template"]["metadata"]["annotations"][k] = v;
+      }
+    }
+  }
+  Object refs = Object::array();
+  if (d.contains("/spec/template"_json_pointer)) {
+    for (const std::string& n : sec::SecretsReferenced(d.at("/spec/template"_json_pointer))) {
+      refs.push_back(n);
+    }
+  }
+  out[kReferencedField] = std::move(refs);
+  if (d.contains("status") && d["status"].is_object()) {
+    for (const char* f : {"observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
+                          "availableReplicas"}) {
+      if (d["status"].contains(f)) out["status"][f] = d["status"][f];
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> DeploymentSecretKeys(const Object& d) {
+  std::vector<std::string> out;
+  const std::string ns = Str(d, "/metadata/namespace"_json_pointer);
+  if (!d.contains(kReferencedField)) return out;
+  for (const Object& n : d[kReferencedField]) {
+    if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
+  }
+  return out;
+}
+
+std::vector<std::string> RotationSecretKeys(const Object& r) {
+  const std::string name = Str(r, "/spec/secretName"_json_pointer);
+  if (name.empty()) return {};
+  return {absl::StrCat(Str(r, "/metadata/namespace"_json_pointer), "/", name)};
+}
+
+std::vector<std::string> RotationDeploymentKeys(const Object& r) {
+  std::vector<std::string> out;
+  const Object::json_pointer p("/spec/consumers/deployments");
+  if (!r.contains(p) || !r.at(p).is_array()) return out;
+  const std::string ns = Str(r, "/metadata/namespace"_json_pointer);
+  for (const Object& n : r.at(p)) {
+    if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
+  }
+  return out;
+}
+
+// An error from a Secret write, without the API server's message: a
+// validation message can quote submitted field values.
+absl::Status ScrubbedSecretError(const absl::Status& s, const std::string& what) {
+  std::string reason = kube::ApiReason(s);
+  if (reason.empty()) reason = absl::StatusCodeToString(s.code());
+  return absl::Status(s.code(), absl::StrCat(what, ": ", reason));
+}
+
+}  // namespace
+
+SecretRotationController::SecretRotationController(kube::Client& client, Options options,
+                                                   SecretRotationEventSink events,
+                                                   const Clock& clock, secrets::RandomSource& rng)
+    : client_(client),
+      options_(std::move(options)),
+      events_(std::move(events)),
+      clock_(clock),
+      rng_(rng) {
+  auto make = [&](const kube::Resource& r, std::string selector,
+                  std::function<Object(Object)> projection) {
+    kube::InformerOptions o;
+    o.ns = options_.watch_namespace;
+    o.label_selector = std::move(selector);
+    if (projection) o.projection = std::move(projection);
+    auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
+    informers_.push_back(inf.get());
+    return inf;
+  };
+  rotations_ = make(res::SecretRotations(), "", nullptr);
+  // Only Secrets Capstan manages are listed and watched.
+  secrets_ = make(res::Secrets(), sec::kLabelSecretRotation, ProjectSecret);
+  deployments_ = make(res::Deployments(), "", ProjectDeployment);
+  rotations_->AddIndex("secret", RotationSecretKeys);
+  rotations_->AddIndex("deployment", RotationDeploymentKeys);
+  deployments_->AddIndex("secret", DeploymentSecretKeys);
+
+  queue_ = std::make_unique<kube::WorkQueue>("secretrotation", clock_);
+  rotations_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
+    const Object* o = new_obj != nullptr ? new_obj : old_obj;
+    queue_->Add(kube::ObjectKey(*o));
+  });
+  secrets_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
+    for (const Object* o : {old_obj, new_obj}) {
+      if (o == nullptr) continue;
+      const std::string owner =
+          Str(*o, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
+      if (!owner.empty()) {
+        queue_->Add(absl::StrCat(Str(*o, "/metadata/namespace"_json_pointer), "/", owner));
+      }
+    }
+  });
+  deployments_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
+    for (const Object* o : {old_obj, new_obj}) {
+      if (o == nullptr) continue;
+      for (const std::string& secret_key : DeploymentSecretKeys(*o)) {
+        for (const auto& r : rotations_->ByIndex("secret", secret_key)) {
+          queue_->Add(kube::ObjectKey(*r));
+        }
+      }
+      for (const auto& r : rotations_->ByIndex("deployment", kube::ObjectKey(*o))) {
+        queue_->Add(kube::ObjectKey(*r));
+      }
+    }
+  });
+}
+
+SecretRotationController::~SecretRotationController() { Stop(); }
+
+void SecretRotationController::StartCaches() {
+  for (kube::Informer* inf : informers_) inf->Start();
+}
+
+bool SecretRotationController::HasSynced() const {
+  return std::all_of(informers_.begin(), informers_.end(),
+                     [](const kube::Informer* i) { return i->HasSynced(); });
+}
+
+void SecretRotationController::StartWorkers() {
+  workers_ = std::make_unique<kube::WorkerPool>(
+      *queue_, options_.workers,
+      [this](const std::string& key) -> absl::StatusOr<kube::ReconcileResult> {
+        // Deciding from a partial cache could re-create a Secret that exists.
+        if (!HasSynced()) {
+          kube::ReconcileResult wait;
+          wait.requeue_after = absl::Milliseconds(200);
+          return wait;
+        }
+        return Reconcile(key);
+      });
+  resync_ = std::thread([this] { ResyncLoop(); });
+}
+
+void SecretRotationController::ResyncLoop() {
+  // Every 5 s: refresh the seconds-until-next gauges (a countdown goes stale
+  // between reconciles). Every `resync`: re-check every SecretRotation.
+  absl::Time last_resync = clock_.Now();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Seconds(5))) return;
+    }
+    const absl::Time now = clock_.Now();
+    const bool resync = now - last_resync >= options_.resync;
+    if (resync) last_resync = now;
+    for (const auto& r : rotations_->List()) {
+      const std::string next = Str(*r, "/status/nextRotationTime"_json_pointer);
+      if (std::optional<absl::Time> t = sec::ParseRfc3339(next)) {
+        Metrics::Get()
+            .secret_rotation_next_seconds
+            ->Add({{"namespace", Str(*r, "/metadata/namespace"_json_pointer)},
+                   {"name", Str(*r, "/metadata/name"_json_pointer)}})
+            .Set(absl::ToDoubleSeconds(*t - now));
+      }
+      if (resync) queue_->Add(kube::ObjectKey(*r));
+    }
+  }
+}
+
+void SecretRotationController::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (resync_.joinable()) resync_.join();
+  if (workers_ != nullptr) workers_->Stop();
+  queue_->ShutDown();
+  for (kube::Informer* inf : informers_) inf->Stop();
+}
+
+void SecretRotationController::ForgetMetrics(const std::string& key) {
+  const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
+  if (parts.size() != 2) return;
+  auto* family = Metrics::Get().secret_rotation_next_seconds;
+  family->Remove(&family->Add({{"namespace", parts[0]}, {"name", parts[1]}}));
+}
+
+absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const std::string& key) {
+  std::shared_ptr<const Object> obj = rotations_->Get(key);
+  if (obj == nullptr) {
+    // Deleted: a Secret Capstan created goes with it (ownerReference); an
+    // adopted one stays.
+    ForgetMetrics(key);
+    return kube::ReconcileResult{};
+  }
+  if (obj->contains("/metadata/deletionTimestamp"_json_pointer)) return kube::ReconcileResult{};
+  const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
+  const std::string ns = parts[0];
+  const std::string name = parts.size() > 1 ? parts[1] : "";
+  const absl::Time now = clock_.Now();
+  const Object previous_status =
+      obj->contains("status") && (*obj)["status"].is_object() ? (*obj)["status"] : Object::object();
+
+  auto write_status = [&](const Object& status) -> absl::Status {
+    if (status == previous_status) return absl::OkStatus();
+    Object body = {{"apiVersion", api::kApiVersion},
+                   {"kind", sec::kSecretRotationKind},
+                   {"metadata", {{"name", name}, {"namespace", ns}}},
+                   {"status", status}};
+    kube::ApplyOptions ao;
+    ao.force = true;  // Capstan alone writes SecretRotation status.
+    ao.subresource = "status";
+    return client_.Apply(res::SecretRotations(), ns, name, body, ao).status();
+  };
+  auto emit = [&](const std::string& type, const std::string& reason, const std::string& note) {
+    if (events_) events_(*obj, type, reason, note);
+  };
+
+  absl::StatusOr<sec::SecretRotation> parsed = sec::ParseSecretRotation(*obj);
+  std::vector<std::string> problems;
+  if (!parsed.ok()) {
+    problems.push_back(std::string(parsed.status().message()));
+  } else {
+    problems = sec::ValidateSecretRotation(*parsed);
+  }
+  if (!problems.empty()) {
+    sec::SecretRotation shell;
+    shell.generation = obj->value("/metadata/generation"_json_pointer, int64_t{0});
+    if (parsed.ok()) shell = *parsed;
+    const std::string message = absl::StrJoin(problems, "; ");
+    if (previous_status.value("message", "") != message) emit("Warning", "InvalidSpec", message);
+    RETURN_IF_ERROR(
+        write_status(sec::StalledStatus(shell, "InvalidSpec", message, now, previous_status)));
+    spdlog::info("secretrotation={} stalled reason=InvalidSpec message={}", key, message);
+    return kube::ReconcileResult{};
+  }
+  const sec::SecretRotation& sr = *parsed;
+  const std::string& secret_name = sr.spec.secret_name;
+
+  auto stall = [&](const std::string& reason,
+                   const std::string& message) -> absl::StatusOr<kube::ReconcileResult> {
+    if (previous_status.value("message", "") != message) emit("Warning", reason, message);
+    RETURN_IF_ERROR(write_status(sec::StalledStatus(sr, reason, message, now, previous_status)));
+    spdlog::info("secretrotation={} stalled reason={} secret={}", key, reason, secret_name);
+    return kube::ReconcileResult{};
+  };
+
+  // Find the Secret and decide whether it is ours to manage.
+  std::shared_ptr<const Object> secret = secrets_->Get(ns, secret_name);
+  if (secret == nullptr) {
+    // Not labelled (or just created and not cached yet): one direct read.
+    absl::StatusOr<Object> got = client_.Get(res::Secrets(), ns, secret_name);
+    if (got.ok()) {
+      secret = std::make_shared<const Object>(ProjectSecret(std::move(*got)));
+    } else if (got.status().code() != absl::StatusCode::kNotFound) {
+      return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
+    }
+  }
+  if (secret != nullptr) {
+    const std::string owner =
+        Str(*secret, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
+    if (!owner.empty() && owner != name) {
+      return stall("Conflict", absl::StrCat("Secret ", secret_name,
+                                            " is managed by SecretRotation ", owner,
+                                            "; one Secret has one SecretRotation"));
+    }
+    if (owner.empty()) {
+      if (!sr.spec.adopt_existing) {
+        return stall("Conflict",
+                     absl::StrCat("Secret ", secret_name,
+                                  " exists and was not created by Capstan; set "
+                                  "spec.adoptExisting: true to let this SecretRotation manage "
+                                  "its listed keys, or choose another secretName"));
+      }
+      // Adopt: label only, no ownerReference (deleting the SecretRotation
+      // must not delete a Secret someone else made).
+      Object patch = {
+          {"metadata",
+           {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
+            {"labels", {{sec::kLabelSecretRotation, name}}}}}};
+      absl::Status s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
+      if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", secret_name));
+      spdlog::info("secretrotation={} adopted secret={}", key, secret_name);
+      emit("Normal", "Adopted",
+           absl::StrCat("labelled existing Secret ", secret_name,
+                        " as managed by this SecretRotation (no ownerReference)"));
+      kube::ReconcileResult again;
+      again.requeue_after = absl::Milliseconds(500);
+      return again;
+    }
+  }
+
+  sec::RotationInput in;
+  in.rotation = &sr;
+  in.now = now;
+  in.poll = options_.poll;
+  Object data = Object::object();
+  if (secret != nullptr) {
+    in.secret.exists = true;
+    if (secret->contains("/metadata/annotations"_json_pointer)) {
+      for (const auto& [k, v] : secret->at("/metadata/annotations"_json_pointer).items()) {
+        if (v.is_string()) in.secret.annotations[k] = v.get<std::string>();
+      }
+    }
+    if (secret->contains("data") && (*secret)["data"].is_object()) {
+      data = (*secret)["data"];
+      for (const auto& [k, v] : data.items()) in.secret.data_keys.insert(k);
+    }
+  }
+  switch (sr.spec.consumer_mode) {
+    case sec::ConsumerMode::kAuto:
+      for (const auto& d : deployments_->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
+        in.consumers.push_back(sec::ViewDeployment(*d, secret_name));
+      }
+      break;
+    case sec::ConsumerMode::kExplicit:
+      for (const std::string& d : sr.spec.consumer_deployments) {
+        if (auto live = deployments_->Get(ns, d); live != nullptr) {
+          in.consumers.push_back(sec::ViewDeployment(*live, secret_name));
+        }
+      }
+      break;
+    case sec::ConsumerMode::kNone:
+      break;
+  }
+  std::sort(in.consumers.begin(), in.consumers.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+
+  const sec::RotationPlan plan = sec::PlanRotation(in);
+
+  // 1. Stamp consumers (before the Secret records that they were).
+  for (const std::string& d : plan.stamp) {
+    Object patch = {
+        {"spec",
+         {{"template",
+           {{"metadata",
+             {{"annotations", {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}}}}};
+    absl::Status s = client_.MergePatch(res::Deployments(), ns, d, patch).status();
+    if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
+    if (!s.ok()) return s;
+    spdlog::info("secretrotation={} restart deployment={} secret-version={}", key, d,
+                 plan.stamp_value);
+  }
+
+  // 2. One Secret write.
+  const sec::SecretChange& change = plan.change;
+  const bool secret_write = plan.action != sec::Action::kNone;
+  if (secret_write) {
+    Object out_data = Object::object();
+    for (const auto& [dk, i] : change.generate) {
+      ASSIGN_OR_RETURN(std::string value, sec::GenerateValue(sr.spec.keys[i], rng_));
+      out_data[dk] = absl::Base64Escape(value);
+      std::fill(value.begin(), value.end(), '\0');
+    }
+    for (const auto& [to, from] : change.copy) {
+      if (data.contains(from)) out_data[to] = data[from];  // Still base64: never decoded.
+    }
+    for (const std::string& k : change.remove) out_data[k] = nullptr;
+    Object annotations = Object::object();
+    for (const auto& [k, v] : change.set_annotations) annotations[k] = v;
+    absl::Status s;
+    if (plan.action == sec::Action::kCreate) {
+      Object body = {
+          {"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"type", "Opaque"},
+          {"metadata",
+           {{"name", secret_name},
+            {"namespace", ns},
+            {"labels",
+             {{sec::kLabelSecretRotation, name},
+              {api::kLabelManagedBy, api::kManagedByCapstan}}},
+            {"annotations", annotations},
+            {"ownerReferences",
+             Object::array({{{"apiVersion", api::kApiVersion},
+                             {"kind", sec::kSecretRotationKind},
+                             {"name", name},
+                             {"uid", sr.uid},
+                             {"controller", true}}})}}},
+          {"data", out_data}};
+      s = client_.Create(res::Secrets(), ns, body).status();
+    } else {
+      for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
+      // The resourceVersion makes the patch conditional: a stale cache or a
+      // second writer gets 409 and this key is retried from fresh state.
+      Object patch = {
+          {"metadata",
+           {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
+            {"annotations", annotations}}}};
+      if (!out_data.empty()) patch["data"] = out_data;
+      s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
+    }
+    if (!s.ok()) {
+      return ScrubbedSecretError(
+          s, absl::StrCat("write Secret ", secret_name, " (", sec::ActionName(plan.action), ")"));
+    }
+    const std::map<std::string, std::string> after =
+        sec::ApplyAnnotations(in.secret.annotations, change);
+    spdlog::info("secretrotation={} secret={} action={} state={} version={}", key, secret_name,
+                 sec::ActionName(plan.action),
+                 after.count(sec::kAnnState) ? after.at(sec::kAnnState) : "Idle",
+                 after.count(sec::kAnnVersion) ? after.at(sec::kAnnVersion) : "");
+  }
+
+  // 3. Events, metrics, status.
+  for (const sec::PlanEvent& e : plan.events) emit(e.type, e.reason, e.note);
+  if (!plan.result.empty()) {
+    Metrics::Get()
+        .secret_rotations->Add({{"namespace", ns}, {"name", name}, {"result", plan.result}})
+        .Increment();
+  }
+  const std::map<std::string, std::string> after =
+      sec::ApplyAnnotations(in.secret.annotations, change);
+  if (std::optional<absl::Time> next = sec::NextRotation(sr, after)) {
+    Metrics::Get()
+        .secret_rotation_next_seconds->Add({{"namespace", ns}, {"name", name}})
+        .Set(absl::ToDoubleSeconds(*next - now));
+  }
+  RETURN_IF_ERROR(write_status(sec::ComputeStatus(sr, after, in.consumers, now, previous_status)));
+
+  kube::ReconcileResult result;
+  result.requeue_after = plan.requeue_after;
+  if (result.requeue_after <= absl::ZeroDuration()) result.requeue_after = options_.poll;
+  if (plan.action == sec::Action::kNone) {
+    spdlog::debug("secretrotation={} waiting requeue_after={}", key, result.requeue_after);
+  }
+  return result;
+}
+
+}  // namespace capstan::controller

@@ -1,0 +1,544 @@
+#include "capstan/secrets/rotation.h"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace capstan::secrets {
+namespace {
+
+using nlohmann::json;
+
+std::string Ann(const std::map<std::string, std::string>& a, const char* key) {
+  auto it = a.find(key);
+  return it == a.end() ? "" : it->second;
+}
+
+State ParseState(const std::string& s) {
+  if (s == "Pending") return State::kPending;
+  if (s == "Swapped") return State::kSwapped;
+  if (s == "Restarted") return State::kRestarted;
+  if (s == "Restoring") return State::kRestoring;
+  return State::kIdle;
+}
+
+int64_t ParseCount(const std::string& s) {
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(s, &n) || n < 0) return 0;
+  return n;
+}
+
+std::string KeyList(const SecretRotation& sr) {
+  std::vector<std::string> names;
+  for (const KeySpec& k : sr.spec.keys) names.push_back(k.name);
+  return absl::StrJoin(names, ", ");
+}
+
+std::string Str(const json& o, const json::json_pointer& p) {
+  if (!o.contains(p)) return "";
+  const json& v = o.at(p);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+int64_t Int(const json& o, const json::json_pointer& p, int64_t def) {
+  if (!o.contains(p)) return def;
+  const json& v = o.at(p);
+  return v.is_number_integer() ? v.get<int64_t>() : def;
+}
+
+void AddSecretRefsFromVolumeSources(const json& sources, std::set<std::string>* out) {
+  for (const json& s : sources) {
+    const std::string n = Str(s, "/secret/name"_json_pointer);
+    if (!n.empty()) out->insert(n);
+  }
+}
+
+json Condition(const std::string& type, bool ok, const std::string& reason,
+               const std::string& message, int64_t generation, absl::Time now,
+               const json& previous_status) {
+  std::string transition = FormatRfc3339(now);
+  if (previous_status.is_object() && previous_status.contains("conditions")) {
+    for (const json& c : previous_status["conditions"]) {
+      if (c.value("type", "") == type && c.value("status", "") == (ok ? "True" : "False")) {
+        transition = c.value("lastTransitionTime", transition);
+      }
+    }
+  }
+  return json{{"type", type},
+              {"status", ok ? "True" : "False"},
+              {"reason", reason},
+              {"message", message},
+              {"observedGeneration", generation},
+              {"lastTransitionTime", transition}};
+}
+
+}  // namespace
+
+std::string StateName(State s) {
+  switch (s) {
+    case State::kIdle:
+      return "Idle";
+    case State::kPending:
+      return "Pending";
+    case State::kSwapped:
+      return "Swapped";
+    case State::kRestarted:
+      return "Restarted";
+    case State::kRestoring:
+      return "Restoring";
+  }
+  return "Idle";
+}
+
+std::string ActionName(Action a) {
+  switch (a) {
+    case Action::kNone:
+      return "none";
+    case Action::kCreate:
+      return "create";
+    case Action::kFillMissing:
+      return "fill-missing";
+    case Action::kClearPrevious:
+      return "clear-previous";
+    case Action::kWritePending:
+      return "write-pending";
+    case Action::kSwap:
+      return "swap";
+    case Action::kRestart:
+      return "restart";
+    case Action::kComplete:
+      return "complete";
+    case Action::kRestore:
+      return "restore";
+  }
+  return "none";
+}
+
+std::string FormatRfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+std::optional<absl::Time> ParseRfc3339(const std::string& s) {
+  absl::Time t;
+  std::string err;
+  if (s.empty() || !absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return std::nullopt;
+  return t;
+}
+
+std::string StampAnnotationKey(const std::string& secret_name) {
+  if (secret_name.size() <= 63) return kAnnSecretVersionPrefix + secret_name;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(secret_name.data()), secret_name.size(), digest);
+  std::string head = secret_name.substr(0, 46);
+  // A name part must end alphanumeric; the hash suffix takes care of that.
+  return absl::StrCat(kAnnSecretVersionPrefix, head, "-",
+                      absl::BytesToHexString(
+                          std::string(reinterpret_cast<const char*>(digest), 8)));
+}
+
+ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
+  ConsumerView v;
+  v.name = Str(d, "/metadata/name"_json_pointer);
+  const json::json_pointer annotations("/spec/template/metadata/annotations");
+  if (d.contains(annotations) && d.at(annotations).is_object()) {
+    const json& a = d.at(annotations);
+    auto it = a.find(StampAnnotationKey(secret_name));
+    if (it != a.end() && it->is_string()) v.stamped = it->get<std::string>();
+  }
+  const int64_t generation = Int(d, "/metadata/generation"_json_pointer, 0);
+  const int64_t observed = Int(d, "/status/observedGeneration"_json_pointer, 0);
+  const int64_t want = Int(d, "/spec/replicas"_json_pointer, 1);
+  const int64_t total = Int(d, "/status/replicas"_json_pointer, 0);
+  const int64_t updated = Int(d, "/status/updatedReplicas"_json_pointer, 0);
+  const int64_t available = Int(d, "/status/availableReplicas"_json_pointer, 0);
+  // `kubectl rollout status` semantics: the controller saw this generation,
+  // every replica runs the new template, old ones are gone, all available.
+  if (observed < generation) {
+    v.why = "rollout not observed yet";
+  } else if (updated < want) {
+    v.why = absl::StrCat(updated, "/", want, " updated");
+  } else if (total > updated) {
+    v.why = absl::StrCat(total - updated, " old replicas still running");
+  } else if (available < want) {
+    v.why = absl::StrCat(available, "/", want, " available");
+  } else {
+    v.healthy = true;
+  }
+  return v;
+}
+
+std::vector<std::string> SecretsReferenced(const json& pod_template) {
+  std::set<std::string> out;
+  const json::json_pointer spec_ptr("/spec");
+  if (!pod_template.contains(spec_ptr)) return {};
+  const json& spec = pod_template.at(spec_ptr);
+  for (const char* list : {"containers", "initContainers"}) {
+    if (!spec.contains(list) || !spec[list].is_array()) continue;
+    for (const json& c : spec[list]) {
+      if (c.contains("env") && c["env"].is_array()) {
+        for (const json& e : c["env"]) {
+          const std::string n = Str(e, "/valueFrom/secretKeyRef/name"_json_pointer);
+          if (!n.empty()) out.insert(n);
+        }
+      }
+      if (c.contains("envFrom") && c["envFrom"].is_array()) {
+        for (const json& e : c["envFrom"]) {
+          const std::string n = Str(e, "/secretRef/name"_json_pointer);
+          if (!n.empty()) out.insert(n);
+        }
+      }
+    }
+  }
+  if (spec.contains("volumes") && spec["volumes"].is_array()) {
+    for (const json& v : spec["volumes"]) {
+      const std::string n = Str(v, "/secret/secretName"_json_pointer);
+      if (!n.empty()) out.insert(n);
+      const json::json_pointer sources("/projected/sources");
+      if (v.contains(sources) && v.at(sources).is_array()) {
+        AddSecretRefsFromVolumeSources(v.at(sources), &out);
+      }
+    }
+  }
+  return {out.begin(), out.end()};
+}
+
+std::string VersionStamp(const std::string& rotation_uid, const std::string& version) {
+  const std::string input = absl::StrCat(rotation_uid, "/", version);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 8));
+}
+
+std::map<std::string, std::string> ApplyAnnotations(
+    const std::map<std::string, std::string>& before,
+    const SecretChange& change) {
+  std::map<std::string, std::string> out = before;
+  for (const auto& [k, v] : change.set_annotations) out[k] = v;
+  for (const std::string& k : change.remove_annotations) out.erase(k);
+  return out;
+}
+
+std::optional<absl::Time> NextRotation(const SecretRotation& sr,
+                                       const std::map<std::string, std::string>& annotations) {
+  std::optional<absl::Time> last = ParseRfc3339(Ann(annotations, kAnnLastAttempt));
+  if (!last) return std::nullopt;
+  return *last + sr.spec.interval;
+}
+
+RotationPlan PlanRotation(const RotationInput& in) {
+  const SecretRotation& sr = *in.rotation;
+  const SecretRotationSpec& spec = sr.spec;
+  const ObservedSecret& secret = in.secret;
+  const std::string now_text = FormatRfc3339(in.now);
+  RotationPlan plan;
+
+  if (!secret.exists) {
+    plan.action = Action::kCreate;
+    for (size_t i = 0; i < spec.keys.size(); ++i) {
+      plan.change.generate.emplace_back(spec.keys[i].name, i);
+    }
+    plan.change.set_annotations = {{kAnnState, "Idle"},         {kAnnVersion, "1"},
+                                   {kAnnSeq, "1"},              {kAnnLastAttempt, now_text},
+                                   {kAnnLastSuccess, now_text}, {kAnnLastResult, "Succeeded"}};
+    // A token present at creation is not a request to rotate the values just made.
+    if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+    plan.events.push_back({"Normal", "Created",
+                           absl::StrCat("created Secret ", spec.secret_name, " with keys ",
+                                        KeyList(sr))});
+    plan.requeue_after = spec.interval;
+    return plan;
+  }
+
+  const auto& ann = secret.annotations;
+  const auto has = [&](const std::string& k) { return secret.data_keys.count(k) > 0; };
+  const State state = ParseState(Ann(ann, kAnnState));
+  const std::string version = Ann(ann, kAnnVersion).empty() ? "0" : Ann(ann, kAnnVersion);
+
+  auto stamp_consumers = [&](const std::string& ver) {
+    plan.stamp_value = VersionStamp(sr.uid, ver);
+    for (const ConsumerView& c : in.consumers) {
+      if (c.stamped != plan.stamp_value) plan.stamp.push_back(c.name);
+    }
+  };
+
+  switch (state) {
+    case State::kIdle: {
+      // Keys new to spec (or an adopted Secret missing some): generate only those.
+      std::vector<std::string> missing;
+      for (size_t i = 0; i < spec.keys.size(); ++i) {
+        if (!has(spec.keys[i].name)) {
+          plan.change.generate.emplace_back(spec.keys[i].name, i);
+          missing.push_back(spec.keys[i].name);
+        }
+      }
+      if (!missing.empty() || Ann(ann, kAnnLastAttempt).empty()) {
+        plan.action = Action::kFillMissing;
+        if (Ann(ann, kAnnLastAttempt).empty()) {
+          // An adopted Secret: its schedule starts now.
+          plan.change.set_annotations = {{kAnnState, "Idle"},
+                                         {kAnnVersion, version == "0" ? "1" : version},
+                                         {kAnnSeq, version == "0" ? "1" : version},
+                                         {kAnnLastAttempt, now_text}};
+          if (!sr.trigger_token.empty()) {
+            plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+          }
+        }
+        if (!missing.empty()) {
+          plan.events.push_back({"Normal", "KeysAdded",
+                                 absl::StrCat("generated missing keys ",
+                                              absl::StrJoin(missing, ", "), " in Secret ",
+                                              spec.secret_name)});
+        }
+        plan.requeue_after = absl::Seconds(1);
+        return plan;
+      }
+      // The grace period of KeepPrevious is over.
+      std::optional<absl::Time> expires = ParseRfc3339(Ann(ann, kAnnPreviousExpires));
+      if (expires && in.now >= *expires) {
+        plan.action = Action::kClearPrevious;
+        for (const KeySpec& k : spec.keys) {
+          if (has(PreviousKey(k.name))) plan.change.remove.push_back(PreviousKey(k.name));
+        }
+        plan.change.remove_annotations.push_back(kAnnPreviousExpires);
+        plan.events.push_back({"Normal", "PreviousCleared",
+                               absl::StrCat("grace period over: removed the previous values of ",
+                                            KeyList(sr), " from Secret ", spec.secret_name)});
+        plan.requeue_after = absl::Seconds(1);
+        return plan;
+      }
+      const bool triggered = !sr.trigger_token.empty() && sr.trigger_token != Ann(ann, kAnnTrigger);
+      std::optional<absl::Time> next = NextRotation(sr, ann);
+      const bool due = next && in.now >= *next;
+      if (triggered || due) {
+        plan.action = Action::kWritePending;
+        for (size_t i = 0; i < spec.keys.size(); ++i) {
+          plan.change.generate.emplace_back(PendingKey(spec.keys[i].name), i);
+        }
+        const int64_t seq = std::max(ParseCount(Ann(ann, kAnnSeq)), ParseCount(version)) + 1;
+        plan.change.set_annotations = {{kAnnState, "Pending"},
+                                       {kAnnSeq, absl::StrCat(seq)},
+                                       {kAnnLastAttempt, now_text},
+                                       {kAnnStepTime, now_text}};
+        if (triggered) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+        plan.events.push_back(
+            {"Normal", "RotationStarted",
+             absl::StrCat("rotating keys ", KeyList(sr), " of Secret ", spec.secret_name, " (",
+                          triggered ? absl::StrCat("manual trigger ", sr.trigger_token)
+                                    : "scheduled",
+                          ")")});
+        plan.requeue_after = absl::Seconds(1);
+        return plan;
+      }
+      absl::Time wake = next ? *next : in.now + spec.interval;
+      if (expires) wake = std::min(wake, *expires);
+      plan.requeue_after = std::max(wake - in.now, absl::Seconds(1));
+      return plan;
+    }
+
+    case State::kPending: {
+      plan.action = Action::kSwap;
+      for (const KeySpec& k : spec.keys) {
+        if (!has(PendingKey(k.name))) continue;  // Not generated: keep its current value.
+        if (has(k.name)) {
+          plan.change.copy.emplace_back(RollbackKey(k.name), k.name);
+          if (spec.strategy == Strategy::kKeepPrevious) {
+            plan.change.copy.emplace_back(PreviousKey(k.name), k.name);
+          }
+        }
+        plan.change.copy.emplace_back(k.name, PendingKey(k.name));
+      }
+      // Every pending key goes, including those of keys removed from spec meanwhile.
+      for (const std::string& dk : secret.data_keys) {
+        if (dk.rfind(PendingKey(""), 0) == 0) plan.change.remove.push_back(dk);
+      }
+      const std::string seq = Ann(ann, kAnnSeq).empty() ? "1" : Ann(ann, kAnnSeq);
+      plan.change.set_annotations = {{kAnnState, "Swapped"},
+                                     {kAnnPreviousVersion, version},
+                                     {kAnnVersion, seq},
+                                     {kAnnStepTime, now_text}};
+      plan.change.remove_annotations = {kAnnPreviousExpires};
+      plan.requeue_after = absl::Seconds(1);
+      return plan;
+    }
+
+    case State::kSwapped: {
+      plan.action = Action::kRestart;
+      stamp_consumers(version);
+      plan.change.set_annotations = {{kAnnState, "Restarted"}, {kAnnStepTime, now_text}};
+      if (!plan.stamp.empty()) {
+        plan.events.push_back({"Normal", "ConsumersRestarted",
+                               absl::StrCat("restarting ", absl::StrJoin(plan.stamp, ", "),
+                                            " for the new values of Secret ", spec.secret_name)});
+      }
+      plan.requeue_after = in.poll;
+      return plan;
+    }
+
+    case State::kRestarted: {
+      stamp_consumers(version);
+      if (!plan.stamp.empty()) {
+        // Someone reset a template meanwhile: stamp again, keep waiting.
+        plan.action = Action::kRestart;
+        plan.requeue_after = in.poll;
+        return plan;
+      }
+      plan.stamp_value.clear();
+      std::vector<std::string> unhealthy;
+      for (const ConsumerView& c : in.consumers) {
+        if (!c.healthy) unhealthy.push_back(absl::StrCat("Deployment ", c.name, " (", c.why, ")"));
+      }
+      std::optional<absl::Time> since = ParseRfc3339(Ann(ann, kAnnStepTime));
+      if (unhealthy.empty()) {
+        plan.action = Action::kComplete;
+        for (const std::string& dk : secret.data_keys) {
+          if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
+        }
+        plan.change.set_annotations = {{kAnnState, "Idle"},
+                                       {kAnnLastSuccess, now_text},
+                                       {kAnnLastResult, "Succeeded"},
+                                       {kAnnStepTime, now_text}};
+        plan.change.remove_annotations = {kAnnMessage};
+        if (spec.strategy == Strategy::kKeepPrevious) {
+          plan.change.set_annotations[kAnnPreviousExpires] =
+              FormatRfc3339(in.now + spec.grace_period);
+        }
+        plan.events.push_back({"Normal", "Rotated",
+                               absl::StrCat("rotated keys ", KeyList(sr), " of Secret ",
+                                            spec.secret_name, " (version ", version, "); ",
+                                            in.consumers.size(), " consumers healthy")});
+        plan.result = "succeeded";
+        plan.requeue_after = absl::Seconds(1);
+        return plan;
+      }
+      if (since && in.now - *since > spec.health_timeout) {
+        const std::string message =
+            absl::StrCat("consumers not healthy within ", FormatGoDuration(spec.health_timeout),
+                         " after rotating Secret ", spec.secret_name, ": ",
+                         absl::StrJoin(unhealthy, ", "));
+        plan.result = "failed";
+        if (spec.on_failure == FailureAction::kRestore) {
+          plan.action = Action::kRestore;
+          for (const KeySpec& k : spec.keys) {
+            if (!has(RollbackKey(k.name))) continue;
+            plan.change.copy.emplace_back(k.name, RollbackKey(k.name));
+            if (has(PreviousKey(k.name))) plan.change.remove.push_back(PreviousKey(k.name));
+          }
+          for (const std::string& dk : secret.data_keys) {
+            if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
+          }
+          const std::string prev =
+              Ann(ann, kAnnPreviousVersion).empty() ? "0" : Ann(ann, kAnnPreviousVersion);
+          plan.change.set_annotations = {{kAnnState, "Restoring"},
+                                         {kAnnVersion, prev},
+                                         {kAnnStepTime, now_text},
+                                         {kAnnLastResult, "Failed"},
+                                         {kAnnMessage, message}};
+          plan.change.remove_annotations = {kAnnPreviousExpires};
+          plan.events.push_back(
+              {"Warning", "RotationFailed",
+               absl::StrCat(message, "; restoring the previous values (version ", prev, ")")});
+        } else {
+          plan.action = Action::kComplete;
+          for (const std::string& dk : secret.data_keys) {
+            if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
+          }
+          plan.change.set_annotations = {{kAnnState, "Idle"},
+                                         {kAnnStepTime, now_text},
+                                         {kAnnLastResult, "Failed"},
+                                         {kAnnMessage, message}};
+          if (spec.strategy == Strategy::kKeepPrevious) {
+            plan.change.set_annotations[kAnnPreviousExpires] =
+                FormatRfc3339(in.now + spec.grace_period);
+          }
+          plan.events.push_back(
+              {"Warning", "RotationFailed", absl::StrCat(message, "; keeping the new values")});
+        }
+        plan.requeue_after = absl::Seconds(1);
+        return plan;
+      }
+      plan.action = Action::kNone;
+      plan.requeue_after = in.poll;
+      return plan;
+    }
+
+    case State::kRestoring: {
+      plan.action = Action::kRestart;
+      stamp_consumers(version);
+      plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnStepTime, now_text}};
+      if (!plan.stamp.empty()) {
+        plan.events.push_back({"Warning", "ConsumersRestored",
+                               absl::StrCat("restarting ", absl::StrJoin(plan.stamp, ", "),
+                                            " with the restored values of Secret ",
+                                            spec.secret_name)});
+      }
+      plan.requeue_after = absl::Seconds(1);
+      return plan;
+    }
+  }
+  return plan;
+}
+
+json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::string>& ann,
+                   const std::vector<ConsumerView>& consumers, absl::Time now,
+                   const json& previous_status) {
+  json st = json::object();
+  st["observedGeneration"] = sr.generation;
+  st["secretName"] = sr.spec.secret_name;
+  const State state = ParseState(Ann(ann, kAnnState));
+  st["rotationState"] = StateName(state);
+  if (!Ann(ann, kAnnVersion).empty()) st["currentVersion"] = Ann(ann, kAnnVersion);
+  if (!Ann(ann, kAnnLastSuccess).empty()) st["lastRotationTime"] = Ann(ann, kAnnLastSuccess);
+  if (!Ann(ann, kAnnLastAttempt).empty()) st["lastAttemptTime"] = Ann(ann, kAnnLastAttempt);
+  if (std::optional<absl::Time> next = NextRotation(sr, ann)) {
+    // Overdue (operator down): the rotation runs now, so "next" is now.
+    st["nextRotationTime"] = FormatRfc3339(std::max(*next, now));
+  }
+  if (!Ann(ann, kAnnPreviousExpires).empty()) {
+    st["previousExpiresTime"] = Ann(ann, kAnnPreviousExpires);
+  }
+  if (!Ann(ann, kAnnTrigger).empty()) st["lastTriggerToken"] = Ann(ann, kAnnTrigger);
+  json names = json::array();
+  for (const ConsumerView& c : consumers) names.push_back(c.name);
+  st["consumers"] = names;
+  std::string phase, reason, message;
+  if (state != State::kIdle) {
+    phase = "Rotating";
+    reason = StateName(state);
+    message = absl::StrCat("rotation in progress: ", StateName(state));
+  } else if (Ann(ann, kAnnLastResult) == "Failed") {
+    phase = "Failed";
+    reason = "ConsumersUnhealthy";
+    message = Ann(ann, kAnnMessage);
+  } else {
+    phase = "Ready";
+    reason = "Rotated";
+    message = absl::StrCat("version ", Ann(ann, kAnnVersion), " in use");
+  }
+  st["phase"] = phase;
+  st["reason"] = reason;
+  st["message"] = message;
+  st["conditions"] = json::array({Condition("Ready", phase == "Ready", reason, message,
+                                            sr.generation, now, previous_status)});
+  return st;
+}
+
+json StalledStatus(const SecretRotation& sr, const std::string& reason, const std::string& message,
+                   absl::Time now, const json& previous_status) {
+  json st = previous_status.is_object() ? previous_status : json::object();
+  st["observedGeneration"] = sr.generation;
+  st["secretName"] = sr.spec.secret_name;
+  st["phase"] = "Stalled";
+  st["reason"] = reason;
+  st["message"] = message;
+  st["conditions"] = json::array(
+      {Condition("Ready", false, reason, message, sr.generation, now, previous_status)});
+  return st;
+}
+
+}  // namespace capstan::secrets

@@ -1,0 +1,354 @@
+#include "capstan/secrets/secret_rotation.h"
+
+#include <exception>
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "capstan/common/status_macros.h"
+#include "capstan/secrets/generator.h"
+
+namespace capstan::secrets {
+namespace {
+
+using nlohmann::json;
+
+constexpr int32_t kMaxLength = 4096;
+constexpr char kPendingPrefix[] = ".capstan-pending.";
+constexpr char kRollbackPrefix[] = ".capstan-rollback.";
+constexpr char kPreviousSuffix[] = "_previous";
+
+const json* Find(const json& obj, const char* field) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(field);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+absl::Status ReadString(const json& obj, const char* field, const std::string& path,
+                        std::string* out) {
+  const json* v = Find(obj, field);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be a string"));
+  }
+  *out = v->get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadInt(const json& obj, const char* field, const std::string& path, int32_t* out) {
+  const json* v = Find(obj, field);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_number_integer()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be an integer"));
+  }
+  const int64_t n = v->get<int64_t>();
+  if (n < 0 || n > kMaxLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, field, ": must be between 0 and ", kMaxLength));
+  }
+  *out = static_cast<int32_t>(n);
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(const json& obj, const char* field, const std::string& path, bool* out) {
+  const json* v = Find(obj, field);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_boolean()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be a boolean"));
+  }
+  *out = v->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadDuration(const json& obj, const char* field, const std::string& path,
+                          absl::Duration* out) {
+  std::string s;
+  RETURN_IF_ERROR(ReadString(obj, field, path, &s));
+  if (s.empty()) return absl::OkStatus();
+  absl::StatusOr<absl::Duration> d = ParseGoDuration(s);
+  if (!d.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, field, ": ", d.status().message()));
+  }
+  *out = *d;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
+  if (!k.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": must be an object"));
+  KeySpec key;
+  RETURN_IF_ERROR(ReadString(k, "name", path + ".", &key.name));
+  int generators = 0;
+  if (const json* rb = Find(k, "randomBytes"); rb != nullptr) {
+    ++generators;
+    key.kind = KeySpec::Kind::kRandomBytes;
+    const std::string p = path + ".randomBytes.";
+    RETURN_IF_ERROR(ReadInt(*rb, "length", p, &key.random_bytes.length));
+    std::string enc = "base64";
+    RETURN_IF_ERROR(ReadString(*rb, "encoding", p, &enc));
+    if (enc == "base64") {
+      key.random_bytes.encoding = Encoding::kBase64;
+    } else if (enc == "base64url") {
+      key.random_bytes.encoding = Encoding::kBase64Url;
+    } else if (enc == "hex") {
+      key.random_bytes.encoding = Encoding::kHex;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "encoding: must be base64, base64url or hex, not \"", enc, "\""));
+    }
+  }
+  if (const json* pw = Find(k, "password"); pw != nullptr) {
+    ++generators;
+    key.kind = KeySpec::Kind::kPassword;
+    const std::string p = path + ".password.";
+    RETURN_IF_ERROR(ReadInt(*pw, "length", p, &key.password.length));
+    RETURN_IF_ERROR(ReadString(*pw, "exclude", p, &key.password.exclude));
+    if (const json* cls = Find(*pw, "characterClasses"); cls != nullptr) {
+      if (!cls->is_array()) {
+        return absl::InvalidArgumentError(absl::StrCat(p, "characterClasses: must be a list"));
+      }
+      key.password.classes.clear();
+      for (const json& c : *cls) {
+        const std::string s = c.is_string() ? c.get<std::string>() : "";
+        if (s == "Lower") {
+          key.password.classes.push_back(CharClass::kLower);
+        } else if (s == "Upper") {
+          key.password.classes.push_back(CharClass::kUpper);
+        } else if (s == "Digit") {
+          key.password.classes.push_back(CharClass::kDigit);
+        } else if (s == "Symbol") {
+          key.password.classes.push_back(CharClass::kSymbol);
+        } else {
+          return absl::InvalidArgumentError(
+              absl::StrCat(p, "characterClasses: each must be Lower, Upper, Digit or Symbol"));
+        }
+      }
+    }
+  }
+  if (Find(k, "uuid") != nullptr) {
+    ++generators;
+    key.kind = KeySpec::Kind::kUuid;
+  }
+  if (generators != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": exactly one generator (randomBytes, password or uuid) must be set, found ",
+        generators));
+  }
+  return key;
+}
+
+absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
+  if (!obj.is_object()) return absl::InvalidArgumentError("a SecretRotation must be an object");
+  std::string kind;
+  RETURN_IF_ERROR(ReadString(obj, "kind", "", &kind));
+  if (!kind.empty() && kind != kSecretRotationKind) {
+    return absl::InvalidArgumentError(absl::StrCat("kind: expected SecretRotation, got \"", kind,
+                                                   "\""));
+  }
+  SecretRotation sr;
+  if (const json* md = Find(obj, "metadata"); md != nullptr) {
+    RETURN_IF_ERROR(ReadString(*md, "name", "metadata.", &sr.name));
+    RETURN_IF_ERROR(ReadString(*md, "namespace", "metadata.", &sr.ns));
+    RETURN_IF_ERROR(ReadString(*md, "uid", "metadata.", &sr.uid));
+    if (const json* g = Find(*md, "generation"); g != nullptr && g->is_number_integer()) {
+      sr.generation = g->get<int64_t>();
+    }
+    if (const json* a = Find(*md, "annotations"); a != nullptr && a->is_object()) {
+      RETURN_IF_ERROR(ReadString(*a, "capstan.dev/rotate", "metadata.annotations.",
+                                 &sr.trigger_token));
+    }
+  }
+  const json* spec = Find(obj, "spec");
+  if (spec == nullptr) return absl::InvalidArgumentError("spec: required");
+  SecretRotationSpec& s = sr.spec;
+  RETURN_IF_ERROR(ReadString(*spec, "secretName", "spec.", &s.secret_name));
+  RETURN_IF_ERROR(ReadDuration(*spec, "interval", "spec.", &s.interval));
+  RETURN_IF_ERROR(ReadBool(*spec, "adoptExisting", "spec.", &s.adopt_existing));
+  if (const json* keys = Find(*spec, "keys"); keys != nullptr) {
+    if (!keys->is_array()) return absl::InvalidArgumentError("spec.keys: must be a list");
+    for (size_t i = 0; i < keys->size(); ++i) {
+      ASSIGN_OR_RETURN(KeySpec k, ParseKey((*keys)[i], absl::StrCat("spec.keys[", i, "]")));
+      s.keys.push_back(std::move(k));
+    }
+  }
+  if (const json* st = Find(*spec, "strategy"); st != nullptr) {
+    std::string type = "Replace";
+    RETURN_IF_ERROR(ReadString(*st, "type", "spec.strategy.", &type));
+    if (type == "Replace") {
+      s.strategy = Strategy::kReplace;
+    } else if (type == "KeepPrevious") {
+      s.strategy = Strategy::kKeepPrevious;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.strategy.type: must be Replace or KeepPrevious, not \"", type, "\""));
+    }
+    RETURN_IF_ERROR(ReadDuration(*st, "gracePeriod", "spec.strategy.", &s.grace_period));
+  }
+  if (const json* c = Find(*spec, "consumers"); c != nullptr) {
+    std::string mode = "Auto";
+    RETURN_IF_ERROR(ReadString(*c, "mode", "spec.consumers.", &mode));
+    if (mode == "Auto") {
+      s.consumer_mode = ConsumerMode::kAuto;
+    } else if (mode == "Explicit") {
+      s.consumer_mode = ConsumerMode::kExplicit;
+    } else if (mode == "None") {
+      s.consumer_mode = ConsumerMode::kNone;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.consumers.mode: must be Auto, Explicit or None, not \"", mode, "\""));
+    }
+    if (const json* d = Find(*c, "deployments"); d != nullptr) {
+      if (!d->is_array()) {
+        return absl::InvalidArgumentError("spec.consumers.deployments: must be a list");
+      }
+      for (const json& n : *d) {
+        if (!n.is_string()) {
+          return absl::InvalidArgumentError("spec.consumers.deployments: names must be strings");
+        }
+        s.consumer_deployments.push_back(n.get<std::string>());
+      }
+    }
+  }
+  if (const json* f = Find(*spec, "onFailure"); f != nullptr) {
+    std::string action = "Restore";
+    RETURN_IF_ERROR(ReadString(*f, "action", "spec.onFailure.", &action));
+    if (action == "Restore") {
+      s.on_failure = FailureAction::kRestore;
+    } else if (action == "Keep") {
+      s.on_failure = FailureAction::kKeep;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.onFailure.action: must be Restore or Keep, not \"", action, "\""));
+    }
+    RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure.", &s.health_timeout));
+  }
+  return sr;
+}
+
+bool ValidDataKey(const std::string& k) {
+  if (k.empty() || k.size() > 200 || k == "." || k == "..") return false;
+  for (char c : k) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+          c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> ParseGoDuration(const std::string& s) {
+  absl::Duration d;
+  // absl::ParseDuration takes Go's syntax ("1h30m", "90s", "1.5h"), plus "inf",
+  // which a schedule cannot use.
+  if (s.empty() || absl::StrContains(s, "inf") || !absl::ParseDuration(s, &d)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", s, "\" is not a duration (examples: 168h, 30m, 90s)"));
+  }
+  if (d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", s, "\" must be positive"));
+  }
+  return d;
+}
+
+std::string FormatGoDuration(absl::Duration d) {
+  std::string out;
+  const int64_t h = absl::IDivDuration(d, absl::Hours(1), &d);
+  const int64_t m = absl::IDivDuration(d, absl::Minutes(1), &d);
+  if (h > 0) absl::StrAppend(&out, h, "h");
+  if (m > 0) absl::StrAppend(&out, m, "m");
+  if (d > absl::ZeroDuration() || out.empty()) absl::StrAppend(&out, absl::FormatDuration(d));
+  return out;
+}
+
+absl::StatusOr<SecretRotation> ParseSecretRotation(const json& obj) {
+  try {
+    return ParseImpl(obj);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read SecretRotation: ", e.what()));
+  }
+}
+
+std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
+  std::vector<std::string> problems;
+  const SecretRotationSpec& s = sr.spec;
+  if (s.secret_name.empty()) problems.push_back("spec.secretName: required");
+  if (s.keys.empty()) problems.push_back("spec.keys: at least one key is required");
+  if (s.interval < absl::Seconds(1)) problems.push_back("spec.interval: must be at least 1s");
+  std::set<std::string> names;
+  for (size_t i = 0; i < s.keys.size(); ++i) {
+    const KeySpec& k = s.keys[i];
+    const std::string path = absl::StrCat("spec.keys[", i, "]");
+    if (!ValidDataKey(k.name)) {
+      problems.push_back(absl::StrCat(
+          path, ".name: \"", k.name,
+          "\" is not a valid Secret data key (letters, digits, '-', '_' and '.')"));
+    } else if (IsReservedDataKey(k.name)) {
+      problems.push_back(absl::StrCat(path, ".name: \"", k.name,
+                                      "\" is reserved (Capstan uses the suffix _previous and "
+                                      "the prefix .capstan- for its own keys)"));
+    }
+    if (!names.insert(k.name).second) {
+      problems.push_back(absl::StrCat(path, ".name: \"", k.name, "\" is listed twice"));
+    }
+    switch (k.kind) {
+      case KeySpec::Kind::kRandomBytes:
+        if (k.random_bytes.length < 1 || k.random_bytes.length > 1024) {
+          problems.push_back(absl::StrCat(path, ".randomBytes.length: must be 1..1024"));
+        }
+        break;
+      case KeySpec::Kind::kPassword: {
+        const PasswordGenerator& p = k.password;
+        if (p.classes.empty()) {
+          problems.push_back(absl::StrCat(path, ".password.characterClasses: at least one"));
+        }
+        if (p.length < 8 || p.length > 1024) {
+          problems.push_back(absl::StrCat(path, ".password.length: must be 8..1024"));
+        }
+        if (static_cast<size_t>(p.length) < p.classes.size()) {
+          problems.push_back(absl::StrCat(path, ".password.length: shorter than the number of "
+                                                "required character classes"));
+        }
+        for (CharClass c : p.classes) {
+          bool any = false;
+          for (char ch : ClassCharacters(c)) {
+            if (p.exclude.find(ch) == std::string::npos) any = true;
+          }
+          if (!any) {
+            problems.push_back(absl::StrCat(path, ".password.exclude: removes every character "
+                                                  "of a required class"));
+          }
+        }
+        break;
+      }
+      case KeySpec::Kind::kUuid:
+        break;
+    }
+  }
+  if (s.strategy == Strategy::kKeepPrevious && s.grace_period >= s.interval) {
+    problems.push_back(
+        "spec.strategy.gracePeriod: must be shorter than spec.interval (the previous value is "
+        "cleared before the next rotation)");
+  }
+  if (s.consumer_mode == ConsumerMode::kExplicit && s.consumer_deployments.empty()) {
+    problems.push_back("spec.consumers.deployments: required when mode is Explicit");
+  }
+  if (s.consumer_mode != ConsumerMode::kExplicit && !s.consumer_deployments.empty()) {
+    problems.push_back("spec.consumers.deployments: only used when mode is Explicit");
+  }
+  return problems;
+}
+
+std::string PreviousKey(const std::string& key) { return key + kPreviousSuffix; }
+std::string PendingKey(const std::string& key) { return kPendingPrefix + key; }
+std::string RollbackKey(const std::string& key) { return kRollbackPrefix + key; }
+
+bool IsReservedDataKey(const std::string& key) {
+  return absl::StartsWith(key, ".capstan-") || absl::EndsWith(key, kPreviousSuffix);
+}
+
+}  // namespace capstan::secrets

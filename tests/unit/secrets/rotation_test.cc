@@ -1,0 +1,404 @@
+#include "capstan/secrets/rotation.h"
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace capstan::secrets {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+SecretRotation Rotation(Strategy strategy = Strategy::kReplace) {
+  SecretRotation sr;
+  sr.name = "jwt";
+  sr.ns = "shop";
+  sr.uid = "uid-1";
+  sr.generation = 1;
+  sr.spec.secret_name = "jwt-keys";
+  KeySpec k;
+  k.name = "key";
+  sr.spec.keys = {k};
+  sr.spec.interval = absl::Hours(168);
+  sr.spec.strategy = strategy;
+  sr.spec.grace_period = absl::Hours(24);
+  sr.spec.health_timeout = absl::Minutes(5);
+  return sr;
+}
+
+// The shell, in memory: applies plans to a Secret's data and annotations the
+// way the controller does (generate, copy, remove, annotations), with
+// generated values "v1", "v2", ...
+struct FakeSecret {
+  bool exists = false;
+  std::map<std::string, std::string> data;
+  std::map<std::string, std::string> annotations;
+  int generated = 0;
+  std::vector<std::string> history;  // every value ever written
+
+  ObservedSecret Observe() const {
+    ObservedSecret o;
+    o.exists = exists;
+    o.annotations = annotations;
+    for (const auto& [k, v] : data) o.data_keys.insert(k);
+    return o;
+  }
+  void Apply(const RotationPlan& p) {
+    if (p.action == Action::kCreate) exists = true;
+    std::map<std::string, std::string> next = data;
+    for (const auto& [dk, i] : p.change.generate) {
+      next[dk] = absl::StrCat("v", ++generated);
+      history.push_back(next[dk]);
+    }
+    for (const auto& [to, from] : p.change.copy) next[to] = data.at(from);
+    for (const std::string& k : p.change.remove) next.erase(k);
+    data = next;
+    annotations = ApplyAnnotations(annotations, p.change);
+  }
+};
+
+RotationPlan Step(const SecretRotation& sr, FakeSecret& s, absl::Time now,
+                  std::vector<ConsumerView> consumers = {}) {
+  RotationInput in;
+  in.rotation = &sr;
+  in.secret = s.Observe();
+  in.consumers = std::move(consumers);
+  in.now = now;
+  RotationPlan p = PlanRotation(in);
+  s.Apply(p);
+  return p;
+}
+
+ConsumerView Consumer(const std::string& name, const std::string& stamped, bool healthy) {
+  ConsumerView c;
+  c.name = name;
+  c.stamped = stamped;
+  c.healthy = healthy;
+  c.why = healthy ? "" : "0/1 available";
+  return c;
+}
+
+TEST(RotationTest, CreatesMissingSecretAndSchedulesNextRotation) {
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  RotationPlan p = Step(sr, s, kT0);
+  EXPECT_EQ(p.action, Action::kCreate);
+  EXPECT_EQ(s.data.at("key"), "v1");
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  EXPECT_EQ(p.requeue_after, absl::Hours(168));
+  // Nothing due until the interval has passed.
+  p = Step(sr, s, kT0 + absl::Hours(100));
+  EXPECT_EQ(p.action, Action::kNone);
+  EXPECT_EQ(p.requeue_after, absl::Hours(68));
+  EXPECT_EQ(*NextRotation(sr, s.annotations), kT0 + absl::Hours(168));
+}
+
+TEST(RotationTest, FullCycleReplace) {
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  Step(sr, s, kT0);
+  absl::Time now = kT0 + absl::Hours(168);
+  std::vector<ConsumerView> consumers = {Consumer("api", "", true)};
+
+  RotationPlan p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kWritePending);
+  EXPECT_EQ(s.data.at(".capstan-pending.key"), "v2");
+  EXPECT_EQ(s.data.at("key"), "v1");
+
+  p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kSwap);
+  EXPECT_EQ(s.data.at("key"), "v2");
+  EXPECT_EQ(s.data.at(".capstan-rollback.key"), "v1");
+  EXPECT_EQ(s.data.count(".capstan-pending.key"), 0u);
+  EXPECT_EQ(s.data.count("key_previous"), 0u);
+  EXPECT_EQ(s.annotations.at(kAnnVersion), "2");
+
+  p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_THAT(p.stamp, ElementsAre("api"));
+  EXPECT_EQ(p.stamp_value, VersionStamp("uid-1", "2"));
+  EXPECT_EQ(s.annotations.at(kAnnState), "Restarted");
+
+  // Stamped but not yet rolled out: wait.
+  consumers = {Consumer("api", p.stamp_value, false)};
+  p = Step(sr, s, now + absl::Minutes(1), consumers);
+  EXPECT_EQ(p.action, Action::kNone);
+  EXPECT_EQ(p.requeue_after, absl::Seconds(2));
+
+  consumers[0].healthy = true;
+  p = Step(sr, s, now + absl::Minutes(2), consumers);
+  EXPECT_EQ(p.action, Action::kComplete);
+  EXPECT_EQ(p.result, "succeeded");
+  EXPECT_EQ(s.data, (std::map<std::string, std::string>{{"key", "v2"}}));
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  EXPECT_EQ(s.annotations.at(kAnnLastResult), "Succeeded");
+  EXPECT_EQ(*NextRotation(sr, s.annotations), now + absl::Hours(168));
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].reason, "Rotated");
+}
+
+TEST(RotationTest, KeepPreviousKeepsOldValueForGracePeriod) {
+  SecretRotation sr = Rotation(Strategy::kKeepPrevious);
+  FakeSecret s;
+  Step(sr, s, kT0);
+  const absl::Time now = kT0 + absl::Hours(168);
+  for (int i = 0; i < 4; ++i) Step(sr, s, now);  // pending, swap, restart, complete (no consumers)
+  EXPECT_EQ(s.data.at("key"), "v2");
+  EXPECT_EQ(s.data.at("key_previous"), "v1");
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  RotationPlan p = Step(sr, s, now + absl::Hours(23));
+  EXPECT_EQ(p.action, Action::kNone);
+  EXPECT_EQ(p.requeue_after, absl::Hours(1));
+  EXPECT_EQ(s.data.at("key_previous"), "v1");
+  p = Step(sr, s, now + absl::Hours(24));
+  EXPECT_EQ(p.action, Action::kClearPrevious);
+  EXPECT_EQ(s.data, (std::map<std::string, std::string>{{"key", "v2"}}));
+  EXPECT_EQ(s.annotations.count(kAnnPreviousExpires), 0u);
+}
+
+TEST(RotationTest, UnhealthyConsumersRestorePreviousValues) {
+  SecretRotation sr = Rotation(Strategy::kKeepPrevious);
+  FakeSecret s;
+  Step(sr, s, kT0);
+  const std::string old_stamp = VersionStamp("uid-1", "1");
+  std::vector<ConsumerView> consumers = {Consumer("api", old_stamp, true)};
+  absl::Time now = kT0 + absl::Hours(168);
+  Step(sr, s, now, consumers);  // pending
+  Step(sr, s, now, consumers);  // swap
+  RotationPlan p = Step(sr, s, now, consumers);
+  ASSERT_EQ(p.action, Action::kRestart);
+  consumers = {Consumer("api", p.stamp_value, false)};
+  p = Step(sr, s, now + absl::Minutes(5), consumers);
+  EXPECT_EQ(p.action, Action::kNone) << "the deadline is not passed yet";
+  p = Step(sr, s, now + absl::Minutes(5) + absl::Seconds(1), consumers);
+  EXPECT_EQ(p.action, Action::kRestore);
+  EXPECT_EQ(p.result, "failed");
+  EXPECT_EQ(s.data, (std::map<std::string, std::string>{{"key", "v1"}}));
+  EXPECT_EQ(s.annotations.at(kAnnVersion), "1");
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].type, "Warning");
+  EXPECT_THAT(p.events[0].note, HasSubstr("Deployment api (0/1 available)"));
+  // Restart again with the restored version: the old stamp.
+  p = Step(sr, s, now + absl::Minutes(6), consumers);
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_EQ(p.stamp_value, old_stamp);
+  EXPECT_THAT(p.stamp, ElementsAre("api"));
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  json st = ComputeStatus(sr, s.annotations, consumers, now + absl::Minutes(6), json());
+  EXPECT_EQ(st["phase"], "Failed");
+  EXPECT_EQ(st["reason"], "ConsumersUnhealthy");
+  // Not retried before the next interval.
+  p = Step(sr, s, now + absl::Hours(1), {Consumer("api", old_stamp, true)});
+  EXPECT_EQ(p.action, Action::kNone);
+  // The next rotation gets a fresh version id, never the failed one.
+  p = Step(sr, s, now + absl::Hours(168), {Consumer("api", old_stamp, true)});
+  EXPECT_EQ(p.action, Action::kWritePending);
+  Step(sr, s, now + absl::Hours(168));
+  EXPECT_EQ(s.annotations.at(kAnnVersion), "3");
+}
+
+TEST(RotationTest, OnFailureKeepKeepsNewValues) {
+  SecretRotation sr = Rotation();
+  sr.spec.on_failure = FailureAction::kKeep;
+  FakeSecret s;
+  Step(sr, s, kT0);
+  absl::Time now = kT0 + absl::Hours(168);
+  for (int i = 0; i < 3; ++i) Step(sr, s, now, {Consumer("api", "", false)});
+  RotationPlan p = Step(sr, s, now + absl::Hours(1), {Consumer("api", VersionStamp("uid-1", "2"),
+                                                               false)});
+  EXPECT_EQ(p.action, Action::kComplete);
+  EXPECT_EQ(p.result, "failed");
+  EXPECT_EQ(s.data, (std::map<std::string, std::string>{{"key", "v2"}}));
+}
+
+TEST(RotationTest, ManualTriggerRotatesOncePerToken) {
+  SecretRotation sr = Rotation();
+  sr.trigger_token = "a";
+  FakeSecret s;
+  Step(sr, s, kT0);
+  EXPECT_EQ(Step(sr, s, kT0 + absl::Minutes(1)).action, Action::kNone)
+      << "a token present at creation is consumed";
+  sr.trigger_token = "b";
+  EXPECT_EQ(Step(sr, s, kT0 + absl::Minutes(2)).action, Action::kWritePending);
+  for (int i = 0; i < 3; ++i) Step(sr, s, kT0 + absl::Minutes(2));
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  EXPECT_EQ(s.annotations.at(kAnnTrigger), "b");
+  EXPECT_EQ(Step(sr, s, kT0 + absl::Minutes(3)).action, Action::kNone);
+  json st = ComputeStatus(sr, s.annotations, {}, kT0 + absl::Minutes(3), json());
+  EXPECT_EQ(st["lastTriggerToken"], "b");
+  EXPECT_EQ(st["nextRotationTime"], FormatRfc3339(kT0 + absl::Minutes(2) + absl::Hours(168)));
+}
+
+TEST(RotationTest, MissedRotationsRunOnce) {
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  Step(sr, s, kT0);
+  // Down for three intervals and a bit.
+  const absl::Time back = kT0 + absl::Hours(3 * 168 + 5);
+  EXPECT_EQ(Step(sr, s, back).action, Action::kWritePending);
+  for (int i = 0; i < 3; ++i) Step(sr, s, back);
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  EXPECT_EQ(s.generated, 2);
+  RotationPlan p = Step(sr, s, back + absl::Seconds(1));
+  EXPECT_EQ(p.action, Action::kNone);
+  EXPECT_EQ(*NextRotation(sr, s.annotations), back + absl::Hours(168));
+}
+
+// Every step is one write of the Secret; a crash before a write leaves the
+// old state, a crash after it the new. Re-planning from either converges and
+// no value that reached the Secret is lost: the pending value becomes
+// current, the old one is kept until success.
+TEST(RotationTest, ReplanningFromAnyStateConverges) {
+  SecretRotation sr = Rotation(Strategy::kKeepPrevious);
+  FakeSecret s;
+  Step(sr, s, kT0);
+  const absl::Time now = kT0 + absl::Hours(168);
+  std::vector<std::string> current_seen;
+  for (int step = 0; step < 8 && (step == 0 || s.annotations.at(kAnnState) != "Idle"); ++step) {
+    // A crash and restart: plan twice from the same observed state, apply once.
+    RotationInput in;
+    in.rotation = &sr;
+    in.secret = s.Observe();
+    in.now = now;
+    RotationPlan a = PlanRotation(in);
+    RotationPlan b = PlanRotation(in);
+    EXPECT_EQ(a.action, b.action);
+    EXPECT_EQ(a.change.copy, b.change.copy);
+    EXPECT_EQ(a.change.set_annotations, b.change.set_annotations);
+    s.Apply(a);
+    current_seen.push_back(s.data.at("key"));
+  }
+  EXPECT_EQ(s.data.at("key"), "v2");
+  EXPECT_EQ(s.data.at("key_previous"), "v1");
+  for (const std::string& v : s.history) {
+    bool kept = false;
+    for (const auto& [k, val] : s.data) kept |= val == v;
+    EXPECT_TRUE(kept) << v << " was lost";
+  }
+}
+
+TEST(RotationTest, AdoptedSecretFillsMissingKeysAndStartsSchedule) {
+  SecretRotation sr = Rotation();
+  KeySpec extra;
+  extra.name = "second";
+  sr.spec.keys.push_back(extra);
+  FakeSecret s;
+  s.exists = true;
+  s.data = {{"key", "handmade"}, {"unrelated", "x"}};
+  RotationPlan p = Step(sr, s, kT0);
+  EXPECT_EQ(p.action, Action::kFillMissing);
+  EXPECT_EQ(s.data.at("key"), "handmade");
+  EXPECT_EQ(s.data.at("second"), "v1");
+  EXPECT_EQ(s.data.at("unrelated"), "x");
+  EXPECT_EQ(s.annotations.at(kAnnLastAttempt), FormatRfc3339(kT0));
+  EXPECT_EQ(Step(sr, s, kT0).action, Action::kNone);
+}
+
+TEST(RotationTest, RestampsWhenSomeoneResetsTheTemplate) {
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  Step(sr, s, kT0);
+  absl::Time now = kT0 + absl::Hours(168);
+  for (int i = 0; i < 3; ++i) Step(sr, s, now, {Consumer("api", "", true)});
+  RotationPlan p = Step(sr, s, now, {Consumer("api", "other", true)});
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_THAT(p.stamp, ElementsAre("api"));
+  EXPECT_EQ(s.annotations.at(kAnnState), "Restarted");
+}
+
+TEST(ConsumersTest, SecretsReferenced) {
+  json t = json::parse(R"({"spec": {
+    "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "init-s"}},
+                                                  {"configMapRef": {"name": "cm"}}]}],
+    "containers": [{"name": "a", "env": [
+        {"name": "X", "valueFrom": {"secretKeyRef": {"name": "env-s", "key": "k"}}},
+        {"name": "Y", "value": "plain"}]}],
+    "volumes": [{"name": "v", "secret": {"secretName": "vol-s"}},
+                {"name": "p", "projected": {"sources": [{"secret": {"name": "proj-s"}},
+                                                        {"configMap": {"name": "cm"}}]}}]}})");
+  EXPECT_THAT(SecretsReferenced(t), ElementsAre("env-s", "init-s", "proj-s", "vol-s"));
+  EXPECT_THAT(SecretsReferenced(json::object()), IsEmpty());
+}
+
+TEST(ConsumersTest, DeploymentHealth) {
+  struct Case {
+    const char* name;
+    const char* status;
+    bool healthy;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {"rolled out", R"({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                         "availableReplicas": 2})", true, ""},
+      {"not observed", R"({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                           "availableReplicas": 2})", false, "not observed"},
+      {"old replicas", R"({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
+                           "availableReplicas": 2})", false, "1 old replicas"},
+      {"unavailable", R"({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                          "availableReplicas": 1})", false, "1/2 available"},
+      {"not updated", R"({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1,
+                          "availableReplicas": 2})", false, "1/2 updated"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    json d = {{"metadata", {{"name", "api"}, {"generation", 2}}},
+              {"spec", {{"replicas", 2},
+                        {"template", {{"metadata", {{"annotations",
+                                                     {{"secret-version.capstan.dev/jwt-keys",
+                                                       "abc"},
+                                                      {"secret-version.capstan.dev/other",
+                                                       "xyz"}}}}}}}}},
+              {"status", json::parse(c.status)}};
+    ConsumerView v = ViewDeployment(d, "jwt-keys");
+    EXPECT_EQ(v.name, "api");
+    EXPECT_EQ(v.stamped, "abc");
+    EXPECT_EQ(v.healthy, c.healthy);
+    EXPECT_THAT(v.why, HasSubstr(c.why));
+  }
+}
+
+TEST(ConsumersTest, StampAnnotationKeyIsAValidAnnotationName) {
+  EXPECT_EQ(StampAnnotationKey("jwt-keys"), "secret-version.capstan.dev/jwt-keys");
+  const std::string long_name(200, 'a');
+  const std::string k = StampAnnotationKey(long_name);
+  const std::string name_part = k.substr(k.find('/') + 1);
+  EXPECT_LE(name_part.size(), 63u);
+  EXPECT_NE(StampAnnotationKey(long_name), StampAnnotationKey(long_name + "b"));
+}
+
+TEST(ConsumersTest, VersionStampIsStableAndNeverTheValue) {
+  EXPECT_EQ(VersionStamp("u", "1"), VersionStamp("u", "1"));
+  EXPECT_NE(VersionStamp("u", "1"), VersionStamp("u", "2"));
+  EXPECT_NE(VersionStamp("u", "1"), VersionStamp("w", "1"));
+  EXPECT_EQ(VersionStamp("u", "1").size(), 16u);
+}
+
+TEST(StatusTest, ConditionTransitionTimeMovesOnlyOnChange) {
+  SecretRotation sr = Rotation();
+  std::map<std::string, std::string> ann = {{kAnnState, "Idle"}, {kAnnVersion, "1"},
+                                            {kAnnLastAttempt, FormatRfc3339(kT0)}};
+  json a = ComputeStatus(sr, ann, {}, kT0, json());
+  json b = ComputeStatus(sr, ann, {}, kT0 + absl::Hours(1), a);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a["phase"], "Ready");
+  ann[kAnnState] = "Pending";
+  json c = ComputeStatus(sr, ann, {}, kT0 + absl::Hours(2), b);
+  EXPECT_EQ(c["phase"], "Rotating");
+  EXPECT_EQ(c["conditions"][0]["lastTransitionTime"], FormatRfc3339(kT0 + absl::Hours(2)));
+  json stalled = StalledStatus(sr, "Conflict", "Secret jwt-keys is not ours", kT0, c);
+  EXPECT_EQ(stalled["phase"], "Stalled");
+  EXPECT_EQ(stalled["conditions"][0]["reason"], "Conflict");
+}
+
+}  // namespace
+}  // namespace capstan::secrets

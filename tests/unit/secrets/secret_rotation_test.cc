@@ -1,0 +1,195 @@
+#include "capstan/secrets/secret_rotation.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "capstan/api/yaml.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace capstan::secrets {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+json Minimal() {
+  return json::parse(R"({
+    "apiVersion": "capstan.dev/v1alpha1", "kind": "SecretRotation",
+    "metadata": {"name": "jwt", "namespace": "shop", "uid": "u1", "generation": 3,
+                 "annotations": {"capstan.dev/rotate": "t1"}},
+    "spec": {"secretName": "jwt-keys", "interval": "168h",
+             "keys": [{"name": "signing-key", "randomBytes": {"length": 32, "encoding": "base64"}}]}
+  })");
+}
+
+TEST(ParseTest, MinimalWithDefaults) {
+  absl::StatusOr<SecretRotation> sr = ParseSecretRotation(Minimal());
+  ASSERT_TRUE(sr.ok()) << sr.status();
+  EXPECT_EQ(sr->name, "jwt");
+  EXPECT_EQ(sr->ns, "shop");
+  EXPECT_EQ(sr->generation, 3);
+  EXPECT_EQ(sr->trigger_token, "t1");
+  EXPECT_EQ(sr->spec.secret_name, "jwt-keys");
+  EXPECT_EQ(sr->spec.interval, absl::Hours(168));
+  EXPECT_EQ(sr->spec.strategy, Strategy::kReplace);
+  EXPECT_EQ(sr->spec.consumer_mode, ConsumerMode::kAuto);
+  EXPECT_EQ(sr->spec.on_failure, FailureAction::kRestore);
+  EXPECT_EQ(sr->spec.health_timeout, absl::Minutes(10));
+  ASSERT_EQ(sr->spec.keys.size(), 1u);
+  EXPECT_EQ(sr->spec.keys[0].random_bytes.length, 32);
+  EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
+}
+
+TEST(ParseTest, FullSpec) {
+  json o = Minimal();
+  o["spec"]["keys"] = json::parse(R"([
+    {"name": "db-password", "password": {"length": 20, "characterClasses": ["Lower", "Digit"],
+                                         "exclude": "0l"}},
+    {"name": "api-key", "randomBytes": {"length": 16, "encoding": "hex"}},
+    {"name": "client-id", "uuid": {}}])");
+  o["spec"]["strategy"] = {{"type", "KeepPrevious"}, {"gracePeriod", "24h"}};
+  o["spec"]["consumers"] = {{"mode", "Explicit"}, {"deployments", {"api", "worker"}}};
+  o["spec"]["onFailure"] = {{"action", "Keep"}, {"healthTimeout", "90s"}};
+  o["spec"]["adoptExisting"] = true;
+  absl::StatusOr<SecretRotation> sr = ParseSecretRotation(o);
+  ASSERT_TRUE(sr.ok()) << sr.status();
+  const SecretRotationSpec& s = sr->spec;
+  ASSERT_EQ(s.keys.size(), 3u);
+  EXPECT_EQ(s.keys[0].kind, KeySpec::Kind::kPassword);
+  EXPECT_EQ(s.keys[0].password.length, 20);
+  EXPECT_EQ(s.keys[0].password.classes,
+            (std::vector<CharClass>{CharClass::kLower, CharClass::kDigit}));
+  EXPECT_EQ(s.keys[0].password.exclude, "0l");
+  EXPECT_EQ(s.keys[1].random_bytes.encoding, Encoding::kHex);
+  EXPECT_EQ(s.keys[2].kind, KeySpec::Kind::kUuid);
+  EXPECT_EQ(s.strategy, Strategy::kKeepPrevious);
+  EXPECT_EQ(s.grace_period, absl::Hours(24));
+  EXPECT_EQ(s.consumer_mode, ConsumerMode::kExplicit);
+  EXPECT_EQ(s.consumer_deployments, (std::vector<std::string>{"api", "worker"}));
+  EXPECT_EQ(s.on_failure, FailureAction::kKeep);
+  EXPECT_EQ(s.health_timeout, absl::Seconds(90));
+  EXPECT_TRUE(s.adopt_existing);
+  EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
+}
+
+TEST(ParseTest, StructuralErrors) {
+  struct Case {
+    const char* name;
+    const char* pointer;
+    json value;
+    const char* want;
+  };
+  const std::vector<Case> cases = {
+      {"bad interval", "/spec/interval", "7d", "spec.interval"},
+      {"negative interval", "/spec/interval", "-1h", "positive"},
+      {"infinite interval", "/spec/interval", "inf", "spec.interval"},
+      {"two generators", "/spec/keys/0/uuid", json::object(), "exactly one generator"},
+      {"bad encoding", "/spec/keys/0/randomBytes/encoding", "base32", "encoding"},
+      {"bad strategy", "/spec/strategy", {{"type", "Swap"}}, "spec.strategy.type"},
+      {"bad mode", "/spec/consumers", {{"mode", "All"}}, "spec.consumers.mode"},
+      {"bad action", "/spec/onFailure", {{"action", "Retry"}}, "spec.onFailure.action"},
+      {"length not int", "/spec/keys/0/randomBytes/length", "32", "length"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    json o = Minimal();
+    o[json::json_pointer(c.pointer)] = c.value;
+    absl::StatusOr<SecretRotation> sr = ParseSecretRotation(o);
+    ASSERT_FALSE(sr.ok());
+    EXPECT_THAT(std::string(sr.status().message()), HasSubstr(c.want));
+  }
+}
+
+TEST(ValidateTest, Problems) {
+  struct Case {
+    const char* name;
+    std::function<void(SecretRotationSpec&)> edit;
+    const char* want;
+  };
+  const std::vector<Case> cases = {
+      {"no secret", [](SecretRotationSpec& s) { s.secret_name.clear(); }, "spec.secretName"},
+      {"no keys", [](SecretRotationSpec& s) { s.keys.clear(); }, "at least one key"},
+      {"duplicate key", [](SecretRotationSpec& s) { s.keys.push_back(s.keys[0]); },
+       "listed twice"},
+      {"reserved suffix", [](SecretRotationSpec& s) { s.keys[0].name = "key_previous"; },
+       "reserved"},
+      {"reserved prefix", [](SecretRotationSpec& s) { s.keys[0].name = ".capstan-x"; },
+       "reserved"},
+      {"bad key name", [](SecretRotationSpec& s) { s.keys[0].name = "a/b"; }, "data key"},
+      {"zero bytes", [](SecretRotationSpec& s) { s.keys[0].random_bytes.length = 0; },
+       "randomBytes.length"},
+      {"grace not shorter than interval",
+       [](SecretRotationSpec& s) {
+         s.strategy = Strategy::kKeepPrevious;
+         s.grace_period = s.interval;
+       },
+       "gracePeriod"},
+      {"explicit without names",
+       [](SecretRotationSpec& s) { s.consumer_mode = ConsumerMode::kExplicit; },
+       "required when mode is Explicit"},
+      {"names without explicit",
+       [](SecretRotationSpec& s) { s.consumer_deployments = {"x"}; }, "only used"},
+      {"short password",
+       [](SecretRotationSpec& s) {
+         s.keys[0].kind = KeySpec::Kind::kPassword;
+         s.keys[0].password.length = 4;
+       },
+       "password.length"},
+      {"exclude kills a class",
+       [](SecretRotationSpec& s) {
+         s.keys[0].kind = KeySpec::Kind::kPassword;
+         s.keys[0].password.exclude = "0123456789";
+       },
+       "removes every character"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    SecretRotation sr = *ParseSecretRotation(Minimal());
+    c.edit(sr.spec);
+    std::vector<std::string> problems = ValidateSecretRotation(sr);
+    ASSERT_FALSE(problems.empty());
+    EXPECT_THAT(problems[0], HasSubstr(c.want));
+  }
+}
+
+TEST(DurationTest, GoSyntax) {
+  EXPECT_EQ(*ParseGoDuration("168h"), absl::Hours(168));
+  EXPECT_EQ(*ParseGoDuration("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(*ParseGoDuration("1.5s"), absl::Milliseconds(1500));
+  EXPECT_FALSE(ParseGoDuration("").ok());
+  EXPECT_FALSE(ParseGoDuration("0s").ok());
+  EXPECT_FALSE(ParseGoDuration("7d").ok());
+  EXPECT_EQ(FormatGoDuration(absl::Hours(168)), "168h");
+  EXPECT_EQ(FormatGoDuration(absl::Minutes(90)), "1h30m");
+  EXPECT_EQ(FormatGoDuration(absl::Seconds(5)), "5s");
+}
+
+TEST(DataKeysTest, Reserved) {
+  EXPECT_EQ(PreviousKey("k"), "k_previous");
+  EXPECT_EQ(PendingKey("k"), ".capstan-pending.k");
+  EXPECT_EQ(RollbackKey("k"), ".capstan-rollback.k");
+  EXPECT_TRUE(IsReservedDataKey("k_previous"));
+  EXPECT_TRUE(IsReservedDataKey(".capstan-pending.k"));
+  EXPECT_FALSE(IsReservedDataKey("k"));
+}
+
+TEST(ExampleTest, ExamplesParseAndValidate) {
+  std::ifstream f(std::string(CAPSTAN_SOURCE_DIR) + "/examples/secretrotation.yaml");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  absl::StatusOr<std::vector<json>> docs = api::YamlToJson(ss.str());
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 3u);
+  for (const json& doc : *docs) {
+    absl::StatusOr<SecretRotation> sr = ParseSecretRotation(doc);
+    ASSERT_TRUE(sr.ok()) << sr.status();
+    EXPECT_TRUE(ValidateSecretRotation(*sr).empty()) << sr->name;
+  }
+}
+
+}  // namespace
+}  // namespace capstan::secrets

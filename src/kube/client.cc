@@ -67,6 +67,11 @@ absl::StatusOr<Object> ParseObject(const HttpResponse& resp, absl::string_view w
   return obj;
 }
 
+// Without it the API server names the manager after the User-Agent's first word.
+void AddFieldManager(absl::string_view field_manager, HttpRequest* req) {
+  if (!field_manager.empty()) req->query.emplace_back("fieldManager", std::string(field_manager));
+}
+
 std::string VerbOf(const std::string& method, const HttpRequest& req) {
   if (method != "GET") return method;
   for (const auto& [k, v] : req.query) {
@@ -244,9 +249,11 @@ absl::StatusOr<ListPage> Client::ListAll(const Resource& r, absl::string_view ns
   }
 }
 
-absl::StatusOr<Object> Client::Create(const Resource& r, absl::string_view ns, const Object& obj) {
+absl::StatusOr<Object> Client::Create(const Resource& r, absl::string_view ns, const Object& obj,
+                                      absl::string_view field_manager) {
   HttpRequest req;
   req.path = CollectionPath(r, ns);
+  AddFieldManager(field_manager, &req);
   req.body = obj.dump();
   req.content_type = "application/json";
   const std::string what = absl::StrCat("create ", r.resource, " ", ns, ns.empty() ? "" : "/",
@@ -261,10 +268,12 @@ absl::StatusOr<Object> Client::Create(const Resource& r, absl::string_view ns, c
 }
 
 absl::StatusOr<Object> Client::Update(const Resource& r, absl::string_view ns, const Object& obj,
-                                      absl::string_view subresource) {
+                                      absl::string_view subresource,
+                                      absl::string_view field_manager) {
   const std::string name = obj.value("/metadata/name"_json_pointer, std::string());
   HttpRequest req;
   req.path = ObjectPath(r, ns, name, subresource);
+  AddFieldManager(field_manager, &req);
   req.body = obj.dump();
   req.content_type = "application/json";
   const std::string what = absl::StrCat("update ", r.resource, " ", ns, ns.empty() ? "" : "/",
@@ -295,9 +304,11 @@ absl::StatusOr<Object> Client::Apply(const Resource& r, absl::string_view ns,
 
 absl::StatusOr<Object> Client::MergePatch(const Resource& r, absl::string_view ns,
                                           absl::string_view name, const Object& patch,
-                                          absl::string_view subresource) {
+                                          absl::string_view subresource,
+                                          absl::string_view field_manager) {
   HttpRequest req;
   req.path = ObjectPath(r, ns, name, subresource);
+  AddFieldManager(field_manager, &req);
   req.body = patch.dump();
   req.content_type = "application/merge-patch+json";
   const std::string what = absl::StrCat("patch ", r.resource, " ", ns, ns.empty() ? "" : "/", name,

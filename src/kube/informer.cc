@@ -32,7 +32,13 @@ Informer::~Informer() { Stop(); }
 void Informer::AddHandler(Handler handler) { handlers_.push_back(std::move(handler)); }
 
 void Informer::AddIndex(const std::string& name, IndexFunc fn) {
-  index_funcs_[name] = std::move(fn);
+  for (auto& [n, f] : index_funcs_) {
+    if (n == name) {
+      f = std::move(fn);
+      return;
+    }
+  }
+  index_funcs_.emplace_back(name, std::move(fn));
 }
 
 void Informer::Start() {
@@ -62,10 +68,40 @@ bool Informer::WaitForSync(absl::Duration timeout) const {
   return mu_.AwaitWithTimeout(absl::Condition(&synced_), timeout);
 }
 
+// index_funcs_ and options_ do not change after Start(), so building an entry
+// needs no lock.
+Informer::Entry Informer::MakeEntry(std::shared_ptr<const Object> obj) const {
+  Entry e;
+  e.resource_version = obj->value("/metadata/resourceVersion"_json_pointer, std::string());
+  for (size_t i = 0; i < index_funcs_.size(); ++i) {
+    for (std::string& v : index_funcs_[i].second(*obj)) e.index_values.emplace_back(i, std::move(v));
+  }
+  if (options_.compact) {
+    Object::to_msgpack(*obj, nlohmann::detail::output_adapter<char>(e.packed));
+    e.packed.shrink_to_fit();  // The string grew by doubling.
+  } else {
+    e.object = std::move(obj);
+  }
+  return e;
+}
+
+std::shared_ptr<const Object> Informer::Materialize(const Entry& entry) const {
+  if (!options_.compact) return entry.object;
+  // Packed by to_msgpack above: decoding cannot fail short of memory corruption.
+  Object obj = Object::from_msgpack(entry.packed, /*strict=*/true, /*allow_exceptions=*/false);
+  return std::make_shared<const Object>(std::move(obj));
+}
+
 std::shared_ptr<const Object> Informer::Get(const std::string& key) const {
-  absl::MutexLock lock(&mu_);
-  auto it = items_.find(key);
-  return it == items_.end() ? nullptr : it->second;
+  Entry copy;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = items_.find(key);
+    if (it == items_.end()) return nullptr;
+    if (!options_.compact) return it->second.object;
+    copy.packed = it->second.packed;  // Decoded outside the lock.
+  }
+  return Materialize(copy);
 }
 
 std::shared_ptr<const Object> Informer::Get(absl::string_view ns, absl::string_view name) const {
@@ -73,24 +109,45 @@ std::shared_ptr<const Object> Informer::Get(absl::string_view ns, absl::string_v
 }
 
 std::vector<std::shared_ptr<const Object>> Informer::List() const {
-  absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<const Object>> out;
-  out.reserve(items_.size());
-  for (const auto& [k, v] : items_) out.push_back(v);
+  std::vector<Entry> copies;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!options_.compact) {
+      out.reserve(items_.size());
+      for (const auto& [k, v] : items_) out.push_back(v.object);
+      return out;
+    }
+    copies.resize(items_.size());
+    size_t i = 0;
+    for (const auto& [k, v] : items_) copies[i++].packed = v.packed;
+  }
+  out.reserve(copies.size());
+  for (const Entry& e : copies) out.push_back(Materialize(e));
   return out;
 }
 
 std::vector<std::shared_ptr<const Object>> Informer::ByIndex(const std::string& index,
                                                              const std::string& value) const {
-  absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<const Object>> out;
-  auto idx = indices_.find(index);
-  if (idx == indices_.end()) return out;
-  auto keys = idx->second.find(value);
-  if (keys == idx->second.end()) return out;
-  for (const std::string& key : keys->second) {
-    if (auto it = items_.find(key); it != items_.end()) out.push_back(it->second);
+  std::vector<Entry> copies;
+  {
+    absl::MutexLock lock(&mu_);
+    auto idx = indices_.find(index);
+    if (idx == indices_.end()) return out;
+    auto keys = idx->second.find(value);
+    if (keys == idx->second.end()) return out;
+    for (const std::string& key : keys->second) {
+      auto it = items_.find(key);
+      if (it == items_.end()) continue;
+      if (options_.compact) {
+        copies.emplace_back().packed = it->second.packed;
+      } else {
+        out.push_back(it->second.object);
+      }
+    }
   }
+  for (const Entry& e : copies) out.push_back(Materialize(e));
   return out;
 }
 
@@ -114,26 +171,24 @@ int64_t Informer::watches() const {
   return watches_;
 }
 
-void Informer::Store(std::shared_ptr<const Object> obj) {
-  const std::string key = ObjectKey(*obj);
+void Informer::Store(const std::string& key, Entry entry) {
   Remove(key);
-  for (const auto& [name, fn] : index_funcs_) {
-    for (std::string& value : fn(*obj)) indices_[name][std::move(value)].insert(key);
+  for (const auto& [i, value] : entry.index_values) {
+    indices_[index_funcs_[i].first][value].insert(key);
   }
-  items_[key] = std::move(obj);
+  items_.insert_or_assign(key, std::move(entry));
 }
 
 void Informer::Remove(const std::string& key) {
   auto it = items_.find(key);
   if (it == items_.end()) return;
-  for (const auto& [name, fn] : index_funcs_) {
-    auto& idx = indices_[name];
-    for (const std::string& value : fn(*it->second)) {
-      auto v = idx.find(value);
-      if (v == idx.end()) continue;
-      v->second.erase(key);
-      if (v->second.empty()) idx.erase(v);
-    }
+  for (const auto& [i, value] : it->second.index_values) {
+    auto idx = indices_.find(index_funcs_[i].first);
+    if (idx == indices_.end()) continue;
+    auto v = idx->second.find(value);
+    if (v == idx->second.end()) continue;
+    v->second.erase(key);
+    if (v->second.empty()) idx->second.erase(v);
   }
   items_.erase(it);
 }
@@ -157,43 +212,79 @@ absl::Status Informer::Relist() {
   ListOptions lo;
   lo.label_selector = options_.label_selector;
   lo.field_selector = options_.field_selector;
-  absl::StatusOr<ListPage> page = client_.ListAll(resource_, options_.ns, lo, options_.page_size);
-  if (!page.ok()) return page.status();
+  lo.limit = options_.page_size;
+
+  // Page by page, projecting each page before asking for the next, so that at
+  // most one page of whole objects (managedFields and all) is in memory at once;
+  // the projections are built outside the lock. Like ListAll, a continue token
+  // that expired (compaction between pages) starts the list over once.
+  absl::flat_hash_map<std::string, Entry> fresh;
+  std::vector<std::pair<std::string, std::shared_ptr<const Object>>> objects;
+  std::string list_rv;
+  bool restarted = false;
+  while (true) {
+    absl::StatusOr<ListPage> page = client_.List(resource_, options_.ns, lo);
+    if (!page.ok()) {
+      if (page.status().code() == absl::StatusCode::kOutOfRange && !restarted &&
+          !lo.continue_token.empty()) {
+        restarted = true;
+        lo.continue_token.clear();
+        fresh.clear();
+        objects.clear();
+        list_rv.clear();
+        continue;
+      }
+      return page.status();
+    }
+    // The first page's resourceVersion is the list's snapshot; later pages agree.
+    if (list_rv.empty()) list_rv = page->resource_version;
+    for (Object& item : page->items) {
+      Object projected = options_.projection ? options_.projection(std::move(item))
+                                             : StripManagedFields(std::move(item));
+      std::string key = ObjectKey(projected);
+      auto obj = std::make_shared<const Object>(std::move(projected));
+      fresh.insert_or_assign(key, MakeEntry(obj));
+      objects.emplace_back(std::move(key), std::move(obj));
+    }
+    if (page->continue_token.empty() || options_.page_size <= 0) break;
+    lo.continue_token = page->continue_token;
+  }
   Metrics::Get().relists->Add({{"resource", resource_.resource}}).Increment();
 
-  // Project outside the lock; then swap in the new state and compute what changed.
-  absl::flat_hash_map<std::string, std::shared_ptr<const Object>> fresh;
-  fresh.reserve(page->items.size());
-  for (Object& item : page->items) {
-    Object projected = options_.projection ? options_.projection(std::move(item))
-                                           : StripManagedFields(std::move(item));
-    std::string key = ObjectKey(projected);
-    fresh.emplace(std::move(key), std::make_shared<const Object>(std::move(projected)));
-  }
+  // Swap in the new state and compute what changed.
   std::vector<std::pair<std::shared_ptr<const Object>, std::shared_ptr<const Object>>> changes;
+  const size_t listed = fresh.size();
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [key, old] : items_) {
-      if (!fresh.contains(key)) changes.emplace_back(old, nullptr);
+      if (!fresh.contains(key)) changes.emplace_back(Materialize(old), nullptr);
     }
-    for (const auto& [key, obj] : fresh) {
+    for (auto& [key, obj] : objects) {
       auto it = items_.find(key);
-      std::shared_ptr<const Object> old = it == items_.end() ? nullptr : it->second;
-      const std::string old_rv =
-          old ? old->value("/metadata/resourceVersion"_json_pointer, std::string()) : "";
-      const std::string new_rv = obj->value("/metadata/resourceVersion"_json_pointer, std::string());
-      if (!old || old_rv != new_rv) changes.emplace_back(old, obj);
+      if (it == items_.end()) {
+        changes.emplace_back(nullptr, std::move(obj));
+      } else if (it->second.resource_version != fresh[key].resource_version) {
+        changes.emplace_back(Materialize(it->second), std::move(obj));
+      }
     }
+    objects.clear();  // Unchanged objects need no tree once stored (compact).
     items_.clear();
     indices_.clear();
-    for (auto& [key, obj] : fresh) Store(obj);
-    resource_version_ = page->resource_version;
-    synced_ = true;
+    for (auto& [key, entry] : fresh) Store(key, std::move(entry));
+    resource_version_ = list_rv;
     ++relists_;
   }
   for (const auto& [old_obj, new_obj] : changes) Notify(old_obj.get(), new_obj.get());
-  spdlog::debug("informer {}: listed {} objects at resourceVersion {}", resource_.resource,
-                fresh.size(), page->resource_version);
+  // Synced once the handlers have seen the first list (like client-go), and once
+  // the trees built for them are gone: a compact cache then holds only bytes.
+  changes.clear();
+  changes.shrink_to_fit();
+  {
+    absl::MutexLock lock(&mu_);
+    synced_ = true;
+  }
+  spdlog::debug("informer {}: listed {} objects at resourceVersion {}", resource_.resource, listed,
+                list_rv);
   return absl::OkStatus();
 }
 
@@ -226,14 +317,16 @@ absl::Status Informer::WatchOnce() {
                                                : StripManagedFields(std::move(ev.object));
         auto obj = std::make_shared<const Object>(std::move(projected));
         const std::string key = ObjectKey(*obj);
+        Entry entry;
+        if (ev.type != WatchEvent::Type::kDeleted) entry = MakeEntry(obj);
         std::shared_ptr<const Object> old;
         {
           absl::MutexLock lock(&mu_);
-          if (auto it = items_.find(key); it != items_.end()) old = it->second;
+          if (auto it = items_.find(key); it != items_.end()) old = Materialize(it->second);
           if (ev.type == WatchEvent::Type::kDeleted) {
             Remove(key);
           } else {
-            Store(obj);
+            Store(key, std::move(entry));
           }
           if (!rv.empty()) resource_version_ = rv;
         }

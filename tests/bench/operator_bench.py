@@ -3,9 +3,11 @@
 
   tests/bench/operator_bench.py --kubeconfig DIR/kubeconfig --capstan build/capstan --releases 1,100,1000
 
-Measures: start to /readyz, RSS idle and with N Releases (all Ready), API requests
-and writes per converged resync, and the time from a spec change to the first
-write (from the operator's debug log timestamps vs. the kubectl patch time).
+Measures: start to /readyz (and where the time goes, from the operator's log),
+RSS idle (with a breakdown by mapping from /proc/PID/smaps) and with N Releases
+(all Ready), API requests and writes per converged resync, and the time from a
+spec change to the first write (from the operator's debug log timestamps vs. the
+time the PATCH was sent), p50/p99 over --changes changes.
 """
 import argparse
 import json
@@ -20,8 +22,17 @@ import uuid
 
 
 def kubectl(kc, *args, input=None):
-    return subprocess.run(["kubectl", f"--kubeconfig={kc}", *args], input=input, text=True,
-                          capture_output=True, check=True).stdout
+    # A busy API server (a previous run's namespace still being deleted) can time
+    # out a request: try three times, then fail with kubectl's message.
+    for attempt in range(3):
+        r = subprocess.run(["kubectl", f"--kubeconfig={kc}", *args], input=input, text=True,
+                           capture_output=True)
+        if r.returncode == 0:
+            return r.stdout
+        print(f"kubectl {args[0]} failed (attempt {attempt + 1}): {r.stderr.strip()[:300]}",
+              file=sys.stderr)
+        time.sleep(2)
+    raise RuntimeError(f"kubectl {' '.join(args[:2])} failed")
 
 
 class Api:
@@ -66,6 +77,48 @@ def rss_kib(pid):
     return 0
 
 
+def smaps_breakdown(pid, binary):
+    """RSS in KiB by kind of mapping."""
+    out = {}
+    cur = None
+    binary = os.path.realpath(binary)
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                perms = parts[1]
+                path = parts[5] if len(parts) > 5 else ""
+                if path == "[heap]":
+                    cur = "heap [heap]"
+                elif path.startswith("[stack"):
+                    cur = "main thread stack"
+                elif path == "":
+                    cur = "anonymous (malloc arenas, thread stacks)"
+                elif path.startswith("["):
+                    cur = path
+                elif os.path.realpath(path) == binary:
+                    cur = "capstan binary " + ("text" if "x" in perms else "data")
+                else:
+                    cur = "shared libraries " + ("text" if "x" in perms else "data/relro")
+            elif parts and parts[0] == "Rss:" and cur is not None:
+                out[cur] = out.get(cur, 0) + int(parts[1])
+    return out
+
+
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+def log_ms(line):
+    """The wall-clock time of a text log line, in seconds."""
+    return time.mktime(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + \
+        float("0." + line[20:23]) - time.timezone
+
+
 def metrics(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
@@ -101,6 +154,13 @@ def main():
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--capstan", required=True)
     ap.add_argument("--releases", default="1,100")
+    ap.add_argument("--resync_seconds", type=int, default=5,
+                    help="the operator's resync period (5 s: many resyncs to count writes in)")
+    ap.add_argument("--trim", action="store_true",
+                    help="also report RSS after malloc_trim(0) called through gdb (how much "
+                         "of RSS is freed memory malloc kept)")
+    ap.add_argument("--changes", type=int, default=100,
+                    help="spec changes to time (p99 needs ~100)")
     args = ap.parse_args()
     kc = args.kubeconfig
     ns = f"bench-{uuid.uuid4().hex[:6]}"
@@ -108,22 +168,36 @@ def main():
     port = free_port()
     log = open(f"/tmp/{ns}.log", "w")
     t0 = time.monotonic()
+    t0_wall = time.time()
     op = subprocess.Popen([args.capstan, "run", f"--kubeconfig={kc}", f"--namespace={ns}",
                            f"--health_address=127.0.0.1:{port}", "--leader_elect=false",
-                           "--log_level=debug", "--log_format=text", "--resync_seconds=5"],
+                           "--log_level=debug", "--log_format=text",
+                           f"--resync_seconds={args.resync_seconds}"],
                           stdout=log, stderr=subprocess.STDOUT)
     try:
         while not ready(port):
             time.sleep(0.002)
         print(f"start to /readyz: {(time.monotonic() - t0) * 1000:.0f} ms")
         time.sleep(2)
-        print(f"RSS idle: {rss_kib(op.pid) / 1024:.1f} MiB")
+        log.flush()
+        marks = []
+        with open(f"/tmp/{ns}.log") as f:
+            for line in f:
+                for what in ("using ", "serving /healthz", "capstan ", "caches synced"):
+                    if what in line and re.match(r"^\d{4}-", line):
+                        marks.append(f"{what.strip()} +{(log_ms(line) - t0_wall) * 1000:.0f} ms")
+                        break
+        print("  start-up (log, from exec): " + "; ".join(marks))
+        print(f"RSS idle: {rss_kib(op.pid) / 1024:.1f} MiB, {threads(op.pid)} threads")
+        for k, v in sorted(smaps_breakdown(op.pid, args.capstan).items(), key=lambda kv: -kv[1]):
+            print(f"  {k}: {v / 1024:.1f} MiB")
         have = 0
         for n in [int(x) for x in args.releases.split(",")]:
             docs = [release(f"r{i}", "registry.example/app:1") for i in range(have, n)]
             for i in range(0, len(docs), 200):
                 kubectl(kc, "apply", "-n", ns, "-f", "-",
-                        input="\n---\n".join(json.dumps(d) for d in docs[i:i + 200]))
+                        input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                          "items": docs[i:i + 200]}))
             have = n
             t = time.monotonic()
             while True:
@@ -142,13 +216,18 @@ def main():
             m1 = metrics(port)
             rec = m1["reconciles"] - m0["reconciles"]
             print(f"  RSS with {n} Releases: {rss_kib(op.pid) / 1024:.1f} MiB")
+            if args.trim:
+                subprocess.run(["gdb", "-p", str(op.pid), "-batch", "-ex",
+                                "call (int) malloc_trim(0)"], capture_output=True)
+                print(f"  RSS after malloc_trim(0): {rss_kib(op.pid) / 1024:.1f} MiB")
             print(f"  converged, 12 s of resyncs: {rec:.0f} reconciles, "
                   f"{m1['requests'] - m0['requests']:.0f} requests, "
                   f"{m1['writes'] - m0['writes']:.0f} writes")
         # Spec change -> first write latency (operator log timestamps are wall clock).
         lat = []
         api = Api(kc)
-        for i in range(20):
+        log_pos = 0
+        for i in range(args.changes):
             name = f"r{i % have}"
             before = time.time()
             api.patch(f"/apis/capstan.dev/v1alpha1/namespaces/{ns}/releases/{name}",
@@ -158,23 +237,29 @@ def main():
             found = None
             while time.time() < deadline and found is None:
                 log.flush()
+                # Only what was written since the last look: re-reading a large log
+                # would take CPU from the operator being measured.
                 with open(f"/tmp/{ns}.log") as f:
-                    for line in f:
-                        if f"release={ns}/{name} apply Deployment" in line or \
-                           f"release={ns}/{name} create ControllerRevision" in line:
-                            ts = time.mktime(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + \
-                                float("0." + line[20:23]) - time.timezone
-                            if ts >= before - 0.001:
-                                found = ts
-                                break
+                    f.seek(log_pos)
+                    chunk = f.read()
+                end = chunk.rfind("\n") + 1
+                log_pos += len(chunk[:end].encode())
+                for line in chunk[:end].splitlines():
+                    if f"release={ns}/{name} apply Deployment" in line or \
+                       f"release={ns}/{name} create ControllerRevision" in line:
+                        ts = log_ms(line)
+                        if ts >= before - 0.001:
+                            found = ts
+                            break
                 time.sleep(0.01)
             if found:
                 lat.append(max(0.0, found - before))
         lat.sort()
         if lat:
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
             print(f"spec change (PATCH sent) -> first write: "
-                  f"p50 {lat[len(lat) // 2] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms "
-                  f"over {len(lat)} changes")
+                  f"p50 {lat[len(lat) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+                  f"max {lat[-1] * 1000:.0f} ms over {len(lat)} changes")
     finally:
         op.terminate()
         op.wait()

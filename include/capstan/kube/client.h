@@ -115,17 +115,23 @@ class Client {
   // Follows continue tokens. `page_size` 500 like client-go's pager.
   absl::StatusOr<ListPage> ListAll(const Resource& r, absl::string_view ns,
                                    ListOptions options = {}, int64_t page_size = 500);
-  absl::StatusOr<Object> Create(const Resource& r, absl::string_view ns, const Object& obj);
+  // Create, Update and MergePatch send `fieldManager` like Apply does, so the
+  // object's managedFields name Capstan (not whatever the API server derives
+  // from the User-Agent) as the owner of what it wrote.
+  absl::StatusOr<Object> Create(const Resource& r, absl::string_view ns, const Object& obj,
+                                absl::string_view field_manager = kFieldManager);
   // PUT; obj carries metadata.resourceVersion for optimistic concurrency.
   absl::StatusOr<Object> Update(const Resource& r, absl::string_view ns, const Object& obj,
-                                absl::string_view subresource = "");
+                                absl::string_view subresource = "",
+                                absl::string_view field_manager = kFieldManager);
   // Server-side apply: PATCH application/apply-patch+yaml (JSON is valid YAML).
   absl::StatusOr<Object> Apply(const Resource& r, absl::string_view ns, absl::string_view name,
                                const Object& obj, const ApplyOptions& options = {});
   // PATCH application/merge-patch+json.
   absl::StatusOr<Object> MergePatch(const Resource& r, absl::string_view ns,
                                     absl::string_view name, const Object& patch,
-                                    absl::string_view subresource = "");
+                                    absl::string_view subresource = "",
+                                    absl::string_view field_manager = kFieldManager);
   absl::Status Delete(const Resource& r, absl::string_view ns, absl::string_view name,
                       const DeleteOptions& options = {});
 

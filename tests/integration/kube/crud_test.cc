@@ -2,6 +2,7 @@
 // update with optimistic concurrency, server-side apply and its conflicts,
 // merge patch, delete with preconditions, and the status subresource.
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -196,9 +197,9 @@ TEST_F(CrudTest, StatusSubresource) {
   EXPECT_EQ(patched->value("/metadata/generation"_json_pointer, int64_t{0}), generation);
 
   // Server-side apply of /status by capstan. The merge patch above was an Update
-  // whose manager the server named after the User-Agent ("capstan"), a different
-  // owner from the Apply manager "capstan"; Capstan owns its Releases' status, so it
-  // applies status with force.
+  // by manager "capstan", a different owner from the Apply manager "capstan" (the
+  // API server tells managers apart by operation too); Capstan owns its Releases'
+  // status, so it applies status with force.
   Object status_apply = {{"apiVersion", rel.ApiVersion()},
                          {"kind", rel.kind},
                          {"metadata", {{"name", "web"}, {"namespace", ns()}}},
@@ -225,6 +226,69 @@ TEST_F(CrudTest, StatusSubresource) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->value("/status/phase"_json_pointer, std::string()), "Ready");
   EXPECT_EQ(status->value("/status/message"_json_pointer, std::string()), "all pods ready");
+}
+
+// The managedFields entries of `obj` as "manager/operation" -> the fieldsV1 they own.
+std::map<std::string, Object> ManagedFields(const Object& obj) {
+  std::map<std::string, Object> out;
+  if (!obj.contains("/metadata/managedFields"_json_pointer)) return out;
+  for (const Object& e : obj.at("/metadata/managedFields"_json_pointer)) {
+    out[absl::StrCat(e.value("manager", ""), "/", e.value("operation", ""))] =
+        e.value("fieldsV1", Object::object());
+  }
+  return out;
+}
+
+// Create, Update and MergePatch name their field manager ("capstan" unless told
+// otherwise) instead of leaving the API server to derive one from the User-Agent.
+TEST_F(CrudTest, WritesRecordTheirFieldManager) {
+  absl::StatusOr<RestConfig> config = ClusterConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->user_agent = "itest-agent/1.0";  // What the server would fall back to.
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::FromConfig(*config);
+  ASSERT_TRUE(client.ok()) << client.status();
+  Client& c = **client;
+
+  absl::StatusOr<Object> created = c.Create(CM(), ns(), ConfigMap(ns(), "fm", {{"a", "1"}}));
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::map<std::string, Object> mf = ManagedFields(*created);
+  ASSERT_TRUE(mf.contains("capstan/Update")) << created->at("metadata").dump();
+  EXPECT_FALSE(mf.contains("itest-agent/Update")) << created->at("metadata").dump();
+  EXPECT_TRUE(mf["capstan/Update"].contains("/f:data/f:a"_json_pointer)) << mf["capstan/Update"];
+
+  Object update = *created;
+  update["data"]["b"] = "2";
+  absl::StatusOr<Object> updated = c.Update(CM(), ns(), update);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  mf = ManagedFields(*updated);
+  EXPECT_FALSE(mf.contains("itest-agent/Update")) << updated->at("metadata").dump();
+  EXPECT_TRUE(mf["capstan/Update"].contains("/f:data/f:b"_json_pointer)) << mf["capstan/Update"];
+
+  absl::StatusOr<Object> patched = c.MergePatch(CM(), ns(), "fm", {{"data", {{"c", "3"}}}});
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  mf = ManagedFields(*patched);
+  EXPECT_FALSE(mf.contains("itest-agent/Update")) << patched->at("metadata").dump();
+  EXPECT_TRUE(mf["capstan/Update"].contains("/f:data/f:c"_json_pointer)) << mf["capstan/Update"];
+
+  // Another manager's write is recorded under its own name, and takes the field over.
+  patched = c.MergePatch(CM(), ns(), "fm", {{"data", {{"c", "4"}}}}, "", "capstan-other");
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  mf = ManagedFields(*patched);
+  EXPECT_TRUE(mf["capstan-other/Update"].contains("/f:data/f:c"_json_pointer))
+      << patched->at("metadata").dump();
+  EXPECT_FALSE(mf["capstan/Update"].contains("/f:data/f:c"_json_pointer))
+      << patched->at("metadata").dump();
+  EXPECT_TRUE(mf["capstan/Update"].contains("/f:data/f:a"_json_pointer))
+      << patched->at("metadata").dump();
+
+  Object update2 = *patched;
+  update2["data"]["d"] = "5";
+  updated = c.Update(CM(), ns(), update2, "", "capstan-other");
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  mf = ManagedFields(*updated);
+  EXPECT_TRUE(mf["capstan-other/Update"].contains("/f:data/f:d"_json_pointer))
+      << updated->at("metadata").dump();
+  EXPECT_FALSE(mf.contains("itest-agent/Update")) << updated->at("metadata").dump();
 }
 
 TEST_F(CrudTest, DiscoveryListsCoreAndCapstanGroups) {

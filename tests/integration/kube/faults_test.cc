@@ -294,6 +294,7 @@ TEST_F(FaultsTest, InformerRelistsAfterCompactionWhileItsWatchWasCut) {
 
   InformerOptions io;
   io.ns = ns();
+  io.compact = true;  // As the Release controller runs its caches.
   Informer informer(*client_, things, io);
   informer.Start();
   ASSERT_TRUE(informer.WaitForSync(absl::Seconds(20)));

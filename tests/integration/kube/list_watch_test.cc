@@ -437,5 +437,66 @@ TEST_F(ListWatchTest, InformerConvergesAndStaysQuietWhenIdle) {
   informer.Stop();
 }
 
+// The same life cycle with a compact (MessagePack) cache and an index: reads
+// decode what was stored, handlers get the old object back for updates and
+// deletes, and the index follows label changes.
+TEST_F(ListWatchTest, CompactInformerWithIndexConverges) {
+  const std::string selector = "capstan.dev/informer-test=yes";
+  auto labels = [](const std::string& group) {
+    return Object{{"capstan.dev/informer-test", "yes"}, {"group", group}};
+  };
+  ASSERT_TRUE(client_->Create(CM(), ns(), ConfigMap(ns(), "a", {{"v", "1"}}, labels("x"))).ok());
+  ASSERT_TRUE(client_->Create(CM(), ns(), ConfigMap(ns(), "b", {{"v", "1"}}, labels("x"))).ok());
+
+  struct Seen {
+    absl::Mutex mu;
+    std::vector<std::string> updates_from, deletes;
+  } seen;
+  auto informer_client = NewClusterClient();
+  InformerOptions io;
+  io.ns = ns();
+  io.label_selector = selector;
+  io.compact = true;
+  Informer informer(*informer_client, CM(), io);
+  informer.AddIndex("group", [](const Object& o) {
+    return std::vector<std::string>{o.value("/metadata/labels/group"_json_pointer, std::string())};
+  });
+  informer.AddHandler([&](const Object* old_obj, const Object* new_obj) {
+    absl::MutexLock lock(&seen.mu);
+    if (old_obj != nullptr && new_obj != nullptr) {
+      seen.updates_from.push_back(
+          absl::StrCat(NameOf(*old_obj), "=", old_obj->value("/data/v"_json_pointer, std::string())));
+    } else if (new_obj == nullptr) {
+      seen.deletes.push_back(NameOf(*old_obj));
+    }
+  });
+  informer.Start();
+  ASSERT_TRUE(informer.WaitForSync(absl::Seconds(20)));
+  EXPECT_EQ(informer.ByIndex("group", "x").size(), 2u);
+  ASSERT_NE(informer.Get(ns(), "a"), nullptr);
+  EXPECT_EQ(informer.Get(ns(), "a")->value("/data/v"_json_pointer, std::string()), "1");
+  EXPECT_FALSE(informer.Get(ns(), "a")->at("metadata").contains("managedFields"));
+
+  ASSERT_TRUE(client_->MergePatch(CM(), ns(), "a",
+                                  {{"data", {{"v", "2"}}}, {"metadata", {{"labels", {{"group", "y"}}}}}})
+                  .ok());
+  ASSERT_TRUE(client_->Delete(CM(), ns(), "b").ok());
+  ASSERT_TRUE(client_->Create(CM(), ns(), ConfigMap(ns(), "c", {{"v", "1"}}, labels("y"))).ok());
+  ASSERT_TRUE(Converges(*client_, informer, ns(), selector, absl::Seconds(20)));
+  EXPECT_EQ(informer.Get(ns(), "a")->value("/data/v"_json_pointer, std::string()), "2");
+  EXPECT_EQ(informer.Get(ns(), "b"), nullptr);
+  EXPECT_TRUE(informer.ByIndex("group", "x").empty());
+  std::vector<std::string> in_y;
+  for (const auto& o : informer.ByIndex("group", "y")) in_y.push_back(NameOf(*o));
+  EXPECT_THAT(in_y, ::testing::UnorderedElementsAre("a", "c"));
+  EXPECT_EQ(informer.List().size(), 2u);
+  {
+    absl::MutexLock lock(&seen.mu);
+    EXPECT_THAT(seen.updates_from, ::testing::ElementsAre("a=1"));
+    EXPECT_THAT(seen.deletes, ::testing::ElementsAre("b"));
+  }
+  informer.Stop();
+}
+
 }  // namespace
 }  // namespace capstan::kube::itest

@@ -341,7 +341,7 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
     kube::InformerOptions o;
     if (projection) o.projection = std::move(projection);
     auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    informers_.push_back(inf.get());
+    loop_.AddInformer(inf.get());
     return inf;
   };
   environments_ = make(res::Environments());
@@ -351,7 +351,6 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
     return std::vector<std::string>{Str(o, "/metadata/namespace"_json_pointer)};
   });
 
-  queue_ = std::make_unique<kube::WorkQueue>("environment", clock_);
   // Environments are few and affect each other (namespace claims, upstream chains):
   // any change re-checks them all.
   environments_->AddHandler([this](const Object*, const Object*) { EnqueueAll(); });
@@ -371,9 +370,9 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
 
 EnvironmentController::~EnvironmentController() { Stop(); }
 
-void EnvironmentController::EnqueueAll() {
+void EnvironmentController::EnqueueAll(kube::WorkQueue::Priority priority) {
   for (const auto& e : environments_->List()) {
-    queue_->Add(Str(*e, "/metadata/name"_json_pointer));
+    queue_->Add(Str(*e, "/metadata/name"_json_pointer), priority);
   }
 }
 
@@ -391,49 +390,24 @@ void EnvironmentController::EnqueueForNamespace(const std::string& ns) {
 }
 
 void EnvironmentController::StartCaches() {
-  for (kube::Informer* inf : informers_) inf->Start();
+  loop_.StartCaches();
 }
 
 bool EnvironmentController::HasSynced() const {
-  return std::all_of(informers_.begin(), informers_.end(),
-                     [](const kube::Informer* i) { return i->HasSynced(); });
+  return loop_.HasSynced();
 }
 
 void EnvironmentController::StartWorkers() {
-  workers_ = std::make_unique<kube::WorkerPool>(
-      *queue_, options_.workers,
-      [this](const std::string& key) -> absl::StatusOr<kube::ReconcileResult> {
-        if (!HasSynced()) {
-          kube::ReconcileResult wait;
-          wait.requeue_after = absl::Milliseconds(200);
-          return wait;
-        }
-        return Reconcile(key);
-      });
-  resync_ = std::thread([this] { ResyncLoop(); });
+  loop_.StartWorkers(
+      options_.workers, [this](const std::string& key) { return Reconcile(key); }, options_.resync,
+      [this] { Resync(); });
   EnqueueAll();
 }
 
-void EnvironmentController::ResyncLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.resync)) return;
-    }
-    EnqueueAll();
-  }
-}
+void EnvironmentController::Resync() { EnqueueAll(kube::WorkQueue::Priority::kLow); }
 
 void EnvironmentController::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  if (resync_.joinable()) resync_.join();
-  if (workers_ != nullptr) workers_->Stop();
-  queue_->ShutDown();
-  for (kube::Informer* inf : informers_) inf->Stop();
+  loop_.Stop();
 }
 
 absl::StatusOr<kube::ReconcileResult> EnvironmentController::Reconcile(const std::string& name) {

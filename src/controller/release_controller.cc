@@ -156,7 +156,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
     if (projection) o.projection = std::move(projection);
     o.compact = true;  // Packed objects: ~1/7 of the memory of trees (issue #5).
     auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    informers_.push_back(inf.get());
+    loop_.AddInformer(inf.get());
     return inf;
   };
   releases_ = make(res::Releases(), "", ProjectRelease);
@@ -178,8 +178,8 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
       return out;
     };
     namespaces_ = std::make_unique<kube::Informer>(client_, res::Namespaces(), o, clock_);
-    informers_.push_back(environments_.get());
-    informers_.push_back(namespaces_.get());
+    loop_.AddInformer(environments_.get());
+    loop_.AddInformer(namespaces_.get());
   }
   approvals_ = make(res::ReleaseApprovals(), "");
   // The EndpointSlice controller copies a Service's labels to its slices.
@@ -188,10 +188,9 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   pods_->AddIndex("release", ByRelease);
   revisions_->AddIndex("release", ByRelease);
 
-  queue_ = std::make_unique<kube::WorkQueue>("release", clock_);
   releases_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
-    queue_->Add(kube::ObjectKey(*o));
+    queue_->Add(kube::ObjectKey(*o), Loop::EventPriority(*releases_));
   });
   // An Environment change may hold or release any Release; a namespace's labels
   // decide which Environment its Releases belong to.
@@ -229,51 +228,28 @@ void ReleaseController::EnqueueOwner(const Object* old_obj, const Object* new_ob
 }
 
 void ReleaseController::StartCaches() {
-  for (kube::Informer* inf : informers_) inf->Start();
+  loop_.StartCaches();
 }
 
 bool ReleaseController::HasSynced() const {
-  return std::all_of(informers_.begin(), informers_.end(),
-                     [](const kube::Informer* i) { return i->HasSynced(); });
+  return loop_.HasSynced();
 }
 
 void ReleaseController::StartWorkers() {
-  // A new leader may start before its caches are synced (it can win the lease
-  // at once); deciding from a partial cache could mis-number revisions or
-  // re-create what exists. Until every informer has synced, keys wait.
-  workers_ = std::make_unique<kube::WorkerPool>(
-      *queue_, options_.workers,
-      [this](const std::string& key) -> absl::StatusOr<kube::ReconcileResult> {
-        if (!HasSynced()) {
-          kube::ReconcileResult wait;
-          wait.requeue_after = absl::Milliseconds(200);
-          return wait;
-        }
-        return Reconcile(key);
-      });
-  resync_ = std::thread([this] { ResyncLoop(); });
+  loop_.StartWorkers(
+      options_.workers, [this](const std::string& key) { return Reconcile(key); }, options_.resync,
+      [this] { Resync(); });
 }
 
-void ReleaseController::ResyncLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.resync)) return;
-    }
-    for (const auto& rel : releases_->List()) queue_->Add(kube::ObjectKey(*rel));
+void ReleaseController::Resync() {
+  // Low priority: a resync never delays a key an event queued.
+  for (const auto& rel : releases_->List()) {
+    queue_->Add(kube::ObjectKey(*rel), kube::WorkQueue::Priority::kLow);
   }
 }
 
 void ReleaseController::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  if (resync_.joinable()) resync_.join();
-  if (workers_ != nullptr) workers_->Stop();
-  queue_->ShutDown();
-  for (kube::Informer* inf : informers_) inf->Stop();
+  loop_.Stop();
 }
 
 // One reconcile of one Release: what it observed and the writes it made. The

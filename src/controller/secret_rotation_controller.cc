@@ -130,7 +130,7 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
     o.label_selector = std::move(selector);
     if (projection) o.projection = std::move(projection);
     auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    informers_.push_back(inf.get());
+    loop_.AddInformer(inf.get());
     return inf;
   };
   rotations_ = make(res::SecretRotations(), "", nullptr);
@@ -141,10 +141,9 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
   rotations_->AddIndex("deployment", RotationDeploymentKeys);
   deployments_->AddIndex("secret", DeploymentSecretKeys);
 
-  queue_ = std::make_unique<kube::WorkQueue>("secretrotation", clock_);
   rotations_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
-    queue_->Add(kube::ObjectKey(*o));
+    queue_->Add(kube::ObjectKey(*o), Loop::EventPriority(*rotations_));
   });
   secrets_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     for (const Object* o : {old_obj, new_obj}) {
@@ -174,65 +173,40 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
 SecretRotationController::~SecretRotationController() { Stop(); }
 
 void SecretRotationController::StartCaches() {
-  for (kube::Informer* inf : informers_) inf->Start();
+  loop_.StartCaches();
 }
 
 bool SecretRotationController::HasSynced() const {
-  return std::all_of(informers_.begin(), informers_.end(),
-                     [](const kube::Informer* i) { return i->HasSynced(); });
+  return loop_.HasSynced();
 }
 
 void SecretRotationController::StartWorkers() {
-  workers_ = std::make_unique<kube::WorkerPool>(
-      *queue_, options_.workers,
-      [this](const std::string& key) -> absl::StatusOr<kube::ReconcileResult> {
-        // Deciding from a partial cache could re-create a Secret that exists.
-        if (!HasSynced()) {
-          kube::ReconcileResult wait;
-          wait.requeue_after = absl::Milliseconds(200);
-          return wait;
-        }
-        return Reconcile(key);
-      });
-  resync_ = std::thread([this] { ResyncLoop(); });
+  loop_.StartWorkers(
+      options_.workers, [this](const std::string& key) { return Reconcile(key); }, absl::Seconds(5),
+      [this] { Resync(); });
 }
 
-void SecretRotationController::ResyncLoop() {
+void SecretRotationController::Resync() {
   // Every 5 s: refresh the seconds-until-next gauges (a countdown goes stale
   // between reconciles). Every `resync`: re-check every SecretRotation.
-  absl::Time last_resync = clock_.Now();
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Seconds(5))) return;
+  const absl::Time now = clock_.Now();
+  const bool resync = now - last_resync_ >= options_.resync;
+  if (resync) last_resync_ = now;
+  for (const auto& r : rotations_->List()) {
+    const std::string next = Str(*r, "/status/nextRotationTime"_json_pointer);
+    if (std::optional<absl::Time> t = sec::ParseRfc3339(next)) {
+      Metrics::Get()
+          .secret_rotation_next_seconds
+          ->Add({{"namespace", Str(*r, "/metadata/namespace"_json_pointer)},
+                 {"name", Str(*r, "/metadata/name"_json_pointer)}})
+          .Set(absl::ToDoubleSeconds(*t - now));
     }
-    const absl::Time now = clock_.Now();
-    const bool resync = now - last_resync >= options_.resync;
-    if (resync) last_resync = now;
-    for (const auto& r : rotations_->List()) {
-      const std::string next = Str(*r, "/status/nextRotationTime"_json_pointer);
-      if (std::optional<absl::Time> t = sec::ParseRfc3339(next)) {
-        Metrics::Get()
-            .secret_rotation_next_seconds
-            ->Add({{"namespace", Str(*r, "/metadata/namespace"_json_pointer)},
-                   {"name", Str(*r, "/metadata/name"_json_pointer)}})
-            .Set(absl::ToDoubleSeconds(*t - now));
-      }
-      if (resync) queue_->Add(kube::ObjectKey(*r));
-    }
+    if (resync) queue_->Add(kube::ObjectKey(*r), kube::WorkQueue::Priority::kLow);
   }
 }
 
 void SecretRotationController::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  if (resync_.joinable()) resync_.join();
-  if (workers_ != nullptr) workers_->Stop();
-  queue_->ShutDown();
-  for (kube::Informer* inf : informers_) inf->Stop();
+  loop_.Stop();
 }
 
 void SecretRotationController::ForgetMetrics(const std::string& key) {

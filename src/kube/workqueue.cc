@@ -48,30 +48,39 @@ WorkQueue::~WorkQueue() {
     absl::MutexLock lock(&mu_);
     timer = std::move(timer_);
     // Queues with the same name share the gauge: take back only our own keys.
-    depth_.Decrement(static_cast<double>(queue_.size()));
+    depth_.Decrement(static_cast<double>(ready_));
   }
   if (timer.joinable()) {
     timer.join();
   }
 }
 
-void WorkQueue::Add(const std::string& key) {
+void WorkQueue::Add(const std::string& key, Priority priority) {
   absl::MutexLock lock(&mu_);
-  AddLocked(key, clock_.Now());
+  AddLocked(key, clock_.Now(), priority);
 }
 
-void WorkQueue::AddLocked(const std::string& key, absl::Time now) {
+void WorkQueue::AddLocked(const std::string& key, absl::Time now, Priority priority) {
   if (shutting_down_) {
     return;
   }
-  if (!dirty_.emplace(key, now).second) {
-    return;  // already queued, or already marked for another pass after Done()
+  const bool low = priority == Priority::kLow;
+  auto [dirty, added] = dirty_.try_emplace(key, Dirty{now, low});
+  if (!added) {
+    // Already queued, or already marked for another pass after Done(). A low
+    // key added at normal priority moves up; its entry in low_ goes stale.
+    if (!low && dirty->second.low) {
+      dirty->second.low = false;
+      if (!processing_.contains(key)) queue_.push_back(key);
+    }
+    return;
   }
   adds_.Increment();
   if (processing_.contains(key)) {
     return;  // Done() queues it: one key never runs on two workers
   }
-  queue_.push_back(key);
+  (low ? low_ : queue_).push_back(key);
+  ++ready_;
   depth_.Increment();
 }
 
@@ -82,7 +91,7 @@ void WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
   }
   const absl::Time now = clock_.Now();
   if (delay <= absl::ZeroDuration()) {
-    AddLocked(key, now);
+    AddLocked(key, now, Priority::kNormal);
     return;
   }
   const absl::Time ready_at = now + delay;
@@ -124,21 +133,36 @@ std::optional<std::string> WorkQueue::Get() {
   // No timeout: the timer (or a Poke) promotes delayed keys, and the Condition
   // is re-evaluated whenever anyone releases mu_, so a blocked Get costs nothing.
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || shutting_down_;
+    return ready_ > 0 || shutting_down_;
   };
   mu_.Await(absl::Condition(&ready));
-  if (queue_.empty()) {
+  if (ready_ == 0) {
+    low_.clear();  // only stale entries can be left
+    queue_.clear();
     return std::nullopt;  // shut down and drained
   }
-  std::string key = std::move(queue_.front());
-  queue_.pop_front();
-  depth_.Decrement();
-  const absl::Time now = clock_.Now();
-  auto dirty = dirty_.find(key);
-  queue_duration_.Observe(absl::ToDoubleSeconds(now - dirty->second));
-  dirty_.erase(dirty);
-  processing_.emplace(key, now);
-  return key;
+  std::optional<std::string> key = PopLocked(queue_, /*low=*/false);
+  if (!key.has_value()) key = PopLocked(low_, /*low=*/true);
+  return key;  // ready_ > 0: one of the two held a live entry
+}
+
+std::optional<std::string> WorkQueue::PopLocked(std::deque<std::string>& from, bool low) {
+  while (!from.empty()) {
+    std::string key = std::move(from.front());
+    from.pop_front();
+    auto dirty = dirty_.find(key);
+    if (dirty == dirty_.end() || dirty->second.low != low || processing_.contains(key)) {
+      continue;  // stale: handed out already, or moved up to queue_
+    }
+    --ready_;
+    depth_.Decrement();
+    const absl::Time now = clock_.Now();
+    queue_duration_.Observe(absl::ToDoubleSeconds(now - dirty->second.added));
+    dirty_.erase(dirty);
+    processing_.emplace(key, now);
+    return key;
+  }
+  return std::nullopt;
 }
 
 void WorkQueue::Done(const std::string& key) {
@@ -150,8 +174,9 @@ void WorkQueue::Done(const std::string& key) {
   }
   work_duration_.Observe(absl::ToDoubleSeconds(clock_.Now() - processing->second));
   processing_.erase(processing);
-  if (dirty_.contains(key)) {
-    queue_.push_back(key);
+  if (auto dirty = dirty_.find(key); dirty != dirty_.end()) {
+    (dirty->second.low ? low_ : queue_).push_back(key);
+    ++ready_;
     depth_.Increment();
   }
 }
@@ -173,7 +198,7 @@ bool WorkQueue::ShutDownWithDrain(absl::Duration timeout) {
   // Stable once true: a shut-down queue accepts no keys and, with nothing in
   // flight, Done() cannot queue one again.
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return queue_.empty() && processing_.empty();
+    return ready_ == 0 && processing_.empty();
   };
   return mu_.AwaitWithTimeout(absl::Condition(&drained), timeout);
 }
@@ -186,7 +211,7 @@ bool WorkQueue::ShuttingDown() const {
 int WorkQueue::Len() {
   absl::MutexLock lock(&mu_);
   PromoteDueLocked(clock_.Now());
-  return static_cast<int>(queue_.size());
+  return static_cast<int>(ready_);
 }
 
 int WorkQueue::NumWaiting() const {
@@ -210,7 +235,7 @@ void WorkQueue::PromoteDueLocked(absl::Time now) {
     std::string key = std::move(first->second);
     waiting_.erase(first);
     waiting_index_.erase(key);
-    AddLocked(key, now);
+    AddLocked(key, now, Priority::kNormal);
   }
 }
 

@@ -31,6 +31,7 @@
 #include "capstan/api/environment.h"
 #include "capstan/api/release.h"
 #include "capstan/common/clock.h"
+#include "capstan/controller/loop.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
@@ -116,9 +117,10 @@ class EnvironmentController {
   absl::StatusOr<kube::ReconcileResult> Reconcile(const std::string& name);
 
  private:
-  void EnqueueAll();
+  void EnqueueAll(kube::WorkQueue::Priority priority = kube::WorkQueue::Priority::kNormal);
   void EnqueueForNamespace(const std::string& ns);
-  void ResyncLoop();
+  // Every Options::resync (SecretRotation: every 5 s, see the .cc).
+  void Resync();
 
   kube::Client& client_;
   const Options options_;
@@ -127,14 +129,9 @@ class EnvironmentController {
   std::unique_ptr<kube::Informer> environments_;
   std::unique_ptr<kube::Informer> releases_;
   std::unique_ptr<kube::Informer> namespaces_;
-  std::vector<kube::Informer*> informers_;
-
-  std::unique_ptr<kube::WorkQueue> queue_;
-  std::unique_ptr<kube::WorkerPool> workers_;
-
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread resync_;
+  // After the informers: destroyed (stopped) before them.
+  Loop loop_{"environment", clock_};
+  kube::WorkQueue* const queue_ = &loop_.queue();
 };
 
 }  // namespace capstan::controller

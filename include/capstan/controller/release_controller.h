@@ -28,6 +28,7 @@
 #include "capstan/api/environment.h"
 #include "capstan/api/release.h"
 #include "capstan/common/clock.h"
+#include "capstan/controller/loop.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
@@ -108,7 +109,8 @@ class ReleaseController {
                               const std::shared_ptr<const kube::Object>& hpa,
                               const std::shared_ptr<const kube::Object>& pdb);
   void EnqueueOwner(const kube::Object* old_obj, const kube::Object* new_obj);
-  void ResyncLoop();
+  // Every Options::resync (SecretRotation: every 5 s, see the .cc).
+  void Resync();
 
   kube::Client& client_;
   const Options options_;
@@ -128,18 +130,13 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> environments_;
   std::unique_ptr<kube::Informer> namespaces_;
   std::unique_ptr<kube::Informer> approvals_;
-  std::vector<kube::Informer*> informers_;
-
-  std::unique_ptr<kube::WorkQueue> queue_;
-  std::unique_ptr<kube::WorkerPool> workers_;
+  // After the informers: destroyed (stopped) before them.
+  Loop loop_{"release", clock_};
+  kube::WorkQueue* const queue_ = &loop_.queue();
 
   absl::Mutex expectations_mu_;
   std::map<std::string, std::pair<absl::Time, std::vector<Expectation>>> expectations_
       ABSL_GUARDED_BY(expectations_mu_);
-
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread resync_;
 };
 
 }  // namespace capstan::controller

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "capstan/common/clock.h"
+#include "capstan/controller/loop.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
@@ -66,7 +67,8 @@ class SecretRotationController {
   absl::StatusOr<kube::ReconcileResult> Reconcile(const std::string& key);
 
  private:
-  void ResyncLoop();
+  // Every Options::resync (SecretRotation: every 5 s, see the .cc).
+  void Resync();
   void EnqueueForSecret(const std::string& ns, const std::string& secret_name);
   void ForgetMetrics(const std::string& key);
 
@@ -79,14 +81,11 @@ class SecretRotationController {
   std::unique_ptr<kube::Informer> rotations_;
   std::unique_ptr<kube::Informer> secrets_;
   std::unique_ptr<kube::Informer> deployments_;
-  std::vector<kube::Informer*> informers_;
-
-  std::unique_ptr<kube::WorkQueue> queue_;
-  std::unique_ptr<kube::WorkerPool> workers_;
-
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread resync_;
+  // After the informers: destroyed (stopped) before them.
+  Loop loop_{"secretrotation", clock_};
+  kube::WorkQueue* const queue_ = &loop_.queue();
+  // When Resync() last enqueued every SecretRotation (only its thread uses it).
+  absl::Time last_resync_ = clock_.Now();
 };
 
 }  // namespace capstan::controller

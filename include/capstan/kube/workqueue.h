@@ -20,6 +20,13 @@
 // no delayed keys the timer blocks without a timeout, and when the clock did
 // not move across a timed wait (a FakeClock nobody advanced) it waits for the
 // next change or poke (at most 10 s) instead of re-arming a short timeout.
+//
+// Two priorities, as in controller-runtime's priority queue: keys added with
+// Priority::kLow (periodic resyncs, the initial list) are handed out only when
+// no normal key is ready, so a user's change is not queued behind a thousand
+// resyncs. A low key added again at normal priority moves up; a normal key is
+// never moved down. Delayed keys (AddAfter, AddRateLimited) come back at
+// normal priority: they are a reconcile's own follow-up.
 
 #include <cstdint>
 #include <deque>
@@ -59,6 +66,8 @@ namespace capstan::kube {
 // The queue must outlive every thread that calls it.
 class WorkQueue {
  public:
+  enum class Priority { kNormal, kLow };
+
   // `name` labels the metrics ({name=<name>}) and log lines. `rate_limiter`
   // null: DefaultControllerRateLimiter(clock).
   WorkQueue(std::string name, const Clock& clock,
@@ -71,8 +80,9 @@ class WorkQueue {
 
   // Queues `key` unless it is already queued (then this is a no-op) or being
   // processed (then it is queued again when Done() is called). Ignored after
-  // ShutDown().
-  void Add(const std::string& key);
+  // ShutDown(). A key already queued at low priority moves to normal when
+  // added at normal priority.
+  void Add(const std::string& key, Priority priority = Priority::kNormal);
 
   // Adds `key` once `delay` has passed on the clock; delay <= 0 adds now. If
   // `key` is already waiting, the earlier of the two deadlines wins. Ignored
@@ -130,7 +140,11 @@ class WorkQueue {
   const Clock& clock() const { return clock_; }
 
  private:
-  void AddLocked(const std::string& key, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddLocked(const std::string& key, absl::Time now, Priority priority)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pops the next key to hand out from `from`, skipping stale entries.
+  std::optional<std::string> PopLocked(std::deque<std::string>& from, bool low)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PromoteDueLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TimerLoop();
 
@@ -145,11 +159,22 @@ class WorkQueue {
   prometheus::Histogram& work_duration_;
 
   mutable absl::Mutex mu_;
-  // Ready keys, in order. Every key here is in dirty_ and not in processing_.
+  // Ready keys, in order, by priority. An entry is live when its key is in
+  // dirty_ with the same priority and not in processing_; a key moved up from
+  // low_ leaves a stale entry there, skipped when it comes out (so a move is
+  // O(1)). Each ready key has exactly one live entry.
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> low_ ABSL_GUARDED_BY(mu_);
+  // Live entries in queue_ and low_: the keys ready to be handed out.
+  size_t ready_ ABSL_GUARDED_BY(mu_) = 0;
   // Keys that need processing (queued, or re-added while being processed),
-  // with the time they were added, for the queue-duration metric.
-  absl::flat_hash_map<std::string, absl::Time> dirty_ ABSL_GUARDED_BY(mu_);
+  // with the time they were added (for the queue-duration metric) and their
+  // priority.
+  struct Dirty {
+    absl::Time added;
+    bool low;
+  };
+  absl::flat_hash_map<std::string, Dirty> dirty_ ABSL_GUARDED_BY(mu_);
   // Keys handed out by Get() and not yet Done(), with the time handed out.
   absl::flat_hash_map<std::string, absl::Time> processing_ ABSL_GUARDED_BY(mu_);
   // Delayed keys by deadline (equal deadlines keep insertion order), and each

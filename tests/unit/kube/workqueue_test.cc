@@ -157,6 +157,81 @@ TEST(WorkQueueTest, KeyReAddedWhileProcessingIsQueuedOnceOnDone) {
   EXPECT_EQ(queue.Len(), 0);
 }
 
+TEST(WorkQueueTest, NormalKeysGoBeforeLowPriorityKeys) {
+  FakeClock clock;
+  WorkQueue queue("wq-priority", clock);
+  using P = WorkQueue::Priority;
+  queue.Add("ns/resync-1", P::kLow);
+  queue.Add("ns/resync-2", P::kLow);
+  queue.Add("ns/event-1");
+  queue.Add("ns/resync-3", P::kLow);
+  queue.Add("ns/event-2");
+  EXPECT_EQ(queue.Len(), 5);
+  // Normal keys first, in order; then the low ones, in order.
+  EXPECT_EQ(queue.Get(), "ns/event-1");
+  EXPECT_EQ(queue.Get(), "ns/event-2");
+  EXPECT_EQ(queue.Get(), "ns/resync-1");
+  queue.Add("ns/event-3");  // arrives while resyncs are still queued: goes first
+  EXPECT_EQ(queue.Get(), "ns/event-3");
+  EXPECT_EQ(queue.Get(), "ns/resync-2");
+  EXPECT_EQ(queue.Get(), "ns/resync-3");
+  EXPECT_EQ(queue.Len(), 0);
+}
+
+TEST(WorkQueueTest, LowKeyAddedAtNormalPriorityMovesUpOnce) {
+  FakeClock clock;
+  WorkQueue queue("wq-priority-up", clock);
+  using P = WorkQueue::Priority;
+  queue.Add("ns/a", P::kLow);
+  queue.Add("ns/b", P::kLow);
+  queue.Add("ns/b");        // an event for a key waiting as a resync: moves up
+  queue.Add("ns/b", P::kLow);  // a later resync does not move it down
+  EXPECT_EQ(queue.Len(), 2);
+  EXPECT_EQ(queue.Get(), "ns/b");
+  EXPECT_EQ(queue.Get(), "ns/a");
+  // The stale entry left in the low lane is never handed out.
+  EXPECT_EQ(queue.Len(), 0);
+  queue.Done("ns/a");
+  queue.Done("ns/b");
+  queue.ShutDown();
+  EXPECT_EQ(queue.Get(), std::nullopt);
+}
+
+TEST(WorkQueueTest, PriorityOfAKeyReAddedWhileProcessingIsKept) {
+  FakeClock clock;
+  WorkQueue queue("wq-priority-dirty", clock);
+  using P = WorkQueue::Priority;
+  queue.Add("ns/a");
+  ASSERT_EQ(queue.Get(), "ns/a");
+  queue.Add("ns/a", P::kLow);  // a resync while a worker holds it
+  queue.Add("ns/b", P::kLow);
+  queue.Add("ns/c");
+  queue.Done("ns/a");  // back in the low lane, after ns/b
+  EXPECT_EQ(queue.Get(), "ns/c");
+  EXPECT_EQ(queue.Get(), "ns/b");
+  EXPECT_EQ(queue.Get(), "ns/a");
+  queue.Done("ns/a");
+  queue.Add("ns/a", P::kLow);
+  ASSERT_EQ(queue.Get(), "ns/a");
+  queue.Add("ns/a", P::kLow);
+  queue.Add("ns/a");  // moved up while held: comes back at normal priority
+  queue.Add("ns/d", P::kLow);
+  queue.Done("ns/a");
+  EXPECT_EQ(queue.Get(), "ns/a");
+  EXPECT_EQ(queue.Get(), "ns/d");
+  EXPECT_EQ(queue.Len(), 0);
+}
+
+TEST(WorkQueueTest, DelayedKeysComeBackAtNormalPriority) {
+  FakeClock clock;
+  WorkQueue queue("wq-priority-delay", clock);
+  queue.Add("ns/resync", WorkQueue::Priority::kLow);
+  queue.AddAfter("ns/follow-up", Seconds(1));
+  clock.Advance(Seconds(1));
+  EXPECT_EQ(queue.Get(), "ns/follow-up");
+  EXPECT_EQ(queue.Get(), "ns/resync");
+}
+
 TEST(WorkQueueTest, DoneWithoutReAddDoesNotRequeue) {
   FakeClock clock;
   WorkQueue queue("wq-done", clock);

@@ -63,6 +63,11 @@ Metrics& Metrics::Get() {
                       .Name("capstan_relists_total")
                       .Help("Full relists (initial, or after 410 Gone), by resource.")
                       .Register(r);
+    m->tls_handshakes = &prometheus::BuildCounter()
+                             .Name("capstan_tls_handshakes_total")
+                             .Help("TLS handshakes with the API server; resumed=\"true\": an "
+                                   "earlier session was reused (no certificate signatures).")
+                             .Register(r);
     m->bluegreen_switches = &prometheus::BuildCounter()
                                  .Name("capstan_bluegreen_switches_total")
                                  .Help("BlueGreen traffic switches by kind (promote, switch_back).")

@@ -40,6 +40,8 @@ struct Metrics {
   // Watches (re)started and relists after 410 Gone, by resource.
   prometheus::Family<prometheus::Counter>* watch_restarts;
   prometheus::Family<prometheus::Counter>* relists;
+  // TLS handshakes with the API server, by resumed="true"/"false".
+  prometheus::Family<prometheus::Counter>* tls_handshakes;
 
   // BlueGreen traffic switches by kind (promote, switch_back) and the time from the
   // decision to the completed Service selector write.

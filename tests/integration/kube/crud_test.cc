@@ -5,11 +5,15 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "capstan/common/metrics.h"
 #include "cluster_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/counter.h"
 
 namespace capstan::kube::itest {
 namespace {
@@ -302,6 +306,36 @@ TEST_F(CrudTest, DiscoveryListsCoreAndCapstanGroups) {
   }
   EXPECT_TRUE(core);
   EXPECT_TRUE(apps);
+}
+
+TEST_F(CrudTest, NewConnectionsResumeTheTlsSession) {
+  auto handshakes = [](const char* resumed) {
+    return Metrics::Get().tls_handshakes->Add({{"resumed", resumed}}).Value();
+  };
+  // A fresh client: its first connection has no session to offer.
+  std::unique_ptr<Client> client = NewClusterClient();
+  ASSERT_NE(client, nullptr);
+  const double full = handshakes("false");
+  const double resumed = handshakes("true");
+  ASSERT_EQ(client->Get(CM(), ns(), "absent").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(handshakes("false") - full, 1);
+  EXPECT_EQ(handshakes("true") - resumed, 0);
+
+  // A watch always opens a connection of its own (watches have their own
+  // http_client): it resumes the session the first request set up.
+  Cancellation cancel;
+  std::thread watch([&] {
+    WatchOptions options;
+    (void)client->Watch(CM(), ns(), options, [](WatchEvent&&) { return true; }, &cancel);
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (handshakes("true") - resumed < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  cancel.Cancel();
+  watch.join();
+  EXPECT_EQ(handshakes("true") - resumed, 1);
+  EXPECT_EQ(handshakes("false") - full, 1);
 }
 
 }  // namespace

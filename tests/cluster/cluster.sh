@@ -212,6 +212,7 @@ cmd_up() {
     --service-account-private-key-file "$dir/pki/sa.key" \
     --use-service-account-credentials=true \
     --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 \
+    --kube-api-qps 200 --kube-api-burst 400 \
     --horizontal-pod-autoscaler-sync-period 5s --v=1
   start_bg "$dir" kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$dir/scheduler.kubeconfig" \

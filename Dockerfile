@@ -2,7 +2,8 @@
 #
 # Build stage: the same Debian packages and the same `make build` that CI uses
 # (Makefile target `deps` lists the packages; keep the two in step).
-# Runtime stage: Debian slim with only the shared libraries the binary links,
+# Runtime stage: Debian slim with only the shared libraries the binary links
+# (abseil and yaml-cpp are linked statically, CAPSTAN_STATIC_DEPS),
 # running as an unprivileged user on a read-only root file system.
 #
 #   docker build -t capstan:dev .
@@ -25,7 +26,7 @@ FROM debian:bookworm-slim
 # tzdata: Environment freeze windows name IANA time zones (Europe/Berlin); abseil reads
 # them from /usr/share/zoneinfo, which the slim image does not carry.
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates tzdata libcpprest2.10 libyaml-cpp0.7 libabsl20220623 libspdlog1.10 libfmt9 \
+      ca-certificates tzdata libcpprest2.10 libspdlog1.10 libfmt9 \
       libprometheus-cpp-core1.0 libssl3 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*
 COPY --from=build /build/capstan /usr/local/bin/capstan

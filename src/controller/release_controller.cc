@@ -341,6 +341,26 @@ struct ReleaseController::Pass {
     return got.status();
   }
 
+  // Lookup, noting "<Kind> <name>" in *conflicts when someone else holds the name.
+  absl::StatusOr<Owned> Lookup(kube::Informer& inf, const kube::Resource& r,
+                               const std::string& obj_name, std::vector<std::string>* conflicts) {
+    ASSIGN_OR_RETURN(Owned o, Lookup(inf, r, obj_name));
+    if (o.conflict) conflicts->push_back(absl::StrCat(r.kind, " ", obj_name));
+    return o;
+  }
+
+  // The HorizontalPodAutoscaler and PodDisruptionBudget, where the spec asks for them
+  // (left empty where it does not); ApplyHpaAndPdb writes them.
+  absl::Status LookupHpaAndPdb(Owned* hpa, Owned* pdb, std::vector<std::string>* conflicts) {
+    if (rel.spec.autoscaling) {
+      ASSIGN_OR_RETURN(*hpa, Lookup(*c.hpas_, res::HorizontalPodAutoscalers(), name, conflicts));
+    }
+    if (rel.spec.disruption_budget) {
+      ASSIGN_OR_RETURN(*pdb, Lookup(*c.pdbs_, res::PodDisruptionBudgets(), name, conflicts));
+    }
+    return absl::OkStatus();
+  }
+
   // Server-side apply of `body` when it drifted from `live` (or `live` is absent).
   // Returns the object as the server holds it afterwards (or `live` when unchanged).
   absl::StatusOr<std::shared_ptr<const Object>> Apply(const kube::Resource& r,
@@ -637,21 +657,12 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   const api::Release& rel = x.rel;
   const std::string& name = x.name;
   std::vector<std::string> conflicts;
-  ASSIGN_OR_RETURN(Owned deploy, x.Lookup(*deployments_, res::Deployments(), name));
-  if (deploy.conflict) conflicts.push_back(absl::StrCat("Deployment ", name));
+  ASSIGN_OR_RETURN(Owned deploy, x.Lookup(*deployments_, res::Deployments(), name, &conflicts));
   Owned svc, hpa, pdb;
   if (rel.spec.service) {
-    ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name));
-    if (svc.conflict) conflicts.push_back(absl::StrCat("Service ", name));
+    ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
   }
-  if (rel.spec.autoscaling) {
-    ASSIGN_OR_RETURN(hpa, x.Lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
-    if (hpa.conflict) conflicts.push_back(absl::StrCat("HorizontalPodAutoscaler ", name));
-  }
-  if (rel.spec.disruption_budget) {
-    ASSIGN_OR_RETURN(pdb, x.Lookup(*pdbs_, res::PodDisruptionBudgets(), name));
-    if (pdb.conflict) conflicts.push_back(absl::StrCat("PodDisruptionBudget ", name));
-  }
+  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe, then plan.
@@ -752,24 +763,15 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   std::array<Owned, 2> deploys;
   for (Color c : colors) {
     const std::string dname = render::DeploymentName(rel, c);
-    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)], x.Lookup(*deployments_, res::Deployments(), dname));
-    if (deploys[static_cast<int>(c)].conflict) conflicts.push_back(absl::StrCat("Deployment ", dname));
+    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)],
+                     x.Lookup(*deployments_, res::Deployments(), dname, &conflicts));
   }
   Owned svc, preview, hpa, pdb;
-  ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name));
-  if (svc.conflict) conflicts.push_back(absl::StrCat("Service ", name));
+  ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
   if (preview_service) {
-    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name));
-    if (preview.conflict) conflicts.push_back(absl::StrCat("Service ", preview_name));
+    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
   }
-  if (rel.spec.autoscaling) {
-    ASSIGN_OR_RETURN(hpa, x.Lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
-    if (hpa.conflict) conflicts.push_back(absl::StrCat("HorizontalPodAutoscaler ", name));
-  }
-  if (rel.spec.disruption_budget) {
-    ASSIGN_OR_RETURN(pdb, x.Lookup(*pdbs_, res::PodDisruptionBudgets(), name));
-    if (pdb.conflict) conflicts.push_back(absl::StrCat("PodDisruptionBudget ", name));
-  }
+  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe.

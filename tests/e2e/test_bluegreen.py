@@ -116,6 +116,16 @@ def ready_on_blue(ns, name, traffic, **blue_green):
     return r
 
 
+def break_a_green_pod_and_see_traffic_back_on_blue(ns, traffic, how):
+    """Once green serves Release web, breaks one of its pods (`how`: crash or unready, as
+    tests/cluster/kwok-stages.yaml reads e2e.capstan.dev/break) and waits for the switch back."""
+    kube.wait_until(lambda: traffic.ready_endpoints() == 2, 30, what="green serving")
+    pod = kube.get("pods", namespace=ns, selector="capstan.dev/color=green")["items"][0]
+    kube.kubectl("-n", ns, "annotate", "pod", pod["metadata"]["name"],
+                 f"e2e.capstan.dev/break={how}")
+    kube.wait_until(lambda: selector_color(ns, "web") == "blue", 30, what="switch back")
+
+
 def test_full_cycle_auto_promote_scale_down_with_hpa():
     # No lease renewals and a resync every second: the write count below is the
     # reconciler's alone.
@@ -202,12 +212,8 @@ def test_failure_after_the_switch_flips_straight_back():
         kube.wait_until(lambda: selector_color(ns, "web") == "green", 60, what="promotion")
         r = kube.wait_phase(ns, "web", "Ready")
         failed = r["status"]["currentRevision"]
-        kube.wait_until(lambda: traffic.ready_endpoints() == 2, 30, what="green serving")
         # Green misbehaves once it has traffic: one pod crash-loops.
-        pod = kube.get("pods", namespace=ns, selector="capstan.dev/color=green")["items"][0]
-        kube.kubectl("-n", ns, "annotate", "pod", pod["metadata"]["name"],
-                     "e2e.capstan.dev/break=crash")
-        kube.wait_until(lambda: selector_color(ns, "web") == "blue", 30, what="switch back")
+        break_a_green_pod_and_see_traffic_back_on_blue(ns, traffic, "crash")
         r = kube.wait_phase(ns, "web", "RolledBack")
         assert r["status"]["failedRevision"] == failed
         assert r["status"]["activeColor"] == "blue"
@@ -233,11 +239,7 @@ def test_readiness_loss_after_the_switch_counts_consecutive_checks():
         ready_on_blue(ns, "web", traffic, scaleDownDelaySeconds=120, failureThreshold=2)
         kube.set_image(ns, "web", "registry.example/web:2")
         kube.wait_until(lambda: selector_color(ns, "web") == "green", 60, what="promotion")
-        kube.wait_until(lambda: traffic.ready_endpoints() == 2, 30, what="green serving")
-        pod = kube.get("pods", namespace=ns, selector="capstan.dev/color=green")["items"][0]
-        kube.kubectl("-n", ns, "annotate", "pod", pod["metadata"]["name"],
-                     "e2e.capstan.dev/break=unready")
-        kube.wait_until(lambda: selector_color(ns, "web") == "blue", 30, what="switch back")
+        break_a_green_pod_and_see_traffic_back_on_blue(ns, traffic, "unready")
         r = kube.wait_phase(ns, "web", "RolledBack")
         assert "consecutive checks" in r["status"]["message"]
         traffic.stop()

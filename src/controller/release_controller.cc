@@ -463,6 +463,23 @@ struct ReleaseController::Pass {
     return kube::ReconcileResult{};
   }
 
+  // The end of a pass that planned: the plan's Events, a rollback counted and logged,
+  // status written when it changed.
+  absl::Status Finish(const std::vector<rollout::Event>& events, bool rolled_back,
+                      const api::ReleaseStatus& status) {
+    for (const rollout::Event& e : events) Emit(e);
+    if (rolled_back) {
+      const api::StrategyType strategy = rel.spec.strategy.type;
+      Metrics::Get().rollbacks->Add({{"strategy", api::StrategyTypeName(strategy)}}).Increment();
+      spdlog::warn("release={} {}: {}", key,
+                   strategy == api::StrategyType::kBlueGreen ? "switched back" : "rolled back",
+                   status.message);
+    }
+    RETURN_IF_ERROR(WriteStatus(rel.status, status));
+    if (writes > 0) spdlog::debug("release={} reconciled with {} writes", key, writes);
+    return absl::OkStatus();
+  }
+
   std::vector<rollout::PodView> Pods() const {
     std::vector<rollout::PodView> pods;
     for (const auto& p : c.pods_->ByIndex("release", key)) pods.push_back(rollout::ViewPod(*p));
@@ -713,13 +730,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   RETURN_IF_ERROR(x.PruneRevisions(
       {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
 
-  for (const rollout::Event& e : plan.events) x.Emit(e);
-  if (plan.rolled_back) {
-    Metrics::Get().rollbacks->Add({{"strategy", "RollingUpdate"}}).Increment();
-    spdlog::warn("release={} rolled back: {}", x.key, plan.status.message);
-  }
-  RETURN_IF_ERROR(x.WriteStatus(rel.status, plan.status));
-  if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
+  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
   // While progressing, look again even without events: the progress deadline
   // is judged by the deployment controller, but a quiet cluster deserves a check.
@@ -892,13 +903,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
                                     plan.status.failed_revision, in.blue.deployment.revision,
                                     in.green.deployment.revision}));
 
-  for (const rollout::Event& e : plan.events) x.Emit(e);
-  if (plan.rolled_back) {
-    Metrics::Get().rollbacks->Add({{"strategy", "BlueGreen"}}).Increment();
-    spdlog::warn("release={} switched back: {}", x.key, plan.status.message);
-  }
-  RETURN_IF_ERROR(x.WriteStatus(rel.status, plan.status));
-  if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
+  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
   if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
   if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {

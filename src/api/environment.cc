@@ -20,6 +20,7 @@
 #include "capstan/api/labels.h"
 #include "capstan/api/yaml.h"
 #include "capstan/common/status_macros.h"
+#include "json_read.h"
 
 namespace capstan::api {
 namespace {
@@ -28,74 +29,22 @@ using nlohmann::json;
 
 constexpr char kUtcFormat[] = "%Y-%m-%d%ET%H:%M:%SZ";
 
+using internal::CheckKind;
+using internal::Find;
+using internal::Quote;
+using internal::ReadBool;
+using internal::ReadList;
+using internal::ReadObject;
+using internal::ReadString;
+using internal::ReadStringList;
+using internal::ReadStringMap;
+using internal::TypeError;
+using internal::TypeName;
+using internal::WithoutNulls;
+
 // ---------------------------------------------------------------------------
-// Typed reads. The same conventions as release.cc: absent and null are "not set", a
-// wrong type is InvalidArgument naming the field.
-
-const char* TypeName(const json& v) {
-  switch (v.type()) {
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "an integer";
-    case json::value_t::number_float:
-      return "a number with a fraction";
-    case json::value_t::object:
-      return "an object";
-    case json::value_t::array:
-      return "a list";
-    case json::value_t::null:
-      return "null";
-    default:
-      return "an unsupported value";
-  }
-}
-
-absl::Status TypeError(const std::string& path, const char* want, const json& got) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(path, ": must be ", want, ", not ", TypeName(got)));
-}
-
-std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
-
-const json* Find(const json& obj, const char* key) {
-  if (!obj.is_object()) {
-    return nullptr;
-  }
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) {
-    return nullptr;
-  }
-  return &*it;
-}
-
-absl::Status ReadString(const json& obj, const char* key, const std::string& path,
-                        std::string* out) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) {
-    return absl::OkStatus();
-  }
-  if (!v->is_string()) {
-    return TypeError(absl::StrCat(path, ".", key), "a string", *v);
-  }
-  *out = v->get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadBool(const json& obj, const char* key, const std::string& path, bool* out) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) {
-    return absl::OkStatus();
-  }
-  if (!v->is_boolean()) {
-    return TypeError(absl::StrCat(path, ".", key), "true or false", *v);
-  }
-  *out = v->get<bool>();
-  return absl::OkStatus();
-}
+// Typed reads beyond json_read.h's. This ReadInt32 is not release.cc's: it takes any
+// whole number and reports a 32-bit overflow with the value as written.
 
 absl::Status ReadInt32(const json& obj, const char* key, const std::string& path,
                        std::optional<int32_t>* out) {
@@ -122,54 +71,6 @@ absl::Status ReadInt32(const json& obj, const char* key, const std::string& path
   return absl::OkStatus();
 }
 
-absl::StatusOr<const json*> ReadObject(const json& obj, const char* key,
-                                       const std::string& path) {
-  const json* v = Find(obj, key);
-  if (v != nullptr && !v->is_object()) {
-    return TypeError(absl::StrCat(path, ".", key), "an object", *v);
-  }
-  return v;
-}
-
-absl::StatusOr<const json*> ReadList(const json& obj, const char* key, const std::string& path) {
-  const json* v = Find(obj, key);
-  if (v != nullptr && !v->is_array()) {
-    return TypeError(absl::StrCat(path, ".", key), "a list", *v);
-  }
-  return v;
-}
-
-absl::Status ReadStringList(const json& obj, const char* key, const std::string& path,
-                            std::vector<std::string>* out) {
-  ASSIGN_OR_RETURN(const json* list, ReadList(obj, key, path));
-  if (list == nullptr) {
-    return absl::OkStatus();
-  }
-  for (size_t i = 0; i < list->size(); ++i) {
-    const json& item = (*list)[i];
-    if (!item.is_string()) {
-      return TypeError(absl::StrCat(path, ".", key, "[", i, "]"), "a string", item);
-    }
-    out->push_back(item.get<std::string>());
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadStringMap(const json& obj, const char* key, const std::string& path,
-                           std::map<std::string, std::string>* out) {
-  ASSIGN_OR_RETURN(const json* m, ReadObject(obj, key, path));
-  if (m == nullptr) {
-    return absl::OkStatus();
-  }
-  for (auto it = m->begin(); it != m->end(); ++it) {
-    if (!it->is_string()) {
-      return TypeError(absl::StrCat(path, ".", key, "[", it.key(), "]"), "a string", *it);
-    }
-    (*out)[it.key()] = it->get<std::string>();
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ReadTime(const json& obj, const char* key, const std::string& path,
                       std::optional<absl::Time>* out) {
   std::string s;
@@ -187,27 +88,6 @@ absl::Status ReadTime(const json& obj, const char* key, const std::string& path,
   return absl::OkStatus();
 }
 
-// Removes null members recursively, so `value: null` and no value are one thing.
-json WithoutNulls(const json& v) {
-  if (v.is_object()) {
-    json out = json::object();
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      if (!it->is_null()) {
-        out[it.key()] = WithoutNulls(*it);
-      }
-    }
-    return out;
-  }
-  if (v.is_array()) {
-    json out = json::array();
-    for (const json& item : v) {
-      out.push_back(WithoutNulls(item));
-    }
-    return out;
-  }
-  return v;
-}
-
 absl::Status ParseMeta(const json& object, ObjectMeta* meta) {
   ASSIGN_OR_RETURN(const json* m, ReadObject(object, "metadata", "object"));
   if (m == nullptr) {
@@ -223,25 +103,6 @@ absl::Status ParseMeta(const json& object, ObjectMeta* meta) {
   }
   RETURN_IF_ERROR(ReadStringMap(*m, "labels", path, &meta->labels));
   RETURN_IF_ERROR(ReadStringMap(*m, "annotations", path, &meta->annotations));
-  return absl::OkStatus();
-}
-
-absl::Status CheckKind(const json& object, const char* want) {
-  if (!object.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("a ", want, " must be an object, not ",
-                                                   TypeName(object)));
-  }
-  std::string api_version;
-  std::string kind;
-  RETURN_IF_ERROR(ReadString(object, "apiVersion", "object", &api_version));
-  RETURN_IF_ERROR(ReadString(object, "kind", "object", &kind));
-  if (!kind.empty() && kind != want) {
-    return absl::InvalidArgumentError(absl::StrCat("kind: expected ", want, ", got ", Quote(kind)));
-  }
-  if (!api_version.empty() && api_version != kApiVersion) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("apiVersion: expected ", kApiVersion, ", got ", Quote(api_version)));
-  }
   return absl::OkStatus();
 }
 
@@ -368,7 +229,7 @@ absl::Status ParsePolicies(const json& p, EnvironmentPolicies* out) {
 }
 
 absl::StatusOr<Environment> ParseEnvironmentImpl(const json& object) {
-  RETURN_IF_ERROR(CheckKind(object, kEnvironmentKind));
+  RETURN_IF_ERROR(CheckKind(object, kEnvironmentKind, "object"));
   Environment env;
   RETURN_IF_ERROR(ParseMeta(object, &env.metadata));
   ASSIGN_OR_RETURN(const json* spec, ReadObject(object, "spec", "object"));
@@ -625,7 +486,7 @@ class Validator {
 };
 
 absl::StatusOr<ReleaseApproval> ParseApprovalImpl(const json& object) {
-  RETURN_IF_ERROR(CheckKind(object, kReleaseApprovalKind));
+  RETURN_IF_ERROR(CheckKind(object, kReleaseApprovalKind, "object"));
   ReleaseApproval a;
   RETURN_IF_ERROR(ParseMeta(object, &a.metadata));
   if (const json* m = Find(object, "metadata"); m != nullptr) {

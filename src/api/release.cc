@@ -21,108 +21,27 @@
 #include "capstan/api/labels.h"
 #include "capstan/api/yaml.h"
 #include "capstan/common/status_macros.h"
+#include "json_read.h"
 
 namespace capstan::api {
 namespace {
 
+using internal::CheckKind;
+using internal::Find;
+using internal::Join;
+using internal::Quote;
+using internal::ReadBool;
+using internal::ReadInt64;
+using internal::ReadObject;
+using internal::ReadString;
+using internal::ReadStringMap;
+using internal::TypeError;
+using internal::TypeName;
+using internal::WithoutNulls;
 using nlohmann::json;
 
 // ---------------------------------------------------------------------------
-// Reading typed fields out of JSON. Absent and null fields are "not set" (the API
-// server drops nulls of non-nullable fields; a file may carry `field:` with no value).
-
-const char* TypeName(const json& v) {
-  switch (v.type()) {
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "an integer";
-    case json::value_t::number_float:
-      return "a number with a fraction";
-    case json::value_t::object:
-      return "an object";
-    case json::value_t::array:
-      return "a list";
-    case json::value_t::null:
-      return "null";
-    default:
-      return "an unsupported value";
-  }
-}
-
-absl::Status TypeError(const std::string& path, const char* want, const json& got) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(path, ": must be ", want, ", not ", TypeName(got)));
-}
-
-std::string Join(const std::string& path, const char* key) {
-  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
-}
-
-const json* Find(const json& obj, const char* key) {
-  if (!obj.is_object()) {
-    return nullptr;
-  }
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) {
-    return nullptr;
-  }
-  return &*it;
-}
-
-absl::Status ReadString(const json& obj, const char* key, const std::string& path,
-                        std::string* out) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) {
-    return absl::OkStatus();
-  }
-  if (!v->is_string()) {
-    return TypeError(Join(path, key), "a string", *v);
-  }
-  *out = v->get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadBool(const json& obj, const char* key, const std::string& path, bool* out) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) {
-    return absl::OkStatus();
-  }
-  if (!v->is_boolean()) {
-    return TypeError(Join(path, key), "true or false", *v);
-  }
-  *out = v->get<bool>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadInt64(const json& obj, const char* key, const std::string& path,
-                       std::optional<int64_t>* out) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) {
-    return absl::OkStatus();
-  }
-  if (v->is_number_integer()) {
-    if (v->is_number_unsigned() &&
-        v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return absl::InvalidArgumentError(absl::StrCat(Join(path, key), ": ", v->dump(),
-                                                     " is out of range"));
-    }
-    *out = v->get<int64_t>();
-    return absl::OkStatus();
-  }
-  // 3.0 is an integer written by a tool that only knows doubles.
-  if (v->is_number_float()) {
-    const double d = v->get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15) {
-      *out = static_cast<int64_t>(d);
-      return absl::OkStatus();
-    }
-  }
-  return TypeError(Join(path, key), "an integer", *v);
-}
+// Typed reads beyond json_read.h's.
 
 absl::Status ReadInt32(const json& obj, const char* key, const std::string& path,
                        std::optional<int32_t>* out) {
@@ -165,53 +84,6 @@ absl::Status ReadIntOrString(const json& obj, const char* key, const std::string
   RETURN_IF_ERROR(ReadInt32(obj, key, path, &i));
   *out = IntOrString::FromInt(*i);
   return absl::OkStatus();
-}
-
-// An object field: nullptr when absent, an error when present but not an object.
-absl::StatusOr<const json*> ReadObject(const json& obj, const char* key,
-                                       const std::string& path) {
-  const json* v = Find(obj, key);
-  if (v != nullptr && !v->is_object()) {
-    return TypeError(Join(path, key), "an object", *v);
-  }
-  return v;
-}
-
-absl::Status ReadStringMap(const json& obj, const char* key, const std::string& path,
-                           std::map<std::string, std::string>* out) {
-  ASSIGN_OR_RETURN(const json* m, ReadObject(obj, key, path));
-  if (m == nullptr) {
-    return absl::OkStatus();
-  }
-  for (auto it = m->begin(); it != m->end(); ++it) {
-    if (!it->is_string()) {
-      return TypeError(absl::StrCat(Join(path, key), "[", it.key(), "]"), "a string", *it);
-    }
-    (*out)[it.key()] = it->get<std::string>();
-  }
-  return absl::OkStatus();
-}
-
-// Removes null members of objects, recursively: `annotations: null` and no annotations
-// are the same pod template and must hash the same.
-json WithoutNulls(const json& v) {
-  if (v.is_object()) {
-    json out = json::object();
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      if (!it->is_null()) {
-        out[it.key()] = WithoutNulls(*it);
-      }
-    }
-    return out;
-  }
-  if (v.is_array()) {
-    json out = json::array();
-    for (const json& item : v) {
-      out.push_back(WithoutNulls(item));
-    }
-    return out;
-  }
-  return v;
 }
 
 // The template as the API server stores it: the CRD declares only metadata.labels,
@@ -410,22 +282,7 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
 }
 
 absl::StatusOr<Release> ParseReleaseImpl(const json& object) {
-  if (!object.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a Release must be an object, not ", TypeName(object)));
-  }
-  std::string api_version;
-  std::string kind;
-  RETURN_IF_ERROR(ReadString(object, "apiVersion", "", &api_version));
-  RETURN_IF_ERROR(ReadString(object, "kind", "", &kind));
-  if (!kind.empty() && kind != kReleaseKind) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kind: expected Release, got \"", kind, "\""));
-  }
-  if (!api_version.empty() && api_version != kApiVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("apiVersion: expected ", kApiVersion,
-                                                   ", got \"", api_version, "\""));
-  }
+  RETURN_IF_ERROR(CheckKind(object, kReleaseKind, ""));
   Release release;
   RETURN_IF_ERROR(ParseMetadata(object, &release.metadata));
   ASSIGN_OR_RETURN(const json* spec, ReadObject(object, "spec", ""));
@@ -477,8 +334,6 @@ bool IsPortName(const std::string& s) {
       std::any_of(s.begin(), s.end(), [](char c) { return c >= 'a' && c <= 'z'; });
   return s.size() <= 15 && IsDnsLabel(s) && has_letter && !absl::StrContains(s, "--");
 }
-
-std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
 
 class Validator {
  public:

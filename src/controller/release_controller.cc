@@ -317,6 +317,26 @@ struct ReleaseController::Pass {
     return got.status();
   }
 
+  // Lookup, noting "<Kind> <name>" in *conflicts when someone else holds the name.
+  absl::StatusOr<Owned> Lookup(kube::Informer& inf, const kube::Resource& r,
+                               const std::string& obj_name, std::vector<std::string>* conflicts) {
+    ASSIGN_OR_RETURN(Owned o, Lookup(inf, r, obj_name));
+    if (o.conflict) conflicts->push_back(absl::StrCat(r.kind, " ", obj_name));
+    return o;
+  }
+
+  // The HorizontalPodAutoscaler and PodDisruptionBudget, where the spec asks for them
+  // (left empty where it does not); ApplyHpaAndPdb writes them.
+  absl::Status LookupHpaAndPdb(Owned* hpa, Owned* pdb, std::vector<std::string>* conflicts) {
+    if (rel.spec.autoscaling) {
+      ASSIGN_OR_RETURN(*hpa, Lookup(*c.hpas_, res::HorizontalPodAutoscalers(), name, conflicts));
+    }
+    if (rel.spec.disruption_budget) {
+      ASSIGN_OR_RETURN(*pdb, Lookup(*c.pdbs_, res::PodDisruptionBudgets(), name, conflicts));
+    }
+    return absl::OkStatus();
+  }
+
   // Server-side apply of `body` when it drifted from `live` (or `live` is absent).
   // Returns the object as the server holds it afterwards (or `live` when unchanged).
   absl::StatusOr<std::shared_ptr<const Object>> Apply(const kube::Resource& r,
@@ -417,6 +437,23 @@ struct ReleaseController::Pass {
     RETURN_IF_ERROR(WriteStatus(before, after));
     spdlog::info("release={} stalled reason={} message={}", key, reason, message);
     return kube::ReconcileResult{};
+  }
+
+  // The end of a pass that planned: the plan's Events, a rollback counted and logged,
+  // status written when it changed.
+  absl::Status Finish(const std::vector<rollout::Event>& events, bool rolled_back,
+                      const api::ReleaseStatus& status) {
+    for (const rollout::Event& e : events) Emit(e);
+    if (rolled_back) {
+      const api::StrategyType strategy = rel.spec.strategy.type;
+      Metrics::Get().rollbacks->Add({{"strategy", api::StrategyTypeName(strategy)}}).Increment();
+      spdlog::warn("release={} {}: {}", key,
+                   strategy == api::StrategyType::kBlueGreen ? "switched back" : "rolled back",
+                   status.message);
+    }
+    RETURN_IF_ERROR(WriteStatus(rel.status, status));
+    if (writes > 0) spdlog::debug("release={} reconciled with {} writes", key, writes);
+    return absl::OkStatus();
   }
 
   std::vector<rollout::PodView> Pods() const {
@@ -613,21 +650,12 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   const api::Release& rel = x.rel;
   const std::string& name = x.name;
   std::vector<std::string> conflicts;
-  ASSIGN_OR_RETURN(Owned deploy, x.Lookup(*deployments_, res::Deployments(), name));
-  if (deploy.conflict) conflicts.push_back(absl::StrCat("Deployment ", name));
+  ASSIGN_OR_RETURN(Owned deploy, x.Lookup(*deployments_, res::Deployments(), name, &conflicts));
   Owned svc, hpa, pdb;
   if (rel.spec.service) {
-    ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name));
-    if (svc.conflict) conflicts.push_back(absl::StrCat("Service ", name));
+    ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
   }
-  if (rel.spec.autoscaling) {
-    ASSIGN_OR_RETURN(hpa, x.Lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
-    if (hpa.conflict) conflicts.push_back(absl::StrCat("HorizontalPodAutoscaler ", name));
-  }
-  if (rel.spec.disruption_budget) {
-    ASSIGN_OR_RETURN(pdb, x.Lookup(*pdbs_, res::PodDisruptionBudgets(), name));
-    if (pdb.conflict) conflicts.push_back(absl::StrCat("PodDisruptionBudget ", name));
-  }
+  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe, then plan.
@@ -678,13 +706,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   RETURN_IF_ERROR(x.PruneRevisions(
       {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
 
-  for (const rollout::Event& e : plan.events) x.Emit(e);
-  if (plan.rolled_back) {
-    Metrics::Get().rollbacks->Add({{"strategy", "RollingUpdate"}}).Increment();
-    spdlog::warn("release={} rolled back: {}", x.key, plan.status.message);
-  }
-  RETURN_IF_ERROR(x.WriteStatus(rel.status, plan.status));
-  if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
+  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
   // While progressing, look again even without events: the progress deadline
   // is judged by the deployment controller, but a quiet cluster deserves a check.
@@ -728,24 +750,15 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   std::array<Owned, 2> deploys;
   for (Color c : colors) {
     const std::string dname = render::DeploymentName(rel, c);
-    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)], x.Lookup(*deployments_, res::Deployments(), dname));
-    if (deploys[static_cast<int>(c)].conflict) conflicts.push_back(absl::StrCat("Deployment ", dname));
+    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)],
+                     x.Lookup(*deployments_, res::Deployments(), dname, &conflicts));
   }
   Owned svc, preview, hpa, pdb;
-  ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name));
-  if (svc.conflict) conflicts.push_back(absl::StrCat("Service ", name));
+  ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
   if (preview_service) {
-    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name));
-    if (preview.conflict) conflicts.push_back(absl::StrCat("Service ", preview_name));
+    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
   }
-  if (rel.spec.autoscaling) {
-    ASSIGN_OR_RETURN(hpa, x.Lookup(*hpas_, res::HorizontalPodAutoscalers(), name));
-    if (hpa.conflict) conflicts.push_back(absl::StrCat("HorizontalPodAutoscaler ", name));
-  }
-  if (rel.spec.disruption_budget) {
-    ASSIGN_OR_RETURN(pdb, x.Lookup(*pdbs_, res::PodDisruptionBudgets(), name));
-    if (pdb.conflict) conflicts.push_back(absl::StrCat("PodDisruptionBudget ", name));
-  }
+  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe.
@@ -866,13 +879,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
                                     plan.status.failed_revision, in.blue.deployment.revision,
                                     in.green.deployment.revision}));
 
-  for (const rollout::Event& e : plan.events) x.Emit(e);
-  if (plan.rolled_back) {
-    Metrics::Get().rollbacks->Add({{"strategy", "BlueGreen"}}).Increment();
-    spdlog::warn("release={} switched back: {}", x.key, plan.status.message);
-  }
-  RETURN_IF_ERROR(x.WriteStatus(rel.status, plan.status));
-  if (x.writes > 0) spdlog::debug("release={} reconciled with {} writes", x.key, x.writes);
+  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
   if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
   if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {

@@ -1,4 +1,5 @@
 """Small helpers to drive a cluster the way users do: kubectl, YAML, polling."""
+import contextlib
 import json
 import os
 import subprocess
@@ -6,6 +7,15 @@ import time
 import uuid
 
 import yaml
+
+SOURCE_DIR = os.environ.get("CAPSTAN_SOURCE_DIR",
+                            os.path.join(os.path.dirname(__file__), "..", ".."))
+CHART = os.path.join(SOURCE_DIR, "charts", "capstan")
+
+
+def random_suffix():
+    """Six hex digits, for names that must not collide between runs."""
+    return uuid.uuid4().hex[:6]
 
 
 def load_cluster_env():
@@ -126,9 +136,9 @@ class Operator:
         self.port = free_port()
         self.args = [os.environ.get("CAPSTAN_BIN", "capstan"), "run",
                      f"--health_address=127.0.0.1:{self.port}", "--log_format=json",
-                     f"--leader_election_id=capstan-e2e-{uuid.uuid4().hex[:6]}", *extra_args]
+                     f"--leader_election_id=capstan-e2e-{random_suffix()}", *extra_args]
         log_dir = os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp")
-        self.log_path = os.path.join(log_dir, f"{log_name}-{uuid.uuid4().hex[:6]}.log")
+        self.log_path = os.path.join(log_dir, f"{log_name}-{random_suffix()}.log")
         self.proc = None
 
     def start(self):
@@ -164,6 +174,16 @@ class Operator:
         return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
                    if l.startswith("capstan_reconcile_total{"))
 
+    def writes_while_idle(self):
+        """API writes across four reconciles, counted once two more have let the last
+        writes' watch events settle. Run with --resync_seconds=1 so reconciles keep coming."""
+        base = self.reconciles()
+        wait_until(lambda: self.reconciles() >= base + 2, 30, what="two resyncs")
+        writes = self.writes()
+        base = self.reconciles()
+        wait_until(lambda: self.reconciles() >= base + 4, 30, what="four more resyncs")
+        return self.writes() - writes
+
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
@@ -184,10 +204,22 @@ class Operator:
             return f.read()
 
 
-def install_crds():
-    src = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", os.path.join(src, "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/releases.capstan.dev", "--timeout=60s")
+def install_crds(*also_wait_for):
+    """Applies crds/ and waits until the Release CRD (and each CRD named) is established."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", os.path.join(SOURCE_DIR, "crds"))
+    for crd in ("releases.capstan.dev", *also_wait_for):
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+@contextlib.contextmanager
+def running(prefix, *args):
+    """A throw-away namespace and `capstan run` watching only it; yields (namespace, Operator)."""
+    with Namespace(prefix) as ns:
+        op = Operator(f"--namespace={ns}", *args).start()
+        try:
+            yield ns, op
+        finally:
+            op.stop()
 
 
 def release(name, image, replicas=2, **spec):
@@ -208,6 +240,39 @@ def release(name, image, replicas=2, **spec):
     if "autoscaling" in spec:
         del body["spec"]["replicas"]
     return body
+
+
+def get_release(ns, name):
+    return get("release", name, ns)
+
+
+def wait_phase(ns, name, phase, timeout=90):
+    """Waits until the Release is in `phase` for its current spec (observedGeneration is
+    the generation); returns the Release."""
+    def check():
+        r = get_release(ns, name)
+        st = r.get("status", {})
+        if st.get("phase") == phase and st.get("observedGeneration") == r["metadata"]["generation"]:
+            return r
+        return None
+    return wait_until(check, timeout, what=f"release {ns}/{name} phase {phase}")
+
+
+def set_image(ns, name, image):
+    """Sets the image of the Release's first container, as a user would with kubectl."""
+    kubectl("-n", ns, "patch", "release", name, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}]))
+
+
+def deployment_image(ns, name):
+    """The image of the Deployment's first container."""
+    return get("deployment", name, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def events(ns, reason=None):
+    """The namespace's Events (events.k8s.io), only those with `reason` when given."""
+    items = get("events.events.k8s.io", namespace=ns)["items"]
+    return [e for e in items if reason is None or e.get("reason") == reason]
 
 
 def condition(obj, type_):

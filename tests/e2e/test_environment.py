@@ -6,26 +6,15 @@ condition; admission records who approved a revision (ReleaseApproval)."""
 import contextlib
 import os
 import subprocess
-import uuid
 
 import pytest
 import yaml
 
 import kube
 
-SRC = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-CHART = os.path.join(SRC, "charts", "capstan")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def crds():
-    kube.install_crds()
-    for crd in ("environments.capstan.dev", "releaseapprovals.capstan.dev"):
-        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-
-
-def uid():
-    return uuid.uuid4().hex[:6]
+    kube.install_crds("environments.capstan.dev", "releaseapprovals.capstan.dev")
 
 
 def environment(name, **spec):
@@ -101,18 +90,18 @@ BERLIN_EVENINGS = {"name": "weekdays-evening", "timeZone": "Europe/Berlin",
     ({"namespaces": ["a", "a"]}, "Duplicate value"),
 ])
 def test_schema_rejects_bad_environments(spec, message):
-    err = rejected(environment(f"bad-{uid()}", **spec))
+    err = rejected(environment(f"bad-{kube.random_suffix()}", **spec))
     assert message in err, err
 
 
 def test_valid_example_environments_are_accepted_by_the_schema():
     out = kube.kubectl("apply", "--dry-run=server", "-f",
-                       os.path.join(SRC, "examples", "environments.yaml"))
+                       os.path.join(kube.SOURCE_DIR, "examples", "environments.yaml"))
     assert out.count("created (server dry run)") + out.count("configured (server dry run)") == 3
 
 
 def test_status_lists_releases_in_its_namespaces_with_counts():
-    name, label = f"staging-{uid()}", f"e2e-env-{uid()}"
+    name, label = f"staging-{kube.random_suffix()}", f"e2e-env-{kube.random_suffix()}"
     with kube.Namespace("envn") as by_name, kube.Namespace("envl") as by_label, \
             kube.Namespace("envx") as outside, operator():
         kube.kubectl("label", "namespace", by_label, f"{label}=yes")
@@ -157,7 +146,8 @@ def test_status_lists_releases_in_its_namespaces_with_counts():
 
 
 def test_unusable_environments_are_stalled_with_every_problem():
-    a, b, shared = f"prod-{uid()}", f"qa-{uid()}", f"shared-{uid()}"
+    a, b, shared = (f"prod-{kube.random_suffix()}", f"qa-{kube.random_suffix()}",
+                    f"shared-{kube.random_suffix()}")
     with operator(), environments(
             environment(a, namespaces=[shared], policies={
                 "upstream": {"environment": b},
@@ -178,9 +168,9 @@ def test_unusable_environments_are_stalled_with_every_problem():
 
 
 def test_approval_records_the_requesting_user_and_is_immutable():
-    chart_release = f"capstan-e2e-{uid()}"
+    chart_release = f"capstan-e2e-{kube.random_suffix()}"
     policies = subprocess.run(
-        ["helm", "template", chart_release, CHART, "--show-only",
+        ["helm", "template", chart_release, kube.CHART, "--show-only",
          "templates/approval-policy.yaml"], capture_output=True, text=True, check=True).stdout
     kube.kubectl("apply", "-f", "-", input=policies)
     try:

@@ -9,28 +9,16 @@ what is Ready where, for upstream checks) only runs so."""
 import contextlib
 import datetime
 import json
-import os
 import subprocess
-import uuid
 
 import pytest
 import yaml
 
 import kube
 
-SRC = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-CHART = os.path.join(SRC, "charts", "capstan")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def crds():
-    kube.install_crds()
-    for crd in ("environments.capstan.dev", "releaseapprovals.capstan.dev"):
-        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-
-
-def uid():
-    return uuid.uuid4().hex[:6]
+    kube.install_crds("environments.capstan.dev", "releaseapprovals.capstan.dev")
 
 
 @contextlib.contextmanager
@@ -50,37 +38,9 @@ def setup(*envs, namespaces=1):
         yield names, op
 
 
-def rel(ns, name):
-    return kube.get("release", name, ns)
-
-
-def wait_phase(ns, name, phase, timeout=90):
-    def check():
-        r = rel(ns, name)
-        st = r.get("status", {})
-        if st.get("phase") == phase and st.get("observedGeneration") == r["metadata"]["generation"]:
-            return r
-        return None
-    return kube.wait_until(check, timeout, what=f"release {ns}/{name} phase {phase}")
-
-
 def container_env(ns, name):
     c = kube.get("deployment", name, ns)["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value") for e in c.get("env", [])}
-
-
-def image(ns, name):
-    return kube.get("deployment", name, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
-
-
-def set_image(ns, name, img):
-    kube.kubectl("-n", ns, "patch", "release", name, "--type=json", "-p", json.dumps(
-        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": img}]))
-
-
-def events(ns, reason):
-    items = kube.get("events.events.k8s.io", namespace=ns)["items"]
-    return [e for e in items if e.get("reason") == reason]
 
 
 def rfc3339(t):
@@ -91,7 +51,7 @@ def rfc3339(t):
 def approval_policies():
     """The chart's admission policies, which stamp the approver on ReleaseApprovals."""
     policies = subprocess.run(
-        ["helm", "template", f"capstan-e2e-{uid()}", CHART, "--show-only",
+        ["helm", "template", f"capstan-e2e-{kube.random_suffix()}", kube.CHART, "--show-only",
          "templates/approval-policy.yaml"], capture_output=True, text=True, check=True).stdout
     kube.kubectl("apply", "-f", "-", input=policies)
     try:
@@ -118,7 +78,7 @@ def approve(ns, release, revision):
 
 
 def test_config_per_environment_and_approval_of_one_revision():
-    u = uid()
+    u = kube.random_suffix()
     dev = (f"dev-{u}", lambda ns: {"namespaces": [ns[0]], "defaults": {
         "env": [{"name": "LOG_LEVEL", "value": "debug"}], "labels": {"environment": "dev"}}})
     prod = (f"prod-{u}", lambda ns: {"namespaces": [ns[1]], "defaults": {
@@ -127,42 +87,42 @@ def test_config_per_environment_and_approval_of_one_revision():
     with approval_policies(), setup(dev, prod, namespaces=2) as ((ns_dev, ns_prod), op):
         for ns in (ns_dev, ns_prod):
             kube.apply(kube.release("shop", "registry.example/shop:1"), ns)
-        wait_phase(ns_dev, "shop", "Ready")
+        kube.wait_phase(ns_dev, "shop", "Ready")
         assert container_env(ns_dev, "shop") == {"LOG_LEVEL": "debug"}
-        assert rel(ns_dev, "shop")["status"]["environment"] == f"dev-{u}"
+        assert kube.get_release(ns_dev, "shop")["status"]["environment"] == f"dev-{u}"
 
-        r = wait_phase(ns_prod, "shop", "Waiting")
+        r = kube.wait_phase(ns_prod, "shop", "Waiting")
         assert kube.condition(r, "Reconciling")["reason"] == "AwaitingApproval"
         assert kube.condition(r, "Stalled")["status"] == "False"
         assert not kube.exists("deployment", "shop", ns_prod), "nothing runs before approval"
         rev = r["status"]["currentRevision"]
         assert rev in r["status"]["message"]
         assert approve(ns_prod, "shop", rev)["approvedBy"]
-        r = wait_phase(ns_prod, "shop", "Ready")
+        r = kube.wait_phase(ns_prod, "shop", "Ready")
         assert container_env(ns_prod, "shop") == {"LOG_LEVEL": "warn"}
         pod_labels = kube.get("deployment", "shop", ns_prod)["spec"]["template"]["metadata"][
             "labels"]
         assert pod_labels["environment"] == "prod"
-        kube.wait_until(lambda: events(ns_prod, "Approved"), 10, what="an Approved event")
+        kube.wait_until(lambda: kube.events(ns_prod, "Approved"), 10, what="an Approved event")
 
         # Approving revision N does not approve N+1: the next image waits again while
         # the approved one keeps running.
-        set_image(ns_prod, "shop", "registry.example/shop:2")
-        r = wait_phase(ns_prod, "shop", "Waiting")
+        kube.set_image(ns_prod, "shop", "registry.example/shop:2")
+        r = kube.wait_phase(ns_prod, "shop", "Waiting")
         assert r["status"]["currentRevision"] != rev
-        assert image(ns_prod, "shop") == "registry.example/shop:1"
+        assert kube.deployment_image(ns_prod, "shop") == "registry.example/shop:1"
         approve(ns_prod, "shop", r["status"]["currentRevision"])
-        wait_phase(ns_prod, "shop", "Ready")
-        assert image(ns_prod, "shop") == "registry.example/shop:2"
+        kube.wait_phase(ns_prod, "shop", "Ready")
+        assert kube.deployment_image(ns_prod, "shop") == "registry.example/shop:2"
 
 
 def test_freeze_waits_until_the_window_ends_and_emergency_proceeds_and_rolls_back():
-    u = uid()
+    u = kube.random_suffix()
     spec = {"policies": {"allowEmergency": True}}
     with setup((f"frz-{u}", lambda ns: {"namespaces": [ns[0]], **spec})) as ((ns,), op):
         for name in ("calm", "hotfix"):
             kube.apply(kube.release(name, f"registry.example/{name}:1"), ns)
-            wait_phase(ns, name, "Ready")
+            kube.wait_phase(ns, name, "Ready")
         now = datetime.datetime.now(datetime.timezone.utc)
         until = now + datetime.timedelta(seconds=25)
         kube.kubectl("patch", "environment", f"frz-{u}", "--type=merge", "-p", json.dumps(
@@ -170,42 +130,43 @@ def test_freeze_waits_until_the_window_ends_and_emergency_proceeds_and_rolls_bac
                 {"name": "incident-review", "from": rfc3339(now - datetime.timedelta(minutes=1)),
                  "until": rfc3339(until)}]}}}))
 
-        set_image(ns, "calm", "registry.example/calm:2")
-        r = wait_phase(ns, "calm", "Waiting")
+        kube.set_image(ns, "calm", "registry.example/calm:2")
+        r = kube.wait_phase(ns, "calm", "Waiting")
         assert kube.condition(r, "Reconciling")["reason"] == "FrozenUntil"
         assert "frozen until" in r["status"]["message"]
-        assert image(ns, "calm") == "registry.example/calm:1"
+        assert kube.deployment_image(ns, "calm") == "registry.example/calm:1"
 
         # An emergency skips the freeze but never health checks: a broken hotfix rolls
         # out and is rolled back by itself.
         kube.kubectl("-n", ns, "annotate", "release", "hotfix",
                      "capstan.dev/emergency=INC-4711 payment outage")
-        set_image(ns, "hotfix", "registry.example/hotfix:crashloop")
-        r = wait_phase(ns, "hotfix", "RolledBack")
+        kube.set_image(ns, "hotfix", "registry.example/hotfix:crashloop")
+        r = kube.wait_phase(ns, "hotfix", "RolledBack")
         assert r["status"]["emergency"] is True
-        assert image(ns, "hotfix") == "registry.example/hotfix:1"
-        kube.wait_until(lambda: events(ns, "EmergencyRelease"), 10, what="EmergencyRelease event")
+        assert kube.deployment_image(ns, "hotfix") == "registry.example/hotfix:1"
+        kube.wait_until(lambda: kube.events(ns, "EmergencyRelease"), 10,
+                        what="EmergencyRelease event")
 
         # The window ends; the held change proceeds by itself.
-        r = wait_phase(ns, "calm", "Ready", timeout=60)
-        assert image(ns, "calm") == "registry.example/calm:2"
+        r = kube.wait_phase(ns, "calm", "Ready", timeout=60)
+        assert kube.deployment_image(ns, "calm") == "registry.example/calm:2"
         assert datetime.datetime.now(datetime.timezone.utc) >= until
 
 
 def test_production_waits_for_the_staging_soak():
-    u = uid()
+    u = kube.random_suffix()
     staging = (f"stg-{u}", lambda ns: {"namespaces": [ns[0]]})
     prod = (f"prd-{u}", lambda ns: {"namespaces": [ns[1]], "policies": {
         "upstream": {"environment": f"stg-{u}", "soakSeconds": 8}}})
     with setup(staging, prod, namespaces=2) as ((ns_stg, ns_prd), op):
         kube.apply(kube.release("api", "registry.example/api:7"), ns_prd)
-        r = wait_phase(ns_prd, "api", "Waiting")
+        r = kube.wait_phase(ns_prd, "api", "Waiting")
         assert kube.condition(r, "Reconciling")["reason"] == "AwaitingUpstream"
         assert f"stg-{u}" in r["status"]["message"]
         kube.apply(kube.release("api", "registry.example/api:7"), ns_stg)
-        ready = wait_phase(ns_stg, "api", "Ready")
+        ready = kube.wait_phase(ns_stg, "api", "Ready")
         ready_at = kube.condition(ready, "Ready")["lastTransitionTime"]
-        r = wait_phase(ns_prd, "api", "Ready", timeout=90)
+        r = kube.wait_phase(ns_prd, "api", "Ready", timeout=90)
         started = datetime.datetime.fromisoformat(
             kube.condition(r, "Ready")["lastTransitionTime"].replace("Z", "+00:00"))
         soaked = datetime.datetime.fromisoformat(ready_at.replace("Z", "+00:00")) + \

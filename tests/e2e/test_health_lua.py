@@ -84,6 +84,19 @@ def cond(type_, status, reason, message="", generation=1):
             "lastTransitionTime": "2024-05-01T12:00:00Z", "observedGeneration": generation}
 
 
+def conditions(state, reason, message, generation=1, reconciling_reason=None,
+               stalled_reason=None):
+    """Ready, Reconciling and Stalled as Capstan sets them together: `state` (ready,
+    reconciling or stalled) is the one that holds; Ready carries the message, and so does
+    the condition that holds."""
+    return [cond("Ready", "True" if state == "ready" else "False", reason, message, generation),
+            cond("Reconciling", "True" if state == "reconciling" else "False",
+                 reconciling_reason or reason, message if state == "reconciling" else "",
+                 generation),
+            cond("Stalled", "True" if state == "stalled" else "False", stalled_reason or reason,
+                 message if state == "stalled" else "", generation)]
+
+
 FAILED = "revision 7d9f1c2 failed: CrashLoopBackOff (pod shop-7d9f1c2-abcde restarted 5 times)"
 CONFLICT = ("Service shop exists and is not owned by this Release; Capstan does not adopt "
             "objects it did not create. Delete or rename it, or rename the Release.")
@@ -95,57 +108,43 @@ PROMOTE = ("revision 9f3e1a2b7c is ready on green; promote it with: kubectl anno
 CASES = [
     ("ready", release(2, {
         "observedGeneration": 2, "phase": "Available", "message": "3/3 replicas ready",
-        "conditions": [cond("Ready", "True", "Available", "3/3 replicas ready", 2),
-                       cond("Reconciling", "False", "Available", "", 2),
-                       cond("Stalled", "False", "Available", "", 2)]}),
+        "conditions": conditions("ready", "Available", "3/3 replicas ready", 2)}),
      "Healthy", ["Available", "3/3 replicas ready"]),
     ("reconciling", release(2, {
         "observedGeneration": 2, "phase": "Progressing",
-        "conditions": [cond("Ready", "False", "Progressing", "1/3 replicas updated", 2),
-                       cond("Reconciling", "True", "Progressing", "1/3 replicas updated", 2),
-                       cond("Stalled", "False", "Progressing", "", 2)]}),
+        "conditions": conditions("reconciling", "Progressing", "1/3 replicas updated", 2)}),
      "Progressing", ["Progressing", "1/3 replicas updated"]),
     # Conditions still say Ready, but for an older spec: not healthy until observed.
     ("generation-behind", release(3, {
         "observedGeneration": 2, "phase": "Available",
-        "conditions": [cond("Ready", "True", "Available", "3/3 replicas ready", 2),
-                       cond("Reconciling", "False", "Available", "", 2),
-                       cond("Stalled", "False", "Available", "", 2)]}),
+        "conditions": conditions("ready", "Available", "3/3 replicas ready", 2)}),
      "Progressing", ["generation 3", "observed 2"]),
     # A Stalled condition of an older generation does not make the new spec Degraded.
     ("generation-behind-stalled", release(4, {
         "observedGeneration": 3, "phase": "Stalled",
-        "conditions": [cond("Ready", "False", "Conflict", CONFLICT, 3),
-                       cond("Reconciling", "False", "Conflict", "", 3),
-                       cond("Stalled", "True", "Conflict", CONFLICT, 3)]}),
+        "conditions": conditions("stalled", "Conflict", CONFLICT, 3)}),
      "Progressing", ["generation 4", "observed 3"]),
     # Automatic rollback: Ready reason RolledBack, Stalled reason RevisionFailed.
     ("rolled-back", release(5, {
         "observedGeneration": 5, "phase": "RolledBack", "message": FAILED,
         "failedRevision": "7d9f1c2", "stableRevision": "5b8e0a1",
-        "conditions": [cond("Ready", "False", "RolledBack", FAILED, 5),
-                       cond("Reconciling", "False", "RolledBack", "", 5),
-                       cond("Stalled", "True", "RevisionFailed", FAILED, 5)]}),
+        "conditions": conditions("stalled", "RolledBack", FAILED, 5,
+                                 stalled_reason="RevisionFailed")}),
      "Degraded", ["RevisionFailed", FAILED]),
     ("conflict", release(1, {
         "observedGeneration": 1, "phase": "Stalled", "message": CONFLICT,
-        "conditions": [cond("Ready", "False", "Conflict", CONFLICT),
-                       cond("Reconciling", "False", "Conflict", ""),
-                       cond("Stalled", "True", "Conflict", CONFLICT)]}),
+        "conditions": conditions("stalled", "Conflict", CONFLICT)}),
      "Degraded", ["Conflict", CONFLICT]),
     # BlueGreen waiting for a person to promote: Suspended, with the command to run.
     ("awaiting-promotion", release(2, {
         "observedGeneration": 2, "phase": "Previewing",
-        "conditions": [cond("Ready", "False", "Previewing", PROMOTE, 2),
-                       cond("Reconciling", "True", "AwaitingPromotion", PROMOTE, 2),
-                       cond("Stalled", "False", "Previewing", "", 2)]}),
+        "conditions": conditions("reconciling", "Previewing", PROMOTE, 2,
+                                 reconciling_reason="AwaitingPromotion")}),
      "Suspended", ["AwaitingPromotion", "capstan.dev/promote=9f3e1a2b7c"]),
     # An automatic promotion is only a matter of time: Progressing.
     ("auto-previewing", release(2, {
         "observedGeneration": 2, "phase": "Previewing",
-        "conditions": [cond("Ready", "False", "Previewing", "traffic moves at ...", 2),
-                       cond("Reconciling", "True", "Previewing", "traffic moves at ...", 2),
-                       cond("Stalled", "False", "Previewing", "", 2)]}),
+        "conditions": conditions("reconciling", "Previewing", "traffic moves at ...", 2)}),
      "Progressing", ["Previewing"]),
     ("no-status", release(1), "Progressing", ["Waiting for Capstan"]),
     ("empty-status", release(1, {}), "Progressing", ["generation 1", "observed 0"]),

@@ -23,9 +23,7 @@ import kube
 
 @pytest.fixture(scope="module", autouse=True)
 def crds():
-    kube.install_crds()
-    kube.kubectl("wait", "--for=condition=Established", "crd/secretrotations.capstan.dev",
-                 "--timeout=60s")
+    kube.install_crds("secretrotations.capstan.dev")
 
 
 class SecretValues:
@@ -174,11 +172,6 @@ def wait_status(ns, name, timeout=60, **want):
     return kube.wait_until(check, timeout, what=f"secretrotation {name} status {want}")
 
 
-def events(ns, reason=None):
-    items = kube.get("events.events.k8s.io", namespace=ns)["items"]
-    return [e for e in items if reason is None or e.get("reason") == reason]
-
-
 def assert_no_value_leaked(ns, name, ops, values):
     """Greps every operator's log (killed ones too), the Events, the
     SecretRotation and the running operator's /metrics for every value."""
@@ -256,7 +249,7 @@ def test_rotation_restarts_env_and_volume_consumers_and_keeps_previous_for_grace
                             what="previous values cleared after the grace period")
             now = data(ns, "app-keys")
             assert all(now[k] == second[k] for k in ("jwt-key", "db-password"))
-            assert events(ns, "Rotated") and events(ns, "PreviousCleared")
+            assert kube.events(ns, "Rotated") and kube.events(ns, "PreviousCleared")
             _, metrics = box["op"].get("/metrics")
             assert f'capstan_secret_rotations_total{{name="app",namespace="{ns}",' \
                    f'result="succeeded"}}' in metrics
@@ -333,7 +326,7 @@ def test_unhealthy_consumer_gets_the_previous_values_restored():
             assert original_stamp == "", "never restarted before the first rotation"
             kube.wait_until(lambda: stamp(ns, "picky", "db-creds") == restored_stamp, 30,
                             what="picky restarted with the restored version (id 1)")
-            ev = events(ns, "RotationFailed")
+            ev = kube.events(ns, "RotationFailed")
             assert ev and ev[0]["type"] == "Warning"
             # The application works again with the old value.
             kube.kubectl("-n", ns, "patch", "deployment", "picky", "--type=json", "-p",

@@ -13,11 +13,13 @@
 #include "capstan/api/yaml.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "unit/api/crd_test_support.h"
 #include "yaml-cpp/yaml.h"
 
 namespace capstan::api {
 namespace {
 
+using ::capstan::api::testing::ApplyDefaults;
 using nlohmann::json;
 
 std::string CrdPath() { return std::string(CAPSTAN_SOURCE_DIR) + "/crds/capstan.dev_releases.yaml"; }
@@ -104,26 +106,6 @@ TEST(ReleaseCrd, NamesColumnsAndSubresources) {
                                               "Revision=.status.currentRevision",
                                               "Ready=.status.readyText",
                                               "Age=.metadata.creationTimestamp"));
-}
-
-// The API server's structural defaulting, enough of it for this schema: a missing
-// property with a default gets it, then defaulting continues inside every value.
-void ApplyDefaults(const json& schema, json& value) {
-  if (value.is_object() && schema.contains("properties")) {
-    for (const auto& [name, prop] : schema["properties"].items()) {
-      if (!value.contains(name) && prop.contains("default")) {
-        value[name] = prop["default"];
-      }
-      if (value.contains(name)) {
-        ApplyDefaults(prop, value[name]);
-      }
-    }
-  }
-  if (value.is_array() && schema.contains("items")) {
-    for (json& item : value) {
-      ApplyDefaults(schema["items"], item);
-    }
-  }
 }
 
 TEST(ReleaseCrd, DefaultsMatchParseRelease) {

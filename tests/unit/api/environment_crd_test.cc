@@ -13,10 +13,12 @@
 #include "capstan/api/yaml.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "unit/api/crd_test_support.h"
 
 namespace capstan::api {
 namespace {
 
+using ::capstan::api::testing::ApplyDefaults;
 using nlohmann::json;
 
 json LoadCrd(const std::string& file) {
@@ -92,25 +94,6 @@ TEST(EnvironmentCrds, NamesScopeColumns) {
   EXPECT_EQ(rap["spec"]["scope"], "Namespaced");
   EXPECT_EQ(rap["spec"]["names"]["kind"], "ReleaseApproval");
   EXPECT_EQ(rap["spec"]["names"]["categories"], json::array({"capstan"}));
-}
-
-// The API server's structural defaulting, enough for this schema.
-void ApplyDefaults(const json& schema, json& value) {
-  if (value.is_object() && schema.contains("properties")) {
-    for (const auto& [name, prop] : schema["properties"].items()) {
-      if (!value.contains(name) && prop.contains("default")) {
-        value[name] = prop["default"];
-      }
-      if (value.contains(name)) {
-        ApplyDefaults(prop, value[name]);
-      }
-    }
-  }
-  if (value.is_array() && schema.contains("items")) {
-    for (json& item : value) {
-      ApplyDefaults(schema["items"], item);
-    }
-  }
 }
 
 TEST(EnvironmentCrds, DefaultsMatchParseEnvironment) {

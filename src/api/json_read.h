@@ -1,0 +1,67 @@
+#pragma once
+
+// Reading typed fields out of JSON, shared by the Release and Environment parsers.
+// Internal to capstan_api.
+//
+// Absent and null fields are "not set" (the API server drops nulls of non-nullable
+// fields; a file may carry `field:` with no value). A field of the wrong type is
+// InvalidArgument naming it: "spec.replicas: must be an integer, not a string".
+// Nothing here throws on its own, but nlohmann may; callers catch at their entry points.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace capstan::api::internal {
+
+// "a string", "an integer", "a list", ...: what a value is, for error messages.
+const char* TypeName(const nlohmann::json& v);
+
+// InvalidArgument "<path>: must be <want>, not <TypeName(got)>".
+absl::Status TypeError(const std::string& path, const char* want, const nlohmann::json& got);
+
+// "path.key", or "key" when path is empty (the top level of an object).
+std::string Join(const std::string& path, const char* key);
+
+// `s` in double quotes, for error messages.
+std::string Quote(const std::string& s);
+
+// The member `key` of `obj`; nullptr when obj is not an object or the member is absent
+// or null.
+const nlohmann::json* Find(const nlohmann::json& obj, const char* key);
+
+// Each Read* leaves *out alone when the field is not set.
+absl::Status ReadString(const nlohmann::json& obj, const char* key, const std::string& path,
+                        std::string* out);
+absl::Status ReadBool(const nlohmann::json& obj, const char* key, const std::string& path,
+                      bool* out);
+// Accepts a float with no fraction (3.0, from a tool that only knows doubles).
+absl::Status ReadInt64(const nlohmann::json& obj, const char* key, const std::string& path,
+                       std::optional<int64_t>* out);
+absl::Status ReadStringList(const nlohmann::json& obj, const char* key, const std::string& path,
+                            std::vector<std::string>* out);
+absl::Status ReadStringMap(const nlohmann::json& obj, const char* key, const std::string& path,
+                           std::map<std::string, std::string>* out);
+
+// An object (a list) field: nullptr when absent, an error when present but of another
+// type.
+absl::StatusOr<const nlohmann::json*> ReadObject(const nlohmann::json& obj, const char* key,
+                                                 const std::string& path);
+absl::StatusOr<const nlohmann::json*> ReadList(const nlohmann::json& obj, const char* key,
+                                               const std::string& path);
+
+// Removes null members of objects, recursively: `annotations: null` and no annotations
+// are one thing (and must hash the same).
+nlohmann::json WithoutNulls(const nlohmann::json& v);
+
+// Checks that `object` is an object whose kind and apiVersion, where set, are `want` and
+// capstan.dev's. `path` names the object in type errors of those two fields ("" for none).
+absl::Status CheckKind(const nlohmann::json& object, const char* want, const std::string& path);
+
+}  // namespace capstan::api::internal

@@ -190,6 +190,14 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
 
   releases_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
+    if (old_obj != nullptr && new_obj != nullptr && spdlog::should_log(spdlog::level::debug)) {
+      // A spec change as the operator first sees it (operator_bench.py times
+      // from here to the first write).
+      const int64_t gen = new_obj->value("/metadata/generation"_json_pointer, int64_t{0});
+      if (gen != old_obj->value("/metadata/generation"_json_pointer, int64_t{0})) {
+        spdlog::debug("release={} spec changed generation={}", kube::ObjectKey(*o), gen);
+      }
+    }
     queue_->Add(kube::ObjectKey(*o), Loop::EventPriority(*releases_));
   });
   // An Environment change may hold or release any Release; a namespace's labels

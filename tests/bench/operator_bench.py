@@ -246,6 +246,7 @@ def main():
         # Spec change -> first write latency (operator log timestamps are wall clock).
         lat = []
         lat_committed = []  # from the PATCH's answer: the change is in etcd
+        lat_operator = []  # from the operator's first sight of the change (its own share)
         api = Api(kc)
         log_pos = 0
         for i in range(args.changes):
@@ -257,6 +258,7 @@ def main():
             committed = time.time()
             deadline = time.time() + 30
             found = None
+            seen = None  # the operator's "spec changed" debug line
             while time.time() < deadline and found is None:
                 log.flush()
                 # Only what was written since the last look: re-reading a large log
@@ -267,6 +269,8 @@ def main():
                 end = chunk.rfind("\n") + 1
                 log_pos += len(chunk[:end].encode())
                 for line in chunk[:end].splitlines():
+                    if f"release={ns}/{name} spec changed" in line and seen is None:
+                        seen = log_ms(line)
                     if f"release={ns}/{name} apply Deployment" in line or \
                        f"release={ns}/{name} create ControllerRevision" in line:
                         ts = log_ms(line)
@@ -278,7 +282,10 @@ def main():
                 lat.append(max(0.0, found - before))
                 # Log timestamps have ms resolution: a write in the same ms counts as 0.
                 lat_committed.append(max(0.0, found - committed))
-        for what, xs in (("PATCH sent", lat), ("PATCH answered", lat_committed)):
+                if seen is not None:
+                    lat_operator.append(max(0.0, found - seen))
+        for what, xs in (("PATCH sent", lat), ("PATCH answered", lat_committed),
+                         ("operator saw it", lat_operator)):
             xs.sort()
             if xs:
                 p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]

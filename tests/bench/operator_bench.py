@@ -168,6 +168,7 @@ def main():
     ap.add_argument("--replicas", type=int, default=1,
                     help="replicas per Release (0: Deployments without pods, for 10,000 "
                          "Releases on a small machine)")
+    ap.add_argument("--workers", type=int, default=16, help="the operator's --workers")
     ap.add_argument("--qps", type=float, default=0,
                     help="the operator's --kube_api_qps (burst: twice this; 0: no "
                          "client-side limit, the operator's default)")
@@ -187,7 +188,7 @@ def main():
                            f"--health_address=127.0.0.1:{port}", "--leader_elect=false",
                            "--log_level=debug", "--log_format=text",
                            f"--resync_seconds={args.resync_seconds}",
-                           f"--kube_api_qps={args.qps}", f"--kube_api_burst={max(1, int(args.qps * 2))}"],
+                           f"--workers={args.workers}", f"--kube_api_qps={args.qps}", f"--kube_api_burst={max(1, int(args.qps * 2))}"],
                           stdout=log, stderr=subprocess.STDOUT)
     try:
         while not ready(port):

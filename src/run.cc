@@ -131,10 +131,10 @@ int RunOperator() {
     environments = std::make_unique<controller::EnvironmentController>(**client, envo);
   }
 
-  // SecretRotation: same namespace, workers, leader election and recorder.
+  // SecretRotation: same namespace, leader election and recorder; its own two
+  // workers (rotations are rare, and a waiting rotation requeues, never blocks).
   controller::SecretRotationController::Options so;
   so.watch_namespace = co.watch_namespace;
-  so.workers = co.workers;
   so.resync = co.resync;
   std::unique_ptr<controller::SecretRotationController> rotations;
   if (absl::GetFlag(FLAGS_secret_rotation)) {

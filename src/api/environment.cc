@@ -30,6 +30,8 @@ using nlohmann::json;
 constexpr char kUtcFormat[] = "%Y-%m-%d%ET%H:%M:%SZ";
 
 using internal::CheckKind;
+using internal::IsDnsLabel;
+using internal::IsDnsSubdomain;
 using internal::Find;
 using internal::Quote;
 using internal::ReadBool;
@@ -256,27 +258,6 @@ absl::StatusOr<Environment> ParseEnvironmentImpl(const json& object) {
 
 // ---------------------------------------------------------------------------
 // Validation.
-
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
-bool IsDnsLabel(absl::string_view s) {
-  if (s.empty() || s.size() > 63 || !IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back())) {
-    return false;
-  }
-  return std::all_of(s.begin(), s.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
-}
-
-bool IsDnsSubdomain(const std::string& s) {
-  if (s.empty() || s.size() > 253) {
-    return false;
-  }
-  for (absl::string_view part : absl::StrSplit(s, '.')) {
-    if (!IsDnsLabel(part)) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // "HH:MM", 00:00 to 23:59; minutes after midnight.
 std::optional<int> ParseClock(const std::string& s) {

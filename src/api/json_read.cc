@@ -1,9 +1,11 @@
 #include "json_read.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "capstan/api/labels.h"
 #include "capstan/common/status_macros.h"
 
@@ -191,6 +193,38 @@ absl::Status CheckKind(const json& object, const char* want, const std::string& 
         absl::StrCat("apiVersion: expected ", kApiVersion, ", got ", Quote(api_version)));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// [a-z0-9]([-a-z0-9]*[a-z0-9])?
+bool IsLabelSyntax(absl::string_view s) {
+  if (s.empty() || !IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back())) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
+}
+
+}  // namespace
+
+bool IsDnsLabel(absl::string_view s) { return s.size() <= 63 && IsLabelSyntax(s); }
+
+bool IsDns1035Label(absl::string_view s) {
+  return IsDnsLabel(s) && s.front() >= 'a' && s.front() <= 'z';
+}
+
+bool IsDnsSubdomain(absl::string_view s) {
+  if (s.empty() || s.size() > 253) {
+    return false;
+  }
+  for (absl::string_view part : absl::StrSplit(s, '.')) {
+    if (!IsLabelSyntax(part)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace capstan::api::internal

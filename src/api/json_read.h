@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
@@ -63,5 +64,16 @@ nlohmann::json WithoutNulls(const nlohmann::json& v);
 // Checks that `object` is an object whose kind and apiVersion, where set, are `want` and
 // capstan.dev's. `path` names the object in type errors of those two fields ("" for none).
 absl::Status CheckKind(const nlohmann::json& object, const char* want, const std::string& path);
+
+// Kubernetes name syntax (apimachinery's validation, checked by hand: std::regex
+// recurses per character).
+// RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends,
+// 63 characters at most (namespace names, container and port names).
+bool IsDnsLabel(absl::string_view s);
+// RFC 1035 label: an RFC 1123 label starting with a letter (Service names).
+bool IsDns1035Label(absl::string_view s);
+// RFC 1123 subdomain (object names): dot-separated label syntax, 253
+// characters at most; like Kubernetes, no per-part limit.
+bool IsDnsSubdomain(absl::string_view s);
 
 }  // namespace capstan::api::internal

@@ -27,6 +27,9 @@ namespace capstan::api {
 namespace {
 
 using internal::CheckKind;
+using internal::IsDns1035Label;
+using internal::IsDnsLabel;
+using internal::IsDnsSubdomain;
 using internal::Find;
 using internal::Join;
 using internal::Quote;
@@ -300,33 +303,6 @@ absl::StatusOr<Release> ParseReleaseImpl(const json& object) {
 // ---------------------------------------------------------------------------
 // Validation.
 
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
-// [a-z0-9]([-a-z0-9]*[a-z0-9])?, checked by hand (std::regex recurses per character).
-bool IsLabelSyntax(absl::string_view s) {
-  if (s.empty() || !IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back())) {
-    return false;
-  }
-  return std::all_of(s.begin(), s.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
-}
-// RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends.
-bool IsDnsLabel(const std::string& s) { return s.size() <= 63 && IsLabelSyntax(s); }
-// RFC 1035 label: an RFC 1123 label starting with a letter (Service names).
-bool IsDns1035Label(const std::string& s) {
-  return IsDnsLabel(s) && s.front() >= 'a' && s.front() <= 'z';
-}
-// RFC 1123 subdomain: dot-separated labels, 253 characters at most.
-bool IsDnsSubdomain(const std::string& s) {
-  if (s.empty() || s.size() > 253) {
-    return false;
-  }
-  for (absl::string_view part : absl::StrSplit(s, '.')) {
-    if (!IsLabelSyntax(part)) {
-      return false;
-    }
-  }
-  return true;
-}
 // IANA service name, what a named container port may be called: 15 characters at most,
 // at least one letter, no "--".
 bool IsPortName(const std::string& s) {

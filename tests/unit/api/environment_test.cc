@@ -179,6 +179,11 @@ TEST(ValidateEnvironment, ReportsWhatTheSchemaCannot) {
        "spec.namespaces[0]: \"Shop\" is not a namespace name"},
       {"min approvals", with_policies({{"minApprovals", 0}}), "production",
        "spec.policies.minApprovals: must be at least 1"},
+      // Object names follow Kubernetes: a part of a dotted name may be longer than
+      // a label (63), only the whole name is limited (253).
+      {"long dotted name", {{"namespaces", ns}}, std::string(64, 'a') + ".team", ""},
+      {"name too long", {{"namespaces", ns}}, std::string(254, 'a'), "metadata.name"},
+      {"bad name", {{"namespaces", ns}}, "Prod", "metadata.name"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -203,13 +204,14 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   // An Environment change may hold or release any Release; a namespace's labels
   // decide which Environment its Releases belong to.
   environments_->AddHandler([this](const Object*, const Object*) {
-    for (const auto& rel : releases_->List()) queue_->Add(kube::ObjectKey(*rel));
+    for (const std::string& key : releases_->Keys()) queue_->Add(key);
   });
   namespaces_->AddHandler([this](const Object* o, const Object* n) {
     const Object* ns = n != nullptr ? n : o;
     const std::string name = Str(*ns, "/metadata/name"_json_pointer);
-    for (const auto& rel : releases_->List()) {
-      if (Str(*rel, "/metadata/namespace"_json_pointer) == name) queue_->Add(kube::ObjectKey(*rel));
+    const std::string prefix = absl::StrCat(name, "/");
+    for (const std::string& key : releases_->Keys()) {
+      if (absl::StartsWith(key, prefix)) queue_->Add(key);
     }
   });
   approvals_->AddHandler([this](const Object* o, const Object* n) {
@@ -250,9 +252,10 @@ void ReleaseController::StartWorkers() {
 }
 
 void ReleaseController::Resync() {
-  // Low priority: a resync never delays a key an event queued.
-  for (const auto& rel : releases_->List()) {
-    queue_->Add(kube::ObjectKey(*rel), kube::WorkQueue::Priority::kLow);
+  // Low priority: a resync never delays a key an event queued. Keys only: no
+  // Release is decoded to be enqueued (10,000 of them are ~50 MB as trees).
+  for (const std::string& key : releases_->Keys()) {
+    queue_->Add(key, kube::WorkQueue::Priority::kLow);
   }
 }
 

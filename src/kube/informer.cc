@@ -127,6 +127,14 @@ std::vector<std::shared_ptr<const Object>> Informer::List() const {
   return out;
 }
 
+std::vector<std::string> Informer::Keys() const {
+  std::vector<std::string> out;
+  absl::MutexLock lock(&mu_);
+  out.reserve(items_.size());
+  for (const auto& [k, v] : items_) out.push_back(k);
+  return out;
+}
+
 std::vector<std::shared_ptr<const Object>> Informer::ByIndex(const std::string& index,
                                                              const std::string& value) const {
   std::vector<std::shared_ptr<const Object>> out;

@@ -85,6 +85,9 @@ class Informer {
   std::shared_ptr<const Object> Get(const std::string& key) const;
   std::shared_ptr<const Object> Get(absl::string_view ns, absl::string_view name) const;
   std::vector<std::shared_ptr<const Object>> List() const;
+  // The keys ("namespace/name", or "name") of every cached object, without
+  // decoding any object: what a resync or a fan-out needs.
+  std::vector<std::string> Keys() const;
   std::vector<std::shared_ptr<const Object>> ByIndex(const std::string& index,
                                                      const std::string& value) const;
   size_t Size() const;

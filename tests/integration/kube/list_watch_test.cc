@@ -490,6 +490,9 @@ TEST_F(ListWatchTest, CompactInformerWithIndexConverges) {
   for (const auto& o : informer.ByIndex("group", "y")) in_y.push_back(NameOf(*o));
   EXPECT_THAT(in_y, ::testing::UnorderedElementsAre("a", "c"));
   EXPECT_EQ(informer.List().size(), 2u);
+  // Keys without decoding: the same objects, as "namespace/name".
+  EXPECT_THAT(informer.Keys(),
+              ::testing::UnorderedElementsAre(absl::StrCat(ns(), "/a"), absl::StrCat(ns(), "/c")));
   {
     absl::MutexLock lock(&seen.mu);
     EXPECT_THAT(seen.updates_from, ::testing::ElementsAre("a=1"));

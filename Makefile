@@ -14,10 +14,10 @@ DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata
+  lua5.4 tzdata clang-format
 PY_MODULES := yaml pytest
 
-.PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format
+.PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check
 
 ## deps: install build and test dependencies (idempotent; quick when present)
 deps:
@@ -60,6 +60,7 @@ e2e: asan cluster-bin
 ## test: everything CI runs. One sanitized build serves the unit tests and the
 ## end-to-end tests (the operator runs under ASan+UBSan against the real cluster).
 test: deps
+	$(MAKE) format-check
 	$(MAKE) cluster-bin
 	$(MAKE) asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
@@ -77,6 +78,18 @@ demo: deps build cluster-bin
 
 bench: build
 	$(BUILD_DIR)/capstan_bench
+
+CXX_SOURCES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
+
+## format: apply .clang-format (Google base, 100 columns) to every C++ file
+format:
+	clang-format -i $(CXX_SOURCES)
+
+## format-check: fail when a C++ file is not formatted (part of make test)
+format-check:
+	@out=$$(clang-format --dry-run $(CXX_SOURCES) 2>&1 | grep 'warning:' || true); \
+	if [ -n "$$out" ]; then echo "$$out" | head -20; echo "run 'make format'" >&2; exit 1; fi; \
+	echo "format-check: $(words $(CXX_SOURCES)) files formatted"
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -5,20 +5,21 @@
 
 #include "run.h"
 
-#include <atomic>
 #include <malloc.h>
 
+#include <atomic>
 #include <csignal>
-#include <thread>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
+#include "capstan/common/version.h"
 #include "capstan/controller/environment_controller.h"
 #include "capstan/controller/release_controller.h"
 #include "capstan/controller/secret_rotation_controller.h"
@@ -27,17 +28,14 @@
 #include "capstan/kube/leader_election.h"
 #include "capstan/kube/resource.h"
 #include "capstan/kube/rest_config.h"
-#include "capstan/common/version.h"
 #include "capstan/server/http_server.h"
 
 ABSL_FLAG(std::string, kubeconfig, "",
           "Path to a kubeconfig. Default: in-cluster when running in a pod, else $KUBECONFIG "
           "or ~/.kube/config.");
 ABSL_FLAG(std::string, context, "", "kubeconfig context to use (default: current-context).");
-ABSL_FLAG(std::string, namespace, "",
-          "Watch only this namespace (default: all namespaces).");
-ABSL_FLAG(std::string, health_address, ":8080",
-          "Address for /healthz, /readyz and /metrics.");
+ABSL_FLAG(std::string, namespace, "", "Watch only this namespace (default: all namespaces).");
+ABSL_FLAG(std::string, health_address, ":8080", "Address for /healthz, /readyz and /metrics.");
 ABSL_FLAG(bool, leader_elect, true,
           "Use a coordination.k8s.io Lease so only one replica reconciles at a time.");
 ABSL_FLAG(std::string, leader_election_namespace, "",
@@ -168,9 +166,10 @@ int RunOperator() {
     absl::StatusOr<kube::ListPage> probe =
         (*client)->List(kube::resources::Releases(), co.watch_namespace, one);
     if (!probe.ok()) {
-      spdlog::error("cannot list Releases (is the API server reachable, and are Capstan's CRDs "
-                    "installed? kubectl apply --server-side -f crds/): {}; retrying",
-                    probe.status().message());
+      spdlog::error(
+          "cannot list Releases (is the API server reachable, and are Capstan's CRDs "
+          "installed? kubectl apply --server-side -f crds/): {}; retrying",
+          probe.status().message());
     }
   }
   releases.StartCaches();
@@ -228,7 +227,8 @@ int RunOperator() {
     // Its own client, so the controllers' rate limit never delays a renewal.
     absl::StatusOr<std::unique_ptr<kube::Client>> lease_client = kube::Client::FromConfig(*config);
     if (!lease_client.ok()) {
-      spdlog::error("cannot create the leader-election client: {}", lease_client.status().message());
+      spdlog::error("cannot create the leader-election client: {}",
+                    lease_client.status().message());
       return 1;
     }
     election_client = std::move(*lease_client);

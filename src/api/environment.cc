@@ -30,9 +30,9 @@ using nlohmann::json;
 constexpr char kUtcFormat[] = "%Y-%m-%d%ET%H:%M:%SZ";
 
 using internal::CheckKind;
+using internal::Find;
 using internal::IsDnsLabel;
 using internal::IsDnsSubdomain;
-using internal::Find;
 using internal::Quote;
 using internal::ReadBool;
 using internal::ReadList;
@@ -313,8 +313,9 @@ class Validator {
     const EnvironmentSpec& s = env_.spec;
     const bool selector = s.namespace_selector.has_value() && !s.namespace_selector->Empty();
     if (s.namespaces.empty() && !selector) {
-      Error("spec: set namespaces or a non-empty namespaceSelector; an Environment must say "
-            "which namespaces belong to it");
+      Error(
+          "spec: set namespaces or a non-empty namespaceSelector; an Environment must say "
+          "which namespaces belong to it");
     }
     std::set<std::string> seen;
     for (size_t i = 0; i < s.namespaces.size(); ++i) {
@@ -430,8 +431,9 @@ class Validator {
     const bool recurring_fields = !w.days.empty() || !w.start.empty() || !w.end.empty();
     const bool absolute_fields = w.from.has_value() || w.until.has_value();
     if (recurring_fields == absolute_fields) {
-      Error(path, ": set either days, start and end (a recurring window) or from and until (a "
-                  "one-off window)");
+      Error(path,
+            ": set either days, start and end (a recurring window) or from and until (a "
+            "one-off window)");
       return;
     }
     if (absolute_fields) {
@@ -439,8 +441,7 @@ class Validator {
         Error(path, ": a one-off window needs both from and until");
       } else if (*w.until <= *w.from) {
         Error(path, ": the window is empty: until (",
-              absl::FormatTime(kUtcFormat, *w.until, absl::UTCTimeZone()),
-              ") must be after from (",
+              absl::FormatTime(kUtcFormat, *w.until, absl::UTCTimeZone()), ") must be after from (",
               absl::FormatTime(kUtcFormat, *w.from, absl::UTCTimeZone()), ")");
       }
       return;
@@ -608,8 +609,7 @@ std::map<std::string, std::vector<std::string>> ValidateEnvironments(
           out[e.metadata.name].push_back(
               absl::StrCat("spec.policies.upstream.environment: upstream environments form a "
                            "cycle (",
-                           absl::StrJoin(chain, " -> "),
-                           "); no revision could ever be promoted"));
+                           absl::StrJoin(chain, " -> "), "); no revision could ever be promoted"));
         }
         break;
       }

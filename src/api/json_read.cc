@@ -91,8 +91,8 @@ absl::Status ReadInt64(const json& obj, const char* key, const std::string& path
   if (v->is_number_integer()) {
     if (v->is_number_unsigned() &&
         v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return absl::InvalidArgumentError(absl::StrCat(Join(path, key), ": ", v->dump(),
-                                                     " is out of range"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Join(path, key), ": ", v->dump(), " is out of range"));
     }
     *out = v->get<int64_t>();
     return absl::OkStatus();
@@ -108,8 +108,7 @@ absl::Status ReadInt64(const json& obj, const char* key, const std::string& path
   return TypeError(Join(path, key), "an integer", *v);
 }
 
-absl::StatusOr<const json*> ReadObject(const json& obj, const char* key,
-                                       const std::string& path) {
+absl::StatusOr<const json*> ReadObject(const json& obj, const char* key, const std::string& path) {
   const json* v = Find(obj, key);
   if (v != nullptr && !v->is_object()) {
     return TypeError(Join(path, key), "an object", *v);
@@ -178,8 +177,8 @@ json WithoutNulls(const json& v) {
 
 absl::Status CheckKind(const json& object, const char* want, const std::string& path) {
   if (!object.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("a ", want, " must be an object, not ",
-                                                   TypeName(object)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ", want, " must be an object, not ", TypeName(object)));
   }
   std::string api_version;
   std::string kind;

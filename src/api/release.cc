@@ -27,10 +27,10 @@ namespace capstan::api {
 namespace {
 
 using internal::CheckKind;
+using internal::Find;
 using internal::IsDns1035Label;
 using internal::IsDnsLabel;
 using internal::IsDnsSubdomain;
-using internal::Find;
 using internal::Join;
 using internal::Quote;
 using internal::ReadBool;
@@ -258,10 +258,10 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
   ASSIGN_OR_RETURN(const json* pdb, ReadObject(spec, "disruptionBudget", path));
   if (pdb != nullptr) {
     DisruptionBudgetSpec d;
-    RETURN_IF_ERROR(ReadIntOrString(*pdb, "minAvailable", path + ".disruptionBudget",
-                                    &d.min_available));
-    RETURN_IF_ERROR(ReadIntOrString(*pdb, "maxUnavailable", path + ".disruptionBudget",
-                                    &d.max_unavailable));
+    RETURN_IF_ERROR(
+        ReadIntOrString(*pdb, "minAvailable", path + ".disruptionBudget", &d.min_available));
+    RETURN_IF_ERROR(
+        ReadIntOrString(*pdb, "maxUnavailable", path + ".disruptionBudget", &d.max_unavailable));
     out->disruption_budget = std::move(d);
   }
 
@@ -382,12 +382,11 @@ class Validator {
               Error("spec.template.metadata.", field, "[", it.key(), "]: must be a string, not ",
                     TypeName(*it));
             }
-            if (std::string(field) == "labels" &&
-                absl::StartsWith(it.key(), kReservedPrefix)) {
+            if (std::string(field) == "labels" && absl::StartsWith(it.key(), kReservedPrefix)) {
               Error("spec.template.metadata.labels: ", Quote(it.key()),
                     " is reserved: Capstan sets the labels under ", kReservedPrefix,
-                    " on pods itself (", kLabelRelease, ", ", kLabelRevision, ", ",
-                    kLabelColor, "); remove it from the template");
+                    " on pods itself (", kLabelRelease, ", ", kLabelRevision, ", ", kLabelColor,
+                    "); remove it from the template");
             }
           }
         }
@@ -404,9 +403,10 @@ class Validator {
     }
     if (const json* rp = Find(*spec, "restartPolicy");
         rp != nullptr && (!rp->is_string() || rp->get<std::string>() != "Always")) {
-      Error("spec.template.spec.restartPolicy: must be Always (pods of a Deployment are "
-            "always restarted), not ",
-            rp->dump());
+      Error(
+          "spec.template.spec.restartPolicy: must be Always (pods of a Deployment are "
+          "always restarted), not ",
+          rp->dump());
     }
     const json* containers = Find(*spec, "containers");
     if (containers == nullptr || (containers->is_array() && containers->empty())) {
@@ -458,9 +458,10 @@ class Validator {
   void Scale() {
     const ReleaseSpec& s = r_.spec;
     if (s.replicas.has_value() && s.autoscaling.has_value()) {
-      Error("spec.replicas and spec.autoscaling are mutually exclusive: with autoscaling the "
-            "HorizontalPodAutoscaler owns the replica count (set autoscaling.minReplicas "
-            "instead)");
+      Error(
+          "spec.replicas and spec.autoscaling are mutually exclusive: with autoscaling the "
+          "HorizontalPodAutoscaler owns the replica count (set autoscaling.minReplicas "
+          "instead)");
     }
     if (s.replicas.has_value() && *s.replicas < 0) {
       Error("spec.replicas: must be 0 or more, not ", *s.replicas);
@@ -475,15 +476,16 @@ class Validator {
     if (a.max_replicas < 1) {
       Error("spec.autoscaling.maxReplicas: required, at least 1");
     } else if (a.min_replicas > a.max_replicas) {
-      Error("autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas "
-            "(minReplicas ",
-            a.min_replicas, ", maxReplicas ", a.max_replicas, ")");
+      Error(
+          "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas "
+          "(minReplicas ",
+          a.min_replicas, ", maxReplicas ", a.max_replicas, ")");
     }
     if (a.metrics.size() > 32) {
       Error("spec.autoscaling.metrics: ", a.metrics.size(), " metrics; at most 32 are allowed");
     }
-    static const std::set<std::string> kTypes = {"Resource", "ContainerResource", "Pods",
-                                                 "Object", "External"};
+    static const std::set<std::string> kTypes = {"Resource", "ContainerResource", "Pods", "Object",
+                                                 "External"};
     for (size_t i = 0; i < a.metrics.size(); ++i) {
       const json& m = a.metrics[i];
       const std::string path = absl::StrCat("spec.autoscaling.metrics[", i, "]");
@@ -526,8 +528,7 @@ class Validator {
     }
     const ServiceSpec& s = *r_.spec.service;
     if (s.type != "ClusterIP" && s.type != "NodePort" && s.type != "LoadBalancer") {
-      Error("spec.service.type: must be ClusterIP, NodePort or LoadBalancer, not ",
-            Quote(s.type));
+      Error("spec.service.type: must be ClusterIP, NodePort or LoadBalancer, not ", Quote(s.type));
     }
     if (s.ports.empty()) {
       Error("spec.service.ports: at least one port is required");
@@ -563,7 +564,8 @@ class Validator {
       }
       if (p.node_port.has_value()) {
         if (s.type == "ClusterIP") {
-          Error(path, ".nodePort: service.ports[].nodePort needs service.type NodePort or "
+          Error(path,
+                ".nodePort: service.ports[].nodePort needs service.type NodePort or "
                 "LoadBalancer");
         }
         if (*p.node_port < 1 || *p.node_port > 65535) {
@@ -590,8 +592,9 @@ class Validator {
       }
     }
     if (unnamed && s.ports.size() > 1) {
-      Error("spec.service.ports: every service port needs a name when there is more than one "
-            "port");
+      Error(
+          "spec.service.ports: every service port needs a name when there is more than one "
+          "port");
     }
   }
 
@@ -599,8 +602,7 @@ class Validator {
   void CountOrPercent(const std::string& path, const IntOrString& v) {
     if (v.is_string()) {
       if (!v.Percent().has_value()) {
-        Error(path, ": ", v.DebugString(),
-              " must be a number or a percentage such as \"25%\"");
+        Error(path, ": ", v.DebugString(), " must be a number or a percentage such as \"25%\"");
       }
     } else if (v.int_value() < 0) {
       Error(path, ": must be 0 or more, not ", v.int_value());
@@ -613,8 +615,9 @@ class Validator {
     }
     const DisruptionBudgetSpec& d = *r_.spec.disruption_budget;
     if (d.min_available.has_value() == d.max_unavailable.has_value()) {
-      Error("set exactly one of disruptionBudget.minAvailable and "
-            "disruptionBudget.maxUnavailable");
+      Error(
+          "set exactly one of disruptionBudget.minAvailable and "
+          "disruptionBudget.maxUnavailable");
     }
     if (d.min_available.has_value()) {
       CountOrPercent("spec.disruptionBudget.minAvailable", *d.min_available);
@@ -644,15 +647,15 @@ class Validator {
       const BlueGreenSpec& b = s.blue_green;
       const std::string path = "spec.strategy.blueGreen";
       if (!r_.spec.service.has_value()) {
-        Error("spec.strategy: strategy BlueGreen needs spec.service: traffic moves between the "
-              "colours by switching the Service's selector");
+        Error(
+            "spec.strategy: strategy BlueGreen needs spec.service: traffic moves between the "
+            "colours by switching the Service's selector");
       }
       if (b.promotion_delay_seconds < 0) {
         Error(path, ".promotionDelaySeconds: must be 0 or more, not ", b.promotion_delay_seconds);
       }
       if (b.scale_down_delay_seconds < 0) {
-        Error(path, ".scaleDownDelaySeconds: must be 0 or more, not ",
-              b.scale_down_delay_seconds);
+        Error(path, ".scaleDownDelaySeconds: must be 0 or more, not ", b.scale_down_delay_seconds);
       }
       if (b.failure_threshold < 1) {
         Error(path, ".failureThreshold: must be at least 1, not ", b.failure_threshold);
@@ -670,8 +673,7 @@ class Validator {
       Error("spec.rollback.maxRestarts: must be 0 or more, not ", s.rollback.max_restarts);
     }
     if (s.revision_history_limit < 1 || s.revision_history_limit > 100) {
-      Error("spec.revisionHistoryLimit: must be between 1 and 100, not ",
-            s.revision_history_limit);
+      Error("spec.revisionHistoryLimit: must be between 1 and 100, not ", s.revision_history_limit);
     }
     if (!s.environment.empty() && !IsDnsSubdomain(s.environment)) {
       Error("spec.environment: ", Quote(s.environment),
@@ -688,9 +690,7 @@ class Validator {
 
 constexpr char kTimeFormat[] = "%Y-%m-%d%ET%H:%M:%SZ";
 
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime(kTimeFormat, t, absl::UTCTimeZone());
-}
+std::string Rfc3339(absl::Time t) { return absl::FormatTime(kTimeFormat, t, absl::UTCTimeZone()); }
 
 absl::Status ReadTime(const json& obj, const char* key, const std::string& path,
                       std::optional<absl::Time>* out) {
@@ -890,10 +890,10 @@ std::optional<Color> ParseColor(const std::string& name) {
 }
 
 json AutoscalingSpec::DefaultMetrics() {
-  return json::array({{{"type", "Resource"},
-                       {"resource",
-                        {{"name", "cpu"},
-                         {"target", {{"type", "Utilization"}, {"averageUtilization", 80}}}}}}});
+  return json::array(
+      {{{"type", "Resource"},
+        {"resource",
+         {{"name", "cpu"}, {"target", {{"type", "Utilization"}, {"averageUtilization", 80}}}}}}});
 }
 
 std::string Release::Key() const {

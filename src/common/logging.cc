@@ -36,8 +36,8 @@ absl::Status InitLogging(absl::string_view level, LogFormat format) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown log level \"", level, "\" (want trace, debug, info, warn, error or off)"));
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "capstan", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("capstan",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (format == LogFormat::kJson) {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     formatter->add_flag<JsonMessageFlag>('j').set_pattern(

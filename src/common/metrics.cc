@@ -35,10 +35,11 @@ Metrics& Metrics::Get() {
                                 .Name("capstan_workqueue_retries_total")
                                 .Help("Keys re-added with rate-limited backoff.")
                                 .Register(r);
-    m->workqueue_queue_duration = &prometheus::BuildHistogram()
-                                       .Name("capstan_workqueue_queue_duration_seconds")
-                                       .Help("Time a key waits in the queue before a worker takes it.")
-                                       .Register(r);
+    m->workqueue_queue_duration =
+        &prometheus::BuildHistogram()
+             .Name("capstan_workqueue_queue_duration_seconds")
+             .Help("Time a key waits in the queue before a worker takes it.")
+             .Register(r);
     m->workqueue_work_duration = &prometheus::BuildHistogram()
                                       .Name("capstan_workqueue_work_duration_seconds")
                                       .Help("Time a worker spends on one key.")
@@ -65,8 +66,9 @@ Metrics& Metrics::Get() {
                       .Register(r);
     m->tls_handshakes = &prometheus::BuildCounter()
                              .Name("capstan_tls_handshakes_total")
-                             .Help("TLS handshakes with the API server; resumed=\"true\": an "
-                                   "earlier session was reused (no certificate signatures).")
+                             .Help(
+                                 "TLS handshakes with the API server; resumed=\"true\": an "
+                                 "earlier session was reused (no certificate signatures).")
                              .Register(r);
     m->bluegreen_switches = &prometheus::BuildCounter()
                                  .Name("capstan_bluegreen_switches_total")
@@ -79,8 +81,9 @@ Metrics& Metrics::Get() {
              .Register(r);
     m->rollbacks = &prometheus::BuildCounter()
                         .Name("capstan_rollbacks_total")
-                        .Help("Automatic rollbacks (RollingUpdate) and switch-backs (BlueGreen) "
-                              "after a failed revision, by strategy.")
+                        .Help(
+                            "Automatic rollbacks (RollingUpdate) and switch-backs (BlueGreen) "
+                            "after a failed revision, by strategy.")
                         .Register(r);
     m->events = &prometheus::BuildCounter()
                      .Name("capstan_events_total")

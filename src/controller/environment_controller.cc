@@ -246,8 +246,7 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
         }
       }
       if (!others.empty()) {
-        problems.push_back(absl::StrCat("namespace ", ns.name,
-                                        " is also claimed by Environment ",
+        problems.push_back(absl::StrCat("namespace ", ns.name, " is also claimed by Environment ",
                                         absl::StrJoin(others, ", "),
                                         "; Releases there are held until one lets go of it"));
       }
@@ -389,13 +388,9 @@ void EnvironmentController::EnqueueForNamespace(const std::string& ns) {
   }
 }
 
-void EnvironmentController::StartCaches() {
-  loop_.StartCaches();
-}
+void EnvironmentController::StartCaches() { loop_.StartCaches(); }
 
-bool EnvironmentController::HasSynced() const {
-  return loop_.HasSynced();
-}
+bool EnvironmentController::HasSynced() const { return loop_.HasSynced(); }
 
 void EnvironmentController::StartWorkers() {
   loop_.StartWorkers(
@@ -406,9 +401,7 @@ void EnvironmentController::StartWorkers() {
 
 void EnvironmentController::Resync() { EnqueueAll(kube::WorkQueue::Priority::kLow); }
 
-void EnvironmentController::Stop() {
-  loop_.Stop();
-}
+void EnvironmentController::Stop() { loop_.Stop(); }
 
 absl::StatusOr<kube::ReconcileResult> EnvironmentController::Reconcile(const std::string& name) {
   std::shared_ptr<const Object> obj = environments_->Get("", name);

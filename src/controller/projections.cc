@@ -105,7 +105,8 @@ Object KeepOwnedFields(Object value, const Object& fields_v1) {
       if (key.size() < 2 || key[1] != ':') continue;
       const absl::string_view rest = absl::string_view(key).substr(2);
       if (key[0] == 'k' || key[0] == 'v') {
-        Object parsed = Object::parse(rest.begin(), rest.end(), nullptr, /*allow_exceptions=*/false);
+        Object parsed =
+            Object::parse(rest.begin(), rest.end(), nullptr, /*allow_exceptions=*/false);
         if (parsed.is_discarded() || (key[0] == 'k' && !parsed.is_object())) continue;
         selectors.push_back({key[0] == 'k' ? Selector::Type::kKey : Selector::Type::kValue,
                              std::move(parsed), 0, &it.value()});
@@ -174,7 +175,8 @@ Object ProjectDeployment(Object deployment) {
   if (!deployment.is_object()) return deployment;
   // Kept whoever owns them: rollout::ViewDeployment reads them.
   static const Object::json_pointer kReplicas("/spec/replicas");
-  static const Object::json_pointer kRevision("/spec/template/metadata/labels/capstan.dev~1revision");
+  static const Object::json_pointer kRevision(
+      "/spec/template/metadata/labels/capstan.dev~1revision");
   Object replicas = deployment.contains(kReplicas) ? deployment.at(kReplicas) : Object();
   Object revision = deployment.contains(kRevision) ? deployment.at(kRevision) : Object();
   Object status = Object::object();

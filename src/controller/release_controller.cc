@@ -5,8 +5,8 @@
 #include <map>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -14,8 +14,8 @@
 #include "capstan/api/release.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
-#include "capstan/controller/environment_controller.h"
 #include "capstan/common/status_macros.h"
+#include "capstan/controller/environment_controller.h"
 #include "capstan/controller/projections.h"
 #include "capstan/diff/diff.h"
 #include "capstan/render/render.h"
@@ -117,8 +117,7 @@ Object ProjectEndpointSlice(Object slice) {
 
 // "namespace/service" of an EndpointSlice.
 std::vector<std::string> ByService(const Object& slice) {
-  const std::string svc =
-      Str(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
+  const std::string svc = Str(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
   if (svc.empty()) return {};
   return {absl::StrCat(Str(slice, "/metadata/namespace"_json_pointer), "/", svc)};
 }
@@ -237,13 +236,9 @@ void ReleaseController::EnqueueOwner(const Object* old_obj, const Object* new_ob
   }
 }
 
-void ReleaseController::StartCaches() {
-  loop_.StartCaches();
-}
+void ReleaseController::StartCaches() { loop_.StartCaches(); }
 
-bool ReleaseController::HasSynced() const {
-  return loop_.HasSynced();
-}
+bool ReleaseController::HasSynced() const { return loop_.HasSynced(); }
 
 void ReleaseController::StartWorkers() {
   loop_.StartWorkers(
@@ -259,9 +254,7 @@ void ReleaseController::Resync() {
   }
 }
 
-void ReleaseController::Stop() {
-  loop_.Stop();
-}
+void ReleaseController::Stop() { loop_.Stop(); }
 
 // One reconcile of one Release: what it observed and the writes it made. The
 // strategy shells (Rolling, BlueGreen) share these steps.
@@ -282,8 +275,7 @@ struct ReleaseController::Pass {
   void Wrote(const kube::Resource& r, const Object& out) {
     const std::string rv = Str(out, "/metadata/resourceVersion"_json_pointer);
     uint64_t n = 0;
-    if (kube::Informer* inf = c.InformerFor(r);
-        inf != nullptr && absl::SimpleAtoi(rv, &n)) {
+    if (kube::Informer* inf = c.InformerFor(r); inf != nullptr && absl::SimpleAtoi(rv, &n)) {
       wrote.push_back({inf, ns, Str(out, "/metadata/name"_json_pointer), n});
     }
   }
@@ -396,8 +388,7 @@ struct ReleaseController::Pass {
     spdlog::info("release={} create ControllerRevision {}", key, cr_name);
     absl::StatusOr<Object> created = c.client_.Create(
         res::ControllerRevisions(), ns,
-        render::RenderControllerRevision(rel, desired.pod_template, desired.revision,
-                                         number + 1));
+        render::RenderControllerRevision(rel, desired.pod_template, desired.revision, number + 1));
     if (created.ok()) {
       Wrote(res::ControllerRevisions(), *created);
     } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
@@ -420,8 +411,8 @@ struct ReleaseController::Pass {
       if (excess <= 0) break;
       const std::string rev = Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer);
       if (rev.empty() || std::find(keep.begin(), keep.end(), rev) != keep.end()) continue;
-      RETURN_IF_ERROR(
-          Remove(res::ControllerRevisions(), *c.revisions_, Str(*cr, "/metadata/name"_json_pointer)));
+      RETURN_IF_ERROR(Remove(res::ControllerRevisions(), *c.revisions_,
+                             Str(*cr, "/metadata/name"_json_pointer)));
       --excess;
     }
     return absl::OkStatus();
@@ -436,12 +427,12 @@ struct ReleaseController::Pass {
     after.observed_generation = generation;
     after.phase = "Stalled";
     after.message = message;
-    rollout::SetCondition(&after.conditions,
-                          {"Ready", "False", reason, message, now, generation}, now);
-    rollout::SetCondition(&after.conditions,
-                          {"Reconciling", "False", reason, "", now, generation}, now);
-    rollout::SetCondition(&after.conditions,
-                          {"Stalled", "True", reason, message, now, generation}, now);
+    rollout::SetCondition(&after.conditions, {"Ready", "False", reason, message, now, generation},
+                          now);
+    rollout::SetCondition(&after.conditions, {"Reconciling", "False", reason, "", now, generation},
+                          now);
+    rollout::SetCondition(&after.conditions, {"Stalled", "True", reason, message, now, generation},
+                          now);
     if (before.message != message || before.phase != "Stalled") {
       Emit({"Warning", reason, "Reconcile", message});
     }
@@ -485,9 +476,8 @@ std::string ConflictMessage(const std::vector<std::string>& conflicts) {
 }  // namespace
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
-  for (kube::Informer* inf :
-       {releases_.get(), deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
-        revisions_.get()}) {
+  for (kube::Informer* inf : {releases_.get(), deployments_.get(), services_.get(), hpas_.get(),
+                              pdbs_.get(), revisions_.get()}) {
     if (inf->resource().resource == r.resource && inf->resource().group == r.group) return inf;
   }
   return nullptr;
@@ -540,8 +530,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
 
   absl::StatusOr<api::Release> parsed = api::ParseRelease(*obj);
   api::Release invalid;
-  Pass pass{*this, key, parts[0], parts.size() > 1 ? parts[1] : "", *obj,
-            parsed.ok() ? *parsed : invalid, clock_.Now()};
+  Pass pass{*this,       key,
+            parts[0],    parts.size() > 1 ? parts[1] : "",
+            *obj,        parsed.ok() ? *parsed : invalid,
+            clock_.Now()};
   // Whatever this pass writes (even when it fails half way) is expected in the caches.
   struct Collect {
     Pass& pass;
@@ -571,10 +563,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
     if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
     if (m.environment != nullptr) {
       if (std::vector<std::string> p = EnvironmentProblems(*m.environment, envs); !p.empty()) {
-        return pass.Stall(rel.status, "EnvironmentInvalid",
-                          absl::StrCat("Environment ", m.environment->metadata.name,
-                                       " cannot be used: ", absl::StrJoin(p, "; "),
-                                       ". Nothing was changed."));
+        return pass.Stall(
+            rel.status, "EnvironmentInvalid",
+            absl::StrCat("Environment ", m.environment->metadata.name,
+                         " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed."));
       }
       pass.env = *m.environment;
       pass.source_revision = SourceRevision(rel);
@@ -597,7 +589,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
       return pass.Stall(
           rel.status, "StrategyChange",
           absl::StrCat("spec.strategy.type is ", api::StrategyTypeName(rel.spec.strategy.type),
-                       " but Deployment ", other, " of the other strategy still runs; switching "
+                       " but Deployment ", other,
+                       " of the other strategy still runs; switching "
                        "strategy in place is not supported. Revert spec.strategy.type, or create "
                        "a Release with another name and move traffic. Nothing was changed."));
     }
@@ -605,8 +598,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   return blue_green ? ReconcileBlueGreen(pass) : ReconcileRolling(pass);
 }
 
-ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x,
-                                                        const std::string& desired,
+ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std::string& desired,
                                                         const std::string& current) {
   Gate gate;
   if (!x.env.has_value()) return gate;
@@ -630,8 +622,7 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x,
   in.now = x.now;
   gate.decision = policy::Decide(*x.env, in);
   if (!gate.decision.allowed) {
-    gate.hold = rollout::Hold{policy::GateReasonName(gate.decision.reason),
-                              gate.decision.message};
+    gate.hold = rollout::Hold{policy::GateReasonName(gate.decision.reason), gate.decision.message};
   }
   return gate;
 }
@@ -708,8 +699,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
             .status());
   }
   if (rel.spec.service) {
-    RETURN_IF_ERROR(
-        x.Apply(res::Services(), name, render::RenderService(rel), svc.live).status());
+    RETURN_IF_ERROR(x.Apply(res::Services(), name, render::RenderService(rel), svc.live).status());
   } else {
     RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
   }
@@ -734,9 +724,9 @@ absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& targe
                                                const std::shared_ptr<const Object>& pdb) {
   const api::Release& rel = x.rel;
   if (rel.spec.autoscaling) {
-    RETURN_IF_ERROR(x.Apply(res::HorizontalPodAutoscalers(), x.name, render::RenderHpa(rel, target),
-                            hpa)
-                        .status());
+    RETURN_IF_ERROR(
+        x.Apply(res::HorizontalPodAutoscalers(), x.name, render::RenderHpa(rel, target), hpa)
+            .status());
   } else {
     RETURN_IF_ERROR(x.Remove(res::HorizontalPodAutoscalers(), *hpas_, x.name));
   }
@@ -779,8 +769,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   in.desired_revision = desired.revision;
   in.desired_images = Images(desired.pod_template);
   if (svc.live != nullptr) {
-    in.service_color = api::ParseColor(
-        Str(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
+    in.service_color =
+        api::ParseColor(Str(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
     in.service_failed_revision =
         Str(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
   }
@@ -797,8 +787,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   if (preview_service) {
     // Ready endpoints of the preview Service that are pods of the desired revision on
     // the colour that would be promoted.
-    const Color active =
-        in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
+    const Color active = in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
     const std::string idle = api::ColorName(api::OtherColor(active));
     int32_t ready = 0;
     for (const auto& slice :
@@ -818,10 +807,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     in.preview_ready_endpoints = ready;
   }
   in.now = x.now;
-  const Color serving =
-      in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
-  const std::string running =
-      (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
+  const Color serving = in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
+  const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
   const Gate gate = EvaluateGate(x, desired.revision, running);
   in.hold = gate.hold;
   rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
@@ -860,11 +847,11 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
       RETURN_IF_ERROR(x.EnsureRevision(desired));
       // No replica count in the apply: it is set below with a plain patch, so the
       // HPA can own it on the active colour without fighting server-side apply.
-      ASSIGN_OR_RETURN(d.live, x.Apply(res::Deployments(), dname,
-                                       render::RenderDeployment(rel, desired.pod_template,
-                                                                desired.revision, dname,
-                                                                std::nullopt, c),
-                                       d.live));
+      ASSIGN_OR_RETURN(d.live,
+                       x.Apply(res::Deployments(), dname,
+                               render::RenderDeployment(rel, desired.pod_template, desired.revision,
+                                                        dname, std::nullopt, c),
+                               d.live));
     }
     if (act.replicas.has_value() && d.live != nullptr &&
         rollout::ViewDeployment(*d.live).spec_replicas != *act.replicas) {
@@ -886,9 +873,9 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   } else {
     RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
   }
-  RETURN_IF_ERROR(x.PruneRevisions({plan.status.stable_revision, desired.revision,
-                                    plan.status.failed_revision, in.blue.deployment.revision,
-                                    in.green.deployment.revision}));
+  RETURN_IF_ERROR(
+      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
+                        in.blue.deployment.revision, in.green.deployment.revision}));
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;

@@ -172,13 +172,9 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
 
 SecretRotationController::~SecretRotationController() { Stop(); }
 
-void SecretRotationController::StartCaches() {
-  loop_.StartCaches();
-}
+void SecretRotationController::StartCaches() { loop_.StartCaches(); }
 
-bool SecretRotationController::HasSynced() const {
-  return loop_.HasSynced();
-}
+bool SecretRotationController::HasSynced() const { return loop_.HasSynced(); }
 
 void SecretRotationController::StartWorkers() {
   loop_.StartWorkers(
@@ -205,9 +201,7 @@ void SecretRotationController::Resync() {
   }
 }
 
-void SecretRotationController::Stop() {
-  loop_.Stop();
-}
+void SecretRotationController::Stop() { loop_.Stop(); }
 
 void SecretRotationController::ForgetMetrics(const std::string& key) {
   const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
@@ -291,9 +285,9 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     const std::string owner =
         Str(*secret, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
     if (!owner.empty() && owner != name) {
-      return stall("Conflict", absl::StrCat("Secret ", secret_name,
-                                            " is managed by SecretRotation ", owner,
-                                            "; one Secret has one SecretRotation"));
+      return stall("Conflict",
+                   absl::StrCat("Secret ", secret_name, " is managed by SecretRotation ", owner,
+                                "; one Secret has one SecretRotation"));
     }
     if (owner.empty()) {
       if (!sr.spec.adopt_existing) {
@@ -305,10 +299,9 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       }
       // Adopt: label only, no ownerReference (deleting the SecretRotation
       // must not delete a Secret someone else made).
-      Object patch = {
-          {"metadata",
-           {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
-            {"labels", {{sec::kLabelSecretRotation, name}}}}}};
+      Object patch = {{"metadata",
+                       {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
+                        {"labels", {{sec::kLabelSecretRotation, name}}}}}};
       absl::Status s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
       if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", secret_name));
       spdlog::info("secretrotation={} adopted secret={}", key, secret_name);
@@ -399,25 +392,22 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
            {{"name", secret_name},
             {"namespace", ns},
             {"labels",
-             {{sec::kLabelSecretRotation, name},
-              {api::kLabelManagedBy, api::kManagedByCapstan}}},
+             {{sec::kLabelSecretRotation, name}, {api::kLabelManagedBy, api::kManagedByCapstan}}},
             {"annotations", annotations},
-            {"ownerReferences",
-             Object::array({{{"apiVersion", api::kApiVersion},
-                             {"kind", sec::kSecretRotationKind},
-                             {"name", name},
-                             {"uid", sr.uid},
-                             {"controller", true}}})}}},
+            {"ownerReferences", Object::array({{{"apiVersion", api::kApiVersion},
+                                                {"kind", sec::kSecretRotationKind},
+                                                {"name", name},
+                                                {"uid", sr.uid},
+                                                {"controller", true}}})}}},
           {"data", out_data}};
       s = client_.Create(res::Secrets(), ns, body).status();
     } else {
       for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
       // The resourceVersion makes the patch conditional: a stale cache or a
       // second writer gets 409 and this key is retried from fresh state.
-      Object patch = {
-          {"metadata",
-           {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
-            {"annotations", annotations}}}};
+      Object patch = {{"metadata",
+                       {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
+                        {"annotations", annotations}}}};
       if (!out_data.empty()) patch["data"] = out_data;
       s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
     }

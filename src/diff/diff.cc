@@ -29,8 +29,8 @@ std::string Render(const json& j) {
 
 bool IsBareKey(std::string_view key) {
   return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
   });
 }
 
@@ -103,8 +103,7 @@ class Comparer {
   Comparer(std::vector<Drift>* out, bool stop_at_first, const json* skip)
       : out_(out), stop_at_first_(stop_at_first), skip_(skip) {}
 
-  void Walk(const json& want, const json* got, std::string_view parent_key,
-            std::string_view key) {
+  void Walk(const json& want, const json* got, std::string_view parent_key, std::string_view key) {
     if (stop_at_first_ && !out_->empty()) {
       return;
     }

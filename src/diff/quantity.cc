@@ -35,22 +35,14 @@ std::optional<Suffix> InterpretSuffix(std::string_view s) {
     Suffix suffix;
   };
   static constexpr Named kNamed[] = {
-      {"", {0, 0, QuantityFormat::kDecimalSI}},
-      {"n", {-9, 0, QuantityFormat::kDecimalSI}},
-      {"u", {-6, 0, QuantityFormat::kDecimalSI}},
-      {"m", {-3, 0, QuantityFormat::kDecimalSI}},
-      {"k", {3, 0, QuantityFormat::kDecimalSI}},
-      {"M", {6, 0, QuantityFormat::kDecimalSI}},
-      {"G", {9, 0, QuantityFormat::kDecimalSI}},
-      {"T", {12, 0, QuantityFormat::kDecimalSI}},
-      {"P", {15, 0, QuantityFormat::kDecimalSI}},
-      {"E", {18, 0, QuantityFormat::kDecimalSI}},
-      {"Ki", {0, 10, QuantityFormat::kBinarySI}},
-      {"Mi", {0, 20, QuantityFormat::kBinarySI}},
-      {"Gi", {0, 30, QuantityFormat::kBinarySI}},
-      {"Ti", {0, 40, QuantityFormat::kBinarySI}},
-      {"Pi", {0, 50, QuantityFormat::kBinarySI}},
-      {"Ei", {0, 60, QuantityFormat::kBinarySI}},
+      {"", {0, 0, QuantityFormat::kDecimalSI}},   {"n", {-9, 0, QuantityFormat::kDecimalSI}},
+      {"u", {-6, 0, QuantityFormat::kDecimalSI}}, {"m", {-3, 0, QuantityFormat::kDecimalSI}},
+      {"k", {3, 0, QuantityFormat::kDecimalSI}},  {"M", {6, 0, QuantityFormat::kDecimalSI}},
+      {"G", {9, 0, QuantityFormat::kDecimalSI}},  {"T", {12, 0, QuantityFormat::kDecimalSI}},
+      {"P", {15, 0, QuantityFormat::kDecimalSI}}, {"E", {18, 0, QuantityFormat::kDecimalSI}},
+      {"Ki", {0, 10, QuantityFormat::kBinarySI}}, {"Mi", {0, 20, QuantityFormat::kBinarySI}},
+      {"Gi", {0, 30, QuantityFormat::kBinarySI}}, {"Ti", {0, 40, QuantityFormat::kBinarySI}},
+      {"Pi", {0, 50, QuantityFormat::kBinarySI}}, {"Ei", {0, 60, QuantityFormat::kBinarySI}},
   };
   for (const Named& n : kNamed) {
     if (s == n.name) {

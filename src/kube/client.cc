@@ -8,9 +8,9 @@
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
-#include "capstan/common/log.h"
 
 namespace capstan::kube {
 namespace {
@@ -160,23 +160,24 @@ absl::StatusOr<HttpResponse> Client::Send(const std::string& verb, HttpRequest r
     m.rest_requests->Add({{"verb", metric_verb}, {"code", std::to_string(code)}}).Increment();
     m.rest_latency->Add({{"verb", metric_verb}}, Metrics::LatencyBuckets())
         .Observe(absl::ToDoubleSeconds(clock_.Now() - start));
-    const bool retry = idempotent && attempt < options_.max_retries &&
-                       (!resp.ok() || Retryable(resp->status));
+    const bool retry =
+        idempotent && attempt < options_.max_retries && (!resp.ok() || Retryable(resp->status));
     if (!retry) return resp;
     // Full jitter on an exponential base, at least what the server asked for.
     absl::Duration backoff =
         std::min(options_.retry_cap, options_.retry_base * std::pow(2.0, attempt));
-    backoff = absl::Milliseconds(absl::Uniform(rng, 0.5, 1.0) * absl::ToDoubleMilliseconds(backoff));
+    backoff =
+        absl::Milliseconds(absl::Uniform(rng, 0.5, 1.0) * absl::ToDoubleMilliseconds(backoff));
     if (resp.ok()) backoff = std::max(backoff, RetryAfter(*resp));
-    spdlog::debug("retrying {} {} in {} after {}", verb, request.path,
-                  absl::FormatDuration(backoff),
-                  resp.ok() ? absl::StrCat("HTTP ", resp->status) : std::string(resp.status().message()));
+    spdlog::debug(
+        "retrying {} {} in {} after {}", verb, request.path, absl::FormatDuration(backoff),
+        resp.ok() ? absl::StrCat("HTTP ", resp->status) : std::string(resp.status().message()));
     absl::SleepFor(backoff);
   }
 }
 
-absl::StatusOr<Object> Client::Get(const Resource& r, absl::string_view ns,
-                                   absl::string_view name, absl::string_view subresource) {
+absl::StatusOr<Object> Client::Get(const Resource& r, absl::string_view ns, absl::string_view name,
+                                   absl::string_view subresource) {
   HttpRequest req;
   req.path = ObjectPath(r, ns, name, subresource);
   ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
@@ -189,8 +190,10 @@ absl::StatusOr<ListPage> Client::List(const Resource& r, absl::string_view ns,
                                       const ListOptions& options) {
   HttpRequest req;
   req.path = CollectionPath(r, ns);
-  if (!options.label_selector.empty()) req.query.emplace_back("labelSelector", options.label_selector);
-  if (!options.field_selector.empty()) req.query.emplace_back("fieldSelector", options.field_selector);
+  if (!options.label_selector.empty())
+    req.query.emplace_back("labelSelector", options.label_selector);
+  if (!options.field_selector.empty())
+    req.query.emplace_back("fieldSelector", options.field_selector);
   if (options.limit > 0) req.query.emplace_back("limit", std::to_string(options.limit));
   if (!options.continue_token.empty()) req.query.emplace_back("continue", options.continue_token);
   if (!options.resource_version.empty()) {
@@ -276,12 +279,13 @@ absl::StatusOr<Object> Client::Update(const Resource& r, absl::string_view ns, c
   AddFieldManager(field_manager, &req);
   req.body = obj.dump();
   req.content_type = "application/json";
-  const std::string what = absl::StrCat("update ", r.resource, " ", ns, ns.empty() ? "" : "/",
-                                        name, subresource.empty() ? "" : "/", subresource);
+  const std::string what = absl::StrCat("update ", r.resource, " ", ns, ns.empty() ? "" : "/", name,
+                                        subresource.empty() ? "" : "/", subresource);
   // A PUT with a resourceVersion is safe to repeat: a second attempt after a lost
   // answer fails with a conflict instead of overwriting.
   ASSIGN_OR_RETURN(HttpResponse resp, Send("PUT", std::move(req), true));
-  if (resp.status != 200 && resp.status != 201) return StatusFromResponse(resp.status, resp.body, what);
+  if (resp.status != 200 && resp.status != 201)
+    return StatusFromResponse(resp.status, resp.body, what);
   return ParseObject(resp, what);
 }
 
@@ -294,11 +298,13 @@ absl::StatusOr<Object> Client::Apply(const Resource& r, absl::string_view ns,
   if (options.force) req.query.emplace_back("force", "true");
   req.body = obj.dump();  // JSON is YAML.
   req.content_type = "application/apply-patch+yaml";
-  const std::string what = absl::StrCat("apply ", r.resource, " ", ns, ns.empty() ? "" : "/", name,
-                                        options.subresource.empty() ? "" : "/", options.subresource);
+  const std::string what =
+      absl::StrCat("apply ", r.resource, " ", ns, ns.empty() ? "" : "/", name,
+                   options.subresource.empty() ? "" : "/", options.subresource);
   // Apply is idempotent by design.
   ASSIGN_OR_RETURN(HttpResponse resp, Send("PATCH", std::move(req), true));
-  if (resp.status != 200 && resp.status != 201) return StatusFromResponse(resp.status, resp.body, what);
+  if (resp.status != 200 && resp.status != 201)
+    return StatusFromResponse(resp.status, resp.body, what);
   return ParseObject(resp, what);
 }
 
@@ -315,7 +321,8 @@ absl::StatusOr<Object> Client::MergePatch(const Resource& r, absl::string_view n
                                         subresource.empty() ? "" : "/", subresource);
   // A merge patch sets absolute values, so repeating it is harmless.
   ASSIGN_OR_RETURN(HttpResponse resp, Send("PATCH", std::move(req), true));
-  if (resp.status != 200 && resp.status != 201) return StatusFromResponse(resp.status, resp.body, what);
+  if (resp.status != 200 && resp.status != 201)
+    return StatusFromResponse(resp.status, resp.body, what);
   return ParseObject(resp, what);
 }
 
@@ -331,7 +338,8 @@ absl::Status Client::Delete(const Resource& r, absl::string_view ns, absl::strin
   if (!options.propagation_policy.empty()) body["propagationPolicy"] = options.propagation_policy;
   req.body = body.dump();
   req.content_type = "application/json";
-  const std::string what = absl::StrCat("delete ", r.resource, " ", ns, ns.empty() ? "" : "/", name);
+  const std::string what =
+      absl::StrCat("delete ", r.resource, " ", ns, ns.empty() ? "" : "/", name);
   ASSIGN_OR_RETURN(HttpResponse resp, Send("DELETE", std::move(req), true));
   if (resp.status == 200 || resp.status == 202) return absl::OkStatus();
   return StatusFromResponse(resp.status, resp.body, what);
@@ -344,14 +352,15 @@ absl::Status Client::Watch(const Resource& r, absl::string_view ns, const WatchO
   req.method = "GET";
   req.path = CollectionPath(r, ns);
   req.query.emplace_back("watch", "1");
-  if (!options.label_selector.empty()) req.query.emplace_back("labelSelector", options.label_selector);
-  if (!options.field_selector.empty()) req.query.emplace_back("fieldSelector", options.field_selector);
+  if (!options.label_selector.empty())
+    req.query.emplace_back("labelSelector", options.label_selector);
+  if (!options.field_selector.empty())
+    req.query.emplace_back("fieldSelector", options.field_selector);
   if (!options.resource_version.empty()) {
     req.query.emplace_back("resourceVersion", options.resource_version);
   }
   if (options.allow_bookmarks) req.query.emplace_back("allowWatchBookmarks", "true");
-  req.query.emplace_back("timeoutSeconds",
-                         std::to_string(absl::ToInt64Seconds(options.timeout)));
+  req.query.emplace_back("timeoutSeconds", std::to_string(absl::ToInt64Seconds(options.timeout)));
   const std::string what = absl::StrCat("watch ", r.resource, ns.empty() ? "" : " in ", ns);
 
   WaitForToken();

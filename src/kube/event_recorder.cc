@@ -189,9 +189,9 @@ void EventRecorder::Record(const Object& regarding, absl::string_view type,
       if (!ns.empty()) ref["namespace"] = ns;
       if (!uid.empty()) ref["uid"] = uid;
       if (!rv.empty()) ref["resourceVersion"] = rv;
-      const std::string event_name = absl::StrFormat(
-          "%s.%016x", TruncateUtf8(name.empty() ? "capstan" : name, kMaxNamePrefix),
-          absl::Uniform<uint64_t>(rng_));
+      const std::string event_name =
+          absl::StrFormat("%s.%016x", TruncateUtf8(name.empty() ? "capstan" : name, kMaxNamePrefix),
+                          absl::Uniform<uint64_t>(rng_));
       auto s = std::make_shared<Series>();
       s->event = {
           {"apiVersion", resources::Events().ApiVersion()},
@@ -304,9 +304,7 @@ void EventRecorder::Run() {
     Write write;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || !queue_.empty();
-      };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (stop_) return;
       write = std::move(queue_.front());

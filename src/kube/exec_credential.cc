@@ -123,8 +123,8 @@ absl::StatusOr<RunOutput> RunPlugin(const ExecPluginConfig& config, absl::string
     }
   };
   for (const auto& [name, value] : config.env) set(name, value);
-  set(kExecInfoEnv, config.exec_info.empty() ? ExecInfoJson(config.api_version, nullptr)
-                                             : config.exec_info);
+  set(kExecInfoEnv,
+      config.exec_info.empty() ? ExecInfoJson(config.api_version, nullptr) : config.exec_info);
   std::vector<std::string> env_strings;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     absl::string_view entry(*e);
@@ -160,16 +160,15 @@ absl::StatusOr<RunOutput> RunPlugin(const ExecPluginConfig& config, absl::string
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setpgroup(&attr, 0);
   sigset_t mask;
   sigemptyset(&mask);
   posix_spawnattr_setsigmask(&attr, &mask);
   sigset_t defaults;
   sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2,
-                  SIGALRM}) {
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM}) {
     sigaddset(&defaults, sig);
   }
   posix_spawnattr_setsigdefault(&attr, &defaults);
@@ -273,20 +272,19 @@ absl::StatusOr<RunOutput> RunPlugin(const ExecPluginConfig& config, absl::string
         absl::StrCat(label, ": printed more than ", kMaxStdoutBytes, " bytes, killed"));
   }
   if (reaped && WIFSIGNALED(wait_status)) {
-    return absl::UnavailableError(absl::StrCat(label, ": killed by signal ",
-                                               WTERMSIG(wait_status), StderrSuffix(output.err)));
+    return absl::UnavailableError(absl::StrCat(label, ": killed by signal ", WTERMSIG(wait_status),
+                                               StderrSuffix(output.err)));
   }
   if (reaped && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) != 0) {
     return absl::UnavailableError(absl::StrCat(label, ": exited with status ",
-                                               WEXITSTATUS(wait_status),
-                                               StderrSuffix(output.err)));
+                                               WEXITSTATUS(wait_status), StderrSuffix(output.err)));
   }
   return output;
 }
 
 // Field accessors on the plugin's JSON: a message names the field, never its value.
-absl::Status OptionalString(const nlohmann::json& object, const char* key,
-                            absl::string_view path, std::string* out) {
+absl::Status OptionalString(const nlohmann::json& object, const char* key, absl::string_view path,
+                            std::string* out) {
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_string()) {
@@ -315,9 +313,8 @@ absl::StatusOr<ExecCredential> ParseExecCredential(absl::string_view json,
   if (absl::Status s = OptionalString(doc, "kind", "", &kind); !s.ok()) return s;
   if (got_version != api_version) {
     if (got_version.size() > 64) got_version = got_version.substr(0, 64) + "...";
-    return absl::InvalidArgumentError(absl::StrCat("apiVersion is \"", got_version,
-                                                   "\", but the kubeconfig asks for \"",
-                                                   api_version, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "apiVersion is \"", got_version, "\", but the kubeconfig asks for \"", api_version, "\""));
   }
   if (kind != "ExecCredential") {
     return absl::InvalidArgumentError("kind: not ExecCredential");
@@ -334,13 +331,12 @@ absl::StatusOr<ExecCredential> ParseExecCredential(absl::string_view json,
   if (absl::Status s = OptionalString(*status, "token", "status.", &cred.token); !s.ok()) {
     return s;
   }
-  if (absl::Status s = OptionalString(*status, "clientCertificateData", "status.",
-                                      &cred.client_certificate_pem);
+  if (absl::Status s =
+          OptionalString(*status, "clientCertificateData", "status.", &cred.client_certificate_pem);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          OptionalString(*status, "clientKeyData", "status.", &cred.client_key_pem);
+  if (absl::Status s = OptionalString(*status, "clientKeyData", "status.", &cred.client_key_pem);
       !s.ok()) {
     return s;
   }
@@ -431,8 +427,7 @@ absl::StatusOr<ExecCredential> ExecTokenSource::Credential() {
   } else {
     cred = ParseExecCredential(run->out, config_.api_version);
     if (!cred.ok()) {
-      cred = absl::Status(cred.status().code(),
-                          absl::StrCat(label, ": ", cred.status().message()));
+      cred = absl::Status(cred.status().code(), absl::StrCat(label, ": ", cred.status().message()));
     }
   }
   const absl::Time now = clock_.Now();

@@ -5,8 +5,8 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "capstan/common/metrics.h"
 #include "capstan/common/log.h"
+#include "capstan/common/metrics.h"
 
 namespace capstan::kube {
 
@@ -25,7 +25,10 @@ std::string ObjectKey(const Object& obj) {
 }
 
 Informer::Informer(Client& client, Resource resource, InformerOptions options, const Clock& clock)
-    : client_(client), resource_(std::move(resource)), options_(std::move(options)), clock_(clock) {}
+    : client_(client),
+      resource_(std::move(resource)),
+      options_(std::move(options)),
+      clock_(clock) {}
 
 Informer::~Informer() { Stop(); }
 
@@ -74,7 +77,8 @@ Informer::Entry Informer::MakeEntry(std::shared_ptr<const Object> obj) const {
   Entry e;
   e.resource_version = obj->value("/metadata/resourceVersion"_json_pointer, std::string());
   for (size_t i = 0; i < index_funcs_.size(); ++i) {
-    for (std::string& v : index_funcs_[i].second(*obj)) e.index_values.emplace_back(i, std::move(v));
+    for (std::string& v : index_funcs_[i].second(*obj))
+      e.index_values.emplace_back(i, std::move(v));
   }
   if (options_.compact) {
     Object::to_msgpack(*obj, nlohmann::detail::output_adapter<char>(e.packed));
@@ -315,7 +319,8 @@ absl::Status Informer::WatchOnce() {
       resource_, options_.ns, wo,
       [this, &events](WatchEvent&& ev) {
         ++events;
-        const std::string rv = ev.object.value("/metadata/resourceVersion"_json_pointer, std::string());
+        const std::string rv =
+            ev.object.value("/metadata/resourceVersion"_json_pointer, std::string());
         if (ev.type == WatchEvent::Type::kBookmark) {
           absl::MutexLock lock(&mu_);
           if (!rv.empty()) resource_version_ = rv;
@@ -354,8 +359,8 @@ absl::Status Informer::WatchOnce() {
   // is a failure to back off from, or a peer that closes every watch at once would
   // have us re-open it as fast as the rate limiter allows.
   if (s.ok() && events == 0 && clock_.Now() - start < absl::Seconds(1)) {
-    return absl::UnavailableError(absl::StrCat("watch ", resource_.resource,
-                                               ": closed at once with no events"));
+    return absl::UnavailableError(
+        absl::StrCat("watch ", resource_.resource, ": closed at once with no events"));
   }
   return s;
 }
@@ -378,8 +383,7 @@ void Informer::Run() {
       Metrics::Get().watch_restarts->Add({{"resource", resource_.resource}}).Increment();
       if (s.code() == absl::StatusCode::kOutOfRange) {
         // 410 Gone: our resourceVersion was compacted away. Relist at once.
-        spdlog::info("informer {}: watch expired ({}), relisting", resource_.resource,
-                     s.message());
+        spdlog::info("informer {}: watch expired ({}), relisting", resource_.resource, s.message());
         need_list = true;
         continue;
       }

@@ -115,8 +115,7 @@ LeaseDecision DecideLease(const LeaseRecord& current, absl::Time observed_time,
   const bool ours = current.holder_identity == identity;
   // Valid by *our* clock from when we first saw this record: renewTime was
   // written by another replica's clock and is never compared with ours.
-  const bool valid =
-      observed_time + absl::Seconds(current.lease_duration_seconds) > now;
+  const bool valid = observed_time + absl::Seconds(current.lease_duration_seconds) > now;
   if (!current.holder_identity.empty() && !ours && valid) return d;
   d.write = true;
   d.record.holder_identity = identity;
@@ -270,9 +269,10 @@ void LeaderElector::Run() {
         deadline = last_renew_ + config_.renew_deadline;
       }
       if (now >= deadline) {
-        spdlog::warn("leader election: lost leadership lease={} identity={} reason=\"no renew "
-                     "succeeded within {}\"",
-                     LeaseKey(), config_.identity, config_.renew_deadline);
+        spdlog::warn(
+            "leader election: lost leadership lease={} identity={} reason=\"no renew "
+            "succeeded within {}\"",
+            LeaseKey(), config_.identity, config_.renew_deadline);
         break;
       }
       attempt = TryAcquireOrRenew(now);
@@ -284,8 +284,8 @@ void LeaderElector::Run() {
         continue;
       }
       if (attempt == Attempt::kHeldByOther) {
-        spdlog::warn("leader election: lost leadership lease={} identity={} holder={}",
-                     LeaseKey(), config_.identity, observed_record_.holder_identity);
+        spdlog::warn("leader election: lost leadership lease={} identity={} holder={}", LeaseKey(),
+                     config_.identity, observed_record_.holder_identity);
         break;
       }
       next = std::min(now + config_.retry_period, deadline);
@@ -373,8 +373,7 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(absl::Time now) {
   if (observed_record_.holder_identity != config_.identity) {
     spdlog::info(
         "leader election: took over lease={} identity={} previous_holder={} transitions={}",
-        LeaseKey(), config_.identity, observed_record_.holder_identity,
-        d.record.lease_transitions);
+        LeaseKey(), config_.identity, observed_record_.holder_identity, d.record.lease_transitions);
   }
   Observe(*updated, clock_.Now());
   return Attempt::kHeld;
@@ -387,10 +386,10 @@ absl::StatusOr<Object> LeaderElector::CreateLease(absl::Time now) {
   r.acquire_time = now;
   r.renew_time = now;
   r.lease_transitions = 0;
-  Object lease = {{"apiVersion", resources::Leases().ApiVersion()},
-                  {"kind", resources::Leases().kind},
-                  {"metadata",
-                   {{"name", config_.lease_name}, {"namespace", config_.lease_namespace}}}};
+  Object lease = {
+      {"apiVersion", resources::Leases().ApiVersion()},
+      {"kind", resources::Leases().kind},
+      {"metadata", {{"name", config_.lease_name}, {"namespace", config_.lease_namespace}}}};
   SetLeaseRecord(r, &lease);
   return client_.Create(resources::Leases(), config_.lease_namespace, lease);
 }
@@ -435,8 +434,8 @@ void LeaderElector::Release() {
   SetLeaseRecord(ReleasedLeaseRecord(observed_record_, clock_.Now()), &lease);
   // One attempt with the resourceVersion we last wrote: a conflict means
   // someone else already wrote the lease, and then there is nothing to release.
-  absl::StatusOr<Object> updated = client_.Update(resources::Leases(), config_.lease_namespace,
-                                                  lease);
+  absl::StatusOr<Object> updated =
+      client_.Update(resources::Leases(), config_.lease_namespace, lease);
   if (!updated.ok()) {
     spdlog::warn("leader election: cannot release lease={} identity={} error=\"{}\"", LeaseKey(),
                  config_.identity, updated.status());

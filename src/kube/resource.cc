@@ -25,17 +25,17 @@ std::string ObjectPath(const Resource& r, absl::string_view ns, absl::string_vie
 
 namespace resources {
 namespace {
-const Resource& Make(const char* group, const char* version, const char* resource,
-                     const char* kind, bool namespaced) {
+const Resource& Make(const char* group, const char* version, const char* resource, const char* kind,
+                     bool namespaced) {
   // Intentionally leaked: these are process-lifetime constants.
   return *new Resource{group, version, resource, kind, namespaced};
 }
 }  // namespace
 
-#define CAPSTAN_RESOURCE(fn, group, version, plural, kind, namespaced) \
-  const Resource& fn() {                                               \
+#define CAPSTAN_RESOURCE(fn, group, version, plural, kind, namespaced)         \
+  const Resource& fn() {                                                       \
     static const Resource& r = Make(group, version, plural, kind, namespaced); \
-    return r;                                                          \
+    return r;                                                                  \
   }
 
 CAPSTAN_RESOURCE(Namespaces, "", "v1", "namespaces", "Namespace", false)
@@ -56,8 +56,8 @@ CAPSTAN_RESOURCE(EndpointSlices, "discovery.k8s.io", "v1", "endpointslices", "En
 CAPSTAN_RESOURCE(Leases, "coordination.k8s.io", "v1", "leases", "Lease", true)
 CAPSTAN_RESOURCE(Releases, "capstan.dev", "v1alpha1", "releases", "Release", true)
 CAPSTAN_RESOURCE(Environments, "capstan.dev", "v1alpha1", "environments", "Environment", false)
-CAPSTAN_RESOURCE(ReleaseApprovals, "capstan.dev", "v1alpha1", "releaseapprovals",
-                 "ReleaseApproval", true)
+CAPSTAN_RESOURCE(ReleaseApprovals, "capstan.dev", "v1alpha1", "releaseapprovals", "ReleaseApproval",
+                 true)
 CAPSTAN_RESOURCE(SecretRotations, "capstan.dev", "v1alpha1", "secretrotations", "SecretRotation",
                  true)
 

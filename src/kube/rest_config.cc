@@ -6,6 +6,10 @@
 
 #include "capstan/kube/rest_config.h"
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -17,11 +21,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -287,8 +286,8 @@ absl::Status MergeSection(const YAML::Node& root, const char* section, const cha
     if (auto [it, inserted] = seen.emplace(name, i); !inserted) {
       // kubectl refuses a file that defines a name twice, and so do we.
       return (item_field / "name")
-          .Invalid(absl::StrCat(Quote(name), " is also defined at ", section, "[", it->second,
-                                "]"));
+          .Invalid(
+              absl::StrCat(Quote(name), " is also defined at ", section, "[", it->second, "]"));
     }
     YAML::Node body = Child(item, body_key);
     if (!Absent(body) && !body.IsMap()) return (item_field / body_key).Invalid("not a mapping");
@@ -376,9 +375,9 @@ absl::StatusOr<Kubeconfig> ReadKubeconfigs(const KubeconfigOptions& options) {
       return absl::NotFoundError(absl::StrCat("no kubeconfig found: $KUBECONFIG is not set and ",
                                               candidates[0], " does not exist"));
     }
-    return absl::NotFoundError(absl::StrCat(
-        "no kubeconfig found: no file in $KUBECONFIG exists (tried ",
-        candidates.empty() ? "none" : absl::StrJoin(candidates, ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("no kubeconfig found: no file in $KUBECONFIG exists (tried ",
+                     candidates.empty() ? "none" : absl::StrJoin(candidates, ", "), ")"));
   }
   return config;
 }
@@ -446,9 +445,9 @@ absl::Status ApplyCluster(const Entry& entry, RestConfig* rc, ExecClusterInfo* e
     for (const YAML::Node& ext : extensions) {
       if (ext.IsMap() && Child(ext, "name").IsScalar() &&
           Child(ext, "name").Scalar() == kExecExtensionName) {
-        exec_cluster->config_json = YamlToJson(Child(ext, "extension"))
-                                        .dump(-1, ' ', false,
-                                              nlohmann::json::error_handler_t::replace);
+        exec_cluster->config_json =
+            YamlToJson(Child(ext, "extension"))
+                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       }
     }
   }
@@ -456,8 +455,7 @@ absl::Status ApplyCluster(const Entry& entry, RestConfig* rc, ExecClusterInfo* e
 }
 
 // A certificate or key from "<name>" (a file) or "<name>-data" (base64), not both.
-absl::StatusOr<std::string> FileOrData(const Entry& entry, const char* name,
-                                       std::string* from) {
+absl::StatusOr<std::string> FileOrData(const Entry& entry, const char* name, std::string* from) {
   const Field f = entry.field();
   const std::string data_key = absl::StrCat(name, "-data");
   ASSIGN_OR_RETURN(std::string file, String(entry.body, name, f));
@@ -537,8 +535,7 @@ absl::Status ApplyUser(const Entry& entry, const ExecClusterInfo& cluster,
   // Silently ignoring these would talk to the server as someone else than meant.
   for (const char* key : {"as", "as-uid", "as-groups", "as-user-extra"}) {
     if (!Absent(Child(u, key))) {
-      return (f / key).Error(absl::StatusCode::kUnimplemented,
-                             "impersonation is not supported");
+      return (f / key).Error(absl::StatusCode::kUnimplemented, "impersonation is not supported");
     }
   }
   for (const char* key : {"username", "password"}) {
@@ -609,12 +606,13 @@ absl::Status ApplyUser(const Entry& entry, const ExecClusterInfo& cluster,
   if (!cred->client_certificate_pem.empty()) {
     if (std::optional<PairError> e =
             CheckClientPair(cred->client_certificate_pem, cred->client_key_pem)) {
-      return (f / "exec").Invalid(absl::StrCat(
-          "the plugin's ",
-          e->which == PairError::kCert  ? "status.clientCertificateData"
-          : e->which == PairError::kKey ? "status.clientKeyData"
-                                        : "status.clientCertificateData/clientKeyData",
-          ": ", e->what));
+      return (f / "exec")
+          .Invalid(absl::StrCat("the plugin's ",
+                                e->which == PairError::kCert ? "status.clientCertificateData"
+                                : e->which == PairError::kKey
+                                    ? "status.clientKeyData"
+                                    : "status.clientCertificateData/clientKeyData",
+                                ": ", e->what));
     }
     rc->client_cert_pem = cred->client_certificate_pem;
     rc->client_key_pem = cred->client_key_pem;
@@ -643,10 +641,10 @@ absl::StatusOr<RestConfig> Resolve(const Kubeconfig& config, const KubeconfigOpt
   }
   auto ctx_it = config.contexts.find(context_name);
   if (ctx_it == config.contexts.end()) {
-    return all.Error(absl::StatusCode::kNotFound,
-                     absl::StrCat(options.context.empty() ? "current-context " : "context ",
-                                  Quote(context_name), " is not defined (",
-                                  NameList(config.context_names), ")"));
+    return all.Error(
+        absl::StatusCode::kNotFound,
+        absl::StrCat(options.context.empty() ? "current-context " : "context ", Quote(context_name),
+                     " is not defined (", NameList(config.context_names), ")"));
   }
   const Entry& ctx = ctx_it->second;
   const Field cf = ctx.field();
@@ -690,8 +688,8 @@ absl::StatusOr<std::string> ReadServiceAccountFile(absl::string_view root, const
   const std::string path = absl::StrCat(root, "/", name);
   absl::StatusOr<std::string> content = internal::ReadFileToString(path);
   if (!content.ok()) {
-    return absl::Status(content.status().code(), absl::StrCat("in-cluster config: ", what, " ",
-                                                              content.status().message()));
+    return absl::Status(content.status().code(),
+                        absl::StrCat("in-cluster config: ", what, " ", content.status().message()));
   }
   if (absl::StripAsciiWhitespace(*content).empty()) {
     return absl::FailedPreconditionError(
@@ -725,9 +723,8 @@ absl::StatusOr<RestConfig> InClusterConfig(absl::string_view root, const Clock& 
   }
   int port_number = 0;
   if (!absl::SimpleAtoi(port, &port_number) || port_number <= 0 || port_number > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("in-cluster config: KUBERNETES_SERVICE_PORT ", Quote(port),
-                     " is not a port number"));
+    return absl::InvalidArgumentError(absl::StrCat("in-cluster config: KUBERNETES_SERVICE_PORT ",
+                                                   Quote(port), " is not a port number"));
   }
   if (absl::StrContains(host, ':') && !absl::StartsWith(host, "[")) {
     host = absl::StrCat("[", host, "]");  // IPv6

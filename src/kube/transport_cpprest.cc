@@ -7,21 +7,21 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <vector>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "capstan/common/log.h"
+#include "capstan/common/metrics.h"
 #include "capstan/kube/transport.h"
 #include "cpprest/http_client.h"
 #include "cpprest/uri_builder.h"
 #include "openssl/ssl.h"
-#include "capstan/common/metrics.h"
 #include "prometheus/counter.h"
-#include "capstan/common/log.h"
 
 namespace capstan::kube {
 namespace {
@@ -141,8 +141,8 @@ class CppRestTransport final : public Transport {
   }
 
   absl::Status Stream(const HttpRequest& request,
-                      const std::function<bool(absl::string_view line)>& on_line,
-                      int* status_code, Cancellation* cancel) override {
+                      const std::function<bool(absl::string_view line)>& on_line, int* status_code,
+                      Cancellation* cancel) override {
     auto req = Build(request);
     if (!req.ok()) return req.status();
     pplx::cancellation_token_source cts;
@@ -209,8 +209,7 @@ class CppRestTransport final : public Transport {
       if (cancel != nullptr && cancel->cancelled()) {
         return absl::CancelledError("watch cancelled");
       }
-      return absl::UnavailableError(
-          absl::StrCat("watch ", request.path, ": ", e.what()));
+      return absl::UnavailableError(absl::StrCat("watch ", request.path, ": ", e.what()));
     }
   }
 
@@ -224,20 +223,20 @@ class CppRestTransport final : public Transport {
     const std::string ca = config_.ca_pem;
     const std::string cert = config_.client_cert_pem;
     const std::string key = config_.client_key_pem;
-    cfg.set_ssl_context_callback([ca, cert, key, sessions = sessions_](
-                                     boost::asio::ssl::context& ctx) {
-      sessions->Attach(ctx.native_handle());
-      // Exceptions here would abort the handshake; cpprestsdk reports them as
-      // http_exception from the request, which Do/Stream turn into a Status.
-      if (!ca.empty()) {
-        ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
-      }
-      if (!cert.empty() && !key.empty()) {
-        ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()));
-        ctx.use_private_key(boost::asio::buffer(key.data(), key.size()),
-                            boost::asio::ssl::context::pem);
-      }
-    });
+    cfg.set_ssl_context_callback(
+        [ca, cert, key, sessions = sessions_](boost::asio::ssl::context& ctx) {
+          sessions->Attach(ctx.native_handle());
+          // Exceptions here would abort the handshake; cpprestsdk reports them as
+          // http_exception from the request, which Do/Stream turn into a Status.
+          if (!ca.empty()) {
+            ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
+          }
+          if (!cert.empty() && !key.empty()) {
+            ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()));
+            ctx.use_private_key(boost::asio::buffer(key.data(), key.size()),
+                                boost::asio::ssl::context::pem);
+          }
+        });
     return cfg;
   }
 
@@ -282,9 +281,8 @@ class CppRestTransport final : public Transport {
 
 absl::StatusOr<std::unique_ptr<Transport>> NewCppRestTransport(const RestConfig& config) {
   if (config.server.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config.source.empty() ? "configuration" : config.source,
-                     ": no API server address"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.source.empty() ? "configuration" : config.source, ": no API server address"));
   }
   if (!config.ca_pem.empty()) {
     // cpprestsdk calls SSL_CTX_set_default_verify_paths() for every connection,

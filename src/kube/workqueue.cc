@@ -132,9 +132,7 @@ std::optional<std::string> WorkQueue::Get() {
   PromoteDueLocked(clock_.Now());
   // No timeout: the timer (or a Poke) promotes delayed keys, and the Condition
   // is re-evaluated whenever anyone releases mu_, so a blocked Get costs nothing.
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return ready_ > 0 || shutting_down_;
-  };
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ready_ > 0 || shutting_down_; };
   mu_.Await(absl::Condition(&ready));
   if (ready_ == 0) {
     low_.clear();  // only stale entries can be left
@@ -255,8 +253,8 @@ void WorkQueue::TimerLoop() {
       // call Poke(). A real clock always moves, so it always takes the
       // deadline branch.
       const bool clock_stalled = timed_out && now == last_now;
-      sleep = clock_stalled ? kMaxTimerWait
-                            : std::min(waiting_.begin()->first - now, kMaxTimerWait);
+      sleep =
+          clock_stalled ? kMaxTimerWait : std::min(waiting_.begin()->first - now, kMaxTimerWait);
     }
     last_now = now;
     const uint64_t generation = timer_generation_;
@@ -288,12 +286,12 @@ WorkerPool::WorkerPool(WorkQueue& queue, int workers, ReconcileFunc reconcile)
           {{"controller", queue.name()}, {"result", "requeue"}})),
       requeue_after_(Metrics::Get().reconcile_total->Add(
           {{"controller", queue.name()}, {"result", "requeue_after"}})),
-      error_(Metrics::Get().reconcile_total->Add(
-          {{"controller", queue.name()}, {"result", "error"}})),
+      error_(
+          Metrics::Get().reconcile_total->Add({{"controller", queue.name()}, {"result", "error"}})),
       terminal_(Metrics::Get().reconcile_total->Add(
           {{"controller", queue.name()}, {"result", "terminal"}})),
-      duration_(LatencyHistogram(Metrics::Get().reconcile_duration,
-                                 {{"controller", queue.name()}})) {
+      duration_(
+          LatencyHistogram(Metrics::Get().reconcile_duration, {{"controller", queue.name()}})) {
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < std::max(workers, 1); ++i) {
     threads_.emplace_back(&WorkerPool::Work, this);
@@ -357,8 +355,8 @@ void WorkerPool::Process(const std::string& key) {
   } else if (result->requeue) {
     queue_.AddRateLimited(key);
     requeue_.Increment();
-    spdlog::debug("reconcile requeued with backoff queue={} key={} requeues={}", queue_.name(),
-                  key, queue_.NumRequeues(key));
+    spdlog::debug("reconcile requeued with backoff queue={} key={} requeues={}", queue_.name(), key,
+                  queue_.NumRequeues(key));
   } else {
     queue_.Forget(key);
     success_.Increment();

@@ -108,8 +108,7 @@ std::vector<Interval> Occurrences(const api::FreezeWindow& w, absl::Time t) {
   }
   const absl::CivilDay today = absl::ToCivilDay(t, tz);
   for (const absl::CivilDay day : {today - 1, today}) {
-    if (std::find(w.days.begin(), w.days.end(), ToWeekday(absl::GetWeekday(day))) ==
-        w.days.end()) {
+    if (std::find(w.days.begin(), w.days.end(), ToWeekday(absl::GetWeekday(day))) == w.days.end()) {
       continue;
     }
     const absl::CivilDay end_day = *end > *start ? day : day + 1;
@@ -191,18 +190,16 @@ Membership ResolveEnvironment(const std::vector<api::Environment>& envs,
   });
   if (!exists) {
     m.reason = "EnvironmentNotFound";
-    m.message = absl::StrCat("spec.environment: Environment ", Quote(requested),
-                             " does not exist",
-                             owner != nullptr
-                                 ? absl::StrCat("; namespace ", ns.name, " belongs to ",
-                                                Quote(owner->metadata.name))
-                                 : std::string());
+    m.message = absl::StrCat(
+        "spec.environment: Environment ", Quote(requested), " does not exist",
+        owner != nullptr
+            ? absl::StrCat("; namespace ", ns.name, " belongs to ", Quote(owner->metadata.name))
+            : std::string());
     return m;
   }
   m.reason = "EnvironmentMismatch";
   m.message = absl::StrCat(
-      "spec.environment: Environment ", Quote(requested), " does not include namespace ",
-      ns.name,
+      "spec.environment: Environment ", Quote(requested), " does not include namespace ", ns.name,
       owner != nullptr ? absl::StrCat(" (it belongs to ", Quote(owner->metadata.name), ")")
                        : std::string(" (no Environment includes it)"),
       "; spec.environment must name the Environment of the Release's namespace, or be left "
@@ -396,8 +393,8 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
     d.allowed = false;
     d.reason = GateReason::kStrategyNotAllowed;
     d.message = absl::StrCat("strategy ", api::StrategyTypeName(in.strategy),
-                             " is not allowed in Environment ", env_name, " (allowed: ",
-                             absl::StrJoin(allowed, ", "), ")");
+                             " is not allowed in Environment ", env_name,
+                             " (allowed: ", absl::StrJoin(allowed, ", "), ")");
     return d;
   }
   if (in.emergency.has_value() && p.allow_emergency) {
@@ -458,11 +455,11 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
   }
 
   if (std::optional<FreezeHit> f = ActiveFreeze(p.freeze_windows, in.now); f.has_value()) {
-    hold(GateReason::kFrozenUntil,
-         absl::StrCat("frozen until ", FormatInZone(f->until, f->time_zone), " (window ", f->window,
-                      f->time_zone == "UTC" ? std::string() : absl::StrCat(", ", f->time_zone),
-                      ")"),
-         f->until);
+    hold(
+        GateReason::kFrozenUntil,
+        absl::StrCat("frozen until ", FormatInZone(f->until, f->time_zone), " (window ", f->window,
+                     f->time_zone == "UTC" ? std::string() : absl::StrCat(", ", f->time_zone), ")"),
+        f->until);
   }
 
   if (in.emergency.has_value() && !p.allow_emergency) {

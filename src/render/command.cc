@@ -18,7 +18,8 @@ namespace {
 
 absl::StatusOr<std::string> ReadInput(const std::string& path) {
   if (path.empty()) {
-    return absl::InvalidArgumentError("no file given: use -f release.yaml (or --filename=- for stdin)");
+    return absl::InvalidArgumentError(
+        "no file given: use -f release.yaml (or --filename=- for stdin)");
   }
   std::ostringstream buf;
   if (path == "-") {

@@ -18,22 +18,19 @@ using api::Release;
 using nlohmann::json;
 
 json OwnerReference(const Release& r) {
-  return {{"apiVersion", api::kApiVersion},
-          {"kind", api::kReleaseKind},
-          {"name", r.metadata.name},
-          {"uid", r.metadata.uid},
-          {"controller", true},
-          {"blockOwnerDeletion", true}};
+  return {
+      {"apiVersion", api::kApiVersion}, {"kind", api::kReleaseKind}, {"name", r.metadata.name},
+      {"uid", r.metadata.uid},          {"controller", true},        {"blockOwnerDeletion", true}};
 }
 
 // metadata of an object Capstan owns. Without a uid (a Release read from a file) there
 // is nothing to point an ownerReference at, and the API server rejects one without a
 // uid, so the reference is left out: `capstan render | kubectl apply -f -` still works.
 json OwnedMetadata(const Release& r, const std::string& name) {
-  json meta = {{"name", name},
-               {"labels",
-                {{api::kLabelManagedBy, api::kManagedByCapstan},
-                 {api::kLabelRelease, r.metadata.name}}}};
+  json meta = {
+      {"name", name},
+      {"labels",
+       {{api::kLabelManagedBy, api::kManagedByCapstan}, {api::kLabelRelease, r.metadata.name}}}};
   if (!r.metadata.ns.empty()) {
     meta["namespace"] = r.metadata.ns;
   }
@@ -88,11 +85,11 @@ json ServicePorts(const api::ServiceSpec& s) {
 json ServiceObject(const Release& r, const std::string& name, std::optional<Color> color) {
   const api::ServiceSpec empty;
   const api::ServiceSpec& s = r.spec.service.has_value() ? *r.spec.service : empty;
-  return {{"apiVersion", "v1"},
-          {"kind", "Service"},
-          {"metadata", OwnedMetadata(r, name)},
-          {"spec",
-           {{"type", s.type}, {"selector", Selector(r, color)}, {"ports", ServicePorts(s)}}}};
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "Service"},
+      {"metadata", OwnedMetadata(r, name)},
+      {"spec", {{"type", s.type}, {"selector", Selector(r, color)}, {"ports", ServicePorts(s)}}}};
 }
 
 }  // namespace
@@ -138,9 +135,9 @@ std::string DeploymentName(const Release& release, std::optional<Color> color) {
   return absl::StrCat(release.metadata.name, "-", api::ColorName(*color));
 }
 
-json RenderDeployment(const Release& release, const json& pod_template,
-                      const std::string& revision, const std::string& name,
-                      std::optional<int32_t> replicas, std::optional<Color> color) {
+json RenderDeployment(const Release& release, const json& pod_template, const std::string& revision,
+                      const std::string& name, std::optional<int32_t> replicas,
+                      std::optional<Color> color) {
   json tmpl = pod_template;
   if (color.has_value()) {
     PodLabels(tmpl)[api::kLabelColor] = api::ColorName(*color);

@@ -42,8 +42,8 @@ int32_t ReadyPods(const ColorView& v, const std::string& revision) {
 // Pods created after the switch (scale-ups, replacements) are judged by
 // DetectFailure and the progress deadline instead: a slow start is not a failure.
 std::optional<std::string> ReadinessLost(const ColorView& v, const std::string& revision,
-                                         absl::Time switched_at, int32_t threshold,
-                                         absl::Time now, absl::Duration* next_check) {
+                                         absl::Time switched_at, int32_t threshold, absl::Time now,
+                                         absl::Duration* next_check) {
   const absl::Duration limit = absl::Seconds(threshold);
   for (const PodView& p : v.pods) {
     if (p.revision != revision || p.deleting || p.ready || !p.created.has_value() ||
@@ -103,8 +103,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     want = std::max(a.deployment.exists ? a.deployment.spec_replicas : 0,
                     r.spec.autoscaling->min_replicas);
   }
-  const std::optional<int32_t> serving_replicas =
-      hpa ? std::nullopt : std::optional<int32_t>(want);
+  const std::optional<int32_t> serving_replicas = hpa ? std::nullopt : std::optional<int32_t>(want);
   p.action(active).replicas = serving_replicas;
 
   // A failure recorded on the Service by a switch back whose status write was lost.
@@ -202,8 +201,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   // The active colour runs the desired revision.
   if (a_runs_desired) {
     absl::Duration next_check = absl::InfiniteDuration();
-    const bool in_window = s.scale_down_at.has_value() && now < *s.scale_down_at && i_up &&
-                           !i_runs_desired;
+    const bool in_window =
+        s.scale_down_at.has_value() && now < *s.scale_down_at && i_up && !i_runs_desired;
     std::optional<std::string> why = DetectFailure(r, desired, a.deployment, a.pods);
     if (!why.has_value() && in_window && s.switched_at.has_value()) {
       why = ReadinessLost(a, desired, *s.switched_at, bg.failure_threshold, now, &next_check);
@@ -211,8 +210,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     const bool aborting = abort.has_value() && in_window;
     const bool known_failed = s.failed_revision == desired;
     if (i_up && i.deployment.available_replicas > 0 &&
-        ((why.has_value() && in_window && r.spec.rollback.automatic) || aborting ||
-         known_failed)) {
+        ((why.has_value() && in_window && r.spec.rollback.automatic) || aborting || known_failed)) {
       // Switch back: one write, the active Service's selector, before anything else.
       abort_used = aborting;
       p.active = idle;
@@ -224,10 +222,9 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.switched_at = now;
       s.scale_down_at = now + scale_down_delay;
       s.preview_ready_at.reset();
-      const std::string back =
-          absl::StrCat("traffic switched back to ", ColorName(idle), " (revision ",
-                       i.deployment.revision, "); ", ColorName(active), " is scaled down at ",
-                       Time(*s.scale_down_at));
+      const std::string back = absl::StrCat(
+          "traffic switched back to ", ColorName(idle), " (revision ", i.deployment.revision, "); ",
+          ColorName(active), " is scaled down at ", Time(*s.scale_down_at));
       if (aborting) {
         s.phase = "Aborted";
         s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
@@ -237,11 +234,11 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
         p.events.push_back({"Warning", "Aborted", "Abort", s.message});
       } else {
         s.phase = "RolledBack";
-        s.message = absl::StrCat("revision ", desired, " failed after the switch: ",
-                                 why.value_or("recorded as failed"), "; ", back);
+        s.message = absl::StrCat("revision ", desired,
+                                 " failed after the switch: ", why.value_or("recorded as failed"),
+                                 "; ", back);
         RecordHistory(&s, desired, in.desired_images, "Failed", now);
-        SetConditions(&s, gen, now, false, "RolledBack", false, true, "RevisionFailed",
-                      s.message);
+        SetConditions(&s, gen, now, false, "RolledBack", false, true, "RevisionFailed", s.message);
         p.rolled_back = true;
         p.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s.message});
       }
@@ -269,11 +266,11 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     if (next_check != absl::InfiniteDuration()) requeue_at(now + next_check);
     if (in_window) {
       s.phase = "Ready";
-      s.message = absl::StrCat("revision ", desired, " serves on ", ColorName(active), " (",
-                               a.deployment.available_replicas, "/", a.deployment.spec_replicas,
-                               "); ", ColorName(idle), " (revision ", i.deployment.revision,
-                               ") stays up until ", Time(*s.scale_down_at),
-                               " for an instant switch back");
+      s.message =
+          absl::StrCat("revision ", desired, " serves on ", ColorName(active), " (",
+                       a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ",
+                       ColorName(idle), " (revision ", i.deployment.revision, ") stays up until ",
+                       Time(*s.scale_down_at), " for an instant switch back");
       SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
       requeue_at(*s.scale_down_at);
       // Readiness is checked once a second while the old colour can take traffic back.
@@ -286,9 +283,9 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       const bool newly = s.stable_revision != desired || r.status.phase != "Ready";
       s.stable_revision = desired;
       s.phase = "Ready";
-      s.message = absl::StrCat("revision ", desired, " is available on ", ColorName(active), " (",
-                               a.deployment.available_replicas, "/", a.deployment.spec_replicas,
-                               ")");
+      s.message =
+          absl::StrCat("revision ", desired, " is available on ", ColorName(active), " (",
+                       a.deployment.available_replicas, "/", a.deployment.spec_replicas, ")");
       SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
       MarkSuperseded(&s, desired);
       RecordHistory(&s, desired, in.desired_images, "Ready", now);
@@ -296,8 +293,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     } else {
       s.phase = "Progressing";
       s.message = absl::StrCat("revision ", desired, " on ", ColorName(active), ": ",
-                               a.deployment.available_replicas, " of ",
-                               a.deployment.spec_replicas, " available");
+                               a.deployment.available_replicas, " of ", a.deployment.spec_replicas,
+                               " available");
       SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
     }
     return finish();
@@ -339,15 +336,14 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     SetConditions(&s, gen, now, false, aborted ? "Aborted" : "RevisionFailed", false, true,
                   aborted ? "Aborted" : "RevisionFailed", message);
     p.events.push_back(
-        {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview",
-         message});
+        {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview", message});
     requeue_at(*s.scale_down_at);
   };
   const std::string stays = absl::StrCat("traffic stays on ", where_active);
   if (abort.has_value()) {
     abort_used = true;
-    fail_preview(absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
-                              "=", *abort, "); ", stays),
+    fail_preview(absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation, "=",
+                              *abort, "); ", stays),
                  true);
     return finish();
   }
@@ -376,9 +372,9 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   }
   p.action(idle).replicas = want;
   if (std::optional<std::string> why = DetectFailure(r, desired, i.deployment, i.pods)) {
-    fail_preview(absl::StrCat("revision ", desired, " failed in preview on ", ColorName(idle),
-                              ": ", *why, "; ", stays, "; ", ColorName(idle),
-                              " is scaled down at ", Time(now + scale_down_delay)),
+    fail_preview(absl::StrCat("revision ", desired, " failed in preview on ", ColorName(idle), ": ",
+                              *why, "; ", stays, "; ", ColorName(idle), " is scaled down at ",
+                              Time(now + scale_down_delay)),
                  false);
     p.action(idle).replicas.reset();
     return finish();
@@ -425,11 +421,11 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   }
   if (!promote) {
     s.phase = "Previewing";
-    s.message = absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
-                             bg.preview_service
-                                 ? absl::StrCat(" (Service ", r.metadata.name, "-preview)")
-                                 : std::string(),
-                             "; ", waiting, "; ", stays);
+    s.message =
+        absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
+                     bg.preview_service ? absl::StrCat(" (Service ", r.metadata.name, "-preview)")
+                                        : std::string(),
+                     "; ", waiting, "; ", stays);
     SetConditions(&s, gen, now, false, "Previewing", true, false,
                   bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
     RecordHistory(&s, desired, in.desired_images, "Previewing", now);
@@ -446,9 +442,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   s.preview_ready_at.reset();
   s.phase = "Ready";
   s.message = absl::StrCat("traffic switched from ", where_active, " to ", ColorName(idle),
-                           " (revision ", desired, "); ", ColorName(active),
-                           " stays up until ", Time(*s.scale_down_at),
-                           " for an instant switch back");
+                           " (revision ", desired, "); ", ColorName(active), " stays up until ",
+                           Time(*s.scale_down_at), " for an instant switch back");
   SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
   RecordHistory(&s, desired, in.desired_images, "Ready", now);
   p.events.push_back({"Normal", "Promoted", "Promote", s.message});

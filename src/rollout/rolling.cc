@@ -1,12 +1,11 @@
 #include "capstan/rollout/rolling.h"
 
-#include "status_util.h"
-
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "status_util.h"
 
 namespace capstan::rollout {
 namespace {
@@ -28,9 +27,8 @@ std::string Str(const json& obj, const json::json_pointer& ptr) {
 }
 
 bool IsImageFailure(const std::string& reason) {
-  return reason == "ErrImagePull" || reason == "ImagePullBackOff" ||
-         reason == "InvalidImageName" || reason == "CreateContainerConfigError" ||
-         reason == "CreateContainerError";
+  return reason == "ErrImagePull" || reason == "ImagePullBackOff" || reason == "InvalidImageName" ||
+         reason == "CreateContainerConfigError" || reason == "CreateContainerError";
 }
 
 }  // namespace
@@ -48,8 +46,7 @@ DeploymentView ViewDeployment(const json& d) {
   v.updated_replicas = static_cast<int32_t>(Int(d, "/status/updatedReplicas"_json_pointer));
   v.ready_replicas = static_cast<int32_t>(Int(d, "/status/readyReplicas"_json_pointer));
   v.available_replicas = static_cast<int32_t>(Int(d, "/status/availableReplicas"_json_pointer));
-  v.unavailable_replicas =
-      static_cast<int32_t>(Int(d, "/status/unavailableReplicas"_json_pointer));
+  v.unavailable_replicas = static_cast<int32_t>(Int(d, "/status/unavailableReplicas"_json_pointer));
   if (d.contains("/status/conditions"_json_pointer)) {
     for (const json& c : d.at("/status/conditions"_json_pointer)) {
       if (c.value("type", "") == "Progressing" && c.value("status", "") == "False" &&
@@ -159,9 +156,9 @@ RollingPlan PlanRolling(const RollingInput& in) {
   s.ready_replicas = in.deployment.ready_replicas;
   s.updated_replicas = in.deployment.updated_replicas;
   s.available_replicas = in.deployment.available_replicas;
-  s.ready_text = absl::StrCat(in.deployment.ready_replicas, "/",
-                              in.deployment.exists ? in.deployment.spec_replicas
-                                                   : r.spec.replicas.value_or(0));
+  s.ready_text = absl::StrCat(
+      in.deployment.ready_replicas, "/",
+      in.deployment.exists ? in.deployment.spec_replicas : r.spec.replicas.value_or(0));
   s.active_color.reset();
   s.preview_color.reset();
 

@@ -33,20 +33,21 @@ void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
 void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
                    const std::string& ready_reason, bool reconciling, bool stalled,
                    const std::string& reason, const std::string& message) {
-  SetCondition(&s->conditions,
-               api::Condition{"Ready", ready ? "True" : "False", ready_reason, message, now, generation},
-               now);
+  SetCondition(
+      &s->conditions,
+      api::Condition{"Ready", ready ? "True" : "False", ready_reason, message, now, generation},
+      now);
   SetCondition(&s->conditions,
                api::Condition{"Reconciling", reconciling ? "True" : "False",
-                         reconciling ? reason : ready_reason, reconciling ? message : "", now,
-                         generation},
+                              reconciling ? reason : ready_reason, reconciling ? message : "", now,
+                              generation},
                now);
-  SetCondition(&s->conditions,
-               api::Condition{"Stalled", stalled ? "True" : "False", stalled ? reason : ready_reason,
-                         stalled ? message : "", now, generation},
-               now);
+  SetCondition(
+      &s->conditions,
+      api::Condition{"Stalled", stalled ? "True" : "False", stalled ? reason : ready_reason,
+                     stalled ? message : "", now, generation},
+      now);
 }
-
 
 std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string& desired,
                                         api::ReleaseStatus* s, std::vector<Event>* events) {
@@ -58,8 +59,8 @@ std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string
   s->last_retry = ann->second;
   s->failed_revision.clear();
   events->push_back({"Normal", "RetryRequested", "Retry",
-                     absl::StrCat("retrying failed revision ", desired, " (", kRetryAnnotation,
-                                  "=", ann->second, ")")});
+                     absl::StrCat("retrying failed revision ", desired, " (", kRetryAnnotation, "=",
+                                  ann->second, ")")});
   return ann->second;
 }
 

@@ -62,8 +62,8 @@ std::string ClassCharacters(CharClass c) {
 
 std::string PasswordAlphabet(const PasswordGenerator& g) {
   std::string all;
-  for (CharClass c : {CharClass::kLower, CharClass::kUpper, CharClass::kDigit,
-                      CharClass::kSymbol}) {
+  for (CharClass c :
+       {CharClass::kLower, CharClass::kUpper, CharClass::kDigit, CharClass::kSymbol}) {
     if (std::find(g.classes.begin(), g.classes.end(), c) != g.classes.end()) {
       all += ClassCharacters(c);
     }

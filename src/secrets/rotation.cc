@@ -70,12 +70,9 @@ json Condition(const std::string& type, bool ok, const std::string& reason,
       }
     }
   }
-  return json{{"type", type},
-              {"status", ok ? "True" : "False"},
-              {"reason", reason},
-              {"message", message},
-              {"observedGeneration", generation},
-              {"lastTransitionTime", transition}};
+  return json{
+      {"type", type},       {"status", ok ? "True" : "False"},  {"reason", reason},
+      {"message", message}, {"observedGeneration", generation}, {"lastTransitionTime", transition}};
 }
 
 }  // namespace
@@ -137,9 +134,9 @@ std::string StampAnnotationKey(const std::string& secret_name) {
   SHA256(reinterpret_cast<const unsigned char*>(secret_name.data()), secret_name.size(), digest);
   std::string head = secret_name.substr(0, 46);
   // A name part must end alphanumeric; the hash suffix takes care of that.
-  return absl::StrCat(kAnnSecretVersionPrefix, head, "-",
-                      absl::BytesToHexString(
-                          std::string(reinterpret_cast<const char*>(digest), 8)));
+  return absl::StrCat(
+      kAnnSecretVersionPrefix, head, "-",
+      absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 8)));
 }
 
 ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
@@ -216,8 +213,7 @@ std::string VersionStamp(const std::string& rotation_uid, const std::string& ver
 }
 
 std::map<std::string, std::string> ApplyAnnotations(
-    const std::map<std::string, std::string>& before,
-    const SecretChange& change) {
+    const std::map<std::string, std::string>& before, const SecretChange& change) {
   std::map<std::string, std::string> out = before;
   for (const auto& [k, v] : change.set_annotations) out[k] = v;
   for (const std::string& k : change.remove_annotations) out.erase(k);
@@ -243,14 +239,14 @@ RotationPlan PlanRotation(const RotationInput& in) {
     for (size_t i = 0; i < spec.keys.size(); ++i) {
       plan.change.generate.emplace_back(spec.keys[i].name, i);
     }
-    plan.change.set_annotations = {{kAnnState, "Idle"},         {kAnnVersion, "1"},
-                                   {kAnnSeq, "1"},              {kAnnLastAttempt, now_text},
-                                   {kAnnLastSuccess, now_text}, {kAnnLastResult, "Succeeded"}};
+    plan.change.set_annotations = {
+        {kAnnState, "Idle"},         {kAnnVersion, "1"},          {kAnnSeq, "1"},
+        {kAnnLastAttempt, now_text}, {kAnnLastSuccess, now_text}, {kAnnLastResult, "Succeeded"}};
     // A token present at creation is not a request to rotate the values just made.
     if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
-    plan.events.push_back({"Normal", "Created",
-                           absl::StrCat("created Secret ", spec.secret_name, " with keys ",
-                                        KeyList(sr))});
+    plan.events.push_back(
+        {"Normal", "Created",
+         absl::StrCat("created Secret ", spec.secret_name, " with keys ", KeyList(sr))});
     plan.requeue_after = spec.interval;
     return plan;
   }
@@ -290,10 +286,10 @@ RotationPlan PlanRotation(const RotationInput& in) {
           }
         }
         if (!missing.empty()) {
-          plan.events.push_back({"Normal", "KeysAdded",
-                                 absl::StrCat("generated missing keys ",
-                                              absl::StrJoin(missing, ", "), " in Secret ",
-                                              spec.secret_name)});
+          plan.events.push_back(
+              {"Normal", "KeysAdded",
+               absl::StrCat("generated missing keys ", absl::StrJoin(missing, ", "), " in Secret ",
+                            spec.secret_name)});
         }
         plan.requeue_after = absl::Seconds(1);
         return plan;
@@ -328,10 +324,10 @@ RotationPlan PlanRotation(const RotationInput& in) {
         if (triggered) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
         plan.events.push_back(
             {"Normal", "RotationStarted",
-             absl::StrCat("rotating keys ", KeyList(sr), " of Secret ", spec.secret_name, " (",
-                          triggered ? absl::StrCat("manual trigger ", sr.trigger_token)
-                                    : "scheduled",
-                          ")")});
+             absl::StrCat(
+                 "rotating keys ", KeyList(sr), " of Secret ", spec.secret_name, " (",
+                 triggered ? absl::StrCat("manual trigger ", sr.trigger_token) : "scheduled",
+                 ")")});
         plan.requeue_after = absl::Seconds(1);
         return plan;
       }
@@ -417,10 +413,9 @@ RotationPlan PlanRotation(const RotationInput& in) {
         return plan;
       }
       if (since && in.now - *since > spec.health_timeout) {
-        const std::string message =
-            absl::StrCat("consumers not healthy within ", FormatGoDuration(spec.health_timeout),
-                         " after rotating Secret ", spec.secret_name, ": ",
-                         absl::StrJoin(unhealthy, ", "));
+        const std::string message = absl::StrCat(
+            "consumers not healthy within ", FormatGoDuration(spec.health_timeout),
+            " after rotating Secret ", spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));
         plan.result = "failed";
         if (spec.on_failure == FailureAction::kRestore) {
           plan.action = Action::kRestore;
@@ -472,10 +467,10 @@ RotationPlan PlanRotation(const RotationInput& in) {
       stamp_consumers(version);
       plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnStepTime, now_text}};
       if (!plan.stamp.empty()) {
-        plan.events.push_back({"Warning", "ConsumersRestored",
-                               absl::StrCat("restarting ", absl::StrJoin(plan.stamp, ", "),
-                                            " with the restored values of Secret ",
-                                            spec.secret_name)});
+        plan.events.push_back(
+            {"Warning", "ConsumersRestored",
+             absl::StrCat("restarting ", absl::StrJoin(plan.stamp, ", "),
+                          " with the restored values of Secret ", spec.secret_name)});
       }
       plan.requeue_after = absl::Seconds(1);
       return plan;
@@ -523,8 +518,8 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   st["phase"] = phase;
   st["reason"] = reason;
   st["message"] = message;
-  st["conditions"] = json::array({Condition("Ready", phase == "Ready", reason, message,
-                                            sr.generation, now, previous_status)});
+  st["conditions"] = json::array(
+      {Condition("Ready", phase == "Ready", reason, message, sr.generation, now, previous_status)});
   return st;
 }
 

@@ -145,8 +145,8 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
   std::string kind;
   RETURN_IF_ERROR(ReadString(obj, "kind", "", &kind));
   if (!kind.empty() && kind != kSecretRotationKind) {
-    return absl::InvalidArgumentError(absl::StrCat("kind: expected SecretRotation, got \"", kind,
-                                                   "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kind: expected SecretRotation, got \"", kind, "\""));
   }
   SecretRotation sr;
   if (const json* md = Find(obj, "metadata"); md != nullptr) {
@@ -157,8 +157,8 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
       sr.generation = g->get<int64_t>();
     }
     if (const json* a = Find(*md, "annotations"); a != nullptr && a->is_object()) {
-      RETURN_IF_ERROR(ReadString(*a, "capstan.dev/rotate", "metadata.annotations.",
-                                 &sr.trigger_token));
+      RETURN_IF_ERROR(
+          ReadString(*a, "capstan.dev/rotate", "metadata.annotations.", &sr.trigger_token));
     }
   }
   const json* spec = Find(obj, "spec");
@@ -231,8 +231,7 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
 bool ValidDataKey(const std::string& k) {
   if (k.empty() || k.size() > 200 || k == "." || k == "..") return false;
   for (char c : k) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-          c == '.')) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
       return false;
     }
   }
@@ -284,9 +283,9 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
     const KeySpec& k = s.keys[i];
     const std::string path = absl::StrCat("spec.keys[", i, "]");
     if (!ValidDataKey(k.name)) {
-      problems.push_back(absl::StrCat(
-          path, ".name: \"", k.name,
-          "\" is not a valid Secret data key (letters, digits, '-', '_' and '.')"));
+      problems.push_back(
+          absl::StrCat(path, ".name: \"", k.name,
+                       "\" is not a valid Secret data key (letters, digits, '-', '_' and '.')"));
     } else if (IsReservedDataKey(k.name)) {
       problems.push_back(absl::StrCat(path, ".name: \"", k.name,
                                       "\" is reserved (Capstan uses the suffix _previous and "
@@ -310,8 +309,9 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
           problems.push_back(absl::StrCat(path, ".password.length: must be 8..1024"));
         }
         if (static_cast<size_t>(p.length) < p.classes.size()) {
-          problems.push_back(absl::StrCat(path, ".password.length: shorter than the number of "
-                                                "required character classes"));
+          problems.push_back(absl::StrCat(path,
+                                          ".password.length: shorter than the number of "
+                                          "required character classes"));
         }
         for (CharClass c : p.classes) {
           bool any = false;
@@ -319,8 +319,9 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
             if (p.exclude.find(ch) == std::string::npos) any = true;
           }
           if (!any) {
-            problems.push_back(absl::StrCat(path, ".password.exclude: removes every character "
-                                                  "of a required class"));
+            problems.push_back(absl::StrCat(path,
+                                            ".password.exclude: removes every character "
+                                            "of a required class"));
           }
         }
         break;

@@ -17,12 +17,13 @@
 #ifndef _TURN_OFF_PLATFORM_STRING
 #define _TURN_OFF_PLATFORM_STRING
 #endif
-#include <boost/asio/error.hpp>
-#include <boost/system/system_error.hpp>
 #include <cpprest/http_listener.h>
 #include <cpprest/http_msg.h>
 #include <cpprest/uri_builder.h>
 #include <pplx/threadpool.h>
+
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
 
 #include "absl/base/attributes.h"
 #include "absl/status/statusor.h"
@@ -274,8 +275,7 @@ absl::Status HealthServer::Start() {
       return absl::OkStatus();
     }
     Release(key);
-    last = absl::UnavailableError(
-        absl::StrCat("cannot listen on ", key, ": ", Describe(failure)));
+    last = absl::UnavailableError(absl::StrCat("cannot listen on ", key, ": ", Describe(failure)));
     if (!(hp.port == 0 && IsAddressInUse(failure))) {
       return last;
     }

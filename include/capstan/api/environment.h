@@ -94,11 +94,11 @@ struct UpstreamSpec {
 };
 
 struct EnvironmentDefaults {
-  std::vector<nlohmann::json> env;       // core/v1 EnvVar, each with a name
-  std::vector<nlohmann::json> env_from;  // core/v1 EnvFromSource
+  std::vector<nlohmann::json> env;                 // core/v1 EnvVar, each with a name
+  std::vector<nlohmann::json> env_from;            // core/v1 EnvFromSource
   std::map<std::string, std::string> labels;       // pod template labels
   std::map<std::string, std::string> annotations;  // pod template annotations
-  nlohmann::json resources;  // core/v1 ResourceRequirements; null when unset
+  nlohmann::json resources;                        // core/v1 ResourceRequirements; null when unset
   std::optional<int32_t> replicas;
 
   friend bool operator==(const EnvironmentDefaults&, const EnvironmentDefaults&) = default;
@@ -118,7 +118,7 @@ struct EnvironmentPolicies {
 };
 
 struct EnvironmentSpec {
-  std::vector<std::string> namespaces;      // names
+  std::vector<std::string> namespaces;  // names
   std::optional<LabelSelector> namespace_selector;
   EnvironmentDefaults defaults;
   EnvironmentPolicies policies;

@@ -4,9 +4,8 @@
 // logs are human text. Context goes in as key=value pairs inside the message
 // (`release=ns/name rev=abc`), never secret material.
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace capstan {
 

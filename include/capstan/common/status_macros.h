@@ -11,12 +11,12 @@
 #define CAPSTAN_CONCAT_INNER_(a, b) a##b
 #define CAPSTAN_CONCAT_(a, b) CAPSTAN_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                      \
-  do {                                                             \
-    ::absl::Status capstan_status_ = (expr);                       \
-    if (!capstan_status_.ok()) {                                   \
-      return capstan_status_;                                      \
-    }                                                              \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status capstan_status_ = (expr); \
+    if (!capstan_status_.ok()) {             \
+      return capstan_status_;                \
+    }                                        \
   } while (false)
 
 #define CAPSTAN_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

@@ -41,7 +41,7 @@ absl::Status StatusFromResponse(int http_status, absl::string_view body, absl::s
 struct ListOptions {
   std::string label_selector;
   std::string field_selector;
-  int64_t limit = 0;            // 0: no paging
+  int64_t limit = 0;  // 0: no paging
   std::string continue_token;
   std::string resource_version;        // "" (quorum read), "0" (any), or exact
   std::string resource_version_match;  // "", "NotOlderThan", "Exact"
@@ -82,8 +82,8 @@ struct WatchEvent {
 };
 
 struct ApiGroupVersion {
-  std::string group;               // "" for core
-  std::string preferred_version;   // "v1"
+  std::string group;              // "" for core
+  std::string preferred_version;  // "v1"
   std::vector<std::string> versions;
 };
 
@@ -128,9 +128,8 @@ class Client {
   absl::StatusOr<Object> Apply(const Resource& r, absl::string_view ns, absl::string_view name,
                                const Object& obj, const ApplyOptions& options = {});
   // PATCH application/merge-patch+json.
-  absl::StatusOr<Object> MergePatch(const Resource& r, absl::string_view ns,
-                                    absl::string_view name, const Object& patch,
-                                    absl::string_view subresource = "",
+  absl::StatusOr<Object> MergePatch(const Resource& r, absl::string_view ns, absl::string_view name,
+                                    const Object& patch, absl::string_view subresource = "",
                                     absl::string_view field_manager = kFieldManager);
   absl::Status Delete(const Resource& r, absl::string_view ns, absl::string_view name,
                       const DeleteOptions& options = {});
@@ -149,8 +148,7 @@ class Client {
   int64_t RequestCount() const;
 
  private:
-  absl::StatusOr<HttpResponse> Send(const std::string& verb, HttpRequest request,
-                                    bool idempotent);
+  absl::StatusOr<HttpResponse> Send(const std::string& verb, HttpRequest request, bool idempotent);
   void WaitForToken();
 
   std::unique_ptr<Transport> transport_;

@@ -130,7 +130,8 @@ class Informer {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> items_ ABSL_GUARDED_BY(mu_);
   // index name -> value -> keys
-  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>>
+  absl::flat_hash_map<std::string,
+                      absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>>
       indices_ ABSL_GUARDED_BY(mu_);
   std::string resource_version_ ABSL_GUARDED_BY(mu_);
   bool synced_ ABSL_GUARDED_BY(mu_) = false;

@@ -121,8 +121,9 @@ LeaseRecord ReleasedLeaseRecord(const LeaseRecord& current, absl::Time now);
 class LeaderElector {
  public:
   // Fails when the config is invalid (see ValidateLeaderElectionConfig).
-  static absl::StatusOr<std::unique_ptr<LeaderElector>> New(
-      Client& client, LeaderElectionConfig config, const Clock& clock = RealClock::Get());
+  static absl::StatusOr<std::unique_ptr<LeaderElector>> New(Client& client,
+                                                            LeaderElectionConfig config,
+                                                            const Clock& clock = RealClock::Get());
   ~LeaderElector();
 
   LeaderElector(const LeaderElector&) = delete;

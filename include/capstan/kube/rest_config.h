@@ -102,9 +102,9 @@ std::shared_ptr<TokenSource> NewStaticTokenSource(std::string token);
 // service-account token) and re-read when it rotates: the file is stat'ed at most
 // every `stat_interval` and re-read when its identity (inode, size, mtime) changed,
 // re-read unconditionally once the cached copy is older than `max_age` (in case a
-// rewrite kept inode, size and mtime), and re-read at once after Invalidate(). If a re-read fails, the last good token is kept (with a
-// warning) unless the server has rejected it via Invalidate(). Surrounding whitespace
-// is trimmed; an empty file is an error.
+// rewrite kept inode, size and mtime), and re-read at once after Invalidate(). If a re-read fails,
+// the last good token is kept (with a warning) unless the server has rejected it via Invalidate().
+// Surrounding whitespace is trimmed; an empty file is an error.
 struct FileTokenSourceOptions {
   absl::Duration stat_interval = absl::Seconds(5);
   absl::Duration max_age = absl::Minutes(1);

@@ -19,11 +19,11 @@
 namespace capstan::kube {
 
 struct HttpRequest {
-  std::string method = "GET";     // GET, POST, PUT, PATCH, DELETE
-  std::string path;               // "/apis/apps/v1/namespaces/x/deployments/y"
+  std::string method = "GET";  // GET, POST, PUT, PATCH, DELETE
+  std::string path;            // "/apis/apps/v1/namespaces/x/deployments/y"
   std::vector<std::pair<std::string, std::string>> query;  // unescaped; the transport escapes
   std::string body;
-  std::string content_type;       // e.g. "application/apply-patch+yaml"
+  std::string content_type;  // e.g. "application/apply-patch+yaml"
   std::string accept = "application/json";
   // Zero: the transport's default (RestConfig::timeout). Watches pass a longer one.
   absl::Duration timeout = absl::ZeroDuration();

@@ -180,8 +180,8 @@ class WorkQueue {
   // Delayed keys by deadline (equal deadlines keep insertion order), and each
   // waiting key's entry there, so a shorter delay can replace a longer one.
   std::multimap<absl::Time, std::string> waiting_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::multimap<absl::Time, std::string>::iterator>
-      waiting_index_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::multimap<absl::Time, std::string>::iterator> waiting_index_
+      ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Bumped when the timer should re-plan: a new earliest deadline, ShutDown().
   uint64_t timer_generation_ ABSL_GUARDED_BY(mu_) = 0;

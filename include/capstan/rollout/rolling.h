@@ -96,9 +96,9 @@ struct Hold {
 
 struct RollingInput {
   const api::Release* release = nullptr;
-  std::string desired_revision;   // hash of the spec's template
+  std::string desired_revision;             // hash of the spec's template
   std::vector<std::string> desired_images;  // for history and messages
-  bool stable_template_known = false;  // a ControllerRevision holds the stable template
+  bool stable_template_known = false;       // a ControllerRevision holds the stable template
   DeploymentView deployment;
   std::vector<PodView> pods;
   std::optional<Hold> hold;

@@ -155,8 +155,7 @@ RotationPlan PlanRotation(const RotationInput& in);
 
 // The annotations after `change` is applied to `before`.
 std::map<std::string, std::string> ApplyAnnotations(
-    const std::map<std::string, std::string>& before,
-    const SecretChange& change);
+    const std::map<std::string, std::string>& before, const SecretChange& change);
 
 // The SecretRotation status for a Secret with these annotations (after the
 // step), as JSON for the status subresource. `conditions` of the previous

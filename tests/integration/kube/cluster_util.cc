@@ -159,8 +159,7 @@ std::unique_ptr<Client> NewClient(std::unique_ptr<Transport> transport, Client::
   return std::make_unique<Client>(std::move(transport), options);
 }
 
-bool PollUntil(const std::function<bool()>& done, absl::Duration timeout,
-               absl::Duration interval) {
+bool PollUntil(const std::function<bool()>& done, absl::Duration timeout, absl::Duration interval) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     if (done()) return true;
@@ -227,9 +226,9 @@ absl::StatusOr<std::string> FindEtcdEndpoint() {
     std::string url = FirstUrl(FlagValue(CmdlineOf(api_pid), "--etcd-servers"));
     if (!url.empty()) return url;
   }
-  return absl::NotFoundError(absl::StrCat(
-      "no etcd process recorded under ", dir,
-      "/pids (the cluster was not started by tests/cluster/cluster.sh up ", dir, ")"));
+  return absl::NotFoundError(
+      absl::StrCat("no etcd process recorded under ", dir,
+                   "/pids (the cluster was not started by tests/cluster/cluster.sh up ", dir, ")"));
 }
 
 absl::StatusOr<int64_t> EtcdRevision(const std::string& endpoint) {
@@ -266,8 +265,7 @@ absl::StatusOr<std::vector<Object>> ReadYamlFile(const std::string& path) {
 }
 
 const Resource& CustomResourceDefinitions() {
-  static const Resource* r = new Resource{"apiextensions.k8s.io", "v1",
-                                          "customresourcedefinitions",
+  static const Resource* r = new Resource{"apiextensions.k8s.io", "v1", "customresourcedefinitions",
                                           "CustomResourceDefinition", false};
   return *r;
 }

@@ -24,13 +24,13 @@ namespace capstan::kube::itest {
 std::string ClusterDir();
 
 // Skips the current test (from a test body or SetUp) when there is no cluster.
-#define CAPSTAN_REQUIRE_CLUSTER()                                                          \
-  do {                                                                                     \
-    if (::capstan::kube::itest::ClusterDir().empty()) {                                    \
-      GTEST_SKIP() << "CAPSTAN_CLUSTER_DIR is not set: start a cluster with "              \
+#define CAPSTAN_REQUIRE_CLUSTER()                                                               \
+  do {                                                                                          \
+    if (::capstan::kube::itest::ClusterDir().empty()) {                                         \
+      GTEST_SKIP() << "CAPSTAN_CLUSTER_DIR is not set: start a cluster with "                   \
                       "`tests/cluster/cluster.sh up DIR` and run with CAPSTAN_CLUSTER_DIR=DIR " \
-                      "(ctest does this through the cluster fixture)";                    \
-    }                                                                                      \
+                      "(ctest does this through the cluster fixture)";                          \
+    }                                                                                           \
   } while (false)
 
 // The admin kubeconfig of the cluster: DIR/kubeconfig, or the KUBECONFIG named in

@@ -191,11 +191,12 @@ TEST_F(CrudTest, StatusSubresource) {
       << ignored->dump();
 
   // A merge patch of /status sets it and leaves spec and generation alone.
-  absl::StatusOr<Object> patched = client_->MergePatch(
-      rel, ns(), "web",
-      {{"status", {{"phase", "Progressing"}, {"observedGeneration", generation},
-                   {"message", "rolling out"}}}},
-      "status");
+  absl::StatusOr<Object> patched = client_->MergePatch(rel, ns(), "web",
+                                                       {{"status",
+                                                         {{"phase", "Progressing"},
+                                                          {"observedGeneration", generation},
+                                                          {"message", "rolling out"}}}},
+                                                       "status");
   ASSERT_TRUE(patched.ok()) << patched.status();
   EXPECT_EQ(patched->value("/status/phase"_json_pointer, std::string()), "Progressing");
   EXPECT_EQ(patched->value("/metadata/generation"_json_pointer, int64_t{0}), generation);
@@ -326,7 +327,8 @@ TEST_F(CrudTest, NewConnectionsResumeTheTlsSession) {
   Cancellation cancel;
   std::thread watch([&] {
     WatchOptions options;
-    (void)client->Watch(CM(), ns(), options, [](WatchEvent&&) { return true; }, &cancel);
+    (void)client->Watch(
+        CM(), ns(), options, [](WatchEvent&&) { return true; }, &cancel);
   });
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (handshakes("true") - resumed < 1 && absl::Now() < deadline) {

@@ -37,9 +37,8 @@ absl::StatusOr<int> ReadPort(int fd, absl::Duration timeout) {
   while (line.find('\n') == std::string::npos) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("faultproxy did not report its port within ",
-                       absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(absl::StrCat("faultproxy did not report its port within ",
+                                                      absl::FormatDuration(timeout)));
     }
     pollfd p{fd, POLLIN, 0};
     const int n = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
@@ -65,8 +64,8 @@ absl::StatusOr<int> ReadPort(int fd, absl::Duration timeout) {
 absl::StatusOr<std::unique_ptr<FaultProxy>> FaultProxy::Start(
     const std::string& upstream_kubeconfig, const std::string& proxy_kubeconfig) {
   const std::string script = absl::StrCat(SourceDir(), "/tests/tools/faultproxy.py");
-  std::vector<std::string> args = {"python3", script, "--kubeconfig", upstream_kubeconfig,
-                                   "--port", "0", "--write-kubeconfig", proxy_kubeconfig};
+  std::vector<std::string> args = {"python3", script, "--kubeconfig",       upstream_kubeconfig,
+                                   "--port",  "0",    "--write-kubeconfig", proxy_kubeconfig};
   if (std::getenv("CAPSTAN_FAULTPROXY_VERBOSE") != nullptr) args.push_back("--verbose");
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -135,8 +134,8 @@ absl::StatusOr<Object> FaultProxy::Control(const std::string& method, const std:
   req.content_type = "application/json";
   ASSIGN_OR_RETURN(HttpResponse resp, control_->Do(req));
   if (resp.status != 200) {
-    return absl::InternalError(absl::StrCat("faultproxy ", method, " ", path, ": HTTP ",
-                                            resp.status, " ", resp.body));
+    return absl::InternalError(
+        absl::StrCat("faultproxy ", method, " ", path, ": HTTP ", resp.status, " ", resp.body));
   }
   Object out = Object::parse(resp.body, nullptr, /*allow_exceptions=*/false);
   if (out.is_discarded()) return absl::InternalError("faultproxy answered with invalid JSON");

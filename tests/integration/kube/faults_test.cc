@@ -96,9 +96,7 @@ class FaultsTest : public ::testing::Test {
   void CreateDirect(const std::string& name) {
     ASSERT_TRUE(direct_->Create(CM(), ns(), ConfigMap(ns(), name, {{"v", "1"}})).ok());
   }
-  std::string ObjectTarget(const std::string& name) const {
-    return ObjectPath(CM(), ns(), name);
-  }
+  std::string ObjectTarget(const std::string& name) const { return ObjectPath(CM(), ns(), name); }
 
   static FaultProxy* proxy_;
   static std::string* tmp_dir_;
@@ -116,8 +114,8 @@ absl::Status* FaultsTest::start_error_ = nullptr;
 TEST_F(FaultsTest, GetRetriesAfter429AndHonoursRetryAfter) {
   CreateDirect("r");
   const std::string path = ObjectTarget("r");
-  AddRule({{"method", "GET"}, {"path", path + "$"}, {"status", 429}, {"retry_after", 1},
-           {"count", 1}});
+  AddRule(
+      {{"method", "GET"}, {"path", path + "$"}, {"status", 429}, {"retry_after", 1}, {"count", 1}});
   const absl::Time start = absl::Now();
   absl::StatusOr<Object> got = client_->Get(CM(), ns(), "r");
   const absl::Duration took = absl::Now() - start;
@@ -213,10 +211,12 @@ TEST_F(FaultsTest, InformerConvergesThroughCutWatchesAndSlowAnswers) {
   // Rules apply first-match-first. The first list fails once (then is retried);
   // the first two watches are dropped 1,500 bytes in (mid-event); every later
   // watch opens slowly and is ended by the "server" after two seconds; lists are slow.
-  AddRule({{"method", "GET"}, {"path", collection + "\\?(?!.*watch=)"}, {"status", 500},
-           {"count", 1}});
+  AddRule(
+      {{"method", "GET"}, {"path", collection + "\\?(?!.*watch=)"}, {"status", 500}, {"count", 1}});
   AddRule({{"path", collection + "\\?.*watch="}, {"count", 2}, {"cut_after_bytes", 1500}});
-  AddRule({{"path", collection + "\\?.*watch="}, {"latency", 0.3}, {"cut_after_seconds", 2},
+  AddRule({{"path", collection + "\\?.*watch="},
+           {"latency", 0.3},
+           {"cut_after_seconds", 2},
            {"cut_mode", "end"}});
   AddRule({{"method", "GET"}, {"path", collection}, {"latency", 0.5}});
 
@@ -265,13 +265,12 @@ TEST_F(FaultsTest, InformerConvergesThroughCutWatchesAndSlowAnswers) {
   EXPECT_GE(ended, 1) << log->dump();
   EXPECT_LT(static_cast<int>(log->size()), 50) << log->dump();
   EXPECT_LT(client_->RequestCount(), 50);
-  std::printf("[ numbers  ] informer through faults: %zu requests at the proxy (%d lists, %d "
-              "watches: %d dropped mid-event, %d ended after 2 s), client counted %lld; "
-              "informer relists %lld, watches %lld\n",
-              log->size(), lists, watches, dropped, ended,
-              static_cast<long long>(client_->RequestCount()),
-              static_cast<long long>(informer.relists()),
-              static_cast<long long>(informer.watches()));
+  std::printf(
+      "[ numbers  ] informer through faults: %zu requests at the proxy (%d lists, %d "
+      "watches: %d dropped mid-event, %d ended after 2 s), client counted %lld; "
+      "informer relists %lld, watches %lld\n",
+      log->size(), lists, watches, dropped, ended, static_cast<long long>(client_->RequestCount()),
+      static_cast<long long>(informer.relists()), static_cast<long long>(informer.watches()));
 }
 
 // An informer whose watch is down while the API server's cache for its kind is
@@ -303,8 +302,7 @@ TEST_F(FaultsTest, InformerRelistsAfterCompactionWhileItsWatchWasCut) {
   const std::string informer_rv = informer.LastResourceVersion();
 
   // Drop the open watch; hold the informer's next watch at the proxy for 4 s.
-  AddRule({{"path", CollectionPath(things, ns()) + "\\?.*watch="}, {"count", 1},
-           {"latency", 4}});
+  AddRule({{"path", CollectionPath(things, ns()) + "\\?.*watch="}, {"count", 1}, {"latency", 4}});
   PollUntil([&] { return proxy().CutOpenResponses().value_or(0) > 0; }, absl::Seconds(5));
 
   // Meanwhile: the cache is rebuilt, objects change, etcd forgets the history.
@@ -328,10 +326,11 @@ TEST_F(FaultsTest, InformerRelistsAfterCompactionWhileItsWatchWasCut) {
   absl::StatusOr<Object> log = proxy().Requests();
   ASSERT_TRUE(log.ok()) << log.status();
   EXPECT_LT(static_cast<int>(log->size()), 20) << log->dump();
-  std::printf("[ numbers  ] informer across compaction: resumed from %s, %lld lists, %lld "
-              "watches, %zu requests at the proxy\n",
-              informer_rv.c_str(), static_cast<long long>(informer.relists()),
-              static_cast<long long>(informer.watches()), log->size());
+  std::printf(
+      "[ numbers  ] informer across compaction: resumed from %s, %lld lists, %lld "
+      "watches, %zu requests at the proxy\n",
+      informer_rv.c_str(), static_cast<long long>(informer.relists()),
+      static_cast<long long>(informer.watches()), log->size());
 }
 
 // A watch that the other end closes at once, with nothing in it, again and again

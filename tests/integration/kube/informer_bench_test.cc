@@ -111,14 +111,14 @@ Object BenchDeployment(const std::string& ns, int i, const std::string& owner_ui
         {"namespace", ns},
         {"labels", labels},
         {"annotations",
-         {{"capstan.dev/revision", "5d8f7c9b6a"}, {"capstan.dev/applied-hash", "0123456789abcdef"}}},
-        {"ownerReferences",
-         Object::array({{{"apiVersion", "v1"},
-                         {"kind", "ConfigMap"},
-                         {"name", "owner"},
-                         {"uid", owner_uid},
-                         {"controller", true},
-                         {"blockOwnerDeletion", true}}})}}},
+         {{"capstan.dev/revision", "5d8f7c9b6a"},
+          {"capstan.dev/applied-hash", "0123456789abcdef"}}},
+        {"ownerReferences", Object::array({{{"apiVersion", "v1"},
+                                            {"kind", "ConfigMap"},
+                                            {"name", "owner"},
+                                            {"uid", owner_uid},
+                                            {"controller", true},
+                                            {"blockOwnerDeletion", true}}})}}},
       {"spec",
        {{"replicas", 0},
         {"paused", true},
@@ -132,17 +132,16 @@ Object BenchDeployment(const std::string& ns, int i, const std::string& owner_ui
         {"template",
          {{"metadata", {{"labels", pod_labels}}},
           {"spec",
-           {{"containers",
-             Object::array(
-                 {{{"name", "app"},
-                   {"image", "registry.example/app:1"},
-                   {"ports", Object::array({{{"name", "http"}, {"containerPort", 8080}}})},
-                   {"resources",
-                    {{"requests", {{"cpu", "100m"}, {"memory", "128Mi"}}},
-                     {"limits", {{"memory", "256Mi"}}}}},
-                   {"readinessProbe",
-                    {{"httpGet", {{"path", "/healthz"}, {"port", "http"}}},
-                     {"periodSeconds", 5}}}}})}}}}}}}};
+           {{"containers", Object::array({{{"name", "app"},
+                                           {"image", "registry.example/app:1"},
+                                           {"ports", Object::array({{{"name", "http"},
+                                                                     {"containerPort", 8080}}})},
+                                           {"resources",
+                                            {{"requests", {{"cpu", "100m"}, {"memory", "128Mi"}}},
+                                             {"limits", {{"memory", "256Mi"}}}}},
+                                           {"readinessProbe",
+                                            {{"httpGet", {{"path", "/healthz"}, {"port", "http"}}},
+                                             {"periodSeconds", 5}}}}})}}}}}}}};
 }
 
 // A Release like tests/bench/operator_bench.py creates (no status).
@@ -220,9 +219,9 @@ class InformerBenchTest : public ::testing::Test {
         "%+.2f MiB (%.1f KiB/object); empty informer heap %+.1f KiB, RSS %+.1f KiB; cached "
         "JSON text %.1f KiB/object (heap/text %.1fx)\n",
         absl::StrCat(what, compact ? " (compact)" : "").c_str(), n,
-        absl::FormatDuration(sync).c_str(), heap / 1048576.0,
-        heap / 1024.0 / n, rss / 1048576.0, rss / 1024.0 / n, empty_delta.heap / 1024.0,
-        empty_delta.rss / 1024.0, text / 1024.0 / n, static_cast<double>(heap) / text);
+        absl::FormatDuration(sync).c_str(), heap / 1048576.0, heap / 1024.0 / n, rss / 1048576.0,
+        rss / 1024.0 / n, empty_delta.heap / 1024.0, empty_delta.rss / 1024.0, text / 1024.0 / n,
+        static_cast<double>(heap) / text);
     informer.Stop();
   }
 
@@ -233,7 +232,8 @@ class InformerBenchTest : public ::testing::Test {
 TEST_F(InformerBenchTest, CacheMemoryPerThousandDeployments) {
   constexpr int kObjects = 1000;
   const std::string ns_name = ns();
-  absl::StatusOr<Object> owner = setup_->Create(resources::ConfigMaps(), ns(), ConfigMap(ns(), "owner"));
+  absl::StatusOr<Object> owner =
+      setup_->Create(resources::ConfigMaps(), ns(), ConfigMap(ns(), "owner"));
   ASSERT_TRUE(owner.ok()) << owner.status();
   const std::string owner_uid = UidOf(*owner);
   const absl::Time t = absl::Now();
@@ -253,12 +253,12 @@ TEST_F(InformerBenchTest, CacheMemoryPerThousandReleases) {
   ASSERT_EQ(docs->size(), 1u);
   ApplyOptions force;
   force.force = true;  // Capstan's own CRD.
-  absl::StatusOr<Object> installed = setup_->Apply(CustomResourceDefinitions(), "",
-                                                   NameOf(docs->front()), docs->front(), force);
+  absl::StatusOr<Object> installed =
+      setup_->Apply(CustomResourceDefinitions(), "", NameOf(docs->front()), docs->front(), force);
   ASSERT_TRUE(installed.ok()) << installed.status();
-  ASSERT_TRUE(WaitForCrd(*setup_, NameOf(docs->front()), resources::Releases(), ns(),
-                         absl::Seconds(30))
-                  .ok());
+  ASSERT_TRUE(
+      WaitForCrd(*setup_, NameOf(docs->front()), resources::Releases(), ns(), absl::Seconds(30))
+          .ok());
 
   constexpr int kObjects = 1000;
   const std::string ns_name = ns();
@@ -277,11 +277,10 @@ TEST_F(InformerBenchTest, ListWatchStartUp) {
   const int n = BenchObjects();
   const std::string ns_name = ns();
   const absl::Time t = absl::Now();
-  ASSERT_NO_FATAL_FAILURE(CreateInParallel(
-      *setup_, resources::ConfigMaps(), ns(), n, [&](int i) {
-        return ConfigMap(ns_name, absl::StrFormat("bench-%05d", i),
-                         {{"key", absl::StrFormat("value-%05d", i)}}, {{kBenchLabel, "yes"}});
-      }));
+  ASSERT_NO_FATAL_FAILURE(CreateInParallel(*setup_, resources::ConfigMaps(), ns(), n, [&](int i) {
+    return ConfigMap(ns_name, absl::StrFormat("bench-%05d", i),
+                     {{"key", absl::StrFormat("value-%05d", i)}}, {{kBenchLabel, "yes"}});
+  }));
   const absl::Duration create = absl::Now() - t;
   std::printf("[bench] created %d ConfigMaps in %s (%.0f/s, 8 parallel requests)\n", n,
               absl::FormatDuration(create).c_str(), n / absl::ToDoubleSeconds(create));
@@ -323,8 +322,8 @@ TEST_F(InformerBenchTest, ListWatchStartUp) {
                   ->Create(resources::ConfigMaps(), ns(),
                            ConfigMap(ns(), "after-sync", {}, {{kBenchLabel, "yes"}}))
                   .ok());
-  EXPECT_TRUE(PollUntil([&] { return informer.Size() == static_cast<size_t>(n) + 1; },
-                        absl::Seconds(30)));
+  EXPECT_TRUE(
+      PollUntil([&] { return informer.Size() == static_cast<size_t>(n) + 1; }, absl::Seconds(30)));
   informer.Stop();
 }
 

@@ -58,8 +58,8 @@ class CountingTransport final : public Transport {
   }
 
   absl::Status Stream(const HttpRequest& request,
-                      const std::function<bool(absl::string_view line)>& on_line,
-                      int* status_code, Cancellation* cancel) override {
+                      const std::function<bool(absl::string_view line)>& on_line, int* status_code,
+                      Cancellation* cancel) override {
     {
       absl::MutexLock lock(&mu_);
       records_.push_back(Record{request.path, request.query, -1});
@@ -112,9 +112,10 @@ TEST_F(ListWatchTest, PaginatesOverAThousandObjects) {
         absl::Status s;
         // Create is never retried by the client; retry here what is safe to retry.
         for (int attempt = 0; attempt < 3; ++attempt) {
-          s = setup->Create(CM(), ns(),
-                            ConfigMap(ns(), name, {{"i", std::to_string(i)}},
-                                      {{"capstan.dev/page", "yes"}}))
+          s = setup
+                  ->Create(CM(), ns(),
+                           ConfigMap(ns(), name, {{"i", std::to_string(i)}},
+                                     {{"capstan.dev/page", "yes"}}))
                   .status();
           if (s.code() != absl::StatusCode::kUnavailable) break;
         }
@@ -129,14 +130,13 @@ TEST_F(ListWatchTest, PaginatesOverAThousandObjects) {
   ASSERT_EQ(failures.load(), 0);
   const absl::Duration create_time = absl::Now() - create_start;
 
-  auto counting = std::make_unique<CountingTransport>(
-      [] {
-        absl::StatusOr<RestConfig> config = ClusterConfig();
-        EXPECT_TRUE(config.ok()) << config.status();
-        absl::StatusOr<std::unique_ptr<Transport>> t = NewCppRestTransport(*config);
-        EXPECT_TRUE(t.ok()) << t.status();
-        return std::move(t).value();
-      }());
+  auto counting = std::make_unique<CountingTransport>([] {
+    absl::StatusOr<RestConfig> config = ClusterConfig();
+    EXPECT_TRUE(config.ok()) << config.status();
+    absl::StatusOr<std::unique_ptr<Transport>> t = NewCppRestTransport(*config);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return std::move(t).value();
+  }());
   CountingTransport* pages = counting.get();
   Client lister(std::move(counting), Client::Options{});
 
@@ -187,11 +187,12 @@ TEST_F(ListWatchTest, PaginatesOverAThousandObjects) {
   EXPECT_EQ(informer.Size(), static_cast<size_t>(kObjects));
   informer.Stop();
 
-  std::printf("[ numbers  ] created %d ConfigMaps in %s (%d threads, 400 qps); ListAll with "
-              "page size 100: %zu requests, %s; informer synced %zu objects in %s\n",
-              kObjects, absl::FormatDuration(create_time).c_str(), kThreads, requests.size(),
-              absl::FormatDuration(list_time).c_str(), informer.Size(),
-              absl::FormatDuration(sync_time).c_str());
+  std::printf(
+      "[ numbers  ] created %d ConfigMaps in %s (%d threads, 400 qps); ListAll with "
+      "page size 100: %zu requests, %s; informer synced %zu objects in %s\n",
+      kObjects, absl::FormatDuration(create_time).c_str(), kThreads, requests.size(),
+      absl::FormatDuration(list_time).c_str(), informer.Size(),
+      absl::FormatDuration(sync_time).c_str());
 }
 
 // Collects the non-bookmark events of one watch until `want` arrived.
@@ -279,8 +280,7 @@ TEST_F(ListWatchTest, WatchDeliversInOrderAndResumes) {
   Collected resumed = WatchFor(*client_, ns(), ResourceVersionOf(first.events[0].object), 2,
                                absl::Seconds(30), absl::Seconds(20));
   ASSERT_THAT(Summary(resumed.events), ::testing::ElementsAre("MODIFIED w1", "DELETED w1"));
-  EXPECT_EQ(ResourceVersionOf(resumed.events[1].object),
-            ResourceVersionOf(first.events[2].object));
+  EXPECT_EQ(ResourceVersionOf(resumed.events[1].object), ResourceVersionOf(first.events[2].object));
 
   // From the last event on there is nothing to tell: the server ends the watch at its
   // timeout and Watch returns OK (the caller re-opens from its last resourceVersion).
@@ -351,7 +351,8 @@ TEST_F(ListWatchTest, ExpiredVersionAfterCompaction) {
         wo.resource_version = old_rv;
         wo.timeout = absl::Seconds(5);
         Cancellation cancel;
-        watch = client_->Watch(things, ns(), wo, [](WatchEvent&&) { return false; }, &cancel);
+        watch = client_->Watch(
+            things, ns(), wo, [](WatchEvent&&) { return false; }, &cancel);
         return watch.code() != absl::StatusCode::kUnavailable;
       },
       absl::Seconds(20), absl::Milliseconds(200));
@@ -428,12 +429,12 @@ TEST_F(ListWatchTest, InformerConvergesAndStaysQuietWhenIdle) {
   EXPECT_EQ(informer_client->RequestCount(), requests_before);
   EXPECT_EQ(informer.watches(), watches_before);
   EXPECT_EQ(informer.relists(), 1);
-  std::printf("[ numbers  ] idle informer: %lld requests over 15 s (total %lld: %lld list, %lld "
-              "watch)\n",
-              static_cast<long long>(informer_client->RequestCount() - requests_before),
-              static_cast<long long>(informer_client->RequestCount()),
-              static_cast<long long>(informer.relists()),
-              static_cast<long long>(informer.watches()));
+  std::printf(
+      "[ numbers  ] idle informer: %lld requests over 15 s (total %lld: %lld list, %lld "
+      "watch)\n",
+      static_cast<long long>(informer_client->RequestCount() - requests_before),
+      static_cast<long long>(informer_client->RequestCount()),
+      static_cast<long long>(informer.relists()), static_cast<long long>(informer.watches()));
   informer.Stop();
 }
 
@@ -464,8 +465,8 @@ TEST_F(ListWatchTest, CompactInformerWithIndexConverges) {
   informer.AddHandler([&](const Object* old_obj, const Object* new_obj) {
     absl::MutexLock lock(&seen.mu);
     if (old_obj != nullptr && new_obj != nullptr) {
-      seen.updates_from.push_back(
-          absl::StrCat(NameOf(*old_obj), "=", old_obj->value("/data/v"_json_pointer, std::string())));
+      seen.updates_from.push_back(absl::StrCat(
+          NameOf(*old_obj), "=", old_obj->value("/data/v"_json_pointer, std::string())));
     } else if (new_obj == nullptr) {
       seen.deletes.push_back(NameOf(*old_obj));
     }
@@ -477,9 +478,11 @@ TEST_F(ListWatchTest, CompactInformerWithIndexConverges) {
   EXPECT_EQ(informer.Get(ns(), "a")->value("/data/v"_json_pointer, std::string()), "1");
   EXPECT_FALSE(informer.Get(ns(), "a")->at("metadata").contains("managedFields"));
 
-  ASSERT_TRUE(client_->MergePatch(CM(), ns(), "a",
-                                  {{"data", {{"v", "2"}}}, {"metadata", {{"labels", {{"group", "y"}}}}}})
-                  .ok());
+  ASSERT_TRUE(
+      client_
+          ->MergePatch(CM(), ns(), "a",
+                       {{"data", {{"v", "2"}}}, {"metadata", {{"labels", {{"group", "y"}}}}}})
+          .ok());
   ASSERT_TRUE(client_->Delete(CM(), ns(), "b").ok());
   ASSERT_TRUE(client_->Create(CM(), ns(), ConfigMap(ns(), "c", {{"v", "1"}}, labels("y"))).ok());
   ASSERT_TRUE(Converges(*client_, informer, ns(), selector, absl::Seconds(20)));

@@ -22,7 +22,9 @@ namespace {
 using ::capstan::api::testing::ApplyDefaults;
 using nlohmann::json;
 
-std::string CrdPath() { return std::string(CAPSTAN_SOURCE_DIR) + "/crds/capstan.dev_releases.yaml"; }
+std::string CrdPath() {
+  return std::string(CAPSTAN_SOURCE_DIR) + "/crds/capstan.dev_releases.yaml";
+}
 
 // Every schema reached through `properties` (and array `items` below them) must say
 // what it is. The root `metadata` is the exception: the API server forbids anything
@@ -97,15 +99,14 @@ TEST(ReleaseCrd, NamesColumnsAndSubresources) {
   std::vector<std::string> columns;
   for (const json& c : v["additionalPrinterColumns"]) {
     if (!c.contains("priority")) {
-      columns.push_back(absl::StrCat(c["name"].get<std::string>(), "=",
-                                     c["jsonPath"].get<std::string>()));
+      columns.push_back(
+          absl::StrCat(c["name"].get<std::string>(), "=", c["jsonPath"].get<std::string>()));
     }
   }
-  EXPECT_THAT(columns, ::testing::ElementsAre("Strategy=.spec.strategy.type",
-                                              "Phase=.status.phase",
-                                              "Revision=.status.currentRevision",
-                                              "Ready=.status.readyText",
-                                              "Age=.metadata.creationTimestamp"));
+  EXPECT_THAT(columns,
+              ::testing::ElementsAre("Strategy=.spec.strategy.type", "Phase=.status.phase",
+                                     "Revision=.status.currentRevision", "Ready=.status.readyText",
+                                     "Age=.metadata.creationTimestamp"));
 }
 
 TEST(ReleaseCrd, DefaultsMatchParseRelease) {
@@ -116,7 +117,8 @@ TEST(ReleaseCrd, DefaultsMatchParseRelease) {
   ASSERT_TRUE(docs.ok()) << docs.status();
   const json schema = (*docs)[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
 
-  const std::string tmpl = R"("template": {"spec": {"containers": [{"name": "app", "image": "x"}]}})";
+  const std::string tmpl =
+      R"("template": {"spec": {"containers": [{"name": "app", "image": "x"}]}})";
   const std::vector<std::string> extras = {
       "",
       R"(, "replicas": 3)",

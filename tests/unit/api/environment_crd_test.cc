@@ -56,9 +56,8 @@ void WalkDescriptions(const json& schema, const std::string& path, bool is_root,
 }
 
 TEST(EnvironmentCrds, EveryPropertyHasADescription) {
-  for (const auto& [file, min_seen] :
-       std::vector<std::pair<std::string, int>>{{"capstan.dev_environments.yaml", 60},
-                                                {"capstan.dev_releaseapprovals.yaml", 6}}) {
+  for (const auto& [file, min_seen] : std::vector<std::pair<std::string, int>>{
+           {"capstan.dev_environments.yaml", 60}, {"capstan.dev_releaseapprovals.yaml", 6}}) {
     SCOPED_TRACE(file);
     const json crd = LoadCrd(file);
     const json& schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];

@@ -124,12 +124,18 @@ TEST(ValidateEnvironment, ReportsWhatTheSchemaCannot) {
   auto window = [&](json w) { return with_policies({{"freezeWindows", json::array({w})}}); };
   const std::vector<Case> cases = {
       {"valid recurring",
-       window({{"name", "w"}, {"timeZone", "Europe/Berlin"}, {"days", {"Mon"}},
-               {"start", "18:00"}, {"end", "08:00"}}),
+       window({{"name", "w"},
+               {"timeZone", "Europe/Berlin"},
+               {"days", {"Mon"}},
+               {"start", "18:00"},
+               {"end", "08:00"}}),
        "production", ""},
       {"unknown time zone",
-       window({{"name", "w"}, {"timeZone", "Europe/Atlantis"}, {"days", {"Mon"}},
-               {"start", "18:00"}, {"end", "08:00"}}),
+       window({{"name", "w"},
+               {"timeZone", "Europe/Atlantis"},
+               {"days", {"Mon"}},
+               {"start", "18:00"},
+               {"end", "08:00"}}),
        "production",
        "spec.policies.freezeWindows[0].timeZone: \"Europe/Atlantis\" is not a known IANA time "
        "zone"},
@@ -142,40 +148,51 @@ TEST(ValidateEnvironment, ReportsWhatTheSchemaCannot) {
        window({{"name", "w"}, {"days", {"Mon"}}, {"start", "18:00"}, {"end", "18:00"}}),
        "production", "the window is empty: start and end are both 18:00"},
       {"empty one-off",
-       window({{"name", "w"},
-               {"from", "2026-12-27T00:00:00Z"},
-               {"until", "2026-12-24T00:00:00Z"}}),
+       window({{"name", "w"}, {"from", "2026-12-27T00:00:00Z"}, {"until", "2026-12-24T00:00:00Z"}}),
        "production", "the window is empty: until (2026-12-24T00:00:00Z) must be after from"},
       {"both kinds",
-       window({{"name", "w"}, {"days", {"Mon"}}, {"start", "18:00"}, {"end", "08:00"},
-               {"from", "2026-12-24T00:00:00Z"}, {"until", "2026-12-27T00:00:00Z"}}),
+       window({{"name", "w"},
+               {"days", {"Mon"}},
+               {"start", "18:00"},
+               {"end", "08:00"},
+               {"from", "2026-12-24T00:00:00Z"},
+               {"until", "2026-12-27T00:00:00Z"}}),
        "production", "set either days, start and end"},
       {"no days", window({{"name", "w"}, {"start", "18:00"}, {"end", "08:00"}}), "production",
        ".days: at least one day is required"},
-      {"nameless window",
-       window({{"days", {"Mon"}}, {"start", "18:00"}, {"end", "08:00"}}), "production",
-       "freezeWindows[0].name: required"},
+      {"nameless window", window({{"days", {"Mon"}}, {"start", "18:00"}, {"end", "08:00"}}),
+       "production", "freezeWindows[0].name: required"},
       {"upstream is itself", with_policies({{"upstream", {{"environment", "production"}}}}),
        "production",
        "spec.policies.upstream.environment: \"production\" is this Environment itself"},
       {"no namespaces", json::object(), "production",
        "spec: set namespaces or a non-empty namespaceSelector"},
-      {"empty selector only", {{"namespaceSelector", json::object()}}, "production",
+      {"empty selector only",
+       {{"namespaceSelector", json::object()}},
+       "production",
        "spec: set namespaces or a non-empty namespaceSelector"},
       {"bad selector operator",
        {{"namespaceSelector",
          {{"matchExpressions", {{{"key", "a"}, {"operator", "Equals"}, {"values", {"x"}}}}}}}},
-       "production", "matchExpressions[0].operator: must be In, NotIn, Exists or DoesNotExist"},
-      {"reserved label", {{"namespaces", ns}, {"defaults", {{"labels", {{"capstan.dev/x", "1"}}}}}},
-       "production", "spec.defaults.labels: \"capstan.dev/x\" is reserved"},
-      {"env without name", {{"namespaces", ns}, {"defaults", {{"env", {{{"value", "1"}}}}}}},
-       "production", "spec.defaults.env[0].name: required"},
+       "production",
+       "matchExpressions[0].operator: must be In, NotIn, Exists or DoesNotExist"},
+      {"reserved label",
+       {{"namespaces", ns}, {"defaults", {{"labels", {{"capstan.dev/x", "1"}}}}}},
+       "production",
+       "spec.defaults.labels: \"capstan.dev/x\" is reserved"},
+      {"env without name",
+       {{"namespaces", ns}, {"defaults", {{"env", {{{"value", "1"}}}}}}},
+       "production",
+       "spec.defaults.env[0].name: required"},
       {"envFrom with both",
        {{"namespaces", ns},
         {"defaults",
          {{"envFrom", {{{"configMapRef", {{"name", "a"}}}, {"secretRef", {{"name", "b"}}}}}}}}},
-       "production", "spec.defaults.envFrom[0]: set exactly one of configMapRef and secretRef"},
-      {"bad namespace name", {{"namespaces", {"Shop"}}}, "production",
+       "production",
+       "spec.defaults.envFrom[0]: set exactly one of configMapRef and secretRef"},
+      {"bad namespace name",
+       {{"namespaces", {"Shop"}}},
+       "production",
        "spec.namespaces[0]: \"Shop\" is not a namespace name"},
       {"min approvals", with_policies({{"minApprovals", 0}}), "production",
        "spec.policies.minApprovals: must be at least 1"},
@@ -208,8 +225,8 @@ TEST(ValidateEnvironments, NamespaceClaimedTwiceAndUpstreamCycles) {
   };
   {
     SCOPED_TRACE("a healthy chain dev -> staging -> production");
-    const auto problems = ValidateEnvironments({env("dev", {"d"}, ""), env("staging", {"s"}, "dev"),
-                                                env("production", {"p"}, "staging")});
+    const auto problems = ValidateEnvironments(
+        {env("dev", {"d"}, ""), env("staging", {"s"}, "dev"), env("production", {"p"}, "staging")});
     EXPECT_THAT(problems, IsEmpty());
   }
   {
@@ -224,8 +241,8 @@ TEST(ValidateEnvironments, NamespaceClaimedTwiceAndUpstreamCycles) {
   }
   {
     SCOPED_TRACE("cycle a -> b -> c -> a, d hangs off it");
-    const auto problems = ValidateEnvironments({env("a", {"1"}, "b"), env("b", {"2"}, "c"),
-                                                env("c", {"3"}, "a"), env("d", {"4"}, "a")});
+    const auto problems = ValidateEnvironments(
+        {env("a", {"1"}, "b"), env("b", {"2"}, "c"), env("c", {"3"}, "a"), env("d", {"4"}, "a")});
     ASSERT_EQ(problems.size(), 3u) << "d is not part of the cycle";
     EXPECT_THAT(problems.at("a"), ElementsAre(HasSubstr("cycle (a -> b -> c -> a)")));
     EXPECT_THAT(problems.at("b"), ElementsAre(HasSubstr("cycle (b -> c -> a -> b)")));

@@ -70,10 +70,10 @@ TEST(ParseRelease, MinimalGetsEveryDefault) {
 }
 
 TEST(ParseRelease, NestedDefaults) {
-  absl::StatusOr<Release> r = ParseOne(Doc(
-      "autoscaling: {maxReplicas: 5}\n"
-      "service: {ports: [{port: 80}]}\n"
-      "strategy: {type: BlueGreen, blueGreen: {}}"));
+  absl::StatusOr<Release> r =
+      ParseOne(Doc("autoscaling: {maxReplicas: 5}\n"
+                   "service: {ports: [{port: 80}]}\n"
+                   "strategy: {type: BlueGreen, blueGreen: {}}"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->spec.replicas.has_value()) << "an HPA owns the count";
   ASSERT_TRUE(r->spec.autoscaling.has_value());
@@ -98,16 +98,16 @@ TEST(ParseRelease, NestedDefaults) {
 }
 
 TEST(ParseRelease, ReadsEveryField) {
-  absl::StatusOr<Release> r = ParseOne(Doc(
-      "replicas: 0\n"
-      "service:\n"
-      "  type: NodePort\n"
-      "  ports: [{name: http, port: 80, targetPort: 8080, protocol: UDP, nodePort: 30080}]\n"
-      "disruptionBudget: {maxUnavailable: 25%}\n"
-      "strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n"
-      "rollback: {automatic: false, progressDeadlineSeconds: 120, maxRestarts: 0}\n"
-      "revisionHistoryLimit: 4\n"
-      "environment: production"));
+  absl::StatusOr<Release> r = ParseOne(
+      Doc("replicas: 0\n"
+          "service:\n"
+          "  type: NodePort\n"
+          "  ports: [{name: http, port: 80, targetPort: 8080, protocol: UDP, nodePort: 30080}]\n"
+          "disruptionBudget: {maxUnavailable: 25%}\n"
+          "strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n"
+          "rollback: {automatic: false, progressDeadlineSeconds: 120, maxRestarts: 0}\n"
+          "revisionHistoryLimit: 4\n"
+          "environment: production"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->spec.replicas, 0);
   EXPECT_EQ(r->spec.service->type, "NodePort");
@@ -166,9 +166,10 @@ TEST(ParseRelease, ReadsWhatTheApiServerReturns) {
 TEST(ParseRelease, PrunesTheTemplateLikeTheApiServer) {
   // Fields the CRD does not declare are dropped when stored; a file must give the same
   // template (and so the same revision).
-  absl::StatusOr<Release> r = ParseOne(Doc(
-      "", "template: {metadata: {name: x, creationTimestamp: null, labels: {a: b}}, "
-          "spec: {containers: [{name: app, image: nginx, futureField: 1}]}, extra: 1}"));
+  absl::StatusOr<Release> r =
+      ParseOne(Doc("",
+                   "template: {metadata: {name: x, creationTimestamp: null, labels: {a: b}}, "
+                   "spec: {containers: [{name: app, image: nginx, futureField: 1}]}, extra: 1}"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->spec.pod_template, nlohmann::json::parse(R"({"metadata": {"labels": {"a": "b"}},
       "spec": {"containers": [{"name": "app", "image": "nginx", "futureField": 1}]}})"));
@@ -177,9 +178,9 @@ TEST(ParseRelease, PrunesTheTemplateLikeTheApiServer) {
 TEST(ParseRelease, YamlScalarsReadLikeKubectl) {
   // Unquoted 25% is a string, "3" quoted is a string (and so a type error for replicas),
   // unquoted yes is a boolean.
-  absl::StatusOr<Release> r = ParseOne(Doc(
-      "strategy: {type: BlueGreen, blueGreen: {autoPromote: no, previewService: yes}}\n"
-      "disruptionBudget: {minAvailable: 50%}"));
+  absl::StatusOr<Release> r = ParseOne(
+      Doc("strategy: {type: BlueGreen, blueGreen: {autoPromote: no, previewService: yes}}\n"
+          "disruptionBudget: {minAvailable: 50%}"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->spec.strategy.blue_green.auto_promote);
   EXPECT_TRUE(r->spec.strategy.blue_green.preview_service);
@@ -274,7 +275,8 @@ std::vector<BadCase> ValidationCases() {
        "strategy BlueGreen needs spec.service: traffic moves between the colours by switching "
        "the Service's selector"},
       {"failureThreshold zero",
-       Doc("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen, blueGreen: {failureThreshold: 0}}"),
+       Doc("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen, blueGreen: "
+           "{failureThreshold: 0}}"),
        "spec.strategy.blueGreen.failureThreshold: must be at least 1, not 0"},
       {"both budgets", Doc("disruptionBudget: {minAvailable: 1, maxUnavailable: 1}"),
        "set exactly one of disruptionBudget.minAvailable and disruptionBudget.maxUnavailable"},
@@ -291,17 +293,21 @@ std::vector<BadCase> ValidationCases() {
        "spec.template.spec: required"},
       {"container without image", Doc("", "template: {spec: {containers: [{name: a}]}}"),
        "spec.template.spec.containers[0].image: required"},
-      {"image read as a boolean", Doc("", "template: {spec: {containers: [{name: a, image: yes}]}}"),
+      {"image read as a boolean",
+       Doc("", "template: {spec: {containers: [{name: a, image: yes}]}}"),
        "spec.template.spec.containers[0].image: must be a string, not a boolean (quote it in "
        "YAML)"},
       {"container without name", Doc("", "template: {spec: {containers: [{image: x}]}}"),
        "spec.template.spec.containers[0].name: required"},
-      {"restartPolicy", Doc("", "template: {spec: {restartPolicy: Never, containers: [{name: a, "
-                                "image: x}]}}"),
+      {"restartPolicy",
+       Doc("",
+           "template: {spec: {restartPolicy: Never, containers: [{name: a, "
+           "image: x}]}}"),
        "spec.template.spec.restartPolicy: must be Always"},
       {"reserved label",
-       Doc("", "template: {metadata: {labels: {capstan.dev/revision: x}}, spec: {containers: "
-               "[{name: a, image: x}]}}"),
+       Doc("",
+           "template: {metadata: {labels: {capstan.dev/revision: x}}, spec: {containers: "
+           "[{name: a, image: x}]}}"),
        "spec.template.metadata.labels: \"capstan.dev/revision\" is reserved"},
       {"target port names nothing",
        Doc("service: {ports: [{port: 80, targetPort: web}]}", with_port),
@@ -363,8 +369,8 @@ TEST(ValidateRelease, ReportsEachProblemClearly) {
 }
 
 TEST(ValidateRelease, ListsEveryProblemAtOnce) {
-  absl::StatusOr<Release> r = ParseOne(Doc(
-      "replicas: 2\nautoscaling: {minReplicas: 4, maxReplicas: 3}\ndisruptionBudget: {}"));
+  absl::StatusOr<Release> r = ParseOne(
+      Doc("replicas: 2\nautoscaling: {minReplicas: 4, maxReplicas: 3}\ndisruptionBudget: {}"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(ValidateRelease(*r).size(), 3u);
 }
@@ -375,8 +381,9 @@ TEST(ValidateRelease, AcceptsReasonableVariants) {
       Doc("service: {ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53}]}"),
       Doc("strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 1}}"),
       Doc("disruptionBudget: {maxUnavailable: 0}"),
-      Doc("", "template: {metadata: {labels: {app: web}, annotations: {capstan.dev/note: x}}, "
-              "spec: {containers: [{name: a, image: x}, {name: b, image: z}]}}"),
+      Doc("",
+          "template: {metadata: {labels: {app: web}, annotations: {capstan.dev/note: x}}, "
+          "spec: {containers: [{name: a, image: x}, {name: b, image: z}]}}"),
       Doc("", kTemplate, "web.v2-1"),
       Doc("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen, blueGreen: "
           "{previewService: false}}",
@@ -427,8 +434,7 @@ TEST(ValidateRelease, CrdRuleMessagesAreCheckedToo) {
   absl::StatusOr<std::vector<nlohmann::json>> crd = YamlToJson(ReadCrd());
   ASSERT_TRUE(crd.ok()) << crd.status();
   std::vector<std::string> messages;
-  CollectRuleMessages(
-      crd->at(0)["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &messages);
+  CollectRuleMessages(crd->at(0)["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &messages);
   ASSERT_GE(messages.size(), 10u);
   std::vector<std::string> produced;
   for (const BadCase& c : ValidationCases()) {
@@ -467,8 +473,7 @@ TEST(ParseReleaseYaml, ReportsYamlAndDocumentErrors) {
        "invalid YAML: line"},
       {"bad indentation", "a:\n  b: 1\n c: 2\n", "invalid YAML: line 3"},
       {"duplicate key", "kind: Release\nkind: Release\n", "duplicate key \"kind\""},
-      {"no release", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-       "no Release found"},
+      {"no release", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "no Release found"},
       {"empty file", "", "no Release found"},
       {"second document broken",
        absl::StrCat(Doc(""), "---\n",
@@ -536,8 +541,8 @@ TEST(ReleaseStatus, RoundTrips) {
   s.history.push_back(
       {"0123456789", {"nginx:1.27", "envoy:1.30"}, "Progressing", absl::FromUnixSeconds(1000)});
   s.history.push_back({"abcdefabcd", {"nginx:1.26"}, "Ready", std::nullopt});
-  s.conditions.push_back({"Ready", "False", "Progressing", "rolling out",
-                          absl::FromUnixSeconds(1'700'000'000), 4});
+  s.conditions.push_back(
+      {"Ready", "False", "Progressing", "rolling out", absl::FromUnixSeconds(1'700'000'000), 4});
   const nlohmann::json j = ReleaseStatusToJson(s);
   EXPECT_EQ(j["conditions"][0]["lastTransitionTime"], "2023-11-14T22:13:20Z");
   EXPECT_EQ(j["activeColor"], "blue");

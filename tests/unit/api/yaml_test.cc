@@ -92,7 +92,8 @@ TEST(YamlToJson, ErrorsSayWhere) {
 
   r = YamlToJson("a: 1\nb: 2\na: 3\n");
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("line 3, column 1: duplicate key \"a\""));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("line 3, column 1: duplicate key \"a\""));
 
   r = YamlToJson("? [a, b]\n: c\n");
   ASSERT_FALSE(r.ok());
@@ -117,10 +118,11 @@ TEST(JsonToYaml, RoundTripsTrickyValues) {
 }
 
 TEST(JsonToYaml, KubernetesKeysComeFirst) {
-  const json obj = {{"spec", {{"replicas", 1}}},
-                    {"kind", "Deployment"},
-                    {"metadata", {{"namespace", "shop"}, {"labels", {{"a", "b"}}}, {"name", "web"}}},
-                    {"apiVersion", "apps/v1"}};
+  const json obj = {
+      {"spec", {{"replicas", 1}}},
+      {"kind", "Deployment"},
+      {"metadata", {{"namespace", "shop"}, {"labels", {{"a", "b"}}}, {"name", "web"}}},
+      {"apiVersion", "apps/v1"}};
   EXPECT_EQ(JsonToYaml(obj),
             "apiVersion: apps/v1\n"
             "kind: Deployment\n"

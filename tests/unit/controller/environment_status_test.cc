@@ -25,8 +25,7 @@ json Rel(const std::string& ns, const std::string& name, const std::string& imag
             {"kind", "Release"},
             {"metadata", {{"name", name}, {"namespace", ns}}},
             {"spec",
-             {{"template",
-               {{"spec", {{"containers", {{{"name", "app"}, {"image", image}}}}}}}}}}};
+             {{"template", {{"spec", {{"containers", {{{"name", "app"}, {"image", image}}}}}}}}}}};
   if (!status.is_null()) r["status"] = std::move(status);
   return r;
 }
@@ -49,18 +48,15 @@ TEST(ComputeEnvironmentStatus, ListsReleasesWithCountsAndReadySince) {
   absl::StatusOr<api::Release> parsed = api::ParseRelease(web);
   ASSERT_TRUE(parsed.ok());
   const std::string running = render::RenderPodTemplate(*parsed).revision;
-  web["status"] = {{"phase", "Ready"},
-                   {"currentRevision", running},
-                   {"history",
-                    {{{"revision", running},
-                      {"phase", "Ready"},
-                      {"time", "2027-01-15T08:00:00Z"}}}}};
+  web["status"] = {
+      {"phase", "Ready"},
+      {"currentRevision", running},
+      {"history", {{{"revision", running}, {"phase", "Ready"}, {"time", "2027-01-15T08:00:00Z"}}}}};
   EnvironmentObservation in;
   in.object = env;
   in.all_environments = {env};
   in.namespaces = {{"shop-staging", {}}, {"team-b", {{"env", "staging"}}}, {"other", {}}};
-  in.releases = {web,
-                 Rel("team-b", "api", "api:1", {{"phase", "Progressing"}}),
+  in.releases = {web, Rel("team-b", "api", "api:1", {{"phase", "Progressing"}}),
                  Rel("team-b", "worker", "w:1"),
                  Rel("other", "not-mine", "x:1", {{"phase", "Ready"}})};
   in.now = kNow;
@@ -105,17 +101,19 @@ TEST(ComputeEnvironmentStatus, EmptyCollectionsAreLeftOut) {
 }
 
 TEST(ComputeEnvironmentStatus, ReportsProblemsAsStalled) {
-  const json prod = Env("production",
-                        {{"namespaces", {"shop"}},
-                         {"policies",
-                          {{"upstream", {{"environment", "staging"}}},
-                           {"freezeWindows",
-                            {{{"name", "w"}, {"timeZone", "Mars/Olympus"}, {"days", {"Mon"}},
-                              {"start", "18:00"}, {"end", "08:00"}}}}}}});
-  const json staging = Env("staging", {{"namespaces", {"s"}},
-                                       {"namespaceSelector", {{"matchLabels", {{"x", "1"}}}}},
+  const json prod = Env("production", {{"namespaces", {"shop"}},
                                        {"policies",
-                                        {{"upstream", {{"environment", "production"}}}}}});
+                                        {{"upstream", {{"environment", "staging"}}},
+                                         {"freezeWindows",
+                                          {{{"name", "w"},
+                                            {"timeZone", "Mars/Olympus"},
+                                            {"days", {"Mon"}},
+                                            {"start", "18:00"},
+                                            {"end", "08:00"}}}}}}});
+  const json staging =
+      Env("staging", {{"namespaces", {"s"}},
+                      {"namespaceSelector", {{"matchLabels", {{"x", "1"}}}}},
+                      {"policies", {{"upstream", {{"environment", "production"}}}}}});
   EnvironmentObservation in;
   in.object = prod;
   in.all_environments = {prod, staging};
@@ -139,7 +137,9 @@ TEST(ReconcilerSeam, UpstreamApprovalsEmergency) {
       {"metadata", {{"name", "staging"}}},
       {"status",
        {{"releases",
-         {{{"namespace", "shop-staging"}, {"name", "web"}, {"sourceRevision", "5a5a5a5a5a"},
+         {{{"namespace", "shop-staging"},
+           {"name", "web"},
+           {"sourceRevision", "5a5a5a5a5a"},
            {"readySince", "2027-01-15T08:00:00Z"}},
           {{"namespace", "shop-staging"}, {"name", "api"}, {"sourceRevision", "6b6b6b6b6b"}},
           {{"namespace", "shop-staging"}, {"name", "old"}}}}}}};
@@ -162,11 +162,10 @@ TEST(ReconcilerSeam, UpstreamApprovalsEmergency) {
                 {"metadata", {{"name", release + "-" + who}, {"namespace", ns}}},
                 {"spec", {{"release", release}, {"revision", rev}, {"approvedBy", who}}}};
   };
-  const std::vector<policy::Approval> mine =
-      ApprovalsFor("shop-prod", "web",
-                   {approval("shop-prod", "web", "r2", "alice"),
-                    approval("shop-prod", "api", "r2", "bob"),
-                    approval("other", "web", "r2", "carol"), json::object()});
+  const std::vector<policy::Approval> mine = ApprovalsFor(
+      "shop-prod", "web",
+      {approval("shop-prod", "web", "r2", "alice"), approval("shop-prod", "api", "r2", "bob"),
+       approval("other", "web", "r2", "carol"), json::object()});
   ASSERT_EQ(mine.size(), 1u);
   EXPECT_EQ(mine[0].approved_by, "alice");
   EXPECT_EQ(mine[0].revision, "r2");
@@ -181,9 +180,9 @@ TEST(ReconcilerSeam, UpstreamApprovalsEmergency) {
 }
 
 TEST(ReconcilerSeam, EnvironmentProblemsFailClosed) {
-  const std::vector<api::Environment> all = ParseEnvironments(
-      {Env("a", {{"namespaces", {"x"}}}), Env("b", {{"namespaces", {"x"}}}),
-       Env("c", {{"namespaces", {"y"}}}), json::array()});
+  const std::vector<api::Environment> all =
+      ParseEnvironments({Env("a", {{"namespaces", {"x"}}}), Env("b", {{"namespaces", {"x"}}}),
+                         Env("c", {{"namespaces", {"y"}}}), json::array()});
   ASSERT_EQ(all.size(), 3u) << "the unparsable object is skipped";
   EXPECT_THAT(EnvironmentProblems(all[0], all),
               ::testing::ElementsAre(HasSubstr("claimed by more than one Environment")));

@@ -53,8 +53,8 @@ Desired Render(const Object& release_json) {
   const render::PodTemplate pt = render::RenderPodTemplate(*rel);
   const std::optional<int32_t> replicas =
       rel->spec.autoscaling ? std::nullopt : std::optional<int32_t>(rel->spec.replicas.value_or(1));
-  d.deployment = diff::StampHash(render::RenderDeployment(*rel, pt.pod_template, pt.revision,
-                                                          rel->metadata.name, replicas));
+  d.deployment = diff::StampHash(
+      render::RenderDeployment(*rel, pt.pod_template, pt.revision, rel->metadata.name, replicas));
   if (rel->spec.service) d.service = diff::StampHash(render::RenderService(*rel));
   if (rel->spec.autoscaling) d.hpa = diff::StampHash(render::RenderHpa(*rel, rel->metadata.name));
   if (rel->spec.disruption_budget) d.pdb = diff::StampHash(render::RenderPdb(*rel));
@@ -86,9 +86,9 @@ void ExpectSameView(const Object& live, const Object& projected) {
 
 // What the conflict check and deletes read.
 void ExpectSameOwnership(const Object& live, const Object& projected) {
-  for (const char* p : {"/metadata/name", "/metadata/namespace", "/metadata/uid",
-                        "/metadata/resourceVersion", "/metadata/labels",
-                        "/metadata/ownerReferences"}) {
+  for (const char* p :
+       {"/metadata/name", "/metadata/namespace", "/metadata/uid", "/metadata/resourceVersion",
+        "/metadata/labels", "/metadata/ownerReferences"}) {
     const Object::json_pointer ptr(p);
     ASSERT_TRUE(projected.contains(ptr)) << p;
     EXPECT_EQ(projected.at(ptr), live.at(ptr)) << p;
@@ -177,9 +177,10 @@ TEST(ProjectionsTest, DeploymentKeepsReplicasWhoeverOwnsThem) {
 // Not written by Capstan (no "capstan" Apply entry): identity and ownership only.
 TEST(ProjectionsTest, ForeignObjectKeepsOwnershipOnly) {
   Object live = Fixture("deployment-web.json");
-  live["metadata"]["managedFields"] = Object::array(
-      {{{"manager", "kubectl-client-side-apply"}, {"operation", "Update"},
-        {"fieldsV1", {{"f:spec", {{"f:replicas", Object::object()}}}}}}});
+  live["metadata"]["managedFields"] =
+      Object::array({{{"manager", "kubectl-client-side-apply"},
+                      {"operation", "Update"},
+                      {"fieldsV1", {{"f:spec", {{"f:replicas", Object::object()}}}}}}});
   live["metadata"]["ownerReferences"] = Object::array();
   const Object p = ProjectDeployment(live);
   EXPECT_FALSE(p.contains("/spec/template/spec"_json_pointer)) << p.dump();
@@ -202,8 +203,7 @@ TEST(ProjectionsTest, ControllerRevisionKeepsTemplateAndNumber) {
     ExpectSameOwnership(live, p);
     // The template is what a rollback applies: it renders the Deployment it recorded.
     const Desired d = Render(Fixture(absl::StrCat("release-", release, ".json")));
-    EXPECT_EQ(p.at("/data/template"_json_pointer),
-              d.deployment.at("/spec/template"_json_pointer));
+    EXPECT_EQ(p.at("/data/template"_json_pointer), d.deployment.at("/spec/template"_json_pointer));
   }
 }
 
@@ -253,8 +253,7 @@ TEST(KeepOwnedFieldsTest, Table) {
        R"([{"name": "h"}])"_json},
       {"v: set elements", R"(["a", "b", "c"])"_json, R"({"v:\"c\"": {}, "v:\"a\"": {}})"_json,
        R"(["a", "c"])"_json},
-      {"i: by index", R"([{"a": 1}, {"a": 2}])"_json, R"({"i:1": {}})"_json,
-       R"([{"a": 2}])"_json},
+      {"i: by index", R"([{"a": 1}, {"a": 2}])"_json, R"({"i:1": {}})"_json, R"([{"a": 2}])"_json},
       {"bad selectors are ignored", R"([1, 2])"_json, R"({"k:not json": {}, "i:x": {}})"_json,
        Object::array()},
       {"a scalar where members were expected is kept", R"(5)"_json, R"({"f:a": {}})"_json,
@@ -317,11 +316,11 @@ TEST(ProjectionsTest, MeasureHeapPerObject) {
     const Object live = Fixture(r.fixture);
     const int64_t whole = measure(live, kube::StripManagedFields);
     const int64_t projected = measure(live, r.project);
-    std::printf("[measure] %-34s heap per object: %6lld B whole (no managedFields), %6lld B "
-                "projected; JSON text %5zu B -> %5zu B\n",
-                r.fixture.c_str(), static_cast<long long>(whole),
-                static_cast<long long>(projected), kube::StripManagedFields(live).dump().size(),
-                r.project(live).dump().size());
+    std::printf(
+        "[measure] %-34s heap per object: %6lld B whole (no managedFields), %6lld B "
+        "projected; JSON text %5zu B -> %5zu B\n",
+        r.fixture.c_str(), static_cast<long long>(whole), static_cast<long long>(projected),
+        kube::StripManagedFields(live).dump().size(), r.project(live).dump().size());
   }
 }
 

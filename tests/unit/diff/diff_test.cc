@@ -173,7 +173,8 @@ TEST(CompareTest, Deployment) {
   const auto keep = [](json&) {};
   const Case cases[] = {
       {"converged: defaults, canonical quantities, status, server metadata", keep, keep, {}},
-      {"status and server metadata move on", keep,
+      {"status and server metadata move on",
+       keep,
        [](json& l) {
          l["metadata"]["resourceVersion"] = "50000";
          l["metadata"]["generation"] = 5;
@@ -181,63 +182,94 @@ TEST(CompareTest, Deployment) {
          l["status"]["conditions"] = json::array();
        },
        {}},
-      {"image edited by someone", keep, [](json& l) { Container(l)["image"] = "nginx:1.26"; },
+      {"image edited by someone",
+       keep,
+       [](json& l) { Container(l)["image"] = "nginx:1.26"; },
        {kImagePath}},
-      {"label removed by someone", keep,
+      {"label removed by someone",
+       keep,
        [](json& l) { l["metadata"]["labels"].erase("app.kubernetes.io/name"); },
        {R"(metadata.labels["app.kubernetes.io/name"])"}},
-      {"label changed by someone", keep,
+      {"label changed by someone",
+       keep,
        [](json& l) { l["metadata"]["labels"]["capstan.dev/release"] = "other"; },
        {R"(metadata.labels["capstan.dev/release"])"}},
       {"label added by someone", keep, [](json& l) { l["metadata"]["labels"]["team"] = "a"; }, {}},
-      {"pod template label removed", keep,
+      {"pod template label removed",
+       keep,
        [](json& l) { l["spec"]["template"]["metadata"]["labels"].erase("capstan.dev/revision"); },
        {R"(spec.template.metadata.labels["capstan.dev/revision"])"}},
-      {"replicas changed by someone", keep, [](json& l) { l["spec"]["replicas"] = 5; },
+      {"replicas changed by someone",
+       keep,
+       [](json& l) { l["spec"]["replicas"] = 5; },
        {"spec.replicas"}},
-      {"an HPA owns replicas: desired omits them", [](json& d) { d["spec"].erase("replicas"); },
-       [](json& l) { l["spec"]["replicas"] = 5; }, {}},
-      {"cpu limit changed", keep,
+      {"an HPA owns replicas: desired omits them",
+       [](json& d) { d["spec"].erase("replicas"); },
+       [](json& l) { l["spec"]["replicas"] = 5; },
+       {}},
+      {"cpu limit changed",
+       keep,
        [](json& l) { Container(l)["resources"]["limits"]["cpu"] = "2"; },
        {"spec.template.spec.containers[0].resources.limits.cpu"}},
-      {"memory request same value, other spelling", keep,
-       [](json& l) { Container(l)["resources"]["requests"]["memory"] = "536870912"; }, {}},
-      {"memory request removed", keep,
+      {"memory request same value, other spelling",
+       keep,
+       [](json& l) { Container(l)["resources"]["requests"]["memory"] = "536870912"; },
+       {}},
+      {"memory request removed",
+       keep,
        [](json& l) { Container(l)["resources"]["requests"].erase("memory"); },
        {"spec.template.spec.containers[0].resources.requests.memory"}},
-      {"env value changed", keep, [](json& l) { Container(l)["env"][1]["value"] = "2"; },
+      {"env value changed",
+       keep,
+       [](json& l) { Container(l)["env"][1]["value"] = "2"; },
        {"spec.template.spec.containers[0].env[1].value"}},
-      {"env entry added by another manager", keep,
-       [](json& l) { Container(l)["env"].push_back({{"name", "X"}, {"value", "y"}}); },
+      {"env entry added by another manager",
+       keep,
+       [](json& l) {
+         Container(l)["env"].push_back({{"name", "X"}, {"value", "y"}});
+       },
        {"spec.template.spec.containers[0].env"}},
-      {"args reordered", keep, [](json& l) { Container(l)["args"] = {"8080", "--port"}; },
+      {"args reordered",
+       keep,
+       [](json& l) {
+         Container(l)["args"] = {"8080", "--port"};
+       },
        {"spec.template.spec.containers[0].args[0]", "spec.template.spec.containers[0].args[1]"}},
-      {"sidecar container added", keep,
+      {"sidecar container added",
+       keep,
        [](json& l) {
          l["spec"]["template"]["spec"]["containers"].push_back(
              {{"name", "proxy"}, {"image", "envoy:1.30"}});
        },
        {"spec.template.spec.containers"}},
-      {"probe port turned into a number", keep,
+      {"probe port turned into a number",
+       keep,
        [](json& l) { Container(l)["readinessProbe"]["httpGet"]["port"] = 8080; },
        {"spec.template.spec.containers[0].readinessProbe.httpGet.port"}},
-      {"volumes someone added", keep,
+      {"volumes someone added",
+       keep,
        [](json& l) {
          l["spec"]["template"]["spec"]["volumes"] = json::parse(R"([{"name": "tmp"}])");
        },
        {"spec.template.spec.volumes"}},
-      {"minReadySeconds someone set", keep, [](json& l) { l["spec"]["minReadySeconds"] = 10; },
+      {"minReadySeconds someone set",
+       keep,
+       [](json& l) { l["spec"]["minReadySeconds"] = 10; },
        {"spec.minReadySeconds"}},
-      {"owner reference no longer controller", keep,
+      {"owner reference no longer controller",
+       keep,
        [](json& l) { l["metadata"]["ownerReferences"][0]["controller"] = false; },
        {"metadata.ownerReferences[0].controller"}},
-      {"two drifts, in path order", keep,
+      {"two drifts, in path order",
+       keep,
        [](json& l) {
          l["spec"]["replicas"] = 1;
          l["metadata"]["labels"].erase("capstan.dev/release");
        },
        {R"(metadata.labels["capstan.dev/release"])", "spec.replicas"}},
-      {"template gone entirely", keep, [](json& l) { l["spec"].erase("template"); },
+      {"template gone entirely",
+       keep,
+       [](json& l) { l["spec"].erase("template"); },
        {"spec.template"}},
   };
   for (const Case& c : cases) {
@@ -257,14 +289,13 @@ TEST(CompareTest, DriftCarriesValues) {
   live["metadata"]["labels"].erase("app.kubernetes.io/name");
   Container(live)["readinessProbe"]["httpGet"]["port"] = 8080;
   Container(live)["env"].push_back({{"name", "X"}, {"value", "y"}});
-  EXPECT_THAT(
-      Compare(DesiredDeployment(), live),
-      ElementsAre(Drift{R"(metadata.labels["app.kubernetes.io/name"])", "web", "<absent>"},
-                  Drift{"spec.replicas", "3", "5"},
-                  Drift{"spec.template.spec.containers[0].env", "[2 items]", "[3 items]"},
-                  Drift{kImagePath, "nginx:1.27", "nginx:1.26"},
-                  Drift{"spec.template.spec.containers[0].readinessProbe.httpGet.port",
-                        R"("http")", "8080"}));
+  EXPECT_THAT(Compare(DesiredDeployment(), live),
+              ElementsAre(Drift{R"(metadata.labels["app.kubernetes.io/name"])", "web", "<absent>"},
+                          Drift{"spec.replicas", "3", "5"},
+                          Drift{"spec.template.spec.containers[0].env", "[2 items]", "[3 items]"},
+                          Drift{kImagePath, "nginx:1.27", "nginx:1.26"},
+                          Drift{"spec.template.spec.containers[0].readinessProbe.httpGet.port",
+                                R"("http")", "8080"}));
 }
 
 // A Service as the API server returns it: clusterIP(s), IP families,
@@ -385,9 +416,11 @@ TEST(CompareTest, OtherQuantityFields) {
     json live;
   };
   const Case cases[] = {
-      {"emptyDir sizeLimit", {{"emptyDir", {{"sizeLimit", "1e9"}}}},
+      {"emptyDir sizeLimit",
+       {{"emptyDir", {{"sizeLimit", "1e9"}}}},
        {{"emptyDir", {{"sizeLimit", "1G"}}}}},
-      {"downward API divisor", {{"resourceFieldRef", {{"divisor", "1024Ki"}}}},
+      {"downward API divisor",
+       {{"resourceFieldRef", {{"divisor", "1024Ki"}}}},
        {{"resourceFieldRef", {{"divisor", "1048576"}}}}},
       {"pod overhead", {{"overhead", {{"cpu", "0.1"}}}}, {{"overhead", {{"cpu", "100m"}}}}},
       {"HPA averageValue",
@@ -418,14 +451,22 @@ TEST(CompareTest, ScalarTypes) {
       {"int-or-string: digits vs number", {{"targetPort", "8080"}}, {{"targetPort", 8080}}, false},
       {"percent vs number", {{"maxSurge", "25%"}}, {{"maxSurge", 25}}, false},
       {"number vs string outside quantity fields", {{"replicas", 1}}, {{"replicas", "1"}}, false},
-      {"number in a quantity field", {{"limits", {{"cpu", 1}}}}, {{"limits", {{"cpu", "1"}}}},
+      {"number in a quantity field",
+       {{"limits", {{"cpu", 1}}}},
+       {{"limits", {{"cpu", "1"}}}},
        true},
-      {"fraction in a quantity field", {{"limits", {{"cpu", 0.5}}}},
-       {{"limits", {{"cpu", "500m"}}}}, true},
-      {"big number in a quantity field", {{"requests", {{"memory", 1073741824}}}},
-       {{"requests", {{"memory", "1Gi"}}}}, true},
-      {"other number in a quantity field", {{"limits", {{"cpu", 2}}}},
-       {{"limits", {{"cpu", "1"}}}}, false},
+      {"fraction in a quantity field",
+       {{"limits", {{"cpu", 0.5}}}},
+       {{"limits", {{"cpu", "500m"}}}},
+       true},
+      {"big number in a quantity field",
+       {{"requests", {{"memory", 1073741824}}}},
+       {{"requests", {{"memory", "1Gi"}}}},
+       true},
+      {"other number in a quantity field",
+       {{"limits", {{"cpu", 2}}}},
+       {{"limits", {{"cpu", "1"}}}},
+       false},
       {"bool exact", {{"b", true}}, {{"b", true}}, true},
       {"bool differs", {{"b", true}}, {{"b", false}}, false},
       {"bool vs string", {{"b", true}}, {{"b", "true"}}, false},
@@ -457,13 +498,17 @@ TEST(CompareTest, NullAndEmptyValues) {
       {"false vs absent", {{"x", false}}, json::object(), {}},
       {"zero vs absent", {{"x", 0}}, json::object(), {}},
       {"empty object vs a populated one", {{"x", json::object()}}, {{"x", {{"a", 1}}}}, {}},
-      {"empty array vs a populated one", {{"x", json::array()}}, {{"x", {1}}},
+      {"empty array vs a populated one",
+       {{"x", json::array()}},
+       {{"x", {1}}},
        {{"x", "[0 items]", "[1 item]"}}},
       {"value vs absent", {{"x", "v"}}, json::object(), {{"x", "v", "<absent>"}}},
       {"value vs null", {{"x", 7}}, {{"x", nullptr}}, {{"x", "7", "<absent>"}}},
       {"true vs absent", {{"x", true}}, json::object(), {{"x", "true", "<absent>"}}},
       {"object vs absent", {{"x", {{"a", 1}}}}, json::object(), {{"x", R"({"a":1})", "<absent>"}}},
-      {"mismatched types show both as JSON", {{"x", 8080}}, {{"x", "8080"}},
+      {"mismatched types show both as JSON",
+       {{"x", 8080}},
+       {{"x", "8080"}},
        {{"x", "8080", R"("8080")"}}},
   };
   for (const Case& c : cases) {
@@ -512,7 +557,10 @@ TEST(HashTest, StableAndCanonical) {
   const Case changes[] = {
       {"replicas", [](json& d) { d["spec"]["replicas"] = 4; }},
       {"field dropped", [](json& d) { Container(d).erase("env"); }},
-      {"list order", [](json& d) { Container(d)["args"] = {"8080", "--port"}; }},
+      {"list order",
+       [](json& d) {
+         Container(d)["args"] = {"8080", "--port"};
+       }},
       {"int to string", [](json& d) { d["spec"]["replicas"] = "3"; }},
       {"other annotation", [](json& d) { d["metadata"]["annotations"]["a"] = "b"; }},
   };
@@ -609,18 +657,24 @@ TEST(NeedsApplyTest, Table) {
       {"converged", stamped, AppliedLive(stamped), {}},
       {"not found", stamped, json(nullptr), {{"", "<object>", "<absent>"}}},
       {"not an object", stamped, json("oops"), {{"", "<object>", R"("oops")"}}},
-      {"field removed from the spec", stamped_next, AppliedLive(stamped),
+      {"field removed from the spec",
+       stamped_next,
+       AppliedLive(stamped),
        {{kHashPath, HashBody(next), hash}}},
-      {"never stamped (created by an older Capstan)", stamped, LiveDeployment(),
+      {"never stamped (created by an older Capstan)",
+       stamped,
+       LiveDeployment(),
        {{kHashPath, hash, "<absent>"}}},
-      {"hash matches, image drifted", stamped,
+      {"hash matches, image drifted",
+       stamped,
        [&] {
          json l = AppliedLive(stamped);
          Container(l)["image"] = "nginx:1.26";
          return l;
        }(),
        {{kImagePath, "nginx:1.27", "nginx:1.26"}}},
-      {"hash differs and image drifted: hash first, no duplicate", stamped,
+      {"hash differs and image drifted: hash first, no duplicate",
+       stamped,
        [&] {
          json l = LiveDeployment();
          l["metadata"]["annotations"][kAppliedHashAnnotation] = "0000000000000000";
@@ -629,7 +683,8 @@ TEST(NeedsApplyTest, Table) {
        }(),
        {{kHashPath, hash, "0000000000000000"}, {kImagePath, "nginx:1.27", "nginx:1.26"}}},
       {"unstamped desired skips the hash check", DesiredDeployment(), LiveDeployment(), {}},
-      {"HPA-owned replicas are not drift", StampHash([] {
+      {"HPA-owned replicas are not drift",
+       StampHash([] {
          json d = DesiredDeployment();
          d["spec"].erase("replicas");
          return d;
@@ -673,9 +728,13 @@ TEST(DescribeTest, Table) {
   };
   const Case cases[] = {
       {"none", {}, 5, ""},
-      {"one", {seven[0]}, 5,
+      {"one",
+       {seven[0]},
+       5,
        "spec.template.spec.containers[0].image: want nginx:1.27, got nginx:1.26"},
-      {"two", {seven[0], seven[1]}, 5,
+      {"two",
+       {seven[0], seven[1]},
+       5,
        "spec.template.spec.containers[0].image: want nginx:1.27, got nginx:1.26; "
        "spec.replicas: want 3, got 5"},
       {"more than max", seven, 2,
@@ -687,10 +746,14 @@ TEST(DescribeTest, Table) {
        "e: want 1, got 2 (and 2 more)"},
       {"max zero counts", seven, 0, "7 differences"},
       {"whole object", {{"", "<object>", "<absent>"}}, 5, "<object>: want <object>, got <absent>"},
-      {"long values are cut", {{"x", long_value, "y"}}, 5,
+      {"long values are cut",
+       {{"x", long_value, "y"}},
+       5,
        "x: want " + std::string(61, 'x') + "..., got y"},
-      {"cuts on a UTF-8 boundary", {{"x", std::string(60, 'a') + "\xc3\xa9\xc3\xa9\xc3\xa9", "y"}},
-       5, "x: want " + std::string(60, 'a') + "..., got y"},
+      {"cuts on a UTF-8 boundary",
+       {{"x", std::string(60, 'a') + "\xc3\xa9\xc3\xa9\xc3\xa9", "y"}},
+       5,
+       "x: want " + std::string(60, 'a') + "..., got y"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

@@ -46,9 +46,9 @@ TEST(QuantityTest, CanonicalMatchesApimachinery) {
       {"0.5Gi", "512Mi"},
       {"100Gi", "100Gi"},
       {"1023Ki", "1023Ki"},
-      {"1.5Ki", "1536"},    // 1536 is not a multiple of 1024
-      {"0.5Ki", "512"},     // below 1024, binary is written in decimal
-      {"0.1Ki", "102400m"}, // 102.4
+      {"1.5Ki", "1536"},     // 1536 is not a multiple of 1024
+      {"0.5Ki", "512"},      // below 1024, binary is written in decimal
+      {"0.1Ki", "102400m"},  // 102.4
       {"-1.5Ki", "-1536"},
       {"8Ei", "9223372036854775807"},  // binary is capped at 2^63-1
       {"0.1n", "1n"},                  // finer than nano rounds away from zero
@@ -113,12 +113,32 @@ TEST(QuantityTest, Formats) {
 
 TEST(QuantityTest, RejectsMalformed) {
   const char* const cases[] = {
-      "",    "1K",  "1 Gi", " 1Gi", "1Gi ", "1.5.5", "1e",   "1ee3", "1i",  "abc",
-      "1e3e", "1Mi3", "1KI", "1gi", "--1",  "1m2",   "0x10", "1,5",  "1e3.5",
+      "",
+      "1K",
+      "1 Gi",
+      " 1Gi",
+      "1Gi ",
+      "1.5.5",
+      "1e",
+      "1ee3",
+      "1i",
+      "abc",
+      "1e3e",
+      "1Mi3",
+      "1KI",
+      "1gi",
+      "--1",
+      "1m2",
+      "0x10",
+      "1,5",
+      "1e3.5",
       // Stricter than apimachinery, which reads these as zero.
-      "-", ".", "Mi",
+      "-",
+      ".",
+      "Mi",
       // Out of this parser's range: compared as text instead.
-      "1e40", "100000000000000000000000000000000000000000",
+      "1e40",
+      "100000000000000000000000000000000000000000",
   };
   for (const char* c : cases) {
     SCOPED_TRACE(c);

@@ -85,7 +85,10 @@ TEST(EventRecorderPureTest, TruncateUtf8) {
       {"two-byte char straddles the limit", "ab\xC3\xA9", 3, "ab"},
       {"three-byte euro straddles", "a\xE2\x82\xAC", 3, "a"},
       {"four-byte emoji fits", "\xF0\x9F\x9A\x80!", 4, "\xF0\x9F\x9A\x80"},
-      {"invalid byte", "a\xFF" "b", 10, "a?b"},
+      {"invalid byte",
+       "a\xFF"
+       "b",
+       10, "a?b"},
       {"truncated sequence at end", "a\xE2\x82", 10, "a??"},
       {"overlong encoding", "\xC0\x80", 10, "??"},
       {"surrogate", "\xED\xA0\x80", 10, "???"},
@@ -299,14 +302,15 @@ TEST_F(EventRecorderTest, ASeriesWhoseEventVanishedIsCreatedAgain) {
 
 TEST_F(EventRecorderTest, RetriesWhileTheApiServerIsUnavailable) {
   std::atomic<int> refused = 0;
-  server_.SetInterceptor([&](const std::string&, const HttpRequest& req)
-                             -> std::optional<absl::StatusOr<HttpResponse>> {
-    if (req.method == "POST" && refused < 2) {
-      ++refused;
-      return InMemoryApiServer::StatusResponse(503, "ServiceUnavailable", "try later");
-    }
-    return std::nullopt;
-  });
+  server_.SetInterceptor(
+      [&](const std::string&,
+          const HttpRequest& req) -> std::optional<absl::StatusOr<HttpResponse>> {
+        if (req.method == "POST" && refused < 2) {
+          ++refused;
+          return InMemoryApiServer::StatusResponse(503, "ServiceUnavailable", "try later");
+        }
+        return std::nullopt;
+      });
   EventRecorder recorder(*client_, Options(), clock_);
   recorder.Record(Pod("web-0"), kEventTypeNormal, "Scaled", "Scale", "scaled to 3");
   ASSERT_TRUE(recorder.Flush(kTimeout));
@@ -316,13 +320,14 @@ TEST_F(EventRecorderTest, RetriesWhileTheApiServerIsUnavailable) {
 }
 
 TEST_F(EventRecorderTest, ARefusedWriteIsCountedAndNotRetried) {
-  server_.SetInterceptor([&](const std::string&, const HttpRequest& req)
-                             -> std::optional<absl::StatusOr<HttpResponse>> {
-    if (req.method == "POST") {
-      return InMemoryApiServer::StatusResponse(403, "Forbidden", "events is forbidden");
-    }
-    return std::nullopt;
-  });
+  server_.SetInterceptor(
+      [&](const std::string&,
+          const HttpRequest& req) -> std::optional<absl::StatusOr<HttpResponse>> {
+        if (req.method == "POST") {
+          return InMemoryApiServer::StatusResponse(403, "Forbidden", "events is forbidden");
+        }
+        return std::nullopt;
+      });
   EventRecorder recorder(*client_, Options(), clock_);
   recorder.Record(Pod("web-0"), kEventTypeNormal, "Scaled", "Scale", "scaled to 3");
   ASSERT_TRUE(recorder.Flush(kTimeout));

@@ -30,8 +30,7 @@ using ::capstan::kube::testing::TestCert;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-KubeconfigOptions Options(std::string path,
-                          absl::Duration exec_timeout = absl::Seconds(60)) {
+KubeconfigOptions Options(std::string path, absl::Duration exec_timeout = absl::Seconds(60)) {
   KubeconfigOptions options;
   options.path = std::move(path);
   options.exec_timeout = exec_timeout;
@@ -82,8 +81,8 @@ TEST(ParseExecCredential, Table) {
       {"no status", head + R"("spec":{}})", v1, "status: missing", "", std::nullopt},
       {"status not an object", head + R"("status":"SECRET-VALUE"})", v1, "status: not an object",
        "", std::nullopt},
-      {"token not a string", head + R"("status":{"token":42}})", v1,
-       "status.token: not a string", "", std::nullopt},
+      {"token not a string", head + R"("status":{"token":42}})", v1, "status.token: not a string",
+       "", std::nullopt},
       {"nothing usable", head + R"("status":{"token":""}})", v1,
        "status: neither token nor clientCertificateData/clientKeyData is set", "", std::nullopt},
       {"certificate without key", head + R"("status":{"clientCertificateData":"C"}})", v1,
@@ -188,9 +187,7 @@ std::string At(absl::Duration d) {
 
 class ExecPluginTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    plugin_ = dir_.Write("plugin/plugin.sh", kPluginScript, 0755);
-  }
+  void SetUp() override { plugin_ = dir_.Write("plugin/plugin.sh", kPluginScript, 0755); }
   void TearDown() override {
     // Neither the credential (stdout) nor anything secret reaches the log.
     EXPECT_THAT(logs_.text(), Not(HasSubstr("tok-")));
@@ -209,15 +206,13 @@ class ExecPluginTest : public ::testing::Test {
   // A kubeconfig in plugin/ whose user runs ./plugin.sh (relative to the file).
   std::string Kubeconfig(const std::string& exec_extra, const std::string& user_extra = "",
                          const std::string& api = kExecApiV1) {
-    return dir_.Write(
-        "plugin/config",
-        absl::StrCat(R"(current-context: dev
+    return dir_.Write("plugin/config", absl::StrCat(R"(current-context: dev
 clusters:
 - name: c
   cluster:
     server: https://x.example
     certificate-authority-data: )",
-                     absl::Base64Escape(Ca().cert_pem), R"(
+                                                    absl::Base64Escape(Ca().cert_pem), R"(
     extensions:
     - name: client.authentication.k8s.io/exec
       extension: {audience: "sts.example", retries: 3, verbose: true}
@@ -225,15 +220,15 @@ users:
 - name: me
   user:
 )",
-                     user_extra, R"(
+                                                    user_extra, R"(
     exec:
       apiVersion: )",
-                     api, R"(
+                                                    api, R"(
       command: ./plugin.sh
       env: [{name: PLUGIN_GREETING, value: hello}, {name: PLUGIN_API, value: )",
-                     api, R"(}]
+                                                    api, R"(}]
 )",
-                     exec_extra, R"(
+                                                    exec_extra, R"(
 contexts:
 - name: dev
   context: {cluster: c, user: me}
@@ -381,8 +376,8 @@ TEST_F(ExecPluginTest, PluginOutputProblems) {
        "apiVersion is \"client.authentication.k8s.io/v1beta1\", but the kubeconfig asks for "
        "\"client.authentication.k8s.io/v1\""},
       {"certificate and key do not match",
-       credential(kExecApiV1, {{"clientCertificateData", client.cert_pem},
-                               {"clientKeyData", other.key_pem}}),
+       credential(kExecApiV1,
+                  {{"clientCertificateData", client.cert_pem}, {"clientKeyData", other.key_pem}}),
        "users[0].user.exec: the plugin's status.clientCertificateData/clientKeyData: client "
        "certificate and key do not match"},
   };

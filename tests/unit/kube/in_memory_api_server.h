@@ -125,8 +125,8 @@ class InMemoryApiServer {
 
   static HttpResponse StatusResponse(int code, const std::string& reason,
                                      const std::string& message) {
-    nlohmann::json s = {{"kind", "Status"},   {"apiVersion", "v1"}, {"status", "Failure"},
-                        {"reason", reason},   {"message", message}, {"code", code}};
+    nlohmann::json s = {{"kind", "Status"}, {"apiVersion", "v1"}, {"status", "Failure"},
+                        {"reason", reason}, {"message", message}, {"code", code}};
     return HttpResponse{code, s.dump(), {}};
   }
 

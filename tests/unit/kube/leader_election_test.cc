@@ -174,8 +174,8 @@ TEST(LeaderElectionPureTest, DecideLease) {
       {"foreign lease still valid", foreign, t0, t0 + Seconds(14), false, 0, std::nullopt},
       {"foreign lease exactly at expiry", foreign, t0, t0 + Seconds(15), true, 4, t0 + Seconds(15)},
       {"foreign lease expired", foreign, t0, t0 + Seconds(20), true, 4, t0 + Seconds(20)},
-      {"renewTime in the past but just observed: skew is ignored", stale_clock, t0,
-       t0 + Seconds(1), false, 0, std::nullopt},
+      {"renewTime in the past but just observed: skew is ignored", stale_clock, t0, t0 + Seconds(1),
+       false, 0, std::nullopt},
       {"released lease: take over at once", released, t0, t0, true, 4, t0},
       {"our lease: renew keeps acquireTime and transitions", ours, t0, t0 + Seconds(2), true, 3,
        t0 - Seconds(100)},
@@ -214,8 +214,7 @@ TEST(LeaderElectionPureTest, ValidateConfig) {
        [](LeaderElectionConfig& c) { c.lease_duration = c.renew_deadline; }, false},
       {"deadline not above 1.2 retry",
        [](LeaderElectionConfig& c) { c.renew_deadline = c.retry_period * 1.2; }, false},
-      {"zero retry", [](LeaderElectionConfig& c) { c.retry_period = absl::ZeroDuration(); },
-       false},
+      {"zero retry", [](LeaderElectionConfig& c) { c.retry_period = absl::ZeroDuration(); }, false},
       {"millisecond test durations",
        [](LeaderElectionConfig& c) {
          c.lease_duration = Milliseconds(300);
@@ -246,8 +245,8 @@ class LeaderElectorTest : public ::testing::Test {
  protected:
   std::unique_ptr<LeaderElector> NewElector(const std::string& identity, Calls* calls,
                                             Client* client = nullptr) {
-    auto elector = LeaderElector::New(client != nullptr ? *client : *client_,
-                                      Config(identity, calls), clock_);
+    auto elector =
+        LeaderElector::New(client != nullptr ? *client : *client_, Config(identity, calls), clock_);
     EXPECT_TRUE(elector.ok()) << elector.status();
     return std::move(elector).value();
   }
@@ -356,8 +355,8 @@ TEST_F(LeaderElectorTest, ExpiryIsJudgedFromWhenWeSawTheRecordChange) {
   for (int i = 2; i <= 6; ++i) {
     // The holder renews every 10 s; we look every ~5 s.
     if (i % 2 == 0) {
-      server_.Put(LeasePath(), ForeignLease("other", clock_.Now() - absl::Hours(1) +
-                                                         Seconds(10 * i)));
+      server_.Put(LeasePath(),
+                  ForeignLease("other", clock_.Now() - absl::Hours(1) + Seconds(10 * i)));
     }
     Advance(Seconds(5), {elector.get()});
     WaitSteps(*elector, i);
@@ -372,14 +371,15 @@ TEST_F(LeaderElectorTest, ExpiryIsJudgedFromWhenWeSawTheRecordChange) {
 TEST_F(LeaderElectorTest, CreateRaceReadsTheWinnersLease) {
   // Between our GET (404) and POST, another replica creates the lease.
   std::atomic<bool> raced = false;
-  server_.SetInterceptor([&](const std::string&, const HttpRequest& req)
-                             -> std::optional<absl::StatusOr<HttpResponse>> {
-    if (req.method == "GET" && !raced.exchange(true)) {
-      server_.Put(LeasePath(), ForeignLease("winner", clock_.Now()));
-      return InMemoryApiServer::StatusResponse(404, "NotFound", "not found");
-    }
-    return std::nullopt;
-  });
+  server_.SetInterceptor(
+      [&](const std::string&,
+          const HttpRequest& req) -> std::optional<absl::StatusOr<HttpResponse>> {
+        if (req.method == "GET" && !raced.exchange(true)) {
+          server_.Put(LeasePath(), ForeignLease("winner", clock_.Now()));
+          return InMemoryApiServer::StatusResponse(404, "NotFound", "not found");
+        }
+        return std::nullopt;
+      });
   Calls calls;
   auto elector = NewElector("a", &calls);
   elector->Start();
@@ -421,18 +421,18 @@ TEST_F(LeaderElectorTest, LosesLeadershipWhenRenewingFailsPastTheDeadline) {
 
   std::atomic<int> failed = 0;
   std::atomic<bool> partitioned = true;
-  server_.SetInterceptor([&](const std::string&, const HttpRequest&)
-                             -> std::optional<absl::StatusOr<HttpResponse>> {
-    if (!partitioned) return std::nullopt;
-    ++failed;
-    return InMemoryApiServer::StatusResponse(503, "ServiceUnavailable", "etcd is down");
-  });
+  server_.SetInterceptor(
+      [&](const std::string&, const HttpRequest&) -> std::optional<absl::StatusOr<HttpResponse>> {
+        if (!partitioned) return std::nullopt;
+        ++failed;
+        return InMemoryApiServer::StatusResponse(503, "ServiceUnavailable", "etcd is down");
+      });
   WaitSteps(*elector, 1);
   Advance(Seconds(2), {elector.get()});
   WaitSteps(*elector, 2);
   Advance(Seconds(2), {elector.get()});
   WaitSteps(*elector, 3);
-  EXPECT_GE(failed, 2);  // each failed renew is a PUT, then a GET
+  EXPECT_GE(failed, 2);              // each failed renew is a PUT, then a GET
   EXPECT_TRUE(elector->IsLeader());  // 4 s without a renew: within the 10 s deadline
   EXPECT_EQ(calls.Stopped(), 0);
 
@@ -531,8 +531,8 @@ TEST(LeaderElectorRaceTest, ExactlyOneLeadsAtAnyTime) {
   InMemoryApiServer server;
   std::atomic<bool> partition_a = false;
   std::atomic<bool> partition_b = false;
-  server.SetInterceptor([&](const std::string& client, const HttpRequest&)
-                            -> std::optional<absl::StatusOr<HttpResponse>> {
+  server.SetInterceptor([&](const std::string& client,
+                            const HttpRequest&) -> std::optional<absl::StatusOr<HttpResponse>> {
     if ((client == "a" && partition_a) || (client == "b" && partition_b)) {
       return absl::UnavailableError("connection refused");
     }

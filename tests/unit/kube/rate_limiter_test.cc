@@ -32,12 +32,12 @@ TEST(ItemExponentialFailureRateLimiterTest, BackoffTable) {
       {2, Milliseconds(20)},
       {3, Milliseconds(40)},
       {4, Milliseconds(80)},
-      {10, Milliseconds(5120)},      // 5 ms * 1024
-      {17, Milliseconds(655360)},    // 5 ms * 131072: the last step under the cap
-      {18, cap},                     // 1310.72 s > 1000 s
+      {10, Milliseconds(5120)},    // 5 ms * 1024
+      {17, Milliseconds(655360)},  // 5 ms * 131072: the last step under the cap
+      {18, cap},                   // 1310.72 s > 1000 s
       {19, cap},
       {31, cap},
-      {62, cap},                     // 5 ms * 2^62 overflows int64 nanoseconds
+      {62, cap},  // 5 ms * 2^62 overflows int64 nanoseconds
       {63, cap},
       {64, cap},
       {1000, cap},

@@ -3,6 +3,9 @@
 // Helpers for the client-configuration tests: temp dirs, environment overrides,
 // throwaway certificates and a spdlog capture.
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -12,10 +15,6 @@
 #include <optional>
 #include <sstream>
 #include <string>
-
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include "gtest/gtest.h"
 #include "spdlog/sinks/ostream_sink.h"

@@ -184,7 +184,7 @@ TEST(WorkQueueTest, LowKeyAddedAtNormalPriorityMovesUpOnce) {
   using P = WorkQueue::Priority;
   queue.Add("ns/a", P::kLow);
   queue.Add("ns/b", P::kLow);
-  queue.Add("ns/b");        // an event for a key waiting as a resync: moves up
+  queue.Add("ns/b");           // an event for a key waiting as a resync: moves up
   queue.Add("ns/b", P::kLow);  // a later resync does not move it down
   EXPECT_EQ(queue.Len(), 2);
   EXPECT_EQ(queue.Get(), "ns/b");
@@ -362,8 +362,8 @@ TEST(WorkQueueTest, AddRateLimitedBacksOffPerKey) {
   struct Step {
     absl::Duration want;
   };
-  const Step steps[] = {{Milliseconds(5)}, {Milliseconds(10)}, {Milliseconds(20)},
-                        {Milliseconds(40)}};
+  const Step steps[] = {
+      {Milliseconds(5)}, {Milliseconds(10)}, {Milliseconds(20)}, {Milliseconds(40)}};
   int i = 0;
   for (const Step& s : steps) {
     SCOPED_TRACE(absl::StrCat("retry ", i));
@@ -625,8 +625,8 @@ TEST(WorkerPoolTest, SuccessForgetsBackoff) {
 TEST(WorkerPoolTest, RequeueAfterForgetsAndDelays) {
   FakeClock clock;
   WorkQueue queue(UniqueName("wp-requeue-after"), clock, ExponentialOnly());
-  ScriptedReconciler r({Fail(absl::UnavailableError("apiserver down")),
-                        Ok({.requeue_after = Seconds(30)}), Ok()});
+  ScriptedReconciler r(
+      {Fail(absl::UnavailableError("apiserver down")), Ok({.requeue_after = Seconds(30)}), Ok()});
   WorkerPool pool(queue, 2, std::ref(r));
   queue.Add("ns/a");
   WaitForCalls(r, queue, 1);  // error: backoff 5 ms
@@ -716,10 +716,9 @@ TEST(WorkerPoolTest, TerminalErrorIsNotRetried) {
 TEST(WorkerPoolTest, ExceptionsAreErrorsAndWorkersSurvive) {
   FakeClock clock;
   WorkQueue queue(UniqueName("wp-exception"), clock, ExponentialOnly());
-  ScriptedReconciler r({[]() -> absl::StatusOr<ReconcileResult> {
-                          throw std::runtime_error("boom");
-                        },
-                        []() -> absl::StatusOr<ReconcileResult> { throw 42; }, Ok()});
+  ScriptedReconciler r(
+      {[]() -> absl::StatusOr<ReconcileResult> { throw std::runtime_error("boom"); },
+       []() -> absl::StatusOr<ReconcileResult> { throw 42; }, Ok()});
   WorkerPool pool(queue, 1, std::ref(r));  // one worker: it must survive both throws
   queue.Add("ns/a");
   WaitForCalls(r, queue, 1);

@@ -28,11 +28,10 @@ absl::Time At(const std::string& rfc3339) {
 }
 
 Environment Env(const std::string& name, json spec) {
-  absl::StatusOr<Environment> env = api::ParseEnvironment(
-      {{"apiVersion", "capstan.dev/v1alpha1"},
-       {"kind", "Environment"},
-       {"metadata", {{"name", name}}},
-       {"spec", std::move(spec)}});
+  absl::StatusOr<Environment> env = api::ParseEnvironment({{"apiVersion", "capstan.dev/v1alpha1"},
+                                                           {"kind", "Environment"},
+                                                           {"metadata", {{"name", name}}},
+                                                           {"spec", std::move(spec)}});
   EXPECT_TRUE(env.ok()) << env.status();
   EXPECT_THAT(api::ValidateEnvironment(*env), IsEmpty()) << name;
   return *env;
@@ -61,17 +60,30 @@ TEST(ResolveEnvironment, Table) {
       {"by selector", "", {"team-a", {{"capstan.dev/env", "dev"}}}, "dev", "", ""},
       {"requested and claiming", "production", {"shop-prod", {}}, "production", "", ""},
       {"no environment at all", "", {"sandbox", {}}, "", "", ""},
-      {"requested but namespace unclaimed", "production", {"sandbox", {}}, "",
+      {"requested but namespace unclaimed",
+       "production",
+       {"sandbox", {}},
+       "",
        "EnvironmentMismatch",
        "spec.environment: Environment \"production\" does not include namespace sandbox (no "
        "Environment includes it)"},
-      {"escape attempt: prod namespace asks for dev", "dev", {"shop-prod", {}}, "",
+      {"escape attempt: prod namespace asks for dev",
+       "dev",
+       {"shop-prod", {}},
+       "",
        "EnvironmentMismatch",
        "Environment \"dev\" does not include namespace shop-prod (it belongs to \"production\")"},
-      {"requested does not exist", "qa", {"shop-staging", {}}, "", "EnvironmentNotFound",
+      {"requested does not exist",
+       "qa",
+       {"shop-staging", {}},
+       "",
+       "EnvironmentNotFound",
        "spec.environment: Environment \"qa\" does not exist; namespace shop-staging belongs to "
        "\"staging\""},
-      {"claimed by name and by selector", "", {"shared", {{"tier", "prod"}}}, "",
+      {"claimed by name and by selector",
+       "",
+       {"shared", {{"tier", "prod"}}},
+       "",
        "EnvironmentAmbiguous",
        "namespace shared is claimed by Environments other-prod and production"},
   };
@@ -164,9 +176,8 @@ TEST(ApplyEnvironment, ReplicasOnlyWhenTheReleaseLeftThemOpen) {
 // Sunday of March (2026-03-29, 02:00 -> 03:00) to the last Sunday of October
 // (2026-10-25, 03:00 -> 02:00). 2026-11-25 is a Wednesday.
 
-FreezeWindow Recurring(const std::string& name, std::vector<Weekday> days,
-                       const std::string& start, const std::string& end,
-                       const std::string& tz = "Europe/Berlin") {
+FreezeWindow Recurring(const std::string& name, std::vector<Weekday> days, const std::string& start,
+                       const std::string& end, const std::string& tz = "Europe/Berlin") {
   FreezeWindow w;
   w.name = name;
   w.time_zone = tz;
@@ -185,13 +196,11 @@ FreezeWindow OneOff(const std::string& name, const std::string& from, const std:
 }
 
 TEST(ActiveFreeze, WorkedExamples) {
-  const std::vector<Weekday> weekdays = {Weekday::kMonday, Weekday::kTuesday,
-                                         Weekday::kWednesday, Weekday::kThursday,
-                                         Weekday::kFriday};
-  const std::vector<Weekday> every_day = {Weekday::kMonday,   Weekday::kTuesday,
-                                          Weekday::kWednesday, Weekday::kThursday,
-                                          Weekday::kFriday,   Weekday::kSaturday,
-                                          Weekday::kSunday};
+  const std::vector<Weekday> weekdays = {Weekday::kMonday, Weekday::kTuesday, Weekday::kWednesday,
+                                         Weekday::kThursday, Weekday::kFriday};
+  const std::vector<Weekday> every_day = {
+      Weekday::kMonday, Weekday::kTuesday,  Weekday::kWednesday, Weekday::kThursday,
+      Weekday::kFriday, Weekday::kSaturday, Weekday::kSunday};
   const std::vector<FreezeWindow> evenings = {
       Recurring("weekdays-evening", weekdays, "18:00", "08:00")};
   const std::vector<FreezeWindow> nightly = {Recurring("nightly", every_day, "22:00", "06:00")};
@@ -208,10 +217,10 @@ TEST(ActiveFreeze, WorkedExamples) {
        "2026-11-26T08:00:00+01:00", "weekdays-evening"},
       {"Wed 19:30 CET", evenings, "2026-11-25T18:30:00Z", "2026-11-26T08:00:00+01:00",
        "weekdays-evening"},
-      {"Thu 07:59, after midnight, still yesterday's window", evenings,
-       "2026-11-26T07:59:00+01:00", "2026-11-26T08:00:00+01:00", "weekdays-evening"},
-      {"Thu 08:00, the window closed (end is exclusive)", evenings, "2026-11-26T08:00:00+01:00",
-       "", ""},
+      {"Thu 07:59, after midnight, still yesterday's window", evenings, "2026-11-26T07:59:00+01:00",
+       "2026-11-26T08:00:00+01:00", "weekdays-evening"},
+      {"Thu 08:00, the window closed (end is exclusive)", evenings, "2026-11-26T08:00:00+01:00", "",
+       ""},
       {"Fri 20:00: days name the day a window opens, so it runs into Saturday", evenings,
        "2026-11-27T20:00:00+01:00", "2026-11-28T08:00:00+01:00", "weekdays-evening"},
       {"Sat 07:00 is Friday's window", evenings, "2026-11-28T07:00:00+01:00",
@@ -226,29 +235,46 @@ TEST(ActiveFreeze, WorkedExamples) {
        "2026-10-24T22:00:00+02:00", "2026-10-25T06:00:00+01:00", "nightly"},
       {"fall back: 05:00 UTC is 06:00 CET, closed", nightly, "2026-10-25T05:00:00Z", "", ""},
       {"skipped start (02:30 never happens): opens when the clocks jump, 01:00 UTC",
-       {Recurring("maint", {Weekday::kSunday}, "02:30", "04:00")}, "2026-03-29T01:00:00Z",
-       "2026-03-29T04:00:00+02:00", "maint"},
-      {"skipped start: one second before the jump", {Recurring("maint", {Weekday::kSunday},
-                                                               "02:30", "04:00")},
-       "2026-03-29T00:59:59Z", "", ""},
-      {"repeated end (02:30 happens twice): closes at the second", {Recurring(
-           "maint", {Weekday::kSunday}, "01:00", "02:30")},
-       "2026-10-25T01:15:00Z", "2026-10-25T02:30:00+01:00", "maint"},
-      {"one-off window, UTC", {OneOff("xmas", "2026-12-24T00:00:00Z", "2026-12-27T00:00:00Z")},
-       "2026-12-25T12:00:00Z", "2026-12-27T00:00:00Z", "xmas"},
+       {Recurring("maint", {Weekday::kSunday}, "02:30", "04:00")},
+       "2026-03-29T01:00:00Z",
+       "2026-03-29T04:00:00+02:00",
+       "maint"},
+      {"skipped start: one second before the jump",
+       {Recurring("maint", {Weekday::kSunday}, "02:30", "04:00")},
+       "2026-03-29T00:59:59Z",
+       "",
+       ""},
+      {"repeated end (02:30 happens twice): closes at the second",
+       {Recurring("maint", {Weekday::kSunday}, "01:00", "02:30")},
+       "2026-10-25T01:15:00Z",
+       "2026-10-25T02:30:00+01:00",
+       "maint"},
+      {"one-off window, UTC",
+       {OneOff("xmas", "2026-12-24T00:00:00Z", "2026-12-27T00:00:00Z")},
+       "2026-12-25T12:00:00Z",
+       "2026-12-27T00:00:00Z",
+       "xmas"},
       {"one-off window has ended",
        {OneOff("xmas", "2026-12-24T00:00:00Z", "2026-12-27T00:00:00Z")},
-       "2026-12-27T00:00:00Z", "", ""},
+       "2026-12-27T00:00:00Z",
+       "",
+       ""},
       {"touching windows are one freeze: Fri 18:00-08:00 then Sat 08:00-20:00",
        {Recurring("fri-night", {Weekday::kFriday}, "18:00", "08:00"),
         Recurring("sat-day", {Weekday::kSaturday}, "08:00", "20:00")},
-       "2026-11-27T19:00:00+01:00", "2026-11-28T20:00:00+01:00", "fri-night"},
-      {"other zone: New York evening", {Recurring("ny", weekdays, "18:00", "08:00",
-                                                  "America/New_York")},
-       "2026-11-25T23:30:00Z", "2026-11-26T08:00:00-05:00", "ny"},
+       "2026-11-27T19:00:00+01:00",
+       "2026-11-28T20:00:00+01:00",
+       "fri-night"},
+      {"other zone: New York evening",
+       {Recurring("ny", weekdays, "18:00", "08:00", "America/New_York")},
+       "2026-11-25T23:30:00Z",
+       "2026-11-26T08:00:00-05:00",
+       "ny"},
       {"unknown zone is skipped (validation reports it)",
        {Recurring("bad", every_day, "00:01", "23:59", "Mars/Olympus")},
-       "2026-11-25T12:00:00Z", "", ""},
+       "2026-11-25T12:00:00Z",
+       "",
+       ""},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -276,11 +302,11 @@ TEST(Decide, Table) {
   auto prod = [&](json policies) {
     return Env("production", {{"namespaces", {"shop-prod"}}, {"policies", std::move(policies)}});
   };
-  const Environment guarded = prod({{"requireApproval", true},
-                                    {"freezeWindows", weekday_evenings},
-                                    {"upstream",
-                                     {{"environment", "staging"}, {"soakSeconds", 3600}}},
-                                    {"allowEmergency", true}});
+  const Environment guarded =
+      prod({{"requireApproval", true},
+            {"freezeWindows", weekday_evenings},
+            {"upstream", {{"environment", "staging"}, {"soakSeconds", 3600}}},
+            {"allowEmergency", true}});
   auto base = [&] {
     GateInput in;
     in.desired_revision = "d3e5f7a9b1";
@@ -312,13 +338,17 @@ TEST(Decide, Table) {
     GateInput in = base();
     in.upstream = {soaked};
     in.approvals = {alice};
-    cases.push_back({"soaked upstream, approved, not frozen", guarded, in, true,
-                     GateReason::kAllowed, {}, {}});
+    cases.push_back(
+        {"soaked upstream, approved, not frozen", guarded, in, true, GateReason::kAllowed, {}, {}});
   }
   {
     GateInput in = base();
     in.upstream = {soaked};
-    cases.push_back({"approval missing", guarded, in, false, GateReason::kAwaitingApproval,
+    cases.push_back({"approval missing",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kAwaitingApproval,
                      {"revision d3e5f7a9b1 awaits 1 approval: create a ReleaseApproval with "
                       "spec.revision d3e5f7a9b1"},
                      {}});
@@ -327,23 +357,34 @@ TEST(Decide, Table) {
     GateInput in = base();
     in.upstream = {soaked};
     in.approvals = {{"old", "0000000000", "alice"}};
-    cases.push_back({"an approval of another revision does not count", guarded, in, false,
-                     GateReason::kAwaitingApproval, {"awaits 1 approval"}, {}});
+    cases.push_back({"an approval of another revision does not count",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kAwaitingApproval,
+                     {"awaits 1 approval"},
+                     {}});
   }
   {
     GateInput in = base();
     in.approvals = {alice, {"again", "d3e5f7a9b1", "alice"}};
-    cases.push_back({"two approvals by one person are one approver",
-                     Env("production", {{"namespaces", {"p"}},
-                                        {"policies", {{"requireApproval", true},
-                                                      {"minApprovals", 2}}}}),
-                     in, false, GateReason::kAwaitingApproval,
-                     {"awaits 1 approval (approved by alice)"}, {}});
+    cases.push_back(
+        {"two approvals by one person are one approver",
+         Env("production", {{"namespaces", {"p"}},
+                            {"policies", {{"requireApproval", true}, {"minApprovals", 2}}}}),
+         in,
+         false,
+         GateReason::kAwaitingApproval,
+         {"awaits 1 approval (approved by alice)"},
+         {}});
   }
   {
     GateInput in = base();
     in.approvals = {alice};
-    cases.push_back({"upstream never ran the revision", guarded, in, false,
+    cases.push_back({"upstream never ran the revision",
+                     guarded,
+                     in,
+                     false,
                      GateReason::kAwaitingUpstream,
                      {"revision 5a5a5a5a5a has not been Ready in Environment staging yet (it "
                       "must soak there for 1h first)"},
@@ -353,7 +394,10 @@ TEST(Decide, Table) {
     GateInput in = base();
     in.approvals = {alice};
     in.upstream = {{"staging", "shop-staging/shop", "5a5a5a5a5a", now - absl::Minutes(20)}};
-    cases.push_back({"upstream still soaking: requeue at the end of the soak", guarded, in, false,
+    cases.push_back({"upstream still soaking: requeue at the end of the soak",
+                     guarded,
+                     in,
+                     false,
                      GateReason::kAwaitingUpstream,
                      {"is Ready in Environment staging (shop-staging/shop) since "
                       "2026-11-25T10:40:00Z; soaking until 2026-11-25T11:40:00Z"},
@@ -365,16 +409,23 @@ TEST(Decide, Table) {
     in.upstream = {{"dev", "d/shop", "5a5a5a5a5a", now - absl::Hours(5)},
                    {"staging", "s/shop", "9999999999", now - absl::Hours(5)},
                    {"staging", "s/shop", "5a5a5a5a5a", std::nullopt}};
-    cases.push_back({"wrong environment, wrong revision, not Ready: none count", guarded, in,
-                     false, GateReason::kAwaitingUpstream, {"has not been Ready"}, {}});
+    cases.push_back({"wrong environment, wrong revision, not Ready: none count",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kAwaitingUpstream,
+                     {"has not been Ready"},
+                     {}});
   }
   {
     GateInput in = base();
     in.now = At("2026-11-25T19:30:00+01:00");
     cases.push_back({"everything at once: reason is the most fundamental, message lists all",
-                     guarded, in, false, GateReason::kAwaitingUpstream,
-                     {"has not been Ready in Environment staging",
-                      "awaits 1 approval",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kAwaitingUpstream,
+                     {"has not been Ready in Environment staging", "awaits 1 approval",
                       "frozen until 2026-11-26T08:00:00+01:00 (window weekdays-evening, "
                       "Europe/Berlin)"},
                      At("2026-11-26T08:00:00+01:00")});
@@ -384,7 +435,10 @@ TEST(Decide, Table) {
     in.now = At("2026-11-25T19:30:00+01:00");
     in.upstream = {soaked};
     in.approvals = {alice};
-    cases.push_back({"approved and soaked, but frozen", guarded, in, false,
+    cases.push_back({"approved and soaked, but frozen",
+                     guarded,
+                     in,
+                     false,
                      GateReason::kFrozenUntil,
                      {"frozen until 2026-11-26T08:00:00+01:00 (window weekdays-evening, "
                       "Europe/Berlin)"},
@@ -394,7 +448,10 @@ TEST(Decide, Table) {
     GateInput in = base();
     in.now = At("2026-11-25T19:30:00+01:00");
     in.emergency = "INC-4711 checkout down";
-    cases.push_back({"emergency skips approval, freeze and upstream", guarded, in, true,
+    cases.push_back({"emergency skips approval, freeze and upstream",
+                     guarded,
+                     in,
+                     true,
                      GateReason::kEmergency,
                      {"emergency release (INC-4711 checkout down)",
                       "health checks and automatic rollback still apply"},
@@ -405,7 +462,9 @@ TEST(Decide, Table) {
     in.now = At("2026-11-25T19:30:00+01:00");
     in.emergency = "INC-4711";
     cases.push_back({"emergency where the Environment does not allow it",
-                     prod({{"freezeWindows", weekday_evenings}}), in, false,
+                     prod({{"freezeWindows", weekday_evenings}}),
+                     in,
+                     false,
                      GateReason::kFrozenUntil,
                      {"frozen until", "capstan.dev/emergency annotation is ignored"},
                      At("2026-11-26T08:00:00+01:00")});
@@ -415,8 +474,10 @@ TEST(Decide, Table) {
     in.strategy = api::StrategyType::kRollingUpdate;
     in.emergency = "INC-4711";
     cases.push_back({"a disallowed strategy holds even an emergency",
-                     prod({{"allowedStrategies", {"BlueGreen"}}, {"allowEmergency", true}}), in,
-                     false, GateReason::kStrategyNotAllowed,
+                     prod({{"allowedStrategies", {"BlueGreen"}}, {"allowEmergency", true}}),
+                     in,
+                     false,
+                     GateReason::kStrategyNotAllowed,
                      {"strategy RollingUpdate is not allowed in Environment production "
                       "(allowed: BlueGreen)"},
                      {}});
@@ -425,7 +486,11 @@ TEST(Decide, Table) {
     GateInput in = base();
     in.current_revision = "";
     cases.push_back({"first rollout into an unguarded environment",
-                     Env("dev", {{"namespaces", {"d"}}}), in, true, GateReason::kAllowed, {},
+                     Env("dev", {{"namespaces", {"d"}}}),
+                     in,
+                     true,
+                     GateReason::kAllowed,
+                     {},
                      {}});
   }
   for (const Case& c : cases) {
@@ -441,15 +506,14 @@ TEST(Decide, Table) {
 }
 
 TEST(Decide, RecordsWhoApproved) {
-  const Environment env = Env(
-      "production",
-      {{"namespaces", {"p"}}, {"policies", {{"requireApproval", true}, {"minApprovals", 2}}}});
+  const Environment env =
+      Env("production",
+          {{"namespaces", {"p"}}, {"policies", {{"requireApproval", true}, {"minApprovals", 2}}}});
   GateInput in;
   in.desired_revision = "r2";
   in.current_revision = "r1";
   in.now = absl::FromUnixSeconds(0);
-  in.approvals = {{"a", "r2", "bob"}, {"b", "r2", "alice"}, {"c", "r1", "carol"},
-                  {"d", "r2", ""}};
+  in.approvals = {{"a", "r2", "bob"}, {"b", "r2", "alice"}, {"c", "r1", "carol"}, {"d", "r2", ""}};
   const GateDecision d = Decide(env, in);
   EXPECT_TRUE(d.allowed) << d.message;
   EXPECT_THAT(d.approved_by, ElementsAre("alice", "bob"));

@@ -58,15 +58,18 @@ Release With(const std::string& extra) {
 std::vector<std::string> Kinds(const std::vector<json>& objects) {
   std::vector<std::string> out;
   for (const json& o : objects) {
-    out.push_back(absl::StrCat(o["kind"].get<std::string>(), "/",
-                               o["metadata"]["name"].get<std::string>()));
+    out.push_back(
+        absl::StrCat(o["kind"].get<std::string>(), "/", o["metadata"]["name"].get<std::string>()));
   }
   return out;
 }
 
-const json kOwner = {{"apiVersion", "capstan.dev/v1alpha1"}, {"kind", "Release"},
-                     {"name", "web"},        {"uid", "0b5e2b4e-uid"},
-                     {"controller", true},   {"blockOwnerDeletion", true}};
+const json kOwner = {{"apiVersion", "capstan.dev/v1alpha1"},
+                     {"kind", "Release"},
+                     {"name", "web"},
+                     {"uid", "0b5e2b4e-uid"},
+                     {"controller", true},
+                     {"blockOwnerDeletion", true}};
 
 void ExpectOwned(const json& o) {
   SCOPED_TRACE(o["kind"].get<std::string>());
@@ -80,9 +83,9 @@ void ExpectOwned(const json& o) {
 TEST(RenderPodTemplate, AddsReleaseAndRevisionLabels) {
   const PodTemplate pod = RenderPodTemplate(With(""));
   const json& labels = pod.pod_template["metadata"]["labels"];
-  EXPECT_EQ(labels, json({{"app", "web"},
-                          {api::kLabelRelease, "web"},
-                          {api::kLabelRevision, pod.revision}}));
+  EXPECT_EQ(
+      labels,
+      json({{"app", "web"}, {api::kLabelRelease, "web"}, {api::kLabelRevision, pod.revision}}));
   EXPECT_EQ(pod.pod_template["spec"]["containers"][0]["image"], "nginx:1.27");
   // The revision is the hash of the template without its own label.
   json without = pod.pod_template;
@@ -133,9 +136,10 @@ apiVersion: capstan.dev/v1alpha1
 TEST(TemplateHash, ChangesWithThePodButNotWithTheRest) {
   const std::string base = RenderPodTemplate(With("")).revision;
   EXPECT_THAT(base, ::testing::MatchesRegex("[0-9a-f]{10}"));
-  EXPECT_EQ(RenderPodTemplate(With("replicas: 7\nservice: {ports: [{port: 80}]}")).revision,
+  EXPECT_EQ(RenderPodTemplate(With("replicas: 7\nservice: {ports: [{port: 80}]}")).revision, base);
+  EXPECT_EQ(RenderPodTemplate(With("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen}"))
+                .revision,
             base);
-  EXPECT_EQ(RenderPodTemplate(With("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen}")).revision, base);
 
   Release image = With("");
   image.spec.pod_template["spec"]["containers"][0]["image"] = "nginx:1.28";
@@ -162,8 +166,9 @@ TEST(TemplateHash, IsPinned) {
 }
 
 TEST(RenderDeployment, Rolling) {
-  const Release r = With("replicas: 4\nstrategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: "
-                         "10%}}\nrollback: {progressDeadlineSeconds: 120}");
+  const Release r = With(
+      "replicas: 4\nstrategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: "
+      "10%}}\nrollback: {progressDeadlineSeconds: 120}");
   const PodTemplate pod = RenderPodTemplate(r);
   const json d = RenderDeployment(r, pod.pod_template, pod.revision, "web", 4);
   ExpectOwned(d);
@@ -330,11 +335,17 @@ TEST(RenderPdb, Variants) {
   const json rel = {{api::kLabelRelease, "web"}};
   const json blue = {{api::kLabelRelease, "web"}, {api::kLabelColor, "blue"}};
   const std::vector<Case> cases = {
-      {"minAvailable count", "disruptionBudget: {minAvailable: 2}", std::nullopt,
+      {"minAvailable count",
+       "disruptionBudget: {minAvailable: 2}",
+       std::nullopt,
        {{"selector", {{"matchLabels", rel}}}, {"minAvailable", 2}}},
-      {"minAvailable percent", "disruptionBudget: {minAvailable: 50%}", std::nullopt,
+      {"minAvailable percent",
+       "disruptionBudget: {minAvailable: 50%}",
+       std::nullopt,
        {{"selector", {{"matchLabels", rel}}}, {"minAvailable", "50%"}}},
-      {"maxUnavailable count", "disruptionBudget: {maxUnavailable: 1}", std::nullopt,
+      {"maxUnavailable count",
+       "disruptionBudget: {maxUnavailable: 1}",
+       std::nullopt,
        {{"selector", {{"matchLabels", rel}}}, {"maxUnavailable", 1}}},
       {"maxUnavailable percent, blue",
        "disruptionBudget: {maxUnavailable: 25%}\nservice: {ports: [{port: 80}]}\n"
@@ -368,9 +379,9 @@ TEST(RenderControllerRevision, RecordsTheTemplate) {
 
 TEST(RenderRelease, RollingSet) {
   EXPECT_THAT(Kinds(RenderRelease(With(""))), ElementsAre("Deployment/web"));
-  const std::vector<json> all = RenderRelease(
-      With("autoscaling: {maxReplicas: 4}\nservice: {ports: [{port: 80}]}\n"
-           "disruptionBudget: {maxUnavailable: 1}"));
+  const std::vector<json> all =
+      RenderRelease(With("autoscaling: {maxReplicas: 4}\nservice: {ports: [{port: 80}]}\n"
+                         "disruptionBudget: {maxUnavailable: 1}"));
   EXPECT_THAT(Kinds(all), ElementsAre("Deployment/web", "Service/web",
                                       "HorizontalPodAutoscaler/web", "PodDisruptionBudget/web"));
   for (const json& o : all) {
@@ -391,11 +402,11 @@ TEST(RenderRelease, BlueGreenFirstDeploy) {
   EXPECT_EQ(all[2]["spec"]["selector"], blue);
   EXPECT_EQ(all[3]["spec"]["selector"]["matchLabels"], blue);
 
-  const std::vector<json> no_preview = RenderRelease(
-      With("autoscaling: {maxReplicas: 4}\nservice: {ports: [{port: 80}]}\n"
-           "strategy: {type: BlueGreen, blueGreen: {previewService: false}}"));
-  EXPECT_THAT(Kinds(no_preview), ElementsAre("Deployment/web-blue", "Service/web",
-                                             "HorizontalPodAutoscaler/web"));
+  const std::vector<json> no_preview =
+      RenderRelease(With("autoscaling: {maxReplicas: 4}\nservice: {ports: [{port: 80}]}\n"
+                         "strategy: {type: BlueGreen, blueGreen: {previewService: false}}"));
+  EXPECT_THAT(Kinds(no_preview),
+              ElementsAre("Deployment/web-blue", "Service/web", "HorizontalPodAutoscaler/web"));
   EXPECT_EQ(no_preview[2]["spec"]["scaleTargetRef"]["name"], "web-blue");
 }
 
@@ -404,7 +415,9 @@ TEST(RenderRelease, IsDeterministic) {
   EXPECT_EQ(RenderRelease(r), RenderRelease(r));
 }
 
-std::string Example(const char* file) { return absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file); }
+std::string Example(const char* file) {
+  return absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file);
+}
 
 TEST(RenderCommand, RendersTheExamples) {
   struct Case {

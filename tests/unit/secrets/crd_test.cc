@@ -24,8 +24,8 @@ std::string Read(const std::string& path) {
 }
 
 json Schema() {
-  const std::string text = Read(std::string(CAPSTAN_SOURCE_DIR) +
-                                "/crds/capstan.dev_secretrotations.yaml");
+  const std::string text =
+      Read(std::string(CAPSTAN_SOURCE_DIR) + "/crds/capstan.dev_secretrotations.yaml");
   absl::StatusOr<std::vector<json>> docs = api::YamlToJson(text);
   EXPECT_TRUE(docs.ok()) << docs.status();
   return (*docs)[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];

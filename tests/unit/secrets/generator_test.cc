@@ -91,11 +91,12 @@ TEST(GeneratorTest, PasswordsHaveLengthAlphabetAndEveryClass) {
   const std::vector<Case> cases = {
       {"default classes", {24, {CharClass::kLower, CharClass::kUpper, CharClass::kDigit}, ""}},
       {"all classes, excluded look-alikes",
-       {12, {CharClass::kLower, CharClass::kUpper, CharClass::kDigit, CharClass::kSymbol},
+       {12,
+        {CharClass::kLower, CharClass::kUpper, CharClass::kDigit, CharClass::kSymbol},
         "O0Il1|"}},
       {"digits only", {8, {CharClass::kDigit}, ""}},
-      {"as short as the class count", {4,
-        {CharClass::kLower, CharClass::kUpper, CharClass::kDigit, CharClass::kSymbol}, ""}},
+      {"as short as the class count",
+       {4, {CharClass::kLower, CharClass::kUpper, CharClass::kDigit, CharClass::kSymbol}, ""}},
       {"long", {300, {CharClass::kLower, CharClass::kSymbol}, "abc"}},
   };
   for (const Case& c : cases) {

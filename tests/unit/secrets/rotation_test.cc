@@ -214,8 +214,8 @@ TEST(RotationTest, OnFailureKeepKeepsNewValues) {
   Step(sr, s, kT0);
   absl::Time now = kT0 + absl::Hours(168);
   for (int i = 0; i < 3; ++i) Step(sr, s, now, {Consumer("api", "", false)});
-  RotationPlan p = Step(sr, s, now + absl::Hours(1), {Consumer("api", VersionStamp("uid-1", "2"),
-                                                               false)});
+  RotationPlan p =
+      Step(sr, s, now + absl::Hours(1), {Consumer("api", VersionStamp("uid-1", "2"), false)});
   EXPECT_EQ(p.action, Action::kComplete);
   EXPECT_EQ(p.result, "failed");
   EXPECT_EQ(s.data, (std::map<std::string, std::string>{{"key", "v2"}}));
@@ -339,25 +339,31 @@ TEST(ConsumersTest, DeploymentHealth) {
   };
   const std::vector<Case> cases = {
       {"rolled out", R"({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
-                         "availableReplicas": 2})", true, ""},
+                         "availableReplicas": 2})",
+       true, ""},
       {"not observed", R"({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
-                           "availableReplicas": 2})", false, "not observed"},
+                           "availableReplicas": 2})",
+       false, "not observed"},
       {"old replicas", R"({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
-                           "availableReplicas": 2})", false, "1 old replicas"},
+                           "availableReplicas": 2})",
+       false, "1 old replicas"},
       {"unavailable", R"({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
-                          "availableReplicas": 1})", false, "1/2 available"},
+                          "availableReplicas": 1})",
+       false, "1/2 available"},
       {"not updated", R"({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1,
-                          "availableReplicas": 2})", false, "1/2 updated"},
+                          "availableReplicas": 2})",
+       false, "1/2 updated"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     json d = {{"metadata", {{"name", "api"}, {"generation", 2}}},
-              {"spec", {{"replicas", 2},
-                        {"template", {{"metadata", {{"annotations",
-                                                     {{"secret-version.capstan.dev/jwt-keys",
-                                                       "abc"},
-                                                      {"secret-version.capstan.dev/other",
-                                                       "xyz"}}}}}}}}},
+              {"spec",
+               {{"replicas", 2},
+                {"template",
+                 {{"metadata",
+                   {{"annotations",
+                     {{"secret-version.capstan.dev/jwt-keys", "abc"},
+                      {"secret-version.capstan.dev/other", "xyz"}}}}}}}}},
               {"status", json::parse(c.status)}};
     ConsumerView v = ViewDeployment(d, "jwt-keys");
     EXPECT_EQ(v.name, "api");
@@ -385,8 +391,8 @@ TEST(ConsumersTest, VersionStampIsStableAndNeverTheValue) {
 
 TEST(StatusTest, ConditionTransitionTimeMovesOnlyOnChange) {
   SecretRotation sr = Rotation();
-  std::map<std::string, std::string> ann = {{kAnnState, "Idle"}, {kAnnVersion, "1"},
-                                            {kAnnLastAttempt, FormatRfc3339(kT0)}};
+  std::map<std::string, std::string> ann = {
+      {kAnnState, "Idle"}, {kAnnVersion, "1"}, {kAnnLastAttempt, FormatRfc3339(kT0)}};
   json a = ComputeStatus(sr, ann, {}, kT0, json());
   json b = ComputeStatus(sr, ann, {}, kT0 + absl::Hours(1), a);
   EXPECT_EQ(a, b);

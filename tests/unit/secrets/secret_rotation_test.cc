@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "capstan/api/yaml.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -113,12 +112,10 @@ TEST(ValidateTest, Problems) {
   const std::vector<Case> cases = {
       {"no secret", [](SecretRotationSpec& s) { s.secret_name.clear(); }, "spec.secretName"},
       {"no keys", [](SecretRotationSpec& s) { s.keys.clear(); }, "at least one key"},
-      {"duplicate key", [](SecretRotationSpec& s) { s.keys.push_back(s.keys[0]); },
-       "listed twice"},
+      {"duplicate key", [](SecretRotationSpec& s) { s.keys.push_back(s.keys[0]); }, "listed twice"},
       {"reserved suffix", [](SecretRotationSpec& s) { s.keys[0].name = "key_previous"; },
        "reserved"},
-      {"reserved prefix", [](SecretRotationSpec& s) { s.keys[0].name = ".capstan-x"; },
-       "reserved"},
+      {"reserved prefix", [](SecretRotationSpec& s) { s.keys[0].name = ".capstan-x"; }, "reserved"},
       {"bad key name", [](SecretRotationSpec& s) { s.keys[0].name = "a/b"; }, "data key"},
       {"zero bytes", [](SecretRotationSpec& s) { s.keys[0].random_bytes.length = 0; },
        "randomBytes.length"},
@@ -131,8 +128,8 @@ TEST(ValidateTest, Problems) {
       {"explicit without names",
        [](SecretRotationSpec& s) { s.consumer_mode = ConsumerMode::kExplicit; },
        "required when mode is Explicit"},
-      {"names without explicit",
-       [](SecretRotationSpec& s) { s.consumer_deployments = {"x"}; }, "only used"},
+      {"names without explicit", [](SecretRotationSpec& s) { s.consumer_deployments = {"x"}; },
+       "only used"},
       {"short password",
        [](SecretRotationSpec& s) {
          s.keys[0].kind = KeySpec::Kind::kPassword;

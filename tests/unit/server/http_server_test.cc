@@ -168,10 +168,9 @@ TEST_F(HealthServerTest, RejectsBadChecks) {
 
 TEST_F(HealthServerTest, ThrowingCheckFailsWithItsMessage) {
   HealthServer server("127.0.0.1:0");
-  ASSERT_TRUE(server
-                  .AddReadinessCheck("explodes",
-                                     []() -> bool { throw std::runtime_error("cache gone"); })
-                  .ok());
+  ASSERT_TRUE(
+      server.AddReadinessCheck("explodes", []() -> bool { throw std::runtime_error("cache gone"); })
+          .ok());
   HealthServer::Response r = server.Handle("GET", "/readyz");
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(r.body, HasSubstr("[-]explodes failed: cache gone\n"));
@@ -267,10 +266,10 @@ TEST_F(HealthServerTest, UnknownPathIs404AndOtherMethodsAre405) {
   };
   // OPTIONS and TRACE included: cpprestsdk would answer those itself.
   const Case cases[] = {
-      {"GET", "/nope", 404},          {"GET", "/healthz?verbose=1", 200},
-      {"POST", "/healthz", 405},      {"PUT", "/readyz", 405},
-      {"DELETE", "/metrics", 405},    {"OPTIONS", "/healthz", 405},
-      {"TRACE", "/healthz", 405},     {"POST", "/nope", 404},
+      {"GET", "/nope", 404},       {"GET", "/healthz?verbose=1", 200},
+      {"POST", "/healthz", 405},   {"PUT", "/readyz", 405},
+      {"DELETE", "/metrics", 405}, {"OPTIONS", "/healthz", 405},
+      {"TRACE", "/healthz", 405},  {"POST", "/nope", 404},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.method, " ", c.path));

@@ -2,6 +2,8 @@
 #   make demo   build, start a local cluster (unless KUBECONFIG is set), run the operator
 #   make test   dependencies, build, unit tests (ASan+UBSan), end-to-end tests
 SHELL := /bin/bash
+# ccache keys on paths relative to /: clones anywhere share the cache (CMakeLists.txt uses ccache when present).
+export CCACHE_BASEDIR ?= /
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := build
 
@@ -14,7 +16,7 @@ DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata clang-format
+  lua5.4 tzdata clang-format ccache
 PY_MODULES := yaml pytest
 
 .PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check

@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 # ccache keys on paths relative to /: clones anywhere share the cache (CMakeLists.txt uses ccache when present).
 export CCACHE_BASEDIR ?= /
+# Debug builds put the build folder into the debug info; without this every clone would miss.
+export CCACHE_NOHASHDIR ?= 1
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := build
 

@@ -2,7 +2,8 @@
 #   make demo   build, start a local cluster (unless KUBECONFIG is set), run the operator
 #   make test   dependencies, build, unit tests (ASan+UBSan), end-to-end tests
 SHELL := /bin/bash
-# ccache keys on paths relative to /: clones anywhere share the cache (CMakeLists.txt uses ccache when present).
+# ccache (used by CMakeLists.txt when installed) keys on paths relative to the build folder, so
+# clones at the same folder depth share compiled objects.
 export CCACHE_BASEDIR ?= /
 # Debug builds put the build folder into the debug info; without this every clone would miss.
 export CCACHE_NOHASHDIR ?= 1

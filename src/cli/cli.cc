@@ -1176,6 +1176,7 @@ absl::Status CmdVersion(Session* s, const Args& a, std::ostream& out) {
   return absl::OkStatus();
 }
 
+// clang-format off
 constexpr char kBashCompletion[] = R"SH(# bash completion for kubectl-capstan / kubectl capstan
 # source <(kubectl capstan completion bash)
 _kubectl_capstan() {
@@ -1190,37 +1191,26 @@ _kubectl_capstan() {
     esac
   done
   case $prev in
-    -n|--namespace) COMPREPLY=($(compgen -W "$(kubectl get ns -o name 2>/dev/null | cut -d/ -f2)" -- "$cur"));
-return;
-;
-    -o|--output) COMPREPLY=($(compgen -W "json yaml name" -- "$cur"));
-    return;
-    ;
-    --until) COMPREPLY=($(compgen -W "Ready Previewing Waiting" -- "$cur"));
-    return;
-    ;
-    -f|--filename) COMPREPLY=($(compgen -f -- "$cur"));
-    return;
-    ;
-    esac if [[$cur == -*]]; then
-    COMPREPLY=($(compgen -W "--namespace --all-namespaces --context --kubeconfig --output --watch --timeout --until --to-revision --revision --comment --reason --dry-run --filename" -- "$cur"))
+    -n|--namespace)
+      COMPREPLY=($(compgen -W "$(kubectl get ns -o name 2>/dev/null | cut -d/ -f2)" -- "$cur"))
+      return ;;
+    -o|--output) COMPREPLY=($(compgen -W "json yaml name" -- "$cur")); return ;;
+    --until) COMPREPLY=($(compgen -W "Ready Previewing Waiting" -- "$cur")); return ;;
+    -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+  esac
+  if [[ $cur == -* ]]; then
+    COMPREPLY=($(compgen -W "--namespace --all-namespaces --context --kubeconfig --output --watch --timeout --until --to-revision --revision --comment --reason --window --dry-run --filename" -- "$cur"))
     return
   fi
   case $cmd in
-    "") COMPREPLY=($(compgen -W "$cmds" -- "$cur")) ;
-    ;
-    env) COMPREPLY=($(compgen -W "list get freeze unfreeze $(kubectl get env -o name 2>/dev/null | cut -d/ -f2)" -- "$cur")) ;
-    ;
-    completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;
-    ;
-    rotate) COMPREPLY=($(compgen -W "$(kubectl get srot -o name 2>/dev/null | cut -d/ -f2)" -- "$cur")) ;
-    ;
-    render|diff|version) ;
-    ;
-    *) COMPREPLY=($(compgen -W "$(kubectl get rel -o name 2>/dev/null | cut -d/ -f2)" -- "$cur")) ;
-    ;
-    esac
-    }
+    "") COMPREPLY=($(compgen -W "$cmds" -- "$cur")) ;;
+    env) COMPREPLY=($(compgen -W "list get freeze unfreeze $(kubectl get env -o name 2>/dev/null | cut -d/ -f2)" -- "$cur")) ;;
+    completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
+    rotate) COMPREPLY=($(compgen -W "$(kubectl get srot -o name 2>/dev/null | cut -d/ -f2)" -- "$cur")) ;;
+    render|diff|version) ;;
+    *) COMPREPLY=($(compgen -W "$(kubectl get rel -o name 2>/dev/null | cut -d/ -f2)" -- "$cur")) ;;
+  esac
+}
 complete -F _kubectl_capstan kubectl-capstan
 )SH";
 
@@ -1235,18 +1225,15 @@ _kubectl_capstan() {
   fi
   case ${words[2]} in
     env) compadd list get freeze unfreeze ${(f)"$(kubectl get env -o name 2>/dev/null | cut -d/ -f2)"} ;;
-    completion) compadd bash zsh ;
-;
-    rotate) compadd ${(f)"$(kubectl get srot -o name 2>/dev/null | cut -d/ -f2)"} ;
-    ;
-    render|diff) _files ;
-    ;
-    *) compadd ${(f)"$(kubectl get rel -o name 2>/dev/null | cut -d/ -f2)"} ;
-    ;
-    esac
-    }
+    completion) compadd bash zsh ;;
+    rotate) compadd ${(f)"$(kubectl get srot -o name 2>/dev/null | cut -d/ -f2)"} ;;
+    render|diff) _files ;;
+    *) compadd ${(f)"$(kubectl get rel -o name 2>/dev/null | cut -d/ -f2)"} ;;
+  esac
+}
 compdef _kubectl_capstan kubectl-capstan
 )SH";
+// clang-format on
 
 int Dispatch(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.empty() || a.Has("help") || a.positional[0] == "help") {
@@ -1279,6 +1266,19 @@ int Dispatch(const Args& a, std::ostream& out, std::ostream& err) {
   if (kKnown.count(cmd) == 0) {
     err << "error: unknown command \"" << cmd << "\"\n\n" << kUsage;
     return 1;
+  }
+  static const std::map<std::string, std::string> kUsageOf = {
+      {"status", "status NAME [--timeout D] [--until Ready|Previewing|Waiting]"},
+      {"promote", "promote NAME [--revision HASH]"},
+      {"abort", "abort NAME"},
+      {"retry", "retry NAME"},
+      {"restart", "restart NAME"},
+      {"history", "history NAME"},
+      {"undo", "undo NAME [--to-revision HASH|N] [-o yaml] [--dry-run]"},
+      {"approve", "approve NAME [--revision HASH] [--comment TEXT]"},
+      {"rotate", "rotate NAME"}};
+  if (auto it = kUsageOf.find(cmd); it != kUsageOf.end()) {
+    if (absl::Status u = NeedName(a, 1, it->second); !u.ok()) return Fail(err, u);
   }
   absl::StatusOr<std::unique_ptr<Session>> session = Session::Open(a);
   if (cmd == "version") {
@@ -1318,17 +1318,6 @@ int Dispatch(const Args& a, std::ostream& out, std::ostream& err) {
   } else if (cmd == "diff") {
     return CmdDiff(s, a, out, err);
   } else {
-    static const std::map<std::string, std::string> kUsageOf = {
-        {"status", "status NAME [--timeout D] [--until Ready|Previewing|Waiting]"},
-        {"promote", "promote NAME [--revision HASH]"},
-        {"abort", "abort NAME"},
-        {"retry", "retry NAME"},
-        {"restart", "restart NAME"},
-        {"history", "history NAME"},
-        {"undo", "undo NAME [--to-revision HASH|N] [-o yaml] [--dry-run]"},
-        {"approve", "approve NAME [--revision HASH] [--comment TEXT]"},
-        {"rotate", "rotate NAME"}};
-    if (absl::Status u = NeedName(a, 1, kUsageOf.at(cmd)); !u.ok()) return Fail(err, u);
     if (cmd == "status") return CmdStatus(s, a, out, err);
     if (cmd == "promote") st = CmdPromote(s, a, out);
     if (cmd == "abort") st = CmdAbort(s, a, out);

@@ -75,7 +75,7 @@ def test_errors_missing_release_rbac_and_crds():
         # A user without RBAC: a service account with no bindings, by token.
         kube.kubectl("-n", ns, "create", "serviceaccount", "nobody")
         token = kube.kubectl("-n", ns, "create", "token", "nobody").strip()
-        cfg = yaml.safe_load(kube.kubectl("config", "view", "--raw", "--minify"))
+        cfg = yaml.safe_load(kube.kubectl("config", "view", "--raw", "--minify", "--flatten"))
         cfg["users"] = [{"name": "nobody", "user": {"token": token}}]
         cfg["contexts"][0]["context"]["user"] = "nobody"
         path = os.path.join(tempfile.mkdtemp(), "kubeconfig")
@@ -220,8 +220,11 @@ def test_get_tree_tables_and_watch_through_a_pty(operator):
         try:
             assert read_until(b"\033[32mReady\033[0m", 30), out.decode(errors="replace")
             mark = len(out)
-            kube.set_image(ns, "web", "registry.example/web:2")
+            # A revision that never gets ready holds the phase at Progressing, so the
+            # screen is sure to show it; then a good one takes over.
+            kube.set_image(ns, "web", "registry.example/web:neverready")
             assert read_until(b"Progressing", 60), out[mark:].decode(errors="replace")
+            kube.set_image(ns, "web", "registry.example/web:2")
             new_rev = kube.wait_phase(ns, "web", "Ready")["status"]["currentRevision"]
             assert read_until(new_rev.encode() + b"   registry.example/web:2", 60)
             screens = out[mark:].count(b"\033[H\033[2J")
@@ -368,6 +371,11 @@ def test_env_freeze_holds_a_change_and_unfreeze_releases_it(operator):
         p = capstan("env", "freeze", f"stage-{u}", "--until", "1h", "--reason", "INC-1", check=0)
         assert "frozen until" in p.stdout
         capstan("env", "freeze", f"stage-{u}", "--until", "yesterday", check=1)
+        # The operator has seen the frozen Environment before the change comes.
+        kube.wait_until(lambda: (lambda e: e.get("status", {}).get("observedGeneration") ==
+                                 e["metadata"]["generation"])(kube.get("environment",
+                                                                       f"stage-{u}")),
+                        30, what="the Environment's new generation observed")
         kube.set_image(ns, "web", "registry.example/web:2")
         r = kube.wait_phase(ns, "web", "Waiting")
         assert kube.condition(r, "Reconciling")["reason"] == "FrozenUntil"

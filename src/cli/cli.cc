@@ -234,9 +234,12 @@ class Session {
     const std::string where = ns.empty() ? "" : absl::StrCat(" in namespace \"", ns, "\"");
     switch (s.code()) {
       case absl::StatusCode::kNotFound:
+        // A missing object is a 404 whose message names it ('releases.capstan.dev "web"
+        // not found'); a missing resource type is a bare 404 (or "could not find the
+        // requested resource"), and a list is never a 404 otherwise.
         if (r.group == "capstan.dev" &&
-            (!GroupServed("capstan.dev") ||
-             absl::StrContains(s.message(), "could not find the requested resource"))) {
+            (name.empty() || !absl::StrContains(s.message(), absl::StrCat("\"", name, "\"")) ||
+             !GroupServed("capstan.dev"))) {
           return absl::NotFoundError(absl::StrCat(
               "the Capstan CRDs are not installed on this cluster (the API server serves no ",
               r.resource,

@@ -92,10 +92,10 @@ def test_errors_missing_release_rbac_and_crds():
         assert "not allowed" in p.stderr
 
     # CRDs not installed: the SecretRotation CRD, removed for a moment.
-    kube.kubectl("delete", "crd", "secretrotations.capstan.dev", "--wait=true")
+    kube.kubectl("delete", "crd", "secretrotations.capstan.dev", "--wait=false")
     try:
-        kube.wait_until(lambda: "secretrotations" not in kube.kubectl(
-            "api-resources", "--api-group=capstan.dev", "-o", "name"), 30, what="CRD gone")
+        kube.wait_until(lambda: not kube.exists("crd", "secretrotations.capstan.dev"), 120,
+                        interval=1, what="the SecretRotation CRD gone")
         p = capstan("get", "srot", check=1)
         assert "Capstan CRDs are not installed" in p.stderr, p.stderr
         p = capstan("rotate", "x", check=1)

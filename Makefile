@@ -1,5 +1,6 @@
 # Capstan's front door. Two commands set everything up on a fresh machine:
-#   make demo   build, start a local cluster (unless KUBECONFIG is set), run the operator
+#   make demo   build, start a local cluster (unless KUBECONFIG is set), run the operator,
+#               drive it with kubectl capstan
 #   make test   dependencies, build, unit tests (ASan+UBSan), end-to-end tests
 SHELL := /bin/bash
 # ccache (used by CMakeLists.txt when installed) keys on paths relative to the build folder, so
@@ -15,6 +16,7 @@ ASAN_DIR ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
+PREFIX ?= /usr/local
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
@@ -22,7 +24,7 @@ APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca
   lua5.4 tzdata clang-format ccache
 PY_MODULES := yaml pytest
 
-.PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check
+.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check
 
 ## deps: install build and test dependencies (idempotent; quick when present)
 deps:
@@ -37,12 +39,22 @@ deps:
 	fi
 	@for m in $(PY_MODULES); do python3 -c "import $$m" 2>/dev/null || python3 -m pip install -q $$m \
 	  || python3 -m pip install -q --break-system-packages $$m; done
-	@command -v go >/dev/null || { echo "Go >= 1.26 is needed to build the test cluster" >&2; exit 1; }
+	@[ -n "$${CAPSTAN_NO_GO:-}" ] || command -v go >/dev/null \
+	  || { echo "Go >= 1.26 is needed to build the test cluster" >&2; exit 1; }
 
 ## build: the capstan binary and unit tests
 build:
 	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+## install: capstan and the kubectl plugin kubectl-capstan (a link to it) into $(PREFIX)/bin
+install:
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target capstan
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD_DIR)/capstan $(DESTDIR)$(PREFIX)/bin/capstan
+	ln -sf capstan $(DESTDIR)$(PREFIX)/bin/kubectl-capstan
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/capstan and kubectl-capstan (try: kubectl capstan --help)"
 
 ## asan: unit tests with AddressSanitizer + UndefinedBehaviorSanitizer
 asan:
@@ -77,8 +89,12 @@ cluster-up: cluster-bin
 cluster-down:
 	tests/cluster/cluster.sh down $(DEMO_DIR)
 
-## demo: run Capstan's main job against $$KUBECONFIG, or a local simulated cluster
-demo: deps build cluster-bin
+## demo: run Capstan's main job against $$KUBECONFIG (with the kubectl on PATH; nothing
+## else is built), or against a local simulated cluster built and started for it
+demo:
+	$(MAKE) deps CAPSTAN_NO_GO=$${KUBECONFIG:+1}
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target capstan
 	tests/demo.sh $(BUILD_DIR) $(DEMO_DIR)
 
 bench: build

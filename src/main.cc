@@ -1,4 +1,4 @@
-// capstan: the operator binary.
+// capstan: the operator binary; as kubectl-capstan, the kubectl plugin (src/cli/).
 //
 //   capstan run      reconcile Releases, Environments and SecretRotations
 //   capstan render   print the objects a Release renders to, without a cluster
@@ -15,6 +15,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "capstan/cli/cli.h"
 #include "capstan/common/logging.h"
 #include "capstan/common/version.h"
 #include "capstan/render/render.h"
@@ -39,6 +40,10 @@ Usage:
 Run `capstan --helpfull` for every flag.)";
 
 int Main(int argc, char** argv) {
+  // Started as kubectl-capstan (kubectl runs plugins by that name): the command line.
+  if (argc > 0 && cli::IsPluginName(argv[0])) {
+    return cli::Run(std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr);
+  }
   absl::SetProgramUsageMessage(kUsage);
   absl::FlagsUsageConfig config;
   config.contains_help_flags = [](absl::string_view path) -> bool {

@@ -3,11 +3,13 @@
 #
 #   tests/demo.sh BUILD_DIR CLUSTER_DIR
 #
-# Uses $KUBECONFIG when it is set; otherwise starts the local simulated
+# Uses $KUBECONFIG and the kubectl on PATH when KUBECONFIG is set (nothing else is
+# built or started); otherwise builds (once, cached) and starts the local simulated
 # cluster (tests/cluster/cluster.sh) in CLUSTER_DIR and stops it at the end.
-# Then: installs the CRDs, runs `capstan run`, applies a Release, waits for it
-# to become Ready, rolls out a new image, rolls out a broken image and watches
-# Capstan roll it back by itself.
+# Then: installs the CRDs, runs `capstan run`, and tells the story with the kubectl
+# plugin (`kubectl capstan`, BUILD_DIR/kubectl-capstan on PATH): a Release becomes
+# Ready, a new image rolls out, a broken image is rolled back by Capstan and undone in
+# spec, a BlueGreen preview waits for `kubectl capstan promote`.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -27,9 +29,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-BIN=$("$HERE/cluster/cluster.sh" build | tail -n 1)
-export PATH="$BIN:$PATH"
-if [[ -z ${KUBECONFIG:-} ]]; then
+export PATH="$BUILD:$PATH"  # kubectl-capstan, the plugin (a link to capstan)
+if [[ -n ${KUBECONFIG:-} ]]; then
+  command -v kubectl >/dev/null || { echo "KUBECONFIG is set but kubectl is not on PATH" >&2; exit 1; }
+else
+  BIN=$("$HERE/cluster/cluster.sh" build | tail -n 1)
+  export PATH="$BIN:$PATH"
   say "No KUBECONFIG given: starting a local simulated cluster (etcd, kube-apiserver, KCM, scheduler, KWOK)"
   "$HERE/cluster/cluster.sh" up "$CLUSTER_DIR"
   started_cluster=1
@@ -76,36 +81,31 @@ EOF
 show() {
   kubectl -n "$NS" get release,deployment,service,pdb,controllerrevision
 }
-wait_phase() {
-  local phase=$1 deadline=$((SECONDS + 120))
-  until [[ $(kubectl -n "$NS" get rel shop -o jsonpath='{.status.phase}') == "$phase" ]]; do
-    if ((SECONDS > deadline)); then echo "timed out waiting for phase $phase" >&2; tail -20 "$CLUSTER_DIR/capstan.log" >&2; exit 1; fi
-    sleep 0.5
-  done
-}
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 
-say "1. A Release becomes Ready"
+say "1. A Release becomes Ready (kubectl capstan status: what CI runs after kubectl apply)"
 release registry.example.com/shop/web:1.0 | kubectl apply -f -
-kubectl -n "$NS" wait --for=condition=Ready release/shop --timeout=120s
-show
+run kubectl capstan -n "$NS" status shop --timeout 2m
+run kubectl capstan -n "$NS" get shop
 
 say "2. A new image rolls out (maxSurge 1, maxUnavailable 0)"
 release registry.example.com/shop/web:1.1 | kubectl apply -f -
-wait_phase Progressing || true
-kubectl -n "$NS" wait --for=condition=Ready release/shop --timeout=120s
+run kubectl capstan -n "$NS" status shop --timeout 2m
 show
 
 say "3. A broken image (its pods crash-loop) is rolled back by Capstan, by itself"
 release registry.example.com/shop/web:crashloop | kubectl apply -f -
-wait_phase RolledBack
-kubectl -n "$NS" get release shop -o wide
-echo
+rc=0; run kubectl capstan -n "$NS" status shop --timeout 3m || rc=$?
+echo "kubectl capstan status exited $rc (1: the revision failed and was rolled back)"
+[[ $rc == 1 ]] || { tail -20 "$CLUSTER_DIR/capstan.log" >&2; exit 1; }
 kubectl -n "$NS" get deployment shop -o jsonpath='Deployment image is back to: {.spec.template.spec.containers[0].image}{"\n"}'
+run kubectl capstan -n "$NS" history shop
 kubectl -n "$NS" get events.events.k8s.io --field-selector reportingController=capstan.dev/capstan \
   -o custom-columns=TYPE:.type,REASON:.reason,NOTE:.note
 
-echo "The failed revision is remembered and not retried until the spec changes"
-echo "or someone runs: kubectl -n $NS annotate release shop capstan.dev/retry=\$(date +%s)"
+say "3b. The spec still names the broken image: undo puts the last good template back"
+run kubectl capstan -n "$NS" undo shop
+run kubectl capstan -n "$NS" status shop --timeout 2m
 
 bluegreen() {
   cat <<EOF
@@ -132,34 +132,26 @@ spec:
 EOF
 }
 color() { kubectl -n "$NS" get service pay -o jsonpath='{.spec.selector.capstan\.dev/color}'; }
-wait_rel() {  # name phase
-  local deadline=$((SECONDS + 120))
-  until [[ $(kubectl -n "$NS" get rel "$1" -o jsonpath='{.status.phase}') == "$2" ]]; do
-    if ((SECONDS > deadline)); then echo "timed out waiting for $1 phase $2" >&2; tail -20 "$CLUSTER_DIR/capstan.log" >&2; exit 1; fi
-    sleep 0.5
-  done
-}
 
 say "4. A BlueGreen Release: blue serves"
 bluegreen registry.example.com/pay/api:3.0 | kubectl apply -f -
-kubectl -n "$NS" wait --for=condition=Ready release/pay --timeout=120s
+run kubectl capstan -n "$NS" status pay --timeout 2m
 echo "Service pay selects: $(color)"
 
 say "5. A new image comes up on green behind pay-preview and waits for a person"
 bluegreen registry.example.com/pay/api:3.1 | kubectl apply -f -
-wait_rel pay Previewing
-kubectl -n "$NS" get rel pay -o jsonpath='{.status.message}{"\n"}'
+run kubectl capstan -n "$NS" status pay --until Previewing --timeout 2m
+run kubectl capstan -n "$NS" get pay
 echo "Service pay still selects: $(color)"
-rev=$(kubectl -n "$NS" get rel pay -o jsonpath='{.status.currentRevision}')
-kubectl -n "$NS" annotate release pay "capstan.dev/promote=$rev"
-until [[ $(color) == green ]]; do sleep 0.2; done
+run kubectl capstan -n "$NS" promote pay
+run kubectl capstan -n "$NS" status pay --timeout 2m
 echo "Promoted in one write: Service pay selects $(color); blue stays up for 10 s"
 kubectl -n "$NS" get rel pay -o wide
 
 say "6. A broken preview never touches traffic"
 bluegreen registry.example.com/pay/api:crashloop | kubectl apply -f -
-wait_rel pay Degraded
-kubectl -n "$NS" get rel pay -o jsonpath='{.status.message}{"\n"}'
+run kubectl capstan -n "$NS" status pay --timeout 3m || echo "(exit $?: the preview failed)"
+run kubectl capstan -n "$NS" get pay
 echo "Service pay still selects: $(color)"
 kubectl -n "$NS" get events.events.k8s.io --field-selector reportingController=capstan.dev/capstan \
   -o custom-columns=TYPE:.type,REASON:.reason,NOTE:.note | grep -E "REASON|Promoted|PreviewFailed"

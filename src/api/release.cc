@@ -746,6 +746,7 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   RETURN_IF_ERROR(ReadColor(status, "activeColor", path, &out.active_color));
   RETURN_IF_ERROR(ReadColor(status, "previewColor", path, &out.preview_color));
   RETURN_IF_ERROR(ReadBool(status, "emergency", path, &out.emergency));
+  RETURN_IF_ERROR(ReadString(status, "revert", path, &out.revert));
   RETURN_IF_ERROR(ReadString(status, "environment", path, &out.environment));
   RETURN_IF_ERROR(ReadString(status, "lastRetry", path, &out.last_retry));
   RETURN_IF_ERROR(ReadString(status, "lastAbort", path, &out.last_abort));
@@ -991,6 +992,7 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
   if (s.emergency) {
     out["emergency"] = true;
   }
+  set_string("revert", s.revert);
   set_string("environment", s.environment);
   set_string("lastRetry", s.last_retry);
   set_string("lastAbort", s.last_abort);

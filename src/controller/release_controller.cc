@@ -18,6 +18,7 @@
 #include "capstan/controller/environment_controller.h"
 #include "capstan/controller/projections.h"
 #include "capstan/diff/diff.h"
+#include "capstan/policy/revert.h"
 #include "capstan/render/render.h"
 #include "capstan/rollout/bluegreen.h"
 
@@ -621,6 +622,12 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   }
   in.now = x.now;
   gate.decision = policy::Decide(*x.env, in);
+  if (const policy::RevertDecision r =
+          policy::RevertPastGates(gate.decision, x.rel.status.history, desired, current);
+      r.lifted) {
+    gate.decision = policy::GateDecision{.message = r.message};
+    gate.revert = r.message;
+  }
   if (!gate.decision.allowed) {
     gate.hold = rollout::Hold{policy::GateReasonName(gate.decision.reason), gate.decision.message};
   }
@@ -638,6 +645,10 @@ void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::s
     events->push_back({"Warning", "EmergencyRelease", "Rollout", gate.decision.message});
   }
   status->emergency = emergency;
+  if (!gate.revert.empty() && status->revert != gate.revert) {
+    events->push_back({"Normal", "Rollback", "Rollout", gate.revert});
+  }
+  status->revert = gate.revert;
   const bool starting = std::any_of(events->begin(), events->end(), [](const rollout::Event& e) {
     return e.reason == "RolloutStarted";
   });

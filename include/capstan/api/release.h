@@ -211,6 +211,10 @@ struct ReleaseStatus {
   std::optional<Color> active_color;
   std::optional<Color> preview_color;
   bool emergency = false;
+  // The current revision is a return to a revision that already ran Ready in this
+  // Release (policy/revert.h): approval, freeze windows and the upstream soak did not
+  // hold it. The message says which revision and what it skipped.
+  std::string revert;
   std::string environment;
   // The capstan.dev/retry annotation value last acted on; a new value asks for one
   // more attempt at the failed revision.

@@ -86,9 +86,11 @@ class ReleaseController {
     bool evaluated = false;  // the Release belongs to an Environment
     policy::GateDecision decision;
     std::optional<rollout::Hold> hold;  // set when the decision holds the change
+    std::string revert;  // why a hold was lifted for a rollback (policy/revert.h), or ""
   };
   Gate EvaluateGate(const Pass& pass, const std::string& desired, const std::string& current);
-  // status.environment / status.emergency and the Approved / EmergencyRelease Events.
+  // status.environment / status.emergency / status.revert and the Approved /
+  // EmergencyRelease / Rollback Events.
   void RecordGate(const Pass& pass, const Gate& gate, const std::string& desired,
                   const std::string& current, api::ReleaseStatus* status,
                   std::vector<rollout::Event>* events);

@@ -1,0 +1,74 @@
+#include "capstan/policy/revert.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace capstan::policy {
+namespace {
+
+GateDecision Held(GateReason reason) {
+  GateDecision d;
+  d.allowed = false;
+  d.reason = reason;
+  d.message = "held";
+  return d;
+}
+
+TEST(RevertPastGatesTest, Table) {
+  const std::vector<api::RevisionRecord> history = {
+      {"ccc", {"web:3"}, "Progressing", std::nullopt},  // newest first
+      {"bbb", {"web:2"}, "Ready", std::nullopt},
+      {"aaa", {"web:1"}, "Superseded", std::nullopt},
+      {"fff", {"web:bad"}, "RolledBack", std::nullopt},
+      {"xxx", {"web:x"}, "Failed", std::nullopt},
+      {"abo", {"web:a"}, "Aborted", std::nullopt},
+  };
+  GateDecision allowed;
+  struct Case {
+    const char* name;
+    GateDecision decision;
+    std::string desired;
+    std::string current;
+    bool lifted;
+  };
+  const Case cases[] = {
+      {"back to a superseded revision past approval", Held(GateReason::kAwaitingApproval), "aaa",
+       "ccc", true},
+      {"back to the Ready revision past a freeze", Held(GateReason::kFrozenUntil), "bbb", "ccc",
+       true},
+      {"back past the upstream soak", Held(GateReason::kAwaitingUpstream), "aaa", "bbb", true},
+      {"strategy not allowed is never lifted", Held(GateReason::kStrategyNotAllowed), "aaa", "ccc",
+       false},
+      {"a new revision waits", Held(GateReason::kAwaitingApproval), "new", "ccc", false},
+      {"a revision that rolled back waits", Held(GateReason::kAwaitingApproval), "fff", "ccc",
+       false},
+      {"a revision that failed waits", Held(GateReason::kFrozenUntil), "xxx", "ccc", false},
+      {"an aborted revision waits", Held(GateReason::kAwaitingApproval), "abo", "ccc", false},
+      {"a revision only in progress waits", Held(GateReason::kAwaitingApproval), "ccc", "bbb",
+       false},
+      {"no change", Held(GateReason::kAwaitingApproval), "bbb", "bbb", false},
+      {"allowed stays as it is", allowed, "aaa", "ccc", false},
+      {"empty desired", Held(GateReason::kAwaitingApproval), "", "ccc", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const RevertDecision r = RevertPastGates(c.decision, history, c.desired, c.current);
+    EXPECT_EQ(r.lifted, c.lifted);
+    if (c.lifted) {
+      EXPECT_NE(r.message.find(c.desired), std::string::npos) << r.message;
+      EXPECT_NE(r.message.find("health checks still apply"), std::string::npos) << r.message;
+    } else {
+      EXPECT_EQ(r.message, "");
+    }
+  }
+}
+
+TEST(RevertPastGatesTest, TrimmedHistoryDoesNotCount) {
+  EXPECT_FALSE(RevertPastGates(Held(GateReason::kAwaitingApproval), {}, "aaa", "bbb").lifted);
+  EXPECT_EQ(RanReady({}, "aaa"), nullptr);
+}
+
+}  // namespace
+}  // namespace capstan::policy

@@ -7,6 +7,7 @@ The revision a Release will run is computed the way Capstan computes it (`capsta
 so the simulator serves that revision's traffic before the rollout starts."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -92,9 +93,10 @@ def metric(run, name="error-rate"):
 
 
 def test_healthy_analysis_becomes_ready_and_explains_itself(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     with kube.running("an") as (ns, op):
         kube.apply(template(prom, count=3), ns)
-        body = web("registry.example/web:1")
+        body = web(f"registry.example/web:1-{tag}")
         rev = serve(sim, prom, body)
         kube.apply(body, ns)
         r = kube.wait_phase(ns, "web", "Ready", timeout=60)
@@ -116,23 +118,26 @@ def test_healthy_analysis_becomes_ready_and_explains_itself(sim, prom):
 
 
 def test_error_rate_over_threshold_rolls_back(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     with kube.running("an") as (ns, op):
         kube.apply(template(prom, failureLimit=1), ns)
-        v1 = web("registry.example/web:1", bake=2)
+        v1 = web(f"registry.example/web:1-{tag}", bake=2)
         stable = serve(sim, prom, v1)
         kube.apply(v1, ns)
         kube.wait_phase(ns, "web", "Ready", timeout=60)
         # A bake long enough that the failures, not the end of the bake, decide.
-        v2 = web("registry.example/web:2", bake=30)
+        v2 = web(f"registry.example/web:2-{tag}", bake=30)
         bad = serve(sim, prom, v2, error_ratio=0.3)
         kube.apply(v2, ns)
         r = kube.wait_phase(ns, "web", "RolledBack", timeout=60)
         assert r["status"]["failedRevision"] == bad
         assert r["status"]["stableRevision"] == stable
         msg = r["status"]["message"]
-        assert "error-rate" in msg and "0.3" in msg and "result[0] < 0.05" in msg, msg
+        value = re.search(r"error-rate \[([0-9.]+)\]", msg)
+        assert value and abs(float(value.group(1)) - 0.3) < 0.01, msg
+        assert "successCondition result[0] < 0.05 does not hold" in msg, msg
         assert "2 of 2 measurements failed" in msg, msg
-        kube.wait_until(lambda: kube.deployment_image(ns, "web") == "registry.example/web:1", 30,
+        kube.wait_until(lambda: kube.deployment_image(ns, "web") == f"registry.example/web:1-{tag}", 30,
                         what="the stable image back")
         run = run_of(ns, bad)
         assert run["status"]["phase"] == "Failed"
@@ -143,16 +148,17 @@ def test_error_rate_over_threshold_rolls_back(sim, prom):
 
 
 def test_prometheus_stopped_mid_analysis_counts_errors_then_rolls_back(sim):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     own = PrometheusServer([f"127.0.0.1:{sim.port}"], log_dir=LOG_DIR).start()
     try:
         with kube.running("an") as (ns, op):
             kube.apply(template(own, count=60, consecutiveErrorLimit=2), ns)
-            v1 = web("registry.example/web:1")
+            v1 = web(f"registry.example/web:1-{tag}")
             serve(sim, own, v1)
-            kube.apply(kube.release("web", "registry.example/web:1", replicas=2), ns)
+            kube.apply(kube.release("web", f"registry.example/web:1-{tag}", replicas=2), ns)
             kube.wait_phase(ns, "web", "Ready", timeout=60)
             kube.apply(v1, ns)  # analysis added; same template, so nothing to analyse yet
-            v2 = web("registry.example/web:2")
+            v2 = web(f"registry.example/web:2-{tag}")
             bad = serve(sim, own, v2)
             kube.apply(v2, ns)
             kube.wait_until(lambda: metric(run_of(ns, bad))["successful"] >= 1, 30,
@@ -172,9 +178,10 @@ def test_prometheus_stopped_mid_analysis_counts_errors_then_rolls_back(sim):
 
 
 def test_kill9_mid_analysis_resumes_with_the_same_counts(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     with kube.running("an") as (ns, op):
         kube.apply(template(prom, count=8), ns)
-        body = web("registry.example/web:1")
+        body = web(f"registry.example/web:1-{tag}")
         rev = serve(sim, prom, body)
         kube.apply(body, ns)
         kube.wait_until(lambda: metric(run_of(ns, rev))["count"] >= 3, 30,
@@ -194,10 +201,11 @@ def test_kill9_mid_analysis_resumes_with_the_same_counts(sim, prom):
 
 
 def test_inconclusive_pauses_then_promote_keeps_the_revision(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     with kube.running("an") as (ns, op):
         kube.apply(template(prom, successCondition="result[0] < 0.01",
                             failureCondition="result[0] > 0.5"), ns)
-        body = web("registry.example/web:1")
+        body = web(f"registry.example/web:1-{tag}")
         rev = serve(sim, prom, body, error_ratio=0.1)
         kube.apply(body, ns)
         r = kube.wait_phase(ns, "web", "Paused", timeout=60)
@@ -210,14 +218,15 @@ def test_inconclusive_pauses_then_promote_keeps_the_revision(sim, prom):
 
 
 def test_missing_template_holds_the_new_revision(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     with kube.running("an") as (ns, op):
-        kube.apply(kube.release("web", "registry.example/web:1", replicas=2), ns)
+        kube.apply(kube.release("web", f"registry.example/web:1-{tag}", replicas=2), ns)
         kube.wait_phase(ns, "web", "Ready", timeout=60)
-        kube.apply(web("registry.example/web:2", templates=("nope",)), ns)
+        kube.apply(web(f"registry.example/web:2-{tag}", templates=("nope",)), ns)
         r = kube.wait_phase(ns, "web", "Waiting", timeout=30)
         assert kube.condition(r, "Reconciling")["reason"] == "AnalysisInvalid"
         assert "AnalysisTemplate nope not found" in r["status"]["message"]
-        assert kube.deployment_image(ns, "web") == "registry.example/web:1"
+        assert kube.deployment_image(ns, "web") == f"registry.example/web:1-{tag}"
 
 
 def bluegreen_web(image, **blue_green):
@@ -226,18 +235,19 @@ def bluegreen_web(image, **blue_green):
 
 
 def test_bluegreen_pre_promotion_failure_never_touches_traffic(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     from test_bluegreen import TrafficWatch, selector_color
     with kube.running("an") as (ns, op):
         traffic = TrafficWatch(ns, "web")
         try:
             kube.apply(template(prom), ns)
-            v1 = bluegreen_web("registry.example/web:1")
+            v1 = bluegreen_web(f"registry.example/web:1-{tag}")
             serve(sim, prom, v1)
             kube.apply(v1, ns)
             kube.wait_phase(ns, "web", "Ready", timeout=90)
             kube.wait_until(lambda: traffic.ready_endpoints() == 2, 30, what="blue serving")
             gate = {"templates": [{"templateName": "error-rate"}]}
-            v2 = bluegreen_web("registry.example/web:2", prePromotionAnalysis=gate)
+            v2 = bluegreen_web(f"registry.example/web:2-{tag}", prePromotionAnalysis=gate)
             bad = serve(sim, prom, v2, error_ratio=0.3)
             kube.apply(v2, ns)
             r = kube.wait_phase(ns, "web", "Degraded", timeout=90)
@@ -253,18 +263,19 @@ def test_bluegreen_pre_promotion_failure_never_touches_traffic(sim, prom):
 
 
 def test_bluegreen_post_promotion_failure_switches_back_once(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
     from test_bluegreen import TrafficWatch, selector_color
     with kube.running("an") as (ns, op):
         traffic = TrafficWatch(ns, "web")
         try:
             kube.apply(template(prom, failureLimit=1), ns)
-            v1 = bluegreen_web("registry.example/web:1", scaleDownDelaySeconds=60)
+            v1 = bluegreen_web(f"registry.example/web:1-{tag}", scaleDownDelaySeconds=60)
             serve(sim, prom, v1)
             kube.apply(v1, ns)
             kube.wait_phase(ns, "web", "Ready", timeout=90)
             kube.wait_until(lambda: traffic.ready_endpoints() == 2, 30, what="blue serving")
             gate = {"templates": [{"templateName": "error-rate"}]}
-            v2 = bluegreen_web("registry.example/web:2", scaleDownDelaySeconds=60,
+            v2 = bluegreen_web(f"registry.example/web:2-{tag}", scaleDownDelaySeconds=60,
                                postPromotionAnalysis=gate)
             bad = serve(sim, prom, v2, error_ratio=0.3)
             kube.apply(v2, ns)

@@ -167,7 +167,7 @@ def test_render_is_accepted_by_the_api_server():
     with kube.Namespace("pkg") as ns:
         text = render("capstan", ns, "--include-crds")
         kinds = sorted(d["kind"] for d in docs(text))
-        assert kinds == sorted(["CustomResourceDefinition"] * 4 + [
+        assert kinds == sorted(["CustomResourceDefinition"] * 7 + [
                                 "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                                 "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
                                 # approval-policy.yaml: who approved is recorded by admission

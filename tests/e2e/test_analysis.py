@@ -292,3 +292,34 @@ def test_bluegreen_post_promotion_failure_switches_back_once(sim, prom):
             assert len(kube.events(ns, "SwitchedBack")) == 1
         finally:
             traffic.stop()
+
+
+P95 = ('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
+       '{service="web",revision="{{revision}}"}[10s])))')
+
+
+def test_latency_regression_against_stable_rolls_back(sim, prom):
+    tag = kube.random_suffix()  # a revision of its own: the simulator outlives tests
+    with kube.running("an") as (ns, op):
+        t = template(prom, name="latency", failureLimit=1, count=5, baseline="stable",
+                     baselineMissing="Successful",
+                     successCondition="result[0] <= baseline[0] * 1.2")
+        t["spec"]["metrics"][0]["name"] = "p95-vs-stable"
+        t["spec"]["metrics"][0]["provider"]["prometheus"]["query"] = P95
+        kube.apply(t, ns)
+        v1 = web(f"registry.example/web:1-{tag}", templates=("latency",))
+        stable = serve(sim, prom, v1, latency=0.08)
+        kube.apply(v1, ns)
+        kube.wait_phase(ns, "web", "Ready", timeout=60)
+        first = metric(run_of(ns, stable), "p95-vs-stable")
+        assert "no stable revision" in first["measurements"][0]["message"]
+        v2 = web(f"registry.example/web:2-{tag}", templates=("latency",))
+        slow = serve(sim, prom, v2, latency=0.4)  # buckets 0.1 -> 0.5: far over 20 % slower
+        kube.apply(v2, ns)
+        r = kube.wait_phase(ns, "web", "RolledBack", timeout=60)
+        assert r["status"]["failedRevision"] == slow
+        m = metric(run_of(ns, slow), "p95-vs-stable")
+        assert m["failed"] == 2
+        last = m["measurements"][-1]
+        assert last["baseline"].startswith("[0.0") and last["value"].startswith("[0.4"), last
+        assert "baseline" in r["status"]["message"]

@@ -21,10 +21,10 @@ PREFIX ?= /usr/local
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata clang-format ccache
+  lua5.4 tzdata clang-format ccache prometheus
 PY_MODULES := yaml pytest
 
-.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check
+.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check fuzz
 
 ## deps: install build and test dependencies (idempotent; quick when present)
 deps:
@@ -99,6 +99,17 @@ demo:
 
 bench: build
 	$(BUILD_DIR)/capstan_bench
+
+## fuzz: libFuzzer on the analysis condition parser (needs clang), FUZZ_SECONDS each run
+FUZZ_SECONDS ?= 60
+FUZZ_DIR ?= build-fuzz
+ABSL_LIBS = $(shell pkg-config --libs absl_strings absl_str_format absl_status absl_statusor)
+fuzz:
+	mkdir -p $(FUZZ_DIR)/corpus
+	clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+	  tests/fuzz/expr_fuzz.cc src/analysis/expr.cc -o $(FUZZ_DIR)/expr_fuzz $(ABSL_LIBS)
+	cp tests/fuzz/corpus/* $(FUZZ_DIR)/corpus/
+	$(FUZZ_DIR)/expr_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=512 $(FUZZ_DIR)/corpus
 
 CXX_SOURCES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
 

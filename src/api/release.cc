@@ -207,6 +207,7 @@ absl::Status ParseStrategy(const json& s, StrategySpec* out) {
     if (v.has_value()) {
       out->rolling_update.max_unavailable = *v;
     }
+    ASSIGN_OR_RETURN(out->rolling_update.analysis, ParseAnalysisGateSpec(*ru, "analysis", rpath));
   }
   ASSIGN_OR_RETURN(const json* bg, ReadObject(s, "blueGreen", path));
   if (bg != nullptr) {
@@ -218,6 +219,10 @@ absl::Status ParseStrategy(const json& s, StrategySpec* out) {
     RETURN_IF_ERROR(ReadInt32(*bg, "scaleDownDelaySeconds", bpath, &b.scale_down_delay_seconds));
     RETURN_IF_ERROR(ReadBool(*bg, "previewService", bpath, &b.preview_service));
     RETURN_IF_ERROR(ReadInt32(*bg, "failureThreshold", bpath, &b.failure_threshold));
+    ASSIGN_OR_RETURN(b.pre_promotion_analysis,
+                     ParseAnalysisGateSpec(*bg, "prePromotionAnalysis", bpath));
+    ASSIGN_OR_RETURN(b.post_promotion_analysis,
+                     ParseAnalysisGateSpec(*bg, "postPromotionAnalysis", bpath));
   }
   return absl::OkStatus();
 }

@@ -188,6 +188,8 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   endpoint_slices_->AddIndex("service", ByService);
   pods_->AddIndex("release", ByRelease);
   revisions_->AddIndex("release", ByRelease);
+  analysis_ = std::make_unique<AnalysisGates>(client_, loop_, options_.watch_namespace, clock_,
+                                              [this](const std::string& key) { queue_->Add(key); });
 
   releases_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
@@ -688,6 +690,20 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   in.now = x.now;
   const Gate gate = EvaluateGate(x, desired.revision, in.deployment.revision);
   in.hold = gate.hold;
+  // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
+  // plan below acts on a failing one in this same pass.
+  std::optional<AnalysisGates::Result> analysis;
+  if (!in.hold.has_value()) {
+    ASSIGN_OR_RETURN(analysis, analysis_->ForRolling(rel, desired.revision, in.deployment, x.now));
+  }
+  if (analysis.has_value()) {
+    if (analysis->verdict.invalid && in.deployment.revision != desired.revision) {
+      in.hold = rollout::Hold{"AnalysisInvalid", analysis->verdict.message};
+    } else {
+      in.analysis = analysis->verdict;
+    }
+    for (const rollout::Event& e : analysis->events) x.Emit(e);
+  }
   rollout::RollingPlan plan = rollout::PlanRolling(in);
   RecordGate(x, gate, desired.revision, in.deployment.revision, &plan.status, &plan.events);
 
@@ -725,6 +741,11 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   if (plan.status.phase == "Progressing") result.requeue_after = absl::Seconds(30);
   if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
     result.requeue_after = std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
+  }
+  if (analysis.has_value() && analysis->requeue_after.has_value() &&
+      (result.requeue_after <= absl::ZeroDuration() ||
+       *analysis->requeue_after < result.requeue_after)) {
+    result.requeue_after = *analysis->requeue_after;
   }
   return result;
 }
@@ -822,6 +843,29 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
   const Gate gate = EvaluateGate(x, desired.revision, running);
   in.hold = gate.hold;
+  // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
+  // post-promotion in the scale-down window; measurements due now are taken here.
+  std::optional<absl::Duration> analysis_requeue;
+  if (!in.hold.has_value()) {
+    ASSIGN_OR_RETURN(AnalysisGates::BlueGreenResults analysis,
+                     analysis_->ForBlueGreen(rel, desired.revision, in, x.now));
+    for (auto [result, verdict] : {std::pair{&analysis.pre, &in.pre_promotion},
+                                   std::pair{&analysis.post, &in.post_promotion}}) {
+      if (!result->has_value()) continue;
+      if ((*result)->verdict.invalid && !analysis.preview_started) {
+        if (!in.hold.has_value()) {
+          in.hold = rollout::Hold{"AnalysisInvalid", (*result)->verdict.message};
+        }
+      } else {
+        *verdict = (*result)->verdict;
+      }
+      for (const rollout::Event& e : (*result)->events) x.Emit(e);
+      if (const auto& rq = (*result)->requeue_after;
+          rq.has_value() && (!analysis_requeue.has_value() || *rq < *analysis_requeue)) {
+        analysis_requeue = rq;
+      }
+    }
+  }
   rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
   RecordGate(x, gate, desired.revision, running, &plan.status, &plan.events);
 
@@ -891,6 +935,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
   if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
+  if (analysis_requeue.has_value() &&
+      (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
+    result.requeue_after = *analysis_requeue;
+  }
   if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
     const absl::Duration until =
         std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));

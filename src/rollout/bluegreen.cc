@@ -45,6 +45,22 @@ std::optional<std::string> ReadinessLost(const ColorView& v, const std::string& 
                                          absl::Time switched_at, int32_t threshold, absl::Time now,
                                          absl::Duration* next_check) {
   const absl::Duration limit = absl::Seconds(threshold);
+  // Every pod that was serving at the switch lost readiness: the active Service has no
+  // ready endpoint left, so waiting for the threshold only prolongs an outage. Switch
+  // back at once (the caller does so only while the old colour has available pods).
+  int serving = 0, not_ready = 0;
+  for (const PodView& p : v.pods) {
+    if (p.revision != revision || p.deleting || !p.created.has_value() ||
+        *p.created > switched_at) {
+      continue;
+    }
+    ++serving;
+    if (!p.ready) ++not_ready;
+  }
+  if (serving > 0 && not_ready == serving) {
+    return absl::StrCat("no pod of revision ", revision, " is ready (0/", serving,
+                        "): no ready endpoint left, switched back at once");
+  }
   for (const PodView& p : v.pods) {
     if (p.revision != revision || p.deleting || p.ready || !p.created.has_value() ||
         !p.ready_since.has_value() || *p.created > switched_at) {
@@ -116,6 +132,10 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   if (std::optional<std::string> token = ConsumeRetry(r, desired, &s, &p.events)) {
     p.retry_token_used = *token;
   }
+  const bool promoted_by_hand = [&] {
+    auto ann = r.metadata.annotations.find(kPromoteAnnotation);
+    return ann != r.metadata.annotations.end() && ann->second == desired;
+  }();
   const std::optional<std::string> abort = NewAbortToken(r, s);
   if (abort.has_value()) s.last_abort = *abort;
   bool abort_used = false;
@@ -201,11 +221,21 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   // The active colour runs the desired revision.
   if (a_runs_desired) {
     absl::Duration next_check = absl::InfiniteDuration();
+    // Post-promotion analysis keeps the old colour up until it passed (or a person
+    // promoted past an inconclusive one).
+    const std::optional<AnalysisVerdict>& post = in.post_promotion;
+    const bool post_pending =
+        post.has_value() && post->state != AnalysisVerdict::State::kSuccessful &&
+        !(promoted_by_hand && post->state == AnalysisVerdict::State::kInconclusive);
     const bool in_window =
-        s.scale_down_at.has_value() && now < *s.scale_down_at && i_up && !i_runs_desired;
+        ((s.scale_down_at.has_value() && now < *s.scale_down_at) || post_pending) && i_up &&
+        !i_runs_desired;
     std::optional<std::string> why = DetectFailure(r, desired, a.deployment, a.pods);
     if (!why.has_value() && in_window && s.switched_at.has_value()) {
       why = ReadinessLost(a, desired, *s.switched_at, bg.failure_threshold, now, &next_check);
+    }
+    if (!why.has_value() && post.has_value() && post->state == AnalysisVerdict::State::kFailed) {
+      why = absl::StrCat("post-promotion analysis ", post->run, ": ", post->message);
     }
     const bool aborting = abort.has_value() && in_window;
     const bool known_failed = s.failed_revision == desired;
@@ -264,15 +294,33 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       return finish();
     }
     if (next_check != absl::InfiniteDuration()) requeue_at(now + next_check);
+    if (in_window && post_pending && post->state == AnalysisVerdict::State::kInconclusive) {
+      const bool newly = r.status.phase != "Paused";
+      s.phase = "Paused";
+      s.message = absl::StrCat(
+          "revision ", desired, " serves on ", ColorName(active), " but post-promotion analysis ",
+          post->run, " is inconclusive: ", post->message, "; ", ColorName(idle), " (revision ",
+          i.deployment.revision, ") stays up. To keep the new revision: kubectl annotate release ",
+          r.metadata.name, " ", kPromoteAnnotation, "=", desired,
+          " --overwrite; to switch back: kubectl annotate release ", r.metadata.name, " ",
+          kAbortAnnotation, "=$(date +%s) --overwrite");
+      SetConditions(&s, gen, now, false, "AnalysisInconclusive", true, false,
+                    "AnalysisInconclusive", s.message);
+      if (newly) p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
+      requeue_at(now + absl::Seconds(1));
+      return finish();
+    }
     if (in_window) {
       s.phase = "Ready";
-      s.message =
-          absl::StrCat("revision ", desired, " serves on ", ColorName(active), " (",
-                       a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ",
-                       ColorName(idle), " (revision ", i.deployment.revision, ") stays up until ",
-                       Time(*s.scale_down_at), " for an instant switch back");
+      s.message = absl::StrCat(
+          "revision ", desired, " serves on ", ColorName(active), " (",
+          a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ", ColorName(idle),
+          " (revision ", i.deployment.revision, ") stays up ",
+          post_pending ? absl::StrCat("while post-promotion analysis ", post->run, " runs")
+                       : absl::StrCat("until ", Time(*s.scale_down_at)),
+          " for an instant switch back");
       SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
-      requeue_at(*s.scale_down_at);
+      if (s.scale_down_at.has_value() && now < *s.scale_down_at) requeue_at(*s.scale_down_at);
       // Readiness is checked once a second while the old colour can take traffic back.
       requeue_at(now + absl::Seconds(1));
       return finish();
@@ -405,7 +453,43 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   }
   bool promote = false;
   std::string waiting;
-  if (bg.auto_promote) {
+  if (const std::optional<AnalysisVerdict>& pre = in.pre_promotion) {
+    using State = AnalysisVerdict::State;
+    if (pre->state == State::kFailed) {
+      fail_preview(absl::StrCat("revision ", desired, " failed pre-promotion analysis ", pre->run,
+                                ": ", pre->message, "; ", stays, "; ", ColorName(idle),
+                                " is scaled down at ", Time(now + scale_down_delay)),
+                   false);
+      p.action(idle).replicas.reset();
+      return finish();
+    }
+    if (pre->state == State::kRunning ||
+        (pre->state == State::kInconclusive && !promoted_by_hand)) {
+      const bool paused = pre->state == State::kInconclusive;
+      const bool newly = r.status.phase != (paused ? "Paused" : "Previewing");
+      s.phase = paused ? "Paused" : "Previewing";
+      s.message = paused ? absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
+                                        " but pre-promotion analysis ", pre->run,
+                                        " is inconclusive: ", pre->message,
+                                        "; promote it with: kubectl annotate release ",
+                                        r.metadata.name, " ", kPromoteAnnotation, "=", desired,
+                                        " --overwrite, or stop it with: kubectl annotate release ",
+                                        r.metadata.name, " ", kAbortAnnotation,
+                                        "=$(date +%s) --overwrite; ", stays)
+                         : absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
+                                        "; pre-promotion analysis ", pre->run, " runs; ", stays);
+      SetConditions(&s, gen, now, false, paused ? "AnalysisInconclusive" : "Previewing", true,
+                    false, paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s.message);
+      RecordHistory(&s, desired, in.desired_images, "Previewing", now);
+      if (paused && newly) {
+        p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
+      }
+      return finish();
+    }
+  }
+  if (in.pre_promotion.has_value() && promoted_by_hand) {
+    promote = true;
+  } else if (bg.auto_promote) {
     const absl::Time at = *s.preview_ready_at + absl::Seconds(bg.promotion_delay_seconds);
     if (now >= at) {
       promote = true;

@@ -143,6 +143,12 @@ const Condition* FindCondition(const std::vector<Condition>& conditions, const s
 
 bool StatusEqual(const ReleaseStatus& a, const ReleaseStatus& b) { return a == b; }
 
+bool RolloutComplete(const DeploymentView& d) {
+  return d.exists && d.observed_generation >= d.generation &&
+         d.updated_replicas >= d.spec_replicas && d.available_replicas >= d.spec_replicas &&
+         d.replicas == d.updated_replicas;
+}
+
 RollingPlan PlanRolling(const RollingInput& in) {
   const api::Release& r = *in.release;
   const std::string& desired = in.desired_revision;
@@ -225,7 +231,12 @@ RollingPlan PlanRolling(const RollingInput& in) {
 
   // The Deployment runs the desired revision: is it failing, done, or on its way?
   p.target = RollingPlan::Target::kDesired;
-  if (std::optional<std::string> why = DetectFailure(r, desired, in.deployment, in.pods)) {
+  std::optional<std::string> failure = DetectFailure(r, desired, in.deployment, in.pods);
+  if (!failure.has_value() && in.analysis.has_value() &&
+      in.analysis->state == AnalysisVerdict::State::kFailed) {
+    failure = absl::StrCat("analysis ", in.analysis->run, ": ", in.analysis->message);
+  }
+  if (const std::optional<std::string>& why = failure) {
     s.failed_revision = desired;
     RecordHistory(&s, desired, in.desired_images, "Failed", in.now);
     if (can_roll_back) {
@@ -248,9 +259,17 @@ RollingPlan PlanRolling(const RollingInput& in) {
   }
 
   const DeploymentView& d = in.deployment;
-  const bool complete = d.observed_generation >= d.generation &&
-                        d.updated_replicas >= d.spec_replicas &&
-                        d.available_replicas >= d.spec_replicas && d.replicas == d.updated_replicas;
+  const bool rolled_out = RolloutComplete(d);
+  // With an analysis gate, a revision is done only once its analysis passed (or a
+  // person promoted it past an inconclusive one).
+  const bool promoted = [&] {
+    auto ann = r.metadata.annotations.find("capstan.dev/promote");
+    return ann != r.metadata.annotations.end() && ann->second == desired;
+  }();
+  const bool analysed = !in.analysis.has_value() ||
+                        in.analysis->state == AnalysisVerdict::State::kSuccessful ||
+                        (promoted && in.analysis->state == AnalysisVerdict::State::kInconclusive);
+  const bool complete = rolled_out && analysed;
   if (std::optional<std::string> token = NewAbortToken(r, s)) {
     s.last_abort = *token;
     if (!complete) {
@@ -285,9 +304,29 @@ RollingPlan PlanRolling(const RollingInput& in) {
     if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
     return p;
   }
+  if (rolled_out && in.analysis->state == AnalysisVerdict::State::kInconclusive) {
+    const bool newly = r.status.phase != "Paused";
+    s.phase = "Paused";
+    s.message = absl::StrCat("revision ", desired, " is available but analysis ", in.analysis->run,
+                             " is inconclusive: ", in.analysis->message,
+                             "; to keep it: kubectl annotate release ", r.metadata.name,
+                             " capstan.dev/promote=", desired,
+                             " --overwrite; to roll back: kubectl annotate release ",
+                             r.metadata.name, " ", kAbortAnnotation, "=$(date +%s) --overwrite");
+    SetConditions(&s, gen, in.now, false, "AnalysisInconclusive", true, false,
+                  "AnalysisInconclusive", s.message);
+    RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+    if (newly) p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
+    return p;
+  }
   s.phase = "Progressing";
   s.message = absl::StrCat("revision ", desired, ": ", d.updated_replicas, " updated, ",
                            d.available_replicas, " available of ", d.spec_replicas);
+  if (rolled_out && in.analysis.has_value()) {
+    s.message = absl::StrCat("revision ", desired, " is available (", d.available_replicas, "/",
+                             d.spec_replicas, "); analysis ", in.analysis->run, " running",
+                             in.analysis->message.empty() ? "" : ": ", in.analysis->message);
+  }
   SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
   RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
   return p;

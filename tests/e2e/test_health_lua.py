@@ -141,6 +141,12 @@ CASES = [
         "conditions": conditions("reconciling", "Previewing", PROMOTE, 2,
                                  reconciling_reason="AwaitingPromotion")}),
      "Suspended", ["AwaitingPromotion", "capstan.dev/promote=9f3e1a2b7c"]),
+    # An inconclusive analysis paused the rollout: Suspended until promoted or aborted.
+    ("analysis-inconclusive", release(2, {
+        "observedGeneration": 2, "phase": "Paused",
+        "conditions": conditions("reconciling", "AnalysisInconclusive", PROMOTE, 2,
+                                 reconciling_reason="AnalysisInconclusive")}),
+     "Suspended", ["AnalysisInconclusive", "capstan.dev/promote=9f3e1a2b7c"]),
     # An automatic promotion is only a matter of time: Progressing.
     ("auto-previewing", release(2, {
         "observedGeneration": 2, "phase": "Previewing",

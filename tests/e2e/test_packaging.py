@@ -40,6 +40,10 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #   environments/status patch:      server-side apply of Environment status.
 #   namespaces list/watch:          namespace labels for Environment namespaceSelector.
 #   releaseapprovals list/watch:    the Release reconciler counts approvals of a held revision.
+#   analysistemplates, clusteranalysistemplates list/watch: informers (controller/analysis_gate.cc).
+#   analysisruns get/list/watch/create: informer, a direct read of a run just created, one
+#                                   create per gate and revision (deleted by garbage collection).
+#   analysisruns/status patch:      conditional merge patch of a run's status per measurement.
 #   secretrotations list/watch:     the SecretRotation informer (controller/secret_rotation_controller.cc).
 #   secretrotations/status patch:   server-side apply of status.
 #   secrets get/list/watch/create/patch: the label-selected Secret informer (list/watch), one
@@ -63,6 +67,10 @@ EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "environments/status"): {"patch"},
     ("", "namespaces"): {"list", "watch"},
     ("capstan.dev", "releaseapprovals"): {"list", "watch"},
+    ("capstan.dev", "analysistemplates"): {"list", "watch"},
+    ("capstan.dev", "clusteranalysistemplates"): {"list", "watch"},
+    ("capstan.dev", "analysisruns"): {"get", "list", "watch", "create"},
+    ("capstan.dev", "analysisruns/status"): {"patch"},
     ("capstan.dev", "secretrotations"): {"list", "watch"},
     ("capstan.dev", "secretrotations/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch"},
@@ -87,6 +95,11 @@ CODE_REFERENCES = {
                             'ao.subresource = "status"'),
     "namespaces": ("src/controller/environment_controller.cc", "res::Namespaces()"),
     "releaseapprovals": ("src/controller/release_controller.cc", "res::ReleaseApprovals()"),
+    "analysistemplates": ("src/controller/analysis_gate.cc", "ares::AnalysisTemplates()"),
+    "clusteranalysistemplates": ("src/controller/analysis_gate.cc",
+                                 "ares::ClusterAnalysisTemplates()"),
+    "analysisruns": ("src/controller/analysis_gate.cc", "ares::AnalysisRuns()"),
+    "analysisruns/status": ("src/controller/analysis_gate.cc", 'patch, "status"'),
     "secretrotations": ("src/controller/secret_rotation_controller.cc",
                         "res::SecretRotations()"),
     "secretrotations/status": ("src/controller/secret_rotation_controller.cc",
@@ -154,7 +167,7 @@ def test_render_is_accepted_by_the_api_server():
     with kube.Namespace("pkg") as ns:
         text = render("capstan", ns, "--include-crds")
         kinds = sorted(d["kind"] for d in docs(text))
-        assert kinds == sorted(["CustomResourceDefinition"] * 4 + [
+        assert kinds == sorted(["CustomResourceDefinition"] * 7 + [
                                 "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                                 "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
                                 # approval-policy.yaml: who approved is recorded by admission

@@ -2,7 +2,8 @@
 -- Healthy:     Ready=True and status.observedGeneration == metadata.generation.
 -- Degraded:    Stalled=True (rolled back, failed first revision, invalid spec, conflict).
 -- Suspended:   Reconciling=True with reason AwaitingPromotion (BlueGreen preview
---              waiting for capstan.dev/promote).
+--              waiting for capstan.dev/promote) or AnalysisInconclusive (phase Paused:
+--              an analysis was inconclusive; promote or abort).
 -- Progressing: Reconciling=True, observedGeneration behind, or no status yet.
 local hs = {}
 
@@ -61,7 +62,7 @@ end
 
 local reconciling = cond(obj, "Reconciling")
 if reconciling ~= nil and reconciling.status == "True" and
-    reconciling.reason == "AwaitingPromotion" then
+    (reconciling.reason == "AwaitingPromotion" or reconciling.reason == "AnalysisInconclusive") then
   hs.status = "Suspended"
   hs.message = describe(reconciling, "Waiting for promotion")
   return hs

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "capstan/api/analysis.h"
 #include "nlohmann/json.hpp"
 
 namespace capstan::api {
@@ -120,6 +121,8 @@ struct DisruptionBudgetSpec {
 struct RollingUpdateSpec {
   IntOrString max_surge = IntOrString::FromString("25%");
   IntOrString max_unavailable = IntOrString::FromString("25%");
+  // Metric analysis while the rollout progresses and bakeSeconds after it completed.
+  std::optional<AnalysisGateSpec> analysis;
 
   friend bool operator==(const RollingUpdateSpec&, const RollingUpdateSpec&) = default;
 };
@@ -130,6 +133,9 @@ struct BlueGreenSpec {
   int32_t scale_down_delay_seconds = 30;
   bool preview_service = true;
   int32_t failure_threshold = 5;
+  // Against the preview colour before the switch; in the scale-down window after it.
+  std::optional<AnalysisGateSpec> pre_promotion_analysis;
+  std::optional<AnalysisGateSpec> post_promotion_analysis;
 
   friend bool operator==(const BlueGreenSpec&, const BlueGreenSpec&) = default;
 };

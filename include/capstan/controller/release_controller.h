@@ -28,6 +28,7 @@
 #include "capstan/api/environment.h"
 #include "capstan/api/release.h"
 #include "capstan/common/clock.h"
+#include "capstan/controller/analysis_gate.h"
 #include "capstan/controller/loop.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
@@ -132,6 +133,8 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> environments_;
   std::unique_ptr<kube::Informer> namespaces_;
   std::unique_ptr<kube::Informer> approvals_;
+  // Analysis gates (AnalysisTemplates, AnalysisRuns; controller/analysis_gate.h).
+  std::unique_ptr<AnalysisGates> analysis_;
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"release", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

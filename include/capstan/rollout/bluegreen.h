@@ -82,6 +82,13 @@ struct BlueGreenInput {
   // Set when the Environment holds the start of a new revision (see rolling.h); a
   // preview under way still finishes and may be promoted.
   std::optional<Hold> hold;
+  // Analysis verdicts (set when the spec has the gate and it applies now):
+  // prePromotionAnalysis of the ready preview (promotion waits for Successful; Failed
+  // fails the preview, the active Service untouched; Inconclusive pauses), and
+  // postPromotionAnalysis after the switch (the old colour stays up until it passed;
+  // Failed switches back in one write; Inconclusive pauses with the old colour up).
+  std::optional<AnalysisVerdict> pre_promotion;
+  std::optional<AnalysisVerdict> post_promotion;
   absl::Time now;
 };
 

@@ -94,6 +94,26 @@ struct Hold {
   std::string message;
 };
 
+// What an analysis gate says about the revision it measures (controller/analysis_gate.h
+// takes the measurements; the planners only act on the verdict).
+struct AnalysisVerdict {
+  enum class State {
+    kRunning,       // measuring: the revision is not stable yet
+    kSuccessful,    // passed: the gate is open
+    kFailed,        // a metric failed or errored: roll back / switch back / fail preview
+    kInconclusive,  // neither: phase Paused until promoted or aborted
+  };
+  State state = State::kRunning;
+  std::string run;      // the AnalysisRun's name
+  std::string message;  // names the metric, its value and the condition
+  // The gate cannot run (a template is missing, an arg has no value, a condition does
+  // not parse): a new revision is held before it starts; state is kFailed.
+  bool invalid = false;
+};
+
+// The Deployment has rolled out its template completely (kubectl rollout status).
+bool RolloutComplete(const DeploymentView& d);
+
 struct RollingInput {
   const api::Release* release = nullptr;
   std::string desired_revision;             // hash of the spec's template
@@ -102,6 +122,8 @@ struct RollingInput {
   DeploymentView deployment;
   std::vector<PodView> pods;
   std::optional<Hold> hold;
+  // Set when spec.strategy.rollingUpdate.analysis gates the desired revision.
+  std::optional<AnalysisVerdict> analysis;
   absl::Time now;
 };
 

@@ -282,6 +282,29 @@ TEST(PlanBlueGreen, ReadinessLossCountsConsecutiveChecks) {
   EXPECT_EQ(f.Plan().traffic, Switch::kNone);
 }
 
+// Every pod that served at the switch lost readiness: no ready endpoint is left, so
+// traffic goes back at once instead of after failureThreshold checks.
+TEST(PlanBlueGreen, AllServingPodsUnreadySwitchesBackAtOnce) {
+  Fixture f;
+  f.rel.spec.strategy.blue_green.failure_threshold = 5;
+  f.Switched(absl::Seconds(10));
+  for (PodView& p : f.in.green.pods) {
+    p.ready = false;
+    p.ready_since = kNow - absl::Seconds(1);
+  }
+  BlueGreenPlan p = f.Plan();
+  EXPECT_EQ(p.traffic, Switch::kSwitchBack);
+  EXPECT_TRUE(absl::StrContains(p.status.message, "no ready endpoint left, switched back at once"))
+      << p.status.message;
+  // One pod still ready: the threshold decides, as before.
+  f.in.green.pods[0].ready = true;
+  EXPECT_EQ(f.Plan().traffic, Switch::kNone);
+  // Nothing to switch back to: not acted on.
+  f.in.green.pods[0].ready = false;
+  f.in.blue.deployment = Deploy("s1", 0, 0);
+  EXPECT_EQ(f.Plan().traffic, Switch::kNone);
+}
+
 TEST(PlanBlueGreen, AfterTheWindowTheOldColourGoesAndTheRevisionIsStable) {
   Fixture f;
   f.Switched(absl::Seconds(31));

@@ -1,0 +1,123 @@
+#pragma once
+
+// Analysis gates of a Release: the shell around analysis/run.h. For one gate (rolling,
+// prePromotion, postPromotion) of one revision it
+//   - creates the AnalysisRun <release>-<revision>-<gate> (owned by the Release) from
+//     the named AnalysisTemplates / ClusterAnalysisTemplates, args resolved and queries
+//     templated, so a template edited mid-run never changes a run under way;
+//   - takes every measurement that is due (the Release reconcile asks for a requeue at
+//     the next due time), evaluates it and writes the run's status with a
+//     resourceVersion precondition: a measurement counts once it is in that write, so a
+//     kill -9 resumes with the same counts;
+//   - returns the verdict the rollout planners act on in the same reconcile, so a
+//     failing measurement becomes a rollback (or switch-back) write within
+//     milliseconds.
+// Invalid input (a missing template, an arg with no value, a condition that does not
+// parse) is a verdict too (kInvalid) with a message; the caller holds the rollout and
+// the running revision keeps running.
+//
+// Thread-safe: the Release work queue never reconciles one Release on two threads, and
+// a run belongs to one Release.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "capstan/analysis/prometheus.h"
+#include "capstan/analysis/run.h"
+#include "capstan/api/analysis.h"
+#include "capstan/api/release.h"
+#include "capstan/common/clock.h"
+#include "capstan/controller/loop.h"
+#include "capstan/kube/client.h"
+#include "capstan/kube/informer.h"
+#include "capstan/rollout/bluegreen.h"
+#include "capstan/rollout/rolling.h"
+
+namespace capstan::controller {
+
+namespace analysis_resources {
+const kube::Resource& AnalysisTemplates();
+const kube::Resource& ClusterAnalysisTemplates();
+const kube::Resource& AnalysisRuns();
+}  // namespace analysis_resources
+
+class AnalysisGates {
+ public:
+  // `enqueue` is called with "namespace/release" when a run or a template changes.
+  AnalysisGates(kube::Client& client, Loop& loop, const std::string& watch_namespace,
+                const Clock& clock, std::function<void(const std::string&)> enqueue);
+  ~AnalysisGates();
+
+  struct Request {
+    const api::Release* release = nullptr;
+    std::string gate;  // "rolling", "prePromotion", "postPromotion"
+    const api::AnalysisGateSpec* spec = nullptr;
+    std::string revision;
+    std::string stable_revision;
+    // RollingUpdate: the Deployment is complete with `revision` (bakeSeconds count from
+    // the first time this is seen, recorded in the run's status).
+    bool rollout_complete = false;
+    // The gate's window is over: metrics that measure "until the gate ends" finish.
+    bool end = false;
+    // False: only check that the run could be built (a rollout not started yet), so an
+    // invalid template holds the revision before anything runs it.
+    bool create = true;
+  };
+  struct Result {
+    rollout::AnalysisVerdict verdict;
+    // When to look again (the next measurement, the end of the bake).
+    std::optional<absl::Duration> requeue_after;
+    std::vector<rollout::Event> events;
+  };
+
+  absl::StatusOr<Result> Step(const Request& request, absl::Time now);
+
+  // The RollingUpdate gate of `desired` (spec.strategy.rollingUpdate.analysis), or
+  // nullopt when there is none to run: no analysis in the spec, the revision already
+  // stable or already failed.
+  absl::StatusOr<std::optional<Result>> ForRolling(const api::Release& rel,
+                                                   const std::string& desired,
+                                                   const rollout::DeploymentView& deployment,
+                                                   absl::Time now);
+
+  // The BlueGreen gates of `desired`: prePromotionAnalysis while the new revision is in
+  // preview (its run starts once the preview colour is fully rolled out), and
+  // postPromotionAnalysis once traffic moved to it (until the scale-down window ends).
+  struct BlueGreenResults {
+    std::optional<Result> pre;
+    std::optional<Result> post;
+    bool preview_started = false;  // the idle colour runs `desired` already
+  };
+  absl::StatusOr<BlueGreenResults> ForBlueGreen(const api::Release& rel, const std::string& desired,
+                                                const rollout::BlueGreenInput& in, absl::Time now);
+
+  // "<release>-<revision>-<gate lower case>".
+  static std::string RunName(const std::string& release, const std::string& revision,
+                             const std::string& gate);
+
+ private:
+  absl::StatusOr<api::AnalysisRunSpec> BuildSpec(const Request& r, std::string* invalid);
+  analysis::ProviderResult Query(const api::Release& rel, const api::Metric& metric,
+                                 const api::AnalysisRunSpec& spec);
+  absl::StatusOr<std::string> SecretValue(const std::string& ns, const api::SecretKeyRef& ref);
+
+  kube::Client& client_;
+  const Clock& clock_;
+  std::unique_ptr<kube::Informer> templates_;
+  std::unique_ptr<kube::Informer> cluster_templates_;
+  std::unique_ptr<kube::Informer> runs_;
+  analysis::PrometheusClient prometheus_;
+  // The last status write of each run ("ns/name"): a reconcile right after a write may
+  // still see the previous version in the cache, and must not measure again from it.
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<const kube::Object>> written_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace capstan::controller

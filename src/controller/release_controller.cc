@@ -20,6 +20,7 @@
 #include "capstan/diff/diff.h"
 #include "capstan/render/render.h"
 #include "capstan/rollout/bluegreen.h"
+#include "capstan/rollout/decisions.h"
 
 namespace capstan::controller {
 namespace {
@@ -378,17 +379,14 @@ struct ReleaseController::Pass {
   absl::Status EnsureRevision(const render::PodTemplate& desired) {
     const std::string cr_name = absl::StrCat(name, "-", desired.revision);
     if (c.revisions_->Get(ns, cr_name) != nullptr) return absl::OkStatus();
-    int64_t number = 0;
-    for (const auto& other : c.revisions_->ByIndex("release", key)) {
-      number = std::max(number, other->value("revision", int64_t{0}));
-    }
+    const int64_t number = rollout::NextRevisionNumber(Revisions());
     // Create, never apply: an existing revision (cache lag, or written by a
     // predecessor killed mid-rollout) keeps its number.
     ++writes;
     spdlog::info("release={} create ControllerRevision {}", key, cr_name);
     absl::StatusOr<Object> created = c.client_.Create(
         res::ControllerRevisions(), ns,
-        render::RenderControllerRevision(rel, desired.pod_template, desired.revision, number + 1));
+        render::RenderControllerRevision(rel, desired.pod_template, desired.revision, number));
     if (created.ok()) {
       Wrote(res::ControllerRevisions(), *created);
     } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
@@ -397,23 +395,22 @@ struct ReleaseController::Pass {
     return absl::OkStatus();
   }
 
+  // This Release's ControllerRevisions in the cache.
+  std::vector<rollout::RevisionView> Revisions() const {
+    std::vector<rollout::RevisionView> out;
+    for (const auto& cr : c.revisions_->ByIndex("release", key)) {
+      out.push_back({Str(*cr, "/metadata/name"_json_pointer),
+                     Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer),
+                     cr->value("revision", int64_t{0})});
+    }
+    return out;
+  }
+
   // Keeps revisionHistoryLimit ControllerRevisions, never one named in `keep`.
   absl::Status PruneRevisions(const std::vector<std::string>& keep) {
-    std::vector<std::shared_ptr<const Object>> crs = c.revisions_->ByIndex("release", key);
-    if (static_cast<int32_t>(crs.size()) <= rel.spec.revision_history_limit) {
-      return absl::OkStatus();
-    }
-    std::sort(crs.begin(), crs.end(), [](const auto& a, const auto& b) {
-      return a->value("revision", int64_t{0}) < b->value("revision", int64_t{0});
-    });
-    int32_t excess = static_cast<int32_t>(crs.size()) - rel.spec.revision_history_limit;
-    for (const auto& cr : crs) {
-      if (excess <= 0) break;
-      const std::string rev = Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer);
-      if (rev.empty() || std::find(keep.begin(), keep.end(), rev) != keep.end()) continue;
-      RETURN_IF_ERROR(Remove(res::ControllerRevisions(), *c.revisions_,
-                             Str(*cr, "/metadata/name"_json_pointer)));
-      --excess;
+    for (const std::string& cr :
+         rollout::RevisionsToPrune(Revisions(), rel.spec.revision_history_limit, keep)) {
+      RETURN_IF_ERROR(Remove(res::ControllerRevisions(), *c.revisions_, cr));
     }
     return absl::OkStatus();
   }
@@ -466,6 +463,13 @@ struct ReleaseController::Pass {
 };
 
 namespace {
+
+// The end of the Environment's hold (a freeze or a soak), when it holds until a time.
+template <typename Gate>
+std::optional<absl::Time> HoldUntil(const Gate& gate) {
+  if (!gate.hold.has_value()) return std::nullopt;
+  return gate.decision.requeue_at;
+}
 
 std::string ConflictMessage(const std::vector<std::string>& conflicts) {
   return absl::StrCat(absl::StrJoin(conflicts, ", "), conflicts.size() == 1 ? " exists" : " exist",
@@ -576,14 +580,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   // The other strategy's Deployments, still owned by this Release: the strategy
   // changed in place (the CRD forbids it; an older CRD may not). Never a half state.
   const bool blue_green = rel.spec.strategy.type == api::StrategyType::kBlueGreen;
-  std::vector<std::string> other_names;
-  if (blue_green) {
-    other_names = {pass.name};
-  } else {
-    other_names = {render::DeploymentName(rel, api::Color::kBlue),
-                   render::DeploymentName(rel, api::Color::kGreen)};
-  }
-  for (const std::string& other : other_names) {
+  for (const std::string& other : rollout::OtherStrategyDeployments(rel)) {
     std::shared_ptr<const Object> live = deployments_->Get(pass.ns, other);
     if (live != nullptr && ControllerReleaseUid(*live) == rel.metadata.uid) {
       return pass.Stall(
@@ -709,12 +706,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
-  // While progressing, look again even without events: the progress deadline
-  // is judged by the deployment controller, but a quiet cluster deserves a check.
-  if (plan.status.phase == "Progressing") result.requeue_after = absl::Seconds(30);
-  if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
-    result.requeue_after = std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
-  }
+  result.requeue_after = rollout::RollingRequeue(plan.status.phase, HoldUntil(gate), x.now);
   return result;
 }
 
@@ -774,40 +766,29 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     in.service_failed_revision =
         Str(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
   }
-  std::map<std::string, const rollout::PodView*> pod_by_name;
-  std::vector<rollout::PodView> pods = x.Pods();
+  const std::vector<rollout::PodView> pods = x.Pods();
   for (const rollout::PodView& p : pods) {
     std::optional<Color> c = api::ParseColor(p.color);
     if (!c.has_value()) continue;
     (*c == Color::kBlue ? in.blue : in.green).pods.push_back(p);
-    pod_by_name[p.name] = &p;
   }
   in.blue.deployment = rollout::ViewDeployment(deploys[0].live ? *deploys[0].live : Object());
   in.green.deployment = rollout::ViewDeployment(deploys[1].live ? *deploys[1].live : Object());
+  const Color serving = rollout::ServingColor(in.service_color, rel.status);
   if (preview_service) {
     // Ready endpoints of the preview Service that are pods of the desired revision on
     // the colour that would be promoted.
-    const Color active = in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
-    const std::string idle = api::ColorName(api::OtherColor(active));
-    int32_t ready = 0;
+    std::vector<rollout::EndpointView> endpoints;
     for (const auto& slice :
          endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", preview_name))) {
-      if (!slice->contains("endpoints") || !(*slice)["endpoints"].is_array()) continue;
-      for (const Object& ep : (*slice)["endpoints"]) {
-        // EndpointSlice: a nil ready condition means ready.
-        const bool ep_ready = !ep.contains("/conditions/ready"_json_pointer) ||
-                              ep.at("/conditions/ready"_json_pointer) == true;
-        auto pod = pod_by_name.find(Str(ep, "/targetRef/name"_json_pointer));
-        if (ep_ready && pod != pod_by_name.end() && pod->second->revision == desired.revision &&
-            pod->second->color == idle && pod->second->ready) {
-          ++ready;
-        }
+      for (rollout::EndpointView& ep : rollout::ViewEndpoints(*slice)) {
+        endpoints.push_back(std::move(ep));
       }
     }
-    in.preview_ready_endpoints = ready;
+    in.preview_ready_endpoints =
+        rollout::ReadyPreviewEndpoints(endpoints, pods, desired.revision, api::OtherColor(serving));
   }
   in.now = x.now;
-  const Color serving = in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
   const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
   const Gate gate = EvaluateGate(x, desired.revision, running);
   in.hold = gate.hold;
@@ -879,18 +860,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
-  if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
-  if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
-    const absl::Duration until =
-        std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
-    if (result.requeue_after <= absl::ZeroDuration() || until < result.requeue_after) {
-      result.requeue_after = until;
-    }
-  }
-  if (plan.status.phase == "Progressing" &&
-      (result.requeue_after <= absl::ZeroDuration() || result.requeue_after > absl::Seconds(30))) {
-    result.requeue_after = absl::Seconds(30);
-  }
+  result.requeue_after =
+      rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);
   return result;
 }
 

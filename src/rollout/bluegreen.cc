@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/rollout/decisions.h"
 #include "status_util.h"
 
 namespace capstan::rollout {
@@ -88,7 +89,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   s.current_revision = desired;
 
   // Traffic goes where the live Service points; status follows it.
-  const Color active = in.service_color.value_or(r.status.active_color.value_or(Color::kBlue));
+  const Color active = ServingColor(in.service_color, r.status);
   const Color idle = api::OtherColor(active);
   const ColorView& a = ViewOf(in, active);
   const ColorView& i = ViewOf(in, idle);

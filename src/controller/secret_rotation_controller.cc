@@ -14,6 +14,7 @@
 #include "capstan/common/status_macros.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
+#include "capstan/secrets/secret_writes.h"
 
 namespace capstan::controller {
 namespace {
@@ -281,28 +282,20 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
     }
   }
-  if (secret != nullptr) {
-    const std::string owner =
-        Str(*secret, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
-    if (!owner.empty() && owner != name) {
-      return stall("Conflict",
-                   absl::StrCat("Secret ", secret_name, " is managed by SecretRotation ", owner,
-                                "; one Secret has one SecretRotation"));
-    }
-    if (owner.empty()) {
-      if (!sr.spec.adopt_existing) {
-        return stall("Conflict",
-                     absl::StrCat("Secret ", secret_name,
-                                  " exists and was not created by Capstan; set "
-                                  "spec.adoptExisting: true to let this SecretRotation manage "
-                                  "its listed keys, or choose another secretName"));
-      }
+  const sec::OwnershipDecision owned = sec::DecideOwnership(sr, secret.get());
+  switch (owned.ownership) {
+    case sec::Ownership::kConflictOther:
+    case sec::Ownership::kConflictForeign:
+      return stall("Conflict", owned.message);
+    case sec::Ownership::kAdopt: {
       // Adopt: label only, no ownerReference (deleting the SecretRotation
       // must not delete a Secret someone else made).
-      Object patch = {{"metadata",
-                       {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
-                        {"labels", {{sec::kLabelSecretRotation, name}}}}}};
-      absl::Status s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
+      absl::Status s =
+          client_
+              .MergePatch(
+                  res::Secrets(), ns, secret_name,
+                  sec::AdoptPatch(sr, Str(*secret, "/metadata/resourceVersion"_json_pointer)))
+              .status();
       if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", secret_name));
       spdlog::info("secretrotation={} adopted secret={}", key, secret_name);
       emit("Normal", "Adopted",
@@ -312,6 +305,9 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       again.requeue_after = absl::Milliseconds(500);
       return again;
     }
+    case sec::Ownership::kMissing:
+    case sec::Ownership::kManaged:
+      break;
   }
 
   sec::RotationInput in;
@@ -354,12 +350,10 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
 
   // 1. Stamp consumers (before the Secret records that they were).
   for (const std::string& d : plan.stamp) {
-    Object patch = {
-        {"spec",
-         {{"template",
-           {{"metadata",
-             {{"annotations", {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}}}}};
-    absl::Status s = client_.MergePatch(res::Deployments(), ns, d, patch).status();
+    absl::Status s =
+        client_
+            .MergePatch(res::Deployments(), ns, d, sec::StampPatch(secret_name, plan.stamp_value))
+            .status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;
     spdlog::info("secretrotation={} restart deployment={} secret-version={}", key, d,
@@ -384,32 +378,16 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     for (const auto& [k, v] : change.set_annotations) annotations[k] = v;
     absl::Status s;
     if (plan.action == sec::Action::kCreate) {
-      Object body = {
-          {"apiVersion", "v1"},
-          {"kind", "Secret"},
-          {"type", "Opaque"},
-          {"metadata",
-           {{"name", secret_name},
-            {"namespace", ns},
-            {"labels",
-             {{sec::kLabelSecretRotation, name}, {api::kLabelManagedBy, api::kManagedByCapstan}}},
-            {"annotations", annotations},
-            {"ownerReferences", Object::array({{{"apiVersion", api::kApiVersion},
-                                                {"kind", sec::kSecretRotationKind},
-                                                {"name", name},
-                                                {"uid", sr.uid},
-                                                {"controller", true}}})}}},
-          {"data", out_data}};
-      s = client_.Create(res::Secrets(), ns, body).status();
+      s = client_.Create(res::Secrets(), ns, sec::SecretCreateBody(sr, annotations, out_data))
+              .status();
     } else {
       for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
-      // The resourceVersion makes the patch conditional: a stale cache or a
-      // second writer gets 409 and this key is retried from fresh state.
-      Object patch = {{"metadata",
-                       {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
-                        {"annotations", annotations}}}};
-      if (!out_data.empty()) patch["data"] = out_data;
-      s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
+      s = client_
+              .MergePatch(
+                  res::Secrets(), ns, secret_name,
+                  sec::SecretStepPatch(Str(*secret, "/metadata/resourceVersion"_json_pointer),
+                                       annotations, out_data))
+              .status();
     }
     if (!s.ok()) {
       return ScrubbedSecretError(

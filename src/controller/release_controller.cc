@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "capstan/api/labels.h"
 #include "capstan/api/release.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
@@ -30,17 +31,11 @@ namespace res = kube::resources;
 
 constexpr char kManagedSelector[] = "app.kubernetes.io/managed-by=capstan";
 
-std::string Str(const Object& o, const Object::json_pointer& p) {
-  if (!o.contains(p)) return "";
-  const Object& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
-
 // "namespace/name" of the Release an owned object or pod belongs to, or "".
 std::string OwnerKey(const Object& obj) {
-  const std::string release = Str(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
+  const std::string release = JsonString(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
   if (release.empty()) return "";
-  return absl::StrCat(Str(obj, "/metadata/namespace"_json_pointer), "/", release);
+  return absl::StrCat(JsonString(obj, "/metadata/namespace"_json_pointer), "/", release);
 }
 
 // The uid of obj's controller ownerReference when it is a Release, or "".
@@ -85,7 +80,7 @@ Object ProjectPod(Object pod) {
         Object slim{{"name", cs.value("name", "")},
                     {"ready", cs.value("ready", false)},
                     {"restartCount", cs.value("restartCount", 0)}};
-        const std::string reason = Str(cs, "/state/waiting/reason"_json_pointer);
+        const std::string reason = JsonString(cs, "/state/waiting/reason"_json_pointer);
         if (!reason.empty()) slim["state"]["waiting"]["reason"] = reason;
         out["status"]["containerStatuses"].push_back(std::move(slim));
       }
@@ -109,7 +104,7 @@ Object ProjectEndpointSlice(Object slice) {
       if (ep.contains("/conditions/ready"_json_pointer)) {
         slim["conditions"]["ready"] = ep.at("/conditions/ready"_json_pointer);
       }
-      slim["targetRef"]["name"] = Str(ep, "/targetRef/name"_json_pointer);
+      slim["targetRef"]["name"] = JsonString(ep, "/targetRef/name"_json_pointer);
       out["endpoints"].push_back(std::move(slim));
     }
   }
@@ -118,9 +113,10 @@ Object ProjectEndpointSlice(Object slice) {
 
 // "namespace/service" of an EndpointSlice.
 std::vector<std::string> ByService(const Object& slice) {
-  const std::string svc = Str(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
+  const std::string svc =
+      JsonString(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
   if (svc.empty()) return {};
-  return {absl::StrCat(Str(slice, "/metadata/namespace"_json_pointer), "/", svc)};
+  return {absl::StrCat(JsonString(slice, "/metadata/namespace"_json_pointer), "/", svc)};
 }
 
 std::vector<std::string> ByRelease(const Object& obj) {
@@ -208,7 +204,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   });
   namespaces_->AddHandler([this](const Object* o, const Object* n) {
     const Object* ns = n != nullptr ? n : o;
-    const std::string name = Str(*ns, "/metadata/name"_json_pointer);
+    const std::string name = JsonString(*ns, "/metadata/name"_json_pointer);
     const std::string prefix = absl::StrCat(name, "/");
     for (const std::string& key : releases_->Keys()) {
       if (absl::StartsWith(key, prefix)) queue_->Add(key);
@@ -216,9 +212,9 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   });
   approvals_->AddHandler([this](const Object* o, const Object* n) {
     const Object* a = n != nullptr ? n : o;
-    const std::string release = Str(*a, "/spec/release"_json_pointer);
+    const std::string release = JsonString(*a, "/spec/release"_json_pointer);
     if (!release.empty()) {
-      queue_->Add(absl::StrCat(Str(*a, "/metadata/namespace"_json_pointer), "/", release));
+      queue_->Add(absl::StrCat(JsonString(*a, "/metadata/namespace"_json_pointer), "/", release));
     }
   });
   for (kube::Informer* inf : {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
@@ -274,10 +270,10 @@ struct ReleaseController::Pass {
   std::string source_revision;          // template hash before Environment defaults
 
   void Wrote(const kube::Resource& r, const Object& out) {
-    const std::string rv = Str(out, "/metadata/resourceVersion"_json_pointer);
+    const std::string rv = JsonString(out, "/metadata/resourceVersion"_json_pointer);
     uint64_t n = 0;
     if (kube::Informer* inf = c.InformerFor(r); inf != nullptr && absl::SimpleAtoi(rv, &n)) {
-      wrote.push_back({inf, ns, Str(out, "/metadata/name"_json_pointer), n});
+      wrote.push_back({inf, ns, JsonString(out, "/metadata/name"_json_pointer), n});
     }
   }
 
@@ -367,7 +363,7 @@ struct ReleaseController::Pass {
     std::shared_ptr<const Object> live = inf.Get(ns, obj_name);
     if (live == nullptr || ControllerReleaseUid(*live) != rel.metadata.uid) return absl::OkStatus();
     kube::DeleteOptions d;
-    d.precondition_uid = Str(*live, "/metadata/uid"_json_pointer);
+    d.precondition_uid = JsonString(*live, "/metadata/uid"_json_pointer);
     spdlog::info("release={} delete {} {} (no longer in spec)", key, r.kind, obj_name);
     ++writes;
     absl::Status s = c.client_.Delete(r, ns, obj_name, d);
@@ -399,8 +395,8 @@ struct ReleaseController::Pass {
   std::vector<rollout::RevisionView> Revisions() const {
     std::vector<rollout::RevisionView> out;
     for (const auto& cr : c.revisions_->ByIndex("release", key)) {
-      out.push_back({Str(*cr, "/metadata/name"_json_pointer),
-                     Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer),
+      out.push_back({JsonString(*cr, "/metadata/name"_json_pointer),
+                     JsonString(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer),
                      cr->value("revision", int64_t{0})});
     }
     return out;
@@ -497,7 +493,7 @@ bool ReleaseController::CachesCaughtUp(const std::string& key) {
       std::shared_ptr<const Object> cached = e.informer->Get(e.ns, e.name);
       uint64_t rv = 0;
       if (cached == nullptr ||
-          (absl::SimpleAtoi(Str(*cached, "/metadata/resourceVersion"_json_pointer), &rv) &&
+          (absl::SimpleAtoi(JsonString(*cached, "/metadata/resourceVersion"_json_pointer), &rv) &&
            rv < e.resource_version)) {
         return false;
       }
@@ -607,7 +603,7 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   in.strategy = x.rel.spec.strategy.type;
   std::vector<Object> approvals;
   for (const auto& a : approvals_->List()) {
-    if (Str(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
+    if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
   }
   in.approvals = ApprovalsFor(x.ns, x.name, approvals);
   in.emergency = EmergencyReason(x.rel);
@@ -762,9 +758,9 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   in.desired_images = Images(desired.pod_template);
   if (svc.live != nullptr) {
     in.service_color =
-        api::ParseColor(Str(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
+        api::ParseColor(JsonString(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
     in.service_failed_revision =
-        Str(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
+        JsonString(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
   }
   const std::vector<rollout::PodView> pods = x.Pods();
   for (const rollout::PodView& p : pods) {

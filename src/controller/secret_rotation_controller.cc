@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "capstan/api/labels.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
@@ -25,12 +26,6 @@ namespace sec = secrets;
 
 // The synthetic field a projected Deployment carries: the Secrets its pod template reads.
 constexpr char kReferencedField[] = "capstanSecretRefs";
-
-std::string Str(const Object& o, const Object::json_pointer& p) {
-  if (!o.contains(p)) return "";
-  const Object& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
 
 // Secrets: what the controller reads, nothing more (values stay in `data`).
 Object ProjectSecret(Object s) {
@@ -81,7 +76,7 @@ Object ProjectDeployment(Object d) {
 
 std::vector<std::string> DeploymentSecretKeys(const Object& d) {
   std::vector<std::string> out;
-  const std::string ns = Str(d, "/metadata/namespace"_json_pointer);
+  const std::string ns = JsonString(d, "/metadata/namespace"_json_pointer);
   if (!d.contains(kReferencedField)) return out;
   for (const Object& n : d[kReferencedField]) {
     if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
@@ -90,16 +85,16 @@ std::vector<std::string> DeploymentSecretKeys(const Object& d) {
 }
 
 std::vector<std::string> RotationSecretKeys(const Object& r) {
-  const std::string name = Str(r, "/spec/secretName"_json_pointer);
+  const std::string name = JsonString(r, "/spec/secretName"_json_pointer);
   if (name.empty()) return {};
-  return {absl::StrCat(Str(r, "/metadata/namespace"_json_pointer), "/", name)};
+  return {absl::StrCat(JsonString(r, "/metadata/namespace"_json_pointer), "/", name)};
 }
 
 std::vector<std::string> RotationDeploymentKeys(const Object& r) {
   std::vector<std::string> out;
   const Object::json_pointer p("/spec/consumers/deployments");
   if (!r.contains(p) || !r.at(p).is_array()) return out;
-  const std::string ns = Str(r, "/metadata/namespace"_json_pointer);
+  const std::string ns = JsonString(r, "/metadata/namespace"_json_pointer);
   for (const Object& n : r.at(p)) {
     if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
   }
@@ -150,9 +145,9 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
     for (const Object* o : {old_obj, new_obj}) {
       if (o == nullptr) continue;
       const std::string owner =
-          Str(*o, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
+          JsonString(*o, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
       if (!owner.empty()) {
-        queue_->Add(absl::StrCat(Str(*o, "/metadata/namespace"_json_pointer), "/", owner));
+        queue_->Add(absl::StrCat(JsonString(*o, "/metadata/namespace"_json_pointer), "/", owner));
       }
     }
   });
@@ -190,12 +185,12 @@ void SecretRotationController::Resync() {
   const bool resync = now - last_resync_ >= options_.resync;
   if (resync) last_resync_ = now;
   for (const auto& r : rotations_->List()) {
-    const std::string next = Str(*r, "/status/nextRotationTime"_json_pointer);
+    const std::string next = JsonString(*r, "/status/nextRotationTime"_json_pointer);
     if (std::optional<absl::Time> t = sec::ParseRfc3339(next)) {
       Metrics::Get()
           .secret_rotation_next_seconds
-          ->Add({{"namespace", Str(*r, "/metadata/namespace"_json_pointer)},
-                 {"name", Str(*r, "/metadata/name"_json_pointer)}})
+          ->Add({{"namespace", JsonString(*r, "/metadata/namespace"_json_pointer)},
+                 {"name", JsonString(*r, "/metadata/name"_json_pointer)}})
           .Set(absl::ToDoubleSeconds(*t - now));
     }
     if (resync) queue_->Add(kube::ObjectKey(*r), kube::WorkQueue::Priority::kLow);
@@ -292,9 +287,9 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       // must not delete a Secret someone else made).
       absl::Status s =
           client_
-              .MergePatch(
-                  res::Secrets(), ns, secret_name,
-                  sec::AdoptPatch(sr, Str(*secret, "/metadata/resourceVersion"_json_pointer)))
+              .MergePatch(res::Secrets(), ns, secret_name,
+                          sec::AdoptPatch(
+                              sr, JsonString(*secret, "/metadata/resourceVersion"_json_pointer)))
               .status();
       if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", secret_name));
       spdlog::info("secretrotation={} adopted secret={}", key, secret_name);
@@ -383,10 +378,10 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     } else {
       for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
       s = client_
-              .MergePatch(
-                  res::Secrets(), ns, secret_name,
-                  sec::SecretStepPatch(Str(*secret, "/metadata/resourceVersion"_json_pointer),
-                                       annotations, out_data))
+              .MergePatch(res::Secrets(), ns, secret_name,
+                          sec::SecretStepPatch(
+                              JsonString(*secret, "/metadata/resourceVersion"_json_pointer),
+                              annotations, out_data))
               .status();
     }
     if (!s.ok()) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/common/rfc3339.h"
 #include "capstan/rollout/decisions.h"
 #include "status_util.h"
 
@@ -17,10 +18,6 @@ using api::ReleaseStatus;
 
 const ColorView& ViewOf(const BlueGreenInput& in, Color c) {
   return c == Color::kBlue ? in.blue : in.green;
-}
-
-std::string Time(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 // The Deployment runs `revision` with every pod updated and available, at `want`
@@ -225,7 +222,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.preview_ready_at.reset();
       const std::string back = absl::StrCat(
           "traffic switched back to ", ColorName(idle), " (revision ", i.deployment.revision, "); ",
-          ColorName(active), " is scaled down at ", Time(*s.scale_down_at));
+          ColorName(active), " is scaled down at ", FormatRfc3339(*s.scale_down_at));
       if (aborting) {
         s.phase = "Aborted";
         s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
@@ -271,7 +268,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
           absl::StrCat("revision ", desired, " serves on ", ColorName(active), " (",
                        a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ",
                        ColorName(idle), " (revision ", i.deployment.revision, ") stays up until ",
-                       Time(*s.scale_down_at), " for an instant switch back");
+                       FormatRfc3339(*s.scale_down_at), " for an instant switch back");
       SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
       requeue_at(*s.scale_down_at);
       // Readiness is checked once a second while the old colour can take traffic back.
@@ -375,7 +372,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   if (std::optional<std::string> why = DetectFailure(r, desired, i.deployment, i.pods)) {
     fail_preview(absl::StrCat("revision ", desired, " failed in preview on ", ColorName(idle), ": ",
                               *why, "; ", stays, "; ", ColorName(idle), " is scaled down at ",
-                              Time(now + scale_down_delay)),
+                              FormatRfc3339(now + scale_down_delay)),
                  false);
     p.action(idle).replicas.reset();
     return finish();
@@ -412,7 +409,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       promote = true;
     } else {
       requeue_at(at);
-      waiting = absl::StrCat("traffic moves at ", Time(at));
+      waiting = absl::StrCat("traffic moves at ", FormatRfc3339(at));
     }
   } else {
     auto ann = r.metadata.annotations.find(kPromoteAnnotation);
@@ -444,7 +441,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   s.phase = "Ready";
   s.message = absl::StrCat("traffic switched from ", where_active, " to ", ColorName(idle),
                            " (revision ", desired, "); ", ColorName(active), " stays up until ",
-                           Time(*s.scale_down_at), " for an instant switch back");
+                           FormatRfc3339(*s.scale_down_at), " for an instant switch back");
   SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
   RecordHistory(&s, desired, in.desired_images, "Ready", now);
   p.events.push_back({"Normal", "Promoted", "Promote", s.message});

@@ -188,7 +188,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.phase = "Progressing";
     s.message = absl::StrCat("creating ", ColorName(active), " with revision ", desired,
                              Images(in.desired_images));
-    SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
@@ -228,7 +228,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
         s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
                                  "=", *abort, "); ", back);
         RecordHistory(&s, desired, in.desired_images, "Aborted", now);
-        SetConditions(&s, gen, now, false, "Aborted", false, true, "Aborted", s.message);
+        MarkStalled(&s, gen, now, "Aborted", "Aborted", s.message);
         p.events.push_back({"Warning", "Aborted", "Abort", s.message});
       } else {
         s.phase = "RolledBack";
@@ -236,7 +236,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                                  " failed after the switch: ", why.value_or("recorded as failed"),
                                  "; ", back);
         RecordHistory(&s, desired, in.desired_images, "Failed", now);
-        SetConditions(&s, gen, now, false, "RolledBack", false, true, "RevisionFailed", s.message);
+        MarkStalled(&s, gen, now, "RolledBack", "RevisionFailed", s.message);
         p.rolled_back = true;
         p.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s.message});
       }
@@ -256,8 +256,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                                        : "the previous colour is already scaled down");
       }
       RecordHistory(&s, desired, in.desired_images, "Failed", now);
-      SetConditions(&s, gen, now, false, "RevisionFailed", false, true, "RevisionFailed",
-                    s.message);
+      MarkStalled(&s, gen, now, "RevisionFailed", "RevisionFailed", s.message);
       if (newly) p.events.push_back({"Warning", "RevisionFailed", "Rollout", s.message});
       return finish();
     }
@@ -269,7 +268,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                        a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ",
                        ColorName(idle), " (revision ", i.deployment.revision, ") stays up until ",
                        FormatRfc3339(*s.scale_down_at), " for an instant switch back");
-      SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
+      MarkReady(&s, gen, now, s.message);
       requeue_at(*s.scale_down_at);
       // Readiness is checked once a second while the old colour can take traffic back.
       requeue_at(now + absl::Seconds(1));
@@ -284,7 +283,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.message =
           absl::StrCat("revision ", desired, " is available on ", ColorName(active), " (",
                        a.deployment.available_replicas, "/", a.deployment.spec_replicas, ")");
-      SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
+      MarkReady(&s, gen, now, s.message);
       MarkSuperseded(&s, desired);
       RecordHistory(&s, desired, in.desired_images, "Ready", now);
       if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
@@ -293,7 +292,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.message = absl::StrCat("revision ", desired, " on ", ColorName(active), ": ",
                                a.deployment.available_replicas, " of ", a.deployment.spec_replicas,
                                " available");
-      SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+      MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     }
     return finish();
   }
@@ -312,8 +311,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.message = absl::StrCat("revision ", desired, " failed; ", where_active, " serves");
     }
     const std::string reason = s.phase == "Aborted" ? "Aborted" : "RevisionFailed";
-    SetConditions(&s, gen, now, false, s.phase == "Degraded" ? "RevisionFailed" : s.phase, false,
-                  true, reason, s.message);
+    MarkStalled(&s, gen, now, s.phase == "Degraded" ? "RevisionFailed" : s.phase, reason,
+                s.message);
     return finish();
   }
 
@@ -331,8 +330,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.phase = aborted ? "Aborted" : "Degraded";
     s.message = message;
     RecordHistory(&s, desired, in.desired_images, aborted ? "Aborted" : "Failed", now);
-    SetConditions(&s, gen, now, false, aborted ? "Aborted" : "RevisionFailed", false, true,
-                  aborted ? "Aborted" : "RevisionFailed", message);
+    MarkStalled(&s, gen, now, aborted ? "Aborted" : "RevisionFailed",
+                aborted ? "Aborted" : "RevisionFailed", message);
     p.events.push_back(
         {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview", message});
     requeue_at(*s.scale_down_at);
@@ -361,7 +360,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.phase = "Progressing";
     s.message = absl::StrCat("revision ", desired, Images(in.desired_images), " coming up on ",
                              ColorName(idle), " for preview; ", stays);
-    SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
@@ -390,7 +389,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                       " ready endpoints in ", r.metadata.name, "-preview");
     }
     absl::StrAppend(&s.message, "; ", stays);
-    SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", now);
     return finish();
   }
@@ -424,8 +423,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                      bg.preview_service ? absl::StrCat(" (Service ", r.metadata.name, "-preview)")
                                         : std::string(),
                      "; ", waiting, "; ", stays);
-    SetConditions(&s, gen, now, false, "Previewing", true, false,
-                  bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
+    MarkReconciling(&s, gen, now, "Previewing",
+                    bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
     RecordHistory(&s, desired, in.desired_images, "Previewing", now);
     return finish();
   }
@@ -442,7 +441,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   s.message = absl::StrCat("traffic switched from ", where_active, " to ", ColorName(idle),
                            " (revision ", desired, "); ", ColorName(active), " stays up until ",
                            FormatRfc3339(*s.scale_down_at), " for an instant switch back");
-  SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
+  MarkReady(&s, gen, now, s.message);
   RecordHistory(&s, desired, in.desired_images, "Ready", now);
   p.events.push_back({"Normal", "Promoted", "Promote", s.message});
   requeue_at(*s.scale_down_at);

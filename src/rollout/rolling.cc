@@ -165,16 +165,15 @@ RollingPlan PlanRolling(const RollingInput& in) {
     if (WasAborted(s, desired)) {
       p.target = can_roll_back ? RollingPlan::Target::kStable : RollingPlan::Target::kKeep;
       s.phase = "Aborted";
-      SetConditions(&s, gen, in.now, false, "Aborted", false, true, "Aborted", message);
+      MarkStalled(&s, gen, in.now, "Aborted", "Aborted", message);
     } else if (can_roll_back) {
       p.target = RollingPlan::Target::kStable;
       s.phase = "RolledBack";
-      SetConditions(&s, gen, in.now, false, "RolledBack", false, true, "RevisionFailed", message);
+      MarkStalled(&s, gen, in.now, "RolledBack", "RevisionFailed", message);
     } else {
       p.target = RollingPlan::Target::kKeep;
       s.phase = "Degraded";
-      SetConditions(&s, gen, in.now, false, "RevisionFailed", false, true, "RevisionFailed",
-                    message);
+      MarkStalled(&s, gen, in.now, "RevisionFailed", "RevisionFailed", message);
     }
   };
 
@@ -202,7 +201,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
                              in.desired_images.empty()
                                  ? ""
                                  : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
-    SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
@@ -262,7 +261,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
     s.phase = "Ready";
     s.message = absl::StrCat("revision ", desired, " is available (", d.available_replicas, "/",
                              d.spec_replicas, ")");
-    SetConditions(&s, gen, in.now, true, "Ready", false, false, "Ready", s.message);
+    MarkReady(&s, gen, in.now, s.message);
     for (api::RevisionRecord& rec : s.history) {
       if (rec.revision != desired && rec.phase == "Ready") {
         rec.phase = "Superseded";
@@ -275,7 +274,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
   s.phase = "Progressing";
   s.message = absl::StrCat("revision ", desired, ": ", d.updated_replicas, " updated, ",
                            d.available_replicas, " available of ", d.spec_replicas);
-  SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
+  MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
   RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
   return p;
 }

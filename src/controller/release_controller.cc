@@ -16,10 +16,11 @@
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
-#include "capstan/controller/environment_controller.h"
 #include "capstan/controller/projections.h"
 #include "capstan/diff/diff.h"
+#include "capstan/policy/observed.h"
 #include "capstan/render/render.h"
+#include "capstan/render/source_revision.h"
 #include "capstan/rollout/bluegreen.h"
 #include "capstan/rollout/decisions.h"
 
@@ -555,21 +556,23 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   {
     std::vector<Object> env_objects;
     for (const auto& e : environments_->List()) env_objects.push_back(*e);
-    const std::vector<api::Environment> envs = ParseEnvironments(env_objects);
+    const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects);
     std::shared_ptr<const Object> ns_obj = namespaces_->Get("", pass.ns);
     const policy::Membership m = policy::ResolveEnvironment(
         envs, rel.spec.environment,
-        NamespaceInfoOf(ns_obj != nullptr ? *ns_obj : Object{{"metadata", {{"name", pass.ns}}}}));
+        policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj
+                                                  : Object{{"metadata", {{"name", pass.ns}}}}));
     if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
     if (m.environment != nullptr) {
-      if (std::vector<std::string> p = EnvironmentProblems(*m.environment, envs); !p.empty()) {
+      if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs);
+          !p.empty()) {
         return pass.Stall(
             rel.status, "EnvironmentInvalid",
             absl::StrCat("Environment ", m.environment->metadata.name,
                          " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed."));
       }
       pass.env = *m.environment;
-      pass.source_revision = SourceRevision(rel);
+      pass.source_revision = render::SourceRevision(rel);
       policy::ApplyEnvironment(*pass.env, &pass.rel);
     }
   }
@@ -605,12 +608,12 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   for (const auto& a : approvals_->List()) {
     if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
   }
-  in.approvals = ApprovalsFor(x.ns, x.name, approvals);
-  in.emergency = EmergencyReason(x.rel);
+  in.approvals = policy::ApprovalsFor(x.ns, x.name, approvals);
+  in.emergency = policy::EmergencyReason(x.rel);
   const std::string& upstream = x.env->spec.policies.upstream.environment;
   if (!upstream.empty()) {
     std::shared_ptr<const Object> up = environments_->Get("", upstream);
-    in.upstream = UpstreamObservations(up != nullptr ? *up : Object());
+    in.upstream = policy::UpstreamObservations(up != nullptr ? *up : Object());
   }
   in.now = x.now;
   gate.decision = policy::Decide(*x.env, in);

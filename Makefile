@@ -20,7 +20,7 @@ PREFIX ?= /usr/local
 
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
+  libgtest-dev libgmock-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
   lua5.4 tzdata clang-format ccache prometheus
 PY_MODULES := yaml pytest
 
@@ -58,7 +58,7 @@ install:
 
 ## asan: unit tests with AddressSanitizer + UndefinedBehaviorSanitizer
 asan:
-	cmake -S . -B $(ASAN_DIR) -G Ninja -DCAPSTAN_SANITIZE=ON -DCAPSTAN_BUILD_BENCHMARKS=OFF \
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCAPSTAN_SANITIZE=ON \
 	  -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 
@@ -97,8 +97,10 @@ demo:
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target capstan
 	tests/demo.sh $(BUILD_DIR) $(DEMO_DIR)
 
-bench: build
-	$(BUILD_DIR)/capstan_bench
+## bench: measurements that print numbers and assert nothing (ctest label bench: heap per
+## cached object, informer start-up and memory against the test cluster); optimised build
+bench: build cluster-bin
+	cd $(BUILD_DIR) && ctest -L bench --output-on-failure
 
 ## fuzz: libFuzzer on the analysis condition parser (needs clang), FUZZ_SECONDS each run
 FUZZ_SECONDS ?= 60

@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "capstan/api/labels.h"
 #include "capstan/api/yaml.h"
+#include "capstan/common/rfc3339.h"
 #include "capstan/common/status_macros.h"
 #include "json_read.h"
 
@@ -693,10 +694,6 @@ class Validator {
 // ---------------------------------------------------------------------------
 // Status.
 
-constexpr char kTimeFormat[] = "%Y-%m-%d%ET%H:%M:%SZ";
-
-std::string Rfc3339(absl::Time t) { return absl::FormatTime(kTimeFormat, t, absl::UTCTimeZone()); }
-
 absl::Status ReadTime(const json& obj, const char* key, const std::string& path,
                       std::optional<absl::Time>* out) {
   std::string s;
@@ -1003,7 +1000,7 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
   set_string("lastAbort", s.last_abort);
   auto set_time = [&out](const char* key, const std::optional<absl::Time>& t) {
     if (t.has_value()) {
-      out[key] = Rfc3339(*t);
+      out[key] = FormatRfc3339(*t);
     }
   };
   set_time("previewReadyAt", s.preview_ready_at);
@@ -1020,7 +1017,7 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
         h["phase"] = r.phase;
       }
       if (r.time.has_value()) {
-        h["time"] = Rfc3339(*r.time);
+        h["time"] = FormatRfc3339(*r.time);
       }
       history.push_back(std::move(h));
     }
@@ -1033,7 +1030,7 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
                 {"status", c.status},
                 {"reason", c.reason},
                 {"message", c.message},
-                {"lastTransitionTime", Rfc3339(c.last_transition_time)}};
+                {"lastTransitionTime", FormatRfc3339(c.last_transition_time)}};
       if (c.observed_generation != 0) {
         j["observedGeneration"] = c.observed_generation;
       }

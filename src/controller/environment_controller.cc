@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "capstan/api/labels.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
+#include "capstan/common/rfc3339.h"
 #include "capstan/render/render.h"
 
 namespace capstan::controller {
@@ -20,28 +22,9 @@ namespace res = kube::resources;
 // status.releases is bounded (the CRD says maxItems 500); the counts cover all.
 constexpr size_t kMaxListedReleases = 500;
 
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", t, absl::UTCTimeZone());
-}
-
-std::optional<absl::Time> ParseRfc3339(const json& v) {
-  if (!v.is_string()) {
-    return std::nullopt;
-  }
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime(absl::RFC3339_full, v.get<std::string>(), &t, &err)) {
-    return std::nullopt;
-  }
-  return t;
-}
-
-std::string Str(const json& o, const json::json_pointer& p) {
-  if (!o.contains(p)) {
-    return "";
-  }
-  const json& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
+// A JSON string as an RFC 3339 time; nullopt for anything else.
+std::optional<absl::Time> TimeOf(const json& v) {
+  return v.is_string() ? ParseRfc3339(v.get<std::string>()) : std::nullopt;
 }
 
 // Namespaces keep only name and labels in the cache.
@@ -85,7 +68,7 @@ json Condition(const json& stored_status, const std::string& type, const std::st
   if (stored_status.contains("conditions") && stored_status["conditions"].is_array()) {
     for (const json& c : stored_status["conditions"]) {
       if (c.value("type", "") == type && c.value("status", "") == status) {
-        transition = ParseRfc3339(c.value("lastTransitionTime", json())).value_or(now);
+        transition = TimeOf(c.value("lastTransitionTime", json())).value_or(now);
       }
     }
   }
@@ -93,7 +76,7 @@ json Condition(const json& stored_status, const std::string& type, const std::st
           {"status", status},
           {"reason", reason},
           {"message", message},
-          {"lastTransitionTime", Rfc3339(transition)},
+          {"lastTransitionTime", FormatRfc3339(transition)},
           {"observedGeneration", generation}};
 }
 
@@ -117,93 +100,12 @@ Object ProjectRelease(Object rel) {
 
 }  // namespace
 
-std::string SourceRevision(const api::Release& release) {
-  return render::TemplateHash(release.spec.pod_template);
-}
-
-policy::NamespaceInfo NamespaceInfoOf(const json& ns) {
-  policy::NamespaceInfo info;
-  info.name = Str(ns, "/metadata/name"_json_pointer);
-  if (ns.contains("/metadata/labels"_json_pointer) &&
-      ns.at("/metadata/labels"_json_pointer).is_object()) {
-    for (const auto& [k, v] : ns.at("/metadata/labels"_json_pointer).items()) {
-      if (v.is_string()) {
-        info.labels[k] = v.get<std::string>();
-      }
-    }
-  }
-  return info;
-}
-
-std::vector<api::Environment> ParseEnvironments(const std::vector<json>& objects) {
-  std::vector<api::Environment> out;
-  for (const json& o : objects) {
-    absl::StatusOr<api::Environment> e = api::ParseEnvironment(o);
-    if (e.ok()) {
-      out.push_back(*std::move(e));
-    }
-  }
-  return out;
-}
-
-std::vector<std::string> EnvironmentProblems(const api::Environment& env,
-                                             const std::vector<api::Environment>& all) {
-  std::vector<std::string> problems = api::ValidateEnvironment(env);
-  auto cross = api::ValidateEnvironments(all);
-  if (auto it = cross.find(env.metadata.name); it != cross.end()) {
-    problems.insert(problems.end(), it->second.begin(), it->second.end());
-  }
-  return problems;
-}
-
-std::vector<policy::UpstreamObservation> UpstreamObservations(const json& upstream) {
-  std::vector<policy::UpstreamObservation> out;
-  if (!upstream.is_object() || !upstream.contains("/status/releases"_json_pointer) ||
-      !upstream.at("/status/releases"_json_pointer).is_array()) {
-    return out;
-  }
-  const std::string env = Str(upstream, "/metadata/name"_json_pointer);
-  for (const json& r : upstream.at("/status/releases"_json_pointer)) {
-    if (!r.is_object() || !r.contains("sourceRevision") || !r["sourceRevision"].is_string()) {
-      continue;
-    }
-    policy::UpstreamObservation o;
-    o.environment = env;
-    o.release = absl::StrCat(r.value("namespace", ""), "/", r.value("name", ""));
-    o.source_revision = r["sourceRevision"].get<std::string>();
-    o.ready_since = ParseRfc3339(r.value("readySince", json()));
-    out.push_back(std::move(o));
-  }
-  return out;
-}
-
-std::vector<policy::Approval> ApprovalsFor(const std::string& ns, const std::string& name,
-                                           const std::vector<json>& approvals) {
-  std::vector<policy::Approval> out;
-  for (const json& o : approvals) {
-    absl::StatusOr<api::ReleaseApproval> a = api::ParseReleaseApproval(o);
-    if (!a.ok() || a->metadata.ns != ns || a->release != name) {
-      continue;
-    }
-    out.push_back({a->metadata.name, a->revision, a->approved_by});
-  }
-  return out;
-}
-
-std::optional<std::string> EmergencyReason(const api::Release& release) {
-  auto it = release.metadata.annotations.find(policy::kEmergencyAnnotation);
-  if (it == release.metadata.annotations.end() || it->second.empty()) {
-    return std::nullopt;
-  }
-  return it->second;
-}
-
 json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
   const json stored = in.object.contains("status") && in.object["status"].is_object()
                           ? in.object["status"]
                           : json::object();
   const int64_t generation = in.object.value("/metadata/generation"_json_pointer, int64_t{0});
-  const std::string name = Str(in.object, "/metadata/name"_json_pointer);
+  const std::string name = JsonString(in.object, "/metadata/name"_json_pointer);
 
   std::vector<std::string> problems;
   absl::StatusOr<api::Environment> env = api::ParseEnvironment(in.object);
@@ -263,14 +165,14 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
   std::map<std::string, int32_t> phases;
   int32_t ready = 0;
   for (const json& obj : in.releases) {
-    const std::string ns = Str(obj, "/metadata/namespace"_json_pointer);
+    const std::string ns = JsonString(obj, "/metadata/namespace"_json_pointer);
     if (namespaces.count(ns) == 0) {
       continue;
     }
-    Row row{ns, Str(obj, "/metadata/name"_json_pointer), json::object()};
+    Row row{ns, JsonString(obj, "/metadata/name"_json_pointer), json::object()};
     row.entry["namespace"] = row.ns;
     row.entry["name"] = row.name;
-    std::string phase = Str(obj, "/status/phase"_json_pointer);
+    std::string phase = JsonString(obj, "/status/phase"_json_pointer);
     absl::StatusOr<api::Release> rel = api::ParseRelease(obj);
     if (rel.ok()) {
       api::Release applied = *rel;
@@ -286,7 +188,7 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
         row.entry["revision"] = rel->status.current_revision;
       }
       if (std::optional<absl::Time> since = ReadySince(*rel, spec_revisions); since) {
-        row.entry["readySince"] = Rfc3339(*since);
+        row.entry["readySince"] = FormatRfc3339(*since);
       }
     }
     if (!phase.empty()) {
@@ -347,7 +249,7 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
   releases_ = make(res::Releases(), ProjectRelease);
   namespaces_ = make(res::Namespaces(), ProjectNamespace);
   releases_->AddIndex("namespace", [](const Object& o) {
-    return std::vector<std::string>{Str(o, "/metadata/namespace"_json_pointer)};
+    return std::vector<std::string>{JsonString(o, "/metadata/namespace"_json_pointer)};
   });
 
   // Environments are few and affect each other (namespace claims, upstream chains):
@@ -363,7 +265,7 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
   });
   releases_->AddHandler([this](const Object* o, const Object* n) {
     const Object* obj = n != nullptr ? n : o;
-    EnqueueForNamespace(Str(*obj, "/metadata/namespace"_json_pointer));
+    EnqueueForNamespace(JsonString(*obj, "/metadata/namespace"_json_pointer));
   });
 }
 
@@ -371,7 +273,7 @@ EnvironmentController::~EnvironmentController() { Stop(); }
 
 void EnvironmentController::EnqueueAll(kube::WorkQueue::Priority priority) {
   for (const auto& e : environments_->List()) {
-    queue_->Add(Str(*e, "/metadata/name"_json_pointer), priority);
+    queue_->Add(JsonString(*e, "/metadata/name"_json_pointer), priority);
   }
 }
 
@@ -383,7 +285,7 @@ void EnvironmentController::EnqueueForNamespace(const std::string& ns) {
     absl::StatusOr<api::Environment> env = api::ParseEnvironment(*e);
     // An unreadable Environment is enqueued anyway: its status says why.
     if (!env.ok() || policy::Claims(*env, info)) {
-      queue_->Add(Str(*e, "/metadata/name"_json_pointer));
+      queue_->Add(JsonString(*e, "/metadata/name"_json_pointer));
     }
   }
 }

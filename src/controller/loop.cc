@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/numbers.h"
+
 namespace capstan::controller {
 
 Loop::Loop(std::string name, const Clock& clock)
@@ -12,6 +14,14 @@ Loop::~Loop() { Stop(); }
 
 void Loop::StartCaches() {
   for (kube::Informer* inf : informers_) inf->Start();
+}
+
+bool Loop::CachesHold(uint64_t resource_version) const {
+  return std::all_of(informers_.begin(), informers_.end(), [&](const kube::Informer* i) {
+    uint64_t rv = 0;
+    return i->HasSynced() && absl::SimpleAtoi(i->LastResourceVersion(), &rv) &&
+           rv >= resource_version;
+  });
 }
 
 bool Loop::HasSynced() const {

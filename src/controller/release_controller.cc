@@ -12,15 +12,18 @@
 #include "absl/strings/str_split.h"
 #include "capstan/api/labels.h"
 #include "capstan/api/release.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
-#include "capstan/controller/environment_controller.h"
 #include "capstan/controller/projections.h"
 #include "capstan/diff/diff.h"
 #include "capstan/policy/revert.h"
+#include "capstan/policy/observed.h"
 #include "capstan/render/render.h"
+#include "capstan/render/source_revision.h"
 #include "capstan/rollout/bluegreen.h"
+#include "capstan/rollout/decisions.h"
 
 namespace capstan::controller {
 namespace {
@@ -30,17 +33,11 @@ namespace res = kube::resources;
 
 constexpr char kManagedSelector[] = "app.kubernetes.io/managed-by=capstan";
 
-std::string Str(const Object& o, const Object::json_pointer& p) {
-  if (!o.contains(p)) return "";
-  const Object& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
-
 // "namespace/name" of the Release an owned object or pod belongs to, or "".
 std::string OwnerKey(const Object& obj) {
-  const std::string release = Str(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
+  const std::string release = JsonString(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
   if (release.empty()) return "";
-  return absl::StrCat(Str(obj, "/metadata/namespace"_json_pointer), "/", release);
+  return absl::StrCat(JsonString(obj, "/metadata/namespace"_json_pointer), "/", release);
 }
 
 // The uid of obj's controller ownerReference when it is a Release, or "".
@@ -85,7 +82,7 @@ Object ProjectPod(Object pod) {
         Object slim{{"name", cs.value("name", "")},
                     {"ready", cs.value("ready", false)},
                     {"restartCount", cs.value("restartCount", 0)}};
-        const std::string reason = Str(cs, "/state/waiting/reason"_json_pointer);
+        const std::string reason = JsonString(cs, "/state/waiting/reason"_json_pointer);
         if (!reason.empty()) slim["state"]["waiting"]["reason"] = reason;
         out["status"]["containerStatuses"].push_back(std::move(slim));
       }
@@ -109,7 +106,7 @@ Object ProjectEndpointSlice(Object slice) {
       if (ep.contains("/conditions/ready"_json_pointer)) {
         slim["conditions"]["ready"] = ep.at("/conditions/ready"_json_pointer);
       }
-      slim["targetRef"]["name"] = Str(ep, "/targetRef/name"_json_pointer);
+      slim["targetRef"]["name"] = JsonString(ep, "/targetRef/name"_json_pointer);
       out["endpoints"].push_back(std::move(slim));
     }
   }
@@ -118,9 +115,10 @@ Object ProjectEndpointSlice(Object slice) {
 
 // "namespace/service" of an EndpointSlice.
 std::vector<std::string> ByService(const Object& slice) {
-  const std::string svc = Str(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
+  const std::string svc =
+      JsonString(slice, "/metadata/labels/kubernetes.io~1service-name"_json_pointer);
   if (svc.empty()) return {};
-  return {absl::StrCat(Str(slice, "/metadata/namespace"_json_pointer), "/", svc)};
+  return {absl::StrCat(JsonString(slice, "/metadata/namespace"_json_pointer), "/", svc)};
 }
 
 std::vector<std::string> ByRelease(const Object& obj) {
@@ -210,7 +208,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   });
   namespaces_->AddHandler([this](const Object* o, const Object* n) {
     const Object* ns = n != nullptr ? n : o;
-    const std::string name = Str(*ns, "/metadata/name"_json_pointer);
+    const std::string name = JsonString(*ns, "/metadata/name"_json_pointer);
     const std::string prefix = absl::StrCat(name, "/");
     for (const std::string& key : releases_->Keys()) {
       if (absl::StartsWith(key, prefix)) queue_->Add(key);
@@ -218,9 +216,9 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   });
   approvals_->AddHandler([this](const Object* o, const Object* n) {
     const Object* a = n != nullptr ? n : o;
-    const std::string release = Str(*a, "/spec/release"_json_pointer);
+    const std::string release = JsonString(*a, "/spec/release"_json_pointer);
     if (!release.empty()) {
-      queue_->Add(absl::StrCat(Str(*a, "/metadata/namespace"_json_pointer), "/", release));
+      queue_->Add(absl::StrCat(JsonString(*a, "/metadata/namespace"_json_pointer), "/", release));
     }
   });
   for (kube::Informer* inf : {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
@@ -276,10 +274,10 @@ struct ReleaseController::Pass {
   std::string source_revision;          // template hash before Environment defaults
 
   void Wrote(const kube::Resource& r, const Object& out) {
-    const std::string rv = Str(out, "/metadata/resourceVersion"_json_pointer);
+    const std::string rv = JsonString(out, "/metadata/resourceVersion"_json_pointer);
     uint64_t n = 0;
     if (kube::Informer* inf = c.InformerFor(r); inf != nullptr && absl::SimpleAtoi(rv, &n)) {
-      wrote.push_back({inf, ns, Str(out, "/metadata/name"_json_pointer), n});
+      wrote.push_back({inf, ns, JsonString(out, "/metadata/name"_json_pointer), n});
     }
   }
 
@@ -369,7 +367,7 @@ struct ReleaseController::Pass {
     std::shared_ptr<const Object> live = inf.Get(ns, obj_name);
     if (live == nullptr || ControllerReleaseUid(*live) != rel.metadata.uid) return absl::OkStatus();
     kube::DeleteOptions d;
-    d.precondition_uid = Str(*live, "/metadata/uid"_json_pointer);
+    d.precondition_uid = JsonString(*live, "/metadata/uid"_json_pointer);
     spdlog::info("release={} delete {} {} (no longer in spec)", key, r.kind, obj_name);
     ++writes;
     absl::Status s = c.client_.Delete(r, ns, obj_name, d);
@@ -381,17 +379,14 @@ struct ReleaseController::Pass {
   absl::Status EnsureRevision(const render::PodTemplate& desired) {
     const std::string cr_name = absl::StrCat(name, "-", desired.revision);
     if (c.revisions_->Get(ns, cr_name) != nullptr) return absl::OkStatus();
-    int64_t number = 0;
-    for (const auto& other : c.revisions_->ByIndex("release", key)) {
-      number = std::max(number, other->value("revision", int64_t{0}));
-    }
+    const int64_t number = rollout::NextRevisionNumber(Revisions());
     // Create, never apply: an existing revision (cache lag, or written by a
     // predecessor killed mid-rollout) keeps its number.
     ++writes;
     spdlog::info("release={} create ControllerRevision {}", key, cr_name);
     absl::StatusOr<Object> created = c.client_.Create(
         res::ControllerRevisions(), ns,
-        render::RenderControllerRevision(rel, desired.pod_template, desired.revision, number + 1));
+        render::RenderControllerRevision(rel, desired.pod_template, desired.revision, number));
     if (created.ok()) {
       Wrote(res::ControllerRevisions(), *created);
     } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
@@ -400,23 +395,22 @@ struct ReleaseController::Pass {
     return absl::OkStatus();
   }
 
+  // This Release's ControllerRevisions in the cache.
+  std::vector<rollout::RevisionView> Revisions() const {
+    std::vector<rollout::RevisionView> out;
+    for (const auto& cr : c.revisions_->ByIndex("release", key)) {
+      out.push_back({JsonString(*cr, "/metadata/name"_json_pointer),
+                     JsonString(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer),
+                     cr->value("revision", int64_t{0})});
+    }
+    return out;
+  }
+
   // Keeps revisionHistoryLimit ControllerRevisions, never one named in `keep`.
   absl::Status PruneRevisions(const std::vector<std::string>& keep) {
-    std::vector<std::shared_ptr<const Object>> crs = c.revisions_->ByIndex("release", key);
-    if (static_cast<int32_t>(crs.size()) <= rel.spec.revision_history_limit) {
-      return absl::OkStatus();
-    }
-    std::sort(crs.begin(), crs.end(), [](const auto& a, const auto& b) {
-      return a->value("revision", int64_t{0}) < b->value("revision", int64_t{0});
-    });
-    int32_t excess = static_cast<int32_t>(crs.size()) - rel.spec.revision_history_limit;
-    for (const auto& cr : crs) {
-      if (excess <= 0) break;
-      const std::string rev = Str(*cr, "/metadata/labels/capstan.dev~1revision"_json_pointer);
-      if (rev.empty() || std::find(keep.begin(), keep.end(), rev) != keep.end()) continue;
-      RETURN_IF_ERROR(Remove(res::ControllerRevisions(), *c.revisions_,
-                             Str(*cr, "/metadata/name"_json_pointer)));
-      --excess;
+    for (const std::string& cr :
+         rollout::RevisionsToPrune(Revisions(), rel.spec.revision_history_limit, keep)) {
+      RETURN_IF_ERROR(Remove(res::ControllerRevisions(), *c.revisions_, cr));
     }
     return absl::OkStatus();
   }
@@ -470,6 +464,13 @@ struct ReleaseController::Pass {
 
 namespace {
 
+// The end of the Environment's hold (a freeze or a soak), when it holds until a time.
+template <typename Gate>
+std::optional<absl::Time> HoldUntil(const Gate& gate) {
+  if (!gate.hold.has_value()) return std::nullopt;
+  return gate.decision.requeue_at;
+}
+
 std::string ConflictMessage(const std::vector<std::string>& conflicts) {
   return absl::StrCat(absl::StrJoin(conflicts, ", "), conflicts.size() == 1 ? " exists" : " exist",
                       " and is not owned by this Release; Capstan does not adopt objects it did "
@@ -496,7 +497,7 @@ bool ReleaseController::CachesCaughtUp(const std::string& key) {
       std::shared_ptr<const Object> cached = e.informer->Get(e.ns, e.name);
       uint64_t rv = 0;
       if (cached == nullptr ||
-          (absl::SimpleAtoi(Str(*cached, "/metadata/resourceVersion"_json_pointer), &rv) &&
+          (absl::SimpleAtoi(JsonString(*cached, "/metadata/resourceVersion"_json_pointer), &rv) &&
            rv < e.resource_version)) {
         return false;
       }
@@ -558,35 +559,30 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   {
     std::vector<Object> env_objects;
     for (const auto& e : environments_->List()) env_objects.push_back(*e);
-    const std::vector<api::Environment> envs = ParseEnvironments(env_objects);
+    const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects);
     std::shared_ptr<const Object> ns_obj = namespaces_->Get("", pass.ns);
     const policy::Membership m = policy::ResolveEnvironment(
         envs, rel.spec.environment,
-        NamespaceInfoOf(ns_obj != nullptr ? *ns_obj : Object{{"metadata", {{"name", pass.ns}}}}));
+        policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj
+                                                  : Object{{"metadata", {{"name", pass.ns}}}}));
     if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
     if (m.environment != nullptr) {
-      if (std::vector<std::string> p = EnvironmentProblems(*m.environment, envs); !p.empty()) {
+      if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs);
+          !p.empty()) {
         return pass.Stall(
             rel.status, "EnvironmentInvalid",
             absl::StrCat("Environment ", m.environment->metadata.name,
                          " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed."));
       }
       pass.env = *m.environment;
-      pass.source_revision = SourceRevision(rel);
+      pass.source_revision = render::SourceRevision(rel);
       policy::ApplyEnvironment(*pass.env, &pass.rel);
     }
   }
   // The other strategy's Deployments, still owned by this Release: the strategy
   // changed in place (the CRD forbids it; an older CRD may not). Never a half state.
   const bool blue_green = rel.spec.strategy.type == api::StrategyType::kBlueGreen;
-  std::vector<std::string> other_names;
-  if (blue_green) {
-    other_names = {pass.name};
-  } else {
-    other_names = {render::DeploymentName(rel, api::Color::kBlue),
-                   render::DeploymentName(rel, api::Color::kGreen)};
-  }
-  for (const std::string& other : other_names) {
+  for (const std::string& other : rollout::OtherStrategyDeployments(rel)) {
     std::shared_ptr<const Object> live = deployments_->Get(pass.ns, other);
     if (live != nullptr && ControllerReleaseUid(*live) == rel.metadata.uid) {
       return pass.Stall(
@@ -613,14 +609,14 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   in.strategy = x.rel.spec.strategy.type;
   std::vector<Object> approvals;
   for (const auto& a : approvals_->List()) {
-    if (Str(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
+    if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
   }
-  in.approvals = ApprovalsFor(x.ns, x.name, approvals);
-  in.emergency = EmergencyReason(x.rel);
+  in.approvals = policy::ApprovalsFor(x.ns, x.name, approvals);
+  in.emergency = policy::EmergencyReason(x.rel);
   const std::string& upstream = x.env->spec.policies.upstream.environment;
   if (!upstream.empty()) {
     std::shared_ptr<const Object> up = environments_->Get("", upstream);
-    in.upstream = UpstreamObservations(up != nullptr ? *up : Object());
+    in.upstream = policy::UpstreamObservations(up != nullptr ? *up : Object());
   }
   in.now = x.now;
   gate.decision = policy::Decide(*x.env, in);
@@ -736,12 +732,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
-  // While progressing, look again even without events: the progress deadline
-  // is judged by the deployment controller, but a quiet cluster deserves a check.
-  if (plan.status.phase == "Progressing") result.requeue_after = absl::Seconds(30);
-  if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
-    result.requeue_after = std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
-  }
+  result.requeue_after = rollout::RollingRequeue(plan.status.phase, HoldUntil(gate), x.now);
   if (analysis.has_value() && analysis->requeue_after.has_value() &&
       (result.requeue_after <= absl::ZeroDuration() ||
        *analysis->requeue_after < result.requeue_after)) {
@@ -802,44 +793,33 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   in.desired_images = Images(desired.pod_template);
   if (svc.live != nullptr) {
     in.service_color =
-        api::ParseColor(Str(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
+        api::ParseColor(JsonString(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
     in.service_failed_revision =
-        Str(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
+        JsonString(*svc.live, "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer);
   }
-  std::map<std::string, const rollout::PodView*> pod_by_name;
-  std::vector<rollout::PodView> pods = x.Pods();
+  const std::vector<rollout::PodView> pods = x.Pods();
   for (const rollout::PodView& p : pods) {
     std::optional<Color> c = api::ParseColor(p.color);
     if (!c.has_value()) continue;
     (*c == Color::kBlue ? in.blue : in.green).pods.push_back(p);
-    pod_by_name[p.name] = &p;
   }
   in.blue.deployment = rollout::ViewDeployment(deploys[0].live ? *deploys[0].live : Object());
   in.green.deployment = rollout::ViewDeployment(deploys[1].live ? *deploys[1].live : Object());
+  const Color serving = rollout::ServingColor(in.service_color, rel.status);
   if (preview_service) {
     // Ready endpoints of the preview Service that are pods of the desired revision on
     // the colour that would be promoted.
-    const Color active = in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
-    const std::string idle = api::ColorName(api::OtherColor(active));
-    int32_t ready = 0;
+    std::vector<rollout::EndpointView> endpoints;
     for (const auto& slice :
          endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", preview_name))) {
-      if (!slice->contains("endpoints") || !(*slice)["endpoints"].is_array()) continue;
-      for (const Object& ep : (*slice)["endpoints"]) {
-        // EndpointSlice: a nil ready condition means ready.
-        const bool ep_ready = !ep.contains("/conditions/ready"_json_pointer) ||
-                              ep.at("/conditions/ready"_json_pointer) == true;
-        auto pod = pod_by_name.find(Str(ep, "/targetRef/name"_json_pointer));
-        if (ep_ready && pod != pod_by_name.end() && pod->second->revision == desired.revision &&
-            pod->second->color == idle && pod->second->ready) {
-          ++ready;
-        }
+      for (rollout::EndpointView& ep : rollout::ViewEndpoints(*slice)) {
+        endpoints.push_back(std::move(ep));
       }
     }
-    in.preview_ready_endpoints = ready;
+    in.preview_ready_endpoints =
+        rollout::ReadyPreviewEndpoints(endpoints, pods, desired.revision, api::OtherColor(serving));
   }
   in.now = x.now;
-  const Color serving = in.service_color.value_or(rel.status.active_color.value_or(Color::kBlue));
   const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
   const Gate gate = EvaluateGate(x, desired.revision, running);
   in.hold = gate.hold;
@@ -934,21 +914,11 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
   kube::ReconcileResult result;
-  if (plan.requeue_after.has_value()) result.requeue_after = *plan.requeue_after;
+  result.requeue_after =
+      rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);
   if (analysis_requeue.has_value() &&
       (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
     result.requeue_after = *analysis_requeue;
-  }
-  if (gate.hold.has_value() && gate.decision.requeue_at.has_value()) {
-    const absl::Duration until =
-        std::max(*gate.decision.requeue_at - x.now, absl::Milliseconds(100));
-    if (result.requeue_after <= absl::ZeroDuration() || until < result.requeue_after) {
-      result.requeue_after = until;
-    }
-  }
-  if (plan.status.phase == "Progressing" &&
-      (result.requeue_after <= absl::ZeroDuration() || result.requeue_after > absl::Seconds(30))) {
-    result.requeue_after = absl::Seconds(30);
   }
   return result;
 }

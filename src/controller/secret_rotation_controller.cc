@@ -9,11 +9,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "capstan/api/labels.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
+#include "capstan/secrets/secret_writes.h"
 
 namespace capstan::controller {
 namespace {
@@ -24,12 +26,6 @@ namespace sec = secrets;
 
 // The synthetic field a projected Deployment carries: the Secrets its pod template reads.
 constexpr char kReferencedField[] = "capstanSecretRefs";
-
-std::string Str(const Object& o, const Object::json_pointer& p) {
-  if (!o.contains(p)) return "";
-  const Object& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
 
 // Secrets: what the controller reads, nothing more (values stay in `data`).
 Object ProjectSecret(Object s) {
@@ -80,7 +76,7 @@ Object ProjectDeployment(Object d) {
 
 std::vector<std::string> DeploymentSecretKeys(const Object& d) {
   std::vector<std::string> out;
-  const std::string ns = Str(d, "/metadata/namespace"_json_pointer);
+  const std::string ns = JsonString(d, "/metadata/namespace"_json_pointer);
   if (!d.contains(kReferencedField)) return out;
   for (const Object& n : d[kReferencedField]) {
     if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
@@ -89,16 +85,16 @@ std::vector<std::string> DeploymentSecretKeys(const Object& d) {
 }
 
 std::vector<std::string> RotationSecretKeys(const Object& r) {
-  const std::string name = Str(r, "/spec/secretName"_json_pointer);
+  const std::string name = JsonString(r, "/spec/secretName"_json_pointer);
   if (name.empty()) return {};
-  return {absl::StrCat(Str(r, "/metadata/namespace"_json_pointer), "/", name)};
+  return {absl::StrCat(JsonString(r, "/metadata/namespace"_json_pointer), "/", name)};
 }
 
 std::vector<std::string> RotationDeploymentKeys(const Object& r) {
   std::vector<std::string> out;
   const Object::json_pointer p("/spec/consumers/deployments");
   if (!r.contains(p) || !r.at(p).is_array()) return out;
-  const std::string ns = Str(r, "/metadata/namespace"_json_pointer);
+  const std::string ns = JsonString(r, "/metadata/namespace"_json_pointer);
   for (const Object& n : r.at(p)) {
     if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
   }
@@ -149,9 +145,9 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
     for (const Object* o : {old_obj, new_obj}) {
       if (o == nullptr) continue;
       const std::string owner =
-          Str(*o, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
+          JsonString(*o, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
       if (!owner.empty()) {
-        queue_->Add(absl::StrCat(Str(*o, "/metadata/namespace"_json_pointer), "/", owner));
+        queue_->Add(absl::StrCat(JsonString(*o, "/metadata/namespace"_json_pointer), "/", owner));
       }
     }
   });
@@ -189,12 +185,12 @@ void SecretRotationController::Resync() {
   const bool resync = now - last_resync_ >= options_.resync;
   if (resync) last_resync_ = now;
   for (const auto& r : rotations_->List()) {
-    const std::string next = Str(*r, "/status/nextRotationTime"_json_pointer);
+    const std::string next = JsonString(*r, "/status/nextRotationTime"_json_pointer);
     if (std::optional<absl::Time> t = sec::ParseRfc3339(next)) {
       Metrics::Get()
           .secret_rotation_next_seconds
-          ->Add({{"namespace", Str(*r, "/metadata/namespace"_json_pointer)},
-                 {"name", Str(*r, "/metadata/name"_json_pointer)}})
+          ->Add({{"namespace", JsonString(*r, "/metadata/namespace"_json_pointer)},
+                 {"name", JsonString(*r, "/metadata/name"_json_pointer)}})
           .Set(absl::ToDoubleSeconds(*t - now));
     }
     if (resync) queue_->Add(kube::ObjectKey(*r), kube::WorkQueue::Priority::kLow);
@@ -281,28 +277,20 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
     }
   }
-  if (secret != nullptr) {
-    const std::string owner =
-        Str(*secret, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
-    if (!owner.empty() && owner != name) {
-      return stall("Conflict",
-                   absl::StrCat("Secret ", secret_name, " is managed by SecretRotation ", owner,
-                                "; one Secret has one SecretRotation"));
-    }
-    if (owner.empty()) {
-      if (!sr.spec.adopt_existing) {
-        return stall("Conflict",
-                     absl::StrCat("Secret ", secret_name,
-                                  " exists and was not created by Capstan; set "
-                                  "spec.adoptExisting: true to let this SecretRotation manage "
-                                  "its listed keys, or choose another secretName"));
-      }
+  const sec::OwnershipDecision owned = sec::DecideOwnership(sr, secret.get());
+  switch (owned.ownership) {
+    case sec::Ownership::kConflictOther:
+    case sec::Ownership::kConflictForeign:
+      return stall("Conflict", owned.message);
+    case sec::Ownership::kAdopt: {
       // Adopt: label only, no ownerReference (deleting the SecretRotation
       // must not delete a Secret someone else made).
-      Object patch = {{"metadata",
-                       {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
-                        {"labels", {{sec::kLabelSecretRotation, name}}}}}};
-      absl::Status s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
+      absl::Status s =
+          client_
+              .MergePatch(res::Secrets(), ns, secret_name,
+                          sec::AdoptPatch(
+                              sr, JsonString(*secret, "/metadata/resourceVersion"_json_pointer)))
+              .status();
       if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", secret_name));
       spdlog::info("secretrotation={} adopted secret={}", key, secret_name);
       emit("Normal", "Adopted",
@@ -312,6 +300,9 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       again.requeue_after = absl::Milliseconds(500);
       return again;
     }
+    case sec::Ownership::kMissing:
+    case sec::Ownership::kManaged:
+      break;
   }
 
   sec::RotationInput in;
@@ -354,12 +345,10 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
 
   // 1. Stamp consumers (before the Secret records that they were).
   for (const std::string& d : plan.stamp) {
-    Object patch = {
-        {"spec",
-         {{"template",
-           {{"metadata",
-             {{"annotations", {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}}}}};
-    absl::Status s = client_.MergePatch(res::Deployments(), ns, d, patch).status();
+    absl::Status s =
+        client_
+            .MergePatch(res::Deployments(), ns, d, sec::StampPatch(secret_name, plan.stamp_value))
+            .status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;
     spdlog::info("secretrotation={} restart deployment={} secret-version={}", key, d,
@@ -384,32 +373,16 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     for (const auto& [k, v] : change.set_annotations) annotations[k] = v;
     absl::Status s;
     if (plan.action == sec::Action::kCreate) {
-      Object body = {
-          {"apiVersion", "v1"},
-          {"kind", "Secret"},
-          {"type", "Opaque"},
-          {"metadata",
-           {{"name", secret_name},
-            {"namespace", ns},
-            {"labels",
-             {{sec::kLabelSecretRotation, name}, {api::kLabelManagedBy, api::kManagedByCapstan}}},
-            {"annotations", annotations},
-            {"ownerReferences", Object::array({{{"apiVersion", api::kApiVersion},
-                                                {"kind", sec::kSecretRotationKind},
-                                                {"name", name},
-                                                {"uid", sr.uid},
-                                                {"controller", true}}})}}},
-          {"data", out_data}};
-      s = client_.Create(res::Secrets(), ns, body).status();
+      s = client_.Create(res::Secrets(), ns, sec::SecretCreateBody(sr, annotations, out_data))
+              .status();
     } else {
       for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
-      // The resourceVersion makes the patch conditional: a stale cache or a
-      // second writer gets 409 and this key is retried from fresh state.
-      Object patch = {{"metadata",
-                       {{"resourceVersion", Str(*secret, "/metadata/resourceVersion"_json_pointer)},
-                        {"annotations", annotations}}}};
-      if (!out_data.empty()) patch["data"] = out_data;
-      s = client_.MergePatch(res::Secrets(), ns, secret_name, patch).status();
+      s = client_
+              .MergePatch(res::Secrets(), ns, secret_name,
+                          sec::SecretStepPatch(
+                              JsonString(*secret, "/metadata/resourceVersion"_json_pointer),
+                              annotations, out_data))
+              .status();
     }
     if (!s.ok()) {
       return ScrubbedSecretError(

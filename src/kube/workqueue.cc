@@ -320,7 +320,7 @@ void WorkerPool::Work() {
 void WorkerPool::Process(const std::string& key) {
   const absl::Time start = queue_.clock().Now();
   absl::StatusOr<ReconcileResult> result;
-  // A reconciler is not supposed to throw (STYLE.md rule 5), but if one does,
+  // A reconciler is not supposed to throw (docs/style.md, style rule 5), but if one does,
   // the key is retried with backoff and the worker lives on.
   try {
     result = reconcile_(key);

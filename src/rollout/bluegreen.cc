@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/common/rfc3339.h"
+#include "capstan/rollout/decisions.h"
 #include "status_util.h"
 
 namespace capstan::rollout {
@@ -16,10 +18,6 @@ using api::ReleaseStatus;
 
 const ColorView& ViewOf(const BlueGreenInput& in, Color c) {
   return c == Color::kBlue ? in.blue : in.green;
-}
-
-std::string Time(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 // The Deployment runs `revision` with every pod updated and available, at `want`
@@ -104,7 +102,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   s.current_revision = desired;
 
   // Traffic goes where the live Service points; status follows it.
-  const Color active = in.service_color.value_or(r.status.active_color.value_or(Color::kBlue));
+  const Color active = ServingColor(in.service_color, r.status);
   const Color idle = api::OtherColor(active);
   const ColorView& a = ViewOf(in, active);
   const ColorView& i = ViewOf(in, idle);
@@ -210,7 +208,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.phase = "Progressing";
     s.message = absl::StrCat("creating ", ColorName(active), " with revision ", desired,
                              Images(in.desired_images));
-    SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
@@ -254,13 +252,13 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.preview_ready_at.reset();
       const std::string back = absl::StrCat(
           "traffic switched back to ", ColorName(idle), " (revision ", i.deployment.revision, "); ",
-          ColorName(active), " is scaled down at ", Time(*s.scale_down_at));
+          ColorName(active), " is scaled down at ", FormatRfc3339(*s.scale_down_at));
       if (aborting) {
         s.phase = "Aborted";
         s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
                                  "=", *abort, "); ", back);
         RecordHistory(&s, desired, in.desired_images, "Aborted", now);
-        SetConditions(&s, gen, now, false, "Aborted", false, true, "Aborted", s.message);
+        MarkStalled(&s, gen, now, "Aborted", "Aborted", s.message);
         p.events.push_back({"Warning", "Aborted", "Abort", s.message});
       } else {
         s.phase = "RolledBack";
@@ -268,7 +266,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                                  " failed after the switch: ", why.value_or("recorded as failed"),
                                  "; ", back);
         RecordHistory(&s, desired, in.desired_images, "Failed", now);
-        SetConditions(&s, gen, now, false, "RolledBack", false, true, "RevisionFailed", s.message);
+        MarkStalled(&s, gen, now, "RolledBack", "RevisionFailed", s.message);
         p.rolled_back = true;
         p.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s.message});
       }
@@ -288,8 +286,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                                        : "the previous colour is already scaled down");
       }
       RecordHistory(&s, desired, in.desired_images, "Failed", now);
-      SetConditions(&s, gen, now, false, "RevisionFailed", false, true, "RevisionFailed",
-                    s.message);
+      MarkStalled(&s, gen, now, "RevisionFailed", "RevisionFailed", s.message);
       if (newly) p.events.push_back({"Warning", "RevisionFailed", "Rollout", s.message});
       return finish();
     }
@@ -317,9 +314,9 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
           a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ", ColorName(idle),
           " (revision ", i.deployment.revision, ") stays up ",
           post_pending ? absl::StrCat("while post-promotion analysis ", post->run, " runs")
-                       : absl::StrCat("until ", Time(*s.scale_down_at)),
+                       : absl::StrCat("until ", FormatRfc3339(*s.scale_down_at)),
           " for an instant switch back");
-      SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
+      MarkReady(&s, gen, now, s.message);
       if (s.scale_down_at.has_value() && now < *s.scale_down_at) requeue_at(*s.scale_down_at);
       // Readiness is checked once a second while the old colour can take traffic back.
       requeue_at(now + absl::Seconds(1));
@@ -334,7 +331,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.message =
           absl::StrCat("revision ", desired, " is available on ", ColorName(active), " (",
                        a.deployment.available_replicas, "/", a.deployment.spec_replicas, ")");
-      SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
+      MarkReady(&s, gen, now, s.message);
       MarkSuperseded(&s, desired);
       RecordHistory(&s, desired, in.desired_images, "Ready", now);
       if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
@@ -343,7 +340,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.message = absl::StrCat("revision ", desired, " on ", ColorName(active), ": ",
                                a.deployment.available_replicas, " of ", a.deployment.spec_replicas,
                                " available");
-      SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+      MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     }
     return finish();
   }
@@ -362,8 +359,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       s.message = absl::StrCat("revision ", desired, " failed; ", where_active, " serves");
     }
     const std::string reason = s.phase == "Aborted" ? "Aborted" : "RevisionFailed";
-    SetConditions(&s, gen, now, false, s.phase == "Degraded" ? "RevisionFailed" : s.phase, false,
-                  true, reason, s.message);
+    MarkStalled(&s, gen, now, s.phase == "Degraded" ? "RevisionFailed" : s.phase, reason,
+                s.message);
     return finish();
   }
 
@@ -381,8 +378,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.phase = aborted ? "Aborted" : "Degraded";
     s.message = message;
     RecordHistory(&s, desired, in.desired_images, aborted ? "Aborted" : "Failed", now);
-    SetConditions(&s, gen, now, false, aborted ? "Aborted" : "RevisionFailed", false, true,
-                  aborted ? "Aborted" : "RevisionFailed", message);
+    MarkStalled(&s, gen, now, aborted ? "Aborted" : "RevisionFailed",
+                aborted ? "Aborted" : "RevisionFailed", message);
     p.events.push_back(
         {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview", message});
     requeue_at(*s.scale_down_at);
@@ -411,7 +408,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.phase = "Progressing";
     s.message = absl::StrCat("revision ", desired, Images(in.desired_images), " coming up on ",
                              ColorName(idle), " for preview; ", stays);
-    SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
@@ -422,7 +419,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   if (std::optional<std::string> why = DetectFailure(r, desired, i.deployment, i.pods)) {
     fail_preview(absl::StrCat("revision ", desired, " failed in preview on ", ColorName(idle), ": ",
                               *why, "; ", stays, "; ", ColorName(idle), " is scaled down at ",
-                              Time(now + scale_down_delay)),
+                              FormatRfc3339(now + scale_down_delay)),
                  false);
     p.action(idle).replicas.reset();
     return finish();
@@ -440,7 +437,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                       " ready endpoints in ", r.metadata.name, "-preview");
     }
     absl::StrAppend(&s.message, "; ", stays);
-    SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", now);
     return finish();
   }
@@ -495,7 +492,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
       promote = true;
     } else {
       requeue_at(at);
-      waiting = absl::StrCat("traffic moves at ", Time(at));
+      waiting = absl::StrCat("traffic moves at ", FormatRfc3339(at));
     }
   } else {
     auto ann = r.metadata.annotations.find(kPromoteAnnotation);
@@ -510,8 +507,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                      bg.preview_service ? absl::StrCat(" (Service ", r.metadata.name, "-preview)")
                                         : std::string(),
                      "; ", waiting, "; ", stays);
-    SetConditions(&s, gen, now, false, "Previewing", true, false,
-                  bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
+    MarkReconciling(&s, gen, now, "Previewing",
+                    bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
     RecordHistory(&s, desired, in.desired_images, "Previewing", now);
     return finish();
   }
@@ -527,8 +524,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
   s.phase = "Ready";
   s.message = absl::StrCat("traffic switched from ", where_active, " to ", ColorName(idle),
                            " (revision ", desired, "); ", ColorName(active), " stays up until ",
-                           Time(*s.scale_down_at), " for an instant switch back");
-  SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
+                           FormatRfc3339(*s.scale_down_at), " for an instant switch back");
+  MarkReady(&s, gen, now, s.message);
   RecordHistory(&s, desired, in.desired_images, "Ready", now);
   p.events.push_back({"Normal", "Promoted", "Promote", s.message});
   requeue_at(*s.scale_down_at);

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/common/json_util.h"
+#include "capstan/common/rfc3339.h"
 #include "status_util.h"
 
 namespace capstan::rollout {
@@ -20,12 +22,6 @@ int64_t Int(const json& obj, const json::json_pointer& ptr) {
   return v.is_number_integer() ? v.get<int64_t>() : 0;
 }
 
-std::string Str(const json& obj, const json::json_pointer& ptr) {
-  if (!obj.contains(ptr)) return "";
-  const json& v = obj.at(ptr);
-  return v.is_string() ? v.get<std::string>() : "";
-}
-
 bool IsImageFailure(const std::string& reason) {
   return reason == "ErrImagePull" || reason == "ImagePullBackOff" || reason == "InvalidImageName" ||
          reason == "CreateContainerConfigError" || reason == "CreateContainerError";
@@ -37,7 +33,7 @@ DeploymentView ViewDeployment(const json& d) {
   DeploymentView v;
   if (!d.is_object()) return v;
   v.exists = true;
-  v.revision = Str(d, "/spec/template/metadata/labels/capstan.dev~1revision"_json_pointer);
+  v.revision = JsonString(d, "/spec/template/metadata/labels/capstan.dev~1revision"_json_pointer);
   v.generation = Int(d, "/metadata/generation"_json_pointer);
   v.observed_generation = Int(d, "/status/observedGeneration"_json_pointer);
   v.spec_replicas = static_cast<int32_t>(
@@ -60,25 +56,16 @@ DeploymentView ViewDeployment(const json& d) {
 
 PodView ViewPod(const json& pod) {
   PodView v;
-  v.name = Str(pod, "/metadata/name"_json_pointer);
-  v.revision = Str(pod, "/metadata/labels/capstan.dev~1revision"_json_pointer);
-  v.color = Str(pod, "/metadata/labels/capstan.dev~1color"_json_pointer);
+  v.name = JsonString(pod, "/metadata/name"_json_pointer);
+  v.revision = JsonString(pod, "/metadata/labels/capstan.dev~1revision"_json_pointer);
+  v.color = JsonString(pod, "/metadata/labels/capstan.dev~1color"_json_pointer);
   v.deleting = pod.contains("/metadata/deletionTimestamp"_json_pointer);
-  {
-    absl::Time t;
-    std::string err;
-    if (absl::ParseTime(absl::RFC3339_full, Str(pod, "/metadata/creationTimestamp"_json_pointer),
-                        &t, &err)) {
-      v.created = t;
-    }
-  }
+  v.created = ParseRfc3339(JsonString(pod, "/metadata/creationTimestamp"_json_pointer));
   if (pod.contains("/status/conditions"_json_pointer)) {
     for (const json& c : pod.at("/status/conditions"_json_pointer)) {
       if (c.value("type", "") != "Ready") continue;
       v.ready = c.value("status", "") == "True";
-      absl::Time t;
-      std::string err;
-      if (absl::ParseTime(absl::RFC3339_full, c.value("lastTransitionTime", ""), &t, &err)) {
+      if (std::optional<absl::Time> t = ParseRfc3339(c.value("lastTransitionTime", ""))) {
         v.ready_since = t;
       }
     }
@@ -86,7 +73,7 @@ PodView ViewPod(const json& pod) {
   if (pod.contains("/status/containerStatuses"_json_pointer)) {
     for (const json& cs : pod.at("/status/containerStatuses"_json_pointer)) {
       v.restarts = std::max<int32_t>(v.restarts, cs.value("restartCount", 0));
-      const std::string reason = Str(cs, "/state/waiting/reason"_json_pointer);
+      const std::string reason = JsonString(cs, "/state/waiting/reason"_json_pointer);
       if (!reason.empty() && v.waiting_reason.empty()) {
         v.waiting_reason = reason;
         v.waiting_container = cs.value("name", "");
@@ -184,16 +171,15 @@ RollingPlan PlanRolling(const RollingInput& in) {
     if (WasAborted(s, desired)) {
       p.target = can_roll_back ? RollingPlan::Target::kStable : RollingPlan::Target::kKeep;
       s.phase = "Aborted";
-      SetConditions(&s, gen, in.now, false, "Aborted", false, true, "Aborted", message);
+      MarkStalled(&s, gen, in.now, "Aborted", "Aborted", message);
     } else if (can_roll_back) {
       p.target = RollingPlan::Target::kStable;
       s.phase = "RolledBack";
-      SetConditions(&s, gen, in.now, false, "RolledBack", false, true, "RevisionFailed", message);
+      MarkStalled(&s, gen, in.now, "RolledBack", "RevisionFailed", message);
     } else {
       p.target = RollingPlan::Target::kKeep;
       s.phase = "Degraded";
-      SetConditions(&s, gen, in.now, false, "RevisionFailed", false, true, "RevisionFailed",
-                    message);
+      MarkStalled(&s, gen, in.now, "RevisionFailed", "RevisionFailed", message);
     }
   };
 
@@ -221,7 +207,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
                              in.desired_images.empty()
                                  ? ""
                                  : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
-    SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
+    MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
@@ -294,7 +280,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
     s.phase = "Ready";
     s.message = absl::StrCat("revision ", desired, " is available (", d.available_replicas, "/",
                              d.spec_replicas, ")");
-    SetConditions(&s, gen, in.now, true, "Ready", false, false, "Ready", s.message);
+    MarkReady(&s, gen, in.now, s.message);
     for (api::RevisionRecord& rec : s.history) {
       if (rec.revision != desired && rec.phase == "Ready") {
         rec.phase = "Superseded";
@@ -327,7 +313,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
                              d.spec_replicas, "); analysis ", in.analysis->run, " running",
                              in.analysis->message.empty() ? "" : ": ", in.analysis->message);
   }
-  SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
+  MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
   RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
   return p;
 }

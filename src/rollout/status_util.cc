@@ -29,6 +29,8 @@ void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
   if (s->history.size() > kHistoryLimit) s->history.resize(kHistoryLimit);
 }
 
+namespace {
+
 // The Release's kstatus conditions in one place.
 void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
                    const std::string& ready_reason, bool reconciling, bool stalled,
@@ -47,6 +49,25 @@ void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bo
       api::Condition{"Stalled", stalled ? "True" : "False", stalled ? reason : ready_reason,
                      stalled ? message : "", now, generation},
       now);
+}
+
+}  // namespace
+
+void MarkReady(api::ReleaseStatus* s, int64_t generation, absl::Time now,
+               const std::string& message) {
+  SetConditions(s, generation, now, true, "Ready", false, false, "Ready", message);
+}
+
+void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now,
+                     const std::string& ready_reason, const std::string& reason,
+                     const std::string& message) {
+  SetConditions(s, generation, now, false, ready_reason, true, false, reason, message);
+}
+
+void MarkStalled(api::ReleaseStatus* s, int64_t generation, absl::Time now,
+                 const std::string& ready_reason, const std::string& reason,
+                 const std::string& message) {
+  SetConditions(s, generation, now, false, ready_reason, false, true, reason, message);
 }
 
 std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string& desired,
@@ -68,7 +89,7 @@ bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl
                api::ReleaseStatus* s) {
   s->phase = "Waiting";
   s->message = hold.message;
-  SetConditions(s, generation, now, false, hold.reason, true, false, hold.reason, hold.message);
+  MarkReconciling(s, generation, now, hold.reason, hold.reason, hold.message);
   return r.status.phase != "Waiting" || r.status.message != hold.message;
 }
 

@@ -19,12 +19,21 @@ void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
                    const std::vector<std::string>& images, const std::string& phase,
                    absl::Time now);
 
-// Sets the three kstatus conditions at once. `ready_reason` is the Ready reason (and
-// the reason of Reconciling/Stalled when they are False); `reason`/`message` describe
-// Reconciling or Stalled when True.
-void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
-                   const std::string& ready_reason, bool reconciling, bool stalled,
-                   const std::string& reason, const std::string& message);
+// The three kstatus conditions (Ready, Reconciling, Stalled), set together by one of
+// three named builders, so a call says which state the Release is in:
+//  - MarkReady: Ready=True (reason Ready), Reconciling and Stalled False.
+//  - MarkReconciling: work under way (Progressing, Previewing, Waiting...): Ready=False
+//    with `ready_reason`, Reconciling=True with `reason` and `message`, Stalled=False.
+//  - MarkStalled: nothing more will happen by itself (failed, rolled back, aborted):
+//    Ready=False with `ready_reason`, Stalled=True with `reason` and `message`.
+void MarkReady(api::ReleaseStatus* s, int64_t generation, absl::Time now,
+               const std::string& message);
+void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now,
+                     const std::string& ready_reason, const std::string& reason,
+                     const std::string& message);
+void MarkStalled(api::ReleaseStatus* s, int64_t generation, absl::Time now,
+                 const std::string& ready_reason, const std::string& reason,
+                 const std::string& message);
 
 // A new token on the capstan.dev/retry annotation while `desired` is the failed
 // revision: clears status.failedRevision, records the token and an Event, and

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/common/json_util.h"
 
 namespace capstan::secrets {
 namespace {
@@ -40,12 +41,6 @@ std::string KeyList(const SecretRotation& sr) {
   return absl::StrJoin(names, ", ");
 }
 
-std::string Str(const json& o, const json::json_pointer& p) {
-  if (!o.contains(p)) return "";
-  const json& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
-
 int64_t Int(const json& o, const json::json_pointer& p, int64_t def) {
   if (!o.contains(p)) return def;
   const json& v = o.at(p);
@@ -54,7 +49,7 @@ int64_t Int(const json& o, const json::json_pointer& p, int64_t def) {
 
 void AddSecretRefsFromVolumeSources(const json& sources, std::set<std::string>* out) {
   for (const json& s : sources) {
-    const std::string n = Str(s, "/secret/name"_json_pointer);
+    const std::string n = JsonString(s, "/secret/name"_json_pointer);
     if (!n.empty()) out->insert(n);
   }
 }
@@ -117,17 +112,6 @@ std::string ActionName(Action a) {
   return "none";
 }
 
-std::string FormatRfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
-}
-
-std::optional<absl::Time> ParseRfc3339(const std::string& s) {
-  absl::Time t;
-  std::string err;
-  if (s.empty() || !absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return std::nullopt;
-  return t;
-}
-
 std::string StampAnnotationKey(const std::string& secret_name) {
   if (secret_name.size() <= 63) return kAnnSecretVersionPrefix + secret_name;
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -141,7 +125,7 @@ std::string StampAnnotationKey(const std::string& secret_name) {
 
 ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
   ConsumerView v;
-  v.name = Str(d, "/metadata/name"_json_pointer);
+  v.name = JsonString(d, "/metadata/name"_json_pointer);
   const json::json_pointer annotations("/spec/template/metadata/annotations");
   if (d.contains(annotations) && d.at(annotations).is_object()) {
     const json& a = d.at(annotations);
@@ -180,13 +164,13 @@ std::vector<std::string> SecretsReferenced(const json& pod_template) {
     for (const json& c : spec[list]) {
       if (c.contains("env") && c["env"].is_array()) {
         for (const json& e : c["env"]) {
-          const std::string n = Str(e, "/valueFrom/secretKeyRef/name"_json_pointer);
+          const std::string n = JsonString(e, "/valueFrom/secretKeyRef/name"_json_pointer);
           if (!n.empty()) out.insert(n);
         }
       }
       if (c.contains("envFrom") && c["envFrom"].is_array()) {
         for (const json& e : c["envFrom"]) {
-          const std::string n = Str(e, "/secretRef/name"_json_pointer);
+          const std::string n = JsonString(e, "/secretRef/name"_json_pointer);
           if (!n.empty()) out.insert(n);
         }
       }
@@ -194,7 +178,7 @@ std::vector<std::string> SecretsReferenced(const json& pod_template) {
   }
   if (spec.contains("volumes") && spec["volumes"].is_array()) {
     for (const json& v : spec["volumes"]) {
-      const std::string n = Str(v, "/secret/secretName"_json_pointer);
+      const std::string n = JsonString(v, "/secret/secretName"_json_pointer);
       if (!n.empty()) out.insert(n);
       const json::json_pointer sources("/projected/sources");
       if (v.contains(sources) && v.at(sources).is_array()) {

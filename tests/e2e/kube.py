@@ -174,6 +174,15 @@ class Operator:
         return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
                    if l.startswith("capstan_reconcile_total{"))
 
+    def looked(self, reconciles=3):
+        """Returns once `reconciles` more reconciles have finished, so the operator has
+        provably looked at the state as it is now (the first may have been under way
+        already). Run with --resync_seconds=1 so reconciles keep coming; use it before
+        asserting that something did not happen, instead of a sleep."""
+        base = self.reconciles()
+        wait_until(lambda: self.reconciles() >= base + reconciles, 60,
+                   what=f"{reconciles} more reconciles")
+
     def writes_while_idle(self):
         """API writes across four reconciles, counted once two more have let the last
         writes' watch events settle. Run with --resync_seconds=1 so reconciles keep coming."""

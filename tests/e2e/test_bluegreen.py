@@ -168,7 +168,7 @@ def test_full_cycle_auto_promote_scale_down_with_hpa():
 
 
 def test_manual_promotion_waits_for_the_named_revision():
-    with kube.running("bg") as (ns, op):
+    with kube.running("bg", "--resync_seconds=1") as (ns, op):
         traffic = TrafficWatch(ns, "web")
         ready_on_blue(ns, "web", traffic, autoPromote=False, scaleDownDelaySeconds=3)
         kube.set_image(ns, "web", "registry.example/web:2")
@@ -177,7 +177,7 @@ def test_manual_promotion_waits_for_the_named_revision():
         assert kube.condition(r, "Reconciling")["reason"] == "AwaitingPromotion"
         assert f"capstan.dev/promote={rev}" in r["status"]["message"]
         assert r["status"]["previewColor"] == "green"
-        time.sleep(2)
+        op.looked()
         assert selector_color(ns, "web") == "blue", "no promotion without the annotation"
         kube.kubectl("-n", ns, "annotate", "release", "web", f"capstan.dev/promote={rev}")
         kube.wait_until(lambda: selector_color(ns, "web") == "green", 30, what="promotion")
@@ -246,7 +246,7 @@ def test_readiness_loss_after_the_switch_counts_consecutive_checks():
 
 
 def test_abort_in_preview_is_final_and_keeps_traffic():
-    with kube.running("bg") as (ns, op):
+    with kube.running("bg", "--resync_seconds=1") as (ns, op):
         traffic = TrafficWatch(ns, "web")
         ready_on_blue(ns, "web", traffic, autoPromote=False, scaleDownDelaySeconds=3)
         kube.set_image(ns, "web", "registry.example/web:2")

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import uuid
 
 import pytest
@@ -294,7 +293,7 @@ def test_unhealthy_consumer_gets_the_previous_values_restored():
     `neverready` image (the pods of the new template never become Ready), and
     when the previous version is back it switches back. minReadySeconds keeps
     the new pods from counting as available before the switch lands."""
-    with running() as (ns, box):
+    with running("--resync_seconds=1") as (ns, box):
         watch = SecretValues(ns, "db-creds")
         try:
             kube.apply(env_consumer("picky", "db-creds", replicas=2, minReadySeconds=4,
@@ -336,8 +335,8 @@ def test_unhealthy_consumer_gets_the_previous_values_restored():
             _, metrics = box["op"].get("/metrics")
             assert f'capstan_secret_rotations_total{{name="db",namespace="{ns}",' \
                    f'result="failed"}} 1' in metrics
-            # Not retried by itself before the next interval.
-            time.sleep(3)
+            # Not retried by itself before the next interval (the operator has looked again).
+            box["op"].looked(2)
             assert srot(ns, "db")["status"]["phase"] == "Failed"
             assert data(ns, "db-creds") == original
         finally:
@@ -508,7 +507,7 @@ def test_release_consumer_is_restarted_through_its_deployment():
 
 
 def test_a_deployment_reading_two_rotated_secrets_gets_one_stamp_per_secret():
-    with running() as (ns, box):
+    with running("--resync_seconds=1") as (ns, box):
         d = env_consumer("both", "jwt-keys")
         d["spec"]["template"]["spec"]["volumes"] = [
             {"name": "db", "secret": {"secretName": "db-keys"}}]
@@ -529,7 +528,7 @@ def test_a_deployment_reading_two_rotated_secrets_gets_one_stamp_per_secret():
                 hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
         # Settled: the two SecretRotations do not keep restarting the Deployment.
         generation = kube.get("deployment", "both", ns)["metadata"]["generation"]
-        time.sleep(3)
+        box["op"].looked(6)  # each SecretRotation reconciled at least twice more
         assert kube.get("deployment", "both", ns)["metadata"]["generation"] == generation
 
 
@@ -557,7 +556,10 @@ def test_existing_secret_is_not_adopted_unless_asked():
         assert plain(d["other"]) == "x", "keys not listed are never touched"
         # Deleting the SecretRotation keeps an adopted Secret.
         kube.kubectl("-n", ns, "delete", "secretrotation", "hm")
-        time.sleep(2)
+        # The operator has handled the delete once it dropped the SecretRotation's gauge.
+        gauge = f'capstan_secret_rotation_next_seconds{{name="hm",namespace="{ns}"}}'
+        kube.wait_until(lambda: gauge not in box["op"].get("/metrics")[1], 30,
+                        what="the deleted SecretRotation forgotten")
         assert kube.exists("secret", "handmade", ns)
 
 

@@ -36,46 +36,20 @@
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
 #include "capstan/policy/environment.h"
+#include "capstan/policy/observed.h"
+#include "capstan/render/source_revision.h"
 
 namespace capstan::controller {
 
-// Hash of a Release's pod template as written: no Capstan labels, no Environment
-// defaults. The same template has the same source revision in every namespace and
-// Environment, so it identifies a revision along the promotion chain (dev -> staging ->
-// production) while status.currentRevision (what runs, Environment defaults included)
-// differs per Environment.
-std::string SourceRevision(const api::Release& release);
-
-// ---------------------------------------------------------------------------
-// Helpers for the Release reconciler (the integration seam, docs/design.md
-// "Environment"). Pure.
-
-// Every Environment object that parses (the CRD schema makes a parse failure unlikely;
-// such an object is skipped, and its own status says why).
-std::vector<api::Environment> ParseEnvironments(const std::vector<nlohmann::json>& objects);
-
-// Why `env` cannot be used, given every Environment: its own validation problems plus
-// the cross-object ones (namespace named twice, upstream missing or in a cycle). Empty
-// when usable. A Release in an unusable Environment is held (fail closed).
-std::vector<std::string> EnvironmentProblems(const api::Environment& env,
-                                             const std::vector<api::Environment>& all);
-
-// policy::NamespaceInfo from a Namespace object (name and labels).
-policy::NamespaceInfo NamespaceInfoOf(const nlohmann::json& ns);
-
-// The gate's upstream observations: status.releases of the upstream Environment object
-// (entries with a sourceRevision; readySince when Ready). Empty for null.
-std::vector<policy::UpstreamObservation> UpstreamObservations(
-    const nlohmann::json& upstream_environment);
-
-// The ReleaseApproval objects (any namespace) that approve something of the Release
-// `ns`/`name`, as policy::Approval. Objects that do not parse, or name another Release or
-// namespace, are skipped.
-std::vector<policy::Approval> ApprovalsFor(const std::string& ns, const std::string& name,
-                                           const std::vector<nlohmann::json>& approvals);
-
-// The capstan.dev/emergency annotation's value; nullopt when absent or empty.
-std::optional<std::string> EmergencyReason(const api::Release& release);
+// The Release reconciler's Environment inputs live in policy/observed.h (and the source
+// revision in render/source_revision.h); these names stay for this controller's callers.
+using policy::ApprovalsFor;
+using policy::EmergencyReason;
+using policy::EnvironmentProblems;
+using policy::NamespaceInfoOf;
+using policy::ParseEnvironments;
+using policy::UpstreamObservations;
+using render::SourceRevision;
 
 // Everything ComputeEnvironmentStatus reads.
 struct EnvironmentObservation {

@@ -5,6 +5,7 @@
 // orderly stop. A controller owns one Loop and supplies the parts that differ:
 // its reconcile function and what its tick enqueues.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,6 +47,10 @@ class Loop {
 
   void StartCaches();
   bool HasSynced() const;
+  // True when every informer has seen the API server's state up to
+  // `resource_version` (events or bookmarks): what a test waits for before it
+  // reconciles, so the reconcile decides from what the test put there.
+  bool CachesHold(uint64_t resource_version) const;
 
   // Starts `workers` workers running `reconcile`, and a thread that calls
   // `tick` every `period` until Stop(). A new leader may start before its

@@ -59,6 +59,8 @@ class ReleaseController {
   // Starts the informers (every replica keeps warm caches).
   void StartCaches();
   bool HasSynced() const;
+  // Every cache holds the API server's state up to `resource_version` (for tests).
+  bool CachesHold(uint64_t resource_version) const { return loop_.CachesHold(resource_version); }
   // Starts the workers and the periodic resync (the leader only).
   void StartWorkers();
   // Stops workers, then informers. Idempotent.

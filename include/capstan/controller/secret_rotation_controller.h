@@ -21,6 +21,7 @@
 // SECURITY: values live only in the Secret cache and the write bodies; logs,
 // Events, status, metrics and error messages name Secrets and keys only.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,6 +62,8 @@ class SecretRotationController {
 
   void StartCaches();
   bool HasSynced() const;
+  // Every cache holds the API server's state up to `resource_version` (for tests).
+  bool CachesHold(uint64_t resource_version) const { return loop_.CachesHold(resource_version); }
   void StartWorkers();
   void Stop();
 

@@ -3,7 +3,7 @@
 // A typed-enough Kubernetes REST client: objects are nlohmann::json, resources
 // are kube::Resource, errors are absl::Status carrying the API's reason.
 //
-// Status mapping (STYLE.md): 404 NotFound, 409 Conflict -> Aborted,
+// Status mapping (docs/style.md, style rule 4): 404 NotFound, 409 Conflict -> Aborted,
 // 409 AlreadyExists -> AlreadyExists, 401 Unauthenticated, 403 PermissionDenied,
 // 400/422 InvalidArgument, 410 Gone -> OutOfRange (resourceVersion too old),
 // 429/5xx/no answer -> Unavailable. The Status reason ("Conflict", "NotFound",

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "capstan/common/rfc3339.h"
 #include "capstan/secrets/secret_rotation.h"
 #include "nlohmann/json.hpp"
 
@@ -173,7 +174,7 @@ nlohmann::json StalledStatus(const SecretRotation& sr, const std::string& reason
 std::optional<absl::Time> NextRotation(const SecretRotation& sr,
                                        const std::map<std::string, std::string>& annotations);
 
-std::string FormatRfc3339(absl::Time t);
-std::optional<absl::Time> ParseRfc3339(const std::string& s);
+using ::capstan::FormatRfc3339;  // capstan/common/rfc3339.h
+using ::capstan::ParseRfc3339;
 
 }  // namespace capstan::secrets

@@ -1,0 +1,436 @@
+// ReleaseController driven through whole reconciles against the in-memory API server
+// (the real informers list and watch it). Each test sets up an observed state, runs
+// one reconcile and asserts the ordered list of writes it made, as
+// kube-controller-manager's deployment_controller_test does with its fake client.
+
+#include "capstan/controller/release_controller.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "capstan/api/release.h"
+#include "capstan/common/clock.h"
+#include "capstan/render/render.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "unit/controller/controller_test_support.h"
+
+namespace capstan::controller {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using testing::Json;
+using ::testing::Not;
+using testing::NsPath;
+
+constexpr char kCore[] = "/api/v1";
+constexpr char kApps[] = "/apis/apps/v1";
+constexpr char kCapstan[] = "/apis/capstan.dev/v1alpha1";
+constexpr char kDiscovery[] = "/apis/discovery.k8s.io/v1";
+constexpr char kKey[] = "shop/web";
+constexpr char kUid[] = "uid-release-web";
+
+Json RollingRelease(const std::string& image = "nginx:1") {
+  return Json{
+      {"apiVersion", "capstan.dev/v1alpha1"},
+      {"kind", "Release"},
+      {"metadata", {{"name", "web"}, {"namespace", "shop"}, {"uid", kUid}, {"generation", 1}}},
+      {"spec",
+       {{"replicas", 2},
+        {"template", {{"spec", {{"containers", {{{"name", "web"}, {"image", image}}}}}}}},
+        {"service", {{"ports", {{{"name", "http"}, {"port", 80}}}}}},
+        {"strategy", {{"type", "RollingUpdate"}}}}}};
+}
+
+Json BlueGreenRelease(const std::string& image = "nginx:1") {
+  Json r = RollingRelease(image);
+  r["spec"]["strategy"] = {
+      {"type", "BlueGreen"},
+      {"blueGreen",
+       {{"autoPromote", true}, {"promotionDelaySeconds", 0}, {"scaleDownDelaySeconds", 600}}}};
+  return r;
+}
+
+// The revision (template hash) Capstan gives `release`'s template.
+std::string RevisionOf(const Json& release) {
+  absl::StatusOr<api::Release> r = api::ParseRelease(release);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return render::RenderPodTemplate(*r).revision;
+}
+
+class ReleaseControllerTest : public ::testing::Test {
+ protected:
+  ~ReleaseControllerTest() override {
+    if (controller_ != nullptr) controller_->Stop();
+  }
+
+  void Start() {
+    ReleaseController::Options o;
+    controller_ = std::make_unique<ReleaseController>(
+        *client_, o,
+        [this](const kube::Object&, const rollout::Event& e) {
+          absl::MutexLock lock(&mu_);
+          events_.push_back(absl::StrCat(e.type, " ", e.reason));
+        },
+        clock_);
+    controller_->StartCaches();
+    testing::WaitForCaches(server_, *controller_);
+  }
+
+  // One reconcile of shop/web from what the server holds now; its writes, in order.
+  std::vector<std::string> Reconcile() {
+    testing::WaitForCaches(server_, *controller_);
+    server_.ClearWrites();
+    {
+      absl::MutexLock lock(&mu_);
+      events_.clear();
+    }
+    absl::StatusOr<kube::ReconcileResult> r = controller_->Reconcile(kKey);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) last_requeue_ = r->requeue_after;
+    return server_.WriteLines();
+  }
+
+  std::vector<std::string> Events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+  void PutRelease(const Json& release) {
+    const std::string path = NsPath(kCapstan, "shop", "releases", "web");
+    Json obj = release;
+    if (std::optional<Json> live = server_.Get(path); live.has_value()) {
+      // Keep what the controller wrote (status) and what the API server keeps (uid).
+      if (live->contains("status")) obj["status"] = (*live)["status"];
+      const int64_t gen = live->value("/metadata/generation"_json_pointer, int64_t{1});
+      obj["metadata"]["generation"] = obj["spec"] == (*live)["spec"] ? gen : gen + 1;
+    }
+    server_.Put(path, std::move(obj));
+  }
+
+  Json Release() { return *server_.Get(NsPath(kCapstan, "shop", "releases", "web")); }
+  std::string Phase() { return Release().value("/status/phase"_json_pointer, std::string()); }
+  std::string Condition(const std::string& type) {
+    for (const Json& c : Release().value("/status/conditions"_json_pointer, Json::array())) {
+      if (c.value("type", "") == type) {
+        return absl::StrCat(c.value("status", ""), "/", c.value("reason", ""));
+      }
+    }
+    return "";
+  }
+
+  // The deployment controller's part: Deployment `name` fully rolled out, and its
+  // pods (of the revision it runs), Ready.
+  void RollOut(const std::string& name, const std::string& color = "") {
+    const std::string path = NsPath(kApps, "shop", "deployments", name);
+    std::optional<Json> d = server_.Get(path);
+    ASSERT_TRUE(d.has_value()) << name;
+    const int32_t replicas = d->value("/spec/replicas"_json_pointer, 1);
+    const std::string revision =
+        d->value("/spec/template/metadata/labels/capstan.dev~1revision"_json_pointer, "");
+    (*d)["status"] = {{"observedGeneration", (*d)["metadata"]["generation"]},
+                      {"replicas", replicas},
+                      {"updatedReplicas", replicas},
+                      {"readyReplicas", replicas},
+                      {"availableReplicas", replicas}};
+    server_.Put(path, *d);
+    for (int i = 0; i < replicas; ++i) {
+      PutPod(absl::StrCat(name, "-", revision, "-", i), revision, color, true);
+    }
+  }
+
+  void PutPod(const std::string& name, const std::string& revision, const std::string& color,
+              bool ready, const std::string& waiting = "") {
+    Json labels = {{"capstan.dev/release", "web"}, {"capstan.dev/revision", revision}};
+    if (!color.empty()) labels["capstan.dev/color"] = color;
+    Json cs = {{"name", "web"}, {"ready", ready}, {"restartCount", waiting.empty() ? 0 : 6}};
+    if (!waiting.empty()) cs["state"]["waiting"]["reason"] = waiting;
+    server_.Put(NsPath(kCore, "shop", "pods", name),
+                {{"apiVersion", "v1"},
+                 {"kind", "Pod"},
+                 {"metadata", {{"name", name}, {"namespace", "shop"}, {"labels", labels}}},
+                 {"status",
+                  {{"phase", "Running"},
+                   {"conditions",
+                    {{{"type", "Ready"},
+                      {"status", ready ? "True" : "False"},
+                      {"lastTransitionTime", "2023-11-14T22:13:20Z"}}}},
+                   {"containerStatuses", {cs}}}}});
+  }
+
+  // The EndpointSlice controller's part: every pod of `revision` a ready endpoint of
+  // Service `service`.
+  void PutEndpoints(const std::string& service, const std::string& revision) {
+    Json endpoints = Json::array();
+    for (const Json& pod : server_.List(absl::StrCat(kCore, "/namespaces/shop/pods/"))) {
+      if (pod.value("/metadata/labels/capstan.dev~1revision"_json_pointer, "") != revision) {
+        continue;
+      }
+      endpoints.push_back({{"conditions", {{"ready", true}}},
+                           {"targetRef", {{"kind", "Pod"}, {"name", pod["metadata"]["name"]}}}});
+    }
+    server_.Put(NsPath(kDiscovery, "shop", "endpointslices", service + "-abcde"),
+                {{"apiVersion", "discovery.k8s.io/v1"},
+                 {"kind", "EndpointSlice"},
+                 {"metadata",
+                  {{"name", service + "-abcde"},
+                   {"namespace", "shop"},
+                   {"labels",
+                    {{"kubernetes.io/service-name", service},
+                     {"app.kubernetes.io/managed-by", "capstan"}}}}},
+                 {"endpoints", endpoints}});
+  }
+
+  // A RollingUpdate Release rolled out and Ready.
+  void ConvergedRolling() {
+    PutRelease(RollingRelease());
+    Start();
+    Reconcile();
+    RollOut("web");
+    Reconcile();
+    ASSERT_EQ(Phase(), "Ready");
+  }
+
+  // A BlueGreen Release serving `nginx:1` on blue, Ready.
+  void ConvergedBlueGreen() {
+    PutRelease(BlueGreenRelease());
+    Start();
+    Reconcile();
+    RollOut("web-blue", "blue");
+    Reconcile();
+    ASSERT_EQ(Phase(), "Ready");
+    ASSERT_THAT(Reconcile(), IsEmpty());
+  }
+
+  testing::InMemoryApiServer server_;
+  std::unique_ptr<kube::Client> client_ = server_.NewClient();
+  FakeClock clock_;
+  absl::Mutex mu_;
+  std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
+  absl::Duration last_requeue_;
+  std::unique_ptr<ReleaseController> controller_;
+};
+
+TEST_F(ReleaseControllerTest, FirstRolloutRecordsTheRevisionBeforeTheDeployment) {
+  PutRelease(RollingRelease());
+  Start();
+  const std::string rev = RevisionOf(RollingRelease());
+  EXPECT_THAT(Reconcile(), ElementsAre(absl::StrCat("create controllerrevisions shop/web-", rev),
+                                       "apply deployments shop/web", "apply services shop/web",
+                                       "apply releases shop/web/status"));
+  EXPECT_EQ(Phase(), "Progressing");
+  EXPECT_THAT(Events(), ElementsAre("Normal RolloutStarted"));
+  EXPECT_EQ(last_requeue_, absl::Seconds(30));
+}
+
+TEST_F(ReleaseControllerTest, ConvergedReleaseCostsNoWrites) {
+  ConvergedRolling();
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  EXPECT_THAT(Events(), IsEmpty());
+}
+
+TEST_F(ReleaseControllerTest, ReadyIsOneStatusWrite) {
+  PutRelease(RollingRelease());
+  Start();
+  Reconcile();
+  RollOut("web");
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Phase(), "Ready");
+  EXPECT_EQ(Condition("Ready"), "True/Ready");
+}
+
+TEST_F(ReleaseControllerTest, UnownedObjectIsNeverWrittenAndStallsWithConflict) {
+  // A Deployment with the Release's name that nobody labelled for Capstan: not in
+  // the label-selected cache, found by the GET Capstan makes before it writes.
+  server_.Put(NsPath(kApps, "shop", "deployments", "web"),
+              {{"apiVersion", "apps/v1"},
+               {"kind", "Deployment"},
+               {"metadata", {{"name", "web"}, {"namespace", "shop"}}},
+               {"spec", {{"replicas", 1}}}});
+  PutRelease(RollingRelease());
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Phase(), "Stalled");
+  EXPECT_EQ(Condition("Stalled"), "True/Conflict");
+  EXPECT_THAT(Events(), ElementsAre("Warning Conflict"));
+  EXPECT_EQ(server_.Get(NsPath(kApps, "shop", "deployments", "web"))->value("spec", Json()),
+            Json({{"replicas", 1}}));
+  // Still stalled, nothing more to write.
+  EXPECT_THAT(Reconcile(), IsEmpty());
+}
+
+TEST_F(ReleaseControllerTest, StrategyChangedInPlaceStallsAndLeavesTheDeployment) {
+  ConvergedRolling();
+  const Json before = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  PutRelease(BlueGreenRelease());
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/StrategyChange");
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), before);
+  EXPECT_FALSE(server_.Get(NsPath(kApps, "shop", "deployments", "web-blue")).has_value());
+}
+
+TEST_F(ReleaseControllerTest, InvalidSpecStallsAndLeavesRunningWorkloads) {
+  struct Case {
+    std::string name;
+    std::function<void(Json*)> edit;
+  };
+  const std::vector<Case> cases = {
+      {"no containers", [](Json* r) { (*r)["spec"]["template"]["spec"]["containers"] = {}; }},
+      {"negative replicas", [](Json* r) { (*r)["spec"]["replicas"] = -1; }},
+      {"not a spec", [](Json* r) { (*r)["spec"]["replicas"] = "three"; }},
+  };
+  ConvergedRolling();
+  const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Json r = RollingRelease();
+    c.edit(&r);
+    PutRelease(r);
+    EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+    EXPECT_EQ(Condition("Stalled"), "True/InvalidSpec");
+    EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
+    // Back to a valid spec for the next row: the running revision was never touched.
+    PutRelease(RollingRelease());
+    EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+    EXPECT_EQ(Phase(), "Ready");
+  }
+}
+
+TEST_F(ReleaseControllerTest, GateHoldKeepsTheRunningRevision) {
+  ConvergedRolling();
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"),
+              {{"apiVersion", "capstan.dev/v1alpha1"},
+               {"kind", "Environment"},
+               {"metadata", {{"name", "production"}}},
+               {"spec", {{"namespaces", {"shop"}}, {"policies", {{"requireApproval", true}}}}}});
+  const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  PutRelease(RollingRelease("nginx:2"));
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Phase(), "Waiting");
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
+
+  // An approval of exactly that revision lets it start.
+  const std::string rev = RevisionOf(RollingRelease("nginx:2"));
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "web-approval"),
+              {{"apiVersion", "capstan.dev/v1alpha1"},
+               {"kind", "ReleaseApproval"},
+               {"metadata", {{"name", "web-approval"}, {"namespace", "shop"}}},
+               {"spec", {{"release", "web"}, {"revision", rev}, {"approvedBy", "alice"}}}});
+  EXPECT_THAT(Reconcile(),
+              ElementsAre(absl::StrCat("create controllerrevisions shop/web-", rev),
+                          "apply deployments shop/web", "apply releases shop/web/status"));
+  EXPECT_EQ(Phase(), "Progressing");
+}
+
+TEST_F(ReleaseControllerTest, RevisionsBeyondTheHistoryLimitArePrunedOldestFirst) {
+  Json release = RollingRelease();
+  release["spec"]["revisionHistoryLimit"] = 2;
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = absl::StrCat("web-old", n);
+    server_.Put(NsPath(kApps, "shop", "controllerrevisions", name),
+                {{"apiVersion", "apps/v1"},
+                 {"kind", "ControllerRevision"},
+                 {"metadata",
+                  {{"name", name},
+                   {"namespace", "shop"},
+                   {"labels",
+                    {{"app.kubernetes.io/managed-by", "capstan"},
+                     {"capstan.dev/release", "web"},
+                     {"capstan.dev/revision", absl::StrCat("old", n)}}},
+                   {"ownerReferences",
+                    {{{"apiVersion", "capstan.dev/v1alpha1"},
+                      {"kind", "Release"},
+                      {"name", "web"},
+                      {"uid", kUid},
+                      {"controller", true}}}}}},
+                 {"revision", n},
+                 {"data", Json::object()}});
+  }
+  PutRelease(release);
+  Start();
+  const std::string rev = RevisionOf(release);
+  Reconcile();
+  const std::vector<kube::testing::Write> writes = server_.Writes();
+  ASSERT_GE(writes.size(), 4u);
+  EXPECT_EQ(writes[0].Line(), absl::StrCat("create controllerrevisions shop/web-", rev));
+  EXPECT_EQ(writes[0].body.value("revision", 0), 4) << "numbered after the highest";
+  EXPECT_EQ(writes.back().Line(), "apply releases shop/web/status");
+  // Deletes go oldest first. Whether this pass already counts the revision it just
+  // created depends on the watch delivering it before the prune; the next pass does.
+  std::vector<std::string> deleted;
+  for (const auto& w : writes) {
+    if (w.verb == "delete") deleted.push_back(w.Line());
+  }
+  for (const std::string& line : Reconcile()) {
+    if (absl::StartsWith(line, "delete ")) deleted.push_back(line);
+  }
+  EXPECT_THAT(deleted, ElementsAre("delete controllerrevisions shop/web-old1",
+                                   "delete controllerrevisions shop/web-old2"));
+  EXPECT_THAT(Reconcile(), Not(Contains(::testing::StartsWith("delete "))));
+  EXPECT_TRUE(server_.Get(NsPath(kApps, "shop", "controllerrevisions", "web-old3")).has_value());
+}
+
+TEST_F(ReleaseControllerTest, BlueGreenSwitchWritesTheServiceFirstAndAlone) {
+  ConvergedBlueGreen();
+  const std::string rev = RevisionOf(BlueGreenRelease("nginx:2"));
+  PutRelease(BlueGreenRelease("nginx:2"));
+  // The new revision comes up on green (its revision recorded first); traffic stays on
+  // blue: the active Service is not written.
+  const std::vector<std::string> preview = Reconcile();
+  ASSERT_GE(preview.size(), 3u);
+  EXPECT_EQ(preview[0], absl::StrCat("create controllerrevisions shop/web-", rev));
+  EXPECT_EQ(preview[1], "apply deployments shop/web-green");
+  EXPECT_THAT(preview, Not(Contains("apply services shop/web")));
+  EXPECT_EQ(preview.back(), "apply releases shop/web/status");
+  EXPECT_EQ(server_.Get(NsPath(kCore, "shop", "services", "web"))
+                ->value("/spec/selector/capstan.dev~1color"_json_pointer, ""),
+            "blue");
+  RollOut("web-green", "green");
+  PutEndpoints("web-preview", rev);
+  const std::vector<std::string> writes = Reconcile();
+  ASSERT_FALSE(writes.empty());
+  EXPECT_EQ(writes.front(), "apply services shop/web");
+  EXPECT_EQ(writes.back(), "apply releases shop/web/status");
+  EXPECT_EQ(
+      server_.Writes().front().body.value("/spec/selector/capstan.dev~1color"_json_pointer, ""),
+      "green");
+  EXPECT_EQ(Release().value("/status/activeColor"_json_pointer, ""), "green");
+}
+
+TEST_F(ReleaseControllerTest, BlueGreenFailureAfterTheSwitchSwitchesBack) {
+  ConvergedBlueGreen();
+  const std::string rev = RevisionOf(BlueGreenRelease("nginx:2"));
+  PutRelease(BlueGreenRelease("nginx:2"));
+  Reconcile();
+  RollOut("web-green", "green");
+  PutEndpoints("web-preview", rev);
+  Reconcile();
+  ASSERT_EQ(Release().value("/status/activeColor"_json_pointer, ""), "green");
+  // A green pod crash-loops inside the scale-down window.
+  PutPod(absl::StrCat("web-green-", rev, "-0"), rev, "green", false, "CrashLoopBackOff");
+  const std::vector<kube::testing::Write> writes = [&] {
+    Reconcile();
+    return server_.Writes();
+  }();
+  ASSERT_FALSE(writes.empty());
+  EXPECT_EQ(writes.front().Line(), "apply services shop/web");
+  EXPECT_EQ(writes.front().body.value("/spec/selector/capstan.dev~1color"_json_pointer, ""),
+            "blue");
+  EXPECT_EQ(writes.front().body.value(
+                "/metadata/annotations/capstan.dev~1failed-revision"_json_pointer, ""),
+            rev)
+      << "the switch back carries the failed revision in the same write";
+  EXPECT_EQ(writes.back().Line(), "apply releases shop/web/status");
+  EXPECT_EQ(Phase(), "RolledBack");
+  EXPECT_EQ(Release().value("/status/failedRevision"_json_pointer, ""), rev);
+}
+
+}  // namespace
+}  // namespace capstan::controller

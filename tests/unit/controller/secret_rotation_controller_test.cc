@@ -1,0 +1,341 @@
+// SecretRotationController driven through whole reconciles against the in-memory API
+// server: the ownership rule (create, adopt, conflict) and the write each rotation
+// step makes, in order.
+
+#include "capstan/controller/secret_rotation_controller.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "capstan/common/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "unit/controller/controller_test_support.h"
+
+namespace capstan::controller {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using testing::Json;
+using testing::NsPath;
+
+constexpr char kCore[] = "/api/v1";
+constexpr char kApps[] = "/apis/apps/v1";
+constexpr char kCapstan[] = "/apis/capstan.dev/v1alpha1";
+constexpr char kStatusWrite[] = "apply secretrotations shop/jwt/status";
+
+// Bytes 0, 1, 2, ...: values are predictable, and never appear in a test's output.
+class CountingRandom : public secrets::RandomSource {
+ public:
+  absl::Status Fill(uint8_t* out, size_t n) override {
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(next_++);
+    return absl::OkStatus();
+  }
+
+ private:
+  uint32_t next_ = 0;
+};
+
+Json Rotation(bool adopt = false, const std::string& token = "") {
+  Json r = {{"apiVersion", "capstan.dev/v1alpha1"},
+            {"kind", "SecretRotation"},
+            {"metadata", {{"name", "jwt"}, {"namespace", "shop"}, {"uid", "uid-jwt"}}},
+            {"spec",
+             {{"secretName", "jwt-keys"},
+              {"interval", "168h"},
+              {"keys", {{{"name", "signing-key"}, {"randomBytes", {{"length", 32}}}}}}}}};
+  if (adopt) r["spec"]["adoptExisting"] = true;
+  if (!token.empty()) r["metadata"]["annotations"]["capstan.dev/rotate"] = token;
+  return r;
+}
+
+Json Secret(const Json& labels = Json::object()) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"metadata", {{"name", "jwt-keys"}, {"namespace", "shop"}, {"labels", labels}}},
+          {"data", {{"signing-key", "b2xk"}, {"other", "a2VlcA=="}}}};
+}
+
+class SecretRotationControllerTest : public ::testing::Test {
+ protected:
+  ~SecretRotationControllerTest() override {
+    if (controller_ != nullptr) controller_->Stop();
+  }
+
+  void Start() {
+    controller_ = std::make_unique<SecretRotationController>(
+        *client_, SecretRotationController::Options{},
+        [this](const kube::Object&, const std::string& type, const std::string& reason,
+               const std::string&) {
+          absl::MutexLock lock(&mu_);
+          events_.push_back(absl::StrCat(type, " ", reason));
+        },
+        clock_, random_);
+    controller_->StartCaches();
+    testing::WaitForCaches(server_, *controller_);
+  }
+
+  std::vector<kube::testing::Write> Reconcile() {
+    testing::WaitForCaches(server_, *controller_);
+    server_.ClearWrites();
+    {
+      absl::MutexLock lock(&mu_);
+      events_.clear();
+    }
+    absl::StatusOr<kube::ReconcileResult> r = controller_->Reconcile("shop/jwt");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return server_.Writes();
+  }
+  std::vector<std::string> Lines() {
+    std::vector<std::string> out;
+    for (const kube::testing::Write& w : Reconcile()) out.push_back(w.Line());
+    return out;
+  }
+  // A reconcile's writes other than the status write, which (when there is one) comes last.
+  std::vector<kube::testing::Write> Step() {
+    std::vector<kube::testing::Write> writes = Reconcile();
+    for (size_t i = 0; i + 1 < writes.size(); ++i) {
+      EXPECT_NE(writes[i].Line(), kStatusWrite) << "status is written last";
+    }
+    if (!writes.empty() && writes.back().Line() == kStatusWrite) writes.pop_back();
+    return writes;
+  }
+
+  std::vector<std::string> Events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+  void PutRotation(const Json& r) {
+    const std::string path = NsPath(kCapstan, "shop", "secretrotations", "jwt");
+    Json obj = r;
+    if (std::optional<Json> live = server_.Get(path); live && live->contains("status")) {
+      obj["status"] = (*live)["status"];
+    }
+    server_.Put(path, std::move(obj));
+  }
+  Json SecretNow() { return *server_.Get(NsPath(kCore, "shop", "secrets", "jwt-keys")); }
+  std::string StalledReason() {
+    const Json r = *server_.Get(NsPath(kCapstan, "shop", "secretrotations", "jwt"));
+    if (r.value("/status/phase"_json_pointer, "") != "Stalled") return "";
+    return r.value("/status/reason"_json_pointer, "");
+  }
+
+  // A Deployment reading the Secret through envFrom, rolled out (or not).
+  void PutConsumer(bool healthy) {
+    const std::string path = NsPath(kApps, "shop", "deployments", "api");
+    Json d = server_.Get(path).value_or(
+        Json{{"apiVersion", "apps/v1"},
+             {"kind", "Deployment"},
+             {"metadata", {{"name", "api"}, {"namespace", "shop"}}},
+             {"spec",
+              {{"replicas", 1},
+               {"template",
+                {{"spec",
+                  {{"containers",
+                    {{{"name", "api"},
+                      {"image", "api:1"},
+                      {"envFrom", {{{"secretRef", {{"name", "jwt-keys"}}}}}}}}}}}}}}}});
+    const int64_t gen = d.value("/metadata/generation"_json_pointer, int64_t{1});
+    d["status"] = {{"observedGeneration", healthy ? gen : gen - 1},
+                   {"replicas", 1},
+                   {"updatedReplicas", healthy ? 1 : 0},
+                   {"readyReplicas", 1},
+                   {"availableReplicas", 1}};
+    server_.Put(path, d);
+  }
+
+  testing::InMemoryApiServer server_;
+  std::unique_ptr<kube::Client> client_ = server_.NewClient();
+  FakeClock clock_;
+  CountingRandom random_;
+  absl::Mutex mu_;
+  std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SecretRotationController> controller_;
+};
+
+TEST_F(SecretRotationControllerTest, MissingSecretIsCreatedOwnedAndLabelled) {
+  PutRotation(Rotation());
+  Start();
+  const std::vector<kube::testing::Write> writes = Reconcile();
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(writes[0].Line(), "create secrets shop/jwt-keys");
+  EXPECT_EQ(writes[1].Line(), kStatusWrite);
+  const Json& body = writes[0].body;
+  EXPECT_EQ(body.value("/metadata/labels/capstan.dev~1secret-rotation"_json_pointer, ""), "jwt");
+  EXPECT_EQ(body.value("/metadata/ownerReferences/0/uid"_json_pointer, ""), "uid-jwt");
+  EXPECT_TRUE(body.contains("/data/signing-key"_json_pointer));
+  EXPECT_EQ(body.value("/metadata/annotations/capstan.dev~1rotation-state"_json_pointer, ""),
+            "Idle");
+  EXPECT_THAT(Events(), ElementsAre("Normal Created"));
+}
+
+TEST_F(SecretRotationControllerTest, OwnershipRule) {
+  struct Case {
+    std::string name;
+    Json labels;
+    bool adopt;
+    std::vector<std::string> writes;
+    std::string stalled;  // reason, "" when not stalled
+    std::string event;
+  };
+  const std::vector<Case> cases = {
+      {"unlabelled, no adoptExisting",
+       Json::object(),
+       false,
+       {kStatusWrite},
+       "Conflict",
+       "Warning Conflict"},
+      {"unlabelled, adoptExisting: label only",
+       Json::object(),
+       true,
+       {"patch secrets shop/jwt-keys"},
+       "",
+       "Normal Adopted"},
+      {"labelled for another SecretRotation",
+       {{"capstan.dev/secret-rotation", "other"}},
+       true,
+       {kStatusWrite},
+       "Conflict",
+       "Warning Conflict"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), Secret(c.labels));
+    server_.Erase(NsPath(kCapstan, "shop", "secretrotations", "jwt"));
+    PutRotation(Rotation(c.adopt));
+    if (controller_ == nullptr) Start();
+    const Json before = SecretNow();
+    const std::vector<kube::testing::Write> writes = Reconcile();
+    std::vector<std::string> lines;
+    for (const auto& w : writes) lines.push_back(w.Line());
+    EXPECT_EQ(lines, c.writes);
+    EXPECT_EQ(StalledReason(), c.stalled);
+    EXPECT_THAT(Events(), ElementsAre(c.event));
+    if (c.adopt && c.stalled.empty()) {
+      // Only the label, conditional on the version read; no ownerReference, no data.
+      ASSERT_EQ(writes.size(), 1u);
+      EXPECT_EQ(writes[0].body, Json({{"metadata",
+                                       {{"resourceVersion", before["metadata"]["resourceVersion"]},
+                                        {"labels", {{"capstan.dev/secret-rotation", "jwt"}}}}}}));
+      EXPECT_EQ(SecretNow()["data"], before["data"]);
+    } else {
+      EXPECT_EQ(SecretNow(), before) << "a Secret that is not ours is never written";
+    }
+  }
+}
+
+TEST_F(SecretRotationControllerTest, AdoptedSecretKeepsUnlistedKeys) {
+  server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), Secret());
+  PutRotation(Rotation(/*adopt=*/true));
+  Start();
+  EXPECT_THAT(Lines(), ElementsAre("patch secrets shop/jwt-keys"));  // the label
+  // Its schedule starts now; existing values stay.
+  const std::vector<kube::testing::Write> writes = Step();
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].Line(), "patch secrets shop/jwt-keys");
+  EXPECT_FALSE(writes[0].body.contains("data"));
+  EXPECT_EQ(SecretNow()["data"]["other"], "a2VlcA==");
+  EXPECT_EQ(SecretNow()["data"]["signing-key"], "b2xk");
+}
+
+TEST_F(SecretRotationControllerTest, EachRotationStepIsOneSecretWrite) {
+  PutConsumer(/*healthy=*/true);
+  PutRotation(Rotation());
+  Start();
+  ASSERT_EQ(Step().size(), 1u);  // created
+  const std::string first = SecretNow()["data"]["signing-key"];
+  auto state = [](const kube::testing::Write& w) {
+    return w.body.value("/metadata/annotations/capstan.dev~1rotation-state"_json_pointer, "");
+  };
+  auto precondition = [](const kube::testing::Write& w) {
+    return w.body.value("/metadata/resourceVersion"_json_pointer, "");
+  };
+
+  PutRotation(Rotation(false, "t1"));  // a manual trigger
+  {
+    SCOPED_TRACE("Idle -> Pending: new values into pending keys only");
+    const std::string rv = SecretNow()["metadata"]["resourceVersion"];
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(w[0].Line(), "patch secrets shop/jwt-keys");
+    EXPECT_EQ(state(w[0]), "Pending");
+    EXPECT_EQ(precondition(w[0]), rv);
+    EXPECT_TRUE(w[0].body.contains("/data/.capstan-pending.signing-key"_json_pointer));
+    EXPECT_FALSE(w[0].body.contains("/data/signing-key"_json_pointer));
+    EXPECT_THAT(Events(), ElementsAre("Normal RotationStarted"));
+  }
+  const std::string pending = SecretNow()["data"][".capstan-pending.signing-key"];
+  {
+    SCOPED_TRACE("Pending -> Swapped: pending to current, current to rollback");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(state(w[0]), "Swapped");
+    EXPECT_EQ(w[0].body["data"], Json({{"signing-key", pending},
+                                       {".capstan-rollback.signing-key", first},
+                                       {".capstan-pending.signing-key", nullptr}}));
+  }
+  {
+    SCOPED_TRACE("Swapped -> Restarted: the consumer is stamped first, then the state");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_EQ(w[0].Line(), "patch deployments shop/api");
+    EXPECT_EQ(w[1].Line(), "patch secrets shop/jwt-keys");
+    EXPECT_EQ(state(w[1]), "Restarted");
+    EXPECT_FALSE(w[1].body.contains("data"));
+  }
+  {
+    SCOPED_TRACE("Restarted, consumer still rolling out: nothing written");
+    PutConsumer(/*healthy=*/false);
+    EXPECT_THAT(Step(), IsEmpty());
+  }
+  {
+    SCOPED_TRACE("Restarted -> Idle: healthy, rollback copies dropped");
+    PutConsumer(/*healthy=*/true);
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(state(w[0]), "Idle");
+    EXPECT_EQ(w[0].body["data"], Json({{".capstan-rollback.signing-key", nullptr}}));
+    EXPECT_THAT(Events(), ElementsAre("Normal Rotated"));
+  }
+  EXPECT_EQ(SecretNow()["data"], Json({{"signing-key", pending}}));
+  EXPECT_THAT(Step(), IsEmpty()) << "converged";
+}
+
+TEST_F(SecretRotationControllerTest, UnhealthyConsumersPastTheTimeoutRestoreTheOldValues) {
+  PutConsumer(/*healthy=*/true);
+  PutRotation(Rotation());
+  Start();
+  Step();
+  const std::string first = SecretNow()["data"]["signing-key"];
+  PutRotation(Rotation(false, "t1"));
+  Step();  // Pending
+  Step();  // Swapped
+  Step();  // Restarted
+  PutConsumer(/*healthy=*/false);
+  clock_.Advance(absl::Minutes(11));  // past onFailure.healthTimeout (10m)
+  {
+    SCOPED_TRACE("Restarted -> Restoring: the rollback copy back into place");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(w[0].body.value("/metadata/annotations/capstan.dev~1rotation-state"_json_pointer, ""),
+              "Restoring");
+    EXPECT_EQ(w[0].body["data"]["signing-key"], first);
+    EXPECT_THAT(Events(), ElementsAre("Warning RotationFailed"));
+  }
+  {
+    SCOPED_TRACE("Restoring -> Idle: the consumer re-stamped with the restored version first");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_EQ(w[0].Line(), "patch deployments shop/api");
+    EXPECT_EQ(w[1].body.value("/metadata/annotations/capstan.dev~1rotation-state"_json_pointer, ""),
+              "Idle");
+  }
+  EXPECT_EQ(SecretNow()["data"], Json({{"signing-key", first}}));
+}
+
+}  // namespace
+}  // namespace capstan::controller

@@ -301,8 +301,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
           r.metadata.name, " ", kPromoteAnnotation, "=", desired,
           " --overwrite; to switch back: kubectl annotate release ", r.metadata.name, " ",
           kAbortAnnotation, "=$(date +%s) --overwrite");
-      SetConditions(&s, gen, now, false, "AnalysisInconclusive", true, false,
-                    "AnalysisInconclusive", s.message);
+      MarkReconciling(&s, gen, now, "AnalysisInconclusive", "AnalysisInconclusive", s.message);
       if (newly) p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
       requeue_at(now + absl::Seconds(1));
       return finish();
@@ -455,7 +454,7 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     if (pre->state == State::kFailed) {
       fail_preview(absl::StrCat("revision ", desired, " failed pre-promotion analysis ", pre->run,
                                 ": ", pre->message, "; ", stays, "; ", ColorName(idle),
-                                " is scaled down at ", Time(now + scale_down_delay)),
+                                " is scaled down at ", FormatRfc3339(now + scale_down_delay)),
                    false);
       p.action(idle).replicas.reset();
       return finish();
@@ -475,8 +474,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                                         "=$(date +%s) --overwrite; ", stays)
                          : absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
                                         "; pre-promotion analysis ", pre->run, " runs; ", stays);
-      SetConditions(&s, gen, now, false, paused ? "AnalysisInconclusive" : "Previewing", true,
-                    false, paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s.message);
+      MarkReconciling(&s, gen, now, paused ? "AnalysisInconclusive" : "Previewing",
+                      paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s.message);
       RecordHistory(&s, desired, in.desired_images, "Previewing", now);
       if (paused && newly) {
         p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});

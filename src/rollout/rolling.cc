@@ -299,8 +299,7 @@ RollingPlan PlanRolling(const RollingInput& in) {
                              " capstan.dev/promote=", desired,
                              " --overwrite; to roll back: kubectl annotate release ",
                              r.metadata.name, " ", kAbortAnnotation, "=$(date +%s) --overwrite");
-    SetConditions(&s, gen, in.now, false, "AnalysisInconclusive", true, false,
-                  "AnalysisInconclusive", s.message);
+    MarkReconciling(&s, gen, in.now, "AnalysisInconclusive", "AnalysisInconclusive", s.message);
     RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
     if (newly) p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
     return p;

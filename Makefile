@@ -3,9 +3,9 @@
 #               drive it with kubectl capstan
 #   make test   dependencies, build, unit tests (ASan+UBSan), end-to-end tests
 SHELL := /bin/bash
-# ccache (used by CMakeLists.txt when installed) keys on paths relative to the build folder, so
-# clones at the same folder depth share compiled objects.
-export CCACHE_BASEDIR ?= /
+# ccache (used by CMakeLists.txt when installed) keys on paths relative to the clone, so every
+# clone of the repo, wherever it lives, shares compiled objects.
+export CCACHE_BASEDIR ?= $(CURDIR)
 # Debug builds put the build folder into the debug info; without this every clone would miss.
 export CCACHE_NOHASHDIR ?= 1
 .SHELLFLAGS := -eu -o pipefail -c

@@ -57,16 +57,35 @@ build() {
   local bud=(ctr_buildah bud --pull=never --layers --network host --runtime runc
     "${CTR_ULIMITS[@]}" --build-arg VERSION="$ver" --build-arg REVISION="$(revision)"
     -f "$SRC/Dockerfile")
-  # The build stage gets a tag of its own, so its layers (the cache a rebuild starts
-  # from) are never dangling; the full build then reuses them.
-  "${bud[@]}" --target build -t "localhost/capstan-build:$ver" "$SRC"
-  "${bud[@]}" -t "$name" "$SRC"
+  local out="$TMPDIR/bud.log"
+  "${bud[@]}" -t "$name" "$SRC" 2>&1 | tee "$out"
+  # The build stage's last image gets a tag of its own, so its layers (the cache the
+  # next build starts from) are never dangling and survive the prune below. buildah
+  # prints each step's image as `--> ID`; the last one before stage 2 is the build
+  # stage's. (A separate `bud --target build -t` would commit a copy: minutes on vfs.)
+  local build_id
+  build_id=$(awk '/^\[2\/2\]/ { exit } /^--> [0-9a-f]+$/ { id = $2 } END { print id }' "$out")
+  [[ -n $build_id ]] || die "no build stage image in buildah's output ($out)"
+  ctr_podman tag "$build_id" "localhost/capstan-build:$ver"
+  relabel "$name" org.opencontainers.image.revision "$(revision)"
   log "built $name in $((SECONDS - start)) s"
   # With vfs every layer is a full copy of its file system: drop what no tag reaches
   # any more (the previous build's layers), so the storage does not grow per commit.
   # (A pass removes leaves only: repeat until a pass removes nothing.)
   while [[ -n $(ctr_podman image prune -f) ]]; do :; done
   size "$name"
+}
+
+# buildah 1.28 reuses a cached LABEL step when only the ARG it expands changed (a new
+# commit keeps the previous commit's revision label); set the label again if so.
+relabel() {
+  local name=$1 key=$2 want=$3 have ctr
+  have=$(ctr_podman image inspect --format "{{index .Labels \"$key\"}}" "$name")
+  [[ $have != "$want" ]] || return 0
+  log "$key: $have -> $want (a layer cache hit kept the old value)"
+  ctr=$(ctr_buildah from --pull-never "$name")
+  ctr_buildah config --label "$key=$want" "$ctr"
+  ctr_buildah commit --quiet --rm "$ctr" "$name" >/dev/null
 }
 
 # Uncompressed: the image's layers as stored. Compressed: its layers gzipped, as a

@@ -21,10 +21,11 @@ PREFIX ?= /usr/local
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata clang-format ccache prometheus
+  lua5.4 tzdata clang-format ccache prometheus buildah podman runc debootstrap
 PY_MODULES := yaml pytest
 
-.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check fuzz
+.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean \
+  format format-check fuzz image image-test dist
 
 ## deps: install build and test dependencies (idempotent; quick when present)
 deps:
@@ -74,14 +75,30 @@ cluster-bin:
 e2e: asan cluster-bin
 	cd $(ASAN_DIR) && ctest -L e2e --output-on-failure
 
+## image: the operator image from Dockerfile with buildah (local Debian bases, no
+## registry needed), tagged capstan:<version>; prints its size
+image:
+	tests/image/image.sh build
+
+## image-test: run the image with podman against the test cluster as a kubelet would
+image-test: asan cluster-bin image
+	cd $(ASAN_DIR) && ctest -L image --output-on-failure
+
 ## test: everything CI runs. One sanitized build serves the unit tests and the
-## end-to-end tests (the operator runs under ASan+UBSan against the real cluster).
+## end-to-end tests (the operator runs under ASan+UBSan against the real cluster);
+## the image test runs the release build inside the image.
 test: deps
 	$(MAKE) format-check
 	$(MAKE) cluster-bin
 	$(MAKE) asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
-	cd $(ASAN_DIR) && ctest -L e2e --output-on-failure
+	$(MAKE) image
+	cd $(ASAN_DIR) && ctest -L 'e2e|image' --output-on-failure
+
+## dist: release archive (capstan and kubectl-capstan, linux/amd64, the binary the
+## image ships) and SHA256SUMS in dist/
+dist: image
+	tests/image/dist.sh dist
 
 cluster-up: cluster-bin
 	tests/cluster/cluster.sh up $(DEMO_DIR)

@@ -83,7 +83,7 @@ int RunOperator() {
   }
   config->qps = absl::GetFlag(FLAGS_kube_api_qps);
   config->burst = absl::GetFlag(FLAGS_kube_api_burst);
-  config->user_agent = "capstan/" + std::string(kVersion);
+  config->user_agent = absl::StrCat("capstan/", kVersion);
   spdlog::info("using {} (server {})", config->source, config->server);
   absl::StatusOr<std::unique_ptr<kube::Client>> client = kube::Client::FromConfig(*config);
   if (!client.ok()) {

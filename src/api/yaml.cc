@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "capstan/kube/yaml_limits.h"
 #include "yaml-cpp/yaml.h"
 
 namespace capstan::api {
@@ -309,6 +310,11 @@ void Emit(YAML::Emitter& out, const json& v) {
 }  // namespace
 
 absl::StatusOr<std::vector<json>> YamlToJson(const std::string& text) {
+  // Before yaml-cpp builds a tree and Convert copies every alias: bounded size, depth
+  // and alias expansion (kube/yaml_limits.h).
+  if (absl::Status s = kube::CheckYamlLimits(text); !s.ok()) {
+    return s;
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);

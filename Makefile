@@ -9,6 +9,10 @@ export CCACHE_BASEDIR ?= /
 
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+FUZZ_DIR ?= build-fuzz
+# Seconds per fuzzer: `make fuzz` (long) and the bounded run in `make test`.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
@@ -16,10 +20,11 @@ DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata clang-format ccache
+  lua5.4 tzdata clang-format ccache clang libclang-rt-14-dev
 PY_MODULES := yaml pytest
 
-.PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check
+.PHONY: deps build asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean format format-check \
+  fuzz-build fuzz fuzz-smoke
 
 ## deps: install build and test dependencies (idempotent; quick when present)
 deps:
@@ -51,6 +56,21 @@ asan:
 unit: asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
 
+## fuzz-build: the libFuzzer targets (clang, ASan+UBSan) in $(FUZZ_DIR)
+fuzz-build:
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCAPSTAN_FUZZ=ON \
+	  -DCAPSTAN_BUILD_TESTS=OFF -DCAPSTAN_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
+
+## fuzz: every fuzzer for $(FUZZ_SECONDS) s from tests/fuzz/corpus (crashes: $(FUZZ_DIR)/artifacts)
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+## fuzz-smoke: the bounded run make test does ($(FUZZ_SMOKE_SECONDS) s per fuzzer)
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS)
+
 ## cluster-bin: build (or reuse) the pinned control-plane binaries
 cluster-bin:
 	tests/cluster/cluster.sh build
@@ -66,6 +86,7 @@ test: deps
 	$(MAKE) cluster-bin
 	$(MAKE) asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz-smoke
 	cd $(ASAN_DIR) && ctest -L e2e --output-on-failure
 
 cluster-up: cluster-bin
@@ -94,4 +115,4 @@ format-check:
 	echo "format-check: $(words $(CXX_SOURCES)) files formatted"
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -230,6 +230,17 @@ bool NeedsQuotes(const std::string& s) {
   if (s.empty()) {
     return true;
   }
+  // Control characters (a plain \r is read back as a line break, found by the YAML
+  // fuzzer) and edge whitespace only survive in double quotes, where yaml-cpp escapes.
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return true;
+    }
+  }
+  if (s.front() == ' ' || s.back() == ' ') {
+    return true;
+  }
   return !ResolvePlain(s).is_string();
 }
 

@@ -24,8 +24,9 @@ struct YamlLimits {
   // objects are ~15 deep (a pod template's affinity terms are the deepest), CRD
   // schemas ~20.
   int max_depth = 100;
-  // Nodes (scalars, mappings, sequences) after expanding every alias, per stream.
-  int64_t max_nodes = 4'000'000;
+  // Nodes (scalars, mappings, sequences) after expanding every alias, per stream: ~100 MB
+  // as JSON at most. 10,000 Releases are ~500,000.
+  int64_t max_nodes = 1'000'000;
 };
 
 // InvalidArgument ("invalid YAML: ...", with line and column where known) when `text`

@@ -122,6 +122,8 @@ TEST(YamlToJson, HostileInputIsRefusedWithoutExpanding) {
        }(),
        "nested deeper than 100 levels"},
       {"unknown alias", "a: *nope\n", "invalid YAML"},
+      // yaml-cpp reports nodes for this forever (gigabytes within a minute).
+      {"parser loop", ", e:", "the parser is looping"},
       // yaml-cpp passes the bytes through; nlohmann::json would throw on dump().
       {"not UTF-8", "a: \"\xff\xfe\"\n", "not UTF-8 (byte 4"},
       {"overlong UTF-8", "a: \xc0\xaf\n", "not UTF-8 (byte 3"},
@@ -177,7 +179,8 @@ TEST(JsonToYaml, RoundTripsTrickyValues) {
   const json value = json::parse(R"({
     "strings": ["80", "true", "yes", "off", "", "~", "null", "0644", "1e3", "25%", "a: b",
                 "- x", " lead", "trail ", "#hash", "multi\nline", "ünïcode", "'q'", "\"dq\"",
-                "@at", "`tick", "{x}", "[y]", "*star", "&amp", "!bang", "|pipe", ">gt"],
+                "@at", "`tick", "{x}", "[y]", "*star", "&amp", "!bang", "|pipe", ">gt",
+                "cr\r\r", "tab\tx", "bell\u0007", "del\u007f"],
     "numbers": [0, -1, 3000000000, 1.5, 0.1, 1e-7],
     "bools": [true, false],
     "null": null,

@@ -81,12 +81,14 @@ bool NestedDeeperThan(const Object& obj, int limit) {
   return false;
 }
 
-absl::StatusOr<Object> ParseObject(const HttpResponse& resp, absl::string_view what) {
+// `check_depth` false: a list, whose items List() checks one by one.
+absl::StatusOr<Object> ParseObject(const HttpResponse& resp, absl::string_view what,
+                                   bool check_depth = true) {
   Object obj = Object::parse(resp.body, nullptr, /*allow_exceptions=*/false);
   if (obj.is_discarded()) {
     return absl::InternalError(absl::StrCat(what, ": the API server answered with invalid JSON"));
   }
-  if (NestedDeeperThan(obj, kMaxObjectDepth)) {
+  if (check_depth && NestedDeeperThan(obj, kMaxObjectDepth)) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": the object is nested deeper than ", kMaxObjectDepth, " levels"));
   }
@@ -300,7 +302,7 @@ absl::StatusOr<ListPage> Client::List(const Resource& r, absl::string_view ns,
   const std::string what = absl::StrCat("list ", r.resource, ns.empty() ? "" : " in ", ns);
   ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
   if (resp.status != 200) return StatusFromResponse(resp.status, resp.body, what);
-  ASSIGN_OR_RETURN(Object list, ParseObject(resp, what));
+  ASSIGN_OR_RETURN(Object list, ParseObject(resp, what, /*check_depth=*/false));
   // Every type is checked: a number where the metadata or an item belongs is an error
   // (the informer relists), never an exception on the informer's thread.
   auto unexpected = [&what](absl::string_view why) {

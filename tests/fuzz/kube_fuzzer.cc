@@ -55,8 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       capstan::kube::Client client(std::make_unique<InputTransport>(input), o);
       capstan::kube::Cancellation cancel;
-      (void)client.Watch(capstan::kube::resources::Deployments(), "ns", {},
-                         [](capstan::kube::WatchEvent&&) { return true; }, &cancel);
+      (void)client.Watch(
+          capstan::kube::resources::Deployments(), "ns", {},
+          [](capstan::kube::WatchEvent&&) { return true; }, &cancel);
       break;
     }
     case 1: {

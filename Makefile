@@ -13,6 +13,10 @@ export CCACHE_NOHASHDIR ?= 1
 
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+FUZZ_DIR ?= build-fuzz
+# Seconds per fuzzer: `make fuzz` (long) and the bounded run in `make test`.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
@@ -21,11 +25,11 @@ PREFIX ?= /usr/local
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata clang-format ccache prometheus buildah podman runc debootstrap
+  lua5.4 tzdata clang-format ccache prometheus buildah podman runc debootstrap clang libclang-rt-14-dev
 PY_MODULES := yaml pytest
 
 .PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean \
-  format format-check fuzz image image-test dist
+  format format-check fuzz-build fuzz fuzz-smoke image image-test dist
 
 ## deps: install build and test dependencies (idempotent; quick when present)
 deps:
@@ -67,6 +71,21 @@ asan:
 unit: asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
 
+## fuzz-build: the libFuzzer targets (clang, ASan+UBSan) in $(FUZZ_DIR)
+fuzz-build:
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCAPSTAN_FUZZ=ON \
+	  -DCAPSTAN_BUILD_TESTS=OFF -DCAPSTAN_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
+
+## fuzz: every fuzzer for $(FUZZ_SECONDS) s from tests/fuzz/corpus (crashes: $(FUZZ_DIR)/artifacts)
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+## fuzz-smoke: the bounded run make test does ($(FUZZ_SMOKE_SECONDS) s per fuzzer)
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS)
+
 ## cluster-bin: build (or reuse) the pinned control-plane binaries
 cluster-bin:
 	tests/cluster/cluster.sh build
@@ -92,6 +111,7 @@ test: deps
 	$(MAKE) cluster-bin
 	$(MAKE) asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz-smoke
 	$(MAKE) image
 	cd $(ASAN_DIR) && ctest -L 'e2e|image' --output-on-failure
 
@@ -119,17 +139,6 @@ demo:
 bench: build cluster-bin
 	cd $(BUILD_DIR) && ctest -L bench --output-on-failure
 
-## fuzz: libFuzzer on the analysis condition parser (needs clang), FUZZ_SECONDS each run
-FUZZ_SECONDS ?= 60
-FUZZ_DIR ?= build-fuzz
-ABSL_LIBS = $(shell pkg-config --libs absl_strings absl_str_format absl_status absl_statusor)
-fuzz:
-	mkdir -p $(FUZZ_DIR)/corpus
-	clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
-	  tests/fuzz/expr_fuzz.cc src/analysis/expr.cc -o $(FUZZ_DIR)/expr_fuzz $(ABSL_LIBS)
-	cp tests/fuzz/corpus/* $(FUZZ_DIR)/corpus/
-	$(FUZZ_DIR)/expr_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=512 $(FUZZ_DIR)/corpus
-
 CXX_SOURCES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
 
 ## format: apply .clang-format (Google base, 100 columns) to every C++ file
@@ -143,4 +152,4 @@ format-check:
 	echo "format-check: $(words $(CXX_SOURCES)) files formatted"
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -6,7 +6,10 @@
 #include "run.h"
 
 #include <malloc.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -25,9 +28,11 @@
 #include "capstan/controller/secret_rotation_controller.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/event_recorder.h"
+#include "capstan/kube/informer.h"
 #include "capstan/kube/leader_election.h"
 #include "capstan/kube/resource.h"
 #include "capstan/kube/rest_config.h"
+#include "capstan/kube/transport.h"
 #include "capstan/server/http_server.h"
 
 ABSL_FLAG(std::string, kubeconfig, "",
@@ -66,6 +71,11 @@ int RunOperator() {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // No core dumps and no ptrace by other processes of the same user: the heap holds
+  // the API token and, with SecretRotation, Secret values.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    spdlog::warn("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)");
+  }
 
   const absl::Time started = absl::Now();
   // Every thread would otherwise get its own malloc arena (each keeps a few MB
@@ -149,6 +159,11 @@ int RunOperator() {
     return releases.HasSynced() && (environments == nullptr || environments->HasSynced()) &&
            (rotations == nullptr || rotations->HasSynced());
   });
+  // Liveness: an informer that made no progress (a list, an event, a bookmark) for 10
+  // minutes keeps the operator deciding from stale data; a half-open watch is
+  // re-opened after 150 s already, so this means the informer is truly stuck.
+  (void)health.AddLivenessCheck("informers-progressing",
+                                [] { return kube::StalledInformers(absl::Minutes(10)).empty(); });
   if (absl::Status s = health.Start(); !s.ok()) {
     spdlog::error("cannot serve health and metrics: {}", s.message());
     return 1;
@@ -191,13 +206,18 @@ int RunOperator() {
     }
   } trimmer;
   trimmer.thread = std::thread([&releases, &trimmer, started] {
-    while (!releases.HasSynced()) {
-      if (trimmer.stop.WaitForNotificationWithTimeout(absl::Milliseconds(20))) return;
+    // A thread entry: nothing thrown here may end the process.
+    try {
+      while (!releases.HasSynced()) {
+        if (trimmer.stop.WaitForNotificationWithTimeout(absl::Milliseconds(20))) return;
+      }
+      const absl::Duration synced = absl::Now() - started;
+      malloc_trim(0);
+      spdlog::info("caches synced in {}", synced);
+      while (!trimmer.stop.WaitForNotificationWithTimeout(absl::Minutes(1))) malloc_trim(0);
+    } catch (const std::exception& e) {
+      spdlog::error("memory trimmer stopped: {}", e.what());
     }
-    const absl::Duration synced = absl::Now() - started;
-    malloc_trim(0);
-    spdlog::info("caches synced in {}", synced);
-    while (!trimmer.stop.WaitForNotificationWithTimeout(absl::Minutes(1))) malloc_trim(0);
   });
 
   absl::Notification lost_lease;
@@ -215,23 +235,35 @@ int RunOperator() {
       if (environments != nullptr) environments->StartWorkers();
       if (rotations != nullptr) rotations->StartWorkers();
     };
-    // A replica that lost its lease exits so that it restarts clean as a
-    // candidate (like kube-controller-manager); workers never run unled.
+    // A replica that lost its lease exits at once, without draining, so that no
+    // worker acts a moment longer (like kube-controller-manager's fatal log on
+    // "leaderelection lost"); it restarts clean as a candidate.
     lc.on_stopped_leading = [&lost_lease, &lease_lost] {
       if (lost_lease.HasBeenNotified()) return;  // Stopping after a signal.
-      spdlog::error("lost the leader lease; exiting so this replica restarts as a candidate");
       lease_lost = true;
-      lost_lease.Notify();
+      spdlog::error("lost the leader lease; exiting so this replica restarts as a candidate");
+      spdlog::default_logger()->flush();
+      _exit(1);
     };
     lc.on_new_leader = [](const std::string& who) { spdlog::info("leader is {}", who); };
-    // Its own client, so the controllers' rate limit never delays a renewal.
-    absl::StatusOr<std::unique_ptr<kube::Client>> lease_client = kube::Client::FromConfig(*config);
-    if (!lease_client.ok()) {
+    // Its own client, so the controllers' rate limit never delays a renewal. Each
+    // request gives up within a third of the renew deadline and is never retried by
+    // the client (the elector's next attempt is the retry): a hanging API server
+    // cannot hold a renew past the deadline (client-go bounds each attempt by it too).
+    kube::RestConfig lease_config = *config;
+    lease_config.timeout =
+        std::max(absl::Seconds(1), absl::Floor(lc.renew_deadline / 3, absl::Seconds(1)));
+    absl::StatusOr<std::unique_ptr<kube::Transport>> lease_transport =
+        kube::NewCppRestTransport(lease_config);
+    if (!lease_transport.ok()) {
       spdlog::error("cannot create the leader-election client: {}",
-                    lease_client.status().message());
+                    lease_transport.status().message());
       return 1;
     }
-    election_client = std::move(*lease_client);
+    kube::Client::Options lease_options;
+    lease_options.qps = 0;
+    lease_options.max_retries = 0;
+    election_client = std::make_unique<kube::Client>(std::move(*lease_transport), lease_options);
     absl::StatusOr<std::unique_ptr<kube::LeaderElector>> e =
         kube::LeaderElector::New(*election_client, std::move(lc));
     if (!e.ok()) {
@@ -239,6 +271,10 @@ int RunOperator() {
       return 1;
     }
     elector = std::move(*e);
+    // Liveness: a leader whose renewals are stuck past the deadline (the watchdog
+    // should have ended its term) is restarted by the kubelet.
+    (void)health.AddLivenessCheck("leader-election",
+                                  [&elector] { return elector == nullptr || elector->Healthy(); });
     elector->Start();
   } else {
     releases.StartWorkers();

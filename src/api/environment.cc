@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/civil_time.h"
 #include "capstan/api/labels.h"
+#include "capstan/api/time_zone.h"
 #include "capstan/api/yaml.h"
 #include "capstan/common/status_macros.h"
 #include "json_read.h"
@@ -424,7 +425,7 @@ class Validator {
       Error(path, ".name: ", Quote(w.name), " is used twice");
     }
     absl::TimeZone tz;
-    if (!absl::LoadTimeZone(w.time_zone, &tz)) {
+    if (!LoadIanaTimeZone(w.time_zone, &tz)) {
       Error(path, ".timeZone: ", Quote(w.time_zone),
             " is not a known IANA time zone (such as Europe/Berlin, America/New_York or UTC)");
     }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "capstan/kube/yaml_limits.h"
 #include "yaml-cpp/yaml.h"
 
 namespace capstan::api {
@@ -229,6 +230,17 @@ bool NeedsQuotes(const std::string& s) {
   if (s.empty()) {
     return true;
   }
+  // Control characters (a plain \r is read back as a line break, found by the YAML
+  // fuzzer) and edge whitespace only survive in double quotes, where yaml-cpp escapes.
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return true;
+    }
+  }
+  if (s.front() == ' ' || s.back() == ' ') {
+    return true;
+  }
   return !ResolvePlain(s).is_string();
 }
 
@@ -309,6 +321,11 @@ void Emit(YAML::Emitter& out, const json& v) {
 }  // namespace
 
 absl::StatusOr<std::vector<json>> YamlToJson(const std::string& text) {
+  // Before yaml-cpp builds a tree and Convert copies every alias: bounded size, depth
+  // and alias expansion (kube/yaml_limits.h).
+  if (absl::Status s = kube::CheckYamlLimits(text); !s.ok()) {
+    return s;
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);

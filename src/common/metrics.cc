@@ -64,6 +64,17 @@ Metrics& Metrics::Get() {
                       .Name("capstan_relists_total")
                       .Help("Full relists (initial, or after 410 Gone), by resource.")
                       .Register(r);
+    m->informer_last_event_age =
+        &prometheus::BuildGauge()
+             .Name("capstan_informer_last_event_age_seconds")
+             .Help("Seconds since the informer's last watch event, bookmark or list, by resource.")
+             .Register(r);
+    m->objects_refused = &prometheus::BuildCounter()
+                              .Name("capstan_api_objects_refused_total")
+                              .Help(
+                                  "Objects from the API server left out of the caches because "
+                                  "they are nested too deep, by resource.")
+                              .Register(r);
     m->tls_handshakes = &prometheus::BuildCounter()
                              .Name("capstan_tls_handshakes_total")
                              .Help(

@@ -1,14 +1,20 @@
 #include "capstan/controller/loop.h"
 
 #include <algorithm>
+#include <exception>
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "capstan/common/log.h"
+#include "capstan/common/monotonic_clock.h"
 
 namespace capstan::controller {
 
+// Queue delays are durations: on the monotonic clock in production (a wall-clock step
+// must not fire or hold back every requeue at once), on a test's FakeClock in tests.
 Loop::Loop(std::string name, const Clock& clock)
-    : queue_(std::make_unique<kube::WorkQueue>(std::move(name), clock)) {}
+    : queue_(std::make_unique<kube::WorkQueue>(
+          std::move(name), &clock == &RealClock::Get() ? MonotonicClock::Get() : clock)) {}
 
 Loop::~Loop() { Stop(); }
 
@@ -48,7 +54,12 @@ void Loop::StartWorkers(int workers, kube::ReconcileFunc reconcile, absl::Durati
         absl::MutexLock lock(&mu_);
         if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
       }
-      tick();
+      // A thread entry: a tick that throws is reported and the ticker lives on.
+      try {
+        tick();
+      } catch (const std::exception& e) {
+        spdlog::error("{}: resync tick threw: {}", queue_->name(), e.what());
+      }
     }
   });
 }

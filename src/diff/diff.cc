@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "capstan/diff/quantity.h"
 #include "nlohmann/json.hpp"
+#include "openssl/sha.h"
 
 namespace capstan::diff {
 namespace {
@@ -374,6 +375,34 @@ bool NeedsApply(const nlohmann::json& desired_stamped, const nlohmann::json& liv
   return !out->empty();
 }
 
+namespace {
+
+// Values that may be secret, or that a tenant may put secrets in: env values
+// (`value: hunter2` is common), annotation and label values. Described by a hash:
+// enough to see that two sides differ, and that a value came back, never the value.
+bool SensitivePath(std::string_view path) {
+  auto has = [path](std::string_view part) { return path.find(part) != std::string_view::npos; };
+  return has("annotations") || has("labels") || has("Labels") || has(".env[") ||
+         path.rfind("env[", 0) == 0;
+}
+
+std::string Hashed(const std::string& value) {
+  if (value == kAbsent) {
+    return value;
+  }
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(value.data()), value.size(), md);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (int i = 0; i < 6; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Describe(const std::vector<Drift>& drifts, size_t max) {
   std::string out;
   const size_t shown = std::min(max, drifts.size());
@@ -383,10 +412,11 @@ std::string Describe(const std::vector<Drift>& drifts, size_t max) {
       out += "; ";
     }
     out += d.path.empty() ? "<object>" : d.path;
+    const bool sensitive = SensitivePath(d.path);
     out += ": want ";
-    out += Cut(d.want);
+    out += sensitive ? Hashed(d.want) : Cut(d.want);
     out += ", got ";
-    out += Cut(d.got);
+    out += sensitive ? Hashed(d.got) : Cut(d.got);
   }
   if (shown < drifts.size()) {
     const size_t more = drifts.size() - shown;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
@@ -11,6 +12,7 @@
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
+#include "capstan/kube/object_limits.h"
 
 namespace capstan::kube {
 namespace {
@@ -59,12 +61,61 @@ void FillTypeMeta(const Resource& r, Object* obj) {
   if (!obj->contains("kind")) (*obj)["kind"] = r.kind;
 }
 
-absl::StatusOr<Object> ParseObject(const HttpResponse& resp, absl::string_view what) {
+// How many levels of objects and arrays `obj` has, counted without recursion, stopping
+// once past `limit`. The API server admits a custom resource nested 10,000 deep (a pod
+// template under x-kubernetes-preserve-unknown-fields); every recursive walk, copy or
+// msgpack encoding of such an object overflows a thread's stack (a sanitized build's
+// first). nlohmann parses and destroys iteratively, so the check runs on the parsed
+// tree before anything else touches it.
+bool NestedDeeperThan(const Object& obj, int limit) {
+  std::vector<std::pair<const Object*, int>> stack = {{&obj, 1}};
+  while (!stack.empty()) {
+    const auto [o, depth] = stack.back();
+    stack.pop_back();
+    if (!o->is_structured()) continue;
+    if (depth > limit) return true;
+    for (const Object& child : *o) {
+      if (child.is_structured()) stack.emplace_back(&child, depth + 1);
+    }
+  }
+  return false;
+}
+
+// `check_depth` false: a list, whose items List() checks one by one.
+absl::StatusOr<Object> ParseObject(const HttpResponse& resp, absl::string_view what,
+                                   bool check_depth = true) {
   Object obj = Object::parse(resp.body, nullptr, /*allow_exceptions=*/false);
   if (obj.is_discarded()) {
     return absl::InternalError(absl::StrCat(what, ": the API server answered with invalid JSON"));
   }
+  if (check_depth && NestedDeeperThan(obj, kMaxObjectDepth)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": the object is nested deeper than ", kMaxObjectDepth, " levels"));
+  }
   return obj;
+}
+
+// "namespace/name" for a log line; mistyped fields read as absent.
+std::string KeyOf(const Object& obj) {
+  auto md = obj.find("metadata");
+  if (md == obj.end() || !md->is_object()) return "<unnamed>";
+  auto field = [&md](const char* key) -> std::string {
+    auto it = md->find(key);
+    return it != md->end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  const std::string ns = field("namespace");
+  return ns.empty() ? field("name") : absl::StrCat(ns, "/", field("name"));
+}
+
+// The string at `key` of `obj`: "" when absent or null, an error for another type.
+absl::Status StringField(const Object& obj, const char* key, std::string* out) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_string()) {
+    return absl::InternalError(absl::StrCat(key, " is a ", it->type_name(), ", not a string"));
+  }
+  *out = it->get<std::string>();
+  return absl::OkStatus();
 }
 
 // Without it the API server names the manager after the User-Agent's first word.
@@ -80,6 +131,50 @@ std::string VerbOf(const std::string& method, const HttpRequest& req) {
   return "GET";
 }
 
+// The API server's validation messages quote the rejected value ("spec.template.spec.
+// containers[0].env[0].value: Invalid value: \"hunter2\": ..."), and the value may be a
+// secret a tenant put in a Release. Errors travel into logs, Events and status, so the
+// values are replaced: after "Invalid value: ", "Unsupported value: ", "Duplicate value: "
+// and "Not found: " a Go-quoted string becomes "<redacted>", anything else up to the next
+// ": ", ", " or "]" becomes <redacted>. Field paths and reasons stay.
+std::string ScrubValues(absl::string_view message) {
+  static constexpr absl::string_view kMarkers[] = {
+      "Invalid value: ", "Unsupported value: ", "Duplicate value: ", "Not found: "};
+  std::string out;
+  out.reserve(message.size());
+  size_t i = 0;
+  while (i < message.size()) {
+    size_t at = absl::string_view::npos;
+    size_t len = 0;
+    for (absl::string_view m : kMarkers) {
+      const size_t p = message.find(m, i);
+      if (p < at) {
+        at = p;
+        len = m.size();
+      }
+    }
+    if (at == absl::string_view::npos) {
+      absl::StrAppend(&out, message.substr(i));
+      break;
+    }
+    absl::StrAppend(&out, message.substr(i, at + len - i));
+    size_t j = at + len;
+    if (j < message.size() && message[j] == '"') {
+      ++j;
+      while (j < message.size() && message[j] != '"') j += message[j] == '\\' ? 2 : 1;
+      j = std::min(j + 1, message.size());
+      out.append("\"<redacted>\"");
+    } else {
+      size_t end = message.size();
+      for (absl::string_view stop : {": ", ", ", "]"}) end = std::min(end, message.find(stop, j));
+      j = end;
+      out.append("<redacted>");
+    }
+    i = j;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string ApiReason(const absl::Status& status) {
@@ -91,14 +186,16 @@ absl::Status StatusFromResponse(int http_status, absl::string_view body, absl::s
   std::string reason;
   std::string message;
   Object s = Object::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (s.is_object() && s.value("kind", "") == "Status") {
-    reason = s.value("reason", "");
-    message = s.value("message", "");
+  std::string kind;
+  // Mistyped fields read as absent (never an exception: this runs on every thread).
+  if (s.is_object() && StringField(s, "kind", &kind).ok() && kind == "Status") {
+    if (!StringField(s, "reason", &reason).ok()) reason.clear();
+    if (!StringField(s, "message", &message).ok()) message.clear();
   }
   if (message.empty()) {
     message = http_status == 0 ? "no answer" : absl::StrCat("HTTP ", http_status);
   }
-  absl::Status status(CodeFor(http_status, reason), absl::StrCat(what, ": ", message));
+  absl::Status status(CodeFor(http_status, reason), absl::StrCat(what, ": ", ScrubValues(message)));
   if (!reason.empty()) status.SetPayload(kReasonPayload, absl::Cord(reason));
   return status;
 }
@@ -205,15 +302,39 @@ absl::StatusOr<ListPage> Client::List(const Resource& r, absl::string_view ns,
   const std::string what = absl::StrCat("list ", r.resource, ns.empty() ? "" : " in ", ns);
   ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
   if (resp.status != 200) return StatusFromResponse(resp.status, resp.body, what);
-  ASSIGN_OR_RETURN(Object list, ParseObject(resp, what));
+  ASSIGN_OR_RETURN(Object list, ParseObject(resp, what, /*check_depth=*/false));
+  // Every type is checked: a number where the metadata or an item belongs is an error
+  // (the informer relists), never an exception on the informer's thread.
+  auto unexpected = [&what](absl::string_view why) {
+    return absl::InternalError(absl::StrCat(what, ": unexpected answer: ", why));
+  };
+  if (!list.is_object()) return unexpected(absl::StrCat("a ", list.type_name(), ", not a list"));
   ListPage page;
-  if (auto it = list.find("metadata"); it != list.end() && it->is_object()) {
-    page.resource_version = it->value("resourceVersion", "");
-    page.continue_token = it->value("continue", "");
+  if (auto it = list.find("metadata"); it != list.end() && !it->is_null()) {
+    if (!it->is_object()) return unexpected("metadata is not an object");
+    if (absl::Status s = StringField(*it, "resourceVersion", &page.resource_version); !s.ok()) {
+      return unexpected(absl::StrCat("metadata.", s.message()));
+    }
+    if (absl::Status s = StringField(*it, "continue", &page.continue_token); !s.ok()) {
+      return unexpected(absl::StrCat("metadata.", s.message()));
+    }
   }
-  if (auto it = list.find("items"); it != list.end() && it->is_array()) {
+  if (auto it = list.find("items"); it != list.end() && !it->is_null()) {
+    if (!it->is_array()) return unexpected("items is not an array");
     page.items.reserve(it->size());
-    for (Object& item : *it) {
+    for (size_t i = 0; i < it->size(); ++i) {
+      Object& item = (*it)[i];
+      if (!item.is_object()) {
+        return unexpected(absl::StrCat("items[", i, "] is a ", item.type_name()));
+      }
+      if (NestedDeeperThan(item, kMaxObjectDepth)) {
+        // One hostile object must not stop the whole cache: it is left out (and
+        // never reconciled), the rest of the list is used.
+        spdlog::error("{}: {} nested deeper than {} levels; ignored", what, KeyOf(item),
+                      kMaxObjectDepth);
+        Metrics::Get().objects_refused->Add({{"resource", r.resource}}).Increment();
+        continue;
+      }
       FillTypeMeta(r, &item);
       page.items.push_back(std::move(item));
     }
@@ -384,11 +505,28 @@ absl::Status Client::Watch(const Resource& r, absl::string_view ns, const WatchO
           event_error = absl::InternalError(absl::StrCat(what, ": invalid JSON in watch event"));
           return false;
         }
-        const std::string type = ev.value("type", "");
-        Object& obj = ev["object"];
-        if (type == "ERROR") {
-          event_error = StatusFromResponse(obj.value("code", 500), obj.dump(), what);
+        auto type_it = ev.find("type");
+        auto obj_it = ev.find("object");
+        if (type_it == ev.end() || !type_it->is_string() || obj_it == ev.end() ||
+            !obj_it->is_object()) {
+          event_error = absl::InternalError(
+              absl::StrCat(what, ": unexpected watch event (type or object missing or mistyped)"));
           return false;
+        }
+        const std::string type = type_it->get<std::string>();
+        Object& obj = *obj_it;
+        if (type == "ERROR") {
+          auto code = obj.find("code");
+          event_error = StatusFromResponse(
+              code != obj.end() && code->is_number_integer() ? code->get<int>() : 500, obj.dump(),
+              what);
+          return false;
+        }
+        if (NestedDeeperThan(obj, kMaxObjectDepth)) {
+          spdlog::error("{}: {} nested deeper than {} levels; event ignored", what, KeyOf(obj),
+                        kMaxObjectDepth);
+          Metrics::Get().objects_refused->Add({{"resource", r.resource}}).Increment();
+          return true;
         }
         WatchEvent out;
         if (type == "ADDED") {
@@ -423,33 +561,42 @@ absl::Status Client::Watch(const Resource& r, absl::string_view ns, const WatchO
 }
 
 absl::StatusOr<std::vector<ApiGroupVersion>> Client::ServerGroups() {
-  std::vector<ApiGroupVersion> groups;
-  {
-    HttpRequest req;
-    req.path = "/api";
-    ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
-    if (resp.status != 200) return StatusFromResponse(resp.status, resp.body, "discovery /api");
-    ASSIGN_OR_RETURN(Object core, ParseObject(resp, "discovery /api"));
-    ApiGroupVersion g;
-    for (const auto& v : core.value("versions", Object::array())) g.versions.push_back(v);
-    g.preferred_version = g.versions.empty() ? "" : g.versions.front();
-    groups.push_back(std::move(g));
-  }
-  HttpRequest req;
-  req.path = "/apis";
-  ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
-  if (resp.status != 200) return StatusFromResponse(resp.status, resp.body, "discovery /apis");
-  ASSIGN_OR_RETURN(Object list, ParseObject(resp, "discovery /apis"));
-  for (const auto& item : list.value("groups", Object::array())) {
-    ApiGroupVersion g;
-    g.group = item.value("name", "");
-    g.preferred_version = item.value("/preferredVersion/version"_json_pointer, std::string());
-    for (const auto& v : item.value("versions", Object::array())) {
-      g.versions.push_back(v.value("version", ""));
+  // The reads below convert JSON values to strings; a mistyped answer throws, and
+  // the exception ends here as an error.
+  auto read = [this]() -> absl::StatusOr<std::vector<ApiGroupVersion>> {
+    std::vector<ApiGroupVersion> groups;
+    {
+      HttpRequest req;
+      req.path = "/api";
+      ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
+      if (resp.status != 200) return StatusFromResponse(resp.status, resp.body, "discovery /api");
+      ASSIGN_OR_RETURN(Object core, ParseObject(resp, "discovery /api"));
+      ApiGroupVersion g;
+      for (const auto& v : core.value("versions", Object::array())) g.versions.push_back(v);
+      g.preferred_version = g.versions.empty() ? "" : g.versions.front();
+      groups.push_back(std::move(g));
     }
-    groups.push_back(std::move(g));
+    HttpRequest req;
+    req.path = "/apis";
+    ASSIGN_OR_RETURN(HttpResponse resp, Send("GET", std::move(req), true));
+    if (resp.status != 200) return StatusFromResponse(resp.status, resp.body, "discovery /apis");
+    ASSIGN_OR_RETURN(Object list, ParseObject(resp, "discovery /apis"));
+    for (const auto& item : list.value("groups", Object::array())) {
+      ApiGroupVersion g;
+      g.group = item.value("name", "");
+      g.preferred_version = item.value("/preferredVersion/version"_json_pointer, std::string());
+      for (const auto& v : item.value("versions", Object::array())) {
+        g.versions.push_back(v.value("version", ""));
+      }
+      groups.push_back(std::move(g));
+    }
+    return groups;
+  };
+  try {
+    return read();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InternalError(absl::StrCat("discovery: unexpected answer: ", e.what()));
   }
-  return groups;
 }
 
 }  // namespace capstan::kube

@@ -398,16 +398,49 @@ std::string ExecInfoJson(absl::string_view api_version, const ExecClusterInfo* c
 ExecTokenSource::ExecTokenSource(ExecPluginConfig config, const Clock& clock)
     : config_(std::move(config)), clock_(clock) {}
 
+ExecTokenSource::~ExecTokenSource() {
+  std::thread refresher;
+  {
+    absl::MutexLock lock(&mu_);
+    refresher = std::move(refresher_);
+  }
+  if (refresher.joinable()) refresher.join();
+}
+
 bool ExecTokenSource::FreshLocked(absl::Time now) const {
   return cached_.has_value() && now < cached_->refresh_at;
 }
 
 absl::StatusOr<ExecCredential> ExecTokenSource::Credential() {
   uint64_t seen_runs;
+  std::optional<ExecCredential> still_valid;
+  std::thread finished;
   {
     absl::MutexLock lock(&mu_);
-    if (FreshLocked(clock_.Now())) return cached_->credential;
+    const absl::Time now = clock_.Now();
+    if (FreshLocked(now)) return cached_->credential;
+    if (cached_.has_value() && cached_->credential.expiry.has_value() &&
+        now < *cached_->credential.expiry) {
+      // Due for a refresh, still valid: answer now, refresh in the background.
+      if (!refreshing_) {
+        refreshing_ = true;
+        finished = std::move(refresher_);  // a previous refresh, done: joined below
+        refresher_ = std::thread([this] {
+          {
+            absl::MutexLock run_lock(&run_mu_);
+            (void)RunAndStore();
+          }
+          absl::MutexLock lock(&mu_);
+          refreshing_ = false;
+        });
+      }
+      still_valid = cached_->credential;
+    }
     seen_runs = runs_;
+  }
+  if (still_valid.has_value()) {
+    if (finished.joinable()) finished.join();
+    return *std::move(still_valid);
   }
   absl::MutexLock run_lock(&run_mu_);
   {
@@ -418,7 +451,10 @@ absl::StatusOr<ExecCredential> ExecTokenSource::Credential() {
       if (!last_error_.ok()) return last_error_;
     }
   }
+  return RunAndStore();
+}
 
+absl::StatusOr<ExecCredential> ExecTokenSource::RunAndStore() {
   const std::string label = absl::StrCat("exec plugin \"", config_.command, "\"");
   absl::StatusOr<ExecCredential> cred;
   absl::StatusOr<RunOutput> run = RunPlugin(config_, label);

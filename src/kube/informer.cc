@@ -1,14 +1,90 @@
 #include "capstan/kube/informer.h"
 
 #include <algorithm>
+#include <exception>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
+#include "capstan/common/monotonic_clock.h"
+#include "prometheus/gauge.h"
 
 namespace capstan::kube {
+
+// Every running informer, checked every few seconds by one thread: half-open watches
+// are cancelled, the last-event age gauges refreshed. One thread for all informers
+// (there are ~15) instead of a timer per watch. Never destroyed (informers may outlive
+// static destruction in tests).
+class InformerMonitor {
+ public:
+  static InformerMonitor& Get() {
+    static InformerMonitor* monitor = new InformerMonitor();
+    return *monitor;
+  }
+
+  void Add(Informer* informer) {
+    absl::MutexLock lock(&mu_);
+    informers_.push_back(informer);
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { Run(); }).detach();
+    }
+  }
+  void Remove(Informer* informer) {
+    absl::MutexLock lock(&mu_);
+    informers_.erase(std::remove(informers_.begin(), informers_.end(), informer), informers_.end());
+    // Remove() returns only once no check of `informer` is running.
+    mu_.Await(absl::Condition(
+        +[](InformerMonitor* m)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return m->checking_ == nullptr; },
+        this));
+  }
+  std::vector<std::string> Stalled(absl::Duration max_age) {
+    std::vector<std::string> out;
+    absl::MutexLock lock(&mu_);
+    for (Informer* i : informers_) {
+      if (i->SinceProgress() > max_age) out.push_back(i->resource().resource);
+    }
+    return out;
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      absl::Duration tick = absl::Seconds(5);
+      {
+        absl::MutexLock lock(&mu_);
+        for (size_t n = 0; n < informers_.size(); ++n) {
+          Informer* i = informers_[n];
+          tick = std::min(tick, i->options_.watch_idle_limit / 4);
+          checking_ = i;
+          mu_.Unlock();
+          try {
+            i->CheckIdle();
+          } catch (const std::exception& e) {
+            spdlog::error("informer monitor: {}", e.what());
+          }
+          mu_.Lock();
+          checking_ = nullptr;
+        }
+      }
+      absl::SleepFor(std::max(tick, absl::Milliseconds(20)));
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<Informer*> informers_ ABSL_GUARDED_BY(mu_);
+  Informer* checking_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+std::vector<std::string> StalledInformers(absl::Duration max_age) {
+  return InformerMonitor::Get().Stalled(max_age);
+}
 
 Object StripManagedFields(Object obj) {
   if (auto it = obj.find("metadata"); it != obj.end() && it->is_object()) {
@@ -18,9 +94,15 @@ Object StripManagedFields(Object obj) {
 }
 
 std::string ObjectKey(const Object& obj) {
-  const Object& md = obj.contains("metadata") ? obj["metadata"] : Object::object();
-  std::string ns = md.value("namespace", "");
-  std::string name = md.value("name", "");
+  // Mistyped fields read as absent: a key is needed even for a broken object.
+  auto field = [&obj](const char* key) -> std::string {
+    auto md = obj.find("metadata");
+    if (md == obj.end() || !md->is_object()) return "";
+    auto it = md->find(key);
+    return it != md->end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  std::string ns = field("namespace");
+  std::string name = field("name");
   return ns.empty() ? name : absl::StrCat(ns, "/", name);
 }
 
@@ -48,17 +130,44 @@ void Informer::Start() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = false;
+    last_progress_ = MonotonicClock::Get().Now();
   }
   thread_ = std::thread([this] { Run(); });
+  InformerMonitor::Get().Add(this);
 }
 
 void Informer::Stop() {
+  InformerMonitor::Get().Remove(this);
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     if (cancel_ != nullptr) cancel_->Cancel();
   }
   if (thread_.joinable()) thread_.join();
+}
+
+void Informer::Progress() { last_progress_ = MonotonicClock::Get().Now(); }
+
+absl::Duration Informer::SinceProgress() const {
+  absl::MutexLock lock(&mu_);
+  return MonotonicClock::Get().Now() - last_progress_;
+}
+
+void Informer::CheckIdle() {
+  absl::Duration age;
+  {
+    absl::MutexLock lock(&mu_);
+    age = MonotonicClock::Get().Now() - last_progress_;
+    if (cancel_ != nullptr && !idle_cancelled_ && age > options_.watch_idle_limit) {
+      // Not even a bookmark: the connection is most likely half-open (a peer or
+      // middlebox gone without a FIN). Cancel it; the informer re-opens the watch.
+      idle_cancelled_ = true;
+      cancel_->Cancel();
+    }
+  }
+  Metrics::Get()
+      .informer_last_event_age->Add({{"resource", resource_.resource}})
+      .Set(absl::ToDoubleSeconds(age));
 }
 
 bool Informer::HasSynced() const {
@@ -220,11 +329,19 @@ bool Informer::SleepOrStop(absl::Duration d) {
   return mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
 }
 
-absl::Status Informer::Relist() {
+absl::Status Informer::Relist(bool consistent) {
   ListOptions lo;
   lo.label_selector = options_.label_selector;
   lo.field_selector = options_.field_selector;
   lo.limit = options_.page_size;
+  if (!consistent) {
+    // From the watch cache, as client-go's reflector lists: "0" (any version) the
+    // first time, else no older than what this cache already holds, so a lagging
+    // API server never takes the cache back in time.
+    const std::string last = LastResourceVersion();
+    lo.resource_version = last.empty() ? "0" : last;
+    if (!last.empty()) lo.resource_version_match = "NotOlderThan";
+  }
 
   // Page by page, projecting each page before asking for the next, so that at
   // most one page of whole objects (managedFields and all) is in memory at once;
@@ -260,6 +377,9 @@ absl::Status Informer::Relist() {
     }
     if (page->continue_token.empty() || options_.page_size <= 0) break;
     lo.continue_token = page->continue_token;
+    // Continuation pages carry the snapshot in the token, never a resourceVersion.
+    lo.resource_version.clear();
+    lo.resource_version_match.clear();
   }
   Metrics::Get().relists->Add({{"resource", resource_.resource}}).Increment();
 
@@ -285,6 +405,7 @@ absl::Status Informer::Relist() {
     for (auto& [key, entry] : fresh) Store(key, std::move(entry));
     resource_version_ = list_rv;
     ++relists_;
+    Progress();
   }
   for (const auto& [old_obj, new_obj] : changes) Notify(old_obj.get(), new_obj.get());
   // Synced once the handlers have seen the first list (like client-go), and once
@@ -307,6 +428,7 @@ absl::Status Informer::WatchOnce() {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::CancelledError("stopping");
     cancel_ = &cancel;
+    idle_cancelled_ = false;
     wo.resource_version = resource_version_;
     ++watches_;
   }
@@ -319,11 +441,16 @@ absl::Status Informer::WatchOnce() {
       resource_, options_.ns, wo,
       [this, &events](WatchEvent&& ev) {
         ++events;
-        const std::string rv =
-            ev.object.value("/metadata/resourceVersion"_json_pointer, std::string());
+        auto rv_it = ev.object.find("metadata");
+        std::string rv;
+        if (rv_it != ev.object.end() && rv_it->is_object()) {
+          auto v = rv_it->find("resourceVersion");
+          if (v != rv_it->end() && v->is_string()) rv = v->get<std::string>();
+        }
         if (ev.type == WatchEvent::Type::kBookmark) {
           absl::MutexLock lock(&mu_);
           if (!rv.empty()) resource_version_ = rv;
+          Progress();
           return true;
         }
         Object projected = options_.projection ? options_.projection(std::move(ev.object))
@@ -342,6 +469,7 @@ absl::Status Informer::WatchOnce() {
             Store(key, std::move(entry));
           }
           if (!rv.empty()) resource_version_ = rv;
+          Progress();
         }
         if (ev.type == WatchEvent::Type::kDeleted) {
           Notify(old ? old.get() : obj.get(), nullptr);
@@ -351,9 +479,18 @@ absl::Status Informer::WatchOnce() {
         return true;
       },
       &cancel);
+  bool idle = false;
   {
     absl::MutexLock lock(&mu_);
     cancel_ = nullptr;
+    idle = idle_cancelled_ && !stopping_;
+    if (s.ok()) Progress();  // the server ended the watch: it is alive
+  }
+  if (idle) {
+    return absl::UnavailableError(
+        absl::StrCat("watch ", resource_.resource, ": nothing received for ",
+                     absl::FormatDuration(options_.watch_idle_limit),
+                     " (not even a bookmark); the connection is taken for dead"));
   }
   // Like client-go's reflector: a watch closed within a second with nothing in it
   // is a failure to back off from, or a peer that closes every watch at once would
@@ -369,28 +506,41 @@ void Informer::Run() {
   absl::BitGen rng;
   int failures = 0;
   bool need_list = true;
+  bool consistent = false;  // the next list: a consistent read (after 410 Gone)
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
     absl::Status s;
-    if (need_list) {
-      s = Relist();
-      if (s.ok()) need_list = false;
-    } else {
-      s = WatchOnce();
-      Metrics::Get().watch_restarts->Add({{"resource", resource_.resource}}).Increment();
-      if (s.code() == absl::StatusCode::kOutOfRange) {
-        // 410 Gone: our resourceVersion was compacted away. Relist at once.
-        spdlog::info("informer {}: watch expired ({}), relisting", resource_.resource, s.message());
-        need_list = true;
-        continue;
+    // A thread entry: a projection, handler or parse that throws is an error and a
+    // relist, never std::terminate.
+    try {
+      if (need_list) {
+        s = Relist(consistent);
+        if (s.ok()) {
+          need_list = false;
+          consistent = false;
+        }
+      } else {
+        s = WatchOnce();
+        Metrics::Get().watch_restarts->Add({{"resource", resource_.resource}}).Increment();
+        if (s.code() == absl::StatusCode::kOutOfRange) {
+          // 410 Gone: our resourceVersion was compacted away. Relist at once.
+          spdlog::info("informer {}: watch expired ({}), relisting", resource_.resource,
+                       s.message());
+          need_list = true;
+          consistent = true;
+          continue;
+        }
+        if (s.code() == absl::StatusCode::kCancelled) {
+          absl::MutexLock lock(&mu_);
+          if (stopping_) return;
+        }
       }
-      if (s.code() == absl::StatusCode::kCancelled) {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
+    } catch (const std::exception& e) {
+      s = absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
+      need_list = true;
     }
     if (s.ok()) {
       failures = 0;

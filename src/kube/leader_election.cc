@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
+#include "capstan/common/monotonic_clock.h"
 #include "capstan/kube/micro_time.h"
 #include "capstan/kube/resource.h"
 #include "prometheus/gauge.h"
@@ -143,16 +144,23 @@ LeaseRecord ReleasedLeaseRecord(const LeaseRecord& current, absl::Time now) {
 
 absl::StatusOr<std::unique_ptr<LeaderElector>> LeaderElector::New(Client& client,
                                                                   LeaderElectionConfig config,
-                                                                  const Clock& clock) {
+                                                                  const Clock& clock,
+                                                                  const Clock* deadline_clock) {
   if (config.identity.empty()) config.identity = DefaultIdentity();
   if (absl::Status s = ValidateLeaderElectionConfig(config); !s.ok()) return s;
-  return std::unique_ptr<LeaderElector>(new LeaderElector(client, std::move(config), clock));
+  const Clock& deadlines = deadline_clock != nullptr     ? *deadline_clock
+                           : &clock == &RealClock::Get() ? MonotonicClock::Get()
+                                                         : clock;
+  return std::unique_ptr<LeaderElector>(
+      new LeaderElector(client, std::move(config), clock, deadlines));
 }
 
-LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config, const Clock& clock)
+LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config, const Clock& clock,
+                             const Clock& deadline_clock)
     : client_(client),
       config_(std::move(config)),
       clock_(clock),
+      deadline_clock_(deadline_clock),
       leader_gauge_(Metrics::Get().leader->Add({{"lease", LeaseKey()}})) {}
 
 LeaderElector::~LeaderElector() { Stop(); }
@@ -166,14 +174,24 @@ void LeaderElector::Start() {
   if (started_ || stop_) return;
   started_ = true;
   thread_ = std::thread([this] { Run(); });
+  watchdog_ = std::thread([this] { Watchdog(); });
 }
 
 void LeaderElector::Stop() {
   std::thread thread;
+  std::thread watchdog;
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
     thread = std::move(thread_);
+    watchdog = std::move(watchdog_);
+  }
+  if (watchdog.joinable()) {
+    if (watchdog.get_id() == std::this_thread::get_id()) {
+      watchdog.detach();  // Stop() from on_stopped_leading on the watchdog: it ends by itself.
+    } else {
+      watchdog.join();
+    }
   }
   if (!thread.joinable()) return;
   if (thread.get_id() == std::this_thread::get_id()) {
@@ -188,7 +206,54 @@ void LeaderElector::Stop() {
 
 bool LeaderElector::IsLeader() const {
   absl::MutexLock lock(&mu_);
-  return leading_ && clock_.Now() < last_renew_ + config_.renew_deadline;
+  return leading_ && deadline_clock_.Now() < last_renew_ + config_.renew_deadline;
+}
+
+bool LeaderElector::Healthy(absl::Duration grace) const {
+  absl::MutexLock lock(&mu_);
+  return !leading_ || deadline_clock_.Now() < last_renew_ + config_.renew_deadline + grace;
+}
+
+bool LeaderElector::EndTerm() {
+  {
+    absl::MutexLock lock(&mu_);
+    leading_ = false;
+    if (term_ended_) return false;
+    term_ended_ = true;
+  }
+  leader_gauge_.Set(0);
+  if (config_.on_stopped_leading) config_.on_stopped_leading();
+  return true;
+}
+
+void LeaderElector::Watchdog() {
+  absl::MutexLock lock(&mu_);
+  while (!stop_) {
+    const int64_t pokes = pokes_;
+    const int64_t renews = renews_;
+    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || pokes_ != pokes || renews_ != renews;
+    };
+    if (!leading_ || term_ended_) {
+      // Re-checked at every renew, poke or stop, and once a second regardless.
+      mu_.AwaitWithTimeout(absl::Condition(&changed), absl::Seconds(1));
+      continue;
+    }
+    const absl::Duration left = last_renew_ + config_.renew_deadline - deadline_clock_.Now();
+    if (left > absl::ZeroDuration()) {
+      mu_.AwaitWithTimeout(absl::Condition(&changed), left);
+      continue;
+    }
+    // The deadline passed and the elector's thread has not noticed: it is stuck in
+    // a request. Leader-only work ends now, not when that request gives up.
+    mu_.Unlock();
+    spdlog::warn(
+        "leader election: lost leadership lease={} identity={} reason=\"no renew succeeded "
+        "within {} (a request to the API server is hanging)\"",
+        LeaseKey(), config_.identity, config_.renew_deadline);
+    EndTerm();
+    mu_.Lock();
+  }
 }
 
 std::string LeaderElector::Leader() const {
@@ -198,7 +263,7 @@ std::string LeaderElector::Leader() const {
 
 void LeaderElector::Poke() {
   absl::MutexLock lock(&mu_);
-  poked_ = true;
+  ++pokes_;
 }
 
 int64_t LeaderElector::Steps() const {
@@ -210,10 +275,11 @@ bool LeaderElector::WaitUntil(absl::Time until) {
   absl::MutexLock lock(&mu_);
   ++steps_;
   while (!stop_) {
-    const absl::Duration left = until - clock_.Now();
+    const absl::Duration left = until - deadline_clock_.Now();
     if (left <= absl::ZeroDuration()) return true;
-    poked_ = false;
-    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || poked_; };
+    const int64_t pokes = pokes_;
+    auto woken = [this, pokes]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || pokes_ != pokes; };
     // A RealClock reaches `until` when this times out; a FakeClock is
     // re-read after each timeout or poke.
     mu_.AwaitWithTimeout(absl::Condition(&woken), left);
@@ -237,17 +303,19 @@ void LeaderElector::Run() {
       break;
     }
     // Candidate.
-    absl::Time now = clock_.Now();
+    absl::Time now = deadline_clock_.Now();
     Attempt attempt = TryAcquireOrRenew(now);
     MaybeReportLeader();
     if (attempt != Attempt::kHeld) {
-      next = clock_.Now() + jittered();
+      next = deadline_clock_.Now() + jittered();
       continue;
     }
     {
       absl::MutexLock lock(&mu_);
       leading_ = true;
+      term_ended_ = false;
       last_renew_ = now;
+      ++renews_;
     }
     leader_gauge_.Set(1);
     spdlog::info("leader election: became leader lease={} identity={}", LeaseKey(),
@@ -262,12 +330,15 @@ void LeaderElector::Run() {
         stopping = true;
         break;
       }
-      now = clock_.Now();
+      now = deadline_clock_.Now();
       absl::Time deadline;
+      bool ended = false;
       {
         absl::MutexLock lock(&mu_);
         deadline = last_renew_ + config_.renew_deadline;
+        ended = term_ended_;
       }
+      if (ended) break;  // The watchdog ended the term while we were stuck.
       if (now >= deadline) {
         spdlog::warn(
             "leader election: lost leadership lease={} identity={} reason=\"no renew "
@@ -279,7 +350,9 @@ void LeaderElector::Run() {
       MaybeReportLeader();
       if (attempt == Attempt::kHeld) {
         absl::MutexLock lock(&mu_);
+        if (term_ended_) break;  // Renewed too late: the watchdog already ended the term.
         last_renew_ = now;
+        ++renews_;
         next = now + config_.retry_period;
         continue;
       }
@@ -290,19 +363,14 @@ void LeaderElector::Run() {
       }
       next = std::min(now + config_.retry_period, deadline);
     }
-    {
-      absl::MutexLock lock(&mu_);
-      leading_ = false;
-    }
-    leader_gauge_.Set(0);
     if (!stopping) {
       spdlog::info("leader election: stopped leading lease={} identity={}", LeaseKey(),
                    config_.identity);
     }
     // Before the release: leader-only work must have stopped before a
     // successor can take over.
-    if (config_.on_stopped_leading) config_.on_stopped_leading();
-    next = clock_.Now() + jittered();
+    EndTerm();
+    next = deadline_clock_.Now() + jittered();
   }
   Release();
 }
@@ -315,14 +383,13 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(absl::Time now) {
   // A 409 means someone else wrote; fall through and re-read.
   if (have_observed_ && observed_record_.holder_identity == config_.identity &&
       observed_time_ + absl::Seconds(observed_record_.lease_duration_seconds) > now) {
-    LeaseDecision d = DecideLease(observed_record_, observed_time_, config_.identity,
-                                  config_.lease_duration, now);
+    LeaseDecision d = Decide(now);
     Object lease = observed_lease_;
     SetLeaseRecord(d.record, &lease);
     absl::StatusOr<Object> updated = client_.Update(leases, ns, lease);
     if (updated.ok()) {
       last_error_.clear();
-      Observe(*updated, clock_.Now());
+      Observe(*updated, deadline_clock_.Now());
       return Attempt::kHeld;
     }
     spdlog::debug("leader election: renew failed, re-reading lease={} error=\"{}\"", LeaseKey(),
@@ -331,10 +398,10 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(absl::Time now) {
 
   absl::StatusOr<Object> got = client_.Get(leases, ns, config_.lease_name);
   if (!got.ok() && got.status().code() == absl::StatusCode::kNotFound) {
-    absl::StatusOr<Object> created = CreateLease(now);
+    absl::StatusOr<Object> created = CreateLease(clock_.Now());
     if (created.ok()) {
       last_error_.clear();
-      Observe(*created, clock_.Now());
+      Observe(*created, deadline_clock_.Now());
       return Attempt::kHeld;
     }
     if (created.status().code() != absl::StatusCode::kAlreadyExists) {
@@ -348,7 +415,7 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(absl::Time now) {
     LogFailure("read", got.status());
     return Attempt::kFailed;
   }
-  const absl::Time read_at = clock_.Now();
+  const absl::Time read_at = deadline_clock_.Now();
   LeaseRecord current = LeaseRecordFromLease(*got);
   if (!have_observed_ || current != observed_record_) {
     // The record changed (or is new to us): its lease runs from now, by our clock.
@@ -358,8 +425,7 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(absl::Time now) {
   }
   observed_lease_ = std::move(*got);
 
-  LeaseDecision d =
-      DecideLease(observed_record_, observed_time_, config_.identity, config_.lease_duration, now);
+  LeaseDecision d = Decide(now);
   if (!d.write) return Attempt::kHeldByOther;
   Object lease = observed_lease_;
   SetLeaseRecord(d.record, &lease);
@@ -375,8 +441,20 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(absl::Time now) {
         "leader election: took over lease={} identity={} previous_holder={} transitions={}",
         LeaseKey(), config_.identity, observed_record_.holder_identity, d.record.lease_transitions);
   }
-  Observe(*updated, clock_.Now());
+  Observe(*updated, deadline_clock_.Now());
   return Attempt::kHeld;
+}
+
+LeaseDecision LeaderElector::Decide(absl::Time now) const {
+  // Validity on the deadline clock (observed_time_ is on it too); the record then
+  // carries wall times, as other replicas and kubectl read them.
+  LeaseDecision d =
+      DecideLease(observed_record_, observed_time_, config_.identity, config_.lease_duration, now);
+  if (!d.write) return d;
+  const absl::Time wall = clock_.Now();
+  d.record.renew_time = wall;
+  if (d.record.acquire_time == now) d.record.acquire_time = wall;
+  return d;
 }
 
 absl::StatusOr<Object> LeaderElector::CreateLease(absl::Time now) {
@@ -441,7 +519,7 @@ void LeaderElector::Release() {
                  config_.identity, updated.status());
     return;
   }
-  Observe(*updated, clock_.Now());
+  Observe(*updated, deadline_clock_.Now());
   {
     absl::MutexLock lock(&mu_);
     leader_ = "";

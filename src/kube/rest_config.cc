@@ -34,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/kube/exec_credential.h"
+#include "capstan/kube/yaml_limits.h"
 #include "config_io.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -308,6 +309,9 @@ absl::Status MergeFile(const std::string& file, const std::string& content, Kube
     return top.Invalid(absl::StrCat("invalid YAML at line ", e.mark.line + 1, ", column ",
                                     e.mark.column + 1, ": ", e.msg));
   }
+  // yaml-cpp's tree shares aliased nodes, but the readers below walk them (and copy
+  // exec extensions into JSON) once per alias: bound depth and alias expansion first.
+  if (absl::Status s = CheckYamlLimits(content); !s.ok()) return top.Invalid(s.message());
   config->files.push_back(file);
   if (Absent(root)) return absl::OkStatus();  // an empty file is an empty config
   if (!root.IsMap()) return top.Invalid("not a YAML mapping");

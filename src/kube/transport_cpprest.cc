@@ -4,7 +4,10 @@
 // stay open for minutes. cpprestsdk exceptions are caught here and become
 // absl::Status; nothing above sees them.
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -22,6 +25,33 @@
 #include "cpprest/uri_builder.h"
 #include "openssl/ssl.h"
 #include "prometheus/counter.h"
+
+namespace capstan::kube {
+namespace {
+
+// Set once a transport with a cluster CA exists: from then on no SSL_CTX in this
+// process loads OpenSSL's default trust store (see below).
+std::atomic<bool> cluster_ca_only{false};
+
+}  // namespace
+}  // namespace capstan::kube
+
+// The trust store is the cluster CA alone. cpprestsdk calls
+// SSL_CTX_set_default_verify_paths() on every connection's fresh SSL_CTX before our
+// callback adds the cluster CA, which parses the whole system bundle each time
+// (~140 certificates: measured 20-150 ms of CPU and ~1.5 MB of heap per connection, and
+// there is one connection per watch). Setting SSL_CERT_FILE to nothing avoided that but
+// changed the process environment while threads run (and exec credential plugins
+// inherited it, so their own TLS failed). Instead this definition takes the place of
+// libssl's for the whole process (the executable's symbol wins the dynamic lookup):
+// once a transport with a cluster CA exists it loads nothing, else it forwards to
+// libssl's. Only the API server is ever contacted over TLS by this process.
+extern "C" int SSL_CTX_set_default_verify_paths(SSL_CTX* ctx) {
+  if (capstan::kube::cluster_ca_only.load(std::memory_order_acquire)) return 1;
+  using Fn = int (*)(SSL_CTX*);
+  static const Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "SSL_CTX_set_default_verify_paths"));
+  return real != nullptr ? real(ctx) : 0;
+}
 
 namespace capstan::kube {
 namespace {
@@ -284,14 +314,9 @@ absl::StatusOr<std::unique_ptr<Transport>> NewCppRestTransport(const RestConfig&
     return absl::InvalidArgumentError(absl::StrCat(
         config.source.empty() ? "configuration" : config.source, ": no API server address"));
   }
-  if (!config.ca_pem.empty()) {
-    // cpprestsdk calls SSL_CTX_set_default_verify_paths() for every connection,
-    // which parses the whole system CA bundle (~1-2 MB of heap per connection,
-    // and we keep one connection per watch). With a cluster CA from the config
-    // the system bundle is never used, so point OpenSSL's default file at
-    // nothing. Only the API server is ever contacted over TLS by this process.
-    setenv("SSL_CERT_FILE", "/nonexistent/capstan-uses-the-cluster-ca", /*overwrite=*/1);
-  }
+  // With a cluster CA from the config the system bundle is never used (see
+  // SSL_CTX_set_default_verify_paths above); the process environment stays as it was.
+  if (!config.ca_pem.empty()) cluster_ca_only.store(true, std::memory_order_release);
   try {
     return std::unique_ptr<Transport>(new CppRestTransport(config));
   } catch (const std::exception& e) {

@@ -243,7 +243,13 @@ void WorkQueue::TimerLoop() {
   bool timed_out = false;
   while (!shutting_down_) {
     const absl::Time now = clock_.Now();
-    PromoteDueLocked(now);
+    // A thread entry: nothing thrown here (memory exhaustion) may end the process;
+    // the keys stay waiting and the next round promotes them.
+    try {
+      PromoteDueLocked(now);
+    } catch (const std::exception& e) {
+      spdlog::error("work queue {}: timer: {}", name_, e.what());
+    }
     absl::Duration sleep = absl::InfiniteDuration();
     if (!waiting_.empty()) {
       // A clock that did not move across a whole timed sleep is a FakeClock

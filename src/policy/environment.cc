@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
+#include "capstan/api/time_zone.h"
 
 namespace capstan::policy {
 namespace {
@@ -102,7 +103,7 @@ std::vector<Interval> Occurrences(const api::FreezeWindow& w, absl::Time t) {
   absl::TimeZone tz;
   const std::optional<int> start = Minutes(w.start);
   const std::optional<int> end = Minutes(w.end);
-  if (!absl::LoadTimeZone(w.time_zone, &tz) || !start.has_value() || !end.has_value() ||
+  if (!api::LoadIanaTimeZone(w.time_zone, &tz) || !start.has_value() || !end.has_value() ||
       *start == *end) {
     return out;
   }
@@ -314,7 +315,7 @@ void ApplyEnvironment(const api::Environment& env, api::Release* release) {
 
 std::string FormatInZone(absl::Time t, const std::string& time_zone) {
   absl::TimeZone tz;
-  if (time_zone.empty() || time_zone == "UTC" || !absl::LoadTimeZone(time_zone, &tz)) {
+  if (time_zone.empty() || time_zone == "UTC" || !api::LoadIanaTimeZone(time_zone, &tz)) {
     return absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", t, absl::UTCTimeZone());
   }
   return absl::FormatTime("%Y-%m-%d%ET%H:%M:%S%Ez", t, tz);

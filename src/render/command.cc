@@ -11,30 +11,45 @@
 #include "capstan/api/release.h"
 #include "capstan/api/yaml.h"
 #include "capstan/common/status_macros.h"
+#include "capstan/kube/yaml_limits.h"
 #include "capstan/render/render.h"
 
 namespace capstan::render {
 namespace {
+
+// Reads at most `max_bytes` (a hostile or mistaken input, /dev/zero, must not take all
+// memory); more is an error.
+absl::StatusOr<std::string> ReadBounded(std::istream& in, const std::string& name,
+                                        size_t max_bytes) {
+  std::string text;
+  char buf[64 << 10];
+  while (in) {
+    in.read(buf, sizeof(buf));
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > max_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": larger than ", max_bytes, " bytes"));
+    }
+  }
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat("error while reading ", name));
+  }
+  return text;
+}
 
 absl::StatusOr<std::string> ReadInput(const std::string& path) {
   if (path.empty()) {
     return absl::InvalidArgumentError(
         "no file given: use -f release.yaml (or --filename=- for stdin)");
   }
-  std::ostringstream buf;
+  const size_t max_bytes = kube::YamlLimits().max_bytes;
   if (path == "-") {
-    buf << std::cin.rdbuf();
-    return buf.str();
+    return ReadBounded(std::cin, "stdin", max_bytes);
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot read ", path));
   }
-  buf << in.rdbuf();
-  if (in.bad()) {
-    return absl::DataLossError(absl::StrCat("error while reading ", path));
-  }
-  return buf.str();
+  return ReadBounded(in, path, max_bytes);
 }
 
 }  // namespace

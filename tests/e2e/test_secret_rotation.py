@@ -94,7 +94,8 @@ class SecretValues:
 @contextlib.contextmanager
 def running(*args):
     with kube.Namespace("srot") as ns:
-        op = kube.Operator(f"--namespace={ns}", *args).start()
+        # Trace level: the leak checks must hold for the most verbose log too.
+        op = kube.Operator(f"--namespace={ns}", "--log_level=trace", *args).start()
         box = {"op": op, "all": [op]}
         try:
             yield ns, box

@@ -40,6 +40,11 @@ struct Metrics {
   // Watches (re)started and relists after 410 Gone, by resource.
   prometheus::Family<prometheus::Counter>* watch_restarts;
   prometheus::Family<prometheus::Counter>* relists;
+  // Seconds since each informer's last event, bookmark or list (refreshed every
+  // few seconds), by resource: a watch gone quiet shows here before anything else.
+  prometheus::Family<prometheus::Gauge>* informer_last_event_age;
+  // Objects the API client refused to take in (nested too deep), by resource.
+  prometheus::Family<prometheus::Counter>* objects_refused;
   // TLS handshakes with the API server, by resumed="true"/"false".
   prometheus::Family<prometheus::Counter>* tls_handshakes;
 

@@ -100,8 +100,10 @@ bool NeedsApply(const nlohmann::json& desired_stamped, const nlohmann::json& liv
 
 // "spec.template.spec.containers[0].image: want nginx:1.27, got nginx:1.26;
 // spec.replicas: want 3, got 5 (and 2 more)": the first `max` drifts for a log
-// line or Event, each value cut to 64 characters. Never call it for a Secret:
-// the values are the object's data.
+// line or Event, each value cut to 64 characters. Env values, annotation and label
+// values (any path through env[], annotations or labels) are shown as
+// "sha256:<12 hex>" of the value instead: they may hold secrets. Never call it for
+// a Secret: the values are the object's data.
 std::string Describe(const std::vector<Drift>& drifts, size_t max = 5);
 
 }  // namespace capstan::diff

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -83,12 +84,16 @@ struct ExecClusterInfo {
 // "spec":{"interactive":false, "cluster":{...}}}; `cluster` may be null.
 std::string ExecInfoJson(absl::string_view api_version, const ExecClusterInfo* cluster);
 
-// Runs the plugin when there is no credential yet, when the cached one reaches its
-// refresh time (by the injected clock), or after Invalidate(). Concurrent callers
-// wait for one run and share its result. Thread-safe; `clock` must outlive it.
+// Runs the plugin when there is no credential yet, after Invalidate(), or when the
+// cached one has expired: callers wait for that run (concurrent callers share it).
+// A credential past its refresh time but not yet expired is returned at once and the
+// plugin runs in the background, so a slow plugin (seconds for a cloud login) never
+// holds up a request, a lease renewal least of all. Thread-safe; `clock` must outlive
+// it; the destructor waits for a background run.
 class ExecTokenSource final : public TokenSource {
  public:
   ExecTokenSource(ExecPluginConfig config, const Clock& clock);
+  ~ExecTokenSource() override;
 
   // The credential's token; an error if the plugin fails or returns no token.
   absl::StatusOr<std::string> Token() override;
@@ -104,6 +109,8 @@ class ExecTokenSource final : public TokenSource {
   };
 
   bool FreshLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the plugin and stores what it gave (caller holds run_mu_).
+  absl::StatusOr<ExecCredential> RunAndStore();
 
   const ExecPluginConfig config_;
   const Clock& clock_;
@@ -117,6 +124,9 @@ class ExecTokenSource final : public TokenSource {
   // run takes that result (success or failure) instead of running again.
   uint64_t runs_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  // A background refresh is running (in refresher_).
+  bool refreshing_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread refresher_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace capstan::kube

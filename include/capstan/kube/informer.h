@@ -10,7 +10,15 @@
 //  - 410 Gone (the resourceVersion was compacted away) triggers a relist, and
 //    the relist is diffed against the cache so handlers see the deletes and
 //    updates they missed;
-//  - other failures back off exponentially (1 s doubling to 30 s, jittered).
+//  - other failures back off exponentially (1 s doubling to 30 s, jittered);
+//  - lists are served from the API server's watch cache, as client-go's reflector
+//    asks for them: resourceVersion=0 for the first list, the last version seen
+//    (NotOlderThan) after a failed watch, a consistent read ("") only after 410;
+//  - a watch that delivers nothing, not even a bookmark (the watch cache sends one
+//    about every minute), for `watch_idle_limit` is taken for a half-open
+//    connection and re-opened, long before a TCP timeout would notice;
+//  - nothing thrown on the informer's thread ends the process: it is logged and
+//    the informer relists.
 // The cache holds projections (by default: managedFields stripped), never
 // whole objects we do not read, to keep memory per object small; with
 // `compact` it holds them as MessagePack bytes and decodes on each read.
@@ -32,6 +40,10 @@
 
 namespace capstan::kube {
 
+// Informers whose last progress is older than `max_age` (by resource name), for a
+// liveness check: a cache that stopped moving makes every decision from stale data.
+std::vector<std::string> StalledInformers(absl::Duration max_age);
+
 // Removes metadata.managedFields (large, never read by Capstan).
 Object StripManagedFields(Object obj);
 
@@ -47,6 +59,8 @@ struct InformerOptions {
   // Server-side watch timeout; the watch is re-opened after it.
   absl::Duration watch_timeout = absl::Minutes(5);
   int64_t page_size = 500;
+  // About two and a half bookmark intervals.
+  absl::Duration watch_idle_limit = absl::Seconds(150);
   // Keep each object as MessagePack bytes instead of an nlohmann::json tree.
   // A tree costs ~7x its JSON text (a map node and a key string per field, a
   // heap string per long value): a 1.4 KB Deployment projection is ~10 KB as
@@ -98,10 +112,20 @@ class Informer {
   int64_t relists() const;
   int64_t watches() const;
 
+  // Time since the informer last made progress: a list stored, a watch event or
+  // bookmark, a watch the server ended normally (monotonic clock).
+  absl::Duration SinceProgress() const;
+
  private:
   void Run();
+  // Called by the process-wide monitor: cancels a watch silent for longer than
+  // watch_idle_limit, and refreshes the last-event age gauge.
+  void CheckIdle();
+  void Progress() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  friend class InformerMonitor;
   // Lists everything and replaces the cache, telling handlers the difference.
-  absl::Status Relist();
+  // After 410 Gone the list is a consistent read; otherwise from the watch cache.
+  absl::Status Relist(bool consistent);
   // Watches from the last RV until the stream ends; returns why it ended.
   absl::Status WatchOnce();
   // One cached object: the tree, or (compact) its MessagePack bytes; what
@@ -139,6 +163,8 @@ class Informer {
   int64_t relists_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t watches_ ABSL_GUARDED_BY(mu_) = 0;
   Cancellation* cancel_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Time last_progress_ ABSL_GUARDED_BY(mu_);
+  bool idle_cancelled_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread thread_;
 };

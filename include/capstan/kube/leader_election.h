@@ -19,6 +19,13 @@
 // (holderIdentity "", leaseDurationSeconds 1) so a successor takes over at
 // its next retry instead of waiting out the lease.
 //
+// Deadlines are judged on a monotonic clock (observed records, the renew deadline,
+// waits), so a wall-clock step can neither hand the lease over early nor keep a stale
+// leader; only the times written into the Lease (renewTime, acquireTime) are wall
+// times. A watchdog thread ends a term at the renew deadline even while the elector's
+// thread is stuck in a request to a hanging API server (give the elector a Client
+// whose requests time out well within renew_deadline and are not retried).
+//
 // How waits meet a FakeClock: the elector waits until a deadline on the
 // injected clock, re-checking it after each real-time wait of the remaining
 // duration and whenever Poke() is called. Tests advance a FakeClock and call
@@ -62,11 +69,14 @@ struct LeaderElectionConfig {
   // Time between attempts, for candidates and the leader.
   absl::Duration retry_period = absl::Seconds(2);
 
-  // Callbacks run on the elector's thread, without locks held, one at a time.
-  // They must return promptly: a slow on_started_leading delays the renewals.
+  // Callbacks run without locks held, one at a time, on the elector's thread;
+  // on_stopped_leading runs on the watchdog thread instead when the renew deadline
+  // passes while the elector's thread is stuck in a request (once per term either
+  // way). They must return promptly: a slow on_started_leading delays the renewals.
   // on_stopped_leading must stop leader-only work before it returns (on Stop()
-  // the Lease is released right after it). After losing the lease the elector
-  // becomes a candidate again and may lead again later.
+  // the Lease is released right after it); `capstan run` exits in it, as
+  // kube-controller-manager does. After losing the lease the elector becomes a
+  // candidate again and may lead again later.
   std::function<void()> on_started_leading;
   std::function<void()> on_stopped_leading;
   // The holder changed to `identity` (including to ourselves). Not called for
@@ -121,9 +131,13 @@ LeaseRecord ReleasedLeaseRecord(const LeaseRecord& current, absl::Time now);
 class LeaderElector {
  public:
   // Fails when the config is invalid (see ValidateLeaderElectionConfig).
+  // `clock` stamps the Lease's times; `deadline_clock` measures durations (null: the
+  // monotonic clock when `clock` is the real one, else `clock` itself, so a test's
+  // FakeClock drives both).
   static absl::StatusOr<std::unique_ptr<LeaderElector>> New(Client& client,
                                                             LeaderElectionConfig config,
-                                                            const Clock& clock = RealClock::Get());
+                                                            const Clock& clock = RealClock::Get(),
+                                                            const Clock* deadline_clock = nullptr);
   ~LeaderElector();
 
   LeaderElector(const LeaderElector&) = delete;
@@ -148,6 +162,11 @@ class LeaderElector {
   // FakeClock.
   void Poke();
 
+  // False while this replica leads but no renew succeeded for longer than
+  // renew_deadline plus `grace` (the elector or its watchdog is stuck): what a
+  // liveness probe asks. True for candidates.
+  bool Healthy(absl::Duration grace = absl::Seconds(5)) const;
+
   // Steps taken so far (an attempt to acquire or renew, or noticing the renew
   // deadline passed), each followed by a wait. A test waits for it to move
   // before advancing a FakeClock, so the step's own clock readings are done.
@@ -156,13 +175,20 @@ class LeaderElector {
  private:
   enum class Attempt { kHeld, kHeldByOther, kFailed };
 
-  LeaderElector(Client& client, LeaderElectionConfig config, const Clock& clock);
+  LeaderElector(Client& client, LeaderElectionConfig config, const Clock& clock,
+                const Clock& deadline_clock);
 
   void Run();
+  // Ends a term whose renew deadline passed while the elector's thread is stuck.
+  void Watchdog();
+  // Calls on_stopped_leading unless the term already ended; true when it did.
+  bool EndTerm();
   // One client-go tryAcquireOrRenew. Touches the observed_* members; elector
   // thread only.
+  // `now` on the deadline clock; the Lease's times are read from clock_.
   Attempt TryAcquireOrRenew(absl::Time now);
-  absl::StatusOr<Object> CreateLease(absl::Time now);
+  LeaseDecision Decide(absl::Time now) const;
+  absl::StatusOr<Object> CreateLease(absl::Time wall_now);
   void Observe(const Object& lease, absl::Time now);
   void LogFailure(absl::string_view verb, const absl::Status& status);
   void MaybeReportLeader();
@@ -174,27 +200,32 @@ class LeaderElector {
   Client& client_;
   const LeaderElectionConfig config_;
   const Clock& clock_;
+  const Clock& deadline_clock_;
   prometheus::Gauge& leader_gauge_;
 
   // Elector thread only.
   bool have_observed_ = false;
   Object observed_lease_;
   LeaseRecord observed_record_;
-  absl::Time observed_time_;
+  absl::Time observed_time_;  // deadline clock
   std::string reported_leader_;
   std::string last_error_;
 
   mutable absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  bool poked_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t pokes_ ABSL_GUARDED_BY(mu_) = 0;
   bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  // on_stopped_leading was called for the current term.
+  bool term_ended_ ABSL_GUARDED_BY(mu_) = true;
   int64_t steps_ ABSL_GUARDED_BY(mu_) = 0;
-  // Start of the last successful acquire/renew.
+  // Start of the last successful acquire/renew (deadline clock).
   absl::Time last_renew_ ABSL_GUARDED_BY(mu_);
+  int64_t renews_ ABSL_GUARDED_BY(mu_) = 0;
   std::string leader_ ABSL_GUARDED_BY(mu_);
 
   std::thread thread_;
+  std::thread watchdog_;
 };
 
 }  // namespace capstan::kube

@@ -273,6 +273,25 @@ TEST_F(FaultsTest, InformerConvergesThroughCutWatchesAndSlowAnswers) {
       static_cast<long long>(informer.relists()), static_cast<long long>(informer.watches()));
 }
 
+// A watch that sends nothing (here: its answer held back for two minutes, as a
+// black-holed connection would) is taken for dead after the idle limit and re-opened,
+// instead of leaving the cache stale until a TCP or client timeout (15 minutes).
+TEST_F(FaultsTest, SilentWatchIsReopenedAfterTheIdleLimit) {
+  const std::string collection = CollectionPath(CM(), ns());
+  AddRule({{"path", collection + "\\?.*watch="}, {"count", 1}, {"latency", 120}});
+  CreateDirect("pre-0");
+  InformerOptions io;
+  io.ns = ns();
+  io.watch_idle_limit = absl::Seconds(2);
+  Informer informer(*client_, CM(), io);
+  informer.Start();
+  ASSERT_TRUE(informer.WaitForSync(absl::Seconds(20)));
+  ASSERT_TRUE(direct_->Create(CM(), ns(), ConfigMap(ns(), "after", {{"v", "1"}})).ok());
+  EXPECT_TRUE(Converges(*direct_, informer, ns(), "", absl::Seconds(30)));
+  EXPECT_GE(informer.watches(), 2);
+  informer.Stop();
+}
+
 // An informer whose watch is down while the API server's cache for its kind is
 // rebuilt and etcd is compacted: when the watch comes back its resourceVersion is
 // gone (410 Gone), so it must relist, and then hold exactly what the server holds,

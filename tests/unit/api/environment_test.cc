@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "capstan/api/time_zone.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -139,6 +140,28 @@ TEST(ValidateEnvironment, ReportsWhatTheSchemaCannot) {
        "production",
        "spec.policies.freezeWindows[0].timeZone: \"Europe/Atlantis\" is not a known IANA time "
        "zone"},
+      // A zone file reached by path loads with abseil: the name must be refused first.
+      {"time zone as an absolute path",
+       window({{"name", "w"},
+               {"timeZone", "/usr/share/zoneinfo/Europe/Berlin"},
+               {"days", {"Mon"}},
+               {"start", "18:00"},
+               {"end", "08:00"}}),
+       "production", "is not a known IANA time zone"},
+      {"time zone through ..",
+       window({{"name", "w"},
+               {"timeZone", "Europe/../Europe/Berlin"},
+               {"days", {"Mon"}},
+               {"start", "18:00"},
+               {"end", "08:00"}}),
+       "production", "is not a known IANA time zone"},
+      {"time zone localtime",
+       window({{"name", "w"},
+               {"timeZone", "localtime"},
+               {"days", {"Mon"}},
+               {"start", "18:00"},
+               {"end", "08:00"}}),
+       "production", "is not a known IANA time zone"},
       {"bad start",
        window({{"name", "w"}, {"days", {"Mon"}}, {"start", "25:00"}, {"end", "08:00"}}),
        "production", "spec.policies.freezeWindows[0].start: \"25:00\" is not a time of day"},
@@ -212,6 +235,39 @@ TEST(ValidateEnvironment, ReportsWhatTheSchemaCannot) {
       EXPECT_THAT(absl::StrJoin(errors, "\n"), HasSubstr(c.want));
     }
   }
+}
+
+TEST(IsIanaTimeZoneName, NamesNotPaths) {
+  struct Case {
+    const char* name;
+    bool want;
+  };
+  const std::vector<Case> cases = {
+      {"UTC", true},
+      {"Europe/Berlin", true},
+      {"America/Argentina/Buenos_Aires", true},
+      {"America/Port-au-Prince", true},
+      {"Etc/GMT+5", true},
+      {"Etc/GMT-14", true},
+      {"", false},
+      {"/etc/passwd", false},
+      {"/usr/share/zoneinfo/UTC", false},
+      {"../../../proc/self/environ", false},
+      {"Europe/../UTC", false},
+      {"./UTC", false},
+      {"Europe//Berlin", false},
+      {"Europe/", false},
+      {"localtime", false},
+      {"libc:localtime", false},
+      {"Europe/Berlin\n", false},
+      {"Europe/Ber lin", false},
+      {"Etc/+5", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(IsIanaTimeZoneName(c.name), c.want);
+  }
+  EXPECT_FALSE(IsIanaTimeZoneName(std::string(65, 'A')));
 }
 
 TEST(ValidateEnvironments, NamespaceClaimedTwiceAndUpstreamCycles) {

@@ -84,6 +84,81 @@ TEST(YamlToJson, StructuresAnchorsAndDocuments) {
   EXPECT_EQ((*docs)[2], json::array({1}));
 }
 
+// Nine anchors, each a list of nine aliases of the one before: 1 KiB of text that a
+// reader copying aliases would expand to 9^9 (387 million) nodes.
+std::string BillionLaughs() {
+  std::string s = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    std::string prev = "*a" + std::to_string(i - 1);
+    s += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 9; ++j) s += (j == 0 ? "" : ", ") + prev;
+    s += "]\n";
+  }
+  return s;
+}
+
+TEST(YamlToJson, HostileInputIsRefusedWithoutExpanding) {
+  struct Case {
+    std::string name;
+    std::string yaml;
+    std::string want_error;
+  };
+  const std::vector<Case> cases = {
+      {"billion laughs", BillionLaughs(), "once aliases are expanded"},
+      {"deep flow sequences", std::string(100000, '[') + std::string(100000, ']'),
+       "nested deeper than 100 levels"},
+      {"deep block mappings",
+       [] {
+         std::string s;
+         for (int i = 0; i < 150; ++i) s += std::string(i, ' ') + "k:\n";
+         return s;
+       }(),
+       "nested deeper than 100 levels"},
+      {"alias deepens past the limit",
+       [] {
+         std::string s = "a: &deep " + std::string(60, '[') + std::string(60, ']') + "\nb: ";
+         s += std::string(50, '[') + "*deep" + std::string(50, ']') + "\n";
+         return s;
+       }(),
+       "nested deeper than 100 levels"},
+      {"unknown alias", "a: *nope\n", "invalid YAML"},
+      // yaml-cpp reports nodes for this forever (gigabytes within a minute).
+      {"parser loop", ", e:", "the parser is looping"},
+      // yaml-cpp passes the bytes through; nlohmann::json would throw on dump().
+      {"not UTF-8", "a: \"\xff\xfe\"\n", "not UTF-8 (byte 4"},
+      {"overlong UTF-8", "a: \xc0\xaf\n", "not UTF-8 (byte 3"},
+      {"truncated UTF-8", "a: \xe2\x82", "not UTF-8 (byte 3"},
+      // yaml-cpp would read NULs as UTF-32 and decode garbage.
+      {"NUL bytes", std::string("v\0\0\0'4]\n", 8), "not UTF-8 (byte 1"},
+      {"too large", std::string((32u << 20) + 1, ' '), "more than the limit"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<std::vector<json>> r = YamlToJson(c.yaml);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.want_error));
+  }
+}
+
+TEST(YamlToJson, AliasesWithinTheBudgetStillWork) {
+  // Three levels of the same shape: 9^3 leaves, well within the budget.
+  std::string s = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 2; ++i) {
+    std::string prev = "*a" + std::to_string(i - 1);
+    s += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 9; ++j) s += (j == 0 ? "" : ", ") + prev;
+    s += "]\n";
+  }
+  const json doc = One(s);
+  ASSERT_TRUE(doc.contains("a2"));
+  EXPECT_EQ(doc["a2"].size(), 9u);
+  EXPECT_EQ(doc["a2"][8][8][8], "x");
+  EXPECT_EQ(One("v: \"caf\xc3\xa9 \xf0\x9f\x9a\x80\"\n")["v"], "caf\xc3\xa9 \xf0\x9f\x9a\x80");
+  // 99 levels is still a document.
+  EXPECT_TRUE(One("v: " + std::string(98, '[') + std::string(98, ']')).is_object());
+}
+
 TEST(YamlToJson, ErrorsSayWhere) {
   absl::StatusOr<std::vector<json>> r = YamlToJson("a: 1\nb: [2, 3\n");
   ASSERT_FALSE(r.ok());
@@ -104,7 +179,8 @@ TEST(JsonToYaml, RoundTripsTrickyValues) {
   const json value = json::parse(R"({
     "strings": ["80", "true", "yes", "off", "", "~", "null", "0644", "1e3", "25%", "a: b",
                 "- x", " lead", "trail ", "#hash", "multi\nline", "ünïcode", "'q'", "\"dq\"",
-                "@at", "`tick", "{x}", "[y]", "*star", "&amp", "!bang", "|pipe", ">gt"],
+                "@at", "`tick", "{x}", "[y]", "*star", "&amp", "!bang", "|pipe", ">gt",
+                "cr\r\r", "tab\tx", "bell\u0007", "del\u007f"],
     "numbers": [0, -1, 3000000000, 1.5, 0.1, 1e-7],
     "bools": [true, false],
     "null": null,

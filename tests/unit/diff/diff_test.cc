@@ -762,5 +762,32 @@ TEST(DescribeTest, Table) {
   EXPECT_EQ(Describe(seven), Describe(seven, 5));
 }
 
+TEST(DescribeTest, MaySecretValuesAreHashed) {
+  struct Case {
+    const char* name;
+    Drift drift;
+  };
+  const Case cases[] = {
+      {"env value", {"spec.template.spec.containers[0].env[1].value", "hunter2", "swordfish"}},
+      {"init container env value",
+       {"spec.template.spec.initContainers[0].env[0].value", "hunter2", "swordfish"}},
+      {"annotation", {"metadata.annotations[\"db/password\"]", "hunter2", "swordfish"}},
+      {"pod label", {"spec.template.metadata.labels.token", "hunter2", "swordfish"}},
+      {"selector", {"spec.selector.matchLabels.k", "hunter2", "swordfish"}},
+      {"whole env list", {"spec.template.spec.containers[0].env[0]", "hunter2", "swordfish"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string d = Describe({c.drift});
+    EXPECT_THAT(d, ::testing::Not(::testing::HasSubstr("hunter2")));
+    EXPECT_THAT(d, ::testing::Not(::testing::HasSubstr("swordfish")));
+    EXPECT_THAT(d, ::testing::HasSubstr(": want sha256:"));
+    EXPECT_THAT(d, ::testing::HasSubstr(", got sha256:"));
+  }
+  // The same value hashes the same (a change back is visible); absent stays absent.
+  EXPECT_EQ(Describe({{"metadata.labels.a", "x", "<absent>"}}),
+            "metadata.labels.a: want sha256:2d711642b726, got <absent>");
+}
+
 }  // namespace
 }  // namespace capstan::diff

@@ -453,6 +453,61 @@ TEST_F(LeaderElectorTest, LosesLeadershipWhenRenewingFailsPastTheDeadline) {
   EXPECT_EQ(StoredRecord().lease_transitions, 0);
 }
 
+TEST_F(LeaderElectorTest, HangingRenewEndsTheTermAtTheRenewDeadline) {
+  // A black-holed connection: the renew never answers. Leader-only work must end at
+  // the renew deadline (before another replica may take the lease at lease_duration),
+  // not whenever the stuck request gives up.
+  Calls calls;
+  auto elector = NewElector("a", &calls);
+  elector->Start();
+  ASSERT_TRUE(Eventually([&] { return elector->IsLeader(); }));
+  WaitSteps(*elector, 1);
+  server_.CloseGate();
+  Advance(Seconds(2), {elector.get()});
+  ASSERT_TRUE(Eventually([&] { return server_.Waiting() == 1; }));  // the renew hangs
+  Advance(Seconds(7), {elector.get()});
+  EXPECT_TRUE(elector->IsLeader());
+  EXPECT_TRUE(elector->Healthy());
+  EXPECT_EQ(calls.Stopped(), 0);
+  Advance(Seconds(1), {elector.get()});  // 10 s since the last renew
+  ASSERT_TRUE(Eventually([&] { return calls.Stopped() == 1; }));
+  EXPECT_FALSE(elector->IsLeader());
+  EXPECT_EQ(LeaderGauge(), 0);
+  EXPECT_EQ(server_.Waiting(), 1) << "the term ended while the request was still stuck";
+  server_.OpenGate();
+  // The late answer does not start a second stop: the elector comes back as a
+  // candidate (its second wait).
+  WaitSteps(*elector, 2);
+  EXPECT_EQ(calls.Stopped(), 1);
+}
+
+TEST_F(LeaderElectorTest, WallClockStepsNeitherExpireNorExtendALease) {
+  // Deadlines run on the monotonic clock; the wall clock only stamps the Lease.
+  FakeClock mono;
+  server_.Put(LeasePath(), ForeignLease("other", clock_.Now(), 15, 3));
+  Calls calls;
+  auto made = LeaderElector::New(*client_, Config("a", &calls), clock_, &mono);
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::unique_ptr<LeaderElector> elector = std::move(*made);
+  elector->Start();
+  WaitSteps(*elector, 1);
+  // NTP steps the wall clock an hour ahead; 5 s really pass.
+  clock_.Advance(absl::Hours(1));
+  mono.Advance(Seconds(5));
+  elector->Poke();
+  WaitSteps(*elector, 2);
+  EXPECT_FALSE(elector->IsLeader()) << "took over a lease that is valid for 10 more seconds";
+  // 16 s after the record was seen, by the monotonic clock, it may be taken.
+  mono.Advance(Seconds(11));
+  elector->Poke();
+  ASSERT_TRUE(Eventually([&] { return elector->IsLeader(); }));
+  EXPECT_EQ(StoredRecord().renew_time, clock_.Now()) << "the Lease carries wall time";
+  // The wall clock stepping back does not end the term either.
+  clock_.Advance(-absl::Hours(2));
+  elector->Poke();
+  EXPECT_TRUE(elector->IsLeader());
+}
+
 TEST_F(LeaderElectorTest, StopsLeadingAtOnceWhenAnotherHolderWrote) {
   Calls calls;
   auto elector = NewElector("a", &calls);

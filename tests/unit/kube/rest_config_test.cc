@@ -360,6 +360,24 @@ TEST_F(RestConfigTest, BrokenKubeconfigsGiveOneClearMessage) {
        "",
        absl::StatusCode::kInvalidArgument,
        {"kubeconfig $FILE: invalid YAML at line "}},
+      {"aliases expanding past the node budget",
+       [] {
+         std::string s = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+         for (int i = 1; i <= 9; ++i) {
+           s += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+           for (int j = 0; j < 9; ++j) s += (j == 0 ? "*a" : ", *a") + std::to_string(i - 1);
+           s += "]\n";
+         }
+         return s;
+       }(),
+       "",
+       absl::StatusCode::kInvalidArgument,
+       {"kubeconfig $FILE: invalid YAML: ", "once aliases are expanded"}},
+      {"nested too deep",
+       "users: " + std::string(500, '[') + std::string(500, ']') + "\n",
+       "",
+       absl::StatusCode::kInvalidArgument,
+       {"kubeconfig $FILE: invalid YAML"}},
       {"not a mapping",
        "- a\n- b\n",
        "",

@@ -1,5 +1,5 @@
 // libFuzzer target for the analysis condition parser and evaluator:
-//   make fuzz   (clang++ -fsanitize=fuzzer,address,undefined; FUZZ_SECONDS=60)
+//   make fuzz (tests/fuzz/run.sh; seeds in tests/fuzz/corpus/expr)
 // Any input must parse or be rejected with a Status, and evaluate or fail with one:
 // no crash, no sanitizer report, no unbounded recursion.
 #include <cstddef>

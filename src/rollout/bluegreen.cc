@@ -191,7 +191,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.message = absl::StrCat("creating ", ColorName(active), " with revision ", desired,
                              Images(in.desired_images));
     SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
     }
@@ -229,7 +230,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
         s.phase = "Aborted";
         s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
                                  "=", *abort, "); ", back);
-        RecordHistory(&s, desired, in.desired_images, "Aborted", now);
+        RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                      "Aborted", now);
         SetConditions(&s, gen, now, false, "Aborted", false, true, "Aborted", s.message);
         p.events.push_back({"Warning", "Aborted", "Abort", s.message});
       } else {
@@ -237,12 +239,14 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
         s.message = absl::StrCat("revision ", desired,
                                  " failed after the switch: ", why.value_or("recorded as failed"),
                                  "; ", back);
-        RecordHistory(&s, desired, in.desired_images, "Failed", now);
+        RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                      "Failed", now);
         SetConditions(&s, gen, now, false, "RolledBack", false, true, "RevisionFailed", s.message);
         p.rolled_back = true;
         p.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s.message});
       }
-      RecordHistory(&s, i.deployment.revision, {}, "Ready", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, i.deployment.revision, {}, "Ready",
+                    now);
       requeue_at(*s.scale_down_at);
       return finish();
     }
@@ -257,7 +261,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
             !r.spec.rollback.automatic ? "automatic rollback is off"
                                        : "the previous colour is already scaled down");
       }
-      RecordHistory(&s, desired, in.desired_images, "Failed", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Failed", now);
       SetConditions(&s, gen, now, false, "RevisionFailed", false, true, "RevisionFailed",
                     s.message);
       if (newly) p.events.push_back({"Warning", "RevisionFailed", "Rollout", s.message});
@@ -288,7 +293,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                        a.deployment.available_replicas, "/", a.deployment.spec_replicas, ")");
       SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
       MarkSuperseded(&s, desired);
-      RecordHistory(&s, desired, in.desired_images, "Ready", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Ready", now);
       if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
     } else {
       s.phase = "Progressing";
@@ -332,7 +338,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.preview_ready_at.reset();
     s.phase = aborted ? "Aborted" : "Degraded";
     s.message = message;
-    RecordHistory(&s, desired, in.desired_images, aborted ? "Aborted" : "Failed", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  aborted ? "Aborted" : "Failed", now);
     SetConditions(&s, gen, now, false, aborted ? "Aborted" : "RevisionFailed", false, true,
                   aborted ? "Aborted" : "RevisionFailed", message);
     p.events.push_back(
@@ -364,7 +371,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.message = absl::StrCat("revision ", desired, Images(in.desired_images), " coming up on ",
                              ColorName(idle), " for preview; ", stays);
     SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
     }
@@ -393,7 +401,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     }
     absl::StrAppend(&s.message, "; ", stays);
     SetConditions(&s, gen, now, false, "Progressing", true, false, "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", now);
     return finish();
   }
 
@@ -428,7 +437,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                      "; ", waiting, "; ", stays);
     SetConditions(&s, gen, now, false, "Previewing", true, false,
                   bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Previewing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Previewing", now);
     return finish();
   }
 
@@ -445,7 +455,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                            " (revision ", desired, "); ", ColorName(active), " stays up until ",
                            Time(*s.scale_down_at), " for an instant switch back");
   SetConditions(&s, gen, now, true, "Ready", false, false, "Ready", s.message);
-  RecordHistory(&s, desired, in.desired_images, "Ready", now);
+  RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Ready",
+                now);
   p.events.push_back({"Normal", "Promoted", "Promote", s.message});
   requeue_at(*s.scale_down_at);
   requeue_at(now + absl::Seconds(1));

@@ -216,7 +216,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
                                  ? ""
                                  : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
     SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", in.now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
     }
@@ -227,13 +228,15 @@ RollingPlan PlanRolling(const RollingInput& in) {
   p.target = RollingPlan::Target::kDesired;
   if (std::optional<std::string> why = DetectFailure(r, desired, in.deployment, in.pods)) {
     s.failed_revision = desired;
-    RecordHistory(&s, desired, in.desired_images, "Failed", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Failed",
+                  in.now);
     if (can_roll_back) {
       p.rolled_back = true;
       const std::string message = absl::StrCat("revision ", desired, " failed: ", *why,
                                                "; rolled back to revision ", s.stable_revision);
       hold_failed(message);
-      RecordHistory(&s, s.stable_revision, {}, "Ready", in.now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, s.stable_revision, {}, "Ready",
+                    in.now);
       p.events.push_back({"Warning", "RolledBack", "Rollback", message});
     } else {
       const std::string message =
@@ -255,7 +258,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
     s.last_abort = *token;
     if (!complete) {
       s.failed_revision = desired;
-      RecordHistory(&s, desired, in.desired_images, "Aborted", in.now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Aborted", in.now);
       const std::string message = absl::StrCat(
           "rollout of revision ", desired, " aborted (", kAbortAnnotation, "=", *token, ")",
           can_roll_back ? absl::StrCat("; back on revision ", s.stable_revision)
@@ -281,7 +285,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
         rec.phase = "Superseded";
       }
     }
-    RecordHistory(&s, desired, in.desired_images, "Ready", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Ready",
+                  in.now);
     if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
     return p;
   }
@@ -289,7 +294,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
   s.message = absl::StrCat("revision ", desired, ": ", d.updated_replicas, " updated, ",
                            d.available_replicas, " available of ", d.spec_replicas);
   SetConditions(&s, gen, in.now, false, "Progressing", true, false, "Progressing", s.message);
-  RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+  RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                "Progressing", in.now);
   return p;
 }
 

@@ -59,8 +59,7 @@ TEST(Images, OfAPodTemplate) {
   EXPECT_EQ(MutableTagWarning(tmpl),
             "images with a mutable tag (:latest or none): tools; a re-push changes what runs "
             "without a rollout; pin a tag or a digest (image@sha256:...)");
-  EXPECT_EQ(MutableTagWarning(json::parse(R"({"spec": {"containers": [{"image": "a:1"}]}})")),
-            "");
+  EXPECT_EQ(MutableTagWarning(json::parse(R"({"spec": {"containers": [{"image": "a:1"}]}})")), "");
 }
 
 TEST(Images, RecordImageWarningOncePerChange) {
@@ -75,9 +74,9 @@ TEST(Images, RecordImageWarningOncePerChange) {
     std::string name;
     const json* tmpl;
     int64_t generation;
-    bool event;         // a warning is due
-    bool present;       // the condition is in status
-    absl::Time since;   // its lastTransitionTime when present
+    bool event;        // a warning is due
+    bool present;      // the condition is in status
+    absl::Time since;  // its lastTransitionTime when present
   };
   const std::vector<Step> steps = {
       {"latest: new warning", &latest, 2, true, true, t0 + absl::Seconds(1)},

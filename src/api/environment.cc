@@ -207,6 +207,7 @@ absl::Status ParsePolicies(const json& p, EnvironmentPolicies* out) {
     }
   }
   RETURN_IF_ERROR(ReadBool(p, "requireApproval", path, &out->require_approval));
+  RETURN_IF_ERROR(ReadBool(p, "requireImageDigest", path, &out->require_image_digest));
   std::optional<int32_t> min_approvals;
   RETURN_IF_ERROR(ReadInt32(p, "minApprovals", path, &min_approvals));
   out->min_approvals = min_approvals.value_or(1);

@@ -136,6 +136,19 @@ absl::Status ParseMetadata(const json& object, ObjectMeta* meta) {
   return absl::OkStatus();
 }
 
+// `metadata`-like block `key` of `obj` (labels and annotations, string maps).
+absl::Status ParseExtraMetadata(const json& obj, const char* key, const std::string& path,
+                                ExtraMetadata* out) {
+  ASSIGN_OR_RETURN(const json* m, ReadObject(obj, key, path));
+  if (m == nullptr) {
+    return absl::OkStatus();
+  }
+  const std::string mpath = absl::StrCat(path, ".", key);
+  RETURN_IF_ERROR(ReadStringMap(*m, "labels", mpath, &out->labels));
+  RETURN_IF_ERROR(ReadStringMap(*m, "annotations", mpath, &out->annotations));
+  return absl::OkStatus();
+}
+
 absl::Status ParseAutoscaling(const json& a, AutoscalingSpec* out) {
   const std::string path = "spec.autoscaling";
   RETURN_IF_ERROR(ReadInt32(a, "minReplicas", path, &out->min_replicas));
@@ -152,12 +165,15 @@ absl::Status ParseAutoscaling(const json& a, AutoscalingSpec* out) {
   if (behavior != nullptr) {
     out->behavior = WithoutNulls(*behavior);
   }
+  RETURN_IF_ERROR(ParseExtraMetadata(a, "metadata", path, &out->metadata));
   return absl::OkStatus();
 }
 
 absl::Status ParseService(const json& s, ServiceSpec* out) {
   const std::string path = "spec.service";
   RETURN_IF_ERROR(ReadString(s, "type", path, &out->type));
+  RETURN_IF_ERROR(ParseExtraMetadata(s, "metadata", path, &out->metadata));
+  RETURN_IF_ERROR(ParseExtraMetadata(s, "previewMetadata", path, &out->preview_metadata));
   const json* ports = Find(s, "ports");
   if (ports == nullptr) {
     return absl::OkStatus();
@@ -268,6 +284,7 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
         ReadIntOrString(*pdb, "minAvailable", path + ".disruptionBudget", &d.min_available));
     RETURN_IF_ERROR(
         ReadIntOrString(*pdb, "maxUnavailable", path + ".disruptionBudget", &d.max_unavailable));
+    RETURN_IF_ERROR(ParseExtraMetadata(*pdb, "metadata", path + ".disruptionBudget", &d.metadata));
     out->disruption_budget = std::move(d);
   }
 
@@ -317,6 +334,34 @@ bool IsPortName(const std::string& s) {
   return s.size() <= 15 && IsDnsLabel(s) && has_letter && !absl::StrContains(s, "--");
 }
 
+bool IsAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// The name part of a qualified name, and a non-empty label value:
+// ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], 63 characters at most.
+bool IsNamePart(const std::string& s) {
+  if (s.empty() || s.size() > 63 || !IsAlnum(s.front()) || !IsAlnum(s.back())) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return IsAlnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+
+// A label or annotation key: [prefix/]name, prefix a DNS subdomain.
+bool IsQualifiedName(const std::string& key) {
+  const size_t slash = key.find('/');
+  if (slash == std::string::npos) {
+    return IsNamePart(key);
+  }
+  return IsDnsSubdomain(key.substr(0, slash)) && IsNamePart(key.substr(slash + 1));
+}
+
+// Keys Capstan sets or reads on the objects it renders.
+bool IsReservedKey(const std::string& key, bool label) {
+  return absl::StartsWith(key, "capstan.dev/") || (label && key == api::kLabelManagedBy);
+}
+
 class Validator {
  public:
   explicit Validator(const Release& r) : r_(r) {}
@@ -327,6 +372,7 @@ class Validator {
     Scale();
     Service();
     DisruptionBudget();
+    ObjectMetadata();
     Strategy();
     Rollback();
     return std::move(errors_);
@@ -601,6 +647,53 @@ class Validator {
       Error(
           "spec.service.ports: every service port needs a name when there is more than one "
           "port");
+    }
+  }
+
+  // Labels and annotations for the objects Capstan renders.
+  void ExtraMetadataOf(const std::string& path, const ExtraMetadata& m) {
+    for (const auto& [key, value] : m.labels) {
+      const std::string kpath = absl::StrCat(path, ".labels[", Quote(key), "]");
+      if (!IsQualifiedName(key)) {
+        Error(kpath,
+              ": not a valid label key ([prefix/]name, name at most 63 letters, digits, "
+              "'-', '_' or '.')");
+      } else if (IsReservedKey(key, /*label=*/true)) {
+        Error(kpath, ": reserved for Capstan");
+      }
+      if (!value.empty() && !IsNamePart(value)) {
+        Error(kpath, ": ", Quote(value),
+              " is not a valid label value (at most 63 letters, digits, '-', '_' or '.', "
+              "alphanumeric at both ends)");
+      }
+    }
+    for (const auto& [key, value] : m.annotations) {
+      const std::string kpath = absl::StrCat(path, ".annotations[", Quote(key), "]");
+      if (!IsQualifiedName(key)) {
+        Error(kpath, ": not a valid annotation key ([prefix/]name)");
+      } else if (IsReservedKey(key, /*label=*/false)) {
+        Error(kpath, ": reserved for Capstan");
+      }
+    }
+  }
+
+  void ObjectMetadata() {
+    if (r_.spec.service.has_value()) {
+      ExtraMetadataOf("spec.service.metadata", r_.spec.service->metadata);
+      ExtraMetadataOf("spec.service.previewMetadata", r_.spec.service->preview_metadata);
+      if (!r_.spec.service->preview_metadata.empty() &&
+          (r_.spec.strategy.type != StrategyType::kBlueGreen ||
+           !r_.spec.strategy.blue_green.preview_service)) {
+        Error(
+            "spec.service.previewMetadata: only for a BlueGreen Release with a preview "
+            "Service (strategy.blueGreen.previewService)");
+      }
+    }
+    if (r_.spec.autoscaling.has_value()) {
+      ExtraMetadataOf("spec.autoscaling.metadata", r_.spec.autoscaling->metadata);
+    }
+    if (r_.spec.disruption_budget.has_value()) {
+      ExtraMetadataOf("spec.disruptionBudget.metadata", r_.spec.disruption_budget->metadata);
     }
   }
 

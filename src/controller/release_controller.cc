@@ -18,6 +18,7 @@
 #include "capstan/common/status_macros.h"
 #include "capstan/controller/projections.h"
 #include "capstan/diff/diff.h"
+#include "capstan/policy/images.h"
 #include "capstan/policy/observed.h"
 #include "capstan/policy/revert.h"
 #include "capstan/render/render.h"
@@ -607,6 +608,7 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   in.source_revision = x.source_revision;
   in.current_revision = current;
   in.strategy = x.rel.spec.strategy.type;
+  in.images = policy::PodImages(x.rel.spec.pod_template);
   std::vector<Object> approvals;
   for (const auto& a : approvals_->List()) {
     if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
@@ -636,6 +638,11 @@ void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::s
                                    const std::string& current, api::ReleaseStatus* status,
                                    std::vector<rollout::Event>* events) {
   status->environment = x.env.has_value() ? x.env->metadata.name : "";
+  if (const std::string warning = policy::RecordImageWarning(
+          x.rel.spec.pod_template, x.rel.metadata.generation, x.now, status);
+      !warning.empty()) {
+    events->push_back({"Warning", "MutableImageTag", "Rollout", warning});
+  }
   if (!gate.evaluated || !gate.decision.allowed || desired == current) return;
   // A rollout of `desired` is starting or under way with the gate's blessing.
   const bool emergency = gate.decision.reason == policy::GateReason::kEmergency;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
 #include "capstan/api/time_zone.h"
+#include "capstan/policy/images.h"
 
 namespace capstan::policy {
 namespace {
@@ -363,6 +364,8 @@ const char* GateReasonName(GateReason reason) {
       return "AwaitingApproval";
     case GateReason::kFrozenUntil:
       return "FrozenUntil";
+    case GateReason::kImageDigestRequired:
+      return "ImageDigestRequired";
   }
   return "Unknown";
 }
@@ -397,6 +400,24 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
                              " is not allowed in Environment ", env_name,
                              " (allowed: ", absl::StrJoin(allowed, ", "), ")");
     return d;
+  }
+  if (p.require_image_digest) {
+    std::vector<std::string> unpinned;
+    for (const std::string& image : in.images) {
+      if (!PinnedByDigest(image) &&
+          std::find(unpinned.begin(), unpinned.end(), image) == unpinned.end()) {
+        unpinned.push_back(image);
+      }
+    }
+    if (!unpinned.empty()) {
+      d.allowed = false;
+      d.reason = GateReason::kImageDigestRequired;
+      d.message = absl::StrCat("Environment ", env_name,
+                               " requires images pinned by digest (image@sha256:<digest>); "
+                               "not pinned: ",
+                               absl::StrJoin(unpinned, ", "), "; the running revision is kept");
+      return d;
+    }
   }
   if (in.emergency.has_value() && p.allow_emergency) {
     d.reason = GateReason::kEmergency;

@@ -26,11 +26,24 @@ json OwnerReference(const Release& r) {
 // metadata of an object Capstan owns. Without a uid (a Release read from a file) there
 // is nothing to point an ownerReference at, and the API server rejects one without a
 // uid, so the reference is left out: `capstan render | kubectl apply -f -` still works.
-json OwnedMetadata(const Release& r, const std::string& name) {
-  json meta = {
-      {"name", name},
-      {"labels",
-       {{api::kLabelManagedBy, api::kManagedByCapstan}, {api::kLabelRelease, r.metadata.name}}}};
+// `extra` adds the user's labels and annotations (spec.service.metadata and the like);
+// Capstan's own labels win over a user's of the same key (validation rejects those).
+json OwnedMetadata(const Release& r, const std::string& name,
+                   const api::ExtraMetadata& extra = {}) {
+  json labels = json::object();
+  for (const auto& [key, value] : extra.labels) {
+    labels[key] = value;
+  }
+  labels[api::kLabelManagedBy] = api::kManagedByCapstan;
+  labels[api::kLabelRelease] = r.metadata.name;
+  json meta = {{"name", name}, {"labels", std::move(labels)}};
+  if (!extra.annotations.empty()) {
+    json annotations = json::object();
+    for (const auto& [key, value] : extra.annotations) {
+      annotations[key] = value;
+    }
+    meta["annotations"] = std::move(annotations);
+  }
   if (!r.metadata.ns.empty()) {
     meta["namespace"] = r.metadata.ns;
   }
@@ -82,13 +95,14 @@ json ServicePorts(const api::ServiceSpec& s) {
   return ports;
 }
 
-json ServiceObject(const Release& r, const std::string& name, std::optional<Color> color) {
+json ServiceObject(const Release& r, const std::string& name, std::optional<Color> color,
+                   bool preview) {
   const api::ServiceSpec empty;
   const api::ServiceSpec& s = r.spec.service.has_value() ? *r.spec.service : empty;
   return {
       {"apiVersion", "v1"},
       {"kind", "Service"},
-      {"metadata", OwnedMetadata(r, name)},
+      {"metadata", OwnedMetadata(r, name, preview ? s.preview_metadata : s.metadata)},
       {"spec", {{"type", s.type}, {"selector", Selector(r, color)}, {"ports", ServicePorts(s)}}}};
 }
 
@@ -173,11 +187,12 @@ json RenderDeployment(const Release& release, const json& pod_template, const st
 }
 
 json RenderService(const Release& release, std::optional<Color> color) {
-  return ServiceObject(release, release.metadata.name, color);
+  return ServiceObject(release, release.metadata.name, color, /*preview=*/false);
 }
 
 json RenderPreviewService(const Release& release, Color color) {
-  return ServiceObject(release, absl::StrCat(release.metadata.name, "-preview"), color);
+  return ServiceObject(release, absl::StrCat(release.metadata.name, "-preview"), color,
+                       /*preview=*/true);
 }
 
 json RenderHpa(const Release& release, const std::string& target) {
@@ -194,13 +209,15 @@ json RenderHpa(const Release& release, const std::string& target) {
   }
   return {{"apiVersion", "autoscaling/v2"},
           {"kind", "HorizontalPodAutoscaler"},
-          {"metadata", OwnedMetadata(release, release.metadata.name)},
+          {"metadata", OwnedMetadata(release, release.metadata.name, a.metadata)},
           {"spec", std::move(spec)}};
 }
 
 json RenderPdb(const Release& release, std::optional<Color> color) {
   json spec = {{"selector", {{"matchLabels", Selector(release, color)}}}};
+  api::ExtraMetadata extra;
   if (release.spec.disruption_budget.has_value()) {
+    extra = release.spec.disruption_budget->metadata;
     const api::DisruptionBudgetSpec& d = *release.spec.disruption_budget;
     if (d.min_available.has_value()) {
       spec["minAvailable"] = d.min_available->ToJson();
@@ -210,7 +227,7 @@ json RenderPdb(const Release& release, std::optional<Color> color) {
   }
   return {{"apiVersion", "policy/v1"},
           {"kind", "PodDisruptionBudget"},
-          {"metadata", OwnedMetadata(release, release.metadata.name)},
+          {"metadata", OwnedMetadata(release, release.metadata.name, extra)},
           {"spec", std::move(spec)}};
 }
 

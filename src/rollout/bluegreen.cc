@@ -209,7 +209,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.message = absl::StrCat("creating ", ColorName(active), " with revision ", desired,
                              Images(in.desired_images));
     MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
     }
@@ -257,7 +258,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
         s.phase = "Aborted";
         s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
                                  "=", *abort, "); ", back);
-        RecordHistory(&s, desired, in.desired_images, "Aborted", now);
+        RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                      "Aborted", now);
         MarkStalled(&s, gen, now, "Aborted", "Aborted", s.message);
         p.events.push_back({"Warning", "Aborted", "Abort", s.message});
       } else {
@@ -265,12 +267,14 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
         s.message = absl::StrCat("revision ", desired,
                                  " failed after the switch: ", why.value_or("recorded as failed"),
                                  "; ", back);
-        RecordHistory(&s, desired, in.desired_images, "Failed", now);
+        RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                      "Failed", now);
         MarkStalled(&s, gen, now, "RolledBack", "RevisionFailed", s.message);
         p.rolled_back = true;
         p.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s.message});
       }
-      RecordHistory(&s, i.deployment.revision, {}, "Ready", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, i.deployment.revision, {}, "Ready",
+                    now);
       requeue_at(*s.scale_down_at);
       return finish();
     }
@@ -285,7 +289,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
             !r.spec.rollback.automatic ? "automatic rollback is off"
                                        : "the previous colour is already scaled down");
       }
-      RecordHistory(&s, desired, in.desired_images, "Failed", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Failed", now);
       MarkStalled(&s, gen, now, "RevisionFailed", "RevisionFailed", s.message);
       if (newly) p.events.push_back({"Warning", "RevisionFailed", "Rollout", s.message});
       return finish();
@@ -332,7 +337,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                        a.deployment.available_replicas, "/", a.deployment.spec_replicas, ")");
       MarkReady(&s, gen, now, s.message);
       MarkSuperseded(&s, desired);
-      RecordHistory(&s, desired, in.desired_images, "Ready", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Ready", now);
       if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
     } else {
       s.phase = "Progressing";
@@ -376,7 +382,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.preview_ready_at.reset();
     s.phase = aborted ? "Aborted" : "Degraded";
     s.message = message;
-    RecordHistory(&s, desired, in.desired_images, aborted ? "Aborted" : "Failed", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  aborted ? "Aborted" : "Failed", now);
     MarkStalled(&s, gen, now, aborted ? "Aborted" : "RevisionFailed",
                 aborted ? "Aborted" : "RevisionFailed", message);
     p.events.push_back(
@@ -408,7 +415,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     s.message = absl::StrCat("revision ", desired, Images(in.desired_images), " coming up on ",
                              ColorName(idle), " for preview; ", stays);
     MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
     }
@@ -437,7 +445,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
     }
     absl::StrAppend(&s.message, "; ", stays);
     MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", now);
     return finish();
   }
 
@@ -476,7 +485,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                                         "; pre-promotion analysis ", pre->run, " runs; ", stays);
       MarkReconciling(&s, gen, now, paused ? "AnalysisInconclusive" : "Previewing",
                       paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s.message);
-      RecordHistory(&s, desired, in.desired_images, "Previewing", now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Previewing", now);
       if (paused && newly) {
         p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
       }
@@ -508,7 +518,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                      "; ", waiting, "; ", stays);
     MarkReconciling(&s, gen, now, "Previewing",
                     bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Previewing", now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Previewing", now);
     return finish();
   }
 
@@ -525,7 +536,8 @@ BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
                            " (revision ", desired, "); ", ColorName(active), " stays up until ",
                            FormatRfc3339(*s.scale_down_at), " for an instant switch back");
   MarkReady(&s, gen, now, s.message);
-  RecordHistory(&s, desired, in.desired_images, "Ready", now);
+  RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Ready",
+                now);
   p.events.push_back({"Normal", "Promoted", "Promote", s.message});
   requeue_at(*s.scale_down_at);
   requeue_at(now + absl::Seconds(1));

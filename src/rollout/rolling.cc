@@ -208,7 +208,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
                                  ? ""
                                  : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
     MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", in.now);
     if (r.status.current_revision != desired || r.status.phase != "Progressing") {
       p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
     }
@@ -224,13 +225,15 @@ RollingPlan PlanRolling(const RollingInput& in) {
   }
   if (const std::optional<std::string>& why = failure) {
     s.failed_revision = desired;
-    RecordHistory(&s, desired, in.desired_images, "Failed", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Failed",
+                  in.now);
     if (can_roll_back) {
       p.rolled_back = true;
       const std::string message = absl::StrCat("revision ", desired, " failed: ", *why,
                                                "; rolled back to revision ", s.stable_revision);
       hold_failed(message);
-      RecordHistory(&s, s.stable_revision, {}, "Ready", in.now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, s.stable_revision, {}, "Ready",
+                    in.now);
       p.events.push_back({"Warning", "RolledBack", "Rollback", message});
     } else {
       const std::string message =
@@ -260,7 +263,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
     s.last_abort = *token;
     if (!complete) {
       s.failed_revision = desired;
-      RecordHistory(&s, desired, in.desired_images, "Aborted", in.now);
+      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                    "Aborted", in.now);
       const std::string message = absl::StrCat(
           "rollout of revision ", desired, " aborted (", kAbortAnnotation, "=", *token, ")",
           can_roll_back ? absl::StrCat("; back on revision ", s.stable_revision)
@@ -286,7 +290,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
         rec.phase = "Superseded";
       }
     }
-    RecordHistory(&s, desired, in.desired_images, "Ready", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Ready",
+                  in.now);
     if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
     return p;
   }
@@ -300,7 +305,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
                              " --overwrite; to roll back: kubectl annotate release ",
                              r.metadata.name, " ", kAbortAnnotation, "=$(date +%s) --overwrite");
     MarkReconciling(&s, gen, in.now, "AnalysisInconclusive", "AnalysisInconclusive", s.message);
-    RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                  "Progressing", in.now);
     if (newly) p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
     return p;
   }
@@ -313,7 +319,8 @@ RollingPlan PlanRolling(const RollingInput& in) {
                              in.analysis->message.empty() ? "" : ": ", in.analysis->message);
   }
   MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
-  RecordHistory(&s, desired, in.desired_images, "Progressing", in.now);
+  RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
+                "Progressing", in.now);
   return p;
 }
 

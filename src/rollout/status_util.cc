@@ -6,11 +6,7 @@
 #include "absl/strings/str_cat.h"
 
 namespace capstan::rollout {
-namespace {
-constexpr size_t kHistoryLimit = 10;
-}  // namespace
-
-void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
+void RecordHistory(api::ReleaseStatus* s, int32_t limit, const std::string& revision,
                    const std::vector<std::string>& images, const std::string& phase,
                    absl::Time now) {
   auto it = std::find_if(s->history.begin(), s->history.end(),
@@ -26,7 +22,8 @@ void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
   } else {
     s->history.insert(s->history.begin(), api::RevisionRecord{revision, images, phase, now});
   }
-  if (s->history.size() > kHistoryLimit) s->history.resize(kHistoryLimit);
+  const size_t keep = static_cast<size_t>(std::clamp<int32_t>(limit, 1, 100));
+  if (s->history.size() > keep) s->history.resize(keep);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 // Status bookkeeping shared by the RollingUpdate and BlueGreen planners (private
 // to the rollout layer).
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,9 +14,11 @@
 
 namespace capstan::rollout {
 
-// Records `revision` in status.history (newest first, at most 10) with `phase`;
-// an existing record moves to the front only when its phase changes.
-void RecordHistory(api::ReleaseStatus* s, const std::string& revision,
+// Records `revision` in status.history (newest first, at most `limit` entries:
+// spec.revisionHistoryLimit, clamped to 1..100) with `phase`; an existing record moves
+// to the front only when its phase changes. A longer history (the limit was lowered) is
+// cut to `limit` on the next record.
+void RecordHistory(api::ReleaseStatus* s, int32_t limit, const std::string& revision,
                    const std::vector<std::string>& images, const std::string& phase,
                    absl::Time now);
 

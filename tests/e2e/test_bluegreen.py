@@ -307,3 +307,54 @@ def test_strategy_type_cannot_change_in_place():
         out = kube.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(bad), check=False)
         assert out.returncode != 0
         assert "strategy BlueGreen needs spec.service" in out.stderr
+
+
+def test_object_metadata_is_applied_changed_and_removed_without_a_rollout():
+    # spec.service.metadata / previewMetadata, spec.autoscaling.metadata and
+    # spec.disruptionBudget.metadata reach their objects; an edit re-applies only them.
+    with kube.running("bg", "--leader_elect=false", "--resync_seconds=1") as (ns, op):
+        body = bluegreen("meta", "registry.example/web:1")
+        del body["spec"]["replicas"]
+        body["spec"]["service"]["type"] = "LoadBalancer"
+        body["spec"]["service"]["metadata"] = {
+            "labels": {"team": "pay"},
+            "annotations": {"example.com/lb-type": "nlb", "example.com/lb-scheme": "internal"}}
+        body["spec"]["service"]["previewMetadata"] = {"labels": {"team": "pay-preview"}}
+        body["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3,
+                                       "metadata": {"labels": {"scaler": "cpu"}}}
+        body["spec"]["disruptionBudget"] = {"maxUnavailable": 1,
+                                            "metadata": {"annotations": {"owner": "pay"}}}
+        kube.apply(body, ns)
+        r = kube.wait_phase(ns, "meta", "Ready")
+        revision = r["status"]["currentRevision"]
+        svc = kube.get("service", "meta", ns)["metadata"]
+        assert svc["labels"]["team"] == "pay"
+        assert svc["labels"]["capstan.dev/release"] == "meta"
+        assert svc["annotations"]["example.com/lb-type"] == "nlb"
+        assert svc["annotations"]["example.com/lb-scheme"] == "internal"
+        preview = kube.get("service", "meta-preview", ns)["metadata"]
+        assert preview["labels"]["team"] == "pay-preview"
+        assert "example.com/lb-type" not in preview.get("annotations", {})
+        assert kube.get("hpa", "meta", ns)["metadata"]["labels"]["scaler"] == "cpu"
+        assert kube.get("pdb", "meta", ns)["metadata"]["annotations"]["owner"] == "pay"
+
+        # Change one annotation, drop the other and a label: applied, no new revision.
+        kube.kubectl("-n", ns, "patch", "release", "meta", "--type=merge", "-p", json.dumps(
+            {"spec": {"service": {"metadata": {
+                "labels": None,
+                "annotations": {"example.com/lb-type": None,
+                                "example.com/lb-scheme": "internet-facing"}}}}}))
+
+        def changed():
+            m = kube.get("service", "meta", ns)["metadata"]
+            a = m.get("annotations", {})
+            return (a.get("example.com/lb-scheme") == "internet-facing"
+                    and "example.com/lb-type" not in a and "team" not in m["labels"])
+        kube.wait_until(changed, 30, what="the Service's metadata changed")
+        r = kube.wait_phase(ns, "meta", "Ready")
+        assert r["status"]["currentRevision"] == revision
+        assert not kube.exists("deployment", "meta-green", ns)
+        assert kube.get("service", "meta", ns)["metadata"]["labels"]["capstan.dev/release"] \
+            == "meta"
+        # Converged: resyncs cost no writes.
+        assert op.writes_while_idle() == 0, "a converged Release must cost no API writes"

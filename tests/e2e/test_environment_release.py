@@ -172,3 +172,44 @@ def test_production_waits_for_the_staging_soak():
         soaked = datetime.datetime.fromisoformat(ready_at.replace("Z", "+00:00")) + \
             datetime.timedelta(seconds=8)
         assert started >= soaked - datetime.timedelta(seconds=1), (started, soaked)
+
+
+def test_image_pinning_warning_and_require_image_digest():
+    u = kube.random_suffix()
+    digest = "sha256:" + "0123456789abcdef" * 4
+    pinned = f"registry.example/img@{digest}"
+    dev = (f"dev-{u}", lambda ns: {"namespaces": [ns[0]]})
+    prod = (f"prod-{u}", lambda ns: {"namespaces": [ns[1]],
+                                      "policies": {"requireImageDigest": True,
+                                                   "allowEmergency": True}})
+    with setup(dev, prod, namespaces=2) as ((ns_dev, ns_prod), op):
+        # Without the policy a :latest image runs, with a warning condition and Event.
+        kube.apply(kube.release("img", "registry.example/img:latest"), ns_dev)
+        r = kube.wait_phase(ns_dev, "img", "Ready")
+        c = kube.condition(r, "ImagesPinned")
+        assert c["status"] == "False" and c["reason"] == "MutableTag"
+        assert "registry.example/img:latest" in c["message"]
+        kube.wait_until(lambda: kube.events(ns_dev, "MutableImageTag"), 10,
+                        what="a MutableImageTag event")
+        kube.set_image(ns_dev, "img", "registry.example/img:1")
+        r = kube.wait_phase(ns_dev, "img", "Ready")
+        assert kube.condition(r, "ImagesPinned") == {}
+
+        # With it, a tag is held (even as an emergency) and nothing runs...
+        body = kube.release("img", "registry.example/img:1")
+        body["metadata"]["annotations"] = {"capstan.dev/emergency": "INC-1"}
+        kube.apply(body, ns_prod)
+        r = kube.wait_phase(ns_prod, "img", "Waiting")
+        assert kube.condition(r, "Reconciling")["reason"] == "ImageDigestRequired"
+        assert kube.condition(r, "Stalled")["status"] == "False"
+        assert "not pinned: registry.example/img:1" in r["status"]["message"]
+        assert not kube.exists("deployment", "img", ns_prod)
+        # ...a digest rolls out...
+        kube.set_image(ns_prod, "img", pinned)
+        kube.wait_phase(ns_prod, "img", "Ready")
+        assert kube.deployment_image(ns_prod, "img") == pinned
+        # ...and a later tag is held while the pinned revision keeps running.
+        kube.set_image(ns_prod, "img", "registry.example/img:2")
+        r = kube.wait_phase(ns_prod, "img", "Waiting")
+        assert "registry.example/img:2" in r["status"]["message"]
+        assert kube.deployment_image(ns_prod, "img") == pinned

@@ -55,6 +55,34 @@ def test_update_rolls_out_a_new_revision():
         assert [h["phase"] for h in r["status"]["history"]][:2] == ["Ready", "Superseded"]
 
 
+def test_history_keeps_revision_history_limit_entries():
+    # More than the 10 entries the history was once cut at, as the CRD allows.
+    limit = 12
+    with kube.running("rel") as (ns, op):
+        kube.apply(kube.release("hist", "registry.example/hist:0", replicas=1,
+                                revisionHistoryLimit=limit), ns)
+        kube.wait_phase(ns, "hist", "Ready")
+        for i in range(1, limit + 2):
+            kube.set_image(ns, "hist", f"registry.example/hist:{i}")
+            kube.wait_phase(ns, "hist", "Ready")
+        history = kube.get_release(ns, "hist")["status"]["history"]
+        assert len(history) == limit
+        # Newest first; the oldest revisions (images :0 and :1) are the ones dropped.
+        assert [h["images"] for h in history] == [
+            [f"registry.example/hist:{i}"] for i in range(limit + 1, 1, -1)]
+        assert [h["phase"] for h in history] == ["Ready"] + ["Superseded"] * (limit - 1)
+        # A lowered limit cuts the history on the next rollout.
+        kube.kubectl("-n", ns, "patch", "release", "hist", "--type=merge", "-p",
+                     json.dumps({"spec": {"revisionHistoryLimit": 3,
+                                          "template": {"spec": {"containers": [
+                                              {"name": "app",
+                                               "image": "registry.example/hist:99"}]}}}}))
+        r = kube.wait_phase(ns, "hist", "Ready")
+        assert [h["images"] for h in r["status"]["history"]] == [
+            ["registry.example/hist:99"], [f"registry.example/hist:{limit + 1}"],
+            [f"registry.example/hist:{limit}"]]
+
+
 def test_crashloop_rolls_back_and_is_not_retried_until_asked():
     with kube.running("rel") as (ns, op):
         kube.apply(kube.release("shop", "registry.example/shop:1", replicas=2), ns)

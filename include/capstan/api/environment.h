@@ -113,6 +113,8 @@ struct EnvironmentPolicies {
   std::vector<FreezeWindow> freeze_windows;
   UpstreamSpec upstream;
   bool allow_emergency = false;
+  // Only images pinned by digest (image@sha256:<64 hex>) roll out; never lifted.
+  bool require_image_digest = false;
 
   friend bool operator==(const EnvironmentPolicies&, const EnvironmentPolicies&) = default;
 };

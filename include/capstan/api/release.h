@@ -90,9 +90,23 @@ struct ServicePort {
   friend bool operator==(const ServicePort&, const ServicePort&) = default;
 };
 
+// Labels and annotations a Release adds to one object Capstan renders (a Service, the
+// HPA, the PDB), e.g. a cloud load balancer's Service annotations. Keys under
+// capstan.dev/ and the label app.kubernetes.io/managed-by are Capstan's (a validation
+// error); Capstan's own labels always win.
+struct ExtraMetadata {
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+
+  bool empty() const { return labels.empty() && annotations.empty(); }
+  friend bool operator==(const ExtraMetadata&, const ExtraMetadata&) = default;
+};
+
 struct ServiceSpec {
   std::string type = "ClusterIP";  // ClusterIP, NodePort, LoadBalancer
   std::vector<ServicePort> ports;
+  ExtraMetadata metadata;          // spec.service.metadata: the Service <name>
+  ExtraMetadata preview_metadata;  // spec.service.previewMetadata: <name>-preview (BlueGreen)
 
   friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
 };
@@ -105,6 +119,7 @@ struct AutoscalingSpec {
   nlohmann::json metrics = nlohmann::json::array();
   // autoscaling/v2 HorizontalPodAutoscalerBehavior; null when unset.
   nlohmann::json behavior;
+  ExtraMetadata metadata;  // spec.autoscaling.metadata: the HPA
 
   static nlohmann::json DefaultMetrics();
   friend bool operator==(const AutoscalingSpec&, const AutoscalingSpec&) = default;
@@ -114,6 +129,7 @@ struct DisruptionBudgetSpec {
   // Exactly one is set in a valid release.
   std::optional<IntOrString> min_available;
   std::optional<IntOrString> max_unavailable;
+  ExtraMetadata metadata;  // spec.disruptionBudget.metadata: the PDB
 
   friend bool operator==(const DisruptionBudgetSpec&, const DisruptionBudgetSpec&) = default;
 };

@@ -130,6 +130,8 @@ struct GateInput {
   std::string source_revision;
   std::string current_revision;  // running now ("" before the first rollout)
   api::StrategyType strategy = api::StrategyType::kRollingUpdate;
+  // The images of the desired pod template (PodImages in capstan/policy/images.h).
+  std::vector<std::string> images;
   std::vector<Approval> approvals;  // ReleaseApprovals for this Release (any revision)
   // Value of the capstan.dev/emergency annotation; nullopt when absent or empty.
   std::optional<std::string> emergency;
@@ -138,16 +140,17 @@ struct GateInput {
 };
 
 enum class GateReason {
-  kAllowed,             // nothing holds the change
-  kNoChange,            // desired == current: nothing to gate
-  kEmergency,           // allowed, approvals/freeze/upstream skipped
-  kStrategyNotAllowed,  // never lifted, not even for emergencies
+  kAllowed,              // nothing holds the change
+  kNoChange,             // desired == current: nothing to gate
+  kEmergency,            // allowed, approvals/freeze/upstream skipped
+  kStrategyNotAllowed,   // never lifted, not even for emergencies
+  kImageDigestRequired,  // requireImageDigest and an image without a digest; never lifted
   kAwaitingUpstream,
   kAwaitingApproval,
   kFrozenUntil,
 };
-// "Allowed", "NoChange", "Emergency", "StrategyNotAllowed", "AwaitingUpstream",
-// "AwaitingApproval", "FrozenUntil" (condition reasons).
+// "Allowed", "NoChange", "Emergency", "StrategyNotAllowed", "ImageDigestRequired",
+// "AwaitingUpstream", "AwaitingApproval", "FrozenUntil" (condition reasons).
 const char* GateReasonName(GateReason reason);
 
 struct GateDecision {
@@ -167,11 +170,14 @@ struct GateDecision {
 // Whether `in.desired_revision` may start rolling out now in `env`.
 // Held reasons, most fundamental first (the reason reported is the first that holds):
 //   StrategyNotAllowed  the Release's strategy is not in allowedStrategies
+//   ImageDigestRequired policies.requireImageDigest and an image of the template is
+//                       not image@sha256:<digest> (the message names them)
 //   AwaitingUpstream    the source revision has not been Ready in the upstream
 //                       Environment for soakSeconds
 //   AwaitingApproval    fewer than minApprovals distinct approvers for desired_revision
 //   FrozenUntil         now is inside a freeze window
-// An emergency (annotation set, allowEmergency true) skips the last three. Rolling back to
+// An emergency (annotation set, allowEmergency true) skips the last three, never the first
+// two. Rolling back to
 // the stable revision is never gated: the gate is asked only about rolling forward.
 GateDecision Decide(const api::Environment& env, const GateInput& in);
 

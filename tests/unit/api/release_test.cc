@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -127,6 +128,32 @@ TEST(ParseRelease, ReadsEveryField) {
   EXPECT_EQ(r->spec.revision_history_limit, 4);
   EXPECT_EQ(r->spec.environment, "production");
   EXPECT_THAT(ValidateRelease(*r), IsEmpty());
+}
+
+TEST(ParseRelease, ReadsObjectMetadata) {
+  absl::StatusOr<Release> r = ParseOne(
+      Doc("service:\n  ports: [{port: 80}]\n  metadata: {labels: {team: pay}, annotations: "
+          "{lb: nlb}}\n  previewMetadata: {labels: {team: pay-preview}}\n"
+          "autoscaling: {maxReplicas: 3, metadata: {labels: {hpa: x}}}\n"
+          "disruptionBudget: {minAvailable: 1, metadata: {annotations: {pdb: owner}}}"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->spec.service.has_value());
+  EXPECT_EQ(r->spec.service->metadata.labels,
+            (std::map<std::string, std::string>{{"team", "pay"}}));
+  EXPECT_EQ(r->spec.service->metadata.annotations,
+            (std::map<std::string, std::string>{{"lb", "nlb"}}));
+  EXPECT_EQ(r->spec.service->preview_metadata.labels,
+            (std::map<std::string, std::string>{{"team", "pay-preview"}}));
+  EXPECT_TRUE(r->spec.service->preview_metadata.annotations.empty());
+  EXPECT_EQ(r->spec.autoscaling->metadata.labels,
+            (std::map<std::string, std::string>{{"hpa", "x"}}));
+  EXPECT_EQ(r->spec.disruption_budget->metadata.annotations,
+            (std::map<std::string, std::string>{{"pdb", "owner"}}));
+  // Not a map of strings: a clear error with the field.
+  absl::StatusOr<Release> bad =
+      ParseOne(Doc("service: {ports: [{port: 80}], metadata: {labels: [a]}}"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("spec.service.metadata.labels"));
 }
 
 TEST(ParseRelease, ReadsWhatTheApiServerReturns) {
@@ -353,6 +380,36 @@ std::vector<BadCase> ValidationCases() {
        Doc("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen}", kTemplate,
            std::string(56, 'a')),
        "BlueGreen releases with a preview Service allow at most 55"},
+      {"reserved label on the Service",
+       Doc("service: {ports: [{port: 80}], metadata: {labels: {capstan.dev/release: x}}}"),
+       "spec.service.metadata.labels[\"capstan.dev/release\"]: reserved for Capstan"},
+      {"managed-by label on the HPA",
+       Doc("autoscaling: {maxReplicas: 3, metadata: {labels: "
+           "{app.kubernetes.io/managed-by: helm}}}"),
+       "spec.autoscaling.metadata.labels[\"app.kubernetes.io/managed-by\"]: reserved for "
+       "Capstan"},
+      {"capstan annotation on the PDB",
+       Doc("disruptionBudget: {minAvailable: 1, metadata: {annotations: "
+           "{capstan.dev/applied-hash: x}}}"),
+       "spec.disruptionBudget.metadata.annotations[\"capstan.dev/applied-hash\"]: reserved"},
+      {"bad label key", Doc("service: {ports: [{port: 80}], metadata: {labels: {\"a b\": x}}}"),
+       "spec.service.metadata.labels[\"a b\"]: not a valid label key"},
+      {"bad label prefix",
+       Doc("service: {ports: [{port: 80}], metadata: {labels: {\"Ex.com/a\": x}}}"),
+       "not a valid label key"},
+      {"bad label value",
+       Doc("service: {ports: [{port: 80}], metadata: {labels: {tier: \"-front\"}}}"),
+       "\"-front\" is not a valid label value"},
+      {"label value too long",
+       Doc(absl::StrCat("service: {ports: [{port: 80}], metadata: {labels: {tier: ",
+                        std::string(64, 'a'), "}}}")),
+       "is not a valid label value"},
+      {"bad annotation key",
+       Doc("service: {ports: [{port: 80}], metadata: {annotations: {\"/x\": v}}}"),
+       "spec.service.metadata.annotations[\"/x\"]: not a valid annotation key"},
+      {"preview metadata without a preview Service",
+       Doc("service: {ports: [{port: 80}], previewMetadata: {labels: {a: b}}}"),
+       "spec.service.previewMetadata: only for a BlueGreen Release with a preview Service"},
   };
 }
 
@@ -385,6 +442,13 @@ TEST(ValidateRelease, AcceptsReasonableVariants) {
           "template: {metadata: {labels: {app: web}, annotations: {capstan.dev/note: x}}, "
           "spec: {containers: [{name: a, image: x}, {name: b, image: z}]}}"),
       Doc("", kTemplate, "web.v2-1"),
+      Doc("service: {type: LoadBalancer, ports: [{port: 80}], metadata: {labels: "
+          "{team: pay, example.com/tier: Front_1.x, empty: \"\"}, annotations: "
+          "{service.beta.kubernetes.io/aws-load-balancer-type: nlb, note: \"any text: ok\"}}}"),
+      Doc("service: {ports: [{port: 80}], previewMetadata: {labels: {a: b}}}\n"
+          "strategy: {type: BlueGreen}"),
+      Doc("autoscaling: {maxReplicas: 3, metadata: {labels: {a: b}}}\n"
+          "disruptionBudget: {minAvailable: 1, metadata: {annotations: {a: b}}}"),
       Doc("service: {ports: [{port: 80}]}\nstrategy: {type: BlueGreen, blueGreen: "
           "{previewService: false}}",
           kTemplate, std::string(63, 'a')),

@@ -482,6 +482,55 @@ TEST(Decide, Table) {
                       "(allowed: BlueGreen)"},
                      {}});
   }
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  {
+    GateInput in = base();
+    in.images = {"registry.example/web@" + digest, "registry.example/side:1.2",
+                 "registry.example/side:1.2", "redis"};
+    in.emergency = "INC-4711";
+    cases.push_back({"requireImageDigest holds unpinned images, even in an emergency",
+                     prod({{"requireImageDigest", true}, {"allowEmergency", true}}),
+                     in,
+                     false,
+                     GateReason::kImageDigestRequired,
+                     {"Environment production requires images pinned by digest "
+                      "(image@sha256:<digest>); not pinned: registry.example/side:1.2, redis; "
+                      "the running revision is kept"},
+                     {}});
+  }
+  {
+    GateInput in = base();
+    in.images = {"registry.example/web@" + digest, "registry.example/side:1@" + digest};
+    cases.push_back({"requireImageDigest with every image pinned",
+                     prod({{"requireImageDigest", true}}),
+                     in,
+                     true,
+                     GateReason::kAllowed,
+                     {},
+                     {}});
+  }
+  {
+    GateInput in = base();
+    in.images = {"registry.example/web:latest"};
+    cases.push_back({"without requireImageDigest a tag is not held",
+                     prod({}),
+                     in,
+                     true,
+                     GateReason::kAllowed,
+                     {},
+                     {}});
+  }
+  {
+    GateInput in = base();
+    in.images = {"registry.example/web@sha256:abc"};
+    cases.push_back({"a malformed digest is not a pin",
+                     prod({{"requireImageDigest", true}}),
+                     in,
+                     false,
+                     GateReason::kImageDigestRequired,
+                     {"not pinned: registry.example/web@sha256:abc"},
+                     {}});
+  }
   {
     GateInput in = base();
     in.current_revision = "";

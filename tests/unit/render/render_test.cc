@@ -289,6 +289,54 @@ TEST(RenderService, ActiveAndPreviewFollowColours) {
             json({{api::kLabelRelease, "web"}, {api::kLabelColor, "blue"}}));
 }
 
+// spec.service.metadata and friends reach their objects; Capstan's labels stay.
+TEST(RenderMetadata, UserLabelsAndAnnotations) {
+  const Release r = With(
+      "service:\n  ports: [{port: 80}]\n  metadata: {labels: {team: pay}, annotations: "
+      "{lb: nlb}}\n  previewMetadata: {labels: {team: preview}, annotations: {p: q}}\n"
+      "strategy: {type: BlueGreen}\n"
+      "autoscaling: {maxReplicas: 3, metadata: {labels: {hpa: x}}}\n"
+      "disruptionBudget: {minAvailable: 1, metadata: {annotations: {pdb: owner}}}");
+  struct Case {
+    std::string name;
+    json object;
+    json labels;
+    json annotations;  // null: none of the user's annotations
+  };
+  const json base = {{api::kLabelManagedBy, "capstan"}, {api::kLabelRelease, "web"}};
+  auto plus = [&](const std::string& k, const std::string& v) {
+    json l = base;
+    l[k] = v;
+    return l;
+  };
+  const std::vector<Case> cases = {
+      {"active Service", RenderService(r, Color::kBlue), plus("team", "pay"), {{"lb", "nlb"}}},
+      {"preview Service",
+       RenderPreviewService(r, Color::kGreen),
+       plus("team", "preview"),
+       {{"p", "q"}}},
+      {"HPA", RenderHpa(r, "web-blue"), plus("hpa", "x"), nullptr},
+      {"PDB", RenderPdb(r, Color::kBlue), base, {{"pdb", "owner"}}},
+      {"Deployment untouched", RenderDeployment(r, json::object(), "abc", "web-blue", 1), base,
+       nullptr},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ExpectOwned(c.object);
+    EXPECT_EQ(c.object["metadata"]["labels"], c.labels);
+    if (c.annotations.is_null()) {  // none of the user's (a Deployment has its own)
+      const json a = c.object["metadata"].value("annotations", json::object());
+      for (const char* key : {"lb", "p", "pdb"}) EXPECT_FALSE(a.contains(key)) << key;
+    } else {
+      EXPECT_EQ(c.object["metadata"]["annotations"], c.annotations);
+    }
+  }
+  // Without metadata the bodies are what they were (no re-apply on upgrade).
+  const Release plain = With("service: {ports: [{port: 80}]}");
+  EXPECT_FALSE(RenderService(plain)["metadata"].contains("annotations"));
+  EXPECT_EQ(RenderService(plain)["metadata"]["labels"], base);
+}
+
 TEST(RenderHpa, DefaultMetricAndTarget) {
   const Release r = With("autoscaling: {minReplicas: 2, maxReplicas: 6}");
   const json h = RenderHpa(r, "web-blue");

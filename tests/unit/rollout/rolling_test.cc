@@ -316,6 +316,47 @@ TEST(PlanRolling, RollbackMessageSaysWhyAndWhereTo) {
   EXPECT_EQ(p.status.history[1].phase, "Failed");
 }
 
+// status.history keeps spec.revisionHistoryLimit entries (newest first), not a fixed 10.
+TEST(PlanRolling, HistoryKeepsRevisionHistoryLimit) {
+  struct HistoryCase {
+    std::string name;
+    int32_t limit;
+    int before;  // Ready records already in status.history
+    size_t want;
+  };
+  const std::vector<HistoryCase> cases = {
+      {"default 10, full: the oldest goes", 10, 10, 10},
+      {"limit 25 keeps more than 10", 25, 15, 16},
+      {"limit 25, full", 25, 25, 25},
+      {"limit 100 (the CRD maximum)", 100, 100, 100},
+      {"limit 1 keeps only the newest", 1, 5, 1},
+      {"lowered limit cuts a longer history", 3, 12, 3},
+      {"empty history", 5, 0, 1},
+  };
+  for (const HistoryCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    api::Release r = MakeRelease();
+    r.spec.revision_history_limit = c.limit;
+    r.status.stable_revision = "r0";
+    for (int i = 0; i < c.before; ++i) {
+      r.status.history.push_back(
+          api::RevisionRecord{"r" + std::to_string(i), {}, "Ready", absl::UnixEpoch()});
+    }
+    RollingInput in;
+    in.release = &r;
+    in.desired_revision = "new";
+    in.stable_template_known = true;
+    in.deployment = Deploy("r0", 3, 3);
+    RollingPlan p = PlanRolling(in);
+    ASSERT_EQ(p.status.history.size(), c.want);
+    EXPECT_EQ(p.status.history.front().revision, "new");
+    EXPECT_EQ(p.status.history.front().phase, "Progressing");
+    if (c.want > 1) {
+      EXPECT_EQ(p.status.history[1].revision, "r0");
+    }
+  }
+}
+
 TEST(PlanRolling, AbortReturnsToStableOnceAndStaysAborted) {
   api::Release r = MakeRelease();
   r.status.stable_revision = "aaa";

@@ -74,7 +74,7 @@ unit: asan
 ## fuzz-build: the libFuzzer targets (clang, ASan+UBSan) in $(FUZZ_DIR)
 fuzz-build:
 	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCAPSTAN_FUZZ=ON \
-	  -DCAPSTAN_BUILD_TESTS=OFF -DCAPSTAN_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCAPSTAN_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  $(CMAKE_FLAGS)
 	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
 

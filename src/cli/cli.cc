@@ -428,6 +428,16 @@ absl::StatusOr<TreeInput> ReadTree(Session& s, const std::string& name) {
   for (json& r : revisions) {
     if (owned(r)) in.revisions.push_back(std::move(r));
   }
+  // Analysis runs are optional on the screen: a cluster without the AnalysisRun CRD (404)
+  // or a caller who may not list them (403) still gets the rest of the tree.
+  absl::StatusOr<std::vector<json>> runs = s.List(res::AnalysisRuns(), s.ns(), sel);
+  if (runs.ok()) {
+    for (json& r : *runs) {
+      if (owned(r)) in.analysis_runs.push_back(std::move(r));
+    }
+  } else if (!absl::IsNotFound(runs.status()) && !absl::IsPermissionDenied(runs.status())) {
+    return runs.status();
+  }
   in.desired_revision = DesiredRevision(s, in.release);
   in.now = absl::Now();
   return in;

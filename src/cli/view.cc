@@ -262,6 +262,64 @@ std::string HistoryTable(const std::vector<RevisionRow>& rows, absl::Time now) {
   return Table(t);
 }
 
+namespace {
+
+// The Release's analysis runs, newest first (at most three), each metric with its counts
+// and its last three measurements: why a revision was kept, paused or rolled back.
+void AppendAnalysis(const TreeInput& in, const Style& st, std::string* out) {
+  if (in.analysis_runs.empty()) return;
+  std::vector<json> runs = in.analysis_runs;
+  std::sort(runs.begin(), runs.end(), [](const json& a, const json& b) {
+    const std::string ta = Str(a, "/metadata/creationTimestamp");
+    const std::string tb = Str(b, "/metadata/creationTimestamp");
+    if (ta != tb) return ta > tb;
+    return Str(a, "/metadata/name") < Str(b, "/metadata/name");
+  });
+  constexpr size_t kRuns = 3;
+  constexpr size_t kMeasurements = 3;
+  absl::StrAppend(out, "\n", st.Bold("Analysis"), "\n");
+  for (size_t i = 0; i < runs.size() && i < kRuns; ++i) {
+    const json& run = runs[i];
+    absl::StrAppend(
+        out, "  ", Str(run, "/metadata/name"), "   ", Or(Str(run, "/spec/gate"), "-"),
+        "   revision ", Or(Str(run, "/spec/revision"), "-"), "   ",
+        st.Phase(Or(Str(run, "/status/phase"), "Pending")), "   ",
+        AgeSince(run.value("metadata", json::object()).value("creationTimestamp", json()), in.now),
+        "\n");
+    const std::string message = Str(run, "/status/message");
+    if (!message.empty()) absl::StrAppend(out, "    ", message, "\n");
+    for (const json& m : Arr(run, "/status/metricResults")) {
+      absl::StrAppend(out, "    ", Str(m, "/name"), "   ",
+                      st.Phase(Or(Str(m, "/phase"), "Running")), "   ", Int(m, "/successful"),
+                      " successful, ", Int(m, "/failed"), " failed, ", Int(m, "/error"),
+                      " errors, ", Int(m, "/inconclusive"), " inconclusive", "\n");
+      const json& ms = Arr(m, "/measurements");
+      const size_t from = ms.size() > kMeasurements ? ms.size() - kMeasurements : 0;
+      for (size_t k = ms.size(); k > from; --k) {
+        const json& x = ms[k - 1];
+        const bool last = k - 1 == from;
+        std::string line =
+            absl::StrCat(Or(Str(x, "/phase"), "-"), "   value ", Or(Str(x, "/value"), "-"));
+        const std::string baseline = Str(x, "/baseline");
+        if (!baseline.empty()) absl::StrAppend(&line, " (baseline ", baseline, ")");
+        absl::StrAppend(&line, "   ", AgeSince(x.value("finishedAt", json()), in.now));
+        const std::string why = Str(x, "/message");
+        if (!why.empty()) absl::StrAppend(&line, "   ", why);
+        absl::StrAppend(out, "      ", last ? "└── " : "├── ", line, "\n");
+      }
+    }
+  }
+  if (runs.size() > kRuns) {
+    absl::StrAppend(
+        out, "  ",
+        st.Dim(absl::StrCat("(", runs.size() - kRuns, " older: kubectl get analysisrun -l ",
+                            "capstan.dev/release=", Str(in.release, "/metadata/name"), ")")),
+        "\n");
+  }
+}
+
+}  // namespace
+
 std::string RenderTree(const TreeInput& in, const Style& st) {
   const json& rel = in.release;
   const std::string name = Str(rel, "/metadata/name");
@@ -380,6 +438,8 @@ std::string RenderTree(const TreeInput& in, const Style& st) {
           "\n");
     }
   }
+
+  AppendAnalysis(in, st, &out);
 
   const std::vector<Blocker> blockers = BlockersOf(rel, in.desired_revision);
   if (!blockers.empty()) {

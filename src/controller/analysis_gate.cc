@@ -29,10 +29,7 @@ const kube::Resource& ClusterAnalysisTemplates() {
                                 "ClusterAnalysisTemplate", false};
   return r;
 }
-const kube::Resource& AnalysisRuns() {
-  static const kube::Resource r{"capstan.dev", "v1alpha1", "analysisruns", "AnalysisRun", true};
-  return r;
-}
+const kube::Resource& AnalysisRuns() { return kube::resources::AnalysisRuns(); }
 }  // namespace analysis_resources
 
 namespace {

@@ -60,6 +60,7 @@ CAPSTAN_RESOURCE(ReleaseApprovals, "capstan.dev", "v1alpha1", "releaseapprovals"
                  true)
 CAPSTAN_RESOURCE(SecretRotations, "capstan.dev", "v1alpha1", "secretrotations", "SecretRotation",
                  true)
+CAPSTAN_RESOURCE(AnalysisRuns, "capstan.dev", "v1alpha1", "analysisruns", "AnalysisRun", true)
 
 #undef CAPSTAN_RESOURCE
 

@@ -48,15 +48,17 @@ std::vector<Blocker> BlockersOf(const nlohmann::json& release, const std::string
 
 struct TreeInput {
   nlohmann::json release;
-  std::vector<nlohmann::json> deployments;  // owned by the Release
-  std::vector<nlohmann::json> pods;         // labelled capstan.dev/release=<name>
-  std::vector<nlohmann::json> revisions;    // its ControllerRevisions
-  std::string desired_revision;             // "" when unknown
+  std::vector<nlohmann::json> deployments;    // owned by the Release
+  std::vector<nlohmann::json> pods;           // labelled capstan.dev/release=<name>
+  std::vector<nlohmann::json> revisions;      // its ControllerRevisions
+  std::vector<nlohmann::json> analysis_runs;  // its AnalysisRuns (empty without the CRD)
+  std::string desired_revision;               // "" when unknown
   absl::Time now;
 };
 // The screen of `kubectl capstan get release NAME`: the Release and why it is in its
 // phase, its revisions (current / stable / failed / preview marked), the Deployments or
-// colours with ready counts and their pods, and what it waits for.
+// colours with ready counts and their pods, its analysis runs (newest three, each metric
+// with its counts and last measurements), and what it waits for.
 std::string RenderTree(const TreeInput& in, const Style& style);
 
 // One revision of a Release: status.history joined with its ControllerRevision.

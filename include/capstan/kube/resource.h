@@ -45,6 +45,7 @@ const Resource& Releases();                  // capstan.dev/v1alpha1
 const Resource& Environments();              // capstan.dev/v1alpha1, cluster-scoped
 const Resource& ReleaseApprovals();          // capstan.dev/v1alpha1
 const Resource& SecretRotations();           // capstan.dev/v1alpha1
+const Resource& AnalysisRuns();              // capstan.dev/v1alpha1
 }  // namespace resources
 
 }  // namespace capstan::kube

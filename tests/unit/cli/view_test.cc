@@ -159,6 +159,53 @@ TEST(ViewTest, TreeWaitingForApprovalNamesTheCommand) {
   ExpectGolden("tree-waiting.txt", got);
 }
 
+TEST(ViewTest, TreeShowsAnalysisRunsNewestFirstWithLastMeasurements) {
+  TreeInput in;
+  in.release = RollingRelease();
+  in.deployments = {Deployment("shop", "c3c3c3c3c3", "", 3, 3)};
+  auto measurement = [](const std::string& phase, const std::string& value, absl::Duration ago,
+                        const std::string& message) {
+    json m = {{"phase", phase}, {"value", value}, {"finishedAt", At(ago)}};
+    if (!message.empty()) m["message"] = message;
+    return m;
+  };
+  json failing = {
+      {"metadata",
+       {{"name", "shop-c3c3c3c3c3-rolling"}, {"creationTimestamp", At(absl::Minutes(3))}}},
+      {"spec", {{"gate", "rolling"}, {"revision", "c3c3c3c3c3"}}},
+      {"status",
+       {{"phase", "Failed"},
+        {"message", "error-rate 0.31 >= 0.05 (3 of 3 failed)"},
+        {"metricResults",
+         {{{"name", "error-rate"},
+           {"phase", "Failed"},
+           {"successful", 1},
+           {"failed", 3},
+           {"error", 1},
+           {"inconclusive", 0},
+           {"measurements",
+            {measurement("Successful", "0.01", absl::Seconds(200), ""),
+             measurement("Error", "", absl::Seconds(150), "Prometheus: connection refused"),
+             measurement("Failed", "0.29", absl::Seconds(100), ""),
+             measurement("Failed", "0.30", absl::Seconds(50), ""),
+             measurement("Failed", "0.31", absl::Seconds(2), "")}}}}}}}};
+  json passed = {
+      {"metadata",
+       {{"name", "shop-b2b2b2b2b2-rolling"}, {"creationTimestamp", At(absl::Hours(5))}}},
+      {"spec", {{"gate", "rolling"}, {"revision", "b2b2b2b2b2"}}},
+      {"status",
+       {{"phase", "Successful"},
+        {"metricResults",
+         {{{"name", "error-rate"},
+           {"phase", "Successful"},
+           {"successful", 5},
+           {"measurements", {measurement("Successful", "0.00", absl::Hours(4), "")}}}}}}}};
+  in.analysis_runs = {passed, failing};
+  in.desired_revision = "c3c3c3c3c3";
+  in.now = kNow;
+  ExpectGolden("tree-analysis.txt", RenderTree(in, Style{}));
+}
+
 TEST(ViewTest, TreeBlueGreenPreviewInColour) {
   TreeInput in;
   in.release = {

@@ -17,6 +17,8 @@ FUZZ_DIR ?= build-fuzz
 # Seconds per fuzzer: `make fuzz` (long) and the bounded run in `make test`.
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 20
+# make test fuzzes from a fixed seed (same inputs every run); make fuzz from a random one.
+FUZZ_SMOKE_SEED ?= 1
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEMO_DIR ?= $(CURDIR)/$(BUILD_DIR)/demo-cluster
@@ -84,7 +86,7 @@ fuzz: fuzz-build
 
 ## fuzz-smoke: the bounded run make test does ($(FUZZ_SMOKE_SECONDS) s per fuzzer)
 fuzz-smoke: fuzz-build
-	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS)
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_SMOKE_SEED)
 
 ## cluster-bin: build (or reuse) the pinned control-plane binaries
 cluster-bin:

@@ -13,7 +13,9 @@
 #include "capstan/kube/resource.h"
 #include "capstan/kube/rest_config.h"
 #include "capstan/kube/transport.h"
+#include "capstan/kube/yaml_limits.h"
 #include "fuzz_util.h"
+#include "yaml-cpp/yaml.h"
 
 namespace {
 
@@ -41,6 +43,38 @@ class InputTransport : public capstan::kube::Transport {
  private:
   const std::string input_;
 };
+
+// True when `n` has a mapping key "exec" at any depth, as yaml-cpp reads it (escapes and
+// quoting resolved). LoadKubeconfig runs an exec plugin it finds, and a fuzzed command
+// line must never run: such inputs are skipped.
+bool HasExecKey(const YAML::Node& n, int depth = 0) {
+  if (depth > 200) return true;  // deeper than the loader accepts; skip rather than recurse
+  if (n.IsMap()) {
+    for (const auto& kv : n) {
+      if (kv.first.IsScalar() && kv.first.Scalar() == "exec") return true;
+      if (HasExecKey(kv.first, depth + 1) || HasExecKey(kv.second, depth + 1)) return true;
+    }
+  } else if (n.IsSequence()) {
+    for (const auto& e : n) {
+      if (HasExecKey(e, depth + 1)) return true;
+    }
+  }
+  return false;
+}
+
+// Whether LoadKubeconfig may be handed `input` without running a program. Mirrors the
+// loader (rest_config.cc MergeFile): YAML::Load, then the limits; input either refuses
+// never reaches an exec plugin.
+bool SafeKubeconfig(const std::string& input) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(input);
+  } catch (const std::exception&) {
+    return true;
+  }
+  if (!capstan::kube::CheckYamlLimits(input).ok()) return true;
+  return !HasExecKey(root);
+}
 
 }  // namespace
 
@@ -72,6 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)capstan::kube::ParseExecCredential(input, "client.authentication.k8s.io/v1beta1");
       break;
     case 3: {
+      if (!SafeKubeconfig(input)) break;
       // LoadKubeconfig reads files: one scratch file per process, rewritten per input.
       static const std::string path = [] {
         char tmpl[] = "/tmp/capstan-fuzz-kubeconfig-XXXXXX";

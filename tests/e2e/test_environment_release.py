@@ -124,7 +124,9 @@ def test_freeze_waits_until_the_window_ends_and_emergency_proceeds_and_rolls_bac
             kube.apply(kube.release(name, f"registry.example/{name}:1"), ns)
             kube.wait_phase(ns, name, "Ready")
         now = datetime.datetime.now(datetime.timezone.utc)
-        until = now + datetime.timedelta(seconds=25)
+        # Whole seconds: the window is written without fractions (rfc3339 above), so the
+        # change may proceed up to a second before a fractional `until`.
+        until = (now + datetime.timedelta(seconds=25)).replace(microsecond=0)
         kube.kubectl("patch", "environment", f"frz-{u}", "--type=merge", "-p", json.dumps(
             {"spec": {"policies": {"freezeWindows": [
                 {"name": "incident-review", "from": rfc3339(now - datetime.timedelta(minutes=1)),

@@ -215,11 +215,16 @@ def test_operator_killed_mid_rollout_converges_without_duplicates():
         op = kube.Operator(f"--namespace={ns}").start()
         try:
             kube.apply(kube.release("k9", "registry.example/k9:1", replicas=4), ns)
-            kube.wait_phase(ns, "k9", "Ready")
+            before = kube.wait_phase(ns, "k9", "Ready")["status"].get("currentRevision")
             kube.set_image(ns, "k9", "registry.example/k9:2")
-            kube.wait_until(
-                lambda: kube.get_release(ns, "k9")["status"].get("phase") == "Progressing", 30,
-                what="rollout in flight")
+
+            # KWOK readies pods at once, so the Progressing phase can be over between two
+            # polls: a new current revision also says the rollout has started.
+            def started():
+                st = kube.get_release(ns, "k9")["status"]
+                return st.get("phase") == "Progressing" or st.get("currentRevision") != before
+
+            kube.wait_until(started, 30, what="rollout in flight")
             op.kill9()
             op = kube.Operator(f"--namespace={ns}").start()
             r = kube.wait_phase(ns, "k9", "Ready")

@@ -204,8 +204,7 @@ Client::Client(std::unique_ptr<Transport> transport, Options options, const Cloc
     : transport_(std::move(transport)),
       options_(options),
       clock_(clock),
-      tokens_(options.burst),
-      last_refill_(clock.Now()) {}
+      bucket_(options.qps, options.burst, clock) {}
 
 Client::~Client() = default;
 
@@ -222,20 +221,10 @@ int64_t Client::RequestCount() const {
   return requests_;
 }
 
-// A token bucket: `burst` requests at once, then `qps` per second. The caller
-// sleeps outside the lock for its reservation, like client-go's flowcontrol.
+// `burst` requests at once, then `qps` per second (kube::TokenBucket). The caller
+// sleeps for its reservation without holding any lock, like client-go's flowcontrol.
 void Client::WaitForToken() {
-  if (options_.qps <= 0) return;
-  absl::Duration wait;
-  {
-    absl::MutexLock lock(&mu_);
-    absl::Time now = clock_.Now();
-    tokens_ = std::min<double>(options_.burst,
-                               tokens_ + absl::ToDoubleSeconds(now - last_refill_) * options_.qps);
-    last_refill_ = now;
-    tokens_ -= 1;
-    wait = tokens_ >= 0 ? absl::ZeroDuration() : absl::Seconds(-tokens_ / options_.qps);
-  }
+  const absl::Duration wait = bucket_.Reserve();
   if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
 }
 

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "capstan/common/clock.h"
+#include "capstan/kube/rate_limiter.h"
 #include "capstan/kube/resource.h"
 #include "capstan/kube/transport.h"
 #include "nlohmann/json.hpp"
@@ -155,9 +156,9 @@ class Client {
   const Options options_;
   const Clock& clock_;
 
+  TokenBucket bucket_;  // qps/burst, shared by every request of this client
+
   mutable absl::Mutex mu_;
-  double tokens_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_refill_ ABSL_GUARDED_BY(mu_);
   int64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -102,8 +102,8 @@ class Audit:
             except ValueError:
                 continue
             ua = ev.get("userAgent", "")
-            if not (ua.startswith("capstan/") or ua.startswith("rollouts-controller/")):
-                continue
+            if ua.startswith("kubectl/"):
+                continue  # this script's kubectl calls and watches
             ts = ev.get("requestReceivedTimestamp", "")
             t = datetime.datetime.strptime(ts[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f") \
                 .replace(tzinfo=datetime.timezone.utc).timestamp()
@@ -118,10 +118,14 @@ class Audit:
                                               "deletecollection"))
         return len(reqs), writes
 
-    def agents(self, ua_prefix):
+    def agents(self):
+        """Every user agent seen but kubectl's, with its request count."""
         with self.lock:
             self._read()
-            return sorted({ua for _, ua, _ in self.events if ua.startswith(ua_prefix)})
+            seen = {}
+            for _, ua, _ in self.events:
+                seen[ua] = seen.get(ua, 0) + 1
+            return [f"{ua} ({c})" for ua, c in sorted(seen.items())]
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,8 +261,8 @@ class Capstan:
         self.binary = os.path.abspath(binary)
 
     def version(self):
-        r = subprocess.run([self.binary, "--version"], capture_output=True, text=True)
-        return (r.stdout or r.stderr).strip().splitlines()[0] if r.returncode == 0 else "?"
+        r = subprocess.run([self.binary, "version"], capture_output=True, text=True)
+        return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout else "?"
 
     def api_path(self, ns):
         return f"/apis/capstan.dev/v1alpha1/namespaces/{ns}/releases"
@@ -625,19 +629,26 @@ def main():
                     help="HH:MM (UTC): skip a size that would not finish by then")
     ap.add_argument("--capstan", default=os.path.join(ROOT, "build", "capstan"))
     ap.add_argument("--cluster-dir", default=os.path.join(ROOT, "build", "bench-peer-cluster"))
-    ap.add_argument("--keep-cluster", action="store_true")
+    ap.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
+    ap.add_argument("--reuse-cluster", action="store_true",
+                    help="use the cluster already running in --cluster-dir (started by an "
+                         "earlier --keep-cluster run) and merge with its earlier results")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"),
                     help="the Markdown report ('' to write none)")
     ap.add_argument("--smoke", action="store_true",
                     help="N=1, assert only that both sides converged (no windows, no report)")
+    ap.add_argument("--only", choices=["capstan", "argo"],
+                    help="run one side only (to try the harness; no comparison)")
     args = ap.parse_args()
     sizes = [1] if args.smoke else [int(x) for x in args.sizes.split(",")]
     if args.smoke:
         args.out = ""
 
-    argo_bin = subprocess.run([os.path.join(HERE, "peer.sh"), "build"], check=True,
-                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    argo_bin = os.path.join(argo_bin, "rollouts-controller")
+    argo_bin = "rollouts-controller"
+    if args.only != "capstan":
+        out = subprocess.run([os.path.join(HERE, "peer.sh"), "build"], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
+        argo_bin = os.path.join(out.strip().splitlines()[-1], "rollouts-controller")
     argo_crds = subprocess.run([os.path.join(HERE, "peer.sh"), "crds"], check=True,
                                capture_output=True, text=True).stdout.strip()
     cap, argo = Capstan(args.capstan), Argo(argo_bin, args.argo_progress_deadline)
@@ -648,17 +659,33 @@ def main():
                CAPSTAN_CLUSTER_AUDIT_POLICY=os.path.join(HERE, "audit-policy.yaml"))
     cluster = os.path.join(ROOT, "tests", "cluster", "cluster.sh")
     os.makedirs(args.cluster_dir, exist_ok=True)
-    log(f"starting the test cluster ({nodes} fake nodes) in {args.cluster_dir}")
-    subprocess.run([cluster, "up", args.cluster_dir], env=env, check=True)
     bin_dir = subprocess.run([cluster, "bin"], capture_output=True, text=True).stdout.strip()
     os.environ["PATH"] = bin_dir + ":" + os.environ["PATH"]
     kc = os.path.join(args.cluster_dir, "kubeconfig")
     os.environ["KUBECONFIG"] = kc
-    results, skipped, loads = {}, [], [loadavg()]
-    started = time.time()
+    saved = os.path.join(args.cluster_dir, "results.json")
+    reused = args.reuse_cluster and os.path.exists(kc) and subprocess.run(
+        ["kubectl", f"--kubeconfig={kc}", "get", "--raw", "/readyz"],
+        capture_output=True).returncode == 0
+    if reused:
+        log(f"reusing the test cluster in {args.cluster_dir}")
+    else:
+        log(f"starting the test cluster ({nodes} fake nodes) in {args.cluster_dir}")
+        subprocess.run([cluster, "up", args.cluster_dir], env=env, check=True)
+        if os.path.exists(saved):
+            os.remove(saved)
+    # Results of earlier runs on this same cluster (--only, --reuse-cluster) are merged.
+    state = {"capstan": {}, "argo": {}, "loads": [], "started": time.time(), "runs": 0}
+    if os.path.exists(saved):
+        with open(saved) as f:
+            state = json.load(f)
+    state["runs"] += 1
+    results, skipped, loads = {}, [], state["loads"]
+    loads.append(loadavg())
+    started = state["started"]
     try:
         kubectl(kc, "apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
-        kubectl(kc, "apply", "--server-side", "-f", argo_crds)
+        kubectl(kc, "apply", "--server-side", "-k", argo_crds)
         kubectl(kc, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         api = Api(kc)
         audit = Audit(os.path.join(args.cluster_dir, "logs", "audit.log"))
@@ -678,14 +705,26 @@ def main():
                         f"is {(end - now).total_seconds() / 60:.0f} min away")
                     continue
             loads.append(loadavg())
-            results[n] = (run_side(cap, n, args, kc, api, audit, logdir),
-                          run_side(argo, n, args, kc, api, audit, logdir))
+            for key, side in (("capstan", cap), ("argo", argo)):
+                if args.only in (None, key):
+                    state[key][str(n)] = run_side(side, n, args, kc, api, audit, logdir)
+                    with open(saved, "w") as f:
+                        json.dump(state, f)
             loads.append(loadavg())
+            results[n] = (state["capstan"].get(str(n), {}), state["argo"].get(str(n), {}))
             print(table(n, *results[n]) + "\n", flush=True)
-        agents = audit.agents("capstan/") + audit.agents("rollouts-controller/")
+        agents = audit.agents()
+        state["agents"] = agents
+        with open(saved, "w") as f:
+            json.dump(state, f)
     finally:
-        if not args.keep_cluster:
+        if not args.keep_cluster and not reused:
             subprocess.run([cluster, "down", args.cluster_dir])
+    # Every size both sides have measured on this cluster, in this run or an earlier one.
+    results = {int(n): (state["capstan"][n], state["argo"][n])
+               for n in sorted(state["capstan"], key=int) if n in state["argo"]}
+    if args.only and not results:
+        return
     if args.smoke:
         for n, (a, b) in results.items():
             assert a.get("converged"), "Capstan did not converge"
@@ -695,10 +734,11 @@ def main():
     if skipped:
         print(f"skipped for time: N = {', '.join(map(str, skipped))}")
     if args.out:
-        write_report(args, results, skipped, loads, agents, cap, argo, started, nodes)
+        write_report(args, results, skipped, loads, agents, cap, argo, started, nodes,
+                     state["runs"])
 
 
-def write_report(args, results, skipped, loads, agents, cap, argo, started, nodes):
+def write_report(args, results, skipped, loads, agents, cap, argo, started, nodes, state_runs):
     versions = {}
     with open(os.path.join(ROOT, "tests", "cluster", "versions.env")) as f:
         versions.update(re.findall(r"^(\w+)=(\S+)", f.read(), re.M))
@@ -716,7 +756,8 @@ def write_report(args, results, skipped, loads, agents, cap, argo, started, node
         f"- Command: `tests/bench/peer/compare.py --sizes {args.sizes} --window "
         f"{args.window:.0f} --changes {args.changes}`",
         f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
-        f"{(time.time() - started) / 60:.0f} minutes",
+        f"{(time.time() - started) / 60:.0f} minutes"
+        + (f" ({state_runs} invocations on the same cluster)" if state_runs > 1 else ""),
         f"- Machine: {machine()}, shared with other work; load average (1, 5, 15 min) "
         f"before and after each size: {'; '.join(loads)}",
         f"- Capstan: {cap.version()} (commit {commit}, {os.path.relpath(cap.binary, ROOT)}, "

@@ -12,9 +12,9 @@
 #   peer.sh crds    print the directory of its CRDs (manifests/crds of the same module)
 #
 # Its metrics and health servers listen on all interfaces ("0.0.0.0:%d" is a constant,
-# no flag). The build compiles a copy of that one file with the host replaced by
-# $PEER_LISTEN_HOST (`go build -overlay`, in a temporary directory); the module's source
-# is never changed or copied elsewhere.
+# no flag). The build compiles a temporary copy of the module with that one constant's
+# host replaced by $PEER_LISTEN_HOST (a replace line in a temporary copy of go.mod); the
+# module cache is never changed, the copy is removed after the build.
 #
 # The binary is cached under ${CAPSTAN_CLUSTER_CACHE:-~/.cache/capstan}/peer-<key>/bin,
 # keyed on versions.env and tools/go.{mod,sum}, like tests/cluster/cluster.sh.
@@ -64,13 +64,20 @@ cmd_build() {
   log "building rollouts-controller $ARGO_ROLLOUTS_VERSION with $GOTOOLCHAIN (first build takes minutes; cached afterwards)"
   local t0=$SECONDS tmp
   tmp=$(mktemp -d "$BIN_DIR/.build.XXXXXX")
-  local src
-  src=$(module_dir)/controller/controller.go
-  grep -q '"0.0.0.0:%d"' "$src" || die "$src no longer has the listen address this build rewrites"
-  sed "s/\"0.0.0.0:%d\"/\"$PEER_LISTEN_HOST:%d\"/" "$src" >"$tmp/controller.go"
-  printf '{"Replace": {"%s": "%s"}}\n' "$src" "$tmp/controller.go" >"$tmp/overlay.json"
+  # A copy of the module in the temporary directory, its listen address rewritten, built
+  # through a copy of tools/go.mod with a replace line to it (an overlay may not replace
+  # files in the module cache).
+  local dir
+  dir=$(module_dir)
+  grep -q '"0.0.0.0:%d"' "$dir/controller/controller.go" ||
+    die "$dir/controller/controller.go no longer has the listen address this build rewrites"
+  cp -r "$dir" "$tmp/src"
+  chmod -R u+w "$tmp/src"
+  sed -i "s/\"0.0.0.0:%d\"/\"$PEER_LISTEN_HOST:%d\"/" "$tmp/src/controller/controller.go"
+  cp "$HERE/tools/go.sum" "$tmp/go.sum"
+  { cat "$HERE/tools/go.mod"; echo "replace $MODULE => $tmp/src"; } >"$tmp/go.mod"
   # The machine is shared: the lowest priority.
-  (cd "$HERE/tools" && nice -n 19 go build -trimpath -ldflags='-s -w' -overlay "$tmp/overlay.json" \
+  (cd "$HERE/tools" && nice -n 19 go build -modfile="$tmp/go.mod" -trimpath -ldflags='-s -w' \
     -o "$tmp/rollouts-controller" "$MODULE/cmd/rollouts-controller")
   mv "$tmp/rollouts-controller" "$BIN_DIR/rollouts-controller"
   rm -rf "$tmp"

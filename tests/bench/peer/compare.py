@@ -41,6 +41,7 @@ and this script use the admin kubeconfig; their user agents tell them apart).
 """
 import argparse
 import datetime
+import http.client
 import json
 import math
 import os
@@ -125,7 +126,8 @@ class Audit:
             seen = {}
             for _, ua, _ in self.events:
                 seen[ua] = seen.get(ua, 0) + 1
-            return [f"{ua} ({c})" for ua, c in sorted(seen.items())]
+            return [f"{ua or '(none: the PATCHes of this script)'} ({c})"
+                    for ua, c in sorted(seen.items())]
 
 
 # ---------------------------------------------------------------------------------------
@@ -371,6 +373,22 @@ class Argo:
 
 
 # ---------------------------------------------------------------------------------------
+
+class Patcher:
+    """operator_bench's Api (one HTTPS connection, no kubectl start-up in the timing),
+    reconnected when the API server has closed the idle connection."""
+
+    def __init__(self, kc):
+        self.kc = kc
+        self.api = Api(kc)
+
+    def patch(self, path, body):
+        try:
+            self.api.patch(path, body)
+        except (OSError, http.client.HTTPException):
+            self.api = Api(self.kc)
+            self.api.patch(path, body)
+
 
 def create(kc, ns, docs):
     for i in range(0, len(docs), 500):
@@ -637,6 +655,8 @@ def main():
                     help="the Markdown report ('' to write none)")
     ap.add_argument("--smoke", action="store_true",
                     help="N=1, assert only that both sides converged (no windows, no report)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report from the results saved in --cluster-dir")
     ap.add_argument("--only", choices=["capstan", "argo"],
                     help="run one side only (to try the harness; no comparison)")
     args = ap.parse_args()
@@ -645,6 +665,15 @@ def main():
         args.out = ""
 
     argo_bin = "rollouts-controller"
+    if args.report_only:
+        with open(os.path.join(args.cluster_dir, "results.json")) as f:
+            state = json.load(f)
+        cap = Capstan(args.capstan)
+        bin_dir = subprocess.run([os.path.join(HERE, "peer.sh"), "bin"], capture_output=True,
+                                 text=True).stdout.strip()
+        argo = Argo(os.path.join(bin_dir, "rollouts-controller"), args.argo_progress_deadline)
+        finish(args, state, [], cap, argo, state.get("nodes", 3))
+        return
     if args.only != "capstan":
         out = subprocess.run([os.path.join(HERE, "peer.sh"), "build"], check=True,
                              stdout=subprocess.PIPE, text=True).stdout
@@ -680,6 +709,9 @@ def main():
         with open(saved) as f:
             state = json.load(f)
     state["runs"] += 1
+    state["nodes"] = nodes
+    state["settings"] = {k: getattr(args, k) for k in
+                         ("window", "settle", "changes", "argo_progress_deadline")}
     results, skipped, loads = {}, [], state["loads"]
     loads.append(loadavg())
     started = state["started"]
@@ -687,7 +719,7 @@ def main():
         kubectl(kc, "apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
         kubectl(kc, "apply", "--server-side", "-k", argo_crds)
         kubectl(kc, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        api = Api(kc)
+        api = Patcher(kc)
         audit = Audit(os.path.join(args.cluster_dir, "logs", "audit.log"))
         logdir = os.path.join(args.cluster_dir, "logs")
         for n in sizes:
@@ -721,10 +753,16 @@ def main():
         if not args.keep_cluster and not reused:
             subprocess.run([cluster, "down", args.cluster_dir])
     # Every size both sides have measured on this cluster, in this run or an earlier one.
-    results = {int(n): (state["capstan"][n], state["argo"][n])
-               for n in sorted(state["capstan"], key=int) if n in state["argo"]}
-    if args.only and not results:
-        return
+    finish(args, state, skipped, cap, argo, nodes)
+
+
+def finish(args, state, skipped, cap, argo, nodes):
+    # Every size measured on this cluster, in this run or an earlier one (--only,
+    # --reuse-cluster); a side not measured shows "-".
+    sizes = sorted({int(n) for side in ("capstan", "argo") for n in state[side]})
+    results = {n: (state["capstan"].get(str(n), {}), state["argo"].get(str(n), {}))
+               for n in sizes}
+    loads, agents, started = state["loads"], state.get("agents", []), state["started"]
     if args.smoke:
         for n, (a, b) in results.items():
             assert a.get("converged"), "Capstan did not converge"
@@ -735,10 +773,13 @@ def main():
         print(f"skipped for time: N = {', '.join(map(str, skipped))}")
     if args.out:
         write_report(args, results, skipped, loads, agents, cap, argo, started, nodes,
-                     state["runs"])
+                     state["runs"], state.get("settings", {}))
 
 
-def write_report(args, results, skipped, loads, agents, cap, argo, started, nodes, state_runs):
+def write_report(args, results, skipped, loads, agents, cap, argo, started, nodes, state_runs,
+                 settings):
+    args = argparse.Namespace(**{**vars(args), **settings})
+    args.sizes = ",".join(str(n) for n in results)
     versions = {}
     with open(os.path.join(ROOT, "tests", "cluster", "versions.env")) as f:
         versions.update(re.findall(r"^(\w+)=(\S+)", f.read(), re.M))
@@ -777,6 +818,10 @@ def write_report(args, results, skipped, loads, agents, cap, argo, started, node
     ]
     if skipped:
         lines.append(f"- Skipped for time: N = {', '.join(map(str, skipped))}")
+    for name, col in (("Capstan", 0), ("Argo Rollouts", 1)):
+        missing = [str(n) for n, r in results.items() if not r[col]]
+        if missing:
+            lines.append(f"- {name} not measured at N = {', '.join(missing)} (column '-')")
     lines.append("")
     for n, (a, b) in results.items():
         lines += [table(n, a, b), ""]

@@ -709,6 +709,8 @@ def main():
         with open(saved) as f:
             state = json.load(f)
     state["runs"] += 1
+    if reused:
+        nodes = state.get("nodes", nodes)  # the cluster as it was started
     state["nodes"] = nodes
     state["settings"] = {k: getattr(args, k) for k in
                          ("window", "settle", "changes", "argo_progress_deadline")}

@@ -53,7 +53,7 @@ cmd_pin() {
        p && /^\)/ {print; p=0; next}
        p {print}
        /^replace[ \t]+[^( \t]/ {print}' "$dir/go.mod" >>"$tools/go.mod"
-  (cd "$tools" && go get "$MODULE@$ARGO_ROLLOUTS_VERSION" && go mod tidy)
+  (cd "$tools" && go get "$MODULE@$ARGO_ROLLOUTS_VERSION" && nice -n 19 go mod tidy)
   log "pinned $MODULE $ARGO_ROLLOUTS_VERSION in $tools/go.mod ($(grep -c '=>' "$tools/go.mod") replace lines)"
 }
 

@@ -30,7 +30,7 @@ APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca
   lua5.4 tzdata clang-format ccache prometheus buildah podman runc debootstrap clang libclang-rt-14-dev
 PY_MODULES := yaml pytest
 
-.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench clean \
+.PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench bench-peer clean \
   format format-check fuzz-build fuzz fuzz-smoke image image-test dist
 
 ## deps: install build and test dependencies (idempotent; quick when present)
@@ -140,6 +140,16 @@ demo:
 ## cached object, informer start-up and memory against the test cluster); optimised build
 bench: build cluster-bin
 	cd $(BUILD_DIR) && ctest -L bench --output-on-failure
+
+## bench-peer: Capstan beside Argo Rollouts on one test cluster (tests/bench/peer/compare.py:
+## N = 1, 100, 1000; prints the table, writes docs/benchmarks.md); options in BENCH_PEER_ARGS,
+## e.g. BENCH_PEER_ARGS='--sizes 1,100 --window 60'
+BENCH_PEER_ARGS ?=
+bench-peer: cluster-bin
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+	nice -n 10 cmake --build $(BUILD_DIR) -j $(JOBS) --target capstan
+	tests/bench/peer/peer.sh build
+	tests/bench/peer/compare.py --capstan $(BUILD_DIR)/capstan $(BENCH_PEER_ARGS)
 
 CXX_SOURCES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
 

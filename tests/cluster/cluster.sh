@@ -13,6 +13,13 @@
 #   cluster.sh fixture-up DIR   ctest fixture: `up`, or reuse $CAPSTAN_E2E_KUBECONFIG
 #   cluster.sh fixture-down DIR ctest fixture: `down` (no-op when reusing)
 #
+# Options (environment; neither changes the binary cache key):
+#   CAPSTAN_CLUSTER_NODES=N         fake nodes, 500 pods each (default 3)
+#   CAPSTAN_CLUSTER_AUDIT_POLICY=F  the API server writes an audit log (policy file F)
+#                                   to DIR/logs/audit.log (benchmarks count requests by
+#                                   user agent there; apiserver_request_total has no
+#                                   user-agent label)
+#
 # Every server binds 127.0.0.1 on a free port. Pod and Service IPs are fake
 # (10.x ranges that exist only in the API) and nothing ever connects to them.
 set -euo pipefail
@@ -182,7 +189,12 @@ cmd_up() {
   wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health" ||
     { check_alive "$dir" etcd; die "etcd did not become healthy"; }
 
-  start_bg "$dir" kube-apiserver "$bin/kube-apiserver" \
+  local audit=()
+  if [[ -n ${CAPSTAN_CLUSTER_AUDIT_POLICY:-} ]]; then
+    audit=(--audit-policy-file "$(realpath "$CAPSTAN_CLUSTER_AUDIT_POLICY")"
+      --audit-log-path "$dir/logs/audit.log" --audit-log-format json --audit-log-maxbackup 0)
+  fi
+  start_bg "$dir" kube-apiserver "$bin/kube-apiserver" "${audit[@]}" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --endpoint-reconciler-type none \
@@ -225,8 +237,9 @@ cmd_up() {
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --cidr 10.244.0.0/16 --node-ip 10.0.0.10 --server-address 127.0.0.1:0
 
-  # Three fake nodes; KWOK makes them Ready and plays their pods' lifecycle.
-  for i in 0 1 2; do
+  # Fake nodes (three unless CAPSTAN_CLUSTER_NODES); KWOK makes them Ready and plays
+  # their pods' lifecycle.
+  for ((i = 0; i < ${CAPSTAN_CLUSTER_NODES:-3}; i++)); do
     cat <<EOF
 apiVersion: v1
 kind: Node
@@ -303,5 +316,5 @@ case "${1:-}" in
     fi ;;
   fixture-down)
     if [[ -z ${CAPSTAN_E2E_KUBECONFIG:-} ]]; then cmd_down "$2"; fi ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -311,6 +312,8 @@ struct ReleaseController::Pass {
       return o;
     }
     // Not in our (label-selected) cache: something unlabelled may still hold the name.
+    const std::string id = AbsentId(r, obj_name);
+    if (c.RememberedAbsent(id)) return o;  // Apply re-checks before creating it
     absl::StatusOr<Object> got = c.client_.Get(r, ns, obj_name);
     if (got.ok()) {
       // Ours but not cached yet (just created), or someone else's.
@@ -318,8 +321,15 @@ struct ReleaseController::Pass {
       o.live = std::make_shared<const Object>(std::move(*got));
       return o;
     }
-    if (got.status().code() == absl::StatusCode::kNotFound) return o;
+    if (got.status().code() == absl::StatusCode::kNotFound) {
+      c.RememberAbsent(id);
+      return o;
+    }
     return got.status();
+  }
+
+  std::string AbsentId(const kube::Resource& r, const std::string& obj_name) const {
+    return absl::StrCat(r.group, "/", r.kind, "/", ns, "/", obj_name);
   }
 
   // Lookup, noting "<Kind> <name>" in *conflicts when someone else holds the name.
@@ -354,6 +364,20 @@ struct ReleaseController::Pass {
       spdlog::info("release={} apply {} {}: {}", key, r.kind, obj_name, diff::Describe(why));
     } else {
       spdlog::info("release={} create {} {}", key, r.kind, obj_name);
+    }
+    if (live == nullptr) {
+      // Lookup may have answered "absent" from memory: confirm before taking the name.
+      const std::string id = AbsentId(r, obj_name);
+      if (c.RememberedAbsent(id)) {
+        c.ForgetAbsent(id);
+        absl::StatusOr<Object> got = c.client_.Get(r, ns, obj_name);
+        if (got.ok()) {
+          return absl::AbortedError(absl::StrCat(r.kind, " ", obj_name,
+                                                 " appeared since it was last looked up; "
+                                                 "looking again before writing it"));
+        }
+        if (got.status().code() != absl::StatusCode::kNotFound) return got.status();
+      }
     }
     kube::ApplyOptions ao;
     ao.force = true;  // Only ever objects this Release controls (checked before).
@@ -479,6 +503,30 @@ std::string ConflictMessage(const std::vector<std::string>& conflicts) {
 }
 
 }  // namespace
+
+bool ReleaseController::RememberedAbsent(const std::string& id) {
+  absl::MutexLock lock(&absent_mu_);
+  auto it = absent_.find(id);
+  if (it == absent_.end()) return false;
+  if (clock_.Now() - it->second < kAbsentRecheck) return true;
+  absent_.erase(it);
+  return false;
+}
+
+void ReleaseController::RememberAbsent(const std::string& id) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&absent_mu_);
+  absent_[id] = now;
+  if (absent_.size() < absent_swept_at_) return;
+  // Names of deleted Releases: drop what has expired, then allow the map to double.
+  absl::erase_if(absent_, [&](const auto& e) { return now - e.second >= kAbsentRecheck; });
+  absent_swept_at_ = std::max<size_t>(64, 2 * absent_.size());
+}
+
+void ReleaseController::ForgetAbsent(const std::string& id) {
+  absl::MutexLock lock(&absent_mu_);
+  absent_.erase(id);
+}
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
   for (kube::Informer* inf : {releases_.get(), deployments_.get(), services_.get(), hpas_.get(),

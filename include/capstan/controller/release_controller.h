@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "capstan/api/environment.h"
@@ -144,6 +145,20 @@ class ReleaseController {
   absl::Mutex expectations_mu_;
   std::map<std::string, std::pair<absl::Time, std::vector<Expectation>>> expectations_
       ABSL_GUARDED_BY(expectations_mu_);
+
+  // Names an object this controller would write was confirmed absent (GET 404), with
+  // the time: an object missing from the label-selected cache (the idle colour's
+  // Deployment, say) is fetched once per kAbsentRecheck, not on every resync. A create
+  // of a remembered-absent name GETs first, so a same-name object created meanwhile by
+  // someone else is never written (the pass fails and the next one reports Conflict).
+  // "<kind>/<namespace>/<name>".
+  static constexpr absl::Duration kAbsentRecheck = absl::Minutes(10);
+  bool RememberedAbsent(const std::string& id);
+  void RememberAbsent(const std::string& id);
+  void ForgetAbsent(const std::string& id);
+  absl::Mutex absent_mu_;
+  absl::flat_hash_map<std::string, absl::Time> absent_ ABSL_GUARDED_BY(absent_mu_);
+  size_t absent_swept_at_ ABSL_GUARDED_BY(absent_mu_) = 64;
 };
 
 }  // namespace capstan::controller

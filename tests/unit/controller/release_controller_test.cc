@@ -432,5 +432,42 @@ TEST_F(ReleaseControllerTest, BlueGreenFailureAfterTheSwitchSwitchesBack) {
   EXPECT_EQ(Release().value("/status/failedRevision"_json_pointer, ""), rev);
 }
 
+TEST_F(ReleaseControllerTest, ConvergedBlueGreenLooksUpTheIdleColourOnce) {
+  ConvergedBlueGreen();
+  // The idle colour's Deployment (web-green) does not exist and is not in the
+  // label-selected cache; a resync does not GET it again.
+  const int64_t before = client_->RequestCount();
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  EXPECT_EQ(client_->RequestCount(), before);
+  // After kAbsentRecheck it is looked up again (a same-name object someone created
+  // meanwhile is reported within that time even if Capstan never writes it).
+  clock_.Advance(absl::Minutes(11));
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  EXPECT_GT(client_->RequestCount(), before);
+}
+
+TEST_F(ReleaseControllerTest, ForeignObjectCreatedWhereCapstanRememberedNothingIsNeverWritten) {
+  ConvergedBlueGreen();
+  // Someone else creates web-green (unlabelled) after Capstan saw the name free.
+  const Json foreign = {{"apiVersion", "apps/v1"},
+                        {"kind", "Deployment"},
+                        {"metadata", {{"name", "web-green"}, {"namespace", "shop"}}},
+                        {"spec", {{"replicas", 1}}}};
+  server_.Put(NsPath(kApps, "shop", "deployments", "web-green"), foreign);
+  PutRelease(BlueGreenRelease("nginx:2"));
+  // The pass that would create web-green GETs first and stops before writing it.
+  testing::WaitForCaches(server_, *controller_);
+  server_.ClearWrites();
+  EXPECT_FALSE(controller_->Reconcile(kKey).ok());
+  for (const std::string& w : server_.WriteLines())
+    EXPECT_NE(w, "apply deployments shop/web-green");
+  // The next pass reports the conflict; the foreign object is untouched throughout.
+  Reconcile();
+  EXPECT_EQ(Condition("Stalled"), "True/Conflict");
+  EXPECT_EQ(server_.Get(NsPath(kApps, "shop", "deployments", "web-green"))->value("spec", Json()),
+            Json({{"replicas", 1}}));
+}
+
 }  // namespace
 }  // namespace capstan::controller

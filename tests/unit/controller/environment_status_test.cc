@@ -86,8 +86,8 @@ TEST(ComputeEnvironmentStatus, ListsReleasesWithCountsAndReadySince) {
   EXPECT_EQ(ComputeEnvironmentStatus(in), st);
 }
 
-json Run(const std::string& name, const std::string& revision, const std::string& created,
-         const std::string& phase, const std::string& finished) {
+json RunObject(const std::string& name, const std::string& revision, const std::string& created,
+               const std::string& phase, const std::string& finished) {
   return {
       {"metadata",
        {{"name", name},
@@ -123,29 +123,29 @@ TEST(ComputeEnvironmentStatus, ReadySinceWaitsForTheAnalysisToPass) {
       {"required, no run yet", required, {}, ""},
       {"required, running",
        required,
-       {Run("web-a", rev, "2027-01-15T07:59:00Z", "Running", "2027-01-15T08:00:30Z")},
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Running", "2027-01-15T08:00:30Z")},
        ""},
       {"required, passed after Ready: from when it passed",
        required,
-       {Run("web-a", rev, "2027-01-15T07:59:00Z", "Successful", "2027-01-15T08:05:00Z")},
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Successful", "2027-01-15T08:05:00Z")},
        "2027-01-15T08:05:00Z"},
       {"promoted past Inconclusive does not count",
        required,
-       {Run("web-a", rev, "2027-01-15T07:59:00Z", "Inconclusive", "2027-01-15T08:05:00Z")},
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Inconclusive", "2027-01-15T08:05:00Z")},
        ""},
       {"a retry's newer run decides",
        required,
-       {Run("web-a", rev, "2027-01-15T06:00:00Z", "Failed", "2027-01-15T06:05:00Z"),
-        Run("web-a-r1", rev, "2027-01-15T07:00:00Z", "Successful", "2027-01-15T07:30:00Z")},
+       {RunObject("web-a", rev, "2027-01-15T06:00:00Z", "Failed", "2027-01-15T06:05:00Z"),
+        RunObject("web-a-r1", rev, "2027-01-15T07:00:00Z", "Successful", "2027-01-15T07:30:00Z")},
        "2027-01-15T08:00:00Z"},
       {"another revision's run is not this one's",
        required,
-       {Run("web-b", "other", "2027-01-15T07:59:00Z", "Successful", "2027-01-15T08:05:00Z")},
+       {RunObject("web-b", "other", "2027-01-15T07:59:00Z", "Successful", "2027-01-15T08:05:00Z")},
        ""},
       {"no policy, no run: Ready is enough", plain, {}, "2027-01-15T08:00:00Z"},
       {"no policy, the Release's own analysis failed",
        plain,
-       {Run("web-a", rev, "2027-01-15T07:59:00Z", "Failed", "2027-01-15T08:05:00Z")},
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Failed", "2027-01-15T08:05:00Z")},
        ""},
   };
   for (const Case& c : cases) {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -429,6 +430,16 @@ absl::StatusOr<Value> Call(const Node& n, const Env& env) {
   }
   if (n.name == "abs" || n.name == "float" || n.name == "int") {
     if (absl::Status s = want(1); !s.ok()) return s;
+    if (n.name != "abs" && args[0].is_string()) {
+      // float("0.31"): a number a web answer wrote as a string (expr-lang parses it too).
+      double parsed = 0;
+      if (!absl::SimpleAtod(absl::StripAsciiWhitespace(std::get<std::string>(args[0].v)),
+                            &parsed)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(n.name, "(): \"", std::get<std::string>(args[0].v), "\" is not a number"));
+      }
+      return Value::Number(n.name == "int" ? std::trunc(parsed) : parsed);
+    }
     absl::StatusOr<double> d = AsNumber(args[0], absl::StrCat(n.name, "()"));
     if (!d.ok()) return d.status();
     if (n.name == "abs") return Value::Number(std::fabs(*d));

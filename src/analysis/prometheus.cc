@@ -77,58 +77,31 @@ absl::StatusOr<Value> ParsePrometheusAnswer(int http_status, const std::string& 
                    "; a condition needs a scalar or an instant vector"));
 }
 
-struct PrometheusClient::Client {
-  web::http::client::http_client http;
-  Client(const std::string& address, const web::http::client::http_client_config& cfg)
-      : http(address, cfg) {}
-};
-
-PrometheusClient::PrometheusClient() = default;
-PrometheusClient::~PrometheusClient() = default;
-
-std::shared_ptr<PrometheusClient::Client> PrometheusClient::ClientFor(const std::string& address,
-                                                                      absl::Duration timeout) {
-  const std::string key = absl::StrCat(address, "#", absl::ToInt64Milliseconds(timeout));
-  absl::MutexLock lock(&mu_);
-  auto it = clients_.find(key);
-  if (it != clients_.end()) return it->second;
-  web::http::client::http_client_config cfg;
-  cfg.set_timeout(absl::ToChronoMilliseconds(timeout));
-  auto c = std::make_shared<Client>(address, cfg);
-  clients_[key] = c;
-  return c;
-}
-
 absl::StatusOr<Value> PrometheusClient::Query(const std::string& address, const std::string& query,
                                               absl::Duration timeout, const PrometheusAuth& auth) {
+  HttpCall call;
+  call.base = address;
+  call.timeout = timeout;
+  call.ca_pem = auth.ca_pem;
+  call.what = absl::StrCat("Prometheus at ", address);
   try {
-    std::shared_ptr<Client> c = ClientFor(address, timeout);
     web::uri_builder path("/api/v1/query");
     path.append_query("query", query);
-    web::http::http_request req(web::http::methods::GET);
-    req.set_request_uri(path.to_uri());
-    req.headers().add("Accept", "application/json");
-    if (!auth.bearer_token.empty()) {
-      req.headers().add("Authorization", absl::StrCat("Bearer ", auth.bearer_token));
-    } else if (!auth.username.empty()) {
-      req.headers().add("Authorization",
-                        absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat(auth.username, ":",
-                                                                               auth.password))));
-    }
-    // Blocking in the caller's (worker) thread, never inside a continuation.
-    web::http::http_response resp = c->http.request(req).get();
-    const std::string body = resp.extract_utf8string(true).get();
-    return ParsePrometheusAnswer(resp.status_code(), body);
-  } catch (const web::http::http_exception& e) {
-    const std::string what = e.what();
-    if (what.find("timed out") != std::string::npos || e.error_code() == std::errc::timed_out) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "Prometheus at ", address, " did not answer within ", absl::FormatDuration(timeout)));
-    }
-    return absl::UnavailableError(absl::StrCat("Prometheus at ", address, ": ", what));
+    call.path_and_query = path.to_string();
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("Prometheus at ", address, ": ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("query: ", e.what()));
   }
+  call.headers.push_back({"Accept", "application/json"});
+  if (!auth.bearer_token.empty()) {
+    call.headers.push_back({"Authorization", absl::StrCat("Bearer ", auth.bearer_token)});
+  } else if (!auth.username.empty()) {
+    call.headers.push_back(
+        {"Authorization", absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat(auth.username, ":",
+                                                                                 auth.password)))});
+  }
+  absl::StatusOr<HttpAnswer> answer = http_.Send(call);
+  if (!answer.ok()) return answer.status();
+  return ParsePrometheusAnswer(answer->status, answer->body);
 }
 
 }  // namespace capstan::analysis

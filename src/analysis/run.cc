@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/analysis/web.h"
 
 namespace capstan::analysis {
 namespace {
@@ -101,15 +102,30 @@ std::vector<std::string> ValidateTemplate(const api::AnalysisTemplateSpec& spec)
     if (m.consecutive_error_limit < 0) {
       out.push_back(absl::StrCat(path, ".consecutiveErrorLimit: >= 0"));
     }
-    if (!m.prometheus.has_value()) {
-      out.push_back(absl::StrCat(path, ".provider: one provider is required (prometheus)"));
-    } else {
+    if (!m.prometheus && !m.web && !m.job) {
+      out.push_back(
+          absl::StrCat(path, ".provider: one provider is required (prometheus, web or job)"));
+    }
+    if (m.prometheus) {
       const std::string& a = m.prometheus->address;
       if (!absl::StartsWith(a, "http://") && !absl::StartsWith(a, "https://")) {
         out.push_back(absl::StrCat(path,
                                    ".provider.prometheus.address: must start with http:// "
                                    "or https://, not \"",
                                    a, "\""));
+      }
+    }
+    if (m.web) {
+      const std::string& u = m.web->url;
+      // A URL that starts with a placeholder ({{args.url}}) is checked once templated.
+      if (!absl::StartsWith(u, "{{") && !absl::StartsWith(u, "http://") &&
+          !absl::StartsWith(u, "https://")) {
+        out.push_back(absl::StrCat(
+            path, ".provider.web.url: must start with http:// or https://, not \"", u, "\""));
+      }
+      if (absl::StatusOr<std::vector<JsonPathStep>> jp = ParseJsonPath(m.web->json_path);
+          !jp.ok()) {
+        out.push_back(absl::StrCat(path, ".provider.web.", jp.status().message()));
       }
     }
   }

@@ -1,5 +1,6 @@
 #include "capstan/api/analysis.h"
 
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -59,6 +60,44 @@ absl::StatusOr<std::optional<SecretKeyRef>> ReadSecretRef(const json& obj, const
   return std::optional<SecretKeyRef>(out);
 }
 
+// A timeout in whole seconds, 1 to 600.
+absl::Status ReadTimeoutSeconds(const json& obj, const char* key, const std::string& path,
+                                absl::Duration* out) {
+  std::optional<int64_t> timeout;
+  RETURN_IF_ERROR(ReadInt64(obj, key, path, &timeout));
+  if (!timeout.has_value()) return absl::OkStatus();
+  if (*timeout <= 0 || *timeout > 600) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(internal::Join(path, key), ": seconds between 1 and 600, not ", *timeout));
+  }
+  *out = absl::Seconds(*timeout);
+  return absl::OkStatus();
+}
+
+// ca: {secretKeyRef: {name, key}} or {configMapKeyRef: {name, key}}.
+absl::StatusOr<std::optional<CaRef>> ReadCa(const json& obj, const std::string& path) {
+  ASSIGN_OR_RETURN(const json* ca, ReadObject(obj, "ca", path));
+  if (ca == nullptr) return std::optional<CaRef>();
+  const std::string p = path + ".ca";
+  CaRef out;
+  for (const char* kind : {"secretKeyRef", "configMapKeyRef"}) {
+    ASSIGN_OR_RETURN(const json* ref, ReadObject(*ca, kind, p));
+    if (ref == nullptr) continue;
+    SecretKeyRef r;
+    RETURN_IF_ERROR(ReadString(*ref, "name", p + "." + kind, &r.name));
+    RETURN_IF_ERROR(ReadString(*ref, "key", p + "." + kind, &r.key));
+    if (r.name.empty() || r.key.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(p, ".", kind, ": name and key are required"));
+    }
+    (std::string(kind) == "secretKeyRef" ? out.secret : out.config_map) = r;
+  }
+  if (out.secret.has_value() == out.config_map.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, ": exactly one of secretKeyRef and configMapKeyRef"));
+  }
+  return std::optional<CaRef>(out);
+}
+
 absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
   if (!m.is_object()) return TypeError(path, "an object", m);
   Metric out;
@@ -90,13 +129,18 @@ absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
   ASSIGN_OR_RETURN(const json* provider, ReadObject(m, "provider", path));
   const std::string ppath = path + ".provider";
   if (provider == nullptr || provider->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(ppath, ": required (one of: prometheus)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(ppath, ": required (one of: prometheus, web, job)"));
   }
   for (const auto& [name, value] : provider->items()) {
-    if (name != "prometheus") {
+    if (name != "prometheus" && name != "web" && name != "job") {
       return absl::InvalidArgumentError(absl::StrCat(
-          ppath, ".", name, ": this provider is not supported (supported: prometheus)"));
+          ppath, ".", name, ": this provider is not supported (supported: prometheus, web, job)"));
     }
+  }
+  if (provider->size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ppath, ": exactly one provider (prometheus, web or job), not ", provider->size()));
   }
   ASSIGN_OR_RETURN(const json* prom, ReadObject(*provider, "prometheus", ppath));
   if (prom != nullptr) {
@@ -107,15 +151,8 @@ absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
     if (pp.address.empty())
       return absl::InvalidArgumentError(absl::StrCat(p, ".address: required"));
     if (pp.query.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".query: required"));
-    std::optional<int64_t> timeout;
-    RETURN_IF_ERROR(ReadInt64(*prom, "timeout", p, &timeout));
-    if (timeout.has_value()) {
-      if (*timeout <= 0 || *timeout > 600) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(p, ".timeout: seconds between 1 and 600, not ", *timeout));
-      }
-      pp.timeout = absl::Seconds(*timeout);
-    }
+    RETURN_IF_ERROR(ReadTimeoutSeconds(*prom, "timeout", p, &pp.timeout));
+    ASSIGN_OR_RETURN(pp.ca, ReadCa(*prom, p));
     ASSIGN_OR_RETURN(const json* auth, ReadObject(*prom, "authentication", p));
     if (auth != nullptr) {
       const std::string ap = p + ".authentication";
@@ -136,11 +173,100 @@ absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
     }
     out.prometheus = std::move(pp);
   }
+  ASSIGN_OR_RETURN(const json* web, ReadObject(*provider, "web", ppath));
+  if (web != nullptr) {
+    const std::string p = ppath + ".web";
+    WebProvider w;
+    RETURN_IF_ERROR(ReadString(*web, "method", p, &w.method));
+    if (w.method.empty()) w.method = "GET";
+    if (w.method != "GET" && w.method != "POST" && w.method != "PUT") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, ".method: GET, POST or PUT, not \"", w.method, "\""));
+    }
+    RETURN_IF_ERROR(ReadString(*web, "url", p, &w.url));
+    if (w.url.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".url: required"));
+    RETURN_IF_ERROR(ReadString(*web, "body", p, &w.body));
+    if (const json* jb = Find(*web, "jsonBody"); jb != nullptr) {
+      if (!w.body.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(p, ": body and jsonBody are exclusive"));
+      }
+      w.body = jb->dump();
+    }
+    if (!w.body.empty() && w.method == "GET") {
+      return absl::InvalidArgumentError(absl::StrCat(p, ".body: a GET request has no body"));
+    }
+    RETURN_IF_ERROR(ReadTimeoutSeconds(*web, "timeoutSeconds", p, &w.timeout));
+    RETURN_IF_ERROR(ReadString(*web, "jsonPath", p, &w.json_path));
+    ASSIGN_OR_RETURN(w.ca, ReadCa(*web, p));
+    if (Find(*web, "insecure") != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, ".insecure: not supported; name the server's CA in ca (a Secret or ConfigMap)"));
+    }
+    if (Find(*web, "authentication") != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, ".authentication: not supported; send a header whose valueFrom names a Secret"));
+    }
+    ASSIGN_OR_RETURN(const json* headers, ReadList(*web, "headers", p));
+    if (headers != nullptr) {
+      for (size_t i = 0; i < headers->size(); ++i) {
+        const std::string hp = absl::StrCat(p, ".headers[", i, "]");
+        WebHeader h;
+        RETURN_IF_ERROR(ReadString((*headers)[i], "key", hp, &h.key));
+        RETURN_IF_ERROR(ReadString((*headers)[i], "value", hp, &h.value));
+        ASSIGN_OR_RETURN(h.secret, ReadSecretRef((*headers)[i], "valueFrom", hp));
+        if (h.key.empty()) return absl::InvalidArgumentError(absl::StrCat(hp, ".key: required"));
+        if (h.secret.has_value() && !h.value.empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(hp, ": value and valueFrom are exclusive"));
+        }
+        w.headers.push_back(std::move(h));
+      }
+    }
+    out.web = std::move(w);
+  }
+  ASSIGN_OR_RETURN(const json* job, ReadObject(*provider, "job", ppath));
+  if (job != nullptr) {
+    const std::string p = ppath + ".job";
+    JobProvider j;
+    ASSIGN_OR_RETURN(const json* meta, ReadObject(*job, "metadata", p));
+    if (meta != nullptr) {
+      for (const auto& [k, v] : meta->items()) {
+        if (k != "labels" && k != "annotations") {
+          return absl::InvalidArgumentError(
+              absl::StrCat(p, ".metadata.", k, ": only labels and annotations are taken"));
+        }
+      }
+      std::map<std::string, std::string> labels, annotations;
+      RETURN_IF_ERROR(internal::ReadStringMap(*meta, "labels", p + ".metadata", &labels));
+      RETURN_IF_ERROR(internal::ReadStringMap(*meta, "annotations", p + ".metadata", &annotations));
+      if (!labels.empty()) j.metadata["labels"] = labels;
+      if (!annotations.empty()) j.metadata["annotations"] = annotations;
+    }
+    ASSIGN_OR_RETURN(const json* spec, ReadObject(*job, "spec", p));
+    if (spec == nullptr || Find(*spec, "template") == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, ".spec.template: required (a Job's pod template)"));
+    }
+    j.spec = *spec;
+    out.job = std::move(j);
+  }
+  if (out.job.has_value() &&
+      (!out.success_condition.empty() || !out.failure_condition.empty() || out.baseline_stable)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ": a job metric is decided by the Job (Complete or Failed); "
+                     "successCondition, failureCondition and baseline do not apply"));
+  }
   return out;
 }
 
 json SecretRefJson(const SecretKeyRef& r) {
   return {{"secretKeyRef", {{"name", r.name}, {"key", r.key}}}};
+}
+
+json CaJson(const CaRef& ca) {
+  if (ca.secret) return {{"secretKeyRef", {{"name", ca.secret->name}, {"key", ca.secret->key}}}};
+  return {{"configMapKeyRef", {{"name", ca.config_map->name}, {"key", ca.config_map->key}}}};
 }
 
 std::string GoDuration(absl::Duration d) {
@@ -242,7 +368,31 @@ json MetricToJson(const Metric& m) {
       prom["authentication"]["basic"]["username"] = SecretRefJson(*p.basic_username);
       prom["authentication"]["basic"]["password"] = SecretRefJson(*p.basic_password);
     }
+    if (p.ca) prom["ca"] = CaJson(*p.ca);
     out["provider"]["prometheus"] = std::move(prom);
+  }
+  if (m.web.has_value()) {
+    const WebProvider& w = *m.web;
+    json web = {
+        {"method", w.method}, {"url", w.url}, {"timeoutSeconds", absl::ToInt64Seconds(w.timeout)}};
+    if (!w.body.empty()) web["body"] = w.body;
+    if (!w.json_path.empty()) web["jsonPath"] = w.json_path;
+    if (w.ca) web["ca"] = CaJson(*w.ca);
+    for (const WebHeader& h : w.headers) {
+      json hj = {{"key", h.key}};
+      if (h.secret) {
+        hj["valueFrom"] = SecretRefJson(*h.secret);
+      } else {
+        hj["value"] = h.value;
+      }
+      web["headers"].push_back(std::move(hj));
+    }
+    out["provider"]["web"] = std::move(web);
+  }
+  if (m.job.has_value()) {
+    json job = {{"spec", m.job->spec}};
+    if (!m.job->metadata.empty()) job["metadata"] = m.job->metadata;
+    out["provider"]["job"] = std::move(job);
   }
   return out;
 }

@@ -229,6 +229,7 @@ absl::Status ParsePolicies(const json& p, EnvironmentPolicies* out) {
     out->upstream.soak_seconds = soak.value_or(0);
   }
   RETURN_IF_ERROR(ReadBool(p, "allowEmergency", path, &out->allow_emergency));
+  ASSIGN_OR_RETURN(out->analysis, ParseAnalysisGateSpec(p, "analysis", path));
   return absl::OkStatus();
 }
 

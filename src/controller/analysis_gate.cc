@@ -7,8 +7,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "capstan/analysis/job.h"
 #include "capstan/analysis/run.h"
+#include "capstan/analysis/web.h"
 #include "capstan/api/labels.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
@@ -30,6 +33,10 @@ const kube::Resource& ClusterAnalysisTemplates() {
   return r;
 }
 const kube::Resource& AnalysisRuns() { return kube::resources::AnalysisRuns(); }
+const kube::Resource& Jobs() {
+  static const kube::Resource r{"batch", "v1", "jobs", "Job", true};
+  return r;
+}
 }  // namespace analysis_resources
 
 namespace {
@@ -95,6 +102,37 @@ rollout::AnalysisVerdict VerdictOf(const std::string& run, const api::AnalysisRu
   return v;
 }
 
+// Fills the metric's placeholders from `vars`, keeping {{revision}} in what a provider
+// sends (a query, a URL, a body, a header), since a baseline sends it again for the stable
+// revision; a Job runs once for the revision, so its strings get everything.
+absl::Status RenderMetric(api::Metric* m, const analysis::TemplateVars& vars) {
+  analysis::TemplateVars keep = vars;
+  keep.revision = "{{revision}}";
+  auto render = [&](std::string* text) -> absl::Status {
+    // Checked with every value (an unknown placeholder is an error now, not at the first
+    // measurement), stored with {{revision}} kept.
+    ASSIGN_OR_RETURN(std::string checked, analysis::RenderTemplate(*text, vars));
+    (void)checked;
+    ASSIGN_OR_RETURN(*text, analysis::RenderTemplate(*text, keep));
+    return absl::OkStatus();
+  };
+  if (m->prometheus.has_value()) RETURN_IF_ERROR(render(&m->prometheus->query));
+  if (m->web.has_value()) {
+    RETURN_IF_ERROR(render(&m->web->url));
+    RETURN_IF_ERROR(render(&m->web->body));
+    for (api::WebHeader& h : m->web->headers) RETURN_IF_ERROR(render(&h.value));
+    ASSIGN_OR_RETURN(std::string url, analysis::RenderTemplate(m->web->url, vars));
+    if (absl::StatusOr<std::pair<std::string, std::string>> u = analysis::SplitUrl(url); !u.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("provider.web.url: ", u.status().message()));
+    }
+  }
+  if (m->job.has_value()) {
+    RETURN_IF_ERROR(analysis::RenderJsonStrings(&m->job->metadata, vars));
+    RETURN_IF_ERROR(analysis::RenderJsonStrings(&m->job->spec, vars));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 AnalysisGates::AnalysisGates(kube::Client& client, Loop& loop, const std::string& watch_namespace,
@@ -107,23 +145,37 @@ AnalysisGates::AnalysisGates(kube::Client& client, Loop& loop, const std::string
   kube::InformerOptions cluster;
   cluster_templates_ =
       std::make_unique<kube::Informer>(client_, ares::ClusterAnalysisTemplates(), cluster, clock_);
+  // Only the job provider's Jobs (labelled with their run), never the cluster's others.
+  kube::InformerOptions jobs = o;
+  jobs.label_selector = analysis::kLabelAnalysisRun;
+  jobs_ = std::make_unique<kube::Informer>(client_, ares::Jobs(), jobs, clock_);
   loop.AddInformer(templates_.get());
   loop.AddInformer(cluster_templates_.get());
   loop.AddInformer(runs_.get());
-  runs_->AddHandler([enqueue](const Object* o, const Object* n) {
+  loop.AddInformer(jobs_.get());
+  auto to_release = [enqueue](const Object* o, const Object* n) {
     const Object* run = n != nullptr ? n : o;
     const std::string release = Str(*run, "/metadata/labels/capstan.dev~1release"_json_pointer);
     if (!release.empty()) {
       enqueue(absl::StrCat(Str(*run, "/metadata/namespace"_json_pointer), "/", release));
     }
-  });
+  };
+  runs_->AddHandler(to_release);
+  jobs_->AddHandler(to_release);
 }
 
 AnalysisGates::~AnalysisGates() = default;
 
 std::string AnalysisGates::RunName(const std::string& release, const std::string& revision,
-                                   const std::string& gate) {
-  return absl::StrCat(release, "-", revision, "-", absl::AsciiStrToLower(gate));
+                                   const std::string& gate, const std::string& retry) {
+  std::string name = absl::StrCat(release, "-", revision, "-", absl::AsciiStrToLower(gate));
+  if (retry.empty()) return name;
+  uint64_t h = 14695981039346656037ULL;  // FNV-1a 64 offset basis
+  for (unsigned char c : retry) {
+    h ^= c;
+    h *= 1099511628211ULL;  // FNV-1a 64 prime
+  }
+  return absl::StrCat(name, "-r", absl::StrFormat("%06x", h & 0xFFFFFF));
 }
 
 absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r,
@@ -166,16 +218,9 @@ absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r,
     analysis::TemplateVars vars{*args, r.revision, r.stable_revision, rel.metadata.name,
                                 rel.metadata.ns};
     for (api::Metric m : t->metrics) {
-      if (m.prometheus.has_value()) {
-        absl::StatusOr<std::string> q = analysis::RenderTemplate(m.prometheus->query, vars);
-        if (!q.ok()) {
-          problems.push_back(absl::StrCat(what, " metric ", m.name, ": ", q.status().message()));
-          continue;
-        }
-        // Kept as written: {{revision}} is filled per query (baseline runs it for stable).
-        analysis::TemplateVars keep = vars;
-        keep.revision = "{{revision}}";
-        m.prometheus->query = *analysis::RenderTemplate(m.prometheus->query, keep);
+      if (absl::Status st = RenderMetric(&m, vars); !st.ok()) {
+        problems.push_back(absl::StrCat(what, " metric ", m.name, ": ", st.message()));
+        continue;
       }
       for (const api::Metric& other : spec.metrics) {
         if (other.name == m.name) {
@@ -202,38 +247,92 @@ absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r,
   return spec;
 }
 
-absl::StatusOr<std::string> AnalysisGates::SecretValue(const std::string& ns,
-                                                       const api::SecretKeyRef& ref) {
-  absl::StatusOr<Object> secret = client_.Get(kube::resources::Secrets(), ns, ref.name);
-  if (!secret.ok()) {
+absl::StatusOr<std::string> AnalysisGates::KeyValue(const std::string& ns,
+                                                    const api::SecretKeyRef& ref, bool config_map) {
+  const char* kind = config_map ? "ConfigMap" : "Secret";
+  absl::StatusOr<Object> obj = client_.Get(
+      config_map ? kube::resources::ConfigMaps() : kube::resources::Secrets(), ns, ref.name);
+  if (!obj.ok()) {
+    if (obj.status().code() == absl::StatusCode::kPermissionDenied) {
+      // Secret reads are granted per namespace: say which grant is missing.
+      return absl::PermissionDeniedError(absl::StrCat(
+          kind, " ", ns, "/", ref.name, ": Capstan may not read ", kind, "s in namespace ", ns,
+          " (403 Forbidden); grant it get on ", absl::AsciiStrToLower(kind),
+          "s there, or take the credential out of the template"));
+    }
     // The API's reason only: a message could carry more than we want to repeat.
-    return absl::Status(secret.status().code(),
-                        absl::StrCat("Secret ", ns, "/", ref.name, ": ",
-                                     kube::ApiReason(secret.status()).empty()
-                                         ? absl::StatusCodeToString(secret.status().code())
-                                         : kube::ApiReason(secret.status())));
+    return absl::Status(obj.status().code(),
+                        absl::StrCat(kind, " ", ns, "/", ref.name, ": ",
+                                     kube::ApiReason(obj.status()).empty()
+                                         ? absl::StatusCodeToString(obj.status().code())
+                                         : kube::ApiReason(obj.status())));
   }
-  const std::string b64 = Str(*secret, Object::json_pointer("/data/" + ref.key));
   std::string value;
+  if (config_map) {
+    value = Str(*obj, Object::json_pointer("/data/" + ref.key));
+    if (value.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat(kind, " ", ns, "/", ref.name, " has no key ", ref.key));
+    }
+    return value;
+  }
+  const std::string b64 = Str(*obj, Object::json_pointer("/data/" + ref.key));
   if (b64.empty() || !absl::Base64Unescape(b64, &value)) {
-    return absl::NotFoundError(absl::StrCat("Secret ", ns, "/", ref.name, " has no key ", ref.key));
+    return absl::NotFoundError(absl::StrCat(kind, " ", ns, "/", ref.name, " has no key ", ref.key));
   }
   return value;
+}
+
+absl::StatusOr<std::string> AnalysisGates::CaPem(const std::string& ns,
+                                                 const std::optional<api::CaRef>& ca) {
+  if (!ca.has_value()) return std::string();
+  const bool cm = ca->config_map.has_value();
+  const api::SecretKeyRef& ref = cm ? *ca->config_map : *ca->secret;
+  ASSIGN_OR_RETURN(std::string pem, KeyValue(ns, ref, cm));
+  if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(cm ? "ConfigMap " : "Secret ", ns, "/", ref.name,
+                                                   " key ", ref.key, " holds no PEM certificate"));
+  }
+  return pem;
 }
 
 analysis::ProviderResult AnalysisGates::Query(const api::Release& rel, const api::Metric& metric,
                                               const api::AnalysisRunSpec& spec) {
   analysis::ProviderResult out;
-  const api::PrometheusProvider& p = *metric.prometheus;
-  analysis::PrometheusAuth auth;
+  const std::string& ns = rel.metadata.ns;
   auto read = [&](const std::optional<api::SecretKeyRef>& ref, std::string* to) -> absl::Status {
     if (!ref.has_value()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(*to, SecretValue(rel.metadata.ns, *ref));
+    ASSIGN_OR_RETURN(*to, KeyValue(ns, *ref));
     return absl::OkStatus();
   };
-  absl::Status creds = read(p.bearer_token, &auth.bearer_token);
-  if (creds.ok()) creds = read(p.basic_username, &auth.username);
-  if (creds.ok()) creds = read(p.basic_password, &auth.password);
+  // Credentials and CA first: without them no request is sent.
+  analysis::PrometheusAuth auth;
+  std::vector<std::pair<std::string, std::string>> headers;
+  absl::Status creds;
+  if (metric.prometheus.has_value()) {
+    const api::PrometheusProvider& p = *metric.prometheus;
+    creds = read(p.bearer_token, &auth.bearer_token);
+    if (creds.ok()) creds = read(p.basic_username, &auth.username);
+    if (creds.ok()) creds = read(p.basic_password, &auth.password);
+    if (creds.ok()) {
+      absl::StatusOr<std::string> ca = CaPem(ns, p.ca);
+      if (ca.ok()) auth.ca_pem = std::move(*ca);
+      creds = ca.status();
+    }
+  } else if (metric.web.has_value()) {
+    for (const api::WebHeader& h : metric.web->headers) {
+      if (!h.secret.has_value()) continue;
+      std::string v;
+      creds = read(h.secret, &v);
+      if (!creds.ok()) break;
+      headers.push_back({h.key, std::move(v)});
+    }
+    if (creds.ok()) {
+      absl::StatusOr<std::string> ca = CaPem(ns, metric.web->ca);
+      if (ca.ok()) auth.ca_pem = std::move(*ca);
+      creds = ca.status();
+    }
+  }
   if (!creds.ok()) {
     out.value = absl::Status(creds.code(), absl::StrCat("credentials: ", creds.message()));
     return out;
@@ -245,11 +344,43 @@ analysis::ProviderResult AnalysisGates::Query(const api::Release& rel, const api
     vars.release = rel.metadata.name;
     vars.ns = rel.metadata.ns;
     vars.args = spec.args;
-    ASSIGN_OR_RETURN(std::string q, analysis::RenderTemplate(p.query, vars));
     const absl::Time start = absl::Now();
-    absl::StatusOr<analysis::Value> v = prometheus_.Query(p.address, q, p.timeout, auth);
+    absl::StatusOr<analysis::Value> v;
+    if (metric.prometheus.has_value()) {
+      const api::PrometheusProvider& p = *metric.prometheus;
+      ASSIGN_OR_RETURN(std::string q, analysis::RenderTemplate(p.query, vars));
+      v = prometheus_.Query(p.address, q, p.timeout, auth);
+    } else {
+      const api::WebProvider& w = *metric.web;
+      analysis::HttpCall call;
+      call.method = w.method;
+      ASSIGN_OR_RETURN(std::string url, analysis::RenderTemplate(w.url, vars));
+      ASSIGN_OR_RETURN(auto parts, analysis::SplitUrl(url));
+      call.base = parts.first;
+      call.path_and_query = parts.second;
+      call.what = absl::StrCat(w.method, " ", url);
+      ASSIGN_OR_RETURN(call.body, analysis::RenderTemplate(w.body, vars));
+      call.timeout = w.timeout;
+      call.ca_pem = auth.ca_pem;
+      call.headers.push_back({"Accept", "application/json"});
+      for (const api::WebHeader& h : w.headers) {
+        if (h.secret.has_value()) continue;
+        ASSIGN_OR_RETURN(std::string value, analysis::RenderTemplate(h.value, vars));
+        call.headers.push_back({h.key, std::move(value)});
+      }
+      for (const auto& h : headers) call.headers.push_back(h);
+      absl::StatusOr<analysis::HttpAnswer> answer = http_.Send(call);
+      if (!answer.ok()) {
+        v = answer.status();
+      } else {
+        v = analysis::ParseWebAnswer(answer->status, answer->body, w.json_path);
+        if (!v.ok()) {
+          v = absl::Status(v.status().code(), absl::StrCat(call.what, ": ", v.status().message()));
+        }
+      }
+    }
     AnalysisMetrics::Get()
-        .query_latency->Add({{"provider", "prometheus"}}, Metrics::LatencyBuckets())
+        .query_latency->Add({{"provider", metric.ProviderName()}}, Metrics::LatencyBuckets())
         .Observe(absl::ToDoubleSeconds(absl::Now() - start));
     return v;
   };
@@ -264,9 +395,71 @@ analysis::ProviderResult AnalysisGates::Query(const api::Release& rel, const api
   return out;
 }
 
+std::optional<api::Measurement> AnalysisGates::JobMeasurement(
+    const api::Release& rel, const Object& run, const api::Metric& metric,
+    const api::MetricResult& result, absl::Time now, std::vector<rollout::Event>* events) {
+  const std::string ns = rel.metadata.ns;
+  const std::string run_name = Str(run, "/metadata/name"_json_pointer);
+  const int32_t n = result.count + 1;
+  const std::string name = analysis::JobName(run_name, metric.name, n);
+  auto error = [&](const absl::Status& st) {
+    api::Measurement m;
+    m.phase = AnalysisPhase::kError;
+    m.started_at = now;
+    m.finished_at = now;
+    m.message =
+        absl::StrCat("Job ", ns, "/", name, ": ",
+                     kube::ApiReason(st).empty() ? std::string(st.message()) : kube::ApiReason(st));
+    return m;
+  };
+  std::shared_ptr<const Object> job = jobs_->Get(ns, name);
+  if (job == nullptr) {
+    // The cache may lag our own create: ask the API server before creating.
+    absl::StatusOr<Object> got = client_.Get(ares::Jobs(), ns, name);
+    if (got.ok()) {
+      job = std::make_shared<const Object>(std::move(*got));
+    } else if (got.status().code() != absl::StatusCode::kNotFound) {
+      return error(got.status());
+    }
+  }
+  if (job == nullptr) {
+    analysis::JobOwner owner{run_name, Str(run, "/metadata/uid"_json_pointer), ns,
+                             rel.metadata.name};
+    absl::StatusOr<Object> created =
+        client_.Create(ares::Jobs(), ns, analysis::RenderJob(metric, n, owner));
+    if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
+      return error(created.status());
+    }
+    if (created.ok()) {
+      spdlog::info("release={}/{} analysis {} metric {} started Job {}", ns, rel.metadata.name,
+                   run_name, metric.name, name);
+      events->push_back(
+          {"Normal", "AnalysisJobCreated", "Analysis",
+           absl::StrCat("analysis ", run_name, " metric ", metric.name, " started Job ", name)});
+    }
+    return std::nullopt;  // its outcome arrives through the Job informer
+  }
+  // A Job of that name that is not ours (no owner reference to this run) is never read.
+  const std::string uid = Str(run, "/metadata/uid"_json_pointer);
+  bool ours = false;
+  if (job->contains("/metadata/ownerReferences"_json_pointer)) {
+    for (const Object& o : job->at("/metadata/ownerReferences"_json_pointer)) {
+      ours = ours || (o.value("uid", "") == uid && !uid.empty());
+    }
+  }
+  if (!ours) {
+    return error(absl::AlreadyExistsError(
+        "a Job of this name exists and is not owned by this AnalysisRun; Capstan leaves it "
+        "alone"));
+  }
+  return analysis::JobOutcome(*job, now);
+}
+
 absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl::Time now) {
   const api::Release& rel = *r.release;
-  const std::string name = RunName(rel.metadata.name, r.revision, r.gate);
+  // After a retry (capstan.dev/retry) every run is a new one: the failed run stays as it
+  // ended, for the record, and the retried revision is measured afresh.
+  const std::string name = RunName(rel.metadata.name, r.revision, r.gate, rel.status.last_retry);
   Result result;
   result.verdict.run = name;
   std::shared_ptr<const Object> live = runs_->Get(rel.metadata.ns, name);
@@ -360,18 +553,33 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
     }
   }
   const absl::Time started = status.started_at.value_or(now);
+  // Job metrics whose Job runs: the Job informer wakes us when it ends.
+  std::vector<std::string> waiting;
   for (const api::Metric& m : run.spec.metrics) {
     api::MetricResult* mr = analysis::FindResult(&status, m.name);
     if (mr == nullptr) continue;
     std::optional<absl::Time> due = analysis::NextDue(m, *mr, started);
     if (!due.has_value() || *due > now) continue;
-    if (!m.prometheus.has_value()) continue;
-    const absl::Time t0 = clock_.Now();
-    analysis::ProviderResult answer = Query(rel, m, run.spec);
-    api::Measurement measurement = analysis::Measure(m, answer, t0, clock_.Now());
+    api::Measurement measurement;
+    if (m.job.has_value()) {
+      std::optional<api::Measurement> done =
+          JobMeasurement(rel, *live, m, *mr, now, &result.events);
+      if (!done.has_value()) {
+        waiting.push_back(m.name);
+        continue;
+      }
+      measurement = std::move(*done);
+    } else if (m.prometheus.has_value() || m.web.has_value()) {
+      const absl::Time t0 = clock_.Now();
+      analysis::ProviderResult answer = Query(rel, m, run.spec);
+      measurement = analysis::Measure(m, answer, t0, clock_.Now());
+    } else {
+      continue;
+    }
     AnalysisMetrics::Get()
         .measurements
-        ->Add({{"provider", "prometheus"}, {"phase", api::AnalysisPhaseName(measurement.phase)}})
+        ->Add(
+            {{"provider", m.ProviderName()}, {"phase", api::AnalysisPhaseName(measurement.phase)}})
         .Increment();
     spdlog::debug("release={}/{} analysis {} metric {} measured {} value={} {}", rel.metadata.ns,
                   rel.metadata.name, name, m.name, api::AnalysisPhaseName(measurement.phase),
@@ -413,6 +621,7 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
     for (const api::Metric& m : run.spec.metrics) {
       const api::MetricResult* mr = analysis::FindResult(&status, m.name);
       if (mr == nullptr) continue;
+      if (std::find(waiting.begin(), waiting.end(), m.name) != waiting.end()) continue;
       std::optional<absl::Time> due = analysis::NextDue(m, *mr, started);
       if (due.has_value() && (!next.has_value() || *due < *next)) next = *due;
     }

@@ -61,6 +61,51 @@ std::optional<absl::Time> ReadySince(const api::Release& rel,
   return std::nullopt;
 }
 
+// Whether the Release's analysis of `revision` passed, and when: the newest run of each
+// gate (a retry makes a new run; the old one stays for the record) must be Successful;
+// then the latest measurement's finish. No run at all passes only when `required` is
+// false (the Environment names no analysis, and the Release none of its own).
+struct AnalysisPass {
+  bool passed = true;
+  std::optional<absl::Time> at;
+};
+AnalysisPass AnalysisPassed(const std::vector<json>& runs, const std::string& ns,
+                            const std::string& release, const std::string& revision,
+                            bool required) {
+  std::map<std::string, const json*> newest;  // gate -> run
+  for (const json& r : runs) {
+    if (JsonString(r, "/metadata/namespace"_json_pointer) != ns ||
+        JsonString(r, "/metadata/labels/capstan.dev~1release"_json_pointer) != release ||
+        JsonString(r, "/spec/revision"_json_pointer) != revision) {
+      continue;
+    }
+    const std::string gate = JsonString(r, "/spec/gate"_json_pointer);
+    const json*& slot = newest[gate];
+    if (slot == nullptr || JsonString(r, "/metadata/creationTimestamp"_json_pointer) >
+                               JsonString(*slot, "/metadata/creationTimestamp"_json_pointer)) {
+      slot = &r;
+    }
+  }
+  AnalysisPass out;
+  if (newest.empty()) {
+    out.passed = !required;
+    return out;
+  }
+  for (const auto& [gate, r] : newest) {
+    if (JsonString(*r, "/status/phase"_json_pointer) != "Successful") {
+      out.passed = false;
+      return out;
+    }
+    for (const json& m : r->value("/status/metricResults"_json_pointer, json::array())) {
+      for (const json& x : m.value("measurements", json::array())) {
+        std::optional<absl::Time> t = TimeOf(x.value("finishedAt", json()));
+        if (t.has_value() && (!out.at.has_value() || *t > *out.at)) out.at = t;
+      }
+    }
+  }
+  return out;
+}
+
 json Condition(const json& stored_status, const std::string& type, const std::string& status,
                const std::string& reason, const std::string& message, int64_t generation,
                absl::Time now) {
@@ -83,6 +128,29 @@ json Condition(const json& stored_status, const std::string& type, const std::st
 // Releases are cached a second time here (the Release controller has its own cache), so
 // keep only what the status reads: no annotations (kubectl's last-applied copy of the
 // whole object lives there), no status fields but phase, revision, history, conditions.
+// What the soak check reads of an AnalysisRun: who it is for, its phase and when its
+// measurements finished (not the metrics it copied from its templates).
+Object ProjectAnalysisRun(Object run) {
+  Object out;
+  Object& md = run["metadata"];
+  for (const char* key : {"name", "namespace", "uid", "resourceVersion", "creationTimestamp"}) {
+    if (md.contains(key)) out["metadata"][key] = md[key];
+  }
+  if (md.contains("labels")) out["metadata"]["labels"] = md["labels"];
+  const Object spec = run.value("spec", Object::object());
+  out["spec"]["gate"] = spec.value("gate", "");
+  out["spec"]["revision"] = spec.value("revision", "");
+  const Object status = run.value("status", Object::object());
+  out["status"]["phase"] = status.value("phase", "");
+  for (const Object& m : status.value("metricResults", Object::array())) {
+    Object last = Object::object();
+    const Object ms = m.value("measurements", Object::array());
+    if (ms.is_array() && !ms.empty()) last["finishedAt"] = ms.back().value("finishedAt", "");
+    out["status"]["metricResults"].push_back({{"measurements", Object::array({last})}});
+  }
+  return out;
+}
+
 Object ProjectRelease(Object rel) {
   Object out;
   Object& md = rel["metadata"];
@@ -187,7 +255,20 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
       if (!rel->status.current_revision.empty()) {
         row.entry["revision"] = rel->status.current_revision;
       }
-      if (std::optional<absl::Time> since = ReadySince(*rel, spec_revisions); since) {
+      std::optional<absl::Time> since = ReadySince(*rel, spec_revisions);
+      if (since.has_value()) {
+        // A downstream soak counts only a revision whose analysis passed here: from
+        // when it passed, never while it runs, failed or was promoted past Inconclusive.
+        const bool required = env.ok() && env->spec.policies.analysis.has_value();
+        const AnalysisPass pass = AnalysisPassed(in.analysis_runs, row.ns, row.name,
+                                                 rel->status.current_revision, required);
+        if (!pass.passed) {
+          since.reset();
+        } else if (pass.at.has_value() && *pass.at > *since) {
+          since = pass.at;
+        }
+      }
+      if (since.has_value()) {
         row.entry["readySince"] = FormatRfc3339(*since);
       }
     }
@@ -248,6 +329,7 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
   environments_ = make(res::Environments());
   releases_ = make(res::Releases(), ProjectRelease);
   namespaces_ = make(res::Namespaces(), ProjectNamespace);
+  analysis_runs_ = make(res::AnalysisRuns(), ProjectAnalysisRun);
   releases_->AddIndex("namespace", [](const Object& o) {
     return std::vector<std::string>{JsonString(o, "/metadata/namespace"_json_pointer)};
   });
@@ -265,6 +347,16 @@ EnvironmentController::EnvironmentController(kube::Client& client, Options optio
   });
   releases_->AddHandler([this](const Object* o, const Object* n) {
     const Object* obj = n != nullptr ? n : o;
+    EnqueueForNamespace(JsonString(*obj, "/metadata/namespace"_json_pointer));
+  });
+  // A run that ends changes when a revision counts as soaking.
+  analysis_runs_->AddHandler([this](const Object* o, const Object* n) {
+    const Object* obj = n != nullptr ? n : o;
+    if (o != nullptr && n != nullptr &&
+        JsonString(*o, "/status/phase"_json_pointer) ==
+            JsonString(*n, "/status/phase"_json_pointer)) {
+      return;
+    }
     EnqueueForNamespace(JsonString(*obj, "/metadata/namespace"_json_pointer));
   });
 }
@@ -322,6 +414,7 @@ absl::StatusOr<kube::ReconcileResult> EnvironmentController::Reconcile(const std
       if (!policy::Claims(*env, ns)) continue;
       for (const auto& r : releases_->ByIndex("namespace", ns.name)) in.releases.push_back(*r);
     }
+    for (const auto& r : analysis_runs_->List()) in.analysis_runs.push_back(*r);
   }
   json status = ComputeEnvironmentStatus(in);
   if (obj->contains("status") && obj->at("status") == status) {

@@ -45,7 +45,8 @@ std::atomic<bool> cluster_ca_only{false};
 // inherited it, so their own TLS failed). Instead this definition takes the place of
 // libssl's for the whole process (the executable's symbol wins the dynamic lookup):
 // once a transport with a cluster CA exists it loads nothing, else it forwards to
-// libssl's. Only the API server is ever contacted over TLS by this process.
+// libssl's. Other TLS clients (the analysis providers, analysis/http.cc) load the system
+// bundle themselves when they want it.
 extern "C" int SSL_CTX_set_default_verify_paths(SSL_CTX* ctx) {
   if (capstan::kube::cluster_ca_only.load(std::memory_order_acquire)) return 1;
   using Fn = int (*)(SSL_CTX*);

@@ -212,7 +212,43 @@ Membership ResolveEnvironment(const std::vector<api::Environment>& envs,
 // ---------------------------------------------------------------------------
 // Defaults.
 
+void ApplyEnvironmentAnalysis(const api::AnalysisGateSpec& add, api::ReleaseSpec* spec) {
+  auto merge = [&add](std::optional<api::AnalysisGateSpec>* into) {
+    if (!into->has_value()) {
+      *into = add;
+      return;
+    }
+    api::AnalysisGateSpec& g = **into;
+    for (const api::AnalysisTemplateRef& t : add.templates) {
+      if (std::find(g.templates.begin(), g.templates.end(), t) == g.templates.end()) {
+        g.templates.push_back(t);
+      }
+    }
+    for (const api::AnalysisArgValue& a : add.args) {
+      if (std::none_of(g.args.begin(), g.args.end(),
+                       [&a](const api::AnalysisArgValue& b) { return b.name == a.name; })) {
+        g.args.push_back(a);
+      }
+    }
+    g.bake_seconds = std::max(g.bake_seconds, add.bake_seconds);
+  };
+  if (spec->strategy.type == api::StrategyType::kRollingUpdate) {
+    merge(&spec->strategy.rolling_update.analysis);
+    return;
+  }
+  api::BlueGreenSpec& bg = spec->strategy.blue_green;
+  if (!bg.pre_promotion_analysis && !bg.post_promotion_analysis) {
+    merge(&bg.pre_promotion_analysis);
+    return;
+  }
+  if (bg.pre_promotion_analysis) merge(&bg.pre_promotion_analysis);
+  if (bg.post_promotion_analysis) merge(&bg.post_promotion_analysis);
+}
+
 void ApplyEnvironment(const api::Environment& env, api::Release* release) {
+  if (env.spec.policies.analysis.has_value()) {
+    ApplyEnvironmentAnalysis(*env.spec.policies.analysis, &release->spec);
+  }
   const api::EnvironmentDefaults& d = env.spec.defaults;
   json& tmpl = release->spec.pod_template;
   if (!tmpl.is_object()) {

@@ -44,6 +44,9 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #   analysisruns get/list/watch/create: informer, a direct read of a run just created, one
 #                                   create per gate and revision (deleted by garbage collection).
 #   analysisruns/status patch:      conditional merge patch of a run's status per measurement.
+#   jobs get/list/watch/create:     the job provider: a label-selected informer, a direct read
+#                                   of a Job just created, one create per measurement.
+#   configmaps get:                 the CA an https provider names from a ConfigMap.
 #   secretrotations list/watch:     the SecretRotation informer (controller/secret_rotation_controller.cc).
 #   secretrotations/status patch:   server-side apply of status.
 #   secrets get/list/watch/create/patch: the label-selected Secret informer (list/watch), one
@@ -71,6 +74,8 @@ EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "clusteranalysistemplates"): {"list", "watch"},
     ("capstan.dev", "analysisruns"): {"get", "list", "watch", "create"},
     ("capstan.dev", "analysisruns/status"): {"patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("", "configmaps"): {"get"},
     ("capstan.dev", "secretrotations"): {"list", "watch"},
     ("capstan.dev", "secretrotations/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch"},
@@ -100,6 +105,8 @@ CODE_REFERENCES = {
                                  "ares::ClusterAnalysisTemplates()"),
     "analysisruns": ("src/controller/analysis_gate.cc", "ares::AnalysisRuns()"),
     "analysisruns/status": ("src/controller/analysis_gate.cc", 'patch, "status"'),
+    "jobs": ("src/controller/analysis_gate.cc", "ares::Jobs()"),
+    "configmaps": ("src/controller/analysis_gate.cc", "kube::resources::ConfigMaps()"),
     "secretrotations": ("src/controller/secret_rotation_controller.cc",
                         "res::SecretRotations()"),
     "secretrotations/status": ("src/controller/secret_rotation_controller.cc",

@@ -10,16 +10,15 @@
 // them from the Secret the template names; they are sent in the Authorization header
 // and never appear in an error, a log line or a metric.
 //
-// Thread-safe: one cpprestsdk client per address, shared by all queries to it.
+// Thread-safe: one cpprestsdk client per address (analysis/http.h), shared by all
+// queries to it.
 
-#include <map>
-#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "capstan/analysis/expr.h"
+#include "capstan/analysis/http.h"
 
 namespace capstan::analysis {
 
@@ -33,14 +32,12 @@ struct PrometheusAuth {
   std::string bearer_token;
   std::string username;
   std::string password;
+  std::string ca_pem;  // https: the CA to trust (empty: the system's bundle)
 };
 
 class PrometheusClient {
  public:
-  PrometheusClient();
-  ~PrometheusClient();
-  PrometheusClient(const PrometheusClient&) = delete;
-  PrometheusClient& operator=(const PrometheusClient&) = delete;
+  explicit PrometheusClient(HttpPool& http) : http_(http) {}
 
   // One instant query. Errors name the address and what went wrong ("connection
   // refused", "timed out after 10s"), never the credentials.
@@ -48,11 +45,7 @@ class PrometheusClient {
                               absl::Duration timeout, const PrometheusAuth& auth);
 
  private:
-  struct Client;
-  std::shared_ptr<Client> ClientFor(const std::string& address, absl::Duration timeout);
-
-  absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Client>> clients_ ABSL_GUARDED_BY(mu_);
+  HttpPool& http_;
 };
 
 }  // namespace capstan::analysis

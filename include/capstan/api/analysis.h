@@ -36,10 +36,21 @@ struct SecretKeyRef {
   friend bool operator==(const SecretKeyRef&, const SecretKeyRef&) = default;
 };
 
+// A CA bundle (PEM) to trust for an https provider, from a Secret or a ConfigMap key in
+// the Release's namespace (exactly one is set). With a CA the provider trusts it alone;
+// without one, the system's bundle.
+struct CaRef {
+  std::optional<SecretKeyRef> secret;
+  std::optional<SecretKeyRef> config_map;
+
+  friend bool operator==(const CaRef&, const CaRef&) = default;
+};
+
 struct PrometheusProvider {
   std::string address;  // http(s)://host:port, no path
   std::string query;    // templated: {{args.NAME}}, {{revision}}, ...
   absl::Duration timeout = absl::Seconds(10);
+  std::optional<CaRef> ca;
   // authentication: a bearer token, or basic auth, each from a Secret in the Release's
   // namespace.
   std::optional<SecretKeyRef> bearer_token;
@@ -47,6 +58,39 @@ struct PrometheusProvider {
   std::optional<SecretKeyRef> basic_password;
 
   friend bool operator==(const PrometheusProvider&, const PrometheusProvider&) = default;
+};
+
+// A header of a web request: a literal (templated) value, or one read from a Secret at
+// each request (never templated, never stored).
+struct WebHeader {
+  std::string key;
+  std::string value;
+  std::optional<SecretKeyRef> secret;
+
+  friend bool operator==(const WebHeader&, const WebHeader&) = default;
+};
+
+// provider.web (Argo Rollouts' field names): an HTTP request whose JSON answer the
+// condition reads, picked by jsonPath.
+struct WebProvider {
+  std::string method = "GET";  // GET, POST, PUT
+  std::string url;             // templated like a query
+  std::vector<WebHeader> headers;
+  std::string body;                            // templated; jsonBody is kept here as its JSON text
+  absl::Duration timeout = absl::Seconds(10);  // timeoutSeconds
+  std::string json_path;                       // "{$.data.ok}"; empty: the whole answer
+  std::optional<CaRef> ca;
+
+  friend bool operator==(const WebProvider&, const WebProvider&) = default;
+};
+
+// provider.job: a Kubernetes Job made from this metadata and spec (strings templated);
+// Complete is a successful measurement, Failed a failed one.
+struct JobProvider {
+  nlohmann::json metadata = nlohmann::json::object();  // labels, annotations
+  nlohmann::json spec = nlohmann::json::object();      // a batch/v1 JobSpec
+
+  friend bool operator==(const JobProvider&, const JobProvider&) = default;
 };
 
 struct Metric {
@@ -69,7 +113,15 @@ struct Metric {
   bool baseline_stable = false;
   // Without a stable revision to compare with: Inconclusive (default) or Successful.
   std::string baseline_missing = "Inconclusive";
+  // Exactly one provider.
   std::optional<PrometheusProvider> prometheus;
+  std::optional<WebProvider> web;
+  std::optional<JobProvider> job;
+
+  // "prometheus", "web", "job" ("" when none).
+  const char* ProviderName() const {
+    return prometheus ? "prometheus" : web ? "web" : job ? "job" : "";
+  }
 
   friend bool operator==(const Metric&, const Metric&) = default;
 };

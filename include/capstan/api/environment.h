@@ -115,6 +115,9 @@ struct EnvironmentPolicies {
   bool allow_emergency = false;
   // Only images pinned by digest (image@sha256:<64 hex>) roll out; never lifted.
   bool require_image_digest = false;
+  // Analysis every Release here runs (policy::ApplyEnvironment merges it into the
+  // Release's gates); a downstream soak counts a revision only once it passed here.
+  std::optional<AnalysisGateSpec> analysis;
 
   friend bool operator==(const EnvironmentPolicies&, const EnvironmentPolicies&) = default;
 };

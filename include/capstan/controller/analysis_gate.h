@@ -2,7 +2,8 @@
 
 // Analysis gates of a Release: the shell around analysis/run.h. For one gate (rolling,
 // prePromotion, postPromotion) of one revision it
-//   - creates the AnalysisRun <release>-<revision>-<gate> (owned by the Release) from
+//   - creates the AnalysisRun <release>-<revision>-<gate> (owned by the Release; see
+//     RunName for retries) from
 //     the named AnalysisTemplates / ClusterAnalysisTemplates, args resolved and queries
 //     templated, so a template edited mid-run never changes a run under way;
 //   - takes every measurement that is due (the Release reconcile asks for a requeue at
@@ -29,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "capstan/analysis/http.h"
 #include "capstan/analysis/prometheus.h"
 #include "capstan/analysis/run.h"
 #include "capstan/api/analysis.h"
@@ -46,6 +48,7 @@ namespace analysis_resources {
 const kube::Resource& AnalysisTemplates();
 const kube::Resource& ClusterAnalysisTemplates();
 const kube::Resource& AnalysisRuns();
+const kube::Resource& Jobs();  // batch/v1: the job provider's measurements
 }  // namespace analysis_resources
 
 class AnalysisGates {
@@ -98,22 +101,36 @@ class AnalysisGates {
   absl::StatusOr<BlueGreenResults> ForBlueGreen(const api::Release& rel, const std::string& desired,
                                                 const rollout::BlueGreenInput& in, absl::Time now);
 
-  // "<release>-<revision>-<gate lower case>".
+  // "<release>-<revision>-<gate lower case>"; once the Release was retried
+  // (status.lastRetry), "-r<6 hex digits of the token>" after it, so a retry measures the
+  // revision afresh in a run of its own and every later revision's name stays put.
   static std::string RunName(const std::string& release, const std::string& revision,
-                             const std::string& gate);
+                             const std::string& gate, const std::string& retry = "");
 
  private:
   absl::StatusOr<api::AnalysisRunSpec> BuildSpec(const Request& r, std::string* invalid);
   analysis::ProviderResult Query(const api::Release& rel, const api::Metric& metric,
                                  const api::AnalysisRunSpec& spec);
-  absl::StatusOr<std::string> SecretValue(const std::string& ns, const api::SecretKeyRef& ref);
+  // The job metric's current measurement: nullopt while its Job runs (created here when
+  // it does not exist yet), else the outcome (or an error creating it).
+  std::optional<api::Measurement> JobMeasurement(const api::Release& rel, const kube::Object& run,
+                                                 const api::Metric& metric,
+                                                 const api::MetricResult& result, absl::Time now,
+                                                 std::vector<rollout::Event>* events);
+  // A key of a Secret (or, config_map, a ConfigMap) in `ns`. Errors name the object and
+  // say what to do (a 403: Capstan may not read Secrets there), never a value.
+  absl::StatusOr<std::string> KeyValue(const std::string& ns, const api::SecretKeyRef& ref,
+                                       bool config_map = false);
+  absl::StatusOr<std::string> CaPem(const std::string& ns, const std::optional<api::CaRef>& ca);
 
   kube::Client& client_;
   const Clock& clock_;
   std::unique_ptr<kube::Informer> templates_;
   std::unique_ptr<kube::Informer> cluster_templates_;
   std::unique_ptr<kube::Informer> runs_;
-  analysis::PrometheusClient prometheus_;
+  std::unique_ptr<kube::Informer> jobs_;
+  analysis::HttpPool http_;
+  analysis::PrometheusClient prometheus_{http_};
   // The last status write of each run ("ns/name"): a reconcile right after a write may
   // still see the previous version in the cache, and must not measure again from it.
   absl::Mutex mu_;

@@ -11,10 +11,10 @@
 //                          ValidateEnvironment finds, namespaces claimed twice (by name or
 //                          through selectors), upstreams missing or in a cycle
 //
-// It watches Environments (cluster-scoped), Releases and Namespaces (labels, for
-// namespaceSelector). An Environment spans namespaces, so this controller only runs when
-// Capstan watches all namespaces (run.cc); a namespace-scoped operator would write a
-// partial status.
+// It watches Environments (cluster-scoped), Releases, Namespaces (labels, for
+// namespaceSelector) and AnalysisRuns (a projection: phase and finish times). An Environment spans
+// namespaces, so this controller only runs when Capstan watches all namespaces (run.cc); a
+// namespace-scoped operator would write a partial status.
 //
 // The pure part, ComputeEnvironmentStatus, is public and unit-tested; Reconcile is the
 // thin shell around it. Thread-safe.
@@ -60,6 +60,10 @@ struct EnvironmentObservation {
   std::vector<policy::NamespaceInfo> namespaces;
   // Release objects in any namespace; those outside the Environment are ignored.
   std::vector<nlohmann::json> releases;
+  // AnalysisRuns (any namespace): a revision counts as Ready for a downstream soak only
+  // once the newest run of each of its gates is Successful (and, when this Environment
+  // requires analysis, there is one).
+  std::vector<nlohmann::json> analysis_runs;
   absl::Time now;
 };
 
@@ -103,6 +107,7 @@ class EnvironmentController {
   std::unique_ptr<kube::Informer> environments_;
   std::unique_ptr<kube::Informer> releases_;
   std::unique_ptr<kube::Informer> namespaces_;
+  std::unique_ptr<kube::Informer> analysis_runs_;
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"environment", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

@@ -79,9 +79,18 @@ Membership ResolveEnvironment(const std::vector<api::Environment>& envs,
 //    of its own. Nothing is half-merged: a default request on top of a container's own
 //    smaller limit would make the pod invalid.
 //  - replicas: when the Release had neither replicas nor autoscaling.
+//  - policies.analysis: ApplyEnvironmentAnalysis.
 // Deterministic (same inputs -> byte-identical template), so the revision hash is stable;
 // idempotent (applying twice changes nothing more).
 void ApplyEnvironment(const api::Environment& env, api::Release* release);
+
+// The Environment's required analysis merged into the Release's gates: its templates are
+// added (once) to every gate the Release has: RollingUpdate's analysis; BlueGreen's pre-
+// and post-promotion analysis. A Release with no gate gets it as rollingUpdate.analysis
+// or, for BlueGreen, as prePromotionAnalysis (judged before traffic moves, so a failure
+// never touches the active Service). Args the Release gives win; bakeSeconds is the
+// larger. The pod template is untouched, so the revision does not change.
+void ApplyEnvironmentAnalysis(const api::AnalysisGateSpec& add, api::ReleaseSpec* spec);
 
 // ---------------------------------------------------------------------------
 // Freeze windows.

@@ -60,9 +60,10 @@ TEST(PrometheusAnswerTest, Parses) {
 
 // Nothing listens on the port: an error naming the address, not an exception.
 TEST(PrometheusClientTest, ConnectionRefusedIsAnError) {
-  PrometheusClient client;
-  absl::StatusOr<Value> v =
-      client.Query("http://127.0.0.1:1", "up", absl::Seconds(2), PrometheusAuth{"s3cret", "", ""});
+  HttpPool http;
+  PrometheusClient client(http);
+  absl::StatusOr<Value> v = client.Query("http://127.0.0.1:1", "up", absl::Seconds(2),
+                                         PrometheusAuth{"s3cret", "", "", ""});
   ASSERT_FALSE(v.ok());
   EXPECT_TRUE(absl::StrContains(v.status().message(), "Prometheus at http://127.0.0.1:1"))
       << v.status();

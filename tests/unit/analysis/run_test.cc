@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 
 namespace capstan::analysis {
@@ -408,10 +409,135 @@ TEST(ValidateTest, TemplateProblems) {
   EXPECT_TRUE(absl::StrContains(p[3], "interval: required when count is more than 1")) << p[3];
 }
 
+TEST(ValidateTest, WebAndJobProblems) {
+  nlohmann::json spec = {
+      {"metrics",
+       {{{"name", "a"}, {"provider", {{"web", {{"url", "ftp://w"}, {"jsonPath", "{$.a[*]}"}}}}}},
+        {{"name", "b"}, {"provider", {{"web", {{"url", "{{args.url}}"}, {"jsonPath", "$.ok"}}}}}},
+        {{"name", "c"},
+         {"provider", {{"job", {{"spec", {{"template", nlohmann::json::object()}}}}}}}}}}};
+  absl::StatusOr<api::AnalysisTemplateSpec> t = api::ParseAnalysisTemplateSpec(spec);
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::vector<std::string> p = ValidateTemplate(*t);
+  ASSERT_EQ(p.size(), 2u) << absl::StrJoin(p, "\n");
+  EXPECT_TRUE(absl::StrContains(p[0], "(a).provider.web.url: must start with http://")) << p[0];
+  EXPECT_TRUE(absl::StrContains(p[1], "(a).provider.web.jsonPath \"{$.a[*]}\" at position"))
+      << p[1];
+}
+
+TEST(ValidateTest, WebAndJobRoundTripThroughTheRunSpec) {
+  nlohmann::json spec = {
+      {"metrics",
+       {{{"name", "smoke"},
+         {"successCondition", "result == true"},
+         {"provider",
+          {{"web",
+            {{"method", "POST"},
+             {"url", "https://smoke.example/check?rev={{revision}}"},
+             {"jsonBody", {{"release", "{{release}}"}}},
+             {"timeoutSeconds", 3},
+             {"jsonPath", "{$.ok}"},
+             {"ca", {{"configMapKeyRef", {{"name", "ca"}, {"key", "ca.crt"}}}}},
+             {"headers",
+              {{{"key", "X-Trace"}, {"value", "capstan"}},
+               {{"key", "Authorization"},
+                {"valueFrom", {{"secretKeyRef", {{"name", "tok"}, {"key", "t"}}}}}}}}}}}}},
+        {{"name", "e2e"},
+         {"count", 2},
+         {"interval", "10s"},
+         {"provider",
+          {{"job",
+            {{"metadata", {{"labels", {{"team", "shop"}}}}},
+             {"spec",
+              {{"backoffLimit", 0},
+               {"template",
+                {{"spec",
+                  {{"restartPolicy", "Never"},
+                   {"containers", {{{"name", "t"}, {"image", "smoke:1"}}}}}}}}}}}}}}}}}};
+  absl::StatusOr<api::AnalysisTemplateSpec> t = api::ParseAnalysisTemplateSpec(spec);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(ValidateTemplate(*t).empty());
+  const api::WebProvider& w = *t->metrics[0].web;
+  EXPECT_EQ(w.method, "POST");
+  EXPECT_EQ(w.body, R"({"release":"{{release}}"})");
+  EXPECT_EQ(w.timeout, absl::Seconds(3));
+  ASSERT_EQ(w.headers.size(), 2u);
+  EXPECT_EQ(w.headers[1].secret->name, "tok");
+  EXPECT_EQ(w.ca->config_map->key, "ca.crt");
+  EXPECT_EQ(t->metrics[1].job->spec["backoffLimit"], 0);
+  api::AnalysisRunSpec run;
+  run.gate = "rolling";
+  run.revision = "abc";
+  run.metrics = t->metrics;
+  nlohmann::json obj = {{"metadata", {{"name", "r"}}}, {"spec", api::AnalysisRunSpecToJson(run)}};
+  absl::StatusOr<api::AnalysisRun> back = api::ParseAnalysisRun(obj);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spec.metrics, t->metrics);
+}
+
 TEST(ValidateTest, ParseRejects) {
   const std::vector<std::pair<nlohmann::json, std::string>> cases = {
       {{{"metrics", nlohmann::json::array()}}, "spec.metrics: at least one metric is required"},
-      {{{"metrics", {{{"name", "a"}}}}}, "spec.metrics[0].provider: required (one of: prometheus)"},
+      {{{"metrics", {{{"name", "a"}}}}},
+       "spec.metrics[0].provider: required (one of: prometheus, web, job)"},
+      {{{"metrics",
+         {{{"name", "a"},
+           {"provider",
+            {{"prometheus", {{"address", "http://p"}, {"query", "up"}}},
+             {"web", {{"url", "http://w"}}}}}}}}},
+       "spec.metrics[0].provider: exactly one provider (prometheus, web or job), not 2"},
+      {{{"metrics", {{{"name", "a"}, {"provider", {{"web", {{"method", "GET"}}}}}}}}},
+       "spec.metrics[0].provider.web.url: required"},
+      {{{"metrics",
+         {{{"name", "a"}, {"provider", {{"web", {{"url", "http://w"}, {"method", "DELETE"}}}}}}}}},
+       "spec.metrics[0].provider.web.method: GET, POST or PUT, not \"DELETE\""},
+      {{{"metrics",
+         {{{"name", "a"}, {"provider", {{"web", {{"url", "http://w"}, {"body", "{}"}}}}}}}}},
+       "spec.metrics[0].provider.web.body: a GET request has no body"},
+      {{{"metrics",
+         {{{"name", "a"}, {"provider", {{"web", {{"url", "https://w"}, {"insecure", true}}}}}}}}},
+       "spec.metrics[0].provider.web.insecure: not supported"},
+      {{{"metrics",
+         {{{"name", "a"},
+           {"provider",
+            {{"web",
+              {{"url", "http://w"},
+               {"headers",
+                {{{"key", "X"},
+                  {"value", "v"},
+                  {"valueFrom", {{"secretKeyRef", {{"name", "s"}, {"key", "k"}}}}}}}}}}}}}}}},
+       "spec.metrics[0].provider.web.headers[0]: value and valueFrom are exclusive"},
+      {{{"metrics",
+         {{{"name", "a"},
+           {"provider",
+            {{"web",
+              {{"url", "https://w"},
+               {"ca",
+                {{"secretKeyRef", {{"name", "s"}, {"key", "ca.crt"}}},
+                 {"configMapKeyRef", {{"name", "c"}, {"key", "ca.crt"}}}}}}}}}}}}},
+       "spec.metrics[0].provider.web.ca: exactly one of secretKeyRef and configMapKeyRef"},
+      {{{"metrics",
+         {{{"name", "a"},
+           {"provider",
+            {{"prometheus",
+              {{"address", "https://p"},
+               {"query", "up"},
+               {"ca", {{"configMapKeyRef", {{"name", "c"}}}}}}}}}}}}},
+       "spec.metrics[0].provider.prometheus.ca.configMapKeyRef: name and key are required"},
+      {{{"metrics", {{{"name", "a"}, {"provider", {{"job", {{"spec", {{"backoffLimit", 0}}}}}}}}}}},
+       "spec.metrics[0].provider.job.spec.template: required"},
+      {{{"metrics",
+         {{{"name", "a"},
+           {"successCondition", "result == 1"},
+           {"provider", {{"job", {{"spec", {{"template", nlohmann::json::object()}}}}}}}}}}},
+       "spec.metrics[0]: a job metric is decided by the Job"},
+      {{{"metrics",
+         {{{"name", "a"},
+           {"provider",
+            {{"job",
+              {{"metadata", {{"name", "x"}}},
+               {"spec", {{"template", nlohmann::json::object()}}}}}}}}}}},
+       "spec.metrics[0].provider.job.metadata.name: only labels and annotations are taken"},
       {{{"metrics", {{{"name", "a"}, {"provider", {{"datadog", nlohmann::json::object()}}}}}}},
        "spec.metrics[0].provider.datadog: this provider is not supported"},
       {{{"metrics",

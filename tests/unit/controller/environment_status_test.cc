@@ -86,6 +86,88 @@ TEST(ComputeEnvironmentStatus, ListsReleasesWithCountsAndReadySince) {
   EXPECT_EQ(ComputeEnvironmentStatus(in), st);
 }
 
+json RunObject(const std::string& name, const std::string& revision, const std::string& created,
+               const std::string& phase, const std::string& finished) {
+  return {
+      {"metadata",
+       {{"name", name},
+        {"namespace", "shop"},
+        {"creationTimestamp", created},
+        {"labels", {{"capstan.dev/release", "web"}}}}},
+      {"spec", {{"gate", "rolling"}, {"revision", revision}}},
+      {"status",
+       {{"phase", phase}, {"metricResults", {{{"measurements", {{{"finishedAt", finished}}}}}}}}}};
+}
+
+// The upstream soak counts a revision only once its analysis passed here.
+TEST(ComputeEnvironmentStatus, ReadySinceWaitsForTheAnalysisToPass) {
+  json web = Rel("shop", "web", "web:2");
+  absl::StatusOr<api::Release> parsed = api::ParseRelease(web);
+  ASSERT_TRUE(parsed.ok());
+  const std::string rev = render::RenderPodTemplate(*parsed).revision;
+  web["status"] = {
+      {"phase", "Ready"},
+      {"currentRevision", rev},
+      {"history", {{{"revision", rev}, {"phase", "Ready"}, {"time", "2027-01-15T08:00:00Z"}}}}};
+  const json required = {
+      {"namespaces", {"shop"}},
+      {"policies", {{"analysis", {{"templates", {{{"templateName", "error-rate"}}}}}}}}};
+  const json plain = {{"namespaces", {"shop"}}};
+  struct Case {
+    std::string name;
+    json spec;
+    std::vector<json> runs;
+    std::string want;  // "" = no readySince
+  };
+  const std::vector<Case> cases = {
+      {"required, no run yet", required, {}, ""},
+      {"required, running",
+       required,
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Running", "2027-01-15T08:00:30Z")},
+       ""},
+      {"required, passed after Ready: from when it passed",
+       required,
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Successful", "2027-01-15T08:05:00Z")},
+       "2027-01-15T08:05:00Z"},
+      {"promoted past Inconclusive does not count",
+       required,
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Inconclusive", "2027-01-15T08:05:00Z")},
+       ""},
+      {"a retry's newer run decides",
+       required,
+       {RunObject("web-a", rev, "2027-01-15T06:00:00Z", "Failed", "2027-01-15T06:05:00Z"),
+        RunObject("web-a-r1", rev, "2027-01-15T07:00:00Z", "Successful", "2027-01-15T07:30:00Z")},
+       "2027-01-15T08:00:00Z"},
+      {"another revision's run is not this one's",
+       required,
+       {RunObject("web-b", "other", "2027-01-15T07:59:00Z", "Successful", "2027-01-15T08:05:00Z")},
+       ""},
+      {"no policy, no run: Ready is enough", plain, {}, "2027-01-15T08:00:00Z"},
+      {"no policy, the Release's own analysis failed",
+       plain,
+       {RunObject("web-a", rev, "2027-01-15T07:59:00Z", "Failed", "2027-01-15T08:05:00Z")},
+       ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const json env = Env("staging", c.spec);
+    EnvironmentObservation in;
+    in.object = env;
+    in.all_environments = {env};
+    in.namespaces = {{"shop", {}}};
+    in.releases = {web};
+    in.analysis_runs = c.runs;
+    in.now = kNow;
+    const json st = ComputeEnvironmentStatus(in);
+    ASSERT_EQ(st["releases"].size(), 1u);
+    if (c.want.empty()) {
+      EXPECT_FALSE(st["releases"][0].contains("readySince")) << st["releases"][0];
+    } else {
+      EXPECT_EQ(st["releases"][0]["readySince"], c.want);
+    }
+  }
+}
+
 TEST(ComputeEnvironmentStatus, EmptyCollectionsAreLeftOut) {
   // The API server turns an applied empty map into null, which the schema rejects.
   EnvironmentObservation in;

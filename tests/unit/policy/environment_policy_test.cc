@@ -171,6 +171,71 @@ TEST(ApplyEnvironment, ReplicasOnlyWhenTheReleaseLeftThemOpen) {
   EXPECT_EQ(explicit_one.spec.replicas, 1);
 }
 
+// The Environment's required analysis joins every gate the Release has, or becomes
+// the one it lacks; the revision never changes.
+TEST(ApplyEnvironment, RequiredAnalysisJoinsTheGates) {
+  const Environment env = Env(
+      "production", {{"namespaces", {"p"}},
+                     {"policies",
+                      {{"analysis",
+                        {{"templates", {{{"templateName", "error-rate"}, {"clusterScope", true}}}},
+                         {"args", {{{"name", "service"}, {"value", "from-env"}}}},
+                         {"bakeSeconds", 60}}}}}});
+  const json tmpl = json::parse(R"({"spec": {"containers": [{"name": "a", "image": "a"}]}})");
+  const json own = {{"templates", {{{"templateName", "smoke"}}}},
+                    {"args", {{{"name", "service"}, {"value", "checkout"}}}},
+                    {"bakeSeconds", 30}};
+  auto names = [](const std::optional<api::AnalysisGateSpec>& g) {
+    std::vector<std::string> out;
+    if (!g) return out;
+    for (const auto& t : g->templates) out.push_back(t.template_name);
+    return out;
+  };
+  {
+    SCOPED_TRACE("RollingUpdate without analysis");
+    api::Release r = Rel({{"template", tmpl}});
+    const api::Release before = r;
+    ApplyEnvironment(env, &r);
+    EXPECT_THAT(names(r.spec.strategy.rolling_update.analysis), ElementsAre("error-rate"));
+    EXPECT_EQ(r.spec.strategy.rolling_update.analysis->bake_seconds, 60);
+    EXPECT_EQ(r.spec.pod_template, before.spec.pod_template);
+  }
+  {
+    SCOPED_TRACE("RollingUpdate with its own: added once, the Release's args win");
+    api::Release r =
+        Rel({{"template", tmpl},
+             {"strategy", {{"type", "RollingUpdate"}, {"rollingUpdate", {{"analysis", own}}}}}});
+    ApplyEnvironment(env, &r);
+    ApplyEnvironment(env, &r);  // idempotent
+    const api::AnalysisGateSpec& g = *r.spec.strategy.rolling_update.analysis;
+    EXPECT_THAT(names(g), ElementsAre("smoke", "error-rate"));
+    ASSERT_EQ(g.args.size(), 1u);
+    EXPECT_EQ(g.args[0].value, "checkout");
+    EXPECT_EQ(g.bake_seconds, 60);
+  }
+  const json bg = {{"type", "BlueGreen"}};
+  {
+    SCOPED_TRACE("BlueGreen without analysis: pre-promotion");
+    api::Release r =
+        Rel({{"template", tmpl}, {"service", {{"ports", {{{"port", 80}}}}}}, {"strategy", bg}});
+    ApplyEnvironment(env, &r);
+    EXPECT_THAT(names(r.spec.strategy.blue_green.pre_promotion_analysis),
+                ElementsAre("error-rate"));
+    EXPECT_FALSE(r.spec.strategy.blue_green.post_promotion_analysis.has_value());
+  }
+  {
+    SCOPED_TRACE("BlueGreen with post-promotion only: joins it");
+    json s = bg;
+    s["blueGreen"] = {{"postPromotionAnalysis", own}};
+    api::Release r =
+        Rel({{"template", tmpl}, {"service", {{"ports", {{{"port", 80}}}}}}, {"strategy", s}});
+    ApplyEnvironment(env, &r);
+    EXPECT_FALSE(r.spec.strategy.blue_green.pre_promotion_analysis.has_value());
+    EXPECT_THAT(names(r.spec.strategy.blue_green.post_promotion_analysis),
+                ElementsAre("smoke", "error-rate"));
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Freeze windows. Europe/Berlin is CET (+01:00) in winter and CEST (+02:00) from the last
 // Sunday of March (2026-03-29, 02:00 -> 03:00) to the last Sunday of October

@@ -49,7 +49,7 @@ def patch_spec(ns, name, spec):
 
 
 def test_ingress_with_tls_is_owned_diffed_and_removed():
-    with kube.running("ing", "--resync_seconds=1") as (ns, op):
+    with kube.running("ing", "--leader_elect=false", "--resync_seconds=1") as (ns, op):
         kube.apply(kube.release("shop", "registry.example/shop:1", replicas=2, service=SERVICE,
                                 ingress={"className": "nginx",
                                          "metadata": {"annotations": {
@@ -104,7 +104,7 @@ def test_ingress_with_tls_is_owned_diffed_and_removed():
 
 
 def test_bluegreen_ingress_follows_the_switch_and_serves_a_preview_host():
-    with kube.running("ingbg", "--resync_seconds=1") as (ns, op):
+    with kube.running("ingbg", "--leader_elect=false", "--resync_seconds=1") as (ns, op):
         kube.apply(kube.release("pay", "registry.example/pay:1", replicas=2, service=SERVICE,
                                 strategy={"type": "BlueGreen",
                                           "blueGreen": {"scaleDownDelaySeconds": 0}},
@@ -131,7 +131,7 @@ def test_bluegreen_ingress_follows_the_switch_and_serves_a_preview_host():
 
 def test_route_stalls_without_gateway_api_then_is_applied_once_installed():
     remove_gateway_api()
-    with kube.running("route", "--resync_seconds=1") as (ns, op):
+    with kube.running("route", "--leader_elect=false", "--resync_seconds=1") as (ns, op):
         kube.apply(kube.release("web", "registry.example/web:1", replicas=2, service=SERVICE,
                                 strategy={"type": "BlueGreen"}), ns)
         kube.wait_phase(ns, "web", "Ready")

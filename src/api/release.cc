@@ -23,6 +23,7 @@
 #include "capstan/common/rfc3339.h"
 #include "capstan/common/status_macros.h"
 #include "json_read.h"
+#include "traffic.h"
 
 namespace capstan::api {
 namespace {
@@ -287,6 +288,9 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
     RETURN_IF_ERROR(ParseExtraMetadata(*pdb, "metadata", path + ".disruptionBudget", &d.metadata));
     out->disruption_budget = std::move(d);
   }
+
+  RETURN_IF_ERROR(internal::ParseIngress(spec, &out->ingress));
+  RETURN_IF_ERROR(internal::ParseRoute(spec, &out->route));
 
   ASSIGN_OR_RETURN(const json* strategy, ReadObject(spec, "strategy", path));
   if (strategy != nullptr) {
@@ -694,6 +698,15 @@ class Validator {
     }
     if (r_.spec.disruption_budget.has_value()) {
       ExtraMetadataOf("spec.disruptionBudget.metadata", r_.spec.disruption_budget->metadata);
+    }
+    if (r_.spec.ingress.has_value()) {
+      ExtraMetadataOf("spec.ingress.metadata", r_.spec.ingress->metadata);
+    }
+    if (r_.spec.route.has_value()) {
+      ExtraMetadataOf("spec.route.metadata", r_.spec.route->metadata);
+    }
+    for (std::string& problem : internal::TrafficProblems(r_)) {
+      errors_.push_back(std::move(problem));
     }
   }
 

@@ -22,6 +22,7 @@
 #include "capstan/policy/images.h"
 #include "capstan/policy/observed.h"
 #include "capstan/policy/revert.h"
+#include "capstan/render/ingress.h"
 #include "capstan/render/render.h"
 #include "capstan/render/source_revision.h"
 #include "capstan/rollout/bluegreen.h"
@@ -185,6 +186,15 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   approvals_ = make(res::ReleaseApprovals(), "");
   // The EndpointSlice controller copies a Service's labels to its slices.
   endpoint_slices_ = make(res::EndpointSlices(), kManagedSelector, ProjectEndpointSlice);
+  ingresses_ = make(res::Ingresses(), kManagedSelector, ProjectApplied);
+  {
+    kube::InformerOptions o;
+    o.ns = options_.watch_namespace;
+    o.label_selector = kManagedSelector;
+    o.projection = ProjectApplied;
+    o.compact = true;
+    routes_ = std::make_unique<kube::Informer>(client_, res::HttpRoutes(), std::move(o), clock_);
+  }
   endpoint_slices_->AddIndex("service", ByService);
   pods_->AddIndex("release", ByRelease);
   revisions_->AddIndex("release", ByRelease);
@@ -223,8 +233,9 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
       queue_->Add(absl::StrCat(JsonString(*a, "/metadata/namespace"_json_pointer), "/", release));
     }
   });
-  for (kube::Informer* inf : {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
-                              revisions_.get(), pods_.get(), endpoint_slices_.get()}) {
+  for (kube::Informer* inf :
+       {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(), revisions_.get(),
+        pods_.get(), endpoint_slices_.get(), ingresses_.get(), routes_.get()}) {
     inf->AddHandler([this](const Object* o, const Object* n) { EnqueueOwner(o, n); });
   }
 }
@@ -239,7 +250,35 @@ void ReleaseController::EnqueueOwner(const Object* old_obj, const Object* new_ob
   }
 }
 
-void ReleaseController::StartCaches() { loop_.StartCaches(); }
+void ReleaseController::StartCaches() {
+  loop_.StartCaches();
+  RoutesServed();
+}
+
+bool ReleaseController::RoutesServed() {
+  absl::MutexLock lock(&routes_mu_);
+  if (routes_served_) return true;
+  const absl::Time now = clock_.Now();
+  if (routes_checked_.has_value() && now - *routes_checked_ < absl::Seconds(30)) return false;
+  routes_checked_ = now;
+  absl::StatusOr<std::vector<kube::ApiGroupVersion>> groups = client_.ServerGroups();
+  if (!groups.ok()) {
+    spdlog::warn("discovery failed, HTTPRoutes taken as not served: {}", groups.status().message());
+    return false;
+  }
+  const kube::Resource& r = res::HttpRoutes();
+  for (const kube::ApiGroupVersion& g : *groups) {
+    if (g.group == r.group &&
+        std::find(g.versions.begin(), g.versions.end(), r.version) != g.versions.end()) {
+      routes_served_ = true;
+    }
+  }
+  if (routes_served_) {
+    spdlog::info("{}/{} HTTPRoutes are served: watching them", r.group, r.version);
+    routes_->Start();
+  }
+  return routes_served_;
+}
 
 bool ReleaseController::HasSynced() const { return loop_.HasSynced(); }
 
@@ -257,7 +296,10 @@ void ReleaseController::Resync() {
   }
 }
 
-void ReleaseController::Stop() { loop_.Stop(); }
+void ReleaseController::Stop() {
+  loop_.Stop();
+  routes_->Stop();
+}
 
 // One reconcile of one Release: what it observed and the writes it made. The
 // strategy shells (Rolling, BlueGreen) share these steps.
@@ -530,8 +572,12 @@ void ReleaseController::ForgetAbsent(const std::string& id) {
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
   for (kube::Informer* inf : {releases_.get(), deployments_.get(), services_.get(), hpas_.get(),
-                              pdbs_.get(), revisions_.get()}) {
-    if (inf->resource().resource == r.resource && inf->resource().group == r.group) return inf;
+                              pdbs_.get(), revisions_.get(), ingresses_.get(), routes_.get()}) {
+    if (inf->resource().resource == r.resource && inf->resource().group == r.group) {
+      // An HTTPRoute informer still listing would hold the next reconcile until the
+      // expectation expires; it is only waited for once synced.
+      return inf->HasSynced() ? inf : nullptr;
+    }
   }
   return nullptr;
 }
@@ -643,7 +689,62 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
                        "a Release with another name and move traffic. Nothing was changed."));
     }
   }
+  if (rel.spec.route.has_value() && !RoutesServed()) {
+    const kube::Resource& r = res::HttpRoutes();
+    return pass.Stall(
+        rel.status, "GatewayAPIMissing",
+        absl::StrCat("spec.route asks for an HTTPRoute, but this cluster does not serve ", r.group,
+                     "/", r.version,
+                     " HTTPRoutes: the Gateway API CRDs (standard channel) are not installed. "
+                     "Install them, or use spec.ingress, or remove spec.route. Nothing was "
+                     "changed."));
+  }
   return blue_green ? ReconcileBlueGreen(pass) : ReconcileRolling(pass);
+}
+
+struct ReleaseController::Traffic {
+  Owned ingress, route, preview_route;
+};
+
+absl::Status ReleaseController::LookupTraffic(Pass& x, Traffic* t,
+                                              std::vector<std::string>* conflicts) {
+  const api::ReleaseSpec& spec = x.rel.spec;
+  if (spec.ingress) {
+    ASSIGN_OR_RETURN(t->ingress, x.Lookup(*ingresses_, res::Ingresses(), x.name, conflicts));
+  }
+  if (spec.route) {
+    ASSIGN_OR_RETURN(t->route, x.Lookup(*routes_, res::HttpRoutes(), x.name, conflicts));
+    if (!spec.route->preview_hostnames.empty()) {
+      ASSIGN_OR_RETURN(t->preview_route, x.Lookup(*routes_, res::HttpRoutes(),
+                                                  render::PreviewRouteName(x.rel), conflicts));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReleaseController::ApplyTraffic(Pass& x, const Traffic& t) {
+  const api::Release& rel = x.rel;
+  if (rel.spec.ingress) {
+    RETURN_IF_ERROR(
+        x.Apply(res::Ingresses(), x.name, render::RenderIngress(rel), t.ingress.live).status());
+  } else {
+    RETURN_IF_ERROR(x.Remove(res::Ingresses(), *ingresses_, x.name));
+  }
+  const std::string preview_name = render::PreviewRouteName(rel);
+  if (rel.spec.route) {
+    RETURN_IF_ERROR(
+        x.Apply(res::HttpRoutes(), x.name, render::RenderHttpRoute(rel), t.route.live).status());
+  } else {
+    RETURN_IF_ERROR(x.Remove(res::HttpRoutes(), *routes_, x.name));
+  }
+  if (rel.spec.route && !rel.spec.route->preview_hostnames.empty()) {
+    RETURN_IF_ERROR(x.Apply(res::HttpRoutes(), preview_name,
+                            render::RenderHttpRoute(rel, /*preview=*/true), t.preview_route.live)
+                        .status());
+  } else {
+    RETURN_IF_ERROR(x.Remove(res::HttpRoutes(), *routes_, preview_name));
+  }
+  return absl::OkStatus();
 }
 
 ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std::string& desired,
@@ -722,6 +823,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
   }
   RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
+  Traffic traffic;
+  RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
   if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe, then plan.
@@ -782,6 +885,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
   }
   RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, hpa.live, pdb.live));
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
   RETURN_IF_ERROR(x.PruneRevisions(
       {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
 
@@ -838,6 +942,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
   }
   RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
+  Traffic traffic;
+  RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
   if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
 
   // Observe.
@@ -963,6 +1069,9 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   } else {
     RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
   }
+  // The Ingress and HTTPRoute name the active Service, never a colour: a switch moved
+  // traffic above without touching them.
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
   RETURN_IF_ERROR(
       x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
                         in.blue.deployment.revision, in.green.deployment.revision}));

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "capstan/api/labels.h"
+#include "capstan/render/ingress.h"
 
 namespace capstan::render {
 namespace {
@@ -107,6 +108,11 @@ json ServiceObject(const Release& r, const std::string& name, std::optional<Colo
 }
 
 }  // namespace
+
+json RenderOwnedMetadata(const Release& release, const std::string& name,
+                         const api::ExtraMetadata& extra) {
+  return OwnedMetadata(release, name, extra);
+}
 
 std::string TemplateHash(const json& pod_template) {
   // nlohmann::json keeps object keys sorted, so dump() is canonical for equal values
@@ -261,6 +267,7 @@ std::vector<json> RenderRelease(const Release& release) {
     if (spec.disruption_budget.has_value()) {
       out.push_back(RenderPdb(release));
     }
+    for (json& o : RenderTraffic(release)) out.push_back(std::move(o));
     return out;
   }
   // BlueGreen, first deploy: blue is both active and previewed.
@@ -279,6 +286,7 @@ std::vector<json> RenderRelease(const Release& release) {
   if (spec.disruption_budget.has_value()) {
     out.push_back(RenderPdb(release, color));
   }
+  for (json& o : RenderTraffic(release)) out.push_back(std::move(o));
   return out;
 }
 

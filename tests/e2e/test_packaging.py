@@ -30,6 +30,8 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #                                   by Capstan (garbage collection follows the owner reference).
 #   services, horizontalpodautoscalers, poddisruptionbudgets: as deployments, plus delete
 #                                   when the Release stops asking for one (`remove`).
+#   ingresses, httproutes:          as services (spec.ingress, spec.route); the HTTPRoute
+#                                   informer starts once discovery shows the Gateway API.
 #   controllerrevisions list/watch: informer (read through the cache, no direct GET);
 #               create/patch/delete: one per revision by server-side apply, pruned past
 #                                   revisionHistoryLimit.
@@ -62,6 +64,9 @@ EXPECTED_CLUSTER_RULES = {
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch",
                                                   "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("networking.k8s.io", "ingresses"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "create", "patch",
+                                                  "delete"},
     ("apps", "controllerrevisions"): {"list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
@@ -90,6 +95,8 @@ CODE_REFERENCES = {
                                  "res::HorizontalPodAutoscalers()"),
     "poddisruptionbudgets": ("src/controller/release_controller.cc",
                              "res::PodDisruptionBudgets()"),
+    "ingresses": ("src/controller/release_controller.cc", "res::Ingresses()"),
+    "httproutes": ("src/controller/release_controller.cc", "res::HttpRoutes()"),
     "controllerrevisions": ("src/controller/release_controller.cc",
                             "res::ControllerRevisions()"),
     "pods": ("src/controller/release_controller.cc", "res::Pods()"),

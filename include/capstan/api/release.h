@@ -134,6 +134,68 @@ struct DisruptionBudgetSpec {
   friend bool operator==(const DisruptionBudgetSpec&, const DisruptionBudgetSpec&) = default;
 };
 
+// spec.ingress: a networking.k8s.io/v1 Ingress <name> sending every host's paths to
+// the Service <name> (with BlueGreen the active Service, so traffic follows the switch),
+// and optionally a preview host to <name>-preview. Needs spec.service.
+struct IngressPath {
+  std::string path = "/";
+  std::string path_type = "Prefix";  // Prefix, Exact, ImplementationSpecific
+
+  friend bool operator==(const IngressPath&, const IngressPath&) = default;
+};
+
+struct IngressHost {
+  std::string host;                // "" matches every host
+  std::vector<IngressPath> paths;  // defaults to [{path: /, pathType: Prefix}]
+
+  friend bool operator==(const IngressHost&, const IngressHost&) = default;
+};
+
+struct IngressTls {
+  std::string secret_name;
+  std::vector<std::string> hosts;
+
+  friend bool operator==(const IngressTls&, const IngressTls&) = default;
+};
+
+struct IngressSpec {
+  std::string class_name;  // spec.ingressClassName; "" for the cluster's default class
+  std::vector<IngressHost> hosts;
+  std::vector<IngressTls> tls;
+  // The Service port traffic goes to (its name or number); unset: the first port.
+  std::optional<IntOrString> port;
+  // BlueGreen with a preview Service: this host goes to <name>-preview (same paths as
+  // the first host).
+  std::string preview_host;
+  ExtraMetadata metadata;  // e.g. the ingress controller's annotations
+
+  friend bool operator==(const IngressSpec&, const IngressSpec&) = default;
+};
+
+// spec.route: a gateway.networking.k8s.io/v1 HTTPRoute <name> attached to the given
+// Gateways, sending the hostnames and matches to the Service <name> (BlueGreen: the
+// active Service), and with previewHostnames a second HTTPRoute <name>-preview to
+// <name>-preview. Needs spec.service and the Gateway API CRDs in the cluster.
+struct RouteRule {
+  // Gateway API HTTPRouteMatch list, passed through (nulls removed); empty: the
+  // Gateway's default (every request, path prefix /).
+  nlohmann::json matches = nlohmann::json::array();
+
+  friend bool operator==(const RouteRule&, const RouteRule&) = default;
+};
+
+struct RouteSpec {
+  // Gateway API ParentReference list, passed through (nulls removed). At least one.
+  nlohmann::json parent_refs = nlohmann::json::array();
+  std::vector<std::string> hostnames;
+  std::vector<RouteRule> rules;  // empty: one rule matching every request
+  std::optional<IntOrString> port;
+  std::vector<std::string> preview_hostnames;
+  ExtraMetadata metadata;
+
+  friend bool operator==(const RouteSpec&, const RouteSpec&) = default;
+};
+
 struct RollingUpdateSpec {
   IntOrString max_surge = IntOrString::FromString("25%");
   IntOrString max_unavailable = IntOrString::FromString("25%");
@@ -187,6 +249,8 @@ struct ReleaseSpec {
   std::optional<AutoscalingSpec> autoscaling;
   std::optional<ServiceSpec> service;
   std::optional<DisruptionBudgetSpec> disruption_budget;
+  std::optional<IngressSpec> ingress;
+  std::optional<RouteSpec> route;
   StrategySpec strategy;
   RollbackSpec rollback;
   int32_t revision_history_limit = 10;

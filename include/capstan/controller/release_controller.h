@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -114,6 +115,17 @@ class ReleaseController {
                               std::optional<api::Color> color,
                               const std::shared_ptr<const kube::Object>& hpa,
                               const std::shared_ptr<const kube::Object>& pdb);
+  // The Ingress and HTTPRoutes (render/ingress.h), or their removal when the spec has
+  // none. Looked up with the other objects, so a name held by someone else stalls the
+  // Release before anything is written.
+  struct Traffic;
+  absl::Status LookupTraffic(Pass& pass, Traffic* traffic, std::vector<std::string>* conflicts);
+  absl::Status ApplyTraffic(Pass& pass, const Traffic& traffic);
+  // Whether the API server serves gateway.networking.k8s.io/v1 HTTPRoutes. Discovery
+  // is asked at start and, while the answer is no, at most every 30 s when a Release
+  // wants a route; on the first yes the HTTPRoute informer starts (it is not one of
+  // the Loop's: on a cluster without the CRDs it could never sync).
+  bool RoutesServed();
   void EnqueueOwner(const kube::Object* old_obj, const kube::Object* new_obj);
   // Every Options::resync (SecretRotation: every 5 s, see the .cc).
   void Resync();
@@ -131,6 +143,11 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> revisions_;
   std::unique_ptr<kube::Informer> pods_;
   std::unique_ptr<kube::Informer> endpoint_slices_;
+  std::unique_ptr<kube::Informer> ingresses_;
+  std::unique_ptr<kube::Informer> routes_;  // started by RoutesServed()
+  absl::Mutex routes_mu_;
+  bool routes_served_ ABSL_GUARDED_BY(routes_mu_) = false;
+  std::optional<absl::Time> routes_checked_ ABSL_GUARDED_BY(routes_mu_);
   // Environment policy: Environments (cluster-scoped), Namespaces (labels, for
   // Environment selectors), ReleaseApprovals.
   std::unique_ptr<kube::Informer> environments_;

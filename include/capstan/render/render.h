@@ -85,12 +85,19 @@ nlohmann::json RenderControllerRevision(const api::Release& release,
                                         const nlohmann::json& pod_template,
                                         const std::string& revision, int64_t revision_number);
 
+// metadata of an object Capstan owns for `release`: name, namespace, Capstan's labels
+// over the user's `extra` ones, `extra` annotations, the controller ownerReference
+// (when the Release has a uid). Shared by the renderers of render/ingress.h.
+nlohmann::json RenderOwnedMetadata(const api::Release& release, const std::string& name,
+                                   const api::ExtraMetadata& extra = {});
+
 // Everything a Release at its spec template renders to, for `capstan render` and as
 // the steady state the rollout works toward:
 //   RollingUpdate: Deployment, then Service, HPA, PDB when the spec asks for them.
 //   BlueGreen: the first deploy: Deployment <name>-blue, Service <name> and (unless
 //     previewService is false) <name>-preview both selecting blue, HPA on <name>-blue,
 //     PDB on blue. Later colours are the rollout's business.
+//   Then the Ingress and HTTPRoute(s) (render/ingress.h) when the spec asks for them.
 // ControllerRevisions are bookkeeping and not included.
 std::vector<nlohmann::json> RenderRelease(const api::Release& release);
 

@@ -410,6 +410,47 @@ std::vector<BadCase> ValidationCases() {
       {"preview metadata without a preview Service",
        Doc("service: {ports: [{port: 80}], previewMetadata: {labels: {a: b}}}"),
        "spec.service.previewMetadata: only for a BlueGreen Release with a preview Service"},
+      {"ingress without a Service", Doc("ingress: {}"), "spec.ingress: needs spec.service"},
+      {"ingress port not in the Service",
+       Doc("service: {ports: [{name: http, port: 80}]}\ningress: {port: grpc}"),
+       "spec.ingress.port: \"grpc\" is not a port of spec.service (http (80))"},
+      {"ingress host with a scheme",
+       Doc("service: {ports: [{port: 80}]}\ningress: {hosts: [{host: \"https://a.example\"}]}"),
+       "spec.ingress.hosts[0].host: \"https://a.example\" is not a host name"},
+      {"ingress path without a slash",
+       Doc("service: {ports: [{port: 80}]}\ningress: {hosts: [{paths: [{path: api}]}]}"),
+       "spec.ingress.hosts[0].paths[0].path: \"api\" must start with /"},
+      {"ingress path type",
+       Doc("service: {ports: [{port: 80}]}\ningress: {hosts: [{paths: [{pathType: Regex}]}]}"),
+       "pathType: must be Prefix, Exact or ImplementationSpecific"},
+      {"ingress TLS without a Secret",
+       Doc("service: {ports: [{port: 80}]}\ningress: {tls: [{hosts: [a.example.com]}]}"),
+       "spec.ingress.tls[0].secretName: \"\" is not a Secret name"},
+      {"ingress preview host on RollingUpdate",
+       Doc("service: {ports: [{port: 80}]}\ningress: {previewHost: p.example.com}"),
+       "spec.ingress.previewHost: only for a BlueGreen Release with a preview Service"},
+      {"ingress reserved annotation",
+       Doc("service: {ports: [{port: 80}]}\ningress: {metadata: {annotations: {capstan.dev/x: "
+           "y}}}"),
+       "spec.ingress.metadata.annotations[\"capstan.dev/x\"]: reserved for Capstan"},
+      {"route without a Service", Doc("route: {parentRefs: [{name: gw}]}"),
+       "spec.route: needs spec.service"},
+      {"route without parents", Doc("service: {ports: [{port: 80}]}\nroute: {}"),
+       "spec.route.parentRefs: at least one Gateway is required"},
+      {"route parent without a name",
+       Doc("service: {ports: [{port: 80}]}\nroute: {parentRefs: [{namespace: gw}]}"),
+       "spec.route.parentRefs[0].name: required"},
+      {"route hostname",
+       Doc("service: {ports: [{port: 80}]}\nroute: {parentRefs: [{name: gw}], hostnames: "
+           "[\"A.example:443\"]}"),
+       "spec.route.hostnames[0]: \"A.example:443\" is not a host name"},
+      {"route port number not in the Service",
+       Doc("service: {ports: [{port: 80}]}\nroute: {parentRefs: [{name: gw}], port: 8080}"),
+       "spec.route.port: 8080 is not a port of spec.service"},
+      {"route preview hostnames on RollingUpdate",
+       Doc("service: {ports: [{port: 80}]}\nroute: {parentRefs: [{name: gw}], "
+           "previewHostnames: [p.example.com]}"),
+       "spec.route.previewHostnames: only for a BlueGreen Release with a preview Service"},
   };
 }
 
@@ -434,6 +475,13 @@ TEST(ValidateRelease, ListsEveryProblemAtOnce) {
 
 TEST(ValidateRelease, AcceptsReasonableVariants) {
   const std::vector<std::string> good = {
+      Doc("service: {ports: [{name: http, port: 80}]}\ningress: {className: nginx, hosts: "
+          "[{host: \"*.example.com\"}, {host: a.example.com, paths: [{path: /api, pathType: "
+          "Exact}]}], tls: [{secretName: t, hosts: [a.example.com]}], port: 80}"),
+      Doc("service: {ports: [{name: http, port: 80}]}\nstrategy: {type: BlueGreen}\n"
+          "route: {parentRefs: [{name: gw, namespace: infra, sectionName: https}], hostnames: "
+          "[a.example.com], rules: [{matches: [{path: {type: PathPrefix, value: /}}]}], port: "
+          "http, previewHostnames: [p.example.com]}"),
       Doc("service: {type: LoadBalancer, ports: [{port: 443, nodePort: 30443}]}"),
       Doc("service: {ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53}]}"),
       Doc("strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 1}}"),
@@ -555,7 +603,8 @@ TEST(ParseReleaseYaml, ReportsYamlAndDocumentErrors) {
 }
 
 TEST(ParseReleaseYaml, ExamplesAreValid) {
-  for (const char* file : {"release.yaml", "release-bluegreen.yaml"}) {
+  for (const char* file : {"release.yaml", "release-bluegreen.yaml", "release-ingress.yaml",
+                           "release-httproute.yaml"}) {
     SCOPED_TRACE(file);
     std::ifstream in(absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file));
     std::stringstream buf;

@@ -471,3 +471,71 @@ TEST_F(ReleaseControllerTest, ForeignObjectCreatedWhereCapstanRememberedNothingI
 
 }  // namespace
 }  // namespace capstan::controller
+
+namespace capstan::controller {
+namespace {
+
+constexpr char kNetworking[] = "/apis/networking.k8s.io/v1";
+
+class ReleaseTrafficTest : public ReleaseControllerTest {};
+
+TEST_F(ReleaseTrafficTest, IngressIsAppliedOnceAndRemovedWithTheSpec) {
+  ConvergedRolling();
+  const std::string revision = Release()["status"]["currentRevision"];
+  Json r = RollingRelease();
+  r["spec"]["ingress"] = {{"className", "nginx"},
+                          {"hosts", {{{"host", "shop.example.com"}}}},
+                          {"tls", {{{"secretName", "shop-tls"}}}}};
+  PutRelease(r);
+  // Only the Ingress: no new revision, no Deployment write.
+  EXPECT_THAT(Reconcile(),
+              ElementsAre("apply ingresses shop/web", "apply releases shop/web/status"));
+  const Json ing = *server_.Get(NsPath(kNetworking, "shop", "ingresses", "web"));
+  EXPECT_EQ(ing["metadata"]["ownerReferences"][0]["uid"], kUid);
+  EXPECT_EQ(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"], "web");
+  EXPECT_EQ(Release()["status"]["currentRevision"], revision);
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  // An annotation edited on the Release reaches the Ingress, and only it.
+  r["spec"]["ingress"]["metadata"] = {{"annotations", {{"nginx.ingress.kubernetes.io/x", "1"}}}};
+  PutRelease(r);
+  EXPECT_THAT(Reconcile(), Contains("apply ingresses shop/web"));
+  EXPECT_THAT(Reconcile(), IsEmpty());
+  PutRelease(RollingRelease());
+  EXPECT_THAT(Reconcile(), Contains("delete ingresses shop/web"));
+  EXPECT_FALSE(server_.Get(NsPath(kNetworking, "shop", "ingresses", "web")).has_value());
+}
+
+TEST_F(ReleaseTrafficTest, UnownedIngressStallsWithConflict) {
+  server_.Put(NsPath(kNetworking, "shop", "ingresses", "web"),
+              {{"apiVersion", "networking.k8s.io/v1"},
+               {"kind", "Ingress"},
+               {"metadata", {{"name", "web"}, {"namespace", "shop"}}},
+               {"spec", {{"ingressClassName", "theirs"}}}});
+  Json r = RollingRelease();
+  r["spec"]["ingress"] = Json::object();
+  PutRelease(r);
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/Conflict");
+  EXPECT_EQ(server_.Get(NsPath(kNetworking, "shop", "ingresses", "web"))->value("spec", Json()),
+            Json({{"ingressClassName", "theirs"}}));
+}
+
+TEST_F(ReleaseTrafficTest, RouteWithoutTheGatewayApiStallsAndLeavesTheWorkload) {
+  // The in-memory API server serves no discovery: no gateway.networking.k8s.io.
+  ConvergedRolling();
+  const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  Json r = RollingRelease("nginx:2");
+  r["spec"]["route"] = {{"parentRefs", {{{"name", "public"}}}}};
+  PutRelease(r);
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/GatewayAPIMissing");
+  EXPECT_THAT(Release()["status"]["message"].get<std::string>(),
+              ::testing::HasSubstr("Gateway API CRDs"));
+  EXPECT_THAT(Events(), ElementsAre("Warning GatewayAPIMissing"));
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
+  EXPECT_THAT(Reconcile(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace capstan::controller

@@ -479,6 +479,10 @@ TEST(RenderCommand, RendersTheExamples) {
       {"release-bluegreen.yaml",
        {"Deployment/payments-api-blue", "Service/payments-api", "Service/payments-api-preview",
         "PodDisruptionBudget/payments-api"}},
+      {"release-ingress.yaml", {"Deployment/shop-api", "Service/shop-api", "Ingress/shop-api"}},
+      {"release-httproute.yaml",
+       {"Deployment/checkout-blue", "Service/checkout", "Service/checkout-preview",
+        "HTTPRoute/checkout", "HTTPRoute/checkout-preview"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.file);

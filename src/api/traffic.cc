@@ -180,7 +180,7 @@ std::vector<std::string> TrafficProblems(const Release& r) {
     const IngressSpec& in = *spec.ingress;
     const std::string path = "spec.ingress";
     if (!spec.service.has_value()) {
-      errors.push_back(path + ": needs spec.service (the Ingress sends traffic to it)");
+      errors.push_back(path + " needs spec.service (the Ingress sends traffic to it)");
     } else if (in.port.has_value()) {
       if (std::string p = PortProblem(path, *spec.service, *in.port); !p.empty()) {
         errors.push_back(std::move(p));
@@ -236,7 +236,7 @@ std::vector<std::string> TrafficProblems(const Release& r) {
     const RouteSpec& rt = *spec.route;
     const std::string path = "spec.route";
     if (!spec.service.has_value()) {
-      errors.push_back(path + ": needs spec.service (the HTTPRoute sends traffic to it)");
+      errors.push_back(path + " needs spec.service (the HTTPRoute sends traffic to it)");
     } else if (rt.port.has_value()) {
       if (std::string p = PortProblem(path, *spec.service, *rt.port); !p.empty()) {
         errors.push_back(std::move(p));

@@ -125,7 +125,7 @@ TEST(RenderHttpRoute, ParentsHostnamesMatchesAndPort) {
       "  parentRefs: [{name: public, namespace: gw, sectionName: https}]\n"
       "  hostnames: [shop.example.com]\n"
       "  port: admin\n"
-      "  metadata: {annotations: {a.example.com/x: y}}\n"
+      "  metadata: {annotations: {a.example.com/x: v}}\n"
       "  rules:\n"
       "    - matches: [{path: {type: PathPrefix, value: /api}, method: GET}]\n"
       "    - {}\n");
@@ -133,7 +133,7 @@ TEST(RenderHttpRoute, ParentsHostnamesMatchesAndPort) {
   EXPECT_EQ(route["apiVersion"], "gateway.networking.k8s.io/v1");
   EXPECT_EQ(route["kind"], "HTTPRoute");
   EXPECT_EQ(route["metadata"]["name"], "web");
-  EXPECT_EQ(route["metadata"]["annotations"]["a.example.com/x"], "y");
+  EXPECT_EQ(route["metadata"]["annotations"]["a.example.com/x"], "v");
   EXPECT_EQ(route["spec"]["parentRefs"],
             json::parse(R"([{"name":"public","namespace":"gw","sectionName":"https"}])"));
   EXPECT_EQ(route["spec"]["hostnames"], json::array({"shop.example.com"}));

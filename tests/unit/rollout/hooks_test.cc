@@ -1,0 +1,191 @@
+#include "capstan/rollout/hooks.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace capstan::rollout {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using State = JobView::State;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+JobView Job(HookType type, const std::string& revision, State state,
+            std::optional<absl::Time> finished = std::nullopt, const std::string& message = "") {
+  return {HookJobName("web", type, revision), type, revision, state, message, finished};
+}
+
+HookInput Input() {
+  HookInput in;
+  in.pre_rollout = in.post_rollout = in.on_rollback = true;
+  in.release = "web";
+  in.now = kNow;
+  return in;
+}
+
+std::vector<std::string> Names(const HookPlan& p) {
+  std::vector<std::string> out;
+  for (const HookPlan::Create& c : p.create) out.push_back(c.name);
+  return out;
+}
+
+TEST(HookJobName, IsDeterministicPerHookAndRevision) {
+  EXPECT_EQ(HookJobName("web", HookType::kPreRollout, "0123456789"), "web-0123456789-pre");
+  EXPECT_EQ(HookJobName("web", HookType::kPostRollout, "0123456789"), "web-0123456789-post");
+  EXPECT_EQ(HookJobName("web", HookType::kOnRollback, "0123456789"), "web-0123456789-rollback");
+  // 43 characters of release name is the most that keeps a Job name within 63.
+  EXPECT_EQ(HookJobName(std::string(43, 'a'), HookType::kOnRollback, "0123456789").size(), 63u);
+}
+
+TEST(PlanHooks, PreRollout) {
+  struct Case {
+    const char* name;
+    std::vector<JobView> jobs;
+    std::vector<std::string> create;
+    bool hold;
+    const char* failed;  // substring of pre_rollout_failed, or nullptr
+  };
+  const std::vector<Case> cases = {
+      {"no Job yet: create it and hold", {}, {"web-rev2-pre"}, true, nullptr},
+      {"running: hold, create nothing (a restart never runs it twice)",
+       {Job(HookType::kPreRollout, "rev2", State::kRunning)},
+       {},
+       true,
+       nullptr},
+      {"succeeded: the rollout may start",
+       {Job(HookType::kPreRollout, "rev2", State::kSucceeded, kNow)},
+       {},
+       false,
+       nullptr},
+      {"failed: the revision fails, naming the Job",
+       {Job(HookType::kPreRollout, "rev2", State::kFailed, kNow, "BackoffLimitExceeded")},
+       {},
+       false,
+       "preRollout hook Job web-rev2-pre failed (BackoffLimitExceeded); revision rev2 was not "
+       "started"},
+      {"another revision's Job does not count",
+       {Job(HookType::kPreRollout, "rev1", State::kSucceeded, kNow)},
+       {"web-rev2-pre"},
+       true,
+       nullptr},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    HookInput in = Input();
+    in.starting_revision = "rev2";
+    in.jobs = c.jobs;
+    const HookPlan p = PlanHooks(in);
+    EXPECT_EQ(Names(p), c.create);
+    EXPECT_EQ(p.hold, c.hold);
+    if (c.hold) {
+      EXPECT_THAT(p.hold_message, HasSubstr("web-rev2-pre"));
+    }
+    if (c.failed == nullptr) {
+      EXPECT_FALSE(p.pre_rollout_failed.has_value());
+    } else {
+      ASSERT_TRUE(p.pre_rollout_failed.has_value());
+      EXPECT_THAT(*p.pre_rollout_failed, HasSubstr(c.failed));
+    }
+  }
+}
+
+TEST(PlanHooks, NothingStartingOrNoHookMeansNoPreRolloutJob) {
+  HookInput in = Input();
+  EXPECT_THAT(PlanHooks(in).create, IsEmpty());
+  in.starting_revision = "rev2";
+  in.pre_rollout = false;
+  const HookPlan p = PlanHooks(in);
+  EXPECT_THAT(p.create, IsEmpty());
+  EXPECT_FALSE(p.hold);
+}
+
+TEST(PlanHooks, PostRolloutOnceTheRevisionIsReady) {
+  HookInput in = Input();
+  in.ready_revision = "rev2";
+  EXPECT_THAT(Names(PlanHooks(in)), ElementsAre("web-rev2-post"));
+  in.jobs = {Job(HookType::kPostRollout, "rev2", State::kRunning)};
+  EXPECT_THAT(PlanHooks(in).create, IsEmpty());
+  // A failed postRollout is reported, never retried.
+  in.jobs = {Job(HookType::kPostRollout, "rev2", State::kFailed, kNow, "DeadlineExceeded")};
+  const HookPlan p = PlanHooks(in);
+  EXPECT_THAT(p.create, IsEmpty());
+  EXPECT_THAT(p.failed_hooks, ElementsAre("postRollout hook Job web-rev2-post failed for "
+                                          "revision rev2: DeadlineExceeded"));
+  in.post_rollout = false;
+  in.jobs.clear();
+  EXPECT_THAT(PlanHooks(in).create, IsEmpty());
+}
+
+TEST(PlanHooks, OnRollbackForTheFailedRevision) {
+  HookInput in = Input();
+  in.rolled_back_revision = "rev2";
+  EXPECT_THAT(Names(PlanHooks(in)), ElementsAre("web-rev2-rollback"));
+  in.jobs = {Job(HookType::kOnRollback, "rev2", State::kSucceeded, kNow)};
+  EXPECT_THAT(PlanHooks(in).create, IsEmpty());
+}
+
+TEST(PlanHooks, RetentionKeepsTheNewestOfEachHookAndWhatIsInUse) {
+  HookInput in = Input();
+  in.retention = absl::Hours(1);
+  in.ready_revision = "rev3";
+  in.jobs = {
+      Job(HookType::kPreRollout, "rev1", State::kSucceeded, kNow - absl::Hours(5)),
+      Job(HookType::kPreRollout, "rev2", State::kFailed, kNow - absl::Hours(4)),
+      Job(HookType::kPreRollout, "rev3", State::kSucceeded, kNow - absl::Hours(3)),  // in use
+      Job(HookType::kPostRollout, "rev1", State::kSucceeded, kNow - absl::Hours(5)),
+      Job(HookType::kPostRollout, "rev2", State::kSucceeded, kNow - absl::Hours(2)),    // newest
+      Job(HookType::kOnRollback, "rev0", State::kSucceeded, kNow - absl::Minutes(10)),  // young
+      Job(HookType::kOnRollback, "rev9", State::kRunning),  // not finished
+      Job(HookType::kOnRollback, "rev8", State::kSucceeded, kNow - absl::Hours(9)),
+  };
+  in.jobs.push_back(Job(HookType::kPostRollout, "rev3", State::kRunning));
+  EXPECT_THAT(PlanHooks(in).remove,
+              ElementsAre("web-rev1-post", "web-rev1-pre", "web-rev2-pre", "web-rev8-rollback"));
+}
+
+TEST(ViewJob, ReadsStateFromConditions) {
+  const json running = json::parse(R"({
+    "metadata": {"name": "web-rev2-pre",
+                 "labels": {"capstan.dev/hook": "preRollout", "capstan.dev/revision": "rev2"}},
+    "status": {"active": 1}})");
+  JobView v = ViewJob(running);
+  EXPECT_EQ(v.name, "web-rev2-pre");
+  EXPECT_EQ(v.type, HookType::kPreRollout);
+  EXPECT_EQ(v.revision, "rev2");
+  EXPECT_EQ(v.state, State::kRunning);
+  EXPECT_FALSE(v.finished.has_value());
+
+  json done = running;
+  done["status"] = json::parse(R"({"completionTime": "2027-01-15T08:00:00Z",
+    "conditions": [{"type": "SuccessCriteriaMet", "status": "True"},
+                   {"type": "Complete", "status": "True",
+                    "lastTransitionTime": "2027-01-15T08:00:01Z"}]})");
+  v = ViewJob(done);
+  EXPECT_EQ(v.state, State::kSucceeded);
+  // completionTime, not the condition's time.
+  EXPECT_EQ(v.finished,
+            absl::FromCivil(absl::CivilSecond(2027, 1, 15, 8, 0, 0), absl::UTCTimeZone()));
+
+  json failed = running;
+  failed["metadata"]["labels"]["capstan.dev/hook"] = "onRollback";
+  failed["status"] = json::parse(R"({"conditions": [{"type": "Failed", "status": "True",
+    "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit",
+    "lastTransitionTime": "2027-01-15T08:00:00Z"}]})");
+  v = ViewJob(failed);
+  EXPECT_EQ(v.type, HookType::kOnRollback);
+  EXPECT_EQ(v.state, State::kFailed);
+  EXPECT_EQ(v.message, "BackoffLimitExceeded: Job has reached the specified backoff limit");
+  EXPECT_TRUE(v.finished.has_value());
+
+  EXPECT_FALSE(ViewJob(json::parse(R"({"metadata": {"name": "x"}})")).type.has_value());
+}
+
+}  // namespace
+}  // namespace capstan::rollout

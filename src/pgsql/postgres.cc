@@ -70,11 +70,16 @@ std::string ErrorOf(PGconn* c) {
 absl::StatusOr<Conn> Connect(const DbConnection& c, const DbCredential& login, CaFile& ca) {
   if (absl::Status s = ca.Write(c.ca_pem); !s.ok()) return s;
   const std::string port = absl::StrCat(c.port);
-  std::vector<const char*> keys = {"host",     "port",          "dbname",          "user",
-                                   "password", "sslmode",       "connect_timeout", "application_name"};
-  std::vector<const char*> values = {c.host.c_str(),     port.c_str(),       c.database.c_str(),
-                                     login.user.c_str(), login.password.c_str(),
-                                     c.ssl_mode.c_str(), "5",                "capstan"};
+  std::vector<const char*> keys = {"host",     "port",    "dbname",          "user",
+                                   "password", "sslmode", "connect_timeout", "application_name"};
+  std::vector<const char*> values = {c.host.c_str(),
+                                     port.c_str(),
+                                     c.database.c_str(),
+                                     login.user.c_str(),
+                                     login.password.c_str(),
+                                     c.ssl_mode.c_str(),
+                                     "5",
+                                     "capstan"};
   if (!ca.path().empty()) {
     keys.push_back("sslrootcert");
     values.push_back(ca.path().c_str());
@@ -97,8 +102,7 @@ absl::Status Exec(PGconn* c, const std::string& sql) {
   Result r(PQexec(c, sql.c_str()));
   const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    return absl::PermissionDeniedError(
-        r ? OneLine(PQresultErrorMessage(r.get())) : ErrorOf(c));
+    return absl::PermissionDeniedError(r ? OneLine(PQresultErrorMessage(r.get())) : ErrorOf(c));
   }
   return absl::OkStatus();
 }
@@ -145,18 +149,16 @@ absl::Status PostgresDatabase::SetPassword(const DbConnection& c, const DbCreden
   Result exists(PQexecParams(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", 1,
                              nullptr, params, nullptr, nullptr, 0));
   if (!exists || PQresultStatus(exists.get()) != PGRES_TUPLES_OK) {
-    return absl::PermissionDeniedError(
-        exists ? OneLine(PQresultErrorMessage(exists.get()))
-               : ErrorOf(conn));
+    return absl::PermissionDeniedError(exists ? OneLine(PQresultErrorMessage(exists.get()))
+                                              : ErrorOf(conn));
   }
   const bool found = PQntuples(exists.get()) > 0;
   if (!found && !create) {
     return absl::FailedPreconditionError(absl::StrCat("role ", target.user, " does not exist"));
   }
   if (absl::Status s = Exec(conn, "BEGIN"); !s.ok()) return s;
-  absl::Status s =
-      Exec(conn, absl::StrCat(found ? "ALTER ROLE " : "CREATE ROLE ", *role,
-                              " WITH LOGIN PASSWORD ", password_literal));
+  absl::Status s = Exec(conn, absl::StrCat(found ? "ALTER ROLE " : "CREATE ROLE ", *role,
+                                           " WITH LOGIN PASSWORD ", password_literal));
   if (s.ok() && !member_of.empty()) {
     absl::StatusOr<std::string> group = Identifier(conn, member_of);
     s = group.ok() ? Exec(conn, absl::StrCat("GRANT ", *group, " TO ", *role)) : group.status();

@@ -17,18 +17,18 @@ DbStepOutcome CheckAdmin(PasswordDatabase& db, const DbConnection& c, const DbCr
   out.step = "connect";
   absl::Status s = db.TryLogin(c, admin);
   if (!s.ok()) {
-    out.message = ScrubPasswords(
-        absl::StrCat("cannot log in to PostgreSQL at ", c.host, ":", c.port, "/", c.database,
-                     " as admin ", admin.user, ": ", s.message()),
-        {admin.password});
+    out.message =
+        ScrubPasswords(absl::StrCat("cannot log in to PostgreSQL at ", c.host, ":", c.port, "/",
+                                    c.database, " as admin ", admin.user, ": ", s.message()),
+                       {admin.password});
     return out;
   }
   out.ok = true;
   return out;
 }
 
-DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c,
-                             const DbCredential& admin, const DbCredential& target, bool create,
+DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c, const DbCredential& admin,
+                             const DbCredential& target, bool create,
                              const std::string& member_of) {
   DbStepOutcome out;
   const std::vector<std::string> secrets = {admin.password, target.password};
@@ -41,8 +41,8 @@ DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c,
     out.step = absl::IsUnavailable(s) || absl::IsUnauthenticated(s) ? "connect" : "set";
     out.message = ScrubPasswords(
         out.step == "connect"
-            ? absl::StrCat("cannot log in to PostgreSQL at ", c.host, ":", c.port, "/",
-                           c.database, " as admin ", admin.user, ": ", s.message())
+            ? absl::StrCat("cannot log in to PostgreSQL at ", c.host, ":", c.port, "/", c.database,
+                           " as admin ", admin.user, ": ", s.message())
             : absl::StrCat("setting the password of ", target.user, " as ", admin.user,
                            " failed: ", s.message()),
         secrets);

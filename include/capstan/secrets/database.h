@@ -64,9 +64,8 @@ DbStepOutcome CheckAdmin(PasswordDatabase& db, const DbConnection& c, const DbCr
 
 // Makes the database accept `target`: when it already logs in, done; otherwise set it as
 // the admin, then test it by logging in.
-DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c,
-                             const DbCredential& admin, const DbCredential& target, bool create,
-                             const std::string& member_of);
+DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c, const DbCredential& admin,
+                             const DbCredential& target, bool create, const std::string& member_of);
 
 // `message` with every occurrence of each (non-empty) secret replaced by "[redacted]".
 std::string ScrubPasswords(std::string message, const std::vector<std::string>& secrets);

@@ -294,8 +294,8 @@ TEST(DatabaseRotationTest, SingleUserNeverCreatesTheRole) {
 
 TEST(DatabaseRotationTest, MessagesNeverCarryAPassword) {
   class Echo : public FakeDatabase {
-    absl::Status SetPassword(const DbConnection&, const DbCredential&, const DbCredential& t,
-                             bool, const std::string&) override {
+    absl::Status SetPassword(const DbConnection&, const DbCredential&, const DbCredential& t, bool,
+                             const std::string&) override {
       return absl::PermissionDeniedError("syntax error near '" + t.password + "'");
     }
   } db;
@@ -349,7 +349,8 @@ TEST(DatabaseRotationTest, ParsesTheTarget) {
   EXPECT_EQ(t.strategy, DbStrategy::kAlternatingUsers);
   EXPECT_THAT(ValidateSecretRotation(*sr), IsEmpty());
   EXPECT_FALSE(ParseSecretRotation(nlohmann::json::parse(R"({"spec": {"target": {"postgresql":
-      {"strategy": "Dual"}}}})")).ok());
+      {"strategy": "Dual"}}}})"))
+                   .ok());
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ RUN --mount=type=cache,id=capstan-apt-cache,target=/var/cache/apt,sharing=locked
     && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config git ca-certificates ccache \
       libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
-      prometheus-cpp-dev python3
+      prometheus-cpp-dev libpq-dev python3
 # One layer: .dockerignore lets in only CMakeLists.txt, Makefile, include/ and src/.
 # (Few steps: with buildah's vfs storage each step costs a copy of the file system.)
 COPY . /src
@@ -39,7 +39,7 @@ RUN --mount=type=cache,id=capstan-apt-cache,target=/var/cache/apt,sharing=locked
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates tzdata libcpprest2.10 libspdlog1.10 libfmt9 \
-      libprometheus-cpp-core1.0 libssl3 \
+      libprometheus-cpp-core1.0 libssl3 libpq5 \
     && rm -rf /var/log/* /var/cache/debconf/*-old /var/lib/dpkg/*-old
 COPY --from=build /build/capstan /usr/local/bin/capstan
 # A numeric user, so Kubernetes can verify runAsNonRoot without a passwd entry.

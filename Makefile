@@ -27,7 +27,7 @@ PREFIX ?= /usr/local
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git curl openssl ca-certificates \
   libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
   libgtest-dev libgmock-dev prometheus-cpp-dev python3 python3-yaml python3-pytest \
-  lua5.4 tzdata clang-format ccache prometheus buildah podman runc debootstrap clang libclang-rt-14-dev
+  lua5.4 tzdata libpq-dev postgresql postgresql-client python3-psycopg2 clang-format ccache prometheus buildah podman runc debootstrap clang libclang-rt-14-dev
 PY_MODULES := yaml pytest
 
 .PHONY: deps build install asan unit e2e test cluster-bin cluster-up cluster-down demo bench bench-peer clean \

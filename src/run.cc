@@ -33,6 +33,7 @@
 #include "capstan/kube/resource.h"
 #include "capstan/kube/rest_config.h"
 #include "capstan/kube/transport.h"
+#include "capstan/pgsql/postgres.h"
 #include "capstan/server/http_server.h"
 
 ABSL_FLAG(std::string, kubeconfig, "",
@@ -144,6 +145,8 @@ int RunOperator() {
   controller::SecretRotationController::Options so;
   so.watch_namespace = co.watch_namespace;
   so.resync = co.resync;
+  pgsql::PostgresDatabase postgres;
+  so.database = &postgres;
   std::unique_ptr<controller::SecretRotationController> rotations;
   if (absl::GetFlag(FLAGS_secret_rotation)) {
     rotations = std::make_unique<controller::SecretRotationController>(

@@ -1,6 +1,7 @@
 #include "capstan/controller/secret_rotation_controller.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -107,6 +108,76 @@ absl::Status ScrubbedSecretError(const absl::Status& s, const std::string& what)
   std::string reason = kube::ApiReason(s);
   if (reason.empty()) reason = absl::StatusCodeToString(s.code());
   return absl::Status(s.code(), absl::StrCat(what, ": ", reason));
+}
+
+// A data value of a Secret as the application reads it ("" when absent or not base64).
+std::string DecodedValue(const Object& data, const std::string& key) {
+  std::string out;
+  if (!data.is_object() || !data.contains(key) || !data[key].is_string()) return out;
+  if (!absl::Base64Unescape(data[key].get<std::string>(), &out)) out.clear();
+  return out;
+}
+
+void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
+
+// Performs a plan's database effect: reads the admin credential (and CA) Secrets
+// directly (Capstan does not cache Secrets it does not manage), then checks the admin
+// or makes the user's password the one in `data[step.password_key]`.
+sec::DbStepOutcome RunDatabaseStep(kube::Client& client, sec::PasswordDatabase* database,
+                                   const sec::SecretRotation& sr, const std::string& ns,
+                                   const Object& data, const sec::DatabaseStep& step) {
+  const sec::PostgresTarget& pg = *sr.spec.postgresql;
+  sec::DbStepOutcome fail;
+  fail.step = "connect";
+  if (database == nullptr) {
+    fail.message = "this operator has no PostgreSQL client";
+    return fail;
+  }
+  auto read = [&](const std::string& name, std::string* why) -> std::optional<Object> {
+    absl::StatusOr<Object> got = client.Get(res::Secrets(), ns, name);
+    if (!got.ok()) {
+      *why = absl::StrCat("cannot read Secret ", name, ": ",
+                          got.status().code() == absl::StatusCode::kNotFound
+                              ? std::string("not found")
+                              : ScrubbedSecretError(got.status(), "read").message());
+      return std::nullopt;
+    }
+    return got->contains("data") ? (*got)["data"] : Object::object();
+  };
+  std::optional<Object> admin_data = read(pg.admin_secret, &fail.message);
+  if (!admin_data) return fail;
+  sec::DbCredential admin{DecodedValue(*admin_data, pg.admin_username_key),
+                          DecodedValue(*admin_data, pg.admin_password_key)};
+  if (admin.user.empty() || admin.password.empty()) {
+    fail.message = absl::StrCat("Secret ", pg.admin_secret, " has no keys ", pg.admin_username_key,
+                                " and ", pg.admin_password_key);
+    return fail;
+  }
+  sec::DbConnection conn{pg.host, pg.port, pg.database, pg.ssl_mode, ""};
+  if (!pg.ca_secret.empty()) {
+    std::optional<Object> ca_data = read(pg.ca_secret, &fail.message);
+    if (!ca_data) return fail;
+    conn.ca_pem = DecodedValue(*ca_data, pg.ca_key);
+    if (conn.ca_pem.empty()) {
+      fail.message = absl::StrCat("Secret ", pg.ca_secret, " has no key ", pg.ca_key);
+      return fail;
+    }
+  }
+  sec::DbStepOutcome out;
+  if (step.kind == sec::DatabaseStep::Kind::kCheckAdmin) {
+    out = sec::CheckAdmin(*database, conn, admin);
+  } else {
+    sec::DbCredential target{step.user, DecodedValue(data, step.password_key)};
+    if (target.password.empty()) {
+      out.step = "set";
+      out.message = absl::StrCat("no value in ", step.password_key);
+    } else {
+      out = sec::EnsurePassword(*database, conn, admin, target, step.create, step.member_of);
+    }
+    Wipe(target.password);
+  }
+  Wipe(admin.password);
+  return out;
 }
 
 }  // namespace
@@ -340,8 +411,30 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   }
   std::sort(in.consumers.begin(), in.consumers.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
+  if (sr.spec.postgresql) in.db_user = DecodedValue(data, sr.spec.postgresql->username_key);
 
-  const sec::RotationPlan plan = sec::PlanRotation(in);
+  sec::RotationPlan plan = sec::PlanRotation(in);
+
+  // 0. The database effect of the step (spec.target.postgresql), before any write.
+  if (plan.db.kind != sec::DatabaseStep::Kind::kNone) {
+    const sec::DbStepOutcome o = RunDatabaseStep(client_, options_.database, sr, ns, data, plan.db);
+    const std::string state = in.secret.annotations.count(sec::kAnnState)
+                                  ? in.secret.annotations.at(sec::kAnnState)
+                                  : "Idle";
+    if (!o.ok) {
+      spdlog::warn("secretrotation={} database step={} user={} failed: {}", key, o.step,
+                   plan.db.user, o.message);
+      if (state != "Idle" && state != "Pending") {
+        // Restoring the previous password: retried (with backoff) until it works.
+        return absl::UnavailableError(absl::StrCat("database step ", o.step, ": ", o.message));
+      }
+      plan = sec::PlanDatabaseFailure(in, o.step, o.message);
+    } else if (plan.db.kind == sec::DatabaseStep::Kind::kSetPassword) {
+      spdlog::info(
+          "secretrotation={} database user={} password {}", key, plan.db.user,
+          o.already_done ? "already set (found by logging in), not set again" : "set and tested");
+    }
+  }
 
   // 1. Stamp consumers (before the Secret records that they were).
   for (const std::string& d : plan.stamp) {
@@ -368,6 +461,7 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     for (const auto& [to, from] : change.copy) {
       if (data.contains(from)) out_data[to] = data[from];  // Still base64: never decoded.
     }
+    for (const auto& [to, value] : change.set_values) out_data[to] = absl::Base64Escape(value);
     for (const std::string& k : change.remove) out_data[k] = nullptr;
     Object annotations = Object::object();
     for (const auto& [k, v] : change.set_annotations) annotations[k] = v;

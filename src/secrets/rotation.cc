@@ -70,6 +70,14 @@ json Condition(const std::string& type, bool ok, const std::string& reason,
       {"message", message}, {"observedGeneration", generation}, {"lastTransitionTime", transition}};
 }
 
+// The user the next password is for: the inactive one of users (the first when the
+// Secret holds neither), or the single user.
+std::string NextUser(const PostgresTarget& t, const std::string& current) {
+  if (t.strategy == DbStrategy::kSingleUser) return t.user;
+  if (t.users.size() < 2) return t.users.empty() ? "" : t.users[0];
+  return current == t.users[0] ? t.users[1] : t.users[0];
+}
+
 }  // namespace
 
 std::string StateName(State s) {
@@ -108,6 +116,8 @@ std::string ActionName(Action a) {
       return "complete";
     case Action::kRestore:
       return "restore";
+    case Action::kAbort:
+      return "abort";
   }
   return "none";
 }
@@ -218,6 +228,19 @@ RotationPlan PlanRotation(const RotationInput& in) {
   const std::string now_text = FormatRfc3339(in.now);
   RotationPlan plan;
 
+  const PostgresTarget* pg = spec.postgresql ? &*spec.postgresql : nullptr;
+  if (!secret.exists && pg != nullptr) {
+    // No value before the database has it: the Secret starts empty, and the first
+    // rotation (Idle, nothing in use) sets the password in the database first.
+    plan.action = Action::kCreate;
+    plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnSeq, "0"}};
+    if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+    plan.events.push_back({"Normal", "Created",
+                           absl::StrCat("created Secret ", spec.secret_name,
+                                        " empty; its first password is set in PostgreSQL first")});
+    plan.requeue_after = absl::Seconds(1);
+    return plan;
+  }
   if (!secret.exists) {
     plan.action = Action::kCreate;
     for (size_t i = 0; i < spec.keys.size(); ++i) {
@@ -257,7 +280,11 @@ RotationPlan PlanRotation(const RotationInput& in) {
           missing.push_back(spec.keys[i].name);
         }
       }
-      if (!missing.empty() || Ann(ann, kAnnLastAttempt).empty()) {
+      // A database target never gets a value the database does not know: a missing
+      // password (or user name) is a first rotation, below.
+      const bool initial = pg != nullptr && (!missing.empty() || !has(pg->username_key));
+      if (pg != nullptr) plan.change.generate.clear();
+      if ((pg == nullptr && !missing.empty()) || (!initial && Ann(ann, kAnnLastAttempt).empty())) {
         plan.action = Action::kFillMissing;
         if (Ann(ann, kAnnLastAttempt).empty()) {
           // An adopted Secret: its schedule starts now.
@@ -294,7 +321,9 @@ RotationPlan PlanRotation(const RotationInput& in) {
       }
       const bool triggered = !sr.trigger_token.empty() && sr.trigger_token != Ann(ann, kAnnTrigger);
       std::optional<absl::Time> next = NextRotation(sr, ann);
-      const bool due = next && in.now >= *next;
+      // A first rotation that failed is retried on a trigger or after the interval.
+      const bool due =
+          (next && in.now >= *next) || (initial && (Ann(ann, kAnnLastResult) != "Failed" || !next));
       if (triggered || due) {
         plan.action = Action::kWritePending;
         for (size_t i = 0; i < spec.keys.size(); ++i) {
@@ -306,6 +335,11 @@ RotationPlan PlanRotation(const RotationInput& in) {
                                        {kAnnLastAttempt, now_text},
                                        {kAnnStepTime, now_text}};
         if (triggered) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+        if (pg != nullptr) {
+          const std::string user = NextUser(*pg, in.db_user);
+          plan.change.set_annotations[kAnnPendingUser] = user;
+          plan.db.kind = DatabaseStep::Kind::kCheckAdmin;
+        }
         plan.events.push_back(
             {"Normal", "RotationStarted",
              absl::StrCat(
@@ -323,6 +357,34 @@ RotationPlan PlanRotation(const RotationInput& in) {
 
     case State::kPending: {
       plan.action = Action::kSwap;
+      if (pg != nullptr) {
+        const std::string user = Ann(ann, kAnnPendingUser).empty() ? NextUser(*pg, in.db_user)
+                                                                   : Ann(ann, kAnnPendingUser);
+        const std::string& key = spec.keys[0].name;
+        if (has(PendingKey(key))) {
+          plan.db = {.kind = DatabaseStep::Kind::kSetPassword,
+                     .user = user,
+                     .password_key = PendingKey(key),
+                     .create = pg->strategy == DbStrategy::kAlternatingUsers,
+                     .member_of = pg->member_of};
+          if (has(key)) plan.change.copy.emplace_back(RollbackKey(key), key);
+          if (has(pg->username_key)) {
+            plan.change.copy.emplace_back(RollbackKey(pg->username_key), pg->username_key);
+          }
+          plan.change.copy.emplace_back(key, PendingKey(key));
+          plan.change.set_values.emplace_back(pg->username_key, user);
+        }
+        for (const std::string& dk : secret.data_keys) {
+          if (dk.rfind(PendingKey(""), 0) == 0) plan.change.remove.push_back(dk);
+        }
+        const std::string seq = Ann(ann, kAnnSeq).empty() ? "1" : Ann(ann, kAnnSeq);
+        plan.change.set_annotations = {{kAnnState, "Swapped"}, {kAnnPreviousVersion, version},
+                                       {kAnnVersion, seq},     {kAnnStepTime, now_text},
+                                       {kAnnUser, user},       {kAnnPreviousUser, in.db_user}};
+        plan.change.remove_annotations = {kAnnPreviousExpires, kAnnPendingUser};
+        plan.requeue_after = absl::Seconds(1);
+        return plan;
+      }
       for (const KeySpec& k : spec.keys) {
         if (!has(PendingKey(k.name))) continue;  // Not generated: keep its current value.
         if (has(k.name)) {
@@ -383,7 +445,7 @@ RotationPlan PlanRotation(const RotationInput& in) {
                                        {kAnnLastSuccess, now_text},
                                        {kAnnLastResult, "Succeeded"},
                                        {kAnnStepTime, now_text}};
-        plan.change.remove_annotations = {kAnnMessage};
+        plan.change.remove_annotations = {kAnnMessage, kAnnFailedStep};
         if (spec.strategy == Strategy::kKeepPrevious) {
           plan.change.set_annotations[kAnnPreviousExpires] =
               FormatRfc3339(in.now + spec.grace_period);
@@ -408,6 +470,16 @@ RotationPlan PlanRotation(const RotationInput& in) {
             plan.change.copy.emplace_back(k.name, RollbackKey(k.name));
             if (has(PreviousKey(k.name))) plan.change.remove.push_back(PreviousKey(k.name));
           }
+          if (pg != nullptr && has(RollbackKey(pg->username_key))) {
+            plan.change.copy.emplace_back(pg->username_key, RollbackKey(pg->username_key));
+          }
+          if (pg != nullptr && pg->strategy == DbStrategy::kSingleUser &&
+              has(RollbackKey(spec.keys[0].name))) {
+            // The old password stopped working at the set step: set it back first.
+            plan.db = {.kind = DatabaseStep::Kind::kSetPassword,
+                       .user = pg->user,
+                       .password_key = RollbackKey(spec.keys[0].name)};
+          }
           for (const std::string& dk : secret.data_keys) {
             if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
           }
@@ -418,7 +490,11 @@ RotationPlan PlanRotation(const RotationInput& in) {
                                          {kAnnStepTime, now_text},
                                          {kAnnLastResult, "Failed"},
                                          {kAnnMessage, message}};
-          plan.change.remove_annotations = {kAnnPreviousExpires};
+          plan.change.remove_annotations = {kAnnPreviousExpires, kAnnFailedStep};
+          if (pg != nullptr && has(RollbackKey(pg->username_key))) {
+            plan.change.set_annotations[kAnnUser] = Ann(ann, kAnnPreviousUser);
+            plan.change.set_annotations[kAnnPreviousUser] = Ann(ann, kAnnUser);
+          }
           plan.events.push_back(
               {"Warning", "RotationFailed",
                absl::StrCat(message, "; restoring the previous values (version ", prev, ")")});
@@ -463,6 +539,38 @@ RotationPlan PlanRotation(const RotationInput& in) {
   return plan;
 }
 
+RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& step,
+                                 const std::string& message) {
+  const SecretRotation& sr = *in.rotation;
+  const std::string now_text = FormatRfc3339(in.now);
+  const auto& ann = in.secret.annotations;
+  RotationPlan plan;
+  plan.action = Action::kAbort;
+  plan.result = "failed";
+  const State state = ParseState(Ann(ann, kAnnState));
+  if (state == State::kIdle) {
+    // The check before a rotation: nothing written but the attempt.
+    plan.change.set_annotations[kAnnLastAttempt] = now_text;
+    const bool triggered = !sr.trigger_token.empty() && sr.trigger_token != Ann(ann, kAnnTrigger);
+    if (triggered) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+  }
+  for (const std::string& dk : in.secret.data_keys) {
+    if (dk.rfind(PendingKey(""), 0) == 0) plan.change.remove.push_back(dk);
+  }
+  plan.change.set_annotations[kAnnState] = "Idle";
+  plan.change.set_annotations[kAnnStepTime] = now_text;
+  plan.change.set_annotations[kAnnLastResult] = "Failed";
+  plan.change.set_annotations[kAnnFailedStep] = step;
+  plan.change.set_annotations[kAnnMessage] = absl::StrCat("database step ", step, ": ", message);
+  plan.change.remove_annotations = {kAnnPendingUser};
+  plan.events.push_back(
+      {"Warning", "RotationFailed",
+       absl::StrCat("database step ", step, " failed: ", message, "; nothing switched, Secret ",
+                    sr.spec.secret_name, " keeps its current credential")});
+  plan.requeue_after = absl::Seconds(1);
+  return plan;
+}
+
 json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::string>& ann,
                    const std::vector<ConsumerView>& consumers, absl::Time now,
                    const json& previous_status) {
@@ -492,12 +600,16 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
     message = absl::StrCat("rotation in progress: ", StateName(state));
   } else if (Ann(ann, kAnnLastResult) == "Failed") {
     phase = "Failed";
-    reason = "ConsumersUnhealthy";
+    reason = Ann(ann, kAnnFailedStep).empty() ? "ConsumersUnhealthy" : "DatabaseStepFailed";
     message = Ann(ann, kAnnMessage);
   } else {
     phase = "Ready";
     reason = "Rotated";
     message = absl::StrCat("version ", Ann(ann, kAnnVersion), " in use");
+  }
+  if (!Ann(ann, kAnnUser).empty()) st["currentUser"] = Ann(ann, kAnnUser);
+  if (!Ann(ann, kAnnFailedStep).empty() && Ann(ann, kAnnLastResult) == "Failed") {
+    st["failedStep"] = Ann(ann, kAnnFailedStep);
   }
   st["phase"] = phase;
   st["reason"] = reason;

@@ -140,6 +140,77 @@ absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
   return key;
 }
 
+absl::Status ReadSecretRef(const json& obj, const char* field, const std::string& path,
+                           std::string* name, const char* key_field, std::string* key) {
+  const json* ref = Find(obj, field);
+  if (ref == nullptr) return absl::OkStatus();
+  if (!ref->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be an object"));
+  }
+  const std::string p = absl::StrCat(path, field, ".");
+  RETURN_IF_ERROR(ReadString(*ref, "name", p, name));
+  RETURN_IF_ERROR(ReadString(*ref, key_field, p, key));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PostgresTarget> ParsePostgres(const json& pg) {
+  const std::string p = "spec.target.postgresql.";
+  if (!pg.is_object())
+    return absl::InvalidArgumentError("spec.target.postgresql: must be an object");
+  PostgresTarget t;
+  RETURN_IF_ERROR(ReadString(pg, "host", p, &t.host));
+  if (const json* port = Find(pg, "port"); port != nullptr) {
+    if (!port->is_number_integer() || port->get<int64_t>() < 1 || port->get<int64_t>() > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "port: must be an integer 1..65535"));
+    }
+    t.port = static_cast<int32_t>(port->get<int64_t>());
+  }
+  RETURN_IF_ERROR(ReadString(pg, "database", p, &t.database));
+  RETURN_IF_ERROR(ReadString(pg, "sslMode", p, &t.ssl_mode));
+  RETURN_IF_ERROR(ReadSecretRef(pg, "caSecretRef", p, &t.ca_secret, "key", &t.ca_key));
+  if (const json* admin = Find(pg, "adminSecretRef"); admin != nullptr) {
+    if (!admin->is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(p, "adminSecretRef: must be an object"));
+    }
+    const std::string ap = p + "adminSecretRef.";
+    RETURN_IF_ERROR(ReadString(*admin, "name", ap, &t.admin_secret));
+    RETURN_IF_ERROR(ReadString(*admin, "usernameKey", ap, &t.admin_username_key));
+    RETURN_IF_ERROR(ReadString(*admin, "passwordKey", ap, &t.admin_password_key));
+  }
+  std::string strategy = "SingleUser";
+  RETURN_IF_ERROR(ReadString(pg, "strategy", p, &strategy));
+  if (strategy == "SingleUser") {
+    t.strategy = DbStrategy::kSingleUser;
+  } else if (strategy == "AlternatingUsers") {
+    t.strategy = DbStrategy::kAlternatingUsers;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, "strategy: must be SingleUser or AlternatingUsers, not \"", strategy, "\""));
+  }
+  RETURN_IF_ERROR(ReadString(pg, "user", p, &t.user));
+  if (const json* users = Find(pg, "users"); users != nullptr) {
+    if (!users->is_array()) return absl::InvalidArgumentError(p + "users: must be a list");
+    for (const json& u : *users) {
+      if (!u.is_string()) return absl::InvalidArgumentError(p + "users: names must be strings");
+      t.users.push_back(u.get<std::string>());
+    }
+  }
+  RETURN_IF_ERROR(ReadString(pg, "memberOf", p, &t.member_of));
+  RETURN_IF_ERROR(ReadString(pg, "usernameKey", p, &t.username_key));
+  return t;
+}
+
+// A PostgreSQL role name Capstan accepts: what needs no surprise when quoted.
+bool ValidRoleName(const std::string& n) {
+  if (n.empty() || n.size() > 63) return false;
+  for (char c : n) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
 absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
   if (!obj.is_object()) return absl::InvalidArgumentError("a SecretRotation must be an object");
   std::string kind;
@@ -224,6 +295,13 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
           absl::StrCat("spec.onFailure.action: must be Restore or Keep, not \"", action, "\""));
     }
     RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure.", &s.health_timeout));
+  }
+  if (const json* target = Find(*spec, "target"); target != nullptr) {
+    if (!target->is_object()) return absl::InvalidArgumentError("spec.target: must be an object");
+    if (const json* pg = Find(*target, "postgresql"); pg != nullptr) {
+      ASSIGN_OR_RETURN(PostgresTarget t, ParsePostgres(*pg));
+      s.postgresql = std::move(t);
+    }
   }
   return sr;
 }
@@ -340,6 +418,63 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
   }
   if (s.consumer_mode != ConsumerMode::kExplicit && !s.consumer_deployments.empty()) {
     problems.push_back("spec.consumers.deployments: only used when mode is Explicit");
+  }
+  if (s.postgresql) {
+    const PostgresTarget& t = *s.postgresql;
+    const std::string p = "spec.target.postgresql.";
+    if (s.keys.size() != 1) {
+      problems.push_back("spec.keys: a postgresql target rotates exactly one key (the password)");
+    } else if (s.keys[0].name == t.username_key) {
+      problems.push_back(absl::StrCat(p, "usernameKey: must differ from the password key \"",
+                                      s.keys[0].name, "\""));
+    }
+    if (!ValidDataKey(t.username_key) || IsReservedDataKey(t.username_key)) {
+      problems.push_back(absl::StrCat(p, "usernameKey: not a valid Secret data key"));
+    }
+    if (t.host.empty()) problems.push_back(p + "host: required");
+    if (t.database.empty()) problems.push_back(p + "database: required");
+    static const std::set<std::string> kModes = {"disable", "allow",     "prefer",
+                                                 "require", "verify-ca", "verify-full"};
+    if (kModes.count(t.ssl_mode) == 0) {
+      problems.push_back(absl::StrCat(
+          p, "sslMode: must be disable, allow, prefer, require, verify-ca or verify-full"));
+    }
+    if (t.admin_secret.empty()) problems.push_back(p + "adminSecretRef.name: required");
+    if (t.admin_secret == s.secret_name || (!t.ca_secret.empty() && t.ca_secret == s.secret_name)) {
+      problems.push_back(absl::StrCat(p,
+                                      "adminSecretRef/caSecretRef: must not name the rotated "
+                                      "Secret"));
+    }
+    if (s.strategy != Strategy::kReplace) {
+      problems.push_back(
+          "spec.strategy.type: must be Replace with a postgresql target (AlternatingUsers keeps "
+          "the previous credential working)");
+    }
+    if (t.strategy == DbStrategy::kSingleUser) {
+      if (!ValidRoleName(t.user)) {
+        problems.push_back(absl::StrCat(
+            p, "user: required with SingleUser (letters, digits, '_', '-', '.'; at most 63)"));
+      }
+      if (!t.users.empty()) problems.push_back(p + "users: only used with AlternatingUsers");
+      if (!t.member_of.empty()) problems.push_back(p + "memberOf: only used with AlternatingUsers");
+    } else {
+      if (t.users.size() != 2 || t.users[0] == t.users[1]) {
+        problems.push_back(
+            absl::StrCat(p, "users: AlternatingUsers needs exactly two different users, found ",
+                         t.users.size()));
+      }
+      for (const std::string& u : t.users) {
+        if (!ValidRoleName(u)) {
+          problems.push_back(absl::StrCat(p, "users: \"", u,
+                                          "\" is not a role name Capstan accepts (letters, "
+                                          "digits, '_', '-', '.'; at most 63)"));
+        }
+      }
+      if (!t.user.empty()) problems.push_back(p + "user: only used with SingleUser");
+      if (!t.member_of.empty() && !ValidRoleName(t.member_of)) {
+        problems.push_back(absl::StrCat(p, "memberOf: not a role name Capstan accepts"));
+      }
+    }
   }
   return problems;
 }

@@ -47,7 +47,7 @@ Capstan $version for linux/amd64 (revision $revision)
 
 Built on Debian 12 (bookworm); it needs the shared libraries the operator image
 installs: apt-get install libcpprest2.10 libspdlog1.10 libfmt9
-libprometheus-cpp-core1.0 libssl3 ca-certificates tzdata
+libprometheus-cpp-core1.0 libssl3 libpq5 ca-certificates tzdata
 
 The image: ghcr.io/capstan-dev/capstan:$version (the Helm chart's default).
 TXT

@@ -35,6 +35,7 @@
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
+#include "capstan/secrets/database.h"
 #include "capstan/secrets/generator.h"
 
 namespace capstan::controller {
@@ -53,6 +54,9 @@ class SecretRotationController {
     // While a rotation waits for consumers, how often to look again.
     absl::Duration poll = absl::Seconds(2);
     absl::Duration resync = absl::Minutes(10);
+    // The client for spec.target.postgresql (pgsql::PostgresDatabase in the binary, a
+    // fake in tests); null: such SecretRotations fail their database steps.
+    secrets::PasswordDatabase* database = nullptr;
   };
 
   SecretRotationController(kube::Client& client, Options options, SecretRotationEventSink events,

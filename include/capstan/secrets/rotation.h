@@ -27,6 +27,25 @@
 //   Restoring ----------> Idle         consumers re-stamped with the restored version
 //   Idle --grace over---> Idle         <key>_previous removed
 //
+// With spec.target.postgresql the database changes before any consumer sees a
+// value, as effects the plan names (RotationPlan::db) and the controller
+// performs before the step's Secret write (secrets/database.h):
+//
+//   Idle --due--> Pending     db: log in as the admin first (step "connect");
+//                             the pending user (capstan.dev/rotation-pending-user)
+//                             is recorded: the inactive one of users
+//                             (AlternatingUsers) or user (SingleUser)
+//   Pending ----> Swapped     db: the pending user gets the pending password (created
+//                             and made a member of memberOf when missing), then logs
+//                             in with it (steps "set", "test"); a login that already
+//                             works means a killed process did it: not set again.
+//                             Then <usernameKey> and <key> switch in one write.
+//   Restarted --timeout--> Restoring   SingleUser: db: the rollback password is set
+//                             back first; AlternatingUsers: the previous user's password
+//                             never changed, the Secret alone switches back.
+//   a db step fails (Idle/Pending) --> Idle, Failed, pending keys dropped, nothing
+//                             switched (PlanDatabaseFailure); status names the step.
+//
 // A generated value is written exactly once (into a pending key) and only
 // ever copied afterwards, so no value is lost to a crash between steps.
 // Missed schedules: due means now >= last-attempt + interval, and a rotation
@@ -60,6 +79,12 @@ inline constexpr char kAnnLastResult[] = "capstan.dev/rotation-last-result";
 inline constexpr char kAnnMessage[] = "capstan.dev/rotation-message";
 inline constexpr char kAnnTrigger[] = "capstan.dev/rotation-trigger";
 inline constexpr char kAnnPreviousExpires[] = "capstan.dev/previous-expires";
+// Database targets: the user the pending password is for, the user in use and the one
+// before it (names only), the database step that failed last.
+inline constexpr char kAnnPendingUser[] = "capstan.dev/rotation-pending-user";
+inline constexpr char kAnnUser[] = "capstan.dev/rotation-user";
+inline constexpr char kAnnPreviousUser[] = "capstan.dev/rotation-previous-user";
+inline constexpr char kAnnFailedStep[] = "capstan.dev/rotation-failed-step";
 // On the SecretRotation: a manual trigger (any new token rotates once).
 inline constexpr char kAnnRotate[] = "capstan.dev/rotate";
 // On consumer pod templates, one annotation per rotated Secret (a Deployment
@@ -111,6 +136,7 @@ enum class Action {
   kRestart,  // stamp consumers, then record the state
   kComplete,
   kRestore,
+  kAbort,  // a database step failed: drop pending values, switch nothing
 };
 std::string ActionName(Action a);
 
@@ -119,7 +145,9 @@ std::string ActionName(Action a);
 struct SecretChange {
   std::vector<std::pair<std::string, size_t>> generate;   // data key <- spec.keys[i]
   std::vector<std::pair<std::string, std::string>> copy;  // to <- from
-  std::vector<std::string> remove;                        // data keys
+  // data key <- a literal that is not a secret (a database user name)
+  std::vector<std::pair<std::string, std::string>> set_values;
+  std::vector<std::string> remove;  // data keys
   std::map<std::string, std::string> set_annotations;
   std::vector<std::string> remove_annotations;
 };
@@ -130,8 +158,18 @@ struct PlanEvent {
   std::string note;  // names Secret and keys, never a value
 };
 
+// A database effect the controller performs before the step's Secret write.
+struct DatabaseStep {
+  enum class Kind { kNone, kCheckAdmin, kSetPassword } kind = Kind::kNone;
+  std::string user;
+  std::string password_key;  // the data key whose (current) value is the password
+  bool create = false;       // create the role when missing
+  std::string member_of;
+};
+
 struct RotationPlan {
   Action action = Action::kNone;
+  DatabaseStep db;
   SecretChange change;
   // Deployments whose pod template gets StampAnnotationKey(secret)=stamp_value,
   // before the Secret write.
@@ -148,11 +186,17 @@ struct RotationInput {
   ObservedSecret secret;
   std::vector<ConsumerView> consumers;
   absl::Time now;
+  // Database targets: the value of the Secret's username key (a name, not a secret).
+  std::string db_user;
   // While waiting for consumers, how often to look again.
   absl::Duration poll = absl::Seconds(2);
 };
 
 RotationPlan PlanRotation(const RotationInput& in);
+// The step instead of PlanRotation's when its database effect failed at `step`
+// (connect, set, test). Only for the Idle and Pending states (nothing switched yet).
+RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& step,
+                                 const std::string& message);
 
 // The annotations after `change` is applied to `before`.
 std::map<std::string, std::string> ApplyAnnotations(

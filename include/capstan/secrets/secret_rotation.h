@@ -49,6 +49,28 @@ enum class Strategy { kReplace, kKeepPrevious };
 enum class ConsumerMode { kAuto, kExplicit, kNone };
 enum class FailureAction { kRestore, kKeep };
 
+// spec.target.postgresql: the rotated password is set in PostgreSQL before any
+// consumer sees it (see rotation.h for the steps and database.h for the client).
+enum class DbStrategy { kSingleUser, kAlternatingUsers };
+
+struct PostgresTarget {
+  std::string host;
+  int32_t port = 5432;
+  std::string database = "postgres";
+  std::string ssl_mode = "require";  // libpq sslmode
+  std::string ca_secret;             // optional: a Secret holding the server's CA (PEM)
+  std::string ca_key = "ca.crt";
+  std::string admin_secret;  // a role allowed to CREATE/ALTER ROLE
+  std::string admin_username_key = "username";
+  std::string admin_password_key = "password";
+  DbStrategy strategy = DbStrategy::kSingleUser;
+  std::string user;                // SingleUser
+  std::vector<std::string> users;  // AlternatingUsers: exactly two
+  std::string member_of;           // AlternatingUsers: role carrying the grants
+  // The managed Secret's data key holding the user name (written by Capstan).
+  std::string username_key = "username";
+};
+
 struct SecretRotationSpec {
   std::string secret_name;
   std::vector<KeySpec> keys;
@@ -62,6 +84,8 @@ struct SecretRotationSpec {
   // A Secret that exists and was not created by Capstan is only taken over
   // when this is true (see docs/design.md, "SecretRotation ownership").
   bool adopt_existing = false;
+  // Where the credential is checked; unset: the value belongs to the application.
+  std::optional<PostgresTarget> postgresql;
 };
 
 struct SecretRotation {

@@ -72,6 +72,16 @@ TEST(CrdTest, DefaultsMatchTheParser) {
   EXPECT_EQ(*ParseGoDuration(spec["onFailure"]["properties"]["healthTimeout"]["default"]),
             s.health_timeout);
   EXPECT_EQ(spec["adoptExisting"]["default"], s.adopt_existing);
+  const json pg = spec["target"]["properties"]["postgresql"]["properties"];
+  const PostgresTarget t;
+  EXPECT_EQ(pg["port"]["default"], t.port);
+  EXPECT_EQ(pg["database"]["default"], t.database);
+  EXPECT_EQ(pg["sslMode"]["default"], t.ssl_mode);
+  EXPECT_EQ(pg["caSecretRef"]["properties"]["key"]["default"], t.ca_key);
+  EXPECT_EQ(pg["adminSecretRef"]["properties"]["usernameKey"]["default"], t.admin_username_key);
+  EXPECT_EQ(pg["adminSecretRef"]["properties"]["passwordKey"]["default"], t.admin_password_key);
+  EXPECT_EQ(pg["strategy"]["default"], "SingleUser");
+  EXPECT_EQ(pg["usernameKey"]["default"], t.username_key);
 }
 
 }  // namespace

@@ -175,16 +175,19 @@ TEST(DataKeysTest, Reserved) {
 }
 
 TEST(ExampleTest, ExamplesParseAndValidate) {
-  std::ifstream f(std::string(CAPSTAN_SOURCE_DIR) + "/examples/secretrotation.yaml");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  absl::StatusOr<std::vector<json>> docs = api::YamlToJson(ss.str());
-  ASSERT_TRUE(docs.ok()) << docs.status();
-  ASSERT_EQ(docs->size(), 3u);
-  for (const json& doc : *docs) {
-    absl::StatusOr<SecretRotation> sr = ParseSecretRotation(doc);
-    ASSERT_TRUE(sr.ok()) << sr.status();
-    EXPECT_TRUE(ValidateSecretRotation(*sr).empty()) << sr->name;
+  for (const auto& [file, count] : {std::pair<std::string, size_t>{"secretrotation.yaml", 3},
+                                    {"secretrotation-postgresql.yaml", 1}}) {
+    std::ifstream f(std::string(CAPSTAN_SOURCE_DIR) + "/examples/" + file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    absl::StatusOr<std::vector<json>> docs = api::YamlToJson(ss.str());
+    ASSERT_TRUE(docs.ok()) << docs.status();
+    ASSERT_EQ(docs->size(), count) << file;
+    for (const json& doc : *docs) {
+      absl::StatusOr<SecretRotation> sr = ParseSecretRotation(doc);
+      ASSERT_TRUE(sr.ok()) << sr.status();
+      EXPECT_TRUE(ValidateSecretRotation(*sr).empty()) << sr->name;
+    }
   }
 }
 

@@ -1,0 +1,357 @@
+// SecretRotation with spec.target.postgresql: the planner's database steps, run by an
+// in-memory shell against a fake database, and EnsurePassword's step detection.
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "capstan/secrets/database.h"
+#include "capstan/secrets/rotation.h"
+#include "capstan/secrets/secret_rotation.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace capstan::secrets {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+// Users and their passwords; the admin may or may not create/alter roles.
+class FakeDatabase : public PasswordDatabase {
+ public:
+  std::map<std::string, std::string> passwords = {{"admin", "admin-pw"}};
+  std::set<std::string> members;  // "user>group"
+  bool admin_may_alter = true;
+  bool reachable = true;
+  int sets = 0;
+
+  absl::Status TryLogin(const DbConnection&, const DbCredential& login) override {
+    if (!reachable) return absl::UnavailableError("connection refused");
+    auto it = passwords.find(login.user);
+    if (it == passwords.end() || it->second != login.password) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("password authentication failed for user \"", login.user, "\""));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status SetPassword(const DbConnection& c, const DbCredential& admin,
+                           const DbCredential& target, bool create,
+                           const std::string& member_of) override {
+    if (absl::Status s = TryLogin(c, admin); !s.ok()) return s;
+    if (!admin_may_alter) return absl::PermissionDeniedError("permission denied to alter role");
+    if (!passwords.count(target.user) && !create) {
+      return absl::FailedPreconditionError("role does not exist");
+    }
+    ++sets;
+    passwords[target.user] = target.password;
+    if (!member_of.empty()) members.insert(target.user + ">" + member_of);
+    return absl::OkStatus();
+  }
+};
+
+SecretRotation Alternating() {
+  SecretRotation sr;
+  sr.name = "db";
+  sr.ns = "shop";
+  sr.uid = "uid-1";
+  sr.generation = 1;
+  sr.spec.secret_name = "db-creds";
+  KeySpec k;
+  k.name = "password";
+  k.kind = KeySpec::Kind::kPassword;
+  sr.spec.keys = {k};
+  sr.spec.interval = absl::Hours(720);
+  sr.spec.health_timeout = absl::Minutes(5);
+  PostgresTarget t;
+  t.host = "db";
+  t.admin_secret = "db-admin";
+  t.strategy = DbStrategy::kAlternatingUsers;
+  t.users = {"app_a", "app_b"};
+  t.member_of = "app";
+  sr.spec.postgresql = t;
+  return sr;
+}
+
+SecretRotation Single() {
+  SecretRotation sr = Alternating();
+  sr.spec.postgresql->strategy = DbStrategy::kSingleUser;
+  sr.spec.postgresql->users.clear();
+  sr.spec.postgresql->member_of.clear();
+  sr.spec.postgresql->user = "app";
+  return sr;
+}
+
+// The controller, in memory: the plan's database effect first (failing steps become
+// PlanDatabaseFailure), then the Secret write.
+struct Shell {
+  const SecretRotation* sr;
+  FakeDatabase db;
+  bool exists = false;
+  std::map<std::string, std::string> data, annotations;
+  int generated = 0;
+  std::map<std::string, std::string> stamps;  // consumer -> its pod template stamp
+
+  RotationInput Input(absl::Time now, std::vector<ConsumerView> consumers) const {
+    RotationInput in;
+    in.rotation = sr;
+    in.secret.exists = exists;
+    in.secret.annotations = annotations;
+    for (const auto& [k, v] : data) in.secret.data_keys.insert(k);
+    for (ConsumerView& c : consumers) c.stamped = stamps.count(c.name) ? stamps.at(c.name) : "";
+    in.consumers = std::move(consumers);
+    in.now = now;
+    auto it = data.find(sr->spec.postgresql->username_key);
+    if (it != data.end()) in.db_user = it->second;
+    return in;
+  }
+  RotationPlan Step(absl::Time now, std::vector<ConsumerView> consumers = {}) {
+    const RotationInput in = Input(now, std::move(consumers));
+    RotationPlan p = PlanRotation(in);
+    const DbConnection conn{"db", 5432, "postgres", "disable", ""};
+    const DbCredential admin{"admin", "admin-pw"};
+    if (p.db.kind != DatabaseStep::Kind::kNone) {
+      DbStepOutcome o =
+          p.db.kind == DatabaseStep::Kind::kCheckAdmin
+              ? CheckAdmin(db, conn, admin)
+              : EnsurePassword(db, conn, admin, {p.db.user, data.at(p.db.password_key)},
+                               p.db.create, p.db.member_of);
+      if (!o.ok) p = PlanDatabaseFailure(in, o.step, o.message);
+    }
+    if (p.action == Action::kCreate) exists = true;
+    for (const std::string& c : p.stamp) stamps[c] = p.stamp_value;
+    std::map<std::string, std::string> next = data;
+    for (const auto& [dk, i] : p.change.generate) next[dk] = absl::StrCat("pw", ++generated);
+    for (const auto& [to, from] : p.change.copy) next[to] = data.at(from);
+    for (const auto& [to, v] : p.change.set_values) next[to] = v;
+    for (const std::string& k : p.change.remove) next.erase(k);
+    data = next;
+    annotations = ApplyAnnotations(annotations, p.change);
+    return p;
+  }
+  std::string State() const {
+    auto it = annotations.find(kAnnState);
+    return it == annotations.end() ? "Idle" : it->second;
+  }
+  // The Secret's credential logs in (what a consumer would do).
+  bool SecretLogsIn() {
+    if (!data.count("username") || !data.count("password")) return true;  // nothing held
+    return db.TryLogin({}, {data["username"], data["password"]}).ok();
+  }
+  // Runs steps until Idle again, checking the Secret's credential after each step.
+  void Converge(absl::Time now, std::vector<ConsumerView> consumers = {}) {
+    for (int i = 0; i < 10; ++i) {
+      Step(now, consumers);
+      EXPECT_TRUE(SecretLogsIn()) << "after step " << i << " in " << State();
+      if (State() == "Idle") return;
+    }
+    ADD_FAILURE() << "did not converge";
+  }
+};
+
+ConsumerView Healthy() { return {.name = "api", .stamped = "", .healthy = true}; }
+
+TEST(DatabaseRotationTest, AlternatingUsersNeverHoldARejectedCredential) {
+  SecretRotation sr = Alternating();
+  Shell s{&sr};
+  EXPECT_EQ(s.Step(kT0).action, Action::kCreate);
+  EXPECT_THAT(s.data, IsEmpty()) << "no value before the database has it";
+  // First rotation: app_a gets the password, then the Secret names it.
+  RotationPlan p = s.Step(kT0);
+  EXPECT_EQ(p.action, Action::kWritePending);
+  EXPECT_EQ(p.db.kind, DatabaseStep::Kind::kCheckAdmin);
+  EXPECT_EQ(s.annotations[kAnnPendingUser], "app_a");
+  EXPECT_FALSE(s.data.count("password"));
+  s.Converge(kT0, {Healthy()});
+  EXPECT_EQ(s.data["username"], "app_a");
+  EXPECT_EQ(s.db.passwords["app_a"], s.data["password"]);
+  EXPECT_TRUE(s.db.members.count("app_a>app"));
+  const std::string a_password = s.data["password"];
+
+  // The next rotation goes to app_b; app_a keeps working until the one after.
+  const absl::Time t1 = kT0 + absl::Hours(721);
+  s.Converge(t1, {Healthy()});
+  EXPECT_EQ(s.data["username"], "app_b");
+  EXPECT_EQ(s.db.passwords["app_a"], a_password) << "the previous user is untouched";
+  EXPECT_EQ(s.db.passwords["app_b"], s.data["password"]);
+  EXPECT_EQ(s.annotations[kAnnUser], "app_b");
+  EXPECT_EQ(s.annotations[kAnnPreviousUser], "app_a");
+  EXPECT_FALSE(s.data.count(RollbackKey("password")));
+  s.Converge(t1 + absl::Hours(721), {Healthy()});
+  EXPECT_EQ(s.data["username"], "app_a");
+  EXPECT_NE(s.db.passwords["app_a"], a_password);
+}
+
+TEST(DatabaseRotationTest, ASetStepAlreadyDoneIsDetectedNotRedone) {
+  SecretRotation sr = Alternating();
+  Shell s{&sr};
+  s.Step(kT0);
+  s.Step(kT0);  // Pending, pending user app_a
+  ASSERT_EQ(s.State(), "Pending");
+  // A process set the password and was killed before the Secret write.
+  s.db.passwords["app_a"] = s.data.at(PendingKey("password"));
+  s.Step(kT0);
+  EXPECT_EQ(s.State(), "Swapped");
+  EXPECT_EQ(s.db.sets, 0) << "found by logging in, not set again";
+  EXPECT_EQ(s.data["username"], "app_a");
+}
+
+TEST(DatabaseRotationTest, AdminWithoutPrivilegeSwitchesNothingAndNamesTheStep) {
+  SecretRotation sr = Alternating();
+  Shell s{&sr};
+  s.Step(kT0);
+  s.Converge(kT0, {Healthy()});
+  const auto before = s.data;
+  s.db.admin_may_alter = false;
+  const absl::Time t1 = kT0 + absl::Hours(721);
+  s.Step(t1);  // Pending
+  RotationPlan p = s.Step(t1);
+  EXPECT_EQ(p.action, Action::kAbort);
+  EXPECT_EQ(p.result, "failed");
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].type, "Warning");
+  EXPECT_THAT(p.events[0].note, HasSubstr("database step set failed"));
+  EXPECT_THAT(p.events[0].note, HasSubstr("permission denied"));
+  EXPECT_EQ(s.State(), "Idle");
+  EXPECT_EQ(s.data, before) << "pending value dropped, nothing switched";
+  nlohmann::json st = ComputeStatus(sr, s.annotations, {}, t1, nlohmann::json::object());
+  EXPECT_EQ(st["phase"], "Failed");
+  EXPECT_EQ(st["reason"], "DatabaseStepFailed");
+  EXPECT_EQ(st["failedStep"], "set");
+  EXPECT_EQ(st["currentUser"], "app_a");
+  // Not retried before the next interval.
+  EXPECT_EQ(s.Step(t1).action, Action::kNone);
+}
+
+TEST(DatabaseRotationTest, UnreachableDatabaseWritesNoValue) {
+  SecretRotation sr = Alternating();
+  Shell s{&sr};
+  s.Step(kT0);
+  s.Converge(kT0, {Healthy()});
+  const auto before = s.data;
+  s.db.reachable = false;
+  RotationPlan p = s.Step(kT0 + absl::Hours(721));
+  EXPECT_EQ(p.action, Action::kAbort);
+  EXPECT_EQ(s.data, before);
+  EXPECT_EQ(s.annotations[kAnnFailedStep], "connect");
+  EXPECT_THAT(s.annotations[kAnnMessage], HasSubstr("as admin admin"));
+}
+
+TEST(DatabaseRotationTest, UnhealthyConsumersSwitchBackToThePreviousUser) {
+  SecretRotation sr = Alternating();
+  Shell s{&sr};
+  s.Step(kT0);
+  s.Converge(kT0, {Healthy()});
+  const auto before = s.data;
+  const absl::Time t1 = kT0 + absl::Hours(721);
+  ConsumerView sick{.name = "api", .stamped = "", .healthy = false, .why = "0/1 available"};
+  for (int i = 0; i < 3; ++i) s.Step(t1, {sick});
+  ASSERT_EQ(s.State(), "Restarted");
+  ASSERT_EQ(s.data["username"], "app_b");
+  RotationPlan p = s.Step(t1 + absl::Minutes(6), {sick});
+  EXPECT_EQ(p.action, Action::kRestore);
+  EXPECT_EQ(p.db.kind, DatabaseStep::Kind::kNone) << "app_a's password never changed";
+  EXPECT_EQ(s.data["username"], "app_a");
+  EXPECT_EQ(s.data["password"], before.at("password"));
+  EXPECT_TRUE(s.SecretLogsIn());
+  EXPECT_EQ(s.annotations[kAnnUser], "app_a");
+}
+
+TEST(DatabaseRotationTest, SingleUserSetsThePasswordBackWhenRestoring) {
+  SecretRotation sr = Single();
+  Shell s{&sr};
+  s.db.passwords["app"] = "unknown";
+  s.Step(kT0);
+  s.Converge(kT0, {Healthy()});
+  EXPECT_EQ(s.data["username"], "app");
+  const std::string first = s.data["password"];
+  EXPECT_EQ(s.db.passwords["app"], first);
+  const absl::Time t1 = kT0 + absl::Hours(721);
+  ConsumerView sick{.name = "api", .stamped = "", .healthy = false, .why = "0/1 available"};
+  for (int i = 0; i < 3; ++i) s.Step(t1, {sick});
+  ASSERT_EQ(s.State(), "Restarted");
+  EXPECT_NE(s.db.passwords["app"], first);
+  RotationPlan p = s.Step(t1 + absl::Minutes(6), {sick});
+  EXPECT_EQ(p.action, Action::kRestore);
+  EXPECT_EQ(p.db.password_key, RollbackKey("password"));
+  EXPECT_EQ(s.db.passwords["app"], first) << "the database first";
+  EXPECT_EQ(s.data["password"], first) << "then the Secret";
+}
+
+TEST(DatabaseRotationTest, SingleUserNeverCreatesTheRole) {
+  SecretRotation sr = Single();
+  Shell s{&sr};
+  s.Step(kT0);
+  s.Step(kT0);
+  RotationPlan p = s.Step(kT0);
+  EXPECT_EQ(p.action, Action::kAbort);
+  EXPECT_EQ(s.annotations[kAnnFailedStep], "set");
+  EXPECT_FALSE(s.db.passwords.count("app"));
+}
+
+TEST(DatabaseRotationTest, MessagesNeverCarryAPassword) {
+  class Echo : public FakeDatabase {
+    absl::Status SetPassword(const DbConnection&, const DbCredential&, const DbCredential& t, bool,
+                             const std::string&) override {
+      return absl::PermissionDeniedError("syntax error near '" + t.password + "'");
+    }
+  } db;
+  DbStepOutcome o = EnsurePassword(db, {}, {"admin", "admin-pw"}, {"u", "s3cret-value"}, true, "");
+  EXPECT_FALSE(o.ok);
+  EXPECT_EQ(o.step, "set");
+  EXPECT_THAT(o.message, testing::Not(HasSubstr("s3cret-value")));
+  EXPECT_THAT(o.message, HasSubstr("[redacted]"));
+  db.passwords["u"] = "s3cret-value";
+  o = EnsurePassword(db, {}, {"admin", "wrong"}, {"u", "s3cret-value"}, true, "");
+  EXPECT_TRUE(o.ok && o.already_done);
+}
+
+TEST(DatabaseRotationTest, ValidationOfTheTarget) {
+  SecretRotation sr = Alternating();
+  EXPECT_THAT(ValidateSecretRotation(sr), IsEmpty());
+  sr.spec.postgresql->users = {"app_a"};
+  EXPECT_THAT(ValidateSecretRotation(sr),
+              testing::Contains(HasSubstr("exactly two different users, found 1")));
+  sr = Alternating();
+  sr.spec.keys.push_back(sr.spec.keys[0]);
+  sr.spec.keys[1].name = "other";
+  EXPECT_THAT(ValidateSecretRotation(sr), testing::Contains(HasSubstr("exactly one key")));
+  sr = Single();
+  sr.spec.postgresql->user = "";
+  EXPECT_THAT(ValidateSecretRotation(sr), testing::Contains(HasSubstr("user: required")));
+  sr = Single();
+  sr.spec.strategy = Strategy::kKeepPrevious;
+  EXPECT_THAT(ValidateSecretRotation(sr), testing::Contains(HasSubstr("must be Replace")));
+}
+
+TEST(DatabaseRotationTest, ParsesTheTarget) {
+  auto sr = ParseSecretRotation(nlohmann::json::parse(R"({
+    "metadata": {"name": "db"},
+    "spec": {"secretName": "db-creds", "interval": "720h",
+             "keys": [{"name": "password", "password": {"length": 32}}],
+             "target": {"postgresql": {
+               "host": "pg.db.svc", "port": 6432, "database": "shop", "sslMode": "verify-full",
+               "caSecretRef": {"name": "pg-ca"},
+               "adminSecretRef": {"name": "pg-admin", "usernameKey": "user"},
+               "strategy": "AlternatingUsers", "users": ["shop_a", "shop_b"],
+               "memberOf": "shop"}}}})"));
+  ASSERT_TRUE(sr.ok()) << sr.status();
+  ASSERT_TRUE(sr->spec.postgresql.has_value());
+  const PostgresTarget& t = *sr->spec.postgresql;
+  EXPECT_EQ(t.port, 6432);
+  EXPECT_EQ(t.ca_secret, "pg-ca");
+  EXPECT_EQ(t.ca_key, "ca.crt");
+  EXPECT_EQ(t.admin_username_key, "user");
+  EXPECT_EQ(t.admin_password_key, "password");
+  EXPECT_EQ(t.strategy, DbStrategy::kAlternatingUsers);
+  EXPECT_THAT(ValidateSecretRotation(*sr), IsEmpty());
+  EXPECT_FALSE(ParseSecretRotation(nlohmann::json::parse(R"({"spec": {"target": {"postgresql":
+      {"strategy": "Dual"}}}})"))
+                   .ok());
+}
+
+}  // namespace
+}  // namespace capstan::secrets

@@ -12,11 +12,12 @@
 # The bases are pinned to a Debian 12 point release. `make image` builds them from
 # Debian's packages (tests/image/bases.sh) under exactly these names.
 FROM debian:12.15 AS build
-# Downloaded packages and apt lists live in cache mounts, never in a layer; a changed
-# package list downloads only what is new. (Docker's debian images delete downloaded
-# packages after each install: docker-clean.)
+# Downloaded packages live in a cache mount, never in a layer; a changed package list
+# downloads only what is new. (Docker's debian images delete downloaded packages after
+# each install: docker-clean.) The apt lists are not a cache mount: `apt-get update`
+# deletes files it does not know in /var/lib/apt/lists, buildah's lock file of the mount
+# among them, and the next stage's RUN then waits on that lock forever.
 RUN --mount=type=cache,id=capstan-apt-cache,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=capstan-apt-lists,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config git ca-certificates ccache \
@@ -35,12 +36,11 @@ FROM debian:12.15-slim
 # tzdata: Environment freeze windows name IANA time zones (Europe/Berlin); abseil reads
 # them from /usr/share/zoneinfo, which the slim image does not carry.
 RUN --mount=type=cache,id=capstan-apt-cache,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=capstan-apt-lists,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates tzdata libcpprest2.10 libspdlog1.10 libfmt9 \
       libprometheus-cpp-core1.0 libssl3 libpq5 \
-    && rm -rf /var/log/* /var/cache/debconf/*-old /var/lib/dpkg/*-old
+    && rm -rf /var/log/* /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/lib/apt/lists/*
 COPY --from=build /build/capstan /usr/local/bin/capstan
 # A numeric user, so Kubernetes can verify runAsNonRoot without a passwd entry.
 USER 65532:65532

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -60,7 +61,11 @@ ABSL_FLAG(int, kube_api_burst, 30, "Client-side API request burst (with --kube_a
 ABSL_FLAG(int, resync_seconds, 600, "Re-check every Release this often without events.");
 ABSL_FLAG(bool, secret_rotation, true,
           "Run the SecretRotation controller (needs the chart's Secrets RBAC; the chart's "
-          "secretRotation.enabled=false turns both off).");
+          "secretRotation.enabled=false, its default, turns both off).");
+ABSL_FLAG(std::vector<std::string>, secret_namespaces, {},
+          "With --secret_rotation: the namespaces whose SecretRotations and Secrets are "
+          "handled (one controller and one set of informers each, so Secret access can be "
+          "granted per namespace with Roles); empty: --namespace, or all namespaces.");
 
 namespace capstan {
 
@@ -147,14 +152,42 @@ int RunOperator() {
   so.resync = co.resync;
   pgsql::PostgresDatabase postgres;
   so.database = &postgres;
-  std::unique_ptr<controller::SecretRotationController> rotations;
+  // One controller per namespace of --secret_namespaces (or one for all).
+  struct RotationSet {
+    std::vector<std::unique_ptr<controller::SecretRotationController>> each;
+    bool HasSynced() const {
+      for (const auto& c : each) {
+        if (!c->HasSynced()) return false;
+      }
+      return true;
+    }
+    void StartCaches() {
+      for (auto& c : each) c->StartCaches();
+    }
+    void StartWorkers() {
+      for (auto& c : each) c->StartWorkers();
+    }
+    void Stop() {
+      for (auto& c : each) c->Stop();
+    }
+  };
+  std::unique_ptr<RotationSet> rotations;
   if (absl::GetFlag(FLAGS_secret_rotation)) {
-    rotations = std::make_unique<controller::SecretRotationController>(
-        **client, so,
-        [&recorder](const kube::Object& regarding, const std::string& type,
-                    const std::string& reason, const std::string& note) {
-          recorder.Record(regarding, type, reason, "Rotate", note);
-        });
+    rotations = std::make_unique<RotationSet>();
+    auto& rotation_controllers = rotations->each;
+    std::vector<std::string> scopes = absl::GetFlag(FLAGS_secret_namespaces);
+    if (scopes.empty()) scopes.push_back(co.watch_namespace);
+    for (const std::string& scope : scopes) {
+      if (!co.watch_namespace.empty() && scope != co.watch_namespace) continue;
+      controller::SecretRotationController::Options one = so;
+      one.watch_namespace = scope;
+      rotation_controllers.push_back(std::make_unique<controller::SecretRotationController>(
+          **client, one,
+          [&recorder](const kube::Object& regarding, const std::string& type,
+                      const std::string& reason, const std::string& note) {
+            recorder.Record(regarding, type, reason, "Rotate", note);
+          }));
+    }
   }
 
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));

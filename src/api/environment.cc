@@ -230,6 +230,8 @@ absl::Status ParsePolicies(const json& p, EnvironmentPolicies* out) {
   }
   RETURN_IF_ERROR(ReadBool(p, "allowEmergency", path, &out->allow_emergency));
   ASSIGN_OR_RETURN(out->analysis, ParseAnalysisGateSpec(p, "analysis", path));
+  out->four_eyes = true;
+  RETURN_IF_ERROR(ReadBool(p, "fourEyes", path, &out->four_eyes));
   return absl::OkStatus();
 }
 
@@ -483,6 +485,8 @@ absl::StatusOr<ReleaseApproval> ParseApprovalImpl(const json& object) {
   }
   RETURN_IF_ERROR(ReadString(*spec, "release", "spec", &a.release));
   RETURN_IF_ERROR(ReadString(*spec, "revision", "spec", &a.revision));
+  RETURN_IF_ERROR(ReadString(*spec, "digest", "spec", &a.digest));
+  RETURN_IF_ERROR(ReadString(*spec, "releaseUID", "spec", &a.release_uid));
   RETURN_IF_ERROR(ReadString(*spec, "approvedBy", "spec", &a.approved_by));
   RETURN_IF_ERROR(ReadString(*spec, "comment", "spec", &a.comment));
   return a;

@@ -854,6 +854,9 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   RETURN_IF_ERROR(ReadColor(status, "activeColor", path, &out.active_color));
   RETURN_IF_ERROR(ReadColor(status, "previewColor", path, &out.preview_color));
   RETURN_IF_ERROR(ReadBool(status, "emergency", path, &out.emergency));
+  RETURN_IF_ERROR(ReadString(status, "emergencyBy", path, &out.emergency_by));
+  RETURN_IF_ERROR(ReadString(status, "desiredDigest", path, &out.desired_digest));
+  RETURN_IF_ERROR(ReadString(status, "appliedDigest", path, &out.applied_digest));
   RETURN_IF_ERROR(ReadString(status, "revert", path, &out.revert));
   RETURN_IF_ERROR(ReadString(status, "environment", path, &out.environment));
   RETURN_IF_ERROR(ReadString(status, "lastRetry", path, &out.last_retry));
@@ -874,6 +877,8 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
       RevisionRecord rec;
       RETURN_IF_ERROR(ReadString(h, "revision", hpath, &rec.revision));
       RETURN_IF_ERROR(ReadString(h, "phase", hpath, &rec.phase));
+      RETURN_IF_ERROR(ReadString(h, "digest", hpath, &rec.digest));
+      RETURN_IF_ERROR(ReadString(h, "templateDigest", hpath, &rec.template_digest));
       RETURN_IF_ERROR(ReadTime(h, "time", hpath, &rec.time));
       if (const json* images = Find(h, "images"); images != nullptr) {
         if (!images->is_array()) {
@@ -1100,6 +1105,9 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
   if (s.emergency) {
     out["emergency"] = true;
   }
+  set_string("emergencyBy", s.emergency_by);
+  set_string("desiredDigest", s.desired_digest);
+  set_string("appliedDigest", s.applied_digest);
   set_string("revert", s.revert);
   set_string("environment", s.environment);
   set_string("lastRetry", s.last_retry);
@@ -1116,6 +1124,12 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
     json history = json::array();
     for (const RevisionRecord& r : s.history) {
       json h = {{"revision", r.revision}};
+      if (!r.digest.empty()) {
+        h["digest"] = r.digest;
+      }
+      if (!r.template_digest.empty()) {
+        h["templateDigest"] = r.template_digest;
+      }
       if (!r.images.empty()) {
         h["images"] = r.images;
       }

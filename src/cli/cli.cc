@@ -67,7 +67,7 @@ Releases:
   history NAME                       revisions, their images and how they ended
   undo NAME [--to-revision HASH|N]   put an earlier revision's template back (-o yaml: what
                                      to commit to Git; --dry-run: only print)
-  approve NAME [--revision HASH] [--comment TEXT]
+  approve NAME [--revision HASH] [--digest sha256:...] [--comment TEXT]
                                      approve the revision waiting (the API server records you)
 
 Environments and secrets:
@@ -105,15 +105,24 @@ struct Args {
 };
 
 const std::map<std::string, std::string>& ValueFlags() {
-  static const auto* m = new std::map<std::string, std::string>{
-      {"kubeconfig", "kubeconfig"},   {"context", "context"},
-      {"namespace", "namespace"},     {"n", "namespace"},
-      {"output", "output"},           {"o", "output"},
-      {"timeout", "timeout"},         {"until", "until"},
-      {"to-revision", "to-revision"}, {"revision", "revision"},
-      {"comment", "comment"},         {"reason", "reason"},
-      {"filename", "filename"},       {"f", "filename"},
-      {"window", "window"},           {"request-timeout", "request-timeout"}};
+  static const auto* m =
+      new std::map<std::string, std::string>{{"kubeconfig", "kubeconfig"},
+                                             {"context", "context"},
+                                             {"namespace", "namespace"},
+                                             {"n", "namespace"},
+                                             {"output", "output"},
+                                             {"o", "output"},
+                                             {"timeout", "timeout"},
+                                             {"until", "until"},
+                                             {"to-revision", "to-revision"},
+                                             {"revision", "revision"},
+                                             {"comment", "comment"},
+                                             {"reason", "reason"},
+                                             {"digest", "digest"},
+                                             {"filename", "filename"},
+                                             {"f", "filename"},
+                                             {"window", "window"},
+                                             {"request-timeout", "request-timeout"}};
   return *m;
 }
 
@@ -373,15 +382,29 @@ absl::Status NeedName(const Args& a, size_t index, const std::string& usage) {
   return absl::OkStatus();
 }
 
+// The revision and desired-state digest the operator would compute for `release`
+// (render::DesiredStateDigest after the Environment's defaults); empty when they cannot
+// be known from here.
+struct Desired {
+  std::string revision;
+  std::string digest;
+};
+
+Desired DesiredState(Session& s, const json& release);
+
 // The revision that would roll out now: the template with the Environment's defaults
 // applied, hashed as the operator does (same pure functions). "" when it cannot be
 // computed (the Release does not parse).
 std::string DesiredRevision(Session& s, const json& release) {
+  return DesiredState(s, release).revision;
+}
+
+Desired DesiredState(Session& s, const json& release) {
   absl::StatusOr<api::Release> rel = api::ParseRelease(release);
-  if (!rel.ok()) return "";
+  if (!rel.ok()) return {};
   absl::StatusOr<std::vector<json>> envs = s.List(res::Environments(), "");
   if (!envs.ok() && envs.status().code() != absl::StatusCode::kNotFound) {
-    return "";  // cannot see the Environments (RBAC): the hash could be wrong, so none
+    return {};  // cannot see the Environments (RBAC): the hash could be wrong, so none
   }
   if (envs.ok() && !envs->empty()) {
     std::vector<api::Environment> parsed;
@@ -394,7 +417,7 @@ std::string DesiredRevision(Session& s, const json& release) {
     }
     policy::NamespaceInfo info{rel->metadata.ns, {}};
     absl::StatusOr<json> nso = s.client().Get(res::Namespaces(), "", rel->metadata.ns);
-    if (!nso.ok() && selectors) return "";  // membership by labels we cannot read
+    if (!nso.ok() && selectors) return {};  // membership by labels we cannot read
     if (nso.ok() && nso->contains("/metadata/labels"_json_pointer)) {
       for (const auto& [k, v] : nso->at("/metadata/labels"_json_pointer).items()) {
         if (v.is_string()) info.labels[k] = v.get<std::string>();
@@ -403,7 +426,7 @@ std::string DesiredRevision(Session& s, const json& release) {
     const policy::Membership m = policy::ResolveEnvironment(parsed, rel->spec.environment, info);
     if (m.ok() && m.environment != nullptr) policy::ApplyEnvironment(*m.environment, &*rel);
   }
-  return render::RenderPodTemplate(*rel).revision;
+  return {render::RenderPodTemplate(*rel).revision, render::DesiredStateDigest(*rel)};
 }
 
 absl::StatusOr<TreeInput> ReadTree(Session& s, const std::string& name) {
@@ -851,7 +874,20 @@ absl::Status CmdApprove(Session& s, const Args& a, std::ostream& out) {
   const std::string name = a.positional[1];
   ASSIGN_OR_RETURN(json rel, s.Get(res::Releases(), s.ns(), name));
   std::string rev = a.Get("revision");
-  if (rev.empty()) rev = DesiredRevision(s, rel);
+  const Desired computed = DesiredState(s, rel);
+  if (rev.empty()) rev = computed.revision;
+  // What is approved is the whole desired state (digest) of this very Release (uid).
+  std::string digest = a.Get("digest");
+  if (digest.empty() && rev == computed.revision) digest = computed.digest;
+  if (digest.empty() && rel.value("/status/observedGeneration"_json_pointer, int64_t{-1}) ==
+                            rel.value("/metadata/generation"_json_pointer, int64_t{0})) {
+    digest = Str(rel, "/status/desiredDigest");
+  }
+  if (!rev.empty() && digest.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot tell the desired-state digest of ", name,
+                     " (status.desiredDigest once the operator has seen the spec): give --digest"));
+  }
   if (rev.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot tell which revision of ", name, " waits: give --revision"));
@@ -862,7 +898,10 @@ absl::Status CmdApprove(Session& s, const Args& a, std::ostream& out) {
                                                       " already runs; nothing waits for approval "
                                                       "(give --revision to approve another)"));
   }
-  json spec = {{"release", name}, {"revision", rev}};
+  json spec = {{"release", name},
+               {"revision", rev},
+               {"digest", digest},
+               {"releaseUID", Str(rel, "/metadata/uid")}};
   if (const std::string c = a.Get("comment"); !c.empty()) spec["comment"] = c;
   // generateName: each approver their own object, so four-eyes rules can count them.
   const json body = {{"apiVersion", api::kApiVersion},
@@ -1288,7 +1327,7 @@ int Dispatch(const Args& a, std::ostream& out, std::ostream& err) {
       {"restart", "restart NAME"},
       {"history", "history NAME"},
       {"undo", "undo NAME [--to-revision HASH|N] [-o yaml] [--dry-run]"},
-      {"approve", "approve NAME [--revision HASH] [--comment TEXT]"},
+      {"approve", "approve NAME [--revision HASH] [--digest sha256:...] [--comment TEXT]"},
       {"rotate", "rotate NAME"}};
   if (auto it = kUsageOf.find(cmd); it != kUsageOf.end()) {
     if (absl::Status u = NeedName(a, 1, it->second); !u.ok()) return Fail(err, u);

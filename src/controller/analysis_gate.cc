@@ -258,7 +258,8 @@ absl::StatusOr<std::string> AnalysisGates::KeyValue(const std::string& ns,
       return absl::PermissionDeniedError(absl::StrCat(
           kind, " ", ns, "/", ref.name, ": Capstan may not read ", kind, "s in namespace ", ns,
           " (403 Forbidden); grant it get on ", absl::AsciiStrToLower(kind),
-          "s there, or take the credential out of the template"));
+          "s there (chart value analysis.secretNamespaces), or take the credential out of the "
+          "template"));
     }
     // The API's reason only: a message could carry more than we want to repeat.
     return absl::Status(obj.status().code(),

@@ -44,7 +44,8 @@ Object ProjectNamespace(Object ns) {
 std::optional<absl::Time> ReadySince(const api::Release& rel,
                                      const std::set<std::string>& spec_revisions) {
   const api::ReleaseStatus& st = rel.status;
-  if (st.phase != "Ready" || st.current_revision.empty() ||
+  // Only time with something serving counts toward a downstream soak.
+  if (st.phase != "Ready" || st.current_revision.empty() || st.available_replicas < 1 ||
       spec_revisions.count(st.current_revision) == 0) {
     return std::nullopt;
   }
@@ -159,7 +160,10 @@ Object ProjectRelease(Object rel) {
   }
   if (rel.contains("spec")) out["spec"] = std::move(rel["spec"]);
   if (rel.contains("status") && rel["status"].is_object()) {
-    for (const char* key : {"phase", "currentRevision", "history", "conditions"}) {
+    // What ReadySince and the soak's identity read: availableReplicas (a revision with
+    // nothing available soaks nothing), the digests (sourceDigest).
+    for (const char* key : {"phase", "currentRevision", "history", "conditions",
+                            "availableReplicas", "desiredDigest", "appliedDigest"}) {
       if (rel["status"].contains(key)) out["status"][key] = std::move(rel["status"][key]);
     }
   }
@@ -252,6 +256,12 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
       const std::set<std::string> spec_revisions = {render::RenderPodTemplate(*rel).revision,
                                                     render::RenderPodTemplate(applied).revision};
       row.entry["sourceRevision"] = SourceRevision(*rel);
+      // The template's identity, while the Release runs (or was let through to run)
+      // exactly its spec: a downstream soak compares this, not the short revision.
+      if (!rel->status.applied_digest.empty() &&
+          rel->status.applied_digest == rel->status.desired_digest) {
+        row.entry["sourceDigest"] = render::TemplateDigest(rel->spec.pod_template);
+      }
       if (!rel->status.current_revision.empty()) {
         row.entry["revision"] = rel->status.current_revision;
       }

@@ -316,6 +316,57 @@ struct ReleaseController::Pass {
   std::vector<Expectation> wrote;
   std::optional<api::Environment> env;  // the Environment it belongs to
   std::string source_revision;          // template hash before Environment defaults
+  Object source_template;               // the template as written (before defaults)
+  // render::DesiredStateDigest of rel (Environment applied): the identity gates compare.
+  std::string desired_digest;
+  // The gate holds a change: Service, preview Service, HPA and PDB keep their live spec
+  // and metadata (only the selector / scale target follow the rollout); none is created
+  // or deleted (docs/design.md "Revision identity").
+  bool held = false;
+  // Set when the API server refused a rendered object (400/422/403): the message, its
+  // values already scrubbed by the client. The pass ends Stalled/ObjectRejected.
+  std::optional<std::string> rejected;
+
+  // `s`, noting a refusal of `kind name` in `rejected`.
+  absl::Status NoteRejected(absl::Status s, const std::string& kind, const std::string& obj_name) {
+    if (s.code() == absl::StatusCode::kInvalidArgument ||
+        s.code() == absl::StatusCode::kPermissionDenied) {
+      rejected = absl::StrCat("the API server refused ", kind, " ", obj_name, ": ", s.message());
+    }
+    return s;
+  }
+
+  // The body to apply for a gated object (Service, HPA, PDB) or nullopt for none. While
+  // held, the live object's spec and metadata with `body`'s routing fields (Service
+  // and PDB spec.selector, HPA spec.scaleTargetRef); nothing is created.
+  std::optional<Object> Gated(Object body, const std::shared_ptr<const Object>& live) const {
+    if (!held) return body;
+    if (live == nullptr) return std::nullopt;
+    Object out = body;
+    if (live->contains("spec") && (*live)["spec"].is_object()) {
+      Object spec = (*live)["spec"];
+      for (const char* routing : {"selector", "scaleTargetRef"}) {
+        if (body["spec"].contains(routing)) spec[routing] = body["spec"][routing];
+      }
+      out["spec"] = std::move(spec);
+    }
+    for (const char* field : {"labels", "annotations"}) {
+      if (const Object* m = live->contains("metadata") ? &(*live)["metadata"] : nullptr;
+          m != nullptr && m->contains(field) && (*m)[field].is_object()) {
+        Object value = (*m)[field];
+        value.erase(diff::kAppliedHashAnnotation);
+        if (body["metadata"].contains(field)) {
+          for (const auto& [k, v] : body["metadata"][field].items()) {
+            if (absl::StartsWith(k, api::kReservedPrefix) || k == api::kLabelManagedBy) {
+              value[k] = v;
+            }
+          }
+        }
+        out["metadata"][field] = std::move(value);
+      }
+    }
+    return out;
+  }
 
   void Wrote(const kube::Resource& r, const Object& out) {
     const std::string rv = JsonString(out, "/metadata/resourceVersion"_json_pointer);
@@ -424,9 +475,10 @@ struct ReleaseController::Pass {
     kube::ApplyOptions ao;
     ao.force = true;  // Only ever objects this Release controls (checked before).
     ++writes;
-    ASSIGN_OR_RETURN(Object out, c.client_.Apply(r, ns, obj_name, body, ao));
-    Wrote(r, out);
-    return std::make_shared<const Object>(std::move(out));
+    absl::StatusOr<Object> out = c.client_.Apply(r, ns, obj_name, body, ao);
+    if (!out.ok()) return NoteRejected(out.status(), r.kind, obj_name);
+    Wrote(r, *out);
+    return std::make_shared<const Object>(std::move(*out));
   }
 
   // Deletes an object this Release controls (uid precondition); others are left alone.
@@ -439,6 +491,45 @@ struct ReleaseController::Pass {
     ++writes;
     absl::Status s = c.client_.Delete(r, ns, obj_name, d);
     return s.code() == absl::StatusCode::kNotFound ? absl::OkStatus() : s;
+  }
+
+  // Deletes this Release's ReleaseApprovals that can never count again: bound to
+  // another uid and older than this Release (it was deleted and created again), or
+  // naming a state the Release has rolled past (a history digest that is neither
+  // desired nor applied). An approval for a state not seen yet is kept (it may be for a
+  // spec this cache has not caught up with). Failures are logged, never fatal.
+  void PruneApprovals(const std::vector<std::shared_ptr<const Object>>& approvals) {
+    std::optional<absl::Time> created;
+    if (const std::string ts = JsonString(obj, "/metadata/creationTimestamp"_json_pointer);
+        !ts.empty()) {
+      absl::Time t;
+      std::string err;
+      if (absl::ParseTime(absl::RFC3339_full, ts, &t, &err)) created = t;
+    }
+    for (const auto& o : approvals) {
+      absl::StatusOr<api::ReleaseApproval> a = api::ParseReleaseApproval(*o);
+      if (!a.ok() || a->metadata.ns != ns || a->release != name) continue;
+      bool stale = false;
+      if (!a->release_uid.empty() && a->release_uid != rel.metadata.uid) {
+        stale = created.has_value() && a->created.has_value() && *a->created < *created;
+      } else if (!a->digest.empty() && a->digest != desired_digest &&
+                 a->digest != rel.status.applied_digest) {
+        stale = std::any_of(rel.status.history.begin(), rel.status.history.end(),
+                            [&](const api::RevisionRecord& r) { return r.digest == a->digest; });
+      }
+      if (!stale) continue;
+      kube::DeleteOptions d;
+      d.precondition_uid = a->metadata.uid;
+      spdlog::info(
+          "release={} delete ReleaseApproval {} (approves a state or Release that is gone)", key,
+          a->metadata.name);
+      ++writes;
+      if (absl::Status s = c.client_.Delete(res::ReleaseApprovals(), ns, a->metadata.name, d);
+          !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+        spdlog::warn("release={} cannot delete ReleaseApproval {}: {}", key, a->metadata.name,
+                     s.message());
+      }
+    }
   }
 
   // Records `desired` as a ControllerRevision before anything runs it, so a crash
@@ -457,7 +548,7 @@ struct ReleaseController::Pass {
     if (created.ok()) {
       Wrote(res::ControllerRevisions(), *created);
     } else if (created.status().code() != absl::StatusCode::kAlreadyExists) {
-      return created.status();
+      return NoteRejected(created.status(), "ControllerRevision", cr_name);
     }
     return absl::OkStatus();
   }
@@ -486,8 +577,16 @@ struct ReleaseController::Pass {
   absl::StatusOr<kube::ReconcileResult> Stall(const api::ReleaseStatus& before,
                                               const std::string& reason,
                                               const std::string& message) {
+    return StallFrom(before, before, reason, message);
+  }
+
+  // Stall, the new status starting from `base` (before plus what the pass learnt).
+  absl::StatusOr<kube::ReconcileResult> StallFrom(const api::ReleaseStatus& before,
+                                                  const api::ReleaseStatus& base,
+                                                  const std::string& reason,
+                                                  const std::string& message) {
     const int64_t generation = obj.value("/metadata/generation"_json_pointer, int64_t{0});
-    api::ReleaseStatus after = before;
+    api::ReleaseStatus after = base;
     after.observed_generation = generation;
     after.phase = "Stalled";
     after.message = message;
@@ -544,6 +643,24 @@ std::string ConflictMessage(const std::vector<std::string>& conflicts) {
                       "not create. Delete or rename it, or rename the Release.");
 }
 
+// Why the stable ControllerRevision's template may not be rolled back to, or "": its
+// TemplateDigest must be the one recorded in status.history when the revision ran
+// (records from before digests carry none and are trusted as before).
+std::string StableTemplateProblem(const api::Release& rel, const Object& cr) {
+  for (const api::RevisionRecord& rec : rel.status.history) {
+    if (rec.revision != rel.status.stable_revision) continue;
+    if (rec.template_digest.empty()) return "";
+    const std::string got = render::TemplateDigest(cr.at("/data/template"_json_pointer));
+    if (got == rec.template_digest) return "";
+    return absl::StrCat("ControllerRevision ", rel.metadata.name, "-", rec.revision,
+                        " no longer holds the template recorded for revision ", rec.revision, " (",
+                        rec.template_digest, ", found ", got,
+                        "); it was changed, so Capstan does not roll back to it. Nothing was "
+                        "changed.");
+  }
+  return "";
+}
+
 }  // namespace
 
 bool ReleaseController::RememberedAbsent(const std::string& id) {
@@ -568,6 +685,21 @@ void ReleaseController::RememberAbsent(const std::string& id) {
 void ReleaseController::ForgetAbsent(const std::string& id) {
   absl::MutexLock lock(&absent_mu_);
   absent_.erase(id);
+}
+
+void ReleaseController::HoldSameRevision(const Pass& x, const Gate& gate, bool same_revision,
+                                         api::ReleaseStatus* status,
+                                         std::vector<rollout::Event>* events) {
+  // The planners hold only a new revision; a held change that keeps the revision (a
+  // Service type, ports, HPA bounds, a PDB) is reported here, once the rollout is at rest.
+  if (!gate.hold.has_value() || !same_revision || status->phase != "Ready") return;
+  if (x.rel.status.stable_revision == status->stable_revision) {
+    // Not a completion: the planner saw phase Waiting, not Ready.
+    std::erase_if(*events, [](const rollout::Event& e) { return e.reason == "RolloutComplete"; });
+  }
+  if (rollout::ApplyHold(x.rel, *gate.hold, x.rel.metadata.generation, x.now, status)) {
+    events->push_back({"Normal", "Waiting", "Rollout", status->message});
+  }
 }
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
@@ -654,14 +786,30 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   {
     std::vector<Object> env_objects;
     for (const auto& e : environments_->List()) env_objects.push_back(*e);
-    const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects);
+    std::map<std::string, std::string> unparsed;
+    const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects, &unparsed);
     std::shared_ptr<const Object> ns_obj = namespaces_->Get("", pass.ns);
+    if (ns_obj == nullptr && std::any_of(envs.begin(), envs.end(), [](const api::Environment& e) {
+          return e.spec.namespace_selector.has_value();
+        })) {
+      // Without the namespace's labels a selector cannot be evaluated: not knowing its
+      // Environment must hold, never run the Release unguarded. Retried with backoff.
+      return absl::UnavailableError(absl::StrCat(
+          "namespace ", pass.ns, " is not in the cache yet: its Environment is unknown"));
+    }
     const policy::Membership m = policy::ResolveEnvironment(
         envs, rel.spec.environment,
         policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj
                                                   : Object{{"metadata", {{"name", pass.ns}}}}));
     if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
     if (m.environment != nullptr) {
+      if (auto it = unparsed.find(m.environment->metadata.name); it != unparsed.end()) {
+        // Fail closed: its policies cannot be read, so none may be assumed away.
+        return pass.Stall(rel.status, "EnvironmentInvalid",
+                          absl::StrCat("Environment ", it->first,
+                                       " cannot be read by this operator: ", it->second,
+                                       ". Its Releases are held; nothing was changed."));
+      }
       if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs);
           !p.empty()) {
         return pass.Stall(
@@ -671,6 +819,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
       }
       pass.env = *m.environment;
       pass.source_revision = render::SourceRevision(rel);
+      pass.source_template = rel.spec.pod_template;
       policy::ApplyEnvironment(*pass.env, &pass.rel);
     }
   }
@@ -699,7 +848,30 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
                      "Install them, or use spec.ingress, or remove spec.route. Nothing was "
                      "changed."));
   }
-  return blue_green ? ReconcileBlueGreen(pass) : ReconcileRolling(pass);
+  pass.desired_digest = render::DesiredStateDigest(pass.rel);
+  // A state the API server refused stays refused: nothing is retried until the spec
+  // (or the Environment's defaults) change it.
+  if (const api::Condition* stalled = rollout::FindCondition(rel.status.conditions, "Stalled");
+      stalled != nullptr && stalled->status == "True" && stalled->reason == "ObjectRejected" &&
+      rel.status.observed_generation == rel.metadata.generation &&
+      rel.status.desired_digest == pass.desired_digest) {
+    return kube::ReconcileResult{};
+  }
+  absl::StatusOr<kube::ReconcileResult> result =
+      blue_green ? ReconcileBlueGreen(pass) : ReconcileRolling(pass);
+  if (!result.ok() && pass.rejected.has_value()) {
+    api::ReleaseStatus before = rel.status;
+    api::ReleaseStatus with_digest = rel.status;
+    with_digest.desired_digest = pass.desired_digest;
+    spdlog::warn("release={} {}", key, *pass.rejected);
+    // Stall writes `before` -> Stalled; the digest makes the hold terminal (above).
+    pass.rel.status = with_digest;
+    return pass.StallFrom(before, with_digest, "ObjectRejected",
+                          absl::StrCat(*pass.rejected,
+                                       ". Capstan does not retry until the Release's spec "
+                                       "changes."));
+  }
+  return result;
 }
 
 struct ReleaseController::Traffic {
@@ -723,6 +895,10 @@ absl::Status ReleaseController::LookupTraffic(Pass& x, Traffic* t,
 }
 
 absl::Status ReleaseController::ApplyTraffic(Pass& x, const Traffic& t) {
+  // Gated like the Service (a new host or path exposes the service): while the gate
+  // holds, Ingress and HTTPRoutes keep their live state, none is created or deleted.
+  // They name the Service `<name>`, never a colour, so no routing field has to follow.
+  if (x.held) return absl::OkStatus();
   const api::Release& rel = x.rel;
   if (rel.spec.ingress) {
     RETURN_IF_ERROR(
@@ -755,7 +931,24 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   policy::GateInput in;
   in.desired_revision = desired;
   in.source_revision = x.source_revision;
+  in.source_digest = render::TemplateDigest(x.source_template);
   in.current_revision = current;
+  in.desired_digest = x.desired_digest;
+  in.current_digest = x.rel.status.applied_digest;
+  if (in.current_digest.empty() && !current.empty() && current == desired) {
+    // A status from before digests: the running revision is taken as applied once
+    // (docs/design.md "Revision identity", upgrade).
+    in.current_digest = x.desired_digest;
+  }
+  in.release_uid = x.rel.metadata.uid;
+  if (auto it = x.rel.metadata.annotations.find(policy::kChangedByAnnotation);
+      it != x.rel.metadata.annotations.end()) {
+    in.author = it->second;
+  }
+  if (auto it = x.rel.metadata.annotations.find(policy::kEmergencyByAnnotation);
+      it != x.rel.metadata.annotations.end()) {
+    in.emergency_by = it->second;
+  }
   in.strategy = x.rel.spec.strategy.type;
   in.images = policy::PodImages(x.rel.spec.pod_template);
   std::vector<Object> approvals;
@@ -763,6 +956,14 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
     if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
   }
   in.approvals = policy::ApprovalsFor(x.ns, x.name, approvals);
+  std::vector<std::shared_ptr<const Object>> mine;
+  for (const auto& a : approvals_->List()) {
+    if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns &&
+        JsonString(*a, "/spec/release"_json_pointer) == x.name) {
+      mine.push_back(a);
+    }
+  }
+  gate.approvals = std::move(mine);
   in.emergency = policy::EmergencyReason(x.rel);
   const std::string& upstream = x.env->spec.policies.upstream.environment;
   if (!upstream.empty()) {
@@ -771,8 +972,8 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   }
   in.now = x.now;
   gate.decision = policy::Decide(*x.env, in);
-  if (const policy::RevertDecision r =
-          policy::RevertPastGates(gate.decision, x.rel.status.history, desired, current);
+  if (const policy::RevertDecision r = policy::RevertPastGates(
+          gate.decision, x.rel.status.history, x.desired_digest, in.current_digest, desired);
       r.lifted) {
     gate.decision = policy::GateDecision{.message = r.message};
     gate.revert = r.message;
@@ -792,13 +993,30 @@ void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::s
       !warning.empty()) {
     events->push_back({"Warning", "MutableImageTag", "Rollout", warning});
   }
-  if (!gate.evaluated || !gate.decision.allowed || desired == current) return;
-  // A rollout of `desired` is starting or under way with the gate's blessing.
+  status->desired_digest = x.desired_digest;
+  if (!gate.evaluated || gate.decision.allowed) {
+    // The gates let this state through: it is what Capstan runs or works toward, and
+    // the history record of its revision names it (RevertPastGates, rollback checks).
+    status->applied_digest = x.desired_digest;
+    for (api::RevisionRecord& rec : status->history) {
+      if (rec.revision != desired) continue;
+      rec.digest = x.desired_digest;
+      rec.template_digest = render::RenderPodTemplate(x.rel).digest;
+      break;
+    }
+  }
+  if (!gate.evaluated || !gate.decision.allowed ||
+      gate.decision.reason == policy::GateReason::kNoChange) {
+    return;
+  }
+  (void)current;
+  // A change is starting or under way with the gate's blessing.
   const bool emergency = gate.decision.reason == policy::GateReason::kEmergency;
   if (emergency && !status->emergency) {
     events->push_back({"Warning", "EmergencyRelease", "Rollout", gate.decision.message});
   }
   status->emergency = emergency;
+  status->emergency_by = emergency ? policy::EmergencyBy(x.rel) : "";
   if (!gate.revert.empty() && status->revert != gate.revert) {
     events->push_back({"Normal", "Rollback", "Rollout", gate.revert});
   }
@@ -844,6 +1062,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   in.now = x.now;
   const Gate gate = EvaluateGate(x, desired.revision, in.deployment.revision);
   in.hold = gate.hold;
+  x.held = gate.hold.has_value();
+  x.PruneApprovals(gate.approvals);
   // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
   // plan below acts on a failing one in this same pass.
   std::optional<AnalysisGates::Result> analysis;
@@ -860,11 +1080,14 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   }
   rollout::RollingPlan plan = rollout::PlanRolling(in);
   RecordGate(x, gate, desired.revision, in.deployment.revision, &plan.status, &plan.events);
+  HoldSameRevision(x, gate, in.deployment.revision == desired.revision, &plan.status, &plan.events);
 
   // Apply what drifted, nothing else.
   const std::optional<int32_t> replicas =
       rel.spec.autoscaling ? std::nullopt : std::optional<int32_t>(rel.spec.replicas.value_or(1));
-  if (plan.target == rollout::RollingPlan::Target::kDesired) {
+  // Held, the desired template is never written, even under the running revision's
+  // name (a colliding template, or drift repair of a held state: both wait).
+  if (plan.target == rollout::RollingPlan::Target::kDesired && !x.held) {
     RETURN_IF_ERROR(x.EnsureRevision(desired));
     RETURN_IF_ERROR(x.Apply(res::Deployments(), name,
                             render::RenderDeployment(rel, desired.pod_template, desired.revision,
@@ -872,6 +1095,12 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
                             deploy.live)
                         .status());
   } else if (plan.target == rollout::RollingPlan::Target::kStable) {
+    // The template to go back to must be the one recorded when it ran: a
+    // ControllerRevision changed since (or another template with the same short
+    // revision) is refused, never rolled out.
+    if (const std::string problem = StableTemplateProblem(rel, *stable_cr); !problem.empty()) {
+      return x.Stall(rel.status, "RevisionMismatch", problem);
+    }
     RETURN_IF_ERROR(
         x.Apply(res::Deployments(), name,
                 render::RenderDeployment(rel, stable_cr->at("/data/template"_json_pointer),
@@ -880,8 +1109,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
             .status());
   }
   if (rel.spec.service) {
-    RETURN_IF_ERROR(x.Apply(res::Services(), name, render::RenderService(rel), svc.live).status());
-  } else {
+    if (std::optional<Object> body = x.Gated(render::RenderService(rel), svc.live)) {
+      RETURN_IF_ERROR(x.Apply(res::Services(), name, std::move(*body), svc.live).status());
+    }
+  } else if (!x.held) {
     RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
   }
   RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, hpa.live, pdb.live));
@@ -906,16 +1137,18 @@ absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& targe
                                                const std::shared_ptr<const Object>& pdb) {
   const api::Release& rel = x.rel;
   if (rel.spec.autoscaling) {
-    RETURN_IF_ERROR(
-        x.Apply(res::HorizontalPodAutoscalers(), x.name, render::RenderHpa(rel, target), hpa)
-            .status());
-  } else {
+    if (std::optional<Object> body = x.Gated(render::RenderHpa(rel, target), hpa)) {
+      RETURN_IF_ERROR(
+          x.Apply(res::HorizontalPodAutoscalers(), x.name, std::move(*body), hpa).status());
+    }
+  } else if (!x.held) {
     RETURN_IF_ERROR(x.Remove(res::HorizontalPodAutoscalers(), *hpas_, x.name));
   }
   if (rel.spec.disruption_budget) {
-    RETURN_IF_ERROR(
-        x.Apply(res::PodDisruptionBudgets(), x.name, render::RenderPdb(rel, color), pdb).status());
-  } else {
+    if (std::optional<Object> body = x.Gated(render::RenderPdb(rel, color), pdb)) {
+      RETURN_IF_ERROR(x.Apply(res::PodDisruptionBudgets(), x.name, std::move(*body), pdb).status());
+    }
+  } else if (!x.held) {
     RETURN_IF_ERROR(x.Remove(res::PodDisruptionBudgets(), *pdbs_, x.name));
   }
   return absl::OkStatus();
@@ -984,6 +1217,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
   const Gate gate = EvaluateGate(x, desired.revision, running);
   in.hold = gate.hold;
+  x.held = gate.hold.has_value();
+  x.PruneApprovals(gate.approvals);
   // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
   // post-promotion in the scale-down window; measurements due now are taken here.
   std::optional<absl::Duration> analysis_requeue;
@@ -1009,6 +1244,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   }
   rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
   RecordGate(x, gate, desired.revision, running, &plan.status, &plan.events);
+  HoldSameRevision(x, gate, running == desired.revision, &plan.status, &plan.events);
 
   // Write. A traffic switch goes first, alone, so it lands as soon as it is decided.
   const absl::Time decided = absl::Now();
@@ -1018,7 +1254,9 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
       body["metadata"]["annotations"][rollout::kFailedRevisionAnnotation] =
           plan.status.failed_revision;
     }
-    ASSIGN_OR_RETURN(svc.live, x.Apply(res::Services(), name, std::move(body), svc.live));
+    if (std::optional<Object> gated = x.Gated(std::move(body), svc.live)) {
+      ASSIGN_OR_RETURN(svc.live, x.Apply(res::Services(), name, std::move(*gated), svc.live));
+    }
     RETURN_IF_ERROR(ApplyHpaAndPdb(x, render::DeploymentName(rel, plan.active), plan.active,
                                    hpa.live, pdb.live));
     return absl::OkStatus();
@@ -1039,7 +1277,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     const rollout::ColorAction& act = plan.action(c);
     Owned& d = deploys[static_cast<int>(c)];
     const std::string dname = render::DeploymentName(rel, c);
-    if (act.apply_desired) {
+    if (act.apply_desired && !x.held) {  // held: see ReconcileRolling
       RETURN_IF_ERROR(x.EnsureRevision(desired));
       // No replica count in the apply: it is set below with a plain patch, so the
       // HPA can own it on the active colour without fighting server-side apply.
@@ -1063,10 +1301,12 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     RETURN_IF_ERROR(write_traffic());
   }
   if (preview_service) {
-    RETURN_IF_ERROR(x.Apply(res::Services(), preview_name,
-                            render::RenderPreviewService(rel, plan.preview), preview.live)
-                        .status());
-  } else {
+    if (std::optional<Object> body =
+            x.Gated(render::RenderPreviewService(rel, plan.preview), preview.live)) {
+      RETURN_IF_ERROR(
+          x.Apply(res::Services(), preview_name, std::move(*body), preview.live).status());
+    }
+  } else if (!x.held) {
     RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
   }
   // The Ingress and HTTPRoute name the active Service, never a colour: a switch moved

@@ -36,6 +36,8 @@ Object ProjectSecret(Object s) {
                         "ownerReferences", "deletionTimestamp"}) {
     if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
   }
+  if (s.contains("type"))
+    out["type"] = std::move(s["type"]);  // DecideOwnership refuses kubernetes.io/
   if (s.contains("data")) out["data"] = std::move(s["data"]);
   return out;
 }
@@ -329,12 +331,15 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   const sec::SecretRotation& sr = *parsed;
   const std::string& secret_name = sr.spec.secret_name;
 
-  auto stall = [&](const std::string& reason,
-                   const std::string& message) -> absl::StatusOr<kube::ReconcileResult> {
+  auto stall = [&](const std::string& reason, const std::string& message,
+                   absl::Duration recheck =
+                       absl::ZeroDuration()) -> absl::StatusOr<kube::ReconcileResult> {
     if (previous_status.value("message", "") != message) emit("Warning", reason, message);
     RETURN_IF_ERROR(write_status(sec::StalledStatus(sr, reason, message, now, previous_status)));
     spdlog::info("secretrotation={} stalled reason={} secret={}", key, reason, secret_name);
-    return kube::ReconcileResult{};
+    kube::ReconcileResult r;
+    r.requeue_after = recheck;
+    return r;
   };
 
   // Find the Secret and decide whether it is ours to manage.
@@ -350,8 +355,12 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   }
   const sec::OwnershipDecision owned = sec::DecideOwnership(sr, secret.get());
   switch (owned.ownership) {
-    case sec::Ownership::kConflictOther:
     case sec::Ownership::kConflictForeign:
+      // An unlabelled Secret is not in the label-selected cache, so its owner's consent
+      // (the allow-adoption annotation) raises no event here: look again now and then.
+      return stall("Conflict", owned.message, absl::Seconds(10));
+    case sec::Ownership::kConflictOther:
+    case sec::Ownership::kConflictType:
       return stall("Conflict", owned.message);
     case sec::Ownership::kAdopt: {
       // Adopt: label only, no ownerReference (deleting the SecretRotation

@@ -413,13 +413,21 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
 
   std::set<std::string> approvers;
   for (const Approval& a : in.approvals) {
-    if (a.revision == in.desired_revision && !a.approved_by.empty()) {
+    // Bound to the state and to this very Release: a recreated Release (new uid) or
+    // another state with the same short revision inherits nothing.
+    if (!a.approved_by.empty() && !a.digest.empty() && a.digest == in.desired_digest &&
+        !a.release_uid.empty() && a.release_uid == in.release_uid) {
       approvers.insert(a.approved_by);
     }
   }
+  const bool four_eyes = p.require_approval && p.four_eyes;
+  const bool self_approved = four_eyes && !in.author.empty() && approvers.erase(in.author) > 0;
   d.approved_by.assign(approvers.begin(), approvers.end());
 
-  if (in.desired_revision == in.current_revision) {
+  const bool no_change = in.desired_digest.empty() && in.current_digest.empty()
+                             ? in.desired_revision == in.current_revision
+                             : in.desired_digest == in.current_digest;
+  if (no_change) {
     d.reason = GateReason::kNoChange;
     return d;
   }
@@ -455,11 +463,11 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
       return d;
     }
   }
-  if (in.emergency.has_value() && p.allow_emergency) {
+  if (in.emergency.has_value() && p.allow_emergency && !in.emergency_by.empty()) {
     d.reason = GateReason::kEmergency;
-    d.message = absl::StrCat("emergency release (", *in.emergency, "): approval, freeze windows ",
-                             "and upstream soak skipped; health checks and automatic rollback "
-                             "still apply");
+    d.message = absl::StrCat("emergency release by ", in.emergency_by, " (", *in.emergency,
+                             "): approval, freeze windows and upstream soak skipped; health "
+                             "checks and automatic rollback still apply");
     return d;
   }
 
@@ -479,8 +487,10 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
     std::optional<absl::Time> since;
     std::string where;
     for (const UpstreamObservation& o : in.upstream) {
-      if (o.environment == up && o.source_revision == in.source_revision &&
-          o.ready_since.has_value() && (!since.has_value() || *o.ready_since < *since)) {
+      const bool same = in.source_digest.empty() ? o.source_revision == in.source_revision
+                                                 : o.source_digest == in.source_digest;
+      if (o.environment == up && same && o.ready_since.has_value() &&
+          (!since.has_value() || *o.ready_since < *since)) {
         since = o.ready_since;
         where = o.release;
       }
@@ -500,15 +510,26 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
     }
   }
 
-  if (p.require_approval && static_cast<int32_t>(approvers.size()) < p.min_approvals) {
+  if (p.require_approval && four_eyes && in.author.empty()) {
+    hold(
+        GateReason::kAwaitingApproval,
+        absl::StrCat("the author of this change is not recorded (annotation ", kChangedByAnnotation,
+                     ", written by admission: install the chart's release policy), so "
+                     "four-eyes approval cannot be checked"),
+        std::nullopt);
+  } else if (p.require_approval && static_cast<int32_t>(approvers.size()) < p.min_approvals) {
     const int32_t missing = p.min_approvals - static_cast<int32_t>(approvers.size());
     hold(GateReason::kAwaitingApproval,
-         absl::StrCat("revision ", in.desired_revision, " awaits ", missing,
-                      missing == 1 ? " approval" : " approvals",
+         absl::StrCat("revision ", in.desired_revision, " (", in.desired_digest, ") awaits ",
+                      missing, missing == 1 ? " approval" : " approvals",
                       approvers.empty()
                           ? std::string()
                           : absl::StrCat(" (approved by ", absl::StrJoin(approvers, ", "), ")"),
-                      ": create a ReleaseApproval with spec.revision ", in.desired_revision),
+                      self_approved ? absl::StrCat("; the author ", in.author,
+                                                   " cannot approve their own change (fourEyes)")
+                                    : std::string(),
+                      ": create a ReleaseApproval with spec.digest ", in.desired_digest,
+                      " and spec.releaseUID ", in.release_uid, " (kubectl capstan approve)"),
          std::nullopt);
   }
 
@@ -524,6 +545,11 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
     held.push_back(absl::StrCat("the ", kEmergencyAnnotation,
                                 " annotation is ignored: Environment ", env_name,
                                 " does not allow emergency releases"));
+  } else if (in.emergency.has_value() && in.emergency_by.empty()) {
+    held.push_back(absl::StrCat("the ", kEmergencyAnnotation,
+                                " annotation is ignored: ", kEmergencyByAnnotation,
+                                " was not recorded by admission (install the chart's release "
+                                "policy; only its break-glass groups may set the annotation)"));
   }
   d.message = absl::StrJoin(held, "; ");
   return d;

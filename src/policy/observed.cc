@@ -45,6 +45,47 @@ std::vector<api::Environment> ParseEnvironments(const std::vector<json>& objects
   return out;
 }
 
+std::vector<api::Environment> ParseEnvironments(const std::vector<json>& objects,
+                                                std::map<std::string, std::string>* unparsed) {
+  std::vector<api::Environment> out;
+  for (const json& o : objects) {
+    absl::StatusOr<api::Environment> e = api::ParseEnvironment(o);
+    if (e.ok()) {
+      out.push_back(*std::move(e));
+      continue;
+    }
+    api::Environment shell;
+    shell.metadata.name = JsonString(o, "/metadata/name"_json_pointer);
+    if (shell.metadata.name.empty()) continue;  // nothing could name it
+    (*unparsed)[shell.metadata.name] = std::string(e.status().message());
+    const json* spec = o.is_object() && o.contains("spec") ? &o["spec"] : nullptr;
+    if (spec != nullptr && spec->is_object() && spec->contains("namespaces") &&
+        (*spec)["namespaces"].is_array()) {
+      for (const json& n : (*spec)["namespaces"]) {
+        if (n.is_string()) shell.spec.namespaces.push_back(n.get<std::string>());
+      }
+    }
+    if (spec != nullptr && spec->is_object() && spec->contains("namespaceSelector")) {
+      const json probe = {{"apiVersion", o.value("apiVersion", "capstan.dev/v1alpha1")},
+                          {"kind", "Environment"},
+                          {"metadata", {{"name", shell.metadata.name}}},
+                          {"spec", {{"namespaceSelector", (*spec)["namespaceSelector"]}}}};
+      if (absl::StatusOr<api::Environment> sel = api::ParseEnvironment(probe);
+          sel.ok() && sel->spec.namespace_selector.has_value() &&
+          !sel->spec.namespace_selector->Empty()) {
+        shell.spec.namespace_selector = sel->spec.namespace_selector;
+      } else {
+        // Unreadable: it may claim any namespace (every namespace has this label).
+        api::LabelSelector all;
+        all.match_expressions.push_back({"kubernetes.io/metadata.name", "Exists", {}});
+        shell.spec.namespace_selector = std::move(all);
+      }
+    }
+    out.push_back(std::move(shell));
+  }
+  return out;
+}
+
 std::vector<std::string> EnvironmentProblems(const api::Environment& env,
                                              const std::vector<api::Environment>& all) {
   std::vector<std::string> problems = api::ValidateEnvironment(env);
@@ -70,6 +111,9 @@ std::vector<UpstreamObservation> UpstreamObservations(const json& upstream) {
     o.environment = env;
     o.release = absl::StrCat(r.value("namespace", ""), "/", r.value("name", ""));
     o.source_revision = r["sourceRevision"].get<std::string>();
+    if (r.contains("sourceDigest") && r["sourceDigest"].is_string()) {
+      o.source_digest = r["sourceDigest"].get<std::string>();
+    }
     o.ready_since = ReadySinceOf(r);
     out.push_back(std::move(o));
   }
@@ -84,7 +128,7 @@ std::vector<Approval> ApprovalsFor(const std::string& ns, const std::string& nam
     if (!a.ok() || a->metadata.ns != ns || a->release != name) {
       continue;
     }
-    out.push_back({a->metadata.name, a->revision, a->approved_by});
+    out.push_back({a->metadata.name, a->revision, a->digest, a->release_uid, a->approved_by});
   }
   return out;
 }
@@ -95,6 +139,11 @@ std::optional<std::string> EmergencyReason(const api::Release& release) {
     return std::nullopt;
   }
   return it->second;
+}
+
+std::string EmergencyBy(const api::Release& release) {
+  auto it = release.metadata.annotations.find(kEmergencyByAnnotation);
+  return it == release.metadata.annotations.end() ? "" : it->second;
 }
 
 }  // namespace capstan::policy

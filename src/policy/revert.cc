@@ -8,16 +8,18 @@
 namespace capstan::policy {
 
 const api::RevisionRecord* RanReady(const std::vector<api::RevisionRecord>& history,
-                                    const std::string& revision) {
+                                    const std::string& digest) {
+  if (digest.empty()) return nullptr;
   for (const api::RevisionRecord& r : history) {
-    if (r.revision == revision && (r.phase == "Ready" || r.phase == "Superseded")) return &r;
+    if (r.digest == digest && (r.phase == "Ready" || r.phase == "Superseded")) return &r;
   }
   return nullptr;
 }
 
 RevertDecision RevertPastGates(const GateDecision& decision,
                                const std::vector<api::RevisionRecord>& history,
-                               const std::string& desired, const std::string& current) {
+                               const std::string& desired, const std::string& current,
+                               const std::string& revision) {
   RevertDecision out;
   if (decision.allowed || desired.empty() || desired == current) return out;
   if (decision.reason != GateReason::kAwaitingApproval &&
@@ -27,7 +29,7 @@ RevertDecision RevertPastGates(const GateDecision& decision,
   }
   if (RanReady(history, desired) == nullptr) return out;
   out.lifted = true;
-  out.message = absl::StrCat("revision ", desired,
+  out.message = absl::StrCat("revision ", revision.empty() ? desired : revision,
                              " ran Ready in this Release before: a rollback, so approval, freeze "
                              "windows and the upstream soak do not hold it (health checks still "
                              "apply; held for: ",

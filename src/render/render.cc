@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "capstan/api/labels.h"
 #include "capstan/render/ingress.h"
+#include "openssl/evp.h"
 
 namespace capstan::render {
 namespace {
@@ -129,6 +130,47 @@ std::string TemplateHash(const json& pod_template) {
   return absl::StrFormat("%010x", folded);
 }
 
+namespace {
+
+std::string Sha256Hex(const std::string& text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) {
+    // Cannot happen with the default provider; an empty digest never equals a real one,
+    // so every comparison fails closed.
+    return "";
+  }
+  std::string out = "sha256:";
+  out.reserve(7 + 2 * len);
+  for (unsigned int i = 0; i < len; ++i) absl::StrAppendFormat(&out, "%02x", md[i]);
+  return out;
+}
+
+std::string Canonical(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string TemplateDigest(const json& pod_template) { return Sha256Hex(Canonical(pod_template)); }
+
+std::string DesiredStateDigest(const Release& release) {
+  json objects = json::array();
+  for (json& o : RenderRelease(release)) {
+    if (json* meta = o.contains("metadata") ? &o["metadata"] : nullptr; meta != nullptr) {
+      meta->erase("ownerReferences");
+    }
+    if (o.value("kind", "") == "Deployment" && o.contains("spec")) {
+      // How a rollout proceeds, not what runs or what is exposed (docs/design.md).
+      for (const char* exempt : {"replicas", "strategy", "progressDeadlineSeconds"}) {
+        o["spec"].erase(exempt);
+      }
+    }
+    objects.push_back(std::move(o));
+  }
+  return Sha256Hex(Canonical(objects));
+}
+
 PodTemplate RenderPodTemplate(const Release& release) {
   json t = release.spec.pod_template;
   json& labels = PodLabels(t);
@@ -144,6 +186,7 @@ PodTemplate RenderPodTemplate(const Release& release) {
   PodTemplate out;
   out.revision = TemplateHash(t);
   labels[api::kLabelRevision] = out.revision;
+  out.digest = TemplateDigest(t);
   out.pod_template = std::move(t);
   return out;
 }

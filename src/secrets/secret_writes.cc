@@ -1,5 +1,6 @@
 #include "capstan/secrets/secret_writes.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "capstan/api/labels.h"
 #include "capstan/secrets/rotation.h"
@@ -16,14 +17,30 @@ OwnershipDecision DecideOwnership(const SecretRotation& sr, const json* secret) 
                                 ? secret->at(kOwner).get<std::string>()
                                 : "";
   const std::string& secret_name = sr.spec.secret_name;
-  if (owner == sr.name) {
+  const std::string type = secret->contains("type") && (*secret)["type"].is_string()
+                               ? (*secret)["type"].get<std::string>()
+                               : "";
+  static const json::json_pointer kConsent("/metadata/annotations/capstan.dev~1allow-adoption");
+  const bool consent = secret->contains(kConsent) && secret->at(kConsent).is_string() &&
+                       secret->at(kConsent).get<std::string>() == "true";
+  if (absl::StartsWith(type, "kubernetes.io/")) {
+    d.ownership = Ownership::kConflictType;
+    d.message = absl::StrCat("Secret ", secret_name, " has type ", type,
+                             "; Secrets of kubernetes.io/ types are never rotated by Capstan");
+  } else if (owner == sr.name) {
     d.ownership = Ownership::kManaged;
   } else if (!owner.empty()) {
     d.ownership = Ownership::kConflictOther;
     d.message = absl::StrCat("Secret ", secret_name, " is managed by SecretRotation ", owner,
                              "; one Secret has one SecretRotation");
-  } else if (sr.spec.adopt_existing) {
+  } else if (sr.spec.adopt_existing && consent) {
     d.ownership = Ownership::kAdopt;
+  } else if (sr.spec.adopt_existing) {
+    d.ownership = Ownership::kConflictForeign;
+    d.message = absl::StrCat("Secret ", secret_name,
+                             " exists and was not created by Capstan; spec.adoptExisting asks "
+                             "to adopt it, but the Secret itself does not consent: annotate it ",
+                             kAllowAdoptionAnnotation, "=true (someone who may write the Secret)");
   } else {
     d.ownership = Ownership::kConflictForeign;
     d.message = absl::StrCat("Secret ", secret_name,

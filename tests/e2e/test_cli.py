@@ -302,7 +302,10 @@ def approve(ns, name):
 def test_approve_history_undo_and_the_revert_passes_approval(operator):
     u = kube.random_suffix()
     with approval_policies(), kube.Namespace("cli") as ns, environment(
-            f"prod-{u}", {"namespaces": [ns], "policies": {"requireApproval": True}}):
+            f"prod-{u}", {"namespaces": [ns], "policies": {"requireApproval": True,
+                                                          "fourEyes": False}}):
+        # fourEyes off: one admin both writes and approves here (no release policy
+        # records the author; test_gate_bypass.py covers four-eyes).
         kube.apply(kube.release("shop", "registry.example/shop:1"), ns)
         capstan("status", "shop", "-n", ns, "--until", "Waiting", check=0)
         p = capstan("get", "shop", "-n", ns, check=0)
@@ -310,6 +313,9 @@ def test_approve_history_undo_and_the_revert_passes_approval(operator):
         p = approve(ns, "shop")
         approval = kube.get("releaseapprovals", namespace=ns)["items"][0]
         assert approval["spec"]["approvedBy"] in p.stdout
+        waiting = kube.get_release(ns, "shop")
+        assert approval["spec"]["digest"] == waiting["status"]["desiredDigest"]
+        assert approval["spec"]["releaseUID"] == waiting["metadata"]["uid"]
         assert approval["spec"]["comment"] == "CHG-1"
         capstan("status", "shop", "-n", ns, check=0)
         rev1 = kube.get_release(ns, "shop")["status"]["currentRevision"]

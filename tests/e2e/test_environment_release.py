@@ -48,12 +48,16 @@ def rfc3339(t):
 
 
 @contextlib.contextmanager
-def approval_policies():
-    """The chart's admission policies, which stamp the approver on ReleaseApprovals."""
+def approval_policies(template="templates/approval-policy.yaml", *sets):
+    """The chart's admission policies (by default those that stamp the approver on
+    ReleaseApprovals)."""
+    args = [a for v in sets for a in ("--set", v)]
     policies = subprocess.run(
-        ["helm", "template", f"capstan-e2e-{kube.random_suffix()}", kube.CHART, "--show-only",
-         "templates/approval-policy.yaml"], capture_output=True, text=True, check=True).stdout
+        ["helm", "template", f"capstan-e2e-{kube.random_suffix()}", kube.CHART, *args,
+         "--show-only", template], capture_output=True, text=True, check=True).stdout
     kube.kubectl("apply", "-f", "-", input=policies)
+    if "release-author" in policies:
+        wait_release_policy_active()
     try:
         yield
     finally:
@@ -61,9 +65,14 @@ def approval_policies():
 
 
 def approve(ns, release, revision):
+    """A ReleaseApproval of what `release` waits with now: its desired-state digest and
+    uid (what `kubectl capstan approve` fills in)."""
+    r = kube.get_release(ns, release)
     body = yaml.safe_dump({"apiVersion": "capstan.dev/v1alpha1", "kind": "ReleaseApproval",
                            "metadata": {"name": f"{release}-{revision}", "namespace": ns},
-                           "spec": {"release": release, "revision": revision}})
+                           "spec": {"release": release, "revision": revision,
+                                    "digest": r["status"]["desiredDigest"],
+                                    "releaseUID": r["metadata"]["uid"]}})
 
     def created():
         p = kube.kubectl("create", "-f", "-", input=body, check=False)
@@ -77,13 +86,39 @@ def approve(ns, release, revision):
     return kube.wait_until(created, 30, interval=1, what="an approval stamped by admission")
 
 
+def wait_release_policy_active():
+    """Until admission stamps capstan.dev/changed-by (a server-side dry run of a
+    Release create runs every admission policy and changes nothing)."""
+    probe = json.dumps(kube.release(f"probe-{kube.random_suffix()}", "registry.example/p:1"))
+
+    def stamped():
+        p = kube.kubectl("-n", "default", "create", "--dry-run=server", "-o", "json", "-f", "-",
+                         input=probe, check=False)
+        return p.returncode == 0 and "capstan.dev/changed-by" in p.stdout
+    kube.wait_until(stamped, 60, interval=1, what="the release admission policies active")
+
+
+def declare_emergency(ns, release, reason, as_user=()):
+    """Sets capstan.dev/emergency, again until admission records who did (policies
+    take a moment to become active after they are created)."""
+    def recorded():
+        kube.kubectl("-n", ns, "annotate", "release", release, "capstan.dev/emergency-",
+                     *as_user, check=False)
+        p = kube.kubectl("-n", ns, "annotate", "release", release,
+                         f"capstan.dev/emergency={reason}", *as_user, check=False)
+        return p.returncode == 0 and kube.get_release(ns, release)["metadata"].get(
+            "annotations", {}).get("capstan.dev/emergency-by")
+    return kube.wait_until(recorded, 30, interval=1, what="the emergency recorded by admission")
+
+
 def test_config_per_environment_and_approval_of_one_revision():
     u = kube.random_suffix()
     dev = (f"dev-{u}", lambda ns: {"namespaces": [ns[0]], "defaults": {
         "env": [{"name": "LOG_LEVEL", "value": "debug"}], "labels": {"environment": "dev"}}})
     prod = (f"prod-{u}", lambda ns: {"namespaces": [ns[1]], "defaults": {
         "env": [{"name": "LOG_LEVEL", "value": "warn"}], "labels": {"environment": "prod"}},
-        "policies": {"requireApproval": True}})
+        # One admin writes and approves here; test_gate_bypass.py covers four-eyes.
+        "policies": {"requireApproval": True, "fourEyes": False}})
     with approval_policies(), setup(dev, prod, namespaces=2) as ((ns_dev, ns_prod), op):
         for ns in (ns_dev, ns_prod):
             kube.apply(kube.release("shop", "registry.example/shop:1"), ns)
@@ -119,7 +154,10 @@ def test_config_per_environment_and_approval_of_one_revision():
 def test_freeze_waits_until_the_window_ends_and_emergency_proceeds_and_rolls_back():
     u = kube.random_suffix()
     spec = {"policies": {"allowEmergency": True}}
-    with setup((f"frz-{u}", lambda ns: {"namespaces": [ns[0]], **spec})) as ((ns,), op):
+    # The admin (group system:masters) may break glass; admission records who did.
+    with approval_policies("templates/release-policy.yaml",
+                           "releasePolicy.breakGlassGroups={system:masters}"), \
+            setup((f"frz-{u}", lambda ns: {"namespaces": [ns[0]], **spec})) as ((ns,), op):
         for name in ("calm", "hotfix"):
             kube.apply(kube.release(name, f"registry.example/{name}:1"), ns)
             kube.wait_phase(ns, name, "Ready")
@@ -140,11 +178,11 @@ def test_freeze_waits_until_the_window_ends_and_emergency_proceeds_and_rolls_bac
 
         # An emergency skips the freeze but never health checks: a broken hotfix rolls
         # out and is rolled back by itself.
-        kube.kubectl("-n", ns, "annotate", "release", "hotfix",
-                     "capstan.dev/emergency=INC-4711 payment outage")
+        declare_emergency(ns, "hotfix", "INC-4711 payment outage")
         kube.set_image(ns, "hotfix", "registry.example/hotfix:crashloop")
         r = kube.wait_phase(ns, "hotfix", "RolledBack")
         assert r["status"]["emergency"] is True
+        assert r["status"]["emergencyBy"] == "admin"
         assert kube.deployment_image(ns, "hotfix") == "registry.example/hotfix:1"
         kube.wait_until(lambda: kube.events(ns, "EmergencyRelease"), 10,
                         what="EmergencyRelease event")

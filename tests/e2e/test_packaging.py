@@ -41,7 +41,8 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #   environments list/watch:        the Environment informer (controller/environment_controller.cc).
 #   environments/status patch:      server-side apply of Environment status.
 #   namespaces list/watch:          namespace labels for Environment namespaceSelector.
-#   releaseapprovals list/watch:    the Release reconciler counts approvals of a held revision.
+#   releaseapprovals list/watch:    the Release reconciler counts approvals of a held change;
+#                    delete:        approvals of a state rolled past or of a recreated Release.
 #   analysistemplates, clusteranalysistemplates list/watch: informers (controller/analysis_gate.cc).
 #   analysisruns get/list/watch/create: informer, a direct read of a run just created, one
 #                                   create per gate and revision (deleted by garbage collection).
@@ -55,7 +56,8 @@ RBAC_TEMPLATES = ["templates/serviceaccount.yaml", "templates/clusterrole.yaml",
 #                                   direct read on a cache miss (get), creating a missing Secret
 #                                   (create), each rotation step as a conditional merge patch
 #                                   (patch). Never update or delete. Only with
-#                                   secretRotation.enabled (the default).
+#                                   secretRotation.enabled (off by default) and no
+#                                   secretRotation.namespaces (then Roles per namespace).
 EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "releases"): {"list", "watch"},
     ("capstan.dev", "releases/status"): {"patch"},
@@ -74,13 +76,16 @@ EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "environments"): {"list", "watch"},
     ("capstan.dev", "environments/status"): {"patch"},
     ("", "namespaces"): {"list", "watch"},
-    ("capstan.dev", "releaseapprovals"): {"list", "watch"},
+    ("capstan.dev", "releaseapprovals"): {"list", "watch", "delete"},
     ("capstan.dev", "analysistemplates"): {"list", "watch"},
     ("capstan.dev", "clusteranalysistemplates"): {"list", "watch"},
     ("capstan.dev", "analysisruns"): {"get", "list", "watch", "create"},
     ("capstan.dev", "analysisruns/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create"},
     ("", "configmaps"): {"get"},
+}
+# With secretRotation.enabled (off by default: the default install reads no Secret).
+ROTATION_RULES = {
     ("capstan.dev", "secretrotations"): {"list", "watch"},
     ("capstan.dev", "secretrotations/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch"},
@@ -187,7 +192,12 @@ def test_render_is_accepted_by_the_api_server():
                                 # approval-policy.yaml: who approved is recorded by admission
                                 "ClusterRole", "MutatingAdmissionPolicy",
                                 "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
-                                "ValidatingAdmissionPolicyBinding"])
+                                "ValidatingAdmissionPolicyBinding",
+                                # release-policy.yaml: the author and the break-glass user are
+                                # recorded by admission; only break-glass groups declare one
+                                "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
+                                "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
+                                "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"])
         out = kube.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
                            "-f", "-", input=text)
         assert out.count("serverside-applied (server dry run)") == len(kinds), out
@@ -264,16 +274,33 @@ def test_cluster_role_grants_only_what_the_code_uses():
     text = yaml.safe_dump([cr, role])
     assert "'*'" not in text and '"*"' not in text, "no wildcards"
     assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in cr["rules"])
-    assert rules_of(cr) == EXPECTED_CLUSTER_RULES
+    assert rules_of(cr) == EXPECTED_CLUSTER_RULES, "the default install holds no Secret access"
     assert rules_of(role) == EXPECTED_ROLE_RULES
-    # Turning SecretRotation off removes every Secrets (and SecretRotation) grant.
-    off = next(d for d in docs(render("capstan", "capstan-system", "--set",
-                                      "secretRotation.enabled=false"))
-               if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "capstan")
-    assert {k: v for k, v in EXPECTED_CLUSTER_RULES.items()
-            if k[1] not in ("secrets", "secretrotations", "secretrotations/status")} \
-        == rules_of(off)
-    for (_, res) in EXPECTED_CLUSTER_RULES:
+    assert "secrets" not in json.dumps([d for d in objs if d["kind"] in ("Role", "ClusterRole")])
+    # SecretRotation on: its grants, cluster-wide.
+    on = next(d for d in docs(render("capstan", "capstan-system", "--set",
+                                     "secretRotation.enabled=true"))
+              if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "capstan")
+    assert rules_of(on) == {**EXPECTED_CLUSTER_RULES, **ROTATION_RULES}
+    # ... or Secrets only in the listed namespaces (Roles), and analysis credentials `get`
+    # only where asked; the operator watches Secrets only there.
+    scoped = docs(render("capstan", "capstan-system", "--set", "secretRotation.enabled=true",
+                         "--set", "secretRotation.namespaces={pay,shop}",
+                         "--set", "analysis.secretNamespaces={shop,metrics}"))
+    cr = next(d for d in scoped if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "capstan")
+    assert rules_of(cr) == {**EXPECTED_CLUSTER_RULES, **{k: v for k, v in ROTATION_RULES.items()
+                                                          if k[1] != "secrets"}}
+    secret_roles = {d["metadata"]["namespace"]: rules_of(d) for d in scoped
+                    if d["kind"] == "Role" and d["metadata"]["name"] == "capstan-secrets"}
+    assert secret_roles == {"pay": {("", "secrets"): ROTATION_RULES[("", "secrets")]},
+                            "shop": {("", "secrets"): ROTATION_RULES[("", "secrets")]},
+                            "metrics": {("", "secrets"): {"get"}}}
+    assert {d["metadata"]["namespace"] for d in scoped if d["kind"] == "RoleBinding"
+            and d["metadata"]["name"] == "capstan-secrets"} == {"pay", "shop", "metrics"}
+    dep = next(d for d in scoped if d["kind"] == "Deployment")
+    assert "--secret_namespaces=pay,shop" in dep["spec"]["template"]["spec"]["containers"][0][
+        "args"]
+    for (_, res) in {**EXPECTED_CLUSTER_RULES, **ROTATION_RULES}:
         path, needle = CODE_REFERENCES[res]
         with open(os.path.join(SRC, path)) as f:
             assert needle in f.read(), f"{res}: {needle} not in {path}"
@@ -305,7 +332,8 @@ def test_operator_runs_a_full_lifecycle_with_only_the_chart_rbac():
     with kube.Namespace("lp") as ns:
         name = f"capstan-{uuid.uuid4().hex[:6]}"
         show = [a for t in RBAC_TEMPLATES for a in ("--show-only", t)]
-        kube.kubectl("apply", "-f", "-", input=render(name, ns, *show))
+        kube.kubectl("apply", "-f", "-", input=render(name, ns, "--set",
+                                                      "secretRotation.enabled=true", *show))
         cfg = token_kubeconfig(ns, name, os.path.join(
             os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp"), f"{name}.kubeconfig"))
 

@@ -533,7 +533,7 @@ def test_a_deployment_reading_two_rotated_secrets_gets_one_stamp_per_secret():
         assert kube.get("deployment", "both", ns)["metadata"]["generation"] == generation
 
 
-def test_existing_secret_is_not_adopted_unless_asked():
+def test_existing_secret_is_not_adopted_unless_asked_and_consented():
     with running() as (ns, box):
         kube.kubectl("-n", ns, "create", "secret", "generic", "handmade",
                      "--from-literal=jwt-key=hand-made-value-0123456789", "--from-literal=other=x")
@@ -544,6 +544,16 @@ def test_existing_secret_is_not_adopted_unless_asked():
         assert plain(data(ns, "handmade")["jwt-key"]) == "hand-made-value-0123456789"
         kube.kubectl("-n", ns, "patch", "secretrotation", "hm", "--type=merge", "-p",
                      json.dumps({"spec": {"adoptExisting": True}}))
+        # Asking on the SecretRotation is not enough: the Secret itself must consent
+        # (an annotation only someone who may write the Secret can set).
+        def refused():
+            st = srot(ns, "hm").get("status", {})
+            return st if "capstan.dev/allow-adoption" in st.get("message", "") else None
+        st = kube.wait_until(refused, 30, what="adoption refused without the Secret's consent")
+        assert st["phase"] == "Stalled" and st["reason"] == "Conflict"
+        assert "capstan.dev/secret-rotation" not in \
+            secret(ns, "handmade")["metadata"].get("labels", {})
+        kube.kubectl("-n", ns, "annotate", "secret", "handmade", "capstan.dev/allow-adoption=true")
         wait_status(ns, "hm", phase="Ready")
         s = secret(ns, "handmade")
         assert s["metadata"]["labels"]["capstan.dev/secret-rotation"] == "hm"

@@ -110,6 +110,10 @@ struct EnvironmentPolicies {
   bool require_approval = false;
   // Distinct approvers needed when require_approval.
   int32_t min_approvals = 1;
+  // Four-eyes: the author of the change (annotation capstan.dev/changed-by, stamped by
+  // admission) is not counted among its approvers, and a change whose author is not
+  // recorded is held. Default true; only meaningful with require_approval.
+  bool four_eyes = true;
   std::vector<FreezeWindow> freeze_windows;
   UpstreamSpec upstream;
   bool allow_emergency = false;
@@ -162,7 +166,11 @@ std::map<std::string, std::vector<std::string>> ValidateEnvironments(
 struct ReleaseApproval {
   ObjectMeta metadata;
   std::string release;   // name of the Release in the same namespace
-  std::string revision;  // the revision (pod template hash) approved
+  std::string revision;  // the revision (pod template hash) approved, for people
+  // What is approved: the Release's status.desiredDigest (render::DesiredStateDigest)
+  // and metadata.uid. An approval without both approves nothing.
+  std::string digest;
+  std::string release_uid;
   std::string approved_by;
   std::string comment;
   std::optional<absl::Time> created;  // metadata.creationTimestamp

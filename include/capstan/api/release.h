@@ -276,6 +276,11 @@ struct RevisionRecord {
   std::vector<std::string> images;
   std::string phase;  // Progressing, Ready, Superseded, Failed, RolledBack, Aborted
   std::optional<absl::Time> time;
+  // render::DesiredStateDigest of the state last let through the gates at this revision,
+  // and render::TemplateDigest of its pod template (what its ControllerRevision must
+  // still hold for a rollback). Empty in records written before digests existed.
+  std::string digest;
+  std::string template_digest;
 
   friend bool operator==(const RevisionRecord&, const RevisionRecord&) = default;
 };
@@ -297,6 +302,13 @@ struct ReleaseStatus {
   std::optional<Color> active_color;
   std::optional<Color> preview_color;
   bool emergency = false;
+  // Who set the emergency annotation (capstan.dev/emergency-by, written by admission).
+  std::string emergency_by;
+  // render::DesiredStateDigest of the spec (Environment defaults applied), and of the
+  // state the gates last let through (what Capstan runs or works toward). A change is
+  // desiredDigest != appliedDigest, whatever the short revision says.
+  std::string desired_digest;
+  std::string applied_digest;
   // The current revision is a return to a revision that already ran Ready in this
   // Release (policy/revert.h): approval, freeze windows and the upstream soak did not
   // hold it. The message says which revision and what it skipped.

@@ -92,6 +92,8 @@ class ReleaseController {
     policy::GateDecision decision;
     std::optional<rollout::Hold> hold;  // set when the decision holds the change
     std::string revert;  // why a hold was lifted for a rollback (policy/revert.h), or ""
+    // This Release's ReleaseApprovals (cache), for Pass::PruneApprovals.
+    std::vector<std::shared_ptr<const nlohmann::json>> approvals;
   };
   Gate EvaluateGate(const Pass& pass, const std::string& desired, const std::string& current);
   // status.environment / status.emergency / status.revert and the Approved /
@@ -99,6 +101,10 @@ class ReleaseController {
   void RecordGate(const Pass& pass, const Gate& gate, const std::string& desired,
                   const std::string& current, api::ReleaseStatus* status,
                   std::vector<rollout::Event>* events);
+  // A held change that keeps the pod template (Service, HPA, PDB only): status Waiting
+  // with the hold, as the planners do for a new revision.
+  void HoldSameRevision(const Pass& pass, const Gate& gate, bool same_revision,
+                        api::ReleaseStatus* status, std::vector<rollout::Event>* events);
   // True when every write of the last reconcile of `key` is visible in the caches,
   // or the wait has lasted long enough to give up on (a watch that lags seconds is
   // a problem the resync will paper over, not a reason to stop).

@@ -32,6 +32,13 @@ namespace capstan::policy {
 // policies.allowEmergency. It skips approval, freeze windows and the upstream soak; it
 // never skips health checks, the progress deadline or automatic rollback.
 inline constexpr char kEmergencyAnnotation[] = "capstan.dev/emergency";
+// Who set kEmergencyAnnotation: written by admission (charts/capstan/templates/
+// release-policy.yaml: only policies.breakGlassGroups may set the emergency annotation,
+// and this one must be the requesting user). An emergency without it is not honoured.
+inline constexpr char kEmergencyByAnnotation[] = "capstan.dev/emergency-by";
+// The author of the Release's spec as it is now: written by admission on every create
+// or spec change (the same policy). Four-eyes does not count this user's approval.
+inline constexpr char kChangedByAnnotation[] = "capstan.dev/changed-by";
 
 // ---------------------------------------------------------------------------
 // Membership.
@@ -117,7 +124,9 @@ std::string FormatInZone(absl::Time t, const std::string& time_zone);
 
 struct Approval {
   std::string name;         // the ReleaseApproval object
-  std::string revision;     // revision approved
+  std::string revision;     // revision approved (for people)
+  std::string digest;       // desired-state digest approved
+  std::string release_uid;  // the Release approved (metadata.uid)
   std::string approved_by;  // set by admission from the requesting user
 };
 
@@ -128,6 +137,8 @@ struct UpstreamObservation {
   std::string release;          // namespace/name, for messages
   std::string source_revision;  // hash of the template without Environment defaults
   std::optional<absl::Time> ready_since;
+  // render::TemplateDigest of that template ("" when the upstream did not publish one).
+  std::string source_digest;
 };
 
 struct GateInput {
@@ -137,7 +148,21 @@ struct GateInput {
   // Hash of the template as written, without Environment defaults: the same in every
   // environment, so it is what the upstream must have run.
   std::string source_revision;
+  // render::TemplateDigest of the template as written: what the soak compares (with an
+  // empty one, the short source revision is compared, for callers without digests).
+  std::string source_digest;
   std::string current_revision;  // running now ("" before the first rollout)
+  // The identities compared: render::DesiredStateDigest of the spec, and of the state
+  // last let through (status.appliedDigest). A change is desired_digest !=
+  // current_digest; the revisions above are names for messages. (Only when both
+  // digests are empty are the revisions compared, for callers without a state.)
+  std::string desired_digest;
+  std::string current_digest;
+  std::string release_uid;  // approvals bind to it
+  // capstan.dev/changed-by: who wrote the spec as it is ("" when not recorded).
+  std::string author;
+  // capstan.dev/emergency-by: who set the emergency annotation ("" when not recorded).
+  std::string emergency_by;
   api::StrategyType strategy = api::StrategyType::kRollingUpdate;
   // The images of the desired pod template (PodImages in capstan/policy/images.h).
   std::vector<std::string> images;
@@ -183,7 +208,9 @@ struct GateDecision {
 //                       not image@sha256:<digest> (the message names them)
 //   AwaitingUpstream    the source revision has not been Ready in the upstream
 //                       Environment for soakSeconds
-//   AwaitingApproval    fewer than minApprovals distinct approvers for desired_revision
+//   AwaitingApproval    fewer than minApprovals distinct approvers of desired_digest for
+//                       this release_uid (with fourEyes, the author not counted, and an
+//                       unrecorded author holds)
 //   FrozenUntil         now is inside a freeze window
 // An emergency (annotation set, allowEmergency true) skips the last three, never the first
 // two. Rolling back to

@@ -4,6 +4,7 @@
 // Namespaces, ReleaseApprovals, the upstream Environment's status, a Release's
 // emergency annotation. Pure; used by the Release and Environment controllers.
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,13 @@ namespace capstan::policy {
 // Every Environment object that parses (the CRD schema makes a parse failure unlikely;
 // such an object is skipped, and its own status says why).
 std::vector<api::Environment> ParseEnvironments(const std::vector<nlohmann::json>& objects);
+// The same, failing closed: an Environment the operator cannot parse (the API server
+// accepted it, e.g. a CRD older or newer than this operator) is kept as a shell that
+// still claims what it can be read to claim (the string entries of spec.namespaces;
+// its namespaceSelector, or every namespace when that cannot be read), and
+// (*unparsed)[name] says why. The reconciler holds the Releases it claims.
+std::vector<api::Environment> ParseEnvironments(const std::vector<nlohmann::json>& objects,
+                                                std::map<std::string, std::string>* unparsed);
 
 // Why `env` cannot be used, given every Environment: its own validation problems plus
 // the cross-object ones (namespace named twice, upstream missing or in a cycle). Empty
@@ -41,5 +49,7 @@ std::vector<policy::Approval> ApprovalsFor(const std::string& ns, const std::str
 
 // The capstan.dev/emergency annotation's value; nullopt when absent or empty.
 std::optional<std::string> EmergencyReason(const api::Release& release);
+// The capstan.dev/emergency-by annotation's value (written by admission); "" when absent.
+std::string EmergencyBy(const api::Release& release);
 
 }  // namespace capstan::policy

@@ -31,17 +31,22 @@ struct RevertDecision {
   std::string message;
 };
 
-// The record of `revision` in `history` when it ran Ready (phase Ready or Superseded);
-// null otherwise.
+// The record whose desired-state digest is `digest` when it ran Ready (phase Ready or
+// Superseded); null otherwise, and for an empty digest. Records are matched by digest,
+// never by the short revision (two states can share one); records written before
+// digests existed match nothing (fail closed).
 const api::RevisionRecord* RanReady(const std::vector<api::RevisionRecord>& history,
-                                    const std::string& revision);
+                                    const std::string& digest);
 
 // Whether the held `decision` about rolling `desired` out over `current` is lifted
 // because `desired` is a revision that already ran Ready in this Release. Only the holds
 // AwaitingApproval, FrozenUntil and AwaitingUpstream are lifted; an allowed decision, a
 // StrategyNotAllowed hold, `desired == current` or an empty `desired` are left alone.
+// `desired` and `current` are desired-state digests; `revision` names the desired one
+// in the message.
 RevertDecision RevertPastGates(const GateDecision& decision,
                                const std::vector<api::RevisionRecord>& history,
-                               const std::string& desired, const std::string& current);
+                               const std::string& desired, const std::string& current,
+                               const std::string& revision = "");
 
 }  // namespace capstan::policy

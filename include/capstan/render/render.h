@@ -42,12 +42,31 @@ struct PodTemplate {
   // nulls dropped) of the template *before* the revision label is added. Part of the
   // contract with running clusters: changing how it is computed re-rolls every Release.
   std::string revision;
+  // TemplateDigest(pod_template): the template's identity (revision label included).
+  std::string digest;
 };
 
 PodTemplate RenderPodTemplate(const api::Release& release);
 
-// The revision hash of a pod template (see PodTemplate::revision).
+// The revision hash of a pod template (see PodTemplate::revision). 40 bits: a name,
+// not an identity (two templates with one revision can be searched for in ~10^6 tries).
 std::string TemplateHash(const nlohmann::json& pod_template);
+
+// The identity of a pod template: "sha256:" + 64 hex digits of SHA-256 (OpenSSL EVP)
+// over its canonical JSON (keys sorted, as TemplateHash). Approvals, the soak, NoChange
+// and rollbacks compare these, never the short revision.
+std::string TemplateDigest(const nlohmann::json& pod_template);
+
+// The identity of everything a gate guards: "sha256:" + SHA-256 over the canonical JSON
+// of RenderRelease(release) (the Deployment with the rendered pod template, Service,
+// preview Service, HPA, PDB), with what is exempt taken out: the Deployment's
+// spec.replicas (scaling is not a change of what runs; under an HPA it is not even
+// Capstan's), its strategy and progressDeadlineSeconds (how a rollout proceeds, not
+// what runs or is exposed) and ownerReferences (the Release's uid; approvals bind to
+// the uid separately). Everything else (the pod template, Service type and ports, HPA
+// bounds and metrics, PDB budgets, user labels and annotations on those objects) is in
+// it. See docs/design.md "Revision identity".
+std::string DesiredStateDigest(const api::Release& release);
 
 // "<name>" for RollingUpdate, "<name>-blue" / "<name>-green" for BlueGreen.
 std::string DeploymentName(const api::Release& release, std::optional<api::Color> color);

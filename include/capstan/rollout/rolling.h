@@ -94,6 +94,11 @@ struct Hold {
   std::string message;
 };
 
+// Status for a held change: phase Waiting, the hold's message, Reconciling with its
+// reason. True when that is news (phase or message changed), i.e. worth an Event.
+bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl::Time now,
+               api::ReleaseStatus* s);
+
 // What an analysis gate says about the revision it measures (controller/analysis_gate.h
 // takes the measurements; the planners only act on the verdict).
 struct AnalysisVerdict {

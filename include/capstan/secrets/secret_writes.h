@@ -14,15 +14,23 @@ namespace capstan::secrets {
 // The ownership rule: a Secret is managed by the SecretRotation named in its label
 // capstan.dev/secret-rotation. A missing Secret is created (labelled, with a
 // controller ownerReference); an unlabelled one is only adopted (labelled, no
-// ownerReference) with spec.adoptExisting; one labelled for another SecretRotation,
-// or unlabelled without adoptExisting, is a Conflict and never written.
+// ownerReference) with spec.adoptExisting *and* the annotation
+// capstan.dev/allow-adoption: "true" on the Secret itself (consent from someone who can
+// write the Secret, never from the SecretRotation alone); one labelled for another
+// SecretRotation, or unlabelled without both, is a Conflict and never written. A Secret
+// whose type is under kubernetes.io/ (service account tokens, TLS, registry
+// credentials, ...) is never managed or adopted: a Conflict.
 enum class Ownership {
-  kMissing,         // create it
-  kManaged,         // ours: plan the rotation
-  kAdopt,           // label it, then plan from the next pass
-  kConflictOther,   // labelled for another SecretRotation
-  kConflictForeign  // unlabelled, and spec.adoptExisting is false
+  kMissing,          // create it
+  kManaged,          // ours: plan the rotation
+  kAdopt,            // label it, then plan from the next pass
+  kConflictOther,    // labelled for another SecretRotation
+  kConflictForeign,  // unlabelled, without spec.adoptExisting and the Secret's consent
+  kConflictType      // type kubernetes.io/...: never Capstan's to rotate
 };
+
+// The annotation on a Secret that consents to adoption by a SecretRotation.
+inline constexpr char kAllowAdoptionAnnotation[] = "capstan.dev/allow-adoption";
 struct OwnershipDecision {
   Ownership ownership = Ownership::kMissing;
   std::string message;  // why, for a Conflict (names only, never values)

@@ -332,9 +332,11 @@ TEST(ParseReleaseApproval, ReadsSpecAndCreation) {
     "metadata": {"name": "shop-5f2c", "namespace": "shop-prod",
                  "creationTimestamp": "2026-11-25T10:00:00Z"},
     "spec": {"release": "shop", "revision": "5f2c0a1b2c", "approvedBy": "alice",
-             "comment": "CAB-1234"}})"));
+             "comment": "CAB-1234", "digest": "sha256:abc", "releaseUID": "u-1"}})"));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->release, "shop");
+  EXPECT_EQ(a->digest, "sha256:abc");
+  EXPECT_EQ(a->release_uid, "u-1");
   EXPECT_EQ(a->revision, "5f2c0a1b2c");
   EXPECT_EQ(a->approved_by, "alice");
   EXPECT_EQ(a->comment, "CAB-1234");

@@ -650,16 +650,22 @@ TEST(ReleaseStatus, RoundTrips) {
   s.active_color = Color::kBlue;
   s.preview_color = Color::kGreen;
   s.emergency = true;
+  s.emergency_by = "oncall";
+  s.desired_digest = "sha256:d";
+  s.applied_digest = "sha256:a";
   s.environment = "production";
   s.last_retry = "2026-11-25T10:00";
   s.history.push_back(
       {"0123456789", {"nginx:1.27", "envoy:1.30"}, "Progressing", absl::FromUnixSeconds(1000)});
-  s.history.push_back({"abcdefabcd", {"nginx:1.26"}, "Ready", std::nullopt});
+  s.history.push_back(
+      {"abcdefabcd", {"nginx:1.26"}, "Ready", std::nullopt, "sha256:state", "sha256:template"});
   s.conditions.push_back(
       {"Ready", "False", "Progressing", "rolling out", absl::FromUnixSeconds(1'700'000'000), 4});
   const nlohmann::json j = ReleaseStatusToJson(s);
   EXPECT_EQ(j["conditions"][0]["lastTransitionTime"], "2023-11-14T22:13:20Z");
   EXPECT_EQ(j["activeColor"], "blue");
+  EXPECT_EQ(j["appliedDigest"], "sha256:a");
+  EXPECT_EQ(j["history"][1]["templateDigest"], "sha256:template");
   absl::StatusOr<ReleaseStatus> back = ParseReleaseStatus(j);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, s);

@@ -51,6 +51,9 @@ TEST(ComputeEnvironmentStatus, ListsReleasesWithCountsAndReadySince) {
   web["status"] = {
       {"phase", "Ready"},
       {"currentRevision", running},
+      {"availableReplicas", 1},
+      {"desiredDigest", "sha256:state"},
+      {"appliedDigest", "sha256:state"},
       {"history", {{{"revision", running}, {"phase", "Ready"}, {"time", "2027-01-15T08:00:00Z"}}}}};
   EnvironmentObservation in;
   in.object = env;
@@ -74,7 +77,18 @@ TEST(ComputeEnvironmentStatus, ListsReleasesWithCountsAndReadySince) {
   EXPECT_EQ(first["sourceRevision"], SourceRevision(*parsed));
   EXPECT_NE(first["sourceRevision"], running) << "source excludes Capstan's labels";
   EXPECT_EQ(first["readySince"], "2027-01-15T08:00:00Z");
+  EXPECT_EQ(first["sourceDigest"], render::TemplateDigest(parsed->spec.pod_template));
   EXPECT_FALSE(st["releases"][1].contains("readySince"));
+  EXPECT_FALSE(st["releases"][1].contains("sourceDigest"));
+
+  // Issue #20 item 4: with nothing available the revision soaks nothing; with a held
+  // change (applied != desired) the template's digest is not published.
+  EnvironmentObservation scaled_in = in;
+  scaled_in.releases[0]["status"]["availableReplicas"] = 0;
+  scaled_in.releases[0]["status"]["desiredDigest"] = "sha256:another";
+  const json scaled = ComputeEnvironmentStatus(scaled_in)["releases"][0];
+  EXPECT_FALSE(scaled.contains("readySince")) << scaled;
+  EXPECT_FALSE(scaled.contains("sourceDigest")) << scaled;
   EXPECT_EQ((*Find(st, "Ready"))["status"], "True");
   EXPECT_EQ((*Find(st, "Ready"))["message"], "3 Releases in 2 namespaces");
   EXPECT_EQ((*Find(st, "Stalled"))["status"], "False");
@@ -107,6 +121,7 @@ TEST(ComputeEnvironmentStatus, ReadySinceWaitsForTheAnalysisToPass) {
   const std::string rev = render::RenderPodTemplate(*parsed).revision;
   web["status"] = {
       {"phase", "Ready"},
+      {"availableReplicas", 1},  // a soak counts only time with a replica available
       {"currentRevision", rev},
       {"history", {{{"revision", rev}, {"phase", "Ready"}, {"time", "2027-01-15T08:00:00Z"}}}}};
   const json required = {
@@ -163,7 +178,7 @@ TEST(ComputeEnvironmentStatus, ReadySinceWaitsForTheAnalysisToPass) {
     if (c.want.empty()) {
       EXPECT_FALSE(st["releases"][0].contains("readySince")) << st["releases"][0];
     } else {
-      EXPECT_EQ(st["releases"][0]["readySince"], c.want);
+      EXPECT_EQ(st["releases"][0].value("readySince", ""), c.want) << st["releases"][0];
     }
   }
 }

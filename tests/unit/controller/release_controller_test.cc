@@ -63,6 +63,40 @@ std::string RevisionOf(const Json& release) {
   return render::RenderPodTemplate(*r).revision;
 }
 
+// The desired-state digest Capstan gives `release` (no Environment defaults).
+std::string DigestOf(const Json& release) {
+  absl::StatusOr<api::Release> r = api::ParseRelease(release);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return render::DesiredStateDigest(*r);
+}
+
+// `release` as written by `author` (admission's capstan.dev/changed-by).
+Json By(Json release, const std::string& author = "dave") {
+  release["metadata"]["annotations"]["capstan.dev/changed-by"] = author;
+  return release;
+}
+
+// Two templates with one 40-bit revision (a birthday search over the annotation
+// value, 6 s on one core: /tmp-free reproduction in render_test.cc's comment).
+Json Colliding(const std::string& image, const std::string& v) {
+  Json r = By(RollingRelease(image));
+  r["spec"]["template"]["metadata"]["annotations"]["v"] = v;
+  return r;
+}
+
+Json Approval(const std::string& name, const Json& release, const std::string& by,
+              const std::string& uid = kUid) {
+  return {{"apiVersion", "capstan.dev/v1alpha1"},
+          {"kind", "ReleaseApproval"},
+          {"metadata", {{"name", name}, {"namespace", "shop"}}},
+          {"spec",
+           {{"release", "web"},
+            {"revision", RevisionOf(release)},
+            {"digest", DigestOf(release)},
+            {"releaseUID", uid},
+            {"approvedBy", by}}}};
+}
+
 class ReleaseControllerTest : public ::testing::Test {
  protected:
   ~ReleaseControllerTest() override {
@@ -310,19 +344,18 @@ TEST_F(ReleaseControllerTest, GateHoldKeepsTheRunningRevision) {
                {"metadata", {{"name", "production"}}},
                {"spec", {{"namespaces", {"shop"}}, {"policies", {{"requireApproval", true}}}}}});
   const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
-  PutRelease(RollingRelease("nginx:2"));
+  PutRelease(By(RollingRelease("nginx:2")));
   EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
   EXPECT_EQ(Phase(), "Waiting");
   EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
   EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
+  EXPECT_EQ(Release().value("/status/desiredDigest"_json_pointer, ""),
+            DigestOf(RollingRelease("nginx:2")));
 
-  // An approval of exactly that revision lets it start.
+  // An approval of exactly that state of this Release, by someone else, lets it start.
   const std::string rev = RevisionOf(RollingRelease("nginx:2"));
   server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "web-approval"),
-              {{"apiVersion", "capstan.dev/v1alpha1"},
-               {"kind", "ReleaseApproval"},
-               {"metadata", {{"name", "web-approval"}, {"namespace", "shop"}}},
-               {"spec", {{"release", "web"}, {"revision", rev}, {"approvedBy", "alice"}}}});
+              Approval("web-approval", RollingRelease("nginx:2"), "alice"));
   EXPECT_THAT(Reconcile(),
               ElementsAre(absl::StrCat("create controllerrevisions shop/web-", rev),
                           "apply deployments shop/web", "apply releases shop/web/status"));
@@ -535,6 +568,162 @@ TEST_F(ReleaseTrafficTest, RouteWithoutTheGatewayApiStallsAndLeavesTheWorkload) 
   EXPECT_THAT(Events(), ElementsAre("Warning GatewayAPIMissing"));
   EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
   EXPECT_THAT(Reconcile(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace capstan::controller
+
+namespace capstan::controller {
+namespace {
+
+Json ProductionRequiringApproval() {
+  return {{"apiVersion", "capstan.dev/v1alpha1"},
+          {"kind", "Environment"},
+          {"metadata", {{"name", "production"}}},
+          {"spec", {{"namespaces", {"shop"}}, {"policies", {{"requireApproval", true}}}}}};
+}
+
+// Issue #20 item 1: approve and run a harmless template, switch to another with the
+// same 40-bit revision: held (before: "no change", and the new image rolled out).
+TEST_F(ReleaseControllerTest, ATemplateWithTheSameRevisionIsANewChange) {
+  ConvergedRolling();
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"), ProductionRequiringApproval());
+  const Json harmless = Colliding("nginx:1", "1220046");
+  const Json evil = Colliding("nginx:2", "255781");
+  ASSERT_EQ(RevisionOf(harmless), RevisionOf(evil)) << "the collision this test is about";
+  PutRelease(harmless);
+  Reconcile();
+  ASSERT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "ok"),
+              Approval("ok", harmless, "alice"));
+  Reconcile();
+  RollOut("web");
+  Reconcile();
+  ASSERT_EQ(Phase(), "Ready");
+  const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+
+  PutRelease(evil);
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_EQ(Phase(), "Waiting");
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment)
+      << "the other image must not roll out without its own approval";
+  EXPECT_EQ(Release().value("/status/appliedDigest"_json_pointer, ""), DigestOf(harmless));
+}
+
+// Issue #20 item 2: a Service type change is gated like a template change; while held
+// the live Service keeps its spec.
+TEST_F(ReleaseControllerTest, AServiceChangeIsGated) {
+  ConvergedRolling();
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"), ProductionRequiringApproval());
+  PutRelease(By(RollingRelease()));
+  Reconcile();  // the first state under the Environment: the same as what runs
+  const Json service = *server_.Get(NsPath(kCore, "shop", "services", "web"));
+  Json lb = By(RollingRelease());
+  lb["spec"]["service"]["type"] = "LoadBalancer";
+  PutRelease(lb);
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Phase(), "Waiting");
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_EQ(server_.Get(NsPath(kCore, "shop", "services", "web"))->at("spec").value("type", ""),
+            service["spec"].value("type", ""));
+  EXPECT_THAT(Reconcile(), IsEmpty()) << "a held change costs no writes";
+
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "lb"), Approval("lb", lb, "alice"));
+  EXPECT_THAT(Reconcile(),
+              ElementsAre("apply services shop/web", "apply releases shop/web/status"));
+  EXPECT_EQ(server_.Get(NsPath(kCore, "shop", "services", "web"))->at("spec").value("type", ""),
+            "LoadBalancer");
+  EXPECT_EQ(Phase(), "Ready");
+}
+
+// Issue #20 item 2 with spec.ingress: a new public host is gated like the Service.
+TEST_F(ReleaseControllerTest, AnIngressChangeIsGated) {
+  ConvergedRolling();
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"), ProductionRequiringApproval());
+  PutRelease(By(RollingRelease()));
+  Reconcile();  // the first state under the Environment: the same as what runs
+  Json exposed = By(RollingRelease());
+  exposed["spec"]["ingress"] = {{"hosts", {{{"host", "admin.example.com"}}}}};
+  PutRelease(exposed);
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_FALSE(server_.Get(NsPath("/apis/networking.k8s.io/v1", "shop", "ingresses", "web")))
+      << "no Ingress before the change is approved";
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "ing"),
+              Approval("ing", exposed, "alice"));
+  EXPECT_THAT(Reconcile(), Contains("apply ingresses shop/web"));
+  EXPECT_EQ(Phase(), "Ready");
+}
+
+// Issue #20 item 3: the author's own approval, and an approval of a deleted Release with
+// the same name, do not count.
+TEST_F(ReleaseControllerTest, SelfApprovalAndApprovalsOfAnotherUidDoNotCount) {
+  ConvergedRolling();
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"), ProductionRequiringApproval());
+  const Json next = By(RollingRelease("nginx:2"), "dave");
+  PutRelease(next);
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "self"), Approval("self", next, "dave"));
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "copied"),
+              Approval("copied", next, "alice", "uid-of-a-deleted-release"));
+  Reconcile();
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_THAT(Release().value("/status/message"_json_pointer, ""),
+              ::testing::HasSubstr("cannot approve their own change"));
+}
+
+// Issue #20 item 4: an Environment the operator cannot read holds its Releases.
+TEST_F(ReleaseControllerTest, AnUnreadableEnvironmentHoldsItsReleases) {
+  ConvergedRolling();
+  const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  server_.Put(
+      absl::StrCat(kCapstan, "/environments/production"),
+      {{"apiVersion", "capstan.dev/v1alpha1"},
+       {"kind", "Environment"},
+       {"metadata", {{"name", "production"}}},
+       {"spec", {{"namespaces", {"shop", 7}}, {"policies", {{"requireApproval", "yes"}}}}}});
+  PutRelease(RollingRelease("nginx:2"));
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/EnvironmentInvalid");
+  EXPECT_THAT(Release().value("/status/message"_json_pointer, ""),
+              ::testing::HasSubstr("cannot be read"));
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
+}
+
+// Issue #20 item 8: an object the API server refuses stalls the Release with the
+// reason, once; nothing is retried until the spec changes.
+TEST_F(ReleaseControllerTest, ARefusedObjectStallsUntilTheSpecChanges) {
+  ConvergedRolling();
+  server_.SetInterceptor(
+      [](const std::string&,
+         const kube::HttpRequest& req) -> std::optional<absl::StatusOr<kube::HttpResponse>> {
+        if (req.method == "PATCH" && absl::StrContains(req.path, "/services/web")) {
+          return testing::InMemoryApiServer::StatusResponse(
+              422, "Invalid",
+              "Service \"web\" is invalid: spec.ports[0].nodePort: Invalid value: 99999: "
+              "provided port is not in the valid range");
+        }
+        return std::nullopt;
+      });
+  Json bad = RollingRelease();
+  bad["spec"]["service"]["type"] = "NodePort";
+  PutRelease(bad);
+  testing::WaitForCaches(server_, *controller_);
+  server_.ClearWrites();
+  absl::StatusOr<kube::ReconcileResult> r = controller_->Reconcile(kKey);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Condition("Stalled"), "True/ObjectRejected");
+  const std::string message = Release().value("/status/message"_json_pointer, "");
+  EXPECT_THAT(message, ::testing::HasSubstr("refused Service web"));
+  EXPECT_THAT(message, ::testing::HasSubstr("nodePort: Invalid value: <redacted>"));
+  EXPECT_THAT(message, Not(::testing::HasSubstr("99999")));
+  EXPECT_THAT(Events(), Contains("Warning ObjectRejected"));
+  EXPECT_THAT(Reconcile(), IsEmpty()) << "terminal: no retry loop";
+
+  server_.SetInterceptor(nullptr);
+  PutRelease(RollingRelease());
+  Reconcile();
+  EXPECT_EQ(Phase(), "Ready");
 }
 
 }  // namespace

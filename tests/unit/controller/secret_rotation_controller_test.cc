@@ -204,7 +204,10 @@ TEST_F(SecretRotationControllerTest, OwnershipRule) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), Secret(c.labels));
+    Json secret = Secret(c.labels);
+    // The Secret's own consent to adoption (issue #20 item 7).
+    secret["metadata"]["annotations"]["capstan.dev/allow-adoption"] = "true";
+    server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), secret);
     server_.Erase(NsPath(kCapstan, "shop", "secretrotations", "jwt"));
     PutRotation(Rotation(c.adopt));
     if (controller_ == nullptr) Start();
@@ -229,7 +232,9 @@ TEST_F(SecretRotationControllerTest, OwnershipRule) {
 }
 
 TEST_F(SecretRotationControllerTest, AdoptedSecretKeepsUnlistedKeys) {
-  server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), Secret());
+  Json consenting = Secret();
+  consenting["metadata"]["annotations"]["capstan.dev/allow-adoption"] = "true";
+  server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), consenting);
   PutRotation(Rotation(/*adopt=*/true));
   Start();
   EXPECT_THAT(Lines(), ElementsAre("patch secrets shop/jwt-keys"));  // the label

@@ -6,6 +6,7 @@
 #include "capstan/api/environment.h"
 #include "capstan/common/clock.h"
 #include "capstan/policy/environment.h"
+#include "capstan/policy/observed.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -377,12 +378,17 @@ TEST(Decide, Table) {
     in.desired_revision = "d3e5f7a9b1";
     in.source_revision = "5a5a5a5a5a";
     in.current_revision = "c0c0c0c0c0";
+    in.desired_digest = "sha256:d3";
+    in.current_digest = "sha256:c0";
+    in.release_uid = "u1";
+    in.author = "dave";
+    in.emergency_by = "sre";
     in.now = now;
     return in;
   };
   const UpstreamObservation soaked{"staging", "shop-staging/shop", "5a5a5a5a5a",
                                    now - absl::Hours(2)};
-  const Approval alice{"shop-d3e5-alice", "d3e5f7a9b1", "alice"};
+  const Approval alice{"shop-d3e5-alice", "d3e5f7a9b1", "sha256:d3", "u1", "alice"};
 
   struct Case {
     const char* name;
@@ -397,6 +403,7 @@ TEST(Decide, Table) {
   {
     GateInput in = base();
     in.current_revision = in.desired_revision;
+    in.current_digest = in.desired_digest;
     cases.push_back({"nothing to change", guarded, in, true, GateReason::kNoChange, {}, {}});
   }
   {
@@ -414,14 +421,14 @@ TEST(Decide, Table) {
                      in,
                      false,
                      GateReason::kAwaitingApproval,
-                     {"revision d3e5f7a9b1 awaits 1 approval: create a ReleaseApproval with "
-                      "spec.revision d3e5f7a9b1"},
+                     {"revision d3e5f7a9b1 (sha256:d3) awaits 1 approval: create a "
+                      "ReleaseApproval with spec.digest sha256:d3 and spec.releaseUID u1"},
                      {}});
   }
   {
     GateInput in = base();
     in.upstream = {soaked};
-    in.approvals = {{"old", "0000000000", "alice"}};
+    in.approvals = {{"old", "0000000000", "sha256:00", "u1", "alice"}};
     cases.push_back({"an approval of another revision does not count",
                      guarded,
                      in,
@@ -432,7 +439,7 @@ TEST(Decide, Table) {
   }
   {
     GateInput in = base();
-    in.approvals = {alice, {"again", "d3e5f7a9b1", "alice"}};
+    in.approvals = {alice, {"again", "d3e5f7a9b1", "sha256:d3", "u1", "alice"}};
     cases.push_back(
         {"two approvals by one person are one approver",
          Env("production", {{"namespaces", {"p"}},
@@ -518,7 +525,7 @@ TEST(Decide, Table) {
                      in,
                      true,
                      GateReason::kEmergency,
-                     {"emergency release (INC-4711 checkout down)",
+                     {"emergency release by sre (INC-4711 checkout down)",
                       "health checks and automatic rollback still apply"},
                      {}});
   }
@@ -626,11 +633,158 @@ TEST(Decide, RecordsWhoApproved) {
   GateInput in;
   in.desired_revision = "r2";
   in.current_revision = "r1";
+  in.desired_digest = "sha256:2";
+  in.current_digest = "sha256:1";
+  in.release_uid = "u";
+  in.author = "dave";
   in.now = absl::FromUnixSeconds(0);
-  in.approvals = {{"a", "r2", "bob"}, {"b", "r2", "alice"}, {"c", "r1", "carol"}, {"d", "r2", ""}};
+  in.approvals = {{"a", "r2", "sha256:2", "u", "bob"},
+                  {"b", "r2", "sha256:2", "u", "alice"},
+                  {"c", "r1", "sha256:1", "u", "carol"},
+                  {"d", "r2", "sha256:2", "u", ""}};
   const GateDecision d = Decide(env, in);
   EXPECT_TRUE(d.allowed) << d.message;
   EXPECT_THAT(d.approved_by, ElementsAre("alice", "bob"));
+}
+
+// Issue #20 item 1: the short revision is a name. Two states with one revision (a
+// 40-bit collision, or a Service change beside an unchanged template) are different
+// changes when their digests differ, and an approval of one never approves the other.
+TEST(Decide, ComparesDigestsNotRevisions) {
+  const Environment env =
+      Env("production", {{"namespaces", {"p"}}, {"policies", {{"requireApproval", true}}}});
+  GateInput in;
+  in.desired_revision = "r1";
+  in.current_revision = "r1";
+  in.desired_digest = "sha256:colliding";
+  in.current_digest = "sha256:approved";
+  in.release_uid = "u";
+  in.author = "dave";
+  in.now = absl::FromUnixSeconds(0);
+  in.approvals = {{"a", "r1", "sha256:approved", "u", "alice"}};
+  GateDecision d = Decide(env, in);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_STREQ(GateReasonName(d.reason), "AwaitingApproval");
+  in.approvals.push_back({"b", "r1", "sha256:colliding", "u", "alice"});
+  d = Decide(env, in);
+  EXPECT_TRUE(d.allowed) << d.message;
+  in.current_digest = in.desired_digest;
+  EXPECT_STREQ(GateReasonName(Decide(env, in).reason), "NoChange");
+}
+
+// Issue #20 item 3: approvals bind to the Release's uid; four-eyes.
+TEST(Decide, ApprovalsBindToTheReleaseAndNotToTheAuthor) {
+  const Environment env =
+      Env("production", {{"namespaces", {"p"}}, {"policies", {{"requireApproval", true}}}});
+  GateInput in;
+  in.desired_revision = "r2";
+  in.current_revision = "r1";
+  in.desired_digest = "sha256:2";
+  in.current_digest = "sha256:1";
+  in.release_uid = "new-uid";
+  in.author = "dave";
+  in.now = absl::FromUnixSeconds(0);
+  in.approvals = {{"copied", "r2", "sha256:2", "old-uid", "alice"}};
+  GateDecision d = Decide(env, in);
+  EXPECT_FALSE(d.allowed) << "an approval of a deleted Release with the same name counts";
+
+  in.approvals = {{"self", "r2", "sha256:2", "new-uid", "dave"}};
+  d = Decide(env, in);
+  EXPECT_FALSE(d.allowed) << "the author approved their own change";
+  EXPECT_THAT(d.message, HasSubstr("the author dave cannot approve their own change"));
+
+  in.approvals.push_back({"other", "r2", "sha256:2", "new-uid", "alice"});
+  d = Decide(env, in);
+  EXPECT_TRUE(d.allowed) << d.message;
+  EXPECT_THAT(d.approved_by, ElementsAre("alice"));
+
+  in.author = "";
+  d = Decide(env, in);
+  EXPECT_FALSE(d.allowed) << "four-eyes with an unrecorded author";
+  EXPECT_THAT(d.message, HasSubstr("capstan.dev/changed-by"));
+
+  const Environment two_eyes =
+      Env("production",
+          {{"namespaces", {"p"}}, {"policies", {{"requireApproval", true}, {"fourEyes", false}}}});
+  in.approvals = {{"self", "r2", "sha256:2", "new-uid", "dave"}};
+  in.author = "dave";
+  EXPECT_TRUE(Decide(two_eyes, in).allowed) << "fourEyes: false lets the author approve";
+}
+
+// Issue #20 item 3: an emergency needs the admission-recorded user who declared it.
+TEST(Decide, EmergencyNeedsItsRecordedUser) {
+  const Environment env = Env(
+      "production",
+      {{"namespaces", {"p"}}, {"policies", {{"requireApproval", true}, {"allowEmergency", true}}}});
+  GateInput in;
+  in.desired_revision = "r2";
+  in.current_revision = "r1";
+  in.desired_digest = "sha256:2";
+  in.current_digest = "sha256:1";
+  in.release_uid = "u";
+  in.author = "dave";
+  in.emergency = "INC-1";
+  in.now = absl::FromUnixSeconds(0);
+  GateDecision d = Decide(env, in);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_THAT(d.message, HasSubstr("capstan.dev/emergency-by was not recorded"));
+  in.emergency_by = "oncall";
+  d = Decide(env, in);
+  EXPECT_TRUE(d.allowed);
+  EXPECT_STREQ(GateReasonName(d.reason), "Emergency");
+  EXPECT_THAT(d.message, HasSubstr("by oncall"));
+}
+
+// Issue #20 items 1 and 4: the soak compares the template digest when there is one.
+TEST(Decide, SoakComparesSourceDigests) {
+  const Environment env =
+      Env("production",
+          {{"namespaces", {"p"}}, {"policies", {{"upstream", {{"environment", "staging"}}}}}});
+  GateInput in;
+  in.desired_revision = "r2";
+  in.source_revision = "s1";
+  in.source_digest = "sha256:mine";
+  in.current_revision = "r1";
+  in.desired_digest = "sha256:2";
+  in.current_digest = "sha256:1";
+  in.now = absl::FromUnixSeconds(1000);
+  UpstreamObservation o{"staging", "s/shop", "s1", absl::FromUnixSeconds(0)};
+  o.source_digest = "sha256:theirs";
+  in.upstream = {o};
+  EXPECT_FALSE(Decide(env, in).allowed) << "same short revision, another template";
+  in.upstream[0].source_digest = "sha256:mine";
+  EXPECT_TRUE(Decide(env, in).allowed);
+}
+
+// Issue #20 item 4: an Environment the operator cannot parse is kept as a shell that
+// claims what it can still be read to claim, so its Releases are held, not unguarded.
+TEST(ParseEnvironments, KeepsWhatCannotBeParsedAsAClaimingShell) {
+  auto obj = [](const std::string& name, json spec) {
+    return json{{"apiVersion", "capstan.dev/v1alpha1"},
+                {"kind", "Environment"},
+                {"metadata", {{"name", name}}},
+                {"spec", std::move(spec)}};
+  };
+  std::map<std::string, std::string> unparsed;
+  const std::vector<Environment> envs = ParseEnvironments(
+      {obj("fine", {{"namespaces", {"dev"}}}),
+       obj("names", {{"namespaces", {"shop", 7}}, {"policies", {{"requireApproval", "yes"}}}}),
+       obj("selector", {{"namespaceSelector", {{"matchLabels", {{"tier", "prod"}}}}},
+                        {"defaults", {{"replicas", 99999999999}}}}),
+       obj("unreadable", {{"namespaceSelector", "all of them"}})},
+      &unparsed);
+  ASSERT_EQ(envs.size(), 4u);
+  EXPECT_EQ(unparsed.count("fine"), 0u);
+  EXPECT_THAT(unparsed["names"], HasSubstr("spec."));
+  EXPECT_THAT(unparsed["selector"], HasSubstr("32-bit"));
+  EXPECT_TRUE(Claims(envs[1], {"shop", {}}));
+  EXPECT_FALSE(Claims(envs[1], {"other", {}}));
+  EXPECT_TRUE(Claims(envs[2], {"pay", {{"tier", "prod"}}}));
+  EXPECT_FALSE(Claims(envs[2], {"pay", {{"tier", "dev"}}}));
+  EXPECT_TRUE(Claims(envs[3], {"any", {{"kubernetes.io/metadata.name", "any"}}}))
+      << "a selector that cannot be read may claim every namespace";
+  // The one-argument form still drops them (the Environment controller's view).
+  EXPECT_EQ(ParseEnvironments({obj("names", {{"namespaces", {"shop", 7}}})}).size(), 0u);
 }
 
 }  // namespace

@@ -18,12 +18,12 @@ GateDecision Held(GateReason reason) {
 
 TEST(RevertPastGatesTest, Table) {
   const std::vector<api::RevisionRecord> history = {
-      {"ccc", {"web:3"}, "Progressing", std::nullopt},  // newest first
-      {"bbb", {"web:2"}, "Ready", std::nullopt},
-      {"aaa", {"web:1"}, "Superseded", std::nullopt},
-      {"fff", {"web:bad"}, "RolledBack", std::nullopt},
-      {"xxx", {"web:x"}, "Failed", std::nullopt},
-      {"abo", {"web:a"}, "Aborted", std::nullopt},
+      {"ccc", {"web:3"}, "Progressing", std::nullopt, "ccc"},  // newest first
+      {"bbb", {"web:2"}, "Ready", std::nullopt, "bbb"},
+      {"aaa", {"web:1"}, "Superseded", std::nullopt, "aaa"},
+      {"fff", {"web:bad"}, "RolledBack", std::nullopt, "fff"},
+      {"xxx", {"web:x"}, "Failed", std::nullopt, "xxx"},
+      {"abo", {"web:a"}, "Aborted", std::nullopt, "abo"},
   };
   GateDecision allowed;
   struct Case {
@@ -63,6 +63,25 @@ TEST(RevertPastGatesTest, Table) {
       EXPECT_EQ(r.message, "");
     }
   }
+}
+
+// Records match by desired-state digest: a state that shares a short revision with one
+// that ran Ready (a 40-bit collision a tenant searched for) is new, and records written
+// before digests existed match nothing.
+TEST(RevertPastGatesTest, MatchesDigestsNotRevisions) {
+  const std::vector<api::RevisionRecord> history = {
+      {"aaa", {"web:1"}, "Superseded", std::nullopt, "sha256:approved-state"},
+      {"old", {"web:0"}, "Superseded", std::nullopt, ""},
+  };
+  EXPECT_FALSE(RevertPastGates(Held(GateReason::kAwaitingApproval), history,
+                               "sha256:colliding-state", "sha256:now", "aaa")
+                   .lifted);
+  EXPECT_EQ(RanReady(history, "aaa"), nullptr);
+  EXPECT_EQ(RanReady(history, ""), nullptr);
+  const RevertDecision r = RevertPastGates(Held(GateReason::kAwaitingApproval), history,
+                                           "sha256:approved-state", "sha256:now", "aaa");
+  EXPECT_TRUE(r.lifted);
+  EXPECT_NE(r.message.find("revision aaa "), std::string::npos) << r.message;
 }
 
 TEST(RevertPastGatesTest, TrimmedHistoryDoesNotCount) {

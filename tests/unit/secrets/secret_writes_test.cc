@@ -27,6 +27,18 @@ json SecretLabelled(const std::string& owner) {
   return s;
 }
 
+// An unlabelled Secret whose writer consents to adoption (issue #20 item 7).
+json Consenting(const std::string& value = "true") {
+  json s = SecretLabelled("");
+  s["metadata"]["annotations"]["capstan.dev/allow-adoption"] = value;
+  return s;
+}
+
+json OfType(json s, const std::string& type) {
+  s["type"] = type;
+  return s;
+}
+
 TEST(DecideOwnershipTest, OneRowPerOutcome) {
   struct Case {
     std::string name;
@@ -40,7 +52,20 @@ TEST(DecideOwnershipTest, OneRowPerOutcome) {
       {"missing, adoptExisting: create", std::nullopt, true, Ownership::kMissing, ""},
       {"labelled for us", SecretLabelled("jwt"), false, Ownership::kManaged, ""},
       {"labelled for us, adoptExisting", SecretLabelled("jwt"), true, Ownership::kManaged, ""},
-      {"unlabelled, adoptExisting: adopt", SecretLabelled(""), true, Ownership::kAdopt, ""},
+      {"unlabelled, adoptExisting, the Secret consents: adopt", Consenting(), true,
+       Ownership::kAdopt, ""},
+      {"unlabelled, adoptExisting, no consent on the Secret: conflict", SecretLabelled(""), true,
+       Ownership::kConflictForeign, "capstan.dev/allow-adoption=true"},
+      {"consent must say true", Consenting("yes"), true, Ownership::kConflictForeign,
+       "does not consent"},
+      {"consent without adoptExisting: conflict", Consenting(), false, Ownership::kConflictForeign,
+       "adoptExisting"},
+      {"a service account token is never adopted",
+       OfType(Consenting(), "kubernetes.io/service-account-token"), true, Ownership::kConflictType,
+       "kubernetes.io/ types"},
+      {"nor managed, even labelled", OfType(SecretLabelled("jwt"), "kubernetes.io/tls"), false,
+       Ownership::kConflictType, "type kubernetes.io/tls"},
+      {"an Opaque Secret is fine", OfType(Consenting(), "Opaque"), true, Ownership::kAdopt, ""},
       {"unlabelled: conflict", SecretLabelled(""), false, Ownership::kConflictForeign,
        "adoptExisting"},
       {"labelled for another", SecretLabelled("other"), false, Ownership::kConflictOther,

@@ -1,5 +1,6 @@
 #include "capstan/controller/projections.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -213,6 +214,32 @@ Object ProjectControllerRevision(Object revision) {
   out["metadata"] = SlimMetadata(revision);
   for (const char* key : {"revision", "data"}) {
     if (auto it = revision.find(key); it != revision.end()) out[key] = std::move(*it);
+  }
+  return out;
+}
+
+// Secrets: what the planner reads, nothing more. The data keys stay (the plan works on
+// which keys exist), their values do not: the cache holds no secret value (issue #20
+// item 10). A step that needs values (copying one key to another, a database step)
+// reads the Secret once, directly (SecretRotationController::Reconcile).
+Object ProjectSecretKeys(Object s) {
+  Object out;
+  Object& md = s["metadata"];
+  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "labels", "annotations",
+                        "ownerReferences", "deletionTimestamp"}) {
+    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
+  }
+  if (s.contains("type"))
+    out["type"] = std::move(s["type"]);  // DecideOwnership refuses kubernetes.io/
+  if (auto d = s.find("data"); d != s.end() && d->is_object()) {
+    Object& keys = out["data"] = Object::object();
+    for (auto& [k, v] : d->items()) {
+      if (v.is_string()) {
+        std::string& value = v.get_ref<std::string&>();
+        std::fill(value.begin(), value.end(), '\0');
+      }
+      keys[k] = "";
+    }
   }
   return out;
 }

@@ -14,6 +14,7 @@
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
+#include "capstan/controller/projections.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
 #include "capstan/secrets/secret_writes.h"
@@ -28,23 +29,9 @@ namespace sec = secrets;
 // The synthetic field a projected Deployment carries: the Secrets its pod template reads.
 constexpr char kReferencedField[] = "capstanSecretRefs";
 
-// Secrets: what the controller reads, nothing more (values stay in `data`).
-Object ProjectSecret(Object s) {
-  Object out;
-  Object& md = s["metadata"];
-  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "labels", "annotations",
-                        "ownerReferences", "deletionTimestamp"}) {
-    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
-  }
-  if (s.contains("type"))
-    out["type"] = std::move(s["type"]);  // DecideOwnership refuses kubernetes.io/
-  if (s.contains("data")) out["data"] = std::move(s["data"]);
-  return out;
-}
-
 // Deployments: identity, the secrets their template reads, the stamp, and
 // the replica counts that say whether a rollout finished.
-Object ProjectDeployment(Object d) {
+Object ProjectConsumerDeployment(Object d) {
   Object out;
   Object& md = d["metadata"];
   for (const char* f : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
@@ -204,8 +191,8 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
   };
   rotations_ = make(res::SecretRotations(), "", nullptr);
   // Only Secrets Capstan manages are listed and watched.
-  secrets_ = make(res::Secrets(), sec::kLabelSecretRotation, ProjectSecret);
-  deployments_ = make(res::Deployments(), "", ProjectDeployment);
+  secrets_ = make(res::Secrets(), sec::kLabelSecretRotation, ProjectSecretKeys);
+  deployments_ = make(res::Deployments(), "", ProjectConsumerDeployment);
   rotations_->AddIndex("secret", RotationSecretKeys);
   rotations_->AddIndex("deployment", RotationDeploymentKeys);
   deployments_->AddIndex("secret", DeploymentSecretKeys);
@@ -348,7 +335,7 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     // Not labelled (or just created and not cached yet): one direct read.
     absl::StatusOr<Object> got = client_.Get(res::Secrets(), ns, secret_name);
     if (got.ok()) {
-      secret = std::make_shared<const Object>(ProjectSecret(std::move(*got)));
+      secret = std::make_shared<const Object>(ProjectSecretKeys(std::move(*got)));
     } else if (got.status().code() != absl::StatusCode::kNotFound) {
       return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
     }
@@ -398,10 +385,26 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       }
     }
     if (secret->contains("data") && (*secret)["data"].is_object()) {
-      data = (*secret)["data"];
-      for (const auto& [k, v] : data.items()) in.secret.data_keys.insert(k);
+      for (const auto& [k, v] : (*secret)["data"].items()) in.secret.data_keys.insert(k);
     }
   }
+  // The cache holds no values (ProjectSecretKeys): a step that needs them reads the Secret,
+  // and only at the version the plan was made from (else the plan is made again).
+  bool have_values = false;
+  auto read_values = [&]() -> absl::Status {
+    if (have_values || secret == nullptr) return absl::OkStatus();
+    absl::StatusOr<Object> got = client_.Get(res::Secrets(), ns, secret_name);
+    if (!got.ok())
+      return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
+    if (JsonString(*got, "/metadata/resourceVersion"_json_pointer) !=
+        JsonString(*secret, "/metadata/resourceVersion"_json_pointer)) {
+      return absl::AbortedError(
+          absl::StrCat("Secret ", secret_name, " changed since it was cached; planning again"));
+    }
+    if (auto d = got->find("data"); d != got->end() && d->is_object()) data = std::move(*d);
+    have_values = true;
+    return absl::OkStatus();
+  };
   switch (sr.spec.consumer_mode) {
     case sec::ConsumerMode::kAuto:
       for (const auto& d : deployments_->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
@@ -420,9 +423,13 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   }
   std::sort(in.consumers.begin(), in.consumers.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
-  if (sr.spec.postgresql) in.db_user = DecodedValue(data, sr.spec.postgresql->username_key);
+  if (sr.spec.postgresql) {
+    RETURN_IF_ERROR(read_values());
+    in.db_user = DecodedValue(data, sr.spec.postgresql->username_key);
+  }
 
   sec::RotationPlan plan = sec::PlanRotation(in);
+  if (!plan.change.copy.empty()) RETURN_IF_ERROR(read_values());
 
   // 0. The database effect of the step (spec.target.postgresql), before any write.
   if (plan.db.kind != sec::DatabaseStep::Kind::kNone) {

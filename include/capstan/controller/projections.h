@@ -1,6 +1,6 @@
 #pragma once
 
-// What the Release controller's informers keep of each object (issue #5).
+// What the controllers' informers keep of each object (issue #5).
 //
 // A cache entry is an nlohmann::json tree: every field costs a map node and
 // its key (~100 bytes) whatever its value, so an object's defaults, status and
@@ -29,6 +29,8 @@
 //    as above, revision and data (the template a rollback restores).
 //  - Releases: everything but managedFields and kubectl's last-applied
 //    annotation (a second copy of the spec as a string).
+//  - Secrets a SecretRotation manages (its controller's cache): no value at all,
+//    only which data keys exist; the values are read when a step needs them.
 //
 // Pure functions; thread-safe.
 
@@ -44,6 +46,9 @@ kube::Object ProjectApplied(kube::Object obj);
 kube::Object ProjectDeployment(kube::Object deployment);
 kube::Object ProjectControllerRevision(kube::Object revision);
 kube::Object ProjectRelease(kube::Object release);
+// Secrets a SecretRotation manages: identity, labels, annotations, owners, type and the
+// names of the data keys, each with an empty value (the cache holds no secret value).
+kube::Object ProjectSecretKeys(kube::Object secret);
 
 // The parts of `value` a managedFields fieldsV1 set names: "f:<name>" members
 // of objects, "k:{...}" (by key fields), "v:<value>" and "i:<index>" elements of

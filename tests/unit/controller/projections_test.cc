@@ -324,5 +324,31 @@ TEST(ProjectionsTest, MeasureHeapPerObject) {
   }
 }
 
+TEST(ProjectSecretKeys, KeepsWhichKeysExistAndNoValue) {
+  const Object live = Object::parse(R"({
+    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+    "metadata": {"name": "app-keys", "namespace": "team", "uid": "u1",
+                 "resourceVersion": "42", "labels": {"capstan.dev/secret-rotation": "app"},
+                 "annotations": {"capstan.dev/rotation-version": "3"},
+                 "managedFields": [{"manager": "capstan"}], "creationTimestamp": "x"},
+    "data": {"jwt-key": "c2VjcmV0LXZhbHVlLTE=", "jwt-key_previous": "b2xkLXZhbHVl"},
+    "stringData": {"never": "kept"}
+  })");
+  const Object out = ProjectSecretKeys(live);
+  EXPECT_EQ(out, Object::parse(R"({
+    "type": "Opaque",
+    "metadata": {"name": "app-keys", "namespace": "team", "uid": "u1",
+                 "resourceVersion": "42", "labels": {"capstan.dev/secret-rotation": "app"},
+                 "annotations": {"capstan.dev/rotation-version": "3"}},
+    "data": {"jwt-key": "", "jwt-key_previous": ""}
+  })"));
+  const std::string text = out.dump();
+  for (const char* value : {"c2VjcmV0LXZhbHVlLTE=", "b2xkLXZhbHVl", "kept"}) {
+    EXPECT_EQ(text.find(value), std::string::npos) << value;
+  }
+  // No data at all stays no data (a Secret being created).
+  EXPECT_FALSE(ProjectSecretKeys(Object::parse(R"({"metadata": {"name": "s"}})")).contains("data"));
+}
+
 }  // namespace
 }  // namespace capstan::controller

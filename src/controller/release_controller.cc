@@ -130,6 +130,13 @@ std::vector<std::string> ByRelease(const Object& obj) {
   return {std::move(key)};
 }
 
+// A ReleaseApproval's Release ("namespace/name"), by spec.release.
+std::vector<std::string> ByApprovedRelease(const Object& approval) {
+  const std::string release = JsonString(approval, "/spec/release"_json_pointer);
+  if (release.empty()) return {};
+  return {absl::StrCat(JsonString(approval, "/metadata/namespace"_json_pointer), "/", release)};
+}
+
 std::vector<std::string> Images(const Object& pod_template) {
   std::vector<std::string> out;
   if (!pod_template.contains("/spec/containers"_json_pointer)) return out;
@@ -198,6 +205,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   endpoint_slices_->AddIndex("service", ByService);
   pods_->AddIndex("release", ByRelease);
   revisions_->AddIndex("release", ByRelease);
+  approvals_->AddIndex("release", ByApprovedRelease);
   analysis_ = std::make_unique<AnalysisGates>(client_, loop_, options_.watch_namespace, clock_,
                                               [this](const std::string& key) { queue_->Add(key); });
 
@@ -498,7 +506,10 @@ struct ReleaseController::Pass {
   // naming a state the Release has rolled past (a history digest that is neither
   // desired nor applied). An approval for a state not seen yet is kept (it may be for a
   // spec this cache has not caught up with). Failures are logged, never fatal.
-  void PruneApprovals(const std::vector<std::shared_ptr<const Object>>& approvals) {
+  // Runs whether or not an Environment gates the Release (approvals may outlive one).
+  void PruneApprovals() {
+    const std::vector<std::shared_ptr<const Object>> approvals =
+        c.approvals_->ByIndex("release", key);
     std::optional<absl::Time> created;
     if (const std::string ts = JsonString(obj, "/metadata/creationTimestamp"_json_pointer);
         !ts.empty()) {
@@ -952,18 +963,8 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   in.strategy = x.rel.spec.strategy.type;
   in.images = policy::PodImages(x.rel.spec.pod_template);
   std::vector<Object> approvals;
-  for (const auto& a : approvals_->List()) {
-    if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns) approvals.push_back(*a);
-  }
+  for (const auto& a : approvals_->ByIndex("release", x.key)) approvals.push_back(*a);
   in.approvals = policy::ApprovalsFor(x.ns, x.name, approvals);
-  std::vector<std::shared_ptr<const Object>> mine;
-  for (const auto& a : approvals_->List()) {
-    if (JsonString(*a, "/metadata/namespace"_json_pointer) == x.ns &&
-        JsonString(*a, "/spec/release"_json_pointer) == x.name) {
-      mine.push_back(a);
-    }
-  }
-  gate.approvals = std::move(mine);
   in.emergency = policy::EmergencyReason(x.rel);
   const std::string& upstream = x.env->spec.policies.upstream.environment;
   if (!upstream.empty()) {
@@ -1063,7 +1064,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   const Gate gate = EvaluateGate(x, desired.revision, in.deployment.revision);
   in.hold = gate.hold;
   x.held = gate.hold.has_value();
-  x.PruneApprovals(gate.approvals);
+  x.PruneApprovals();
   // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
   // plan below acts on a failing one in this same pass.
   std::optional<AnalysisGates::Result> analysis;
@@ -1218,7 +1219,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   const Gate gate = EvaluateGate(x, desired.revision, running);
   in.hold = gate.hold;
   x.held = gate.hold.has_value();
-  x.PruneApprovals(gate.approvals);
+  x.PruneApprovals();
   // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
   // post-promotion in the scale-down window; measurements due now are taken here.
   std::optional<absl::Duration> analysis_requeue;

@@ -92,8 +92,6 @@ class ReleaseController {
     policy::GateDecision decision;
     std::optional<rollout::Hold> hold;  // set when the decision holds the change
     std::string revert;  // why a hold was lifted for a rollback (policy/revert.h), or ""
-    // This Release's ReleaseApprovals (cache), for Pass::PruneApprovals.
-    std::vector<std::shared_ptr<const nlohmann::json>> approvals;
   };
   Gate EvaluateGate(const Pass& pass, const std::string& desired, const std::string& current);
   // status.environment / status.emergency / status.revert and the Approved /

@@ -672,6 +672,69 @@ TEST_F(ReleaseControllerTest, SelfApprovalAndApprovalsOfAnotherUidDoNotCount) {
               ::testing::HasSubstr("cannot approve their own change"));
 }
 
+// Issue #20 item 3: approvals that can never count again are deleted: those of a Release
+// deleted and created again under the same name (another uid, older than this Release)
+// and those of a state the Release has rolled past. Copies made after this Release was
+// created, and approvals of states not seen yet, are left alone (they count for nothing).
+TEST_F(ReleaseControllerTest, ApprovalsOfAGoneReleaseOrARolledPastStateAreDeleted) {
+  Json first = RollingRelease();
+  first["metadata"]["creationTimestamp"] = "2026-12-01T10:00:00Z";
+  PutRelease(first);
+  Start();
+  Reconcile();
+  RollOut("web");
+  Reconcile();
+  ASSERT_EQ(Phase(), "Ready");
+  Json second = RollingRelease("nginx:2");
+  second["metadata"]["creationTimestamp"] = "2026-12-01T10:00:00Z";
+  PutRelease(second);
+  Reconcile();
+  RollOut("web");
+  Reconcile();
+  ASSERT_EQ(Phase(), "Ready");
+  auto approval = [](const std::string& name, const Json& release, const std::string& uid,
+                     const std::string& created) {
+    Json a = Approval(name, release, "alice", uid);
+    a["metadata"]["creationTimestamp"] = created;
+    a["metadata"]["uid"] = absl::StrCat("uid-", name);
+    return a;
+  };
+  const std::string approvals = NsPath(kCapstan, "shop", "releaseapprovals", "");
+  server_.Put(approvals + "gone",
+              approval("gone", first, "uid-of-a-deleted-release", "2026-12-01T09:00:00Z"));
+  server_.Put(approvals + "copied",
+              approval("copied", first, "uid-of-a-deleted-release", "2026-12-01T11:00:00Z"));
+  server_.Put(approvals + "past", approval("past", first, kUid, "2026-12-01T10:30:00Z"));
+  server_.Put(approvals + "current", approval("current", second, kUid, "2026-12-01T10:40:00Z"));
+  server_.Put(approvals + "future",
+              approval("future", RollingRelease("nginx:3"), kUid, "2026-12-01T10:50:00Z"));
+  EXPECT_THAT(Reconcile(), ::testing::UnorderedElementsAre("delete releaseapprovals shop/gone",
+                                                           "delete releaseapprovals shop/past"));
+  for (const char* kept : {"copied", "current", "future"}) {
+    EXPECT_TRUE(server_.Get(approvals + kept).has_value()) << kept;
+  }
+  EXPECT_THAT(Reconcile(), IsEmpty()) << "converged";
+}
+
+// The same in an Environment requiring approval, for a Release created again and
+// waiting for its first approval: the approvals of its predecessor are deleted, and do
+// not count.
+TEST_F(ReleaseControllerTest, ARecreatedReleaseAwaitingApprovalDeletesItsPredecessorsApprovals) {
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"), ProductionRequiringApproval());
+  Json release = By(RollingRelease());
+  release["metadata"]["creationTimestamp"] = "2026-12-01T10:00:00Z";
+  PutRelease(release);
+  Json old = Approval("old", release, "alice", "uid-of-a-deleted-release");
+  old["metadata"]["creationTimestamp"] = "2026-12-01T09:00:00Z";
+  old["metadata"]["uid"] = "uid-old";
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "old"), old);
+  Start();
+  EXPECT_THAT(Reconcile(),
+              ElementsAre("delete releaseapprovals shop/old", "apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_FALSE(server_.Get(NsPath(kApps, "shop", "deployments", "web")).has_value());
+}
+
 // Issue #20 item 4: an Environment the operator cannot read holds its Releases.
 TEST_F(ReleaseControllerTest, AnUnreadableEnvironmentHoldsItsReleases) {
   ConvergedRolling();

@@ -213,6 +213,56 @@ class Operator:
             return f.read()
 
 
+class FaultProxy:
+    """tests/tools/faultproxy.py in front of the test cluster's API server: a client
+    pointed at `kubeconfig` goes through it. Rules (see the tool's docstring) are given
+    at start or added and removed while it runs; `stats()` is its request log."""
+
+    def __init__(self, *rules):
+        cluster_dir = os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp")
+        self.kubeconfig = os.path.join(cluster_dir, f"faultproxy-{random_suffix()}.kubeconfig")
+        args = ["python3", os.path.join(SOURCE_DIR, "tests", "tools", "faultproxy.py"),
+                "--kubeconfig", os.environ["KUBECONFIG"], "--port", "0",
+                "--write-kubeconfig", self.kubeconfig]
+        for r in rules:
+            args += ["--rule", json.dumps(r)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("faultproxy listening on"), line
+        self.url = "http://" + line.split()[-1]
+
+    def _call(self, method, path, body=None):
+        import urllib.request
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read().decode() or "{}")
+
+    def add(self, *rules):
+        return self._call("POST", "/__faults/rules", list(rules))
+
+    def clear(self):
+        return self._call("DELETE", "/__faults/rules")
+
+    def cut(self):
+        return self._call("POST", "/__faults/cut", {})
+
+    def stats(self):
+        return self._call("GET", "/__faults/stats")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def install_crds(*also_wait_for):
     """Applies crds/ and waits until the Release CRD (and each CRD named) is established."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", os.path.join(SOURCE_DIR, "crds"))

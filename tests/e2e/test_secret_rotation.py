@@ -10,10 +10,8 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import subprocess
 import threading
-import uuid
 
 import pytest
 
@@ -414,24 +412,11 @@ def test_kill9_mid_rotation_converges_and_loses_no_value():
 
 @contextlib.contextmanager
 def slow_secret_writes(seconds):
-    """tests/tools/faultproxy.py in front of the API server, holding every Secret
-    PATCH for `seconds` before forwarding it: after one rotation step's write
-    lands, the next one waits, so a kill -9 lands exactly between two steps."""
-    src = os.environ.get("CAPSTAN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-    cluster_dir = os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp")
-    cfg = os.path.join(cluster_dir, f"faultproxy-{uuid.uuid4().hex[:6]}.kubeconfig")
-    rule = json.dumps({"method": "PATCH", "path": "/secrets/", "latency": seconds})
-    proc = subprocess.Popen(
-        ["python3", os.path.join(src, "tests", "tools", "faultproxy.py"), "--kubeconfig",
-         os.environ["KUBECONFIG"], "--port", "0", "--write-kubeconfig", cfg, "--rule", rule],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("faultproxy listening on"), line
-        yield cfg
-    finally:
-        proc.terminate()
-        proc.wait()
+    """The fault proxy in front of the API server, holding every Secret PATCH for
+    `seconds` before forwarding it: after one rotation step's write lands, the next one
+    waits, so a kill -9 lands exactly between two steps."""
+    with kube.FaultProxy({"method": "PATCH", "path": "/secrets/", "latency": seconds}) as p:
+        yield p.kubeconfig
 
 
 @pytest.mark.parametrize("kill_after", ["Pending", "Swapped", "Restarted"])

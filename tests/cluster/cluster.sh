@@ -9,6 +9,9 @@
 #                               waits for /readyz and Ready nodes; writes DIR/kubeconfig
 #   cluster.sh down DIR         stop everything started by `up DIR` (no strays)
 #   cluster.sh run DIR          `up`, then wait for Ctrl-C, then `down`
+#   cluster.sh restart DIR NAME stop one server of `up DIR` (etcd, kube-apiserver, ...)
+#                               and start it again with the same arguments; waits for
+#                               the API server's /readyz (fault tests)
 #   cluster.sh bin              print the bin dir (after build)
 #   cluster.sh fixture-up DIR   ctest fixture: `up`, or reuse $CAPSTAN_E2E_KUBECONFIG
 #   cluster.sh fixture-down DIR ctest fixture: `down` (no-op when reusing)
@@ -137,8 +140,33 @@ EOF
 
 start_bg() {  # DIR name binary args...  (own process group; output to DIR/logs/name.log)
   local dir=$1 name=$2; shift 2
-  setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
+  mkdir -p "$dir/cmds"
+  printf '%q ' "$@" >"$dir/cmds/$name"
+  setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$dir/pids/$name"
+}
+
+stop_one() {  # DIR name: TERM its process group, KILL after 10 s
+  local pid
+  pid=$(cat "$1/pids/$2")
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+cmd_restart() {
+  local dir=${1:?usage: cluster.sh restart DIR NAME} name=${2:?usage: cluster.sh restart DIR NAME}
+  dir=$(cd "$dir" && pwd)
+  [[ -f $dir/cmds/$name && -f $dir/pids/$name ]] || die "$name was not started by up $dir"
+  local t0=$SECONDS cmd
+  cmd=$(cat "$dir/cmds/$name")
+  stop_one "$dir" "$name"
+  eval "start_bg \"\$dir\" \"\$name\" $cmd"
+  wait_for "$name" 60 "$BIN_DIR/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz ||
+    { check_alive "$dir" "$name"; die "the API server is not ready after restarting $name"; }
+  log "restarted $name in $((SECONDS - t0))s"
 }
 
 wait_for() {  # description timeout-seconds command...
@@ -170,7 +198,7 @@ cmd_up() {
   local bin
   bin=$(cmd_build | tail -n 1)
   local t0=$SECONDS
-  rm -rf "$dir/pki" "$dir/etcd" "$dir/logs" "$dir/pids"
+  rm -rf "$dir/pki" "$dir/etcd" "$dir/logs" "$dir/pids" "$dir/cmds"
   mkdir -p "$dir/logs" "$dir/pids"
   gen_certs "$dir"
 
@@ -306,6 +334,7 @@ case "${1:-}" in
   up) cmd_up "${2:-}" ;;
   down) cmd_down "${2:-}" ;;
   run) cmd_run "${2:-}" ;;
+  restart) cmd_restart "${2:-}" "${3:-}" ;;
   fixture-up)
     if [[ -n ${CAPSTAN_E2E_KUBECONFIG:-} ]]; then
       mkdir -p "$2"

@@ -160,6 +160,8 @@ sec::DbStepOutcome RunDatabaseStep(kube::Client& client, sec::PasswordDatabase* 
     if (target.password.empty()) {
       out.step = "set";
       out.message = absl::StrCat("no value in ", step.password_key);
+    } else if (!step.test) {
+      out = sec::SetPasswordBack(*database, conn, admin, target);
     } else {
       out = sec::EnsurePassword(*database, conn, admin, target, step.create, step.member_of);
     }
@@ -445,6 +447,20 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
         return absl::UnavailableError(absl::StrCat("database step ", o.step, ": ", o.message));
       }
       plan = sec::PlanDatabaseFailure(in, o.step, o.message);
+      if (plan.db.kind != sec::DatabaseStep::Kind::kNone) {
+        // SingleUser after a failed test: the previous password back before the Secret
+        // says the rotation failed; retried (state Pending, with backoff) until it works.
+        const sec::DbStepOutcome back =
+            RunDatabaseStep(client_, options_.database, sr, ns, data, plan.db);
+        if (!back.ok) {
+          spdlog::warn("secretrotation={} database step={} user={} failed: {}", key, back.step,
+                       plan.db.user, back.message);
+          return absl::UnavailableError(
+              absl::StrCat("database step ", back.step, ": ", back.message));
+        }
+        spdlog::info("secretrotation={} database user={} previous password set back", key,
+                     plan.db.user);
+      }
     } else if (plan.db.kind == sec::DatabaseStep::Kind::kSetPassword) {
       spdlog::info(
           "secretrotation={} database user={} password {}", key, plan.db.user,

@@ -59,4 +59,18 @@ DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c, const 
   return out;
 }
 
+DbStepOutcome SetPasswordBack(PasswordDatabase& db, const DbConnection& c,
+                              const DbCredential& admin, const DbCredential& target) {
+  DbStepOutcome out;
+  if (absl::Status s = db.SetPassword(c, admin, target, /*create=*/false, ""); !s.ok()) {
+    out.step = "restore";
+    out.message = ScrubPasswords(absl::StrCat("setting the previous password of ", target.user,
+                                              " back as ", admin.user, " failed: ", s.message()),
+                                 {admin.password, target.password});
+    return out;
+  }
+  out.ok = true;
+  return out;
+}
+
 }  // namespace capstan::secrets

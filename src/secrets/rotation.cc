@@ -561,12 +561,25 @@ RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& ste
   plan.change.set_annotations[kAnnStepTime] = now_text;
   plan.change.set_annotations[kAnnLastResult] = "Failed";
   plan.change.set_annotations[kAnnFailedStep] = step;
-  plan.change.set_annotations[kAnnMessage] = absl::StrCat("database step ", step, ": ", message);
   plan.change.remove_annotations = {kAnnPendingUser};
-  plan.events.push_back(
-      {"Warning", "RotationFailed",
-       absl::StrCat("database step ", step, " failed: ", message, "; nothing switched, Secret ",
-                    sr.spec.secret_name, " keeps its current credential")});
+  const PostgresTarget* pg = sr.spec.postgresql ? &*sr.spec.postgresql : nullptr;
+  std::string also;
+  if (step == "test" && pg != nullptr && pg->strategy == DbStrategy::kSingleUser &&
+      in.secret.data_keys.count(sr.spec.keys[0].name)) {
+    // The set step changed the one user's password before its test failed: the
+    // current password (still the Secret's) is set back before anything else.
+    plan.db = {.kind = DatabaseStep::Kind::kSetPassword,
+               .user = pg->user,
+               .password_key = sr.spec.keys[0].name,
+               .test = false};
+    also = absl::StrCat("; the previous password of ", pg->user, " was set back");
+  }
+  plan.change.set_annotations[kAnnMessage] =
+      absl::StrCat("database step ", step, ": ", message, also);
+  plan.events.push_back({"Warning", "RotationFailed",
+                         absl::StrCat("database step ", step, " failed: ", message, also,
+                                      "; nothing switched, Secret ", sr.spec.secret_name,
+                                      " keeps its current credential")});
   plan.requeue_after = absl::Seconds(1);
   return plan;
 }

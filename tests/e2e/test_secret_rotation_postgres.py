@@ -241,6 +241,43 @@ def test_single_user_changes_the_password_in_place(pg):
         assert_nothing_leaked(ns, "one", op, watch, pg)
 
 
+def test_single_user_whose_test_fails_gets_its_previous_password_back(pg):
+    """The set step changed the password, then logging in with it (to the database the
+    rotation checks, where the user lost CONNECT) failed: the previous password is set
+    back, so the application, which logs in to another database, keeps working."""
+    with kube.Namespace("pgback") as ns, operator(ns) as op:
+        watch = SecretValues(ns, "b-creds")
+        user = users_for(ns)[0]
+        check_db = f"check_{user}"
+        pg.sql(f"CREATE ROLE {user} LOGIN PASSWORD 'initial-{os.urandom(8).hex()}'")
+        pg.sql(f"CREATE DATABASE {check_db}")
+        try:
+            admin_secret(ns)
+            kube.apply(consumer("b", "b-creds"), ns)
+            r = pg_rotation("b", "b-creds", pg, strategy="SingleUser", user=user)
+            r["spec"]["target"]["postgresql"]["database"] = check_db
+            kube.apply(r, ns)
+            wait_status(ns, "b", timeout=90, phase="Ready", currentVersion="1", currentUser=user)
+            first = creds(ns, "b-creds")
+            assert login(pg, *first)
+            before = data(ns, "b-creds")
+            pg.sql(f"REVOKE CONNECT ON DATABASE {check_db} FROM PUBLIC")
+            pg.sql(f"GRANT CONNECT ON DATABASE {check_db} TO capstan_admin")
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "b", "capstan.dev/rotate=1")
+            st = wait_status(ns, "b", timeout=60, phase="Failed")
+            assert st["failedStep"] == "test", st
+            assert f"previous password of {user} was set back" in st["message"], st["message"]
+            assert data(ns, "b-creds") == before, "nothing switched"
+            assert login(pg, *first), "the previous password works again"
+            ev = kube.events(ns, "RotationFailed")
+            assert ev and "was set back" in ev[0]["note"]
+            watch.record_now(secret(ns, "b-creds"))
+        finally:
+            watch.stop()
+        assert_nothing_leaked(ns, "b", op, watch, pg)
+        pg.sql(f"DROP DATABASE {check_db}")
+
+
 def test_admin_without_privilege_switches_nothing_and_names_the_step(pg):
     with kube.Namespace("pgweak") as ns, operator(ns) as op:
         watch = SecretValues(ns, "w-creds")

@@ -52,6 +52,7 @@ class PasswordDatabase {
 //   connect  the admin credential could not log in (unreachable, wrong password)
 //   set      creating/altering the role failed (e.g. the admin lacks CREATEROLE)
 //   test     the new password did not log in after it was set
+//   restore  setting the previous password back (SingleUser, after a failed test) failed
 struct DbStepOutcome {
   bool ok = false;
   bool already_done = false;  // the new password already worked: nothing was changed
@@ -66,6 +67,12 @@ DbStepOutcome CheckAdmin(PasswordDatabase& db, const DbConnection& c, const DbCr
 // the admin, then test it by logging in.
 DbStepOutcome EnsurePassword(PasswordDatabase& db, const DbConnection& c, const DbCredential& admin,
                              const DbCredential& target, bool create, const std::string& member_of);
+
+// Sets `target` as the admin and does not test it: a SingleUser rotation whose new
+// password failed its test sets the previous one back, so whatever logged in with it
+// before (another database, a pooler) does again.
+DbStepOutcome SetPasswordBack(PasswordDatabase& db, const DbConnection& c,
+                              const DbCredential& admin, const DbCredential& target);
 
 // `message` with every occurrence of each (non-empty) secret replaced by "[redacted]".
 std::string ScrubPasswords(std::string message, const std::vector<std::string>& secrets);

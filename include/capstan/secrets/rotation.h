@@ -165,6 +165,8 @@ struct DatabaseStep {
   std::string password_key;  // the data key whose (current) value is the password
   bool create = false;       // create the role when missing
   std::string member_of;
+  // Log in with it once set (false: SetPasswordBack, the restore after a failed test).
+  bool test = true;
 };
 
 struct RotationPlan {

@@ -17,6 +17,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
@@ -27,12 +28,14 @@ class FakeDatabase : public PasswordDatabase {
   std::set<std::string> members;  // "user>group"
   bool admin_may_alter = true;
   bool reachable = true;
+  std::set<std::string> refused;     // passwords that never log in (pg_hba, a replica behind)
+  std::set<std::string> unsettable;  // passwords SetPassword fails for
   int sets = 0;
 
   absl::Status TryLogin(const DbConnection&, const DbCredential& login) override {
     if (!reachable) return absl::UnavailableError("connection refused");
     auto it = passwords.find(login.user);
-    if (it == passwords.end() || it->second != login.password) {
+    if (it == passwords.end() || it->second != login.password || refused.count(login.password)) {
       return absl::UnauthenticatedError(
           absl::StrCat("password authentication failed for user \"", login.user, "\""));
     }
@@ -42,7 +45,9 @@ class FakeDatabase : public PasswordDatabase {
                            const DbCredential& target, bool create,
                            const std::string& member_of) override {
     if (absl::Status s = TryLogin(c, admin); !s.ok()) return s;
-    if (!admin_may_alter) return absl::PermissionDeniedError("permission denied to alter role");
+    if (!admin_may_alter || unsettable.count(target.password)) {
+      return absl::PermissionDeniedError("permission denied to alter role");
+    }
     if (!passwords.count(target.user) && !create) {
       return absl::FailedPreconditionError("role does not exist");
     }
@@ -113,13 +118,18 @@ struct Shell {
     RotationPlan p = PlanRotation(in);
     const DbConnection conn{"db", 5432, "postgres", "disable", ""};
     const DbCredential admin{"admin", "admin-pw"};
+    auto run = [&](const DatabaseStep& step) {
+      if (step.kind == DatabaseStep::Kind::kCheckAdmin) return CheckAdmin(db, conn, admin);
+      const DbCredential target{step.user, data.at(step.password_key)};
+      return step.test ? EnsurePassword(db, conn, admin, target, step.create, step.member_of)
+                       : SetPasswordBack(db, conn, admin, target);
+    };
     if (p.db.kind != DatabaseStep::Kind::kNone) {
-      DbStepOutcome o =
-          p.db.kind == DatabaseStep::Kind::kCheckAdmin
-              ? CheckAdmin(db, conn, admin)
-              : EnsurePassword(db, conn, admin, {p.db.user, data.at(p.db.password_key)},
-                               p.db.create, p.db.member_of);
-      if (!o.ok) p = PlanDatabaseFailure(in, o.step, o.message);
+      if (DbStepOutcome o = run(p.db); !o.ok) {
+        p = PlanDatabaseFailure(in, o.step, o.message);
+        // The controller returns an error (and retries) when the set-back fails.
+        if (p.db.kind != DatabaseStep::Kind::kNone && !run(p.db).ok) return RotationPlan{};
+      }
     }
     if (p.action == Action::kCreate) exists = true;
     for (const std::string& c : p.stamp) stamps[c] = p.stamp_value;
@@ -279,6 +289,55 @@ TEST(DatabaseRotationTest, SingleUserSetsThePasswordBackWhenRestoring) {
   EXPECT_EQ(p.db.password_key, RollbackKey("password"));
   EXPECT_EQ(s.db.passwords["app"], first) << "the database first";
   EXPECT_EQ(s.data["password"], first) << "then the Secret";
+}
+
+// The set step changed the password, then logging in with it failed: the previous
+// password is set back before the Secret records the failure, so what logged in before
+// still does, and nothing switched.
+TEST(DatabaseRotationTest, SingleUserSetsThePreviousPasswordBackWhenTheTestFails) {
+  SecretRotation sr = Single();
+  Shell s{&sr};
+  s.db.passwords["app"] = "unknown";
+  s.Step(kT0);
+  s.Converge(kT0, {Healthy()});
+  const std::string first = s.data["password"];
+  ASSERT_EQ(s.db.passwords["app"], first);
+  const absl::Time t1 = kT0 + absl::Hours(721);
+  s.Step(t1);  // Pending
+  ASSERT_EQ(s.State(), "Pending");
+  const std::string pending = s.data.at(PendingKey("password"));
+  s.db.refused.insert(pending);
+  const int sets = s.db.sets;
+  RotationPlan p = s.Step(t1);
+  EXPECT_EQ(p.action, Action::kAbort);
+  EXPECT_EQ(s.db.sets, sets + 2) << "set, then set back";
+  EXPECT_EQ(s.db.passwords["app"], first);
+  EXPECT_TRUE(s.SecretLogsIn());
+  EXPECT_EQ(s.data["password"], first);
+  EXPECT_FALSE(s.data.count(PendingKey("password")));
+  EXPECT_EQ(s.State(), "Idle");
+  EXPECT_EQ(s.annotations[kAnnFailedStep], "test");
+  EXPECT_THAT(s.annotations[kAnnMessage], HasSubstr("previous password of app was set back"));
+  for (const std::string& v : {first, pending}) {
+    EXPECT_THAT(s.annotations[kAnnMessage], Not(HasSubstr(v)));
+  }
+  // Setting it back fails too: the step is an error (the controller retries it), the
+  // Secret is not written; once the database takes it, the rotation fails as above.
+  const absl::Time t2 = t1 + absl::Hours(721);  // the next attempt
+  s.Step(t2);                                   // Pending again (a new value)
+  ASSERT_EQ(s.State(), "Pending");
+  s.db.refused.insert(s.data.at(PendingKey("password")));
+  s.db.unsettable.insert(first);
+  const std::map<std::string, std::string> before = s.data;
+  p = s.Step(t2);
+  EXPECT_EQ(p.action, Action::kNone);
+  EXPECT_EQ(s.data, before);
+  EXPECT_EQ(s.State(), "Pending");
+  s.db.unsettable.clear();
+  s.Step(t2);
+  EXPECT_EQ(s.State(), "Idle");
+  EXPECT_EQ(s.db.passwords["app"], first);
+  EXPECT_TRUE(s.SecretLogsIn());
 }
 
 TEST(DatabaseRotationTest, SingleUserNeverCreatesTheRole) {

@@ -245,6 +245,47 @@ absl::Status ParseStrategy(const json& s, StrategySpec* out) {
   return absl::OkStatus();
 }
 
+// spec.hooks.<key>: {template, backoffLimit, activeDeadlineSeconds, metadata}.
+absl::Status ParseHookJob(const json& hooks, const char* key, std::optional<HookJobSpec>* out) {
+  const std::string hpath = "spec.hooks";
+  ASSIGN_OR_RETURN(const json* h, ReadObject(hooks, key, hpath));
+  if (h == nullptr) {
+    return absl::OkStatus();
+  }
+  const std::string path = Join(hpath, key);
+  HookJobSpec job;
+  const json* tmpl = Find(*h, "template");
+  if (tmpl == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ".template: required (the Job's pod template, as in a Job's spec.template)"));
+  }
+  if (!tmpl->is_object()) {
+    return TypeError(path + ".template", "an object", *tmpl);
+  }
+  job.pod_template = PrunedTemplate(WithoutNulls(*tmpl));
+  RETURN_IF_ERROR(ReadInt32(*h, "backoffLimit", path, &job.backoff_limit));
+  RETURN_IF_ERROR(ReadInt64(*h, "activeDeadlineSeconds", path, &job.active_deadline_seconds));
+  RETURN_IF_ERROR(ParseExtraMetadata(*h, "metadata", path, &job.metadata));
+  *out = std::move(job);
+  return absl::OkStatus();
+}
+
+absl::Status ParseHooks(const json& spec, HooksSpec* out) {
+  ASSIGN_OR_RETURN(const json* hooks, ReadObject(spec, "hooks", "spec"));
+  if (hooks == nullptr) {
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(ParseHookJob(*hooks, "preRollout", &out->pre_rollout));
+  RETURN_IF_ERROR(ParseHookJob(*hooks, "postRollout", &out->post_rollout));
+  RETURN_IF_ERROR(ParseHookJob(*hooks, "onRollback", &out->on_rollback));
+  std::optional<int64_t> retention;
+  RETURN_IF_ERROR(ReadInt64(*hooks, "retentionSeconds", "spec.hooks", &retention));
+  if (retention.has_value()) {
+    out->retention_seconds = *retention;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
   const std::string path = "spec";
   const json* tmpl = Find(spec, "template");
@@ -291,6 +332,7 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
 
   RETURN_IF_ERROR(internal::ParseIngress(spec, &out->ingress));
   RETURN_IF_ERROR(internal::ParseRoute(spec, &out->route));
+  RETURN_IF_ERROR(ParseHooks(spec, &out->hooks));
 
   ASSIGN_OR_RETURN(const json* strategy, ReadObject(spec, "strategy", path));
   if (strategy != nullptr) {
@@ -379,6 +421,7 @@ class Validator {
     ObjectMetadata();
     Strategy();
     Rollback();
+    Hooks();
     return std::move(errors_);
   }
 
@@ -790,6 +833,96 @@ class Validator {
     if (!s.environment.empty() && !IsDnsSubdomain(s.environment)) {
       Error("spec.environment: ", Quote(s.environment),
             " is not a valid Environment name (lower case letters, digits, '-' and '.')");
+    }
+  }
+
+  // spec.hooks: each Job's pod template and limits. The Job is named
+  // <name>-<revision>-<pre|post|rollback> (rollout::HookJobName): with a 10-character
+  // revision and the longest suffix (9), a name of at most 43 keeps it within 63.
+  void Hooks() {
+    const HooksSpec& h = r_.spec.hooks;
+    if (h.retention_seconds < 0) {
+      Error("spec.hooks.retentionSeconds: must be 0 or more, not ", h.retention_seconds);
+    }
+    if (!h.any()) {
+      return;
+    }
+    const std::string& name = r_.metadata.name;
+    if (name.size() > 43 && name.size() <= 63) {
+      Error("metadata.name: ", Quote(name), " is ", name.size(),
+            " characters long; with spec.hooks at most 43 are allowed, because hook Jobs are "
+            "named <name>-<revision>-rollback and Job names stop at 63");
+    }
+    for (const auto& [key, job] :
+         {std::pair{"preRollout", &h.pre_rollout}, std::pair{"postRollout", &h.post_rollout},
+          std::pair{"onRollback", &h.on_rollback}}) {
+      if (job->has_value()) HookJob(absl::StrCat("spec.hooks.", key), **job);
+    }
+  }
+
+  void HookJob(const std::string& path, const HookJobSpec& job) {
+    ExtraMetadataOf(path + ".metadata", job.metadata);
+    if (job.backoff_limit.has_value() && *job.backoff_limit < 0) {
+      Error(path, ".backoffLimit: must be 0 or more, not ", *job.backoff_limit);
+    }
+    if (job.active_deadline_seconds.has_value() && *job.active_deadline_seconds < 1) {
+      Error(path, ".activeDeadlineSeconds: must be at least 1, not ", *job.active_deadline_seconds);
+    }
+    const json& t = job.pod_template;
+    const std::string tpath = path + ".template";
+    if (const json* meta = Find(t, "metadata"); meta != nullptr) {
+      if (!meta->is_object()) {
+        Error(tpath, ".metadata: must be an object, not ", TypeName(*meta));
+      } else {
+        ExtraMetadata m;
+        for (const char* field : {"labels", "annotations"}) {
+          const json* v = Find(*meta, field);
+          if (v == nullptr) continue;
+          if (!v->is_object()) {
+            Error(tpath, ".metadata.", field, ": must be an object, not ", TypeName(*v));
+            continue;
+          }
+          for (auto it = v->begin(); it != v->end(); ++it) {
+            if (!it->is_string()) {
+              Error(tpath, ".metadata.", field, "[", it.key(), "]: must be a string, not ",
+                    TypeName(*it));
+              continue;
+            }
+            (std::string(field) == "labels" ? m.labels : m.annotations)[it.key()] =
+                it->get<std::string>();
+          }
+        }
+        ExtraMetadataOf(tpath + ".metadata", m);
+      }
+    }
+    const json* spec = Find(t, "spec");
+    if (spec == nullptr || !spec->is_object()) {
+      Error(tpath, ".spec: required (the pod spec with at least one container)");
+      return;
+    }
+    if (const json* rp = Find(*spec, "restartPolicy");
+        rp != nullptr && (!rp->is_string() || (rp->get<std::string>() != "Never" &&
+                                               rp->get<std::string>() != "OnFailure"))) {
+      Error(tpath, ".spec.restartPolicy: must be Never (the default) or OnFailure, not ",
+            rp->dump());
+    }
+    const json* containers = Find(*spec, "containers");
+    if (containers == nullptr || !containers->is_array() || containers->empty()) {
+      Error(tpath, ".spec.containers: at least one container is required");
+      return;
+    }
+    for (size_t i = 0; i < containers->size(); ++i) {
+      const json& c = (*containers)[i];
+      const std::string cpath = absl::StrCat(tpath, ".spec.containers[", i, "]");
+      const json* cname = c.is_object() ? Find(c, "name") : nullptr;
+      const json* image = c.is_object() ? Find(c, "image") : nullptr;
+      if (cname == nullptr || !cname->is_string() || !IsDnsLabel(cname->get<std::string>())) {
+        Error(cpath,
+              ".name: required, a DNS label (at most 63 lower case letters, digits and '-')");
+      }
+      if (image == nullptr || !image->is_string() || image->get<std::string>().empty()) {
+        Error(cpath, ".image: required (the container image to run; quote it in YAML)");
+      }
     }
   }
 

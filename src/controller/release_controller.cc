@@ -208,6 +208,8 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   approvals_->AddIndex("release", ByApprovedRelease);
   analysis_ = std::make_unique<AnalysisGates>(client_, loop_, options_.watch_namespace, clock_,
                                               [this](const std::string& key) { queue_->Add(key); });
+  hooks_ = std::make_unique<ReleaseHooks>(client_, loop_, options_.watch_namespace, clock_,
+                                          [this](const std::string& key) { queue_->Add(key); });
 
   releases_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
@@ -386,6 +388,12 @@ struct ReleaseController::Pass {
 
   void Emit(const rollout::Event& e) const {
     if (c.events_) c.events_(obj, e);
+  }
+
+  // Hook Job writes count as this pass's (controller/release_hooks.h).
+  HookWrites HookSink() {
+    return {[this](const kube::Resource& r, const Object& out) { Wrote(r, out); },
+            [this](const rollout::Event& e) { Emit(e); }, &writes};
   }
 
   // Writes status only when it changed.
@@ -714,8 +722,9 @@ void ReleaseController::HoldSameRevision(const Pass& x, const Gate& gate, bool s
 }
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
-  for (kube::Informer* inf : {releases_.get(), deployments_.get(), services_.get(), hpas_.get(),
-                              pdbs_.get(), revisions_.get(), ingresses_.get(), routes_.get()}) {
+  for (kube::Informer* inf :
+       {releases_.get(), deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
+        revisions_.get(), ingresses_.get(), routes_.get(), &hooks_->informer()}) {
     if (inf->resource().resource == r.resource && inf->resource().group == r.group) {
       // An HTTPRoute informer still listing would hold the next reconcile until the
       // expectation expires; it is only waited for once synced.
@@ -1065,6 +1074,19 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   in.hold = gate.hold;
   x.held = gate.hold.has_value();
   x.PruneApprovals();
+  // Hooks (controller/release_hooks.h): a preRollout Job completes before the revision's
+  // pods are created; until then the start is held like a gate's.
+  const std::string starting =
+      !in.hold.has_value() &&
+              rollout::RolloutStarting(rel, desired.revision, {in.deployment.revision})
+          ? desired.revision
+          : "";
+  ASSIGN_OR_RETURN(const std::optional<rollout::Hold> pre,
+                   hooks_->PreRollout(rel, starting, x.now, x.HookSink()));
+  if (pre.has_value()) {
+    in.hold = pre;
+    x.held = true;
+  }
   // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
   // plan below acts on a failing one in this same pass.
   std::optional<AnalysisGates::Result> analysis;
@@ -1082,6 +1104,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   rollout::RollingPlan plan = rollout::PlanRolling(in);
   RecordGate(x, gate, desired.revision, in.deployment.revision, &plan.status, &plan.events);
   HoldSameRevision(x, gate, in.deployment.revision == desired.revision, &plan.status, &plan.events);
+  const rollout::HookPlan after =
+      hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
 
   // Apply what drifted, nothing else.
   const std::optional<int32_t> replicas =
@@ -1122,6 +1146,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
       {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
+  // postRollout / onRollback once the status says Ready / rolled back.
+  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
   kube::ReconcileResult result;
   result.requeue_after = rollout::RollingRequeue(plan.status.phase, HoldUntil(gate), x.now);
   if (analysis.has_value() && analysis->requeue_after.has_value() &&
@@ -1220,6 +1246,19 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   in.hold = gate.hold;
   x.held = gate.hold.has_value();
   x.PruneApprovals();
+  // Hooks: as in ReconcileRolling; the preview counts as started.
+  const std::string starting =
+      !in.hold.has_value() &&
+              rollout::RolloutStarting(rel, desired.revision,
+                                       {in.blue.deployment.revision, in.green.deployment.revision})
+          ? desired.revision
+          : "";
+  ASSIGN_OR_RETURN(const std::optional<rollout::Hold> pre,
+                   hooks_->PreRollout(rel, starting, x.now, x.HookSink()));
+  if (pre.has_value()) {
+    in.hold = pre;
+    x.held = true;
+  }
   // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
   // post-promotion in the scale-down window; measurements due now are taken here.
   std::optional<absl::Duration> analysis_requeue;
@@ -1246,6 +1285,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
   RecordGate(x, gate, desired.revision, running, &plan.status, &plan.events);
   HoldSameRevision(x, gate, running == desired.revision, &plan.status, &plan.events);
+  const rollout::HookPlan after =
+      hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
 
   // Write. A traffic switch goes first, alone, so it lands as soon as it is decided.
   const absl::Time decided = absl::Now();
@@ -1318,6 +1359,7 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
                         in.blue.deployment.revision, in.green.deployment.revision}));
 
   RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
+  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
   kube::ReconcileResult result;
   result.requeue_after =
       rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);

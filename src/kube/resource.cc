@@ -53,6 +53,7 @@ CAPSTAN_RESOURCE(HorizontalPodAutoscalers, "autoscaling", "v2", "horizontalpodau
 CAPSTAN_RESOURCE(PodDisruptionBudgets, "policy", "v1", "poddisruptionbudgets",
                  "PodDisruptionBudget", true)
 CAPSTAN_RESOURCE(Ingresses, "networking.k8s.io", "v1", "ingresses", "Ingress", true)
+CAPSTAN_RESOURCE(Jobs, "batch", "v1", "jobs", "Job", true)
 CAPSTAN_RESOURCE(HttpRoutes, "gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", true)
 CAPSTAN_RESOURCE(EndpointSlices, "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true)
 CAPSTAN_RESOURCE(Leases, "coordination.k8s.io", "v1", "leases", "Lease", true)

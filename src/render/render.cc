@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "capstan/api/labels.h"
+#include "capstan/render/hooks.h"
 #include "capstan/render/ingress.h"
 #include "openssl/evp.h"
 
@@ -167,6 +168,10 @@ std::string DesiredStateDigest(const Release& release) {
       }
     }
     objects.push_back(std::move(o));
+  }
+  // Hook Jobs run the user's code too: changing one is a change the gates see.
+  if (json hooks = HooksIdentity(release); !hooks.is_null()) {
+    objects.push_back({{"kind", "Hooks"}, {"hooks", std::move(hooks)}});
   }
   return Sha256Hex(Canonical(objects));
 }

@@ -7,7 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "capstan/common/rfc3339.h"
+#include "capstan/rollout/rolling.h"
+#include "status_util.h"
 
 namespace capstan::rollout {
 
@@ -102,15 +105,18 @@ HookPlan PlanHooks(const HookInput& in) {
     const std::string& rev = in.starting_revision;
     const std::string name = HookJobName(in.release, HookType::kPreRollout, rev);
     const JobView* job = find(HookType::kPreRollout, rev);
+    // One message while the Job is created and while it runs: the status written when
+    // it started is the status while it runs (no second write).
+    const std::string waiting =
+        absl::StrCat("waiting for preRollout hook Job ", name, " (revision ", rev,
+                     ") to complete; the rollout starts when it succeeds");
     if (job == nullptr) {
       create(HookType::kPreRollout, rev);
       p.hold = true;
-      p.hold_message = absl::StrCat("preRollout hook Job ", name, " started for revision ", rev,
-                                    "; the rollout starts when it succeeds");
+      p.hold_message = waiting;
     } else if (job->state == JobView::State::kRunning) {
       p.hold = true;
-      p.hold_message = absl::StrCat("waiting for preRollout hook Job ", name, " (revision ", rev,
-                                    ") to complete");
+      p.hold_message = waiting;
     } else if (job->state == JobView::State::kFailed) {
       p.pre_rollout_failed =
           absl::StrCat("preRollout hook Job ", name, " failed",
@@ -129,6 +135,10 @@ HookPlan PlanHooks(const HookInput& in) {
   for (const JobView& j : in.jobs) {
     if (j.state != JobView::State::kFailed || !j.type.has_value() ||
         *j.type == HookType::kPreRollout) {
+      continue;
+    }
+    if (!((*j.type == HookType::kPostRollout && j.revision == in.ready_revision) ||
+          (*j.type == HookType::kOnRollback && j.revision == in.rolled_back_revision))) {
       continue;
     }
     p.failed_hooks.push_back(absl::StrCat(HookTypeName(*j.type), " hook Job ", j.name,
@@ -155,6 +165,67 @@ HookPlan PlanHooks(const HookInput& in) {
   }
   std::sort(p.remove.begin(), p.remove.end());
   return p;
+}
+
+bool RolloutStarting(const api::Release& r, const std::string& desired,
+                     const std::vector<std::string>& running) {
+  if (desired.empty()) return false;
+  if (std::find(running.begin(), running.end(), desired) != running.end()) return false;
+  if (r.status.failed_revision != desired) return true;
+  auto retry = r.metadata.annotations.find(kRetryAnnotation);
+  return retry != r.metadata.annotations.end() && !retry->second.empty() &&
+         retry->second != r.status.last_retry;
+}
+
+std::string RolledBackRevision(const api::ReleaseStatus& s) {
+  if (s.failed_revision.empty() || s.stable_revision.empty() ||
+      s.stable_revision == s.failed_revision) {
+    return "";
+  }
+  if (s.phase == "RolledBack" || s.phase == "Aborted") return s.failed_revision;
+  if (s.phase == "Degraded" && s.active_color.has_value()) return s.failed_revision;
+  return "";
+}
+
+bool ApplyPreRolloutFailure(const api::Release& r, const std::string& message, absl::Time now,
+                            api::ReleaseStatus* s) {
+  const bool news = r.status.phase != "Degraded" || r.status.message != message;
+  // The planner held the start (Ready/Reconciling/Stalled as for a hold); start the
+  // three from what was stored, so a failure seen again keeps their transition times
+  // (and costs no status write).
+  for (const char* type : {"Ready", "Reconciling", "Stalled"}) {
+    const api::Condition* stored = FindCondition(r.status.conditions, type);
+    if (stored == nullptr) {
+      std::erase_if(s->conditions, [&](const api::Condition& c) { return c.type == type; });
+      continue;
+    }
+    for (api::Condition& c : s->conditions) {
+      if (c.type == type) c = *stored;  // in place: the order is part of the status
+    }
+  }
+  s->phase = "Degraded";
+  s->message = message;
+  MarkStalled(s, r.metadata.generation, now, "HookFailed", "HookFailed", message);
+  return news;
+}
+
+bool RecordHookFailures(const api::Release& r, const std::vector<std::string>& failed,
+                        absl::Time now, api::ReleaseStatus* s) {
+  constexpr char kType[] = "HooksSucceeded";
+  if (!r.spec.hooks.any()) {
+    std::erase_if(s->conditions, [&](const api::Condition& c) { return c.type == kType; });
+    return false;
+  }
+  const int64_t gen = r.metadata.generation;
+  if (failed.empty()) {
+    SetCondition(&s->conditions, {kType, "True", "Succeeded", "no hook Job failed", now, gen}, now);
+    return false;
+  }
+  const std::string message = absl::StrJoin(failed, "; ");
+  const api::Condition* before = FindCondition(r.status.conditions, kType);
+  const bool news = before == nullptr || before->status != "False" || before->message != message;
+  SetCondition(&s->conditions, {kType, "False", "HookFailed", message, now, gen}, now);
+  return news;
 }
 
 }  // namespace capstan::rollout

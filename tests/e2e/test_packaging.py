@@ -81,7 +81,8 @@ EXPECTED_CLUSTER_RULES = {
     ("capstan.dev", "clusteranalysistemplates"): {"list", "watch"},
     ("capstan.dev", "analysisruns"): {"get", "list", "watch", "create"},
     ("capstan.dev", "analysisruns/status"): {"patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    # create/get/list/watch: analysis job metrics and hook Jobs; delete: hook retention.
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "configmaps"): {"get"},
 }
 # With secretRotation.enabled (off by default: the default install reads no Secret).

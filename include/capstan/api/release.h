@@ -196,6 +196,34 @@ struct RouteSpec {
   friend bool operator==(const RouteSpec&, const RouteSpec&) = default;
 };
 
+// spec.hooks.<hook>: a batch/v1 Job Capstan creates once per revision (named
+// <release>-<revision>-pre|post|rollback, owned by the Release), from this subset of a
+// JobSpec. See rollout/hooks.h for when each hook runs.
+struct HookJobSpec {
+  // The Job's pod template (a PodTemplateSpec: metadata.labels/annotations and spec),
+  // nulls removed. restartPolicy defaults to Never (Always is refused).
+  nlohmann::json pod_template = nlohmann::json::object();
+  std::optional<int32_t> backoff_limit;            // unset: the Job's default (6)
+  std::optional<int64_t> active_deadline_seconds;  // unset: no deadline
+  ExtraMetadata metadata;                          // the Job's labels and annotations
+
+  friend bool operator==(const HookJobSpec&, const HookJobSpec&) = default;
+};
+
+struct HooksSpec {
+  std::optional<HookJobSpec> pre_rollout;
+  std::optional<HookJobSpec> post_rollout;
+  std::optional<HookJobSpec> on_rollback;
+  // Finished hook Jobs older than this are deleted, except the newest of each hook and
+  // the Jobs of the revisions in play. Defaults to 86400 (one day).
+  int64_t retention_seconds = 86400;
+
+  bool any() const {
+    return pre_rollout.has_value() || post_rollout.has_value() || on_rollback.has_value();
+  }
+  friend bool operator==(const HooksSpec&, const HooksSpec&) = default;
+};
+
 struct RollingUpdateSpec {
   IntOrString max_surge = IntOrString::FromString("25%");
   IntOrString max_unavailable = IntOrString::FromString("25%");
@@ -251,6 +279,7 @@ struct ReleaseSpec {
   std::optional<DisruptionBudgetSpec> disruption_budget;
   std::optional<IngressSpec> ingress;
   std::optional<RouteSpec> route;
+  HooksSpec hooks;  // spec.hooks
   StrategySpec strategy;
   RollbackSpec rollback;
   int32_t revision_history_limit = 10;

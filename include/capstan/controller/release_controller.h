@@ -32,6 +32,7 @@
 #include "capstan/common/clock.h"
 #include "capstan/controller/analysis_gate.h"
 #include "capstan/controller/loop.h"
+#include "capstan/controller/release_hooks.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
@@ -159,6 +160,7 @@ class ReleaseController {
   std::unique_ptr<kube::Informer> approvals_;
   // Analysis gates (AnalysisTemplates, AnalysisRuns; controller/analysis_gate.h).
   std::unique_ptr<AnalysisGates> analysis_;
+  std::unique_ptr<ReleaseHooks> hooks_;  // spec.hooks: the hook Jobs
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"release", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

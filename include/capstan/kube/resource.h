@@ -40,6 +40,7 @@ const Resource& ControllerRevisions();
 const Resource& HorizontalPodAutoscalers();  // autoscaling/v2
 const Resource& PodDisruptionBudgets();      // policy/v1
 const Resource& Ingresses();                 // networking.k8s.io/v1
+const Resource& Jobs();                      // batch/v1
 const Resource& HttpRoutes();                // gateway.networking.k8s.io/v1 (a CRD)
 const Resource& EndpointSlices();            // discovery.k8s.io/v1
 const Resource& Leases();                    // coordination.k8s.io/v1

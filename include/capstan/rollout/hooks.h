@@ -1,9 +1,8 @@
 #pragma once
 
-// Rollout hooks as a pure decision: which hook Job is due, given the Jobs observed.
-// Not wired into the reconcilers yet (spec.hooks is not in the API): this is the
-// decision the controller will call, with its table tests, so the controller only
-// performs the writes it names.
+// Rollout hooks (spec.hooks) as a pure decision: which hook Job is due, given the Jobs
+// observed. The Release controller (controller/release_controller.cc) observes the
+// Jobs, calls PlanHooks and performs only the writes it names.
 //
 //   preRollout   runs to completion before a new revision's pods are created (e.g.
 //                schema migrations). Running: the rollout is held (the running
@@ -12,7 +11,7 @@
 //   postRollout  runs once the revision is Ready (e.g. cache warm-up). Its failure
 //                is reported, never rolled back: the revision already serves.
 //   onRollback   runs once the revision failed and traffic went back (e.g. a
-//                migration down), for the failed revision.
+//                migration down), for the failed revision (RolledBackRevision).
 //
 // Each Job is named by hook and revision (HookJobName), so creating it twice is an
 // AlreadyExists, never a second run: a controller killed with -9 between deciding
@@ -25,6 +24,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "capstan/api/release.h"
+#include "capstan/render/hooks.h"
 #include "nlohmann/json.hpp"
 
 namespace capstan::rollout {
@@ -35,8 +36,8 @@ const char* HookTypeName(HookType type);
 // Job name suffix: "pre", "post", "rollback".
 const char* HookSuffix(HookType type);
 
-// Labels on a hook Job (besides Capstan's managed-by and release labels).
-inline constexpr char kLabelHook[] = "capstan.dev/hook";  // HookTypeName
+// Labels on a hook Job (besides Capstan's managed-by and release labels): HookTypeName.
+using render::kLabelHook;
 
 // "<release>-<revision>-<suffix>": deterministic, at most 63 characters for a release
 // name of at most 43 (validation's limit when hooks are set).
@@ -88,12 +89,40 @@ struct HookPlan {
   std::string hold_message;
   // preRollout of starting_revision failed: the revision fails, nothing changed.
   std::optional<std::string> pre_rollout_failed;
-  // Warning messages for failed postRollout / onRollback Jobs (each Job once: the
-  // controller emits them when the Job's state changed).
+  // Failed postRollout / onRollback Jobs of ready_revision and rolled_back_revision, one
+  // sentence each (the controller records them in the HooksSucceeded condition and
+  // emits a Warning when that changes). Older revisions' failures were reported when
+  // they were in play.
   std::vector<std::string> failed_hooks;
   std::vector<std::string> remove;  // Jobs past their retention
 };
 
 HookPlan PlanHooks(const HookInput& in);
+
+// Whether a rollout of `desired` is about to start (HookInput::starting_revision): no
+// Deployment of the Release runs it yet (`running`: their revisions) and it is not the
+// failed revision, unless a retry is asked for (a new capstan.dev/retry token). The
+// caller asks only when no gate holds the change.
+bool RolloutStarting(const api::Release& r, const std::string& desired,
+                     const std::vector<std::string>& running);
+
+// The revision onRollback is due for, or "": a revision that failed after its rollout
+// started while the stable revision serves again. RollingUpdate: phase RolledBack, or
+// Aborted with a stable revision to return to. BlueGreen (active_color set): also a
+// failed preview (phase Degraded), where traffic never left the stable colour. A
+// preRollout failure never counts: the revision never started (failedRevision unset).
+std::string RolledBackRevision(const api::ReleaseStatus& s);
+
+// Status of a revision whose preRollout hook failed: phase Degraded, Ready=False and
+// Stalled=True with reason HookFailed and `message` (it names the Job); the running
+// workload is untouched. True when that is news (an Event is due).
+bool ApplyPreRolloutFailure(const api::Release& r, const std::string& message, absl::Time now,
+                            api::ReleaseStatus* s);
+
+// The HooksSucceeded condition (set while the Release has hooks, removed otherwise):
+// False with reason HookFailed and the failures joined, True (reason Succeeded) when
+// none. True when a failure is news (a Warning Event is due).
+bool RecordHookFailures(const api::Release& r, const std::vector<std::string>& failed,
+                        absl::Time now, api::ReleaseStatus* s);
 
 }  // namespace capstan::rollout

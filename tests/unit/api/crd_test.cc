@@ -129,6 +129,7 @@ TEST(ReleaseCrd, DefaultsMatchParseRelease) {
       R"(, "strategy": {"type": "BlueGreen", "blueGreen": {}})",
       R"(, "rollback": {"automatic": false})",
       R"(, "disruptionBudget": {"maxUnavailable": 1})",
+      R"(, "hooks": {"preRollout": {"template": {"spec": {"containers": [{"name": "m", "image": "m"}]}}}})",
   };
   std::vector<json> specs;
   for (const std::string& extra : extras) {

@@ -223,6 +223,12 @@ struct BadCase {
 // Problems ParseRelease reports (the object is not a Release of the right shape).
 std::vector<BadCase> ParseCases() {
   return {
+      {"hooks not an object", Doc("hooks: [a]"), "spec.hooks: must be an object"},
+      {"hook without a template", Doc("hooks: {preRollout: {backoffLimit: 1}}"),
+       "spec.hooks.preRollout.template: required"},
+      {"hook backoffLimit a string",
+       Doc("hooks: {postRollout: {backoffLimit: x, template: {spec: {containers: []}}}}"),
+       "spec.hooks.postRollout.backoffLimit"},
       {"wrong apiVersion",
        absl::StrReplaceAll(Doc(""), {{"capstan.dev/v1alpha1", "capstan.dev/v1beta1"}}),
        "apiVersion: expected capstan.dev/v1alpha1, got \"capstan.dev/v1beta1\""},
@@ -277,7 +283,35 @@ std::vector<BadCase> ValidationCases() {
   const std::string with_port =
       "template: {spec: {containers: [{name: app, image: nginx, ports: [{name: http, "
       "containerPort: 8080}]}]}}";
+  const std::string hook = "{template: {spec: {containers: [{name: m, image: migrate}]}}}";
   return {
+      {"hook without containers", Doc("hooks: {preRollout: {template: {spec: {}}}}"),
+       "spec.hooks.preRollout.template.spec.containers: at least one container is required"},
+      {"hook container without an image",
+       Doc("hooks: {onRollback: {template: {spec: {containers: [{name: m}]}}}}"),
+       "spec.hooks.onRollback.template.spec.containers[0].image: required"},
+      {"hook restartPolicy Always",
+       Doc("hooks: {preRollout: {template: {spec: {restartPolicy: Always, containers: [{name: "
+           "m, image: x}]}}}}"),
+       "spec.hooks.preRollout.template.spec.restartPolicy: must be Never (the default) or "
+       "OnFailure"},
+      {"hook negative backoffLimit",
+       Doc("hooks: {preRollout: {backoffLimit: -1, template: {spec: {containers: [{name: m, "
+           "image: x}]}}}}"),
+       "spec.hooks.preRollout.backoffLimit: must be 0 or more"},
+      {"hook zero activeDeadlineSeconds",
+       Doc("hooks: {postRollout: {activeDeadlineSeconds: 0, template: {spec: {containers: "
+           "[{name: m, image: x}]}}}}"),
+       "spec.hooks.postRollout.activeDeadlineSeconds: must be at least 1"},
+      {"hook pod label reserved",
+       Doc("hooks: {preRollout: {template: {metadata: {labels: {capstan.dev/x: v}}, spec: "
+           "{containers: [{name: m, image: x}]}}}}"),
+       "spec.hooks.preRollout.template.metadata.labels[\"capstan.dev/x\"]: reserved"},
+      {"negative retention", Doc("hooks: {retentionSeconds: -1}"),
+       "spec.hooks.retentionSeconds: must be 0 or more"},
+      {"name too long for hook Jobs",
+       Doc(absl::StrCat("hooks: {preRollout: ", hook, "}"), kTemplate, std::string(44, 'a')),
+       "with spec.hooks at most 43 are allowed"},
       {"replicas and autoscaling", Doc("replicas: 2\nautoscaling: {maxReplicas: 3}"),
        "spec.replicas and spec.autoscaling are mutually exclusive"},
       {"min above max", Doc("autoscaling: {minReplicas: 5, maxReplicas: 3}"),
@@ -467,6 +501,33 @@ TEST(ValidateRelease, ReportsEachProblemClearly) {
   }
 }
 
+TEST(ParseRelease, ReadsHooks) {
+  absl::StatusOr<Release> r = ParseOne(
+      Doc("hooks:\n  retentionSeconds: 600\n  preRollout:\n    backoffLimit: 0\n"
+          "    activeDeadlineSeconds: 300\n    metadata: {labels: {team: pay}}\n"
+          "    template: {metadata: {annotations: {a: b}}, spec: {containers: [{name: m, "
+          "image: migrate:1, args: [up]}]}}\n"
+          "  onRollback:\n    template: {spec: {containers: [{name: m, image: migrate:1}]}}"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const HooksSpec& h = r->spec.hooks;
+  EXPECT_TRUE(h.any());
+  EXPECT_EQ(h.retention_seconds, 600);
+  ASSERT_TRUE(h.pre_rollout.has_value());
+  EXPECT_EQ(h.pre_rollout->backoff_limit, 0);
+  EXPECT_EQ(h.pre_rollout->active_deadline_seconds, 300);
+  EXPECT_EQ(h.pre_rollout->metadata.labels.at("team"), "pay");
+  EXPECT_EQ(h.pre_rollout->pod_template["spec"]["containers"][0]["args"][0], "up");
+  EXPECT_FALSE(h.post_rollout.has_value());
+  ASSERT_TRUE(h.on_rollback.has_value());
+  EXPECT_FALSE(h.on_rollback->backoff_limit.has_value());
+  EXPECT_THAT(ValidateRelease(*r), IsEmpty());
+  // Without spec.hooks: none, and the default retention.
+  absl::StatusOr<Release> plain = ParseOne(Doc(""));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->spec.hooks.any());
+  EXPECT_EQ(plain->spec.hooks.retention_seconds, 86400);
+}
+
 TEST(ValidateRelease, ListsEveryProblemAtOnce) {
   absl::StatusOr<Release> r = ParseOne(
       Doc("replicas: 2\nautoscaling: {minReplicas: 4, maxReplicas: 3}\ndisruptionBudget: {}"));
@@ -605,7 +666,7 @@ TEST(ParseReleaseYaml, ReportsYamlAndDocumentErrors) {
 
 TEST(ParseReleaseYaml, ExamplesAreValid) {
   for (const char* file : {"release.yaml", "release-bluegreen.yaml", "release-ingress.yaml",
-                           "release-httproute.yaml"}) {
+                           "release-httproute.yaml", "release-hooks.yaml"}) {
     SCOPED_TRACE(file);
     std::ifstream in(absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file));
     std::stringstream buf;

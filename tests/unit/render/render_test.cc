@@ -11,6 +11,7 @@
 #include "capstan/api/labels.h"
 #include "capstan/api/release.h"
 #include "capstan/api/yaml.h"
+#include "capstan/render/hooks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -520,6 +521,47 @@ TEST(RenderRelease, IsDeterministic) {
   EXPECT_EQ(RenderRelease(r), RenderRelease(r));
 }
 
+TEST(RenderHookJob, AJobOwnedByTheReleaseWhosePodsAreNotTheRevisions) {
+  Release r = With("service: {ports: [{port: 80}]}");
+  r.metadata.uid = "uid-1";
+  api::HookJobSpec hook;
+  hook.pod_template = json::parse(R"({"metadata": {"labels": {"team": "pay", "capstan.dev/x": "y"}},
+    "spec": {"containers": [{"name": "m", "image": "migrate:1"}]}})");
+  hook.backoff_limit = 0;
+  hook.active_deadline_seconds = 600;
+  hook.metadata.labels["tier"] = "db";
+  const json job = RenderHookJob(r, hook, "web-0123456789-pre", "preRollout", "0123456789");
+  EXPECT_EQ(job["kind"], "Job");
+  EXPECT_EQ(job["metadata"]["name"], "web-0123456789-pre");
+  EXPECT_EQ(job["metadata"]["labels"], json({{"app.kubernetes.io/managed-by", "capstan"},
+                                             {"capstan.dev/release", "web"},
+                                             {"capstan.dev/revision", "0123456789"},
+                                             {"capstan.dev/hook", "preRollout"},
+                                             {"tier", "db"}}));
+  EXPECT_EQ(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+  EXPECT_EQ(job["metadata"]["ownerReferences"][0]["controller"], true);
+  EXPECT_EQ(job["spec"]["backoffLimit"], 0);
+  EXPECT_EQ(job["spec"]["activeDeadlineSeconds"], 600);
+  EXPECT_EQ(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+  // The rollout reads the Release's pods by capstan.dev/release: a hook's pod is none.
+  EXPECT_EQ(job["spec"]["template"]["metadata"]["labels"],
+            json({{"team", "pay"}, {"capstan.dev/hook", "preRollout"}}));
+}
+
+TEST(DesiredStateDigest, HooksAreInItOnlyWhenSet) {
+  Release r = With("service: {ports: [{port: 80}]}");
+  const std::string plain = DesiredStateDigest(r);
+  api::HookJobSpec hook;
+  hook.pod_template = json::parse(R"({"spec": {"containers": [{"name": "m", "image": "m:1"}]}})");
+  r.spec.hooks.pre_rollout = hook;
+  const std::string with = DesiredStateDigest(r);
+  EXPECT_NE(with, plain);
+  r.spec.hooks.pre_rollout->pod_template["spec"]["containers"][0]["image"] = "m:2";
+  EXPECT_NE(DesiredStateDigest(r), with) << "a changed hook is a change the gates see";
+  r.spec.hooks.pre_rollout.reset();
+  EXPECT_EQ(DesiredStateDigest(r), plain);
+}
+
 std::string Example(const char* file) {
   return absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file);
 }
@@ -537,6 +579,7 @@ TEST(RenderCommand, RendersTheExamples) {
        {"Deployment/payments-api-blue", "Service/payments-api", "Service/payments-api-preview",
         "PodDisruptionBudget/payments-api"}},
       {"release-ingress.yaml", {"Deployment/shop-api", "Service/shop-api", "Ingress/shop-api"}},
+      {"release-hooks.yaml", {"Deployment/orders", "Service/orders"}},
       {"release-httproute.yaml",
        {"Deployment/checkout-blue", "Service/checkout", "Service/checkout-preview",
         "HTTPRoute/checkout", "HTTPRoute/checkout-preview"}},

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "capstan/rollout/rolling.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -129,6 +130,162 @@ TEST(PlanHooks, OnRollbackForTheFailedRevision) {
   EXPECT_THAT(Names(PlanHooks(in)), ElementsAre("web-rev2-rollback"));
   in.jobs = {Job(HookType::kOnRollback, "rev2", State::kSucceeded, kNow)};
   EXPECT_THAT(PlanHooks(in).create, IsEmpty());
+}
+
+TEST(PlanHooks, PostRolloutAndOnRollback) {
+  struct Case {
+    const char* name;
+    std::string ready;
+    std::string rolled_back;
+    std::vector<JobView> jobs;
+    std::vector<std::string> create;
+    std::vector<std::string> failed;  // substrings, one per failed_hooks entry
+  };
+  const std::vector<Case> cases = {
+      {"ready, no Job yet: postRollout starts", "rev2", "", {}, {"web-rev2-post"}, {}},
+      {"ready, Job running: nothing",
+       "rev2",
+       "",
+       {Job(HookType::kPostRollout, "rev2", State::kRunning)},
+       {},
+       {}},
+      {"ready, Job failed: reported, never retried",
+       "rev2",
+       "",
+       {Job(HookType::kPostRollout, "rev2", State::kFailed, kNow, "DeadlineExceeded")},
+       {},
+       {"postRollout hook Job web-rev2-post failed for revision rev2: DeadlineExceeded"}},
+      {"an older revision's failed postRollout is not reported again",
+       "rev3",
+       "",
+       {Job(HookType::kPostRollout, "rev2", State::kFailed, kNow, "DeadlineExceeded"),
+        Job(HookType::kPostRollout, "rev3", State::kSucceeded, kNow)},
+       {},
+       {}},
+      {"rolled back: onRollback for the failed revision",
+       "",
+       "rev2",
+       {},
+       {"web-rev2-rollback"},
+       {}},
+      {"rolled back, Job done: nothing",
+       "",
+       "rev2",
+       {Job(HookType::kOnRollback, "rev2", State::kSucceeded, kNow)},
+       {},
+       {}},
+      {"rolled back, onRollback failed: reported",
+       "",
+       "rev2",
+       {Job(HookType::kOnRollback, "rev2", State::kFailed, kNow, "BackoffLimitExceeded")},
+       {},
+       {"onRollback hook Job web-rev2-rollback failed"}},
+      {"neither: nothing", "", "", {}, {}, {}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    HookInput in = Input();
+    in.ready_revision = c.ready;
+    in.rolled_back_revision = c.rolled_back;
+    in.jobs = c.jobs;
+    const HookPlan p = PlanHooks(in);
+    EXPECT_EQ(Names(p), c.create);
+    ASSERT_EQ(p.failed_hooks.size(), c.failed.size());
+    for (size_t i = 0; i < c.failed.size(); ++i) {
+      EXPECT_THAT(p.failed_hooks[i], HasSubstr(c.failed[i]));
+    }
+    EXPECT_FALSE(p.hold);
+  }
+}
+
+TEST(RolloutStarting, OnlyARevisionNothingRunsAndThatDidNotFail) {
+  struct Case {
+    const char* name;
+    std::vector<std::string> running;
+    std::string failed;
+    std::string retry;       // capstan.dev/retry
+    std::string last_retry;  // status.lastRetry
+    bool want;
+  };
+  const std::vector<Case> cases = {
+      {"first rollout", {""}, "", "", "", true},
+      {"a new revision", {"rev1"}, "", "", "", true},
+      {"already running it", {"rev2"}, "", "", "", false},
+      {"BlueGreen: the preview runs it", {"rev1", "rev2"}, "", "", "", false},
+      {"the failed revision", {"rev1"}, "rev2", "", "", false},
+      {"the failed revision, retry asked", {"rev1"}, "rev2", "t2", "t1", true},
+      {"the failed revision, retry token used", {"rev1"}, "rev2", "t1", "t1", false},
+      {"another revision failed before", {"rev1"}, "rev0", "", "", true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    api::Release r;
+    r.status.failed_revision = c.failed;
+    r.status.last_retry = c.last_retry;
+    if (!c.retry.empty()) r.metadata.annotations["capstan.dev/retry"] = c.retry;
+    EXPECT_EQ(RolloutStarting(r, "rev2", c.running), c.want);
+  }
+}
+
+TEST(RolledBackRevision, ARevisionThatStartedAndWasLeft) {
+  struct Case {
+    const char* name;
+    std::string phase;
+    std::string failed;
+    std::string stable;
+    bool blue_green;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {"rolled back", "RolledBack", "rev2", "rev1", false, "rev2"},
+      {"aborted back to stable", "Aborted", "rev2", "rev1", false, "rev2"},
+      {"aborted with nothing to return to", "Aborted", "rev2", "", false, ""},
+      {"RollingUpdate degraded: no rollback happened", "Degraded", "rev2", "rev1", false, ""},
+      {"BlueGreen failed preview: traffic stayed", "Degraded", "rev2", "rev1", true, "rev2"},
+      {"ready", "Ready", "", "rev1", false, ""},
+      {"preRollout failure: never started", "Degraded", "", "rev1", false, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    api::ReleaseStatus s;
+    s.phase = c.phase;
+    s.failed_revision = c.failed;
+    s.stable_revision = c.stable;
+    if (c.blue_green) s.active_color = api::Color::kBlue;
+    EXPECT_EQ(RolledBackRevision(s), c.want);
+  }
+}
+
+TEST(ApplyPreRolloutFailure, DegradedAndStalledNamingTheJob) {
+  api::Release r;
+  r.metadata.generation = 3;
+  api::ReleaseStatus s;
+  EXPECT_TRUE(ApplyPreRolloutFailure(r, "preRollout hook Job web-rev2-pre failed", kNow, &s));
+  EXPECT_EQ(s.phase, "Degraded");
+  const api::Condition* stalled = FindCondition(s.conditions, "Stalled");
+  ASSERT_NE(stalled, nullptr);
+  EXPECT_EQ(stalled->status, "True");
+  EXPECT_EQ(stalled->reason, "HookFailed");
+  EXPECT_THAT(stalled->message, HasSubstr("web-rev2-pre"));
+  r.status = s;
+  EXPECT_FALSE(ApplyPreRolloutFailure(r, "preRollout hook Job web-rev2-pre failed", kNow, &s))
+      << "the same failure is not news";
+}
+
+TEST(RecordHookFailures, TheConditionAndWhenItIsNews) {
+  api::Release r;
+  api::ReleaseStatus s;
+  EXPECT_FALSE(RecordHookFailures(r, {}, kNow, &s));
+  EXPECT_EQ(FindCondition(s.conditions, "HooksSucceeded"), nullptr) << "no hooks, no condition";
+  r.spec.hooks.post_rollout = api::HookJobSpec{};
+  EXPECT_FALSE(RecordHookFailures(r, {}, kNow, &s));
+  ASSERT_NE(FindCondition(s.conditions, "HooksSucceeded"), nullptr);
+  EXPECT_EQ(FindCondition(s.conditions, "HooksSucceeded")->status, "True");
+  r.status = s;
+  EXPECT_TRUE(RecordHookFailures(r, {"postRollout hook Job web-rev2-post failed"}, kNow, &s));
+  EXPECT_EQ(FindCondition(s.conditions, "HooksSucceeded")->reason, "HookFailed");
+  r.status = s;
+  EXPECT_FALSE(RecordHookFailures(r, {"postRollout hook Job web-rev2-post failed"}, kNow, &s));
 }
 
 TEST(PlanHooks, RetentionKeepsTheNewestOfEachHookAndWhatIsInUse) {

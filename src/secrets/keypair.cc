@@ -113,8 +113,8 @@ absl::StatusOr<std::string> GeneratePrivateKeyPem(const KeyPairGenerator& g) {
       algorithm = "ED25519";
       break;
   }
-  std::unique_ptr<EVP_PKEY_CTX, CtxFree> ctx(EVP_PKEY_CTX_new_from_name(nullptr, algorithm,
-                                                                        nullptr));
+  std::unique_ptr<EVP_PKEY_CTX, CtxFree> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, algorithm, nullptr));
   if (ctx == nullptr || EVP_PKEY_keygen_init(ctx.get()) != 1) {
     return OpenSslError(absl::StrCat("starting ", algorithm, " key generation"));
   }
@@ -137,9 +137,8 @@ absl::StatusOr<std::string> GeneratePrivateKeyPem(const KeyPairGenerator& g) {
   }
   Pkey key(raw);
   Bio out(BIO_new(BIO_s_secmem()));
-  if (out == nullptr ||
-      PEM_write_bio_PKCS8PrivateKey(out.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                                    nullptr) != 1) {
+  if (out == nullptr || PEM_write_bio_PKCS8PrivateKey(out.get(), key.get(), nullptr, nullptr, 0,
+                                                      nullptr, nullptr) != 1) {
     return OpenSslError("writing the private key PEM");
   }
   return BioText(out.get());
@@ -257,8 +256,8 @@ absl::StatusOr<json> DeriveKeyPairData(const SecretRotationSpec& spec, const jso
     const std::string jwks = JwksDataKey(k);
     const std::string prev = PreviousKey(k.name);
     const bool touched = patch.is_object() && (patch.contains(k.name) || patch.contains(prev));
-    const bool missing = !after(k.name).is_null() && (!before.contains(pub) ||
-                                                      !before.contains(jwks));
+    const bool missing =
+        !after(k.name).is_null() && (!before.contains(pub) || !before.contains(jwks));
     if (!touched && !missing) continue;
     json keys = json::array();
     std::optional<std::string> current_pub, previous_pub;
@@ -284,8 +283,7 @@ absl::StatusOr<json> DeriveKeyPairData(const SecretRotationSpec& spec, const jso
     }
     set(pub, current_pub);
     set(PreviousKey(pub), previous_pub);
-    set(jwks, current_pub ? std::optional<std::string>(json{{"keys", keys}}.dump())
-                          : std::nullopt);
+    set(jwks, current_pub ? std::optional<std::string>(json{{"keys", keys}}.dump()) : std::nullopt);
   }
   return out;
 }

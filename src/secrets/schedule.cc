@@ -38,10 +38,11 @@ const Field kMonth{"month",
                     {"NOV", 11},
                     {"DEC", 12}}};
 // 7 is Sunday too; folded to 0 below.
-const Field kDow{"day of week",
-                 0,
-                 7,
-                 {{"SUN", 0}, {"MON", 1}, {"TUE", 2}, {"WED", 3}, {"THU", 4}, {"FRI", 5}, {"SAT", 6}}};
+const Field kDow{
+    "day of week",
+    0,
+    7,
+    {{"SUN", 0}, {"MON", 1}, {"TUE", 2}, {"WED", 3}, {"THU", 4}, {"FRI", 5}, {"SAT", 6}}};
 
 absl::StatusOr<int> Value(const Field& f, const std::string& s) {
   int v = 0;

@@ -131,9 +131,9 @@ TEST(KeyPairTest, GeneratedKeysReadBackWithOpenSsl) {
     } else if (c.kty == "EC") {
       EXPECT_EQ(jwk["crv"], c.crv);
       const int size = c.bits / 8;
-      canonical = absl::StrCat(R"({"crv":")", c.crv, R"(","kty":"EC","x":")",
-                               jwk["x"].get<std::string>(), R"(","y":")",
-                               jwk["y"].get<std::string>(), R"("})");
+      canonical =
+          absl::StrCat(R"({"crv":")", c.crv, R"(","kty":"EC","x":")", jwk["x"].get<std::string>(),
+                       R"(","y":")", jwk["y"].get<std::string>(), R"("})");
       EXPECT_EQ(FromBase64Url(jwk["x"]), BnParam(priv.get(), OSSL_PKEY_PARAM_EC_PUB_X, size));
       EXPECT_EQ(FromBase64Url(jwk["y"]), BnParam(priv.get(), OSSL_PKEY_PARAM_EC_PUB_Y, size));
       EXPECT_EQ(FromBase64Url(jwk["x"]).size(), static_cast<size_t>(size)) << "padded";
@@ -143,13 +143,13 @@ TEST(KeyPairTest, GeneratedKeysReadBackWithOpenSsl) {
       size_t len = sizeof(raw);
       ASSERT_EQ(EVP_PKEY_get_raw_public_key(priv.get(), raw, &len), 1);
       EXPECT_EQ(FromBase64Url(jwk["x"]), std::string(reinterpret_cast<char*>(raw), len));
-      canonical = absl::StrCat(R"({"crv":"Ed25519","kty":"OKP","x":")",
-                               jwk["x"].get<std::string>(), R"("})");
+      canonical = absl::StrCat(R"({"crv":"Ed25519","kty":"OKP","x":")", jwk["x"].get<std::string>(),
+                               R"("})");
     }
     unsigned char digest[32];
     EVP_Digest(canonical.data(), canonical.size(), digest, nullptr, EVP_sha256(), nullptr);
-    EXPECT_EQ(jwk["kid"], absl::WebSafeBase64Escape(std::string(reinterpret_cast<char*>(digest),
-                                                                sizeof(digest))));
+    EXPECT_EQ(jwk["kid"], absl::WebSafeBase64Escape(
+                              std::string(reinterpret_cast<char*>(digest), sizeof(digest))));
   }
 }
 
@@ -228,9 +228,9 @@ TEST(KeyPairTest, UnreadableKeysFailWithoutQuotingThem) {
   Pkey key = ReadPrivate(*GeneratePrivateKeyPem(g));
   BIO* b = BIO_new(BIO_s_mem());
   char pass[] = "passphrase";
-  ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(b, key.get(), EVP_aes_128_cbc(), pass, 10, nullptr,
-                                          nullptr),
-            1);
+  ASSERT_EQ(
+      PEM_write_bio_PKCS8PrivateKey(b, key.get(), EVP_aes_128_cbc(), pass, 10, nullptr, nullptr),
+      1);
   char* data = nullptr;
   const long n = BIO_get_mem_data(b, &data);
   const std::string encrypted(data, static_cast<size_t>(n));

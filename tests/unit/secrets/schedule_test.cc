@@ -53,20 +53,20 @@ TEST(ScheduleTest, NextCronTime) {
       {"29 February: the next leap year", "0 0 29 2 *", "UTC", "2026-03-10T00:00:00Z",
        "2028-02-29T00:00:00Z"},
       {"never", "0 0 30 2 *", "UTC", "2026-03-10T00:00:00Z", ""},
-      {"day of month OR day of week when both are set", "0 0 13 * 5", "UTC",
-       "2026-03-10T00:00:00Z", "2026-03-13T00:00:00Z"},
+      {"day of month OR day of week when both are set", "0 0 13 * 5", "UTC", "2026-03-10T00:00:00Z",
+       "2026-03-13T00:00:00Z"},
       {"... the Friday comes first", "0 0 20 * 5", "UTC", "2026-03-10T00:00:00Z",
        "2026-03-13T00:00:00Z"},
       {"day of week AND '*' day of month", "0 0 * 3 5", "UTC", "2026-03-28T00:00:00Z",
        "2027-03-05T00:00:00Z"},
       {"in Berlin (UTC+1 in winter)", "0 3 * * *", "Europe/Berlin", "2026-01-10T12:00:00Z",
        "2026-01-11T02:00:00Z"},
-      {"in New York (UTC-4 in summer)", "30 9 * * 1-5", "America/New_York",
-       "2026-07-03T14:00:00Z", "2026-07-06T13:30:00Z"},
+      {"in New York (UTC-4 in summer)", "30 9 * * 1-5", "America/New_York", "2026-07-03T14:00:00Z",
+       "2026-07-06T13:30:00Z"},
       {"DST gap: 02:30 does not exist on 2026-03-29 in Berlin, runs at the change (03:00 CEST)",
        "30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", "2026-03-29T01:00:00Z"},
-      {"DST repeat: 02:30 happens twice on 2026-10-25 in Berlin, runs at the first",
-       "30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", "2026-10-25T00:30:00Z"},
+      {"DST repeat: 02:30 happens twice on 2026-10-25 in Berlin, runs at the first", "30 2 * * *",
+       "Europe/Berlin", "2026-10-24T12:00:00Z", "2026-10-25T00:30:00Z"},
       {"... and not again at the second", "30 2 * * *", "Europe/Berlin", "2026-10-25T00:30:00Z",
        "2026-10-26T01:30:00Z"},
   };
@@ -124,7 +124,8 @@ nlohmann::json WithSchedule(const std::string& schedule, const std::string& zone
 }
 
 TEST(ScheduleTest, SpecScheduleAndTimeZone) {
-  absl::StatusOr<SecretRotation> sr = ParseSecretRotation(WithSchedule("0 3 * * 1", "Europe/Berlin"));
+  absl::StatusOr<SecretRotation> sr =
+      ParseSecretRotation(WithSchedule("0 3 * * 1", "Europe/Berlin"));
   ASSERT_TRUE(sr.ok()) << sr.status();
   EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
   // Due the first Monday 03:00 Berlin time after the last attempt (a Tuesday).
@@ -167,9 +168,8 @@ TEST(ScheduleTest, ScheduledRotationIsDueAtTheCronTimeAndMissedRunsRotateOnce) {
   in.rotation = &sr;
   in.secret.exists = true;
   in.secret.data_keys = {"k"};
-  in.secret.annotations = {{kAnnState, "Idle"},
-                           {kAnnVersion, "1"},
-                           {kAnnLastAttempt, "2026-03-10T08:00:00Z"}};
+  in.secret.annotations = {
+      {kAnnState, "Idle"}, {kAnnVersion, "1"}, {kAnnLastAttempt, "2026-03-10T08:00:00Z"}};
   in.now = At("2026-03-11T02:59:00Z");
   RotationPlan p = PlanRotation(in);
   EXPECT_EQ(p.action, Action::kNone);

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +17,7 @@
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/controller/projections.h"
+#include "capstan/secrets/keypair.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
 #include "capstan/secrets/secret_writes.h"
@@ -29,9 +32,9 @@ namespace sec = secrets;
 // The synthetic field a projected Deployment carries: the Secrets its pod template reads.
 constexpr char kReferencedField[] = "capstanSecretRefs";
 
-// Deployments: identity, the secrets their template reads, the stamp, and
-// the replica counts that say whether a rollout finished.
-Object ProjectConsumerDeployment(Object d) {
+// Deployments, StatefulSets, DaemonSets: identity, the secrets their template reads,
+// the stamp, the update strategy and the counts that say whether a rollout finished.
+Object ProjectWorkload(Object d) {
   Object out;
   Object& md = d["metadata"];
   for (const char* f : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
@@ -39,6 +42,9 @@ Object ProjectConsumerDeployment(Object d) {
   }
   if (d.contains("/spec/replicas"_json_pointer)) {
     out["spec"]["replicas"] = d.at("/spec/replicas"_json_pointer);
+  }
+  if (d.contains("/spec/updateStrategy"_json_pointer)) {
+    out["spec"]["updateStrategy"] = d.at("/spec/updateStrategy"_json_pointer);
   }
   const Object::json_pointer annotations("/spec/template/metadata/annotations");
   if (d.contains(annotations) && d.at(annotations).is_object()) {
@@ -57,7 +63,8 @@ Object ProjectConsumerDeployment(Object d) {
   out[kReferencedField] = std::move(refs);
   if (d.contains("status") && d["status"].is_object()) {
     for (const char* f : {"observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
-                          "availableReplicas"}) {
+                          "availableReplicas", "currentRevision", "updateRevision",
+                          "desiredNumberScheduled", "updatedNumberScheduled", "numberAvailable"}) {
       if (d["status"].contains(f)) out["status"][f] = d["status"][f];
     }
   }
@@ -80,13 +87,27 @@ std::vector<std::string> RotationSecretKeys(const Object& r) {
   return {absl::StrCat(JsonString(r, "/metadata/namespace"_json_pointer), "/", name)};
 }
 
-std::vector<std::string> RotationDeploymentKeys(const Object& r) {
+// "<Kind>:<namespace>/<name>" of a consumer workload.
+std::string WorkloadKey(const std::string& kind, const std::string& ns, const std::string& name) {
+  return absl::StrCat(kind, ":", ns, "/", name);
+}
+
+// The workloads a SecretRotation names (consumers.deployments and consumers.workloads).
+std::vector<std::string> RotationWorkloadKeys(const Object& r) {
   std::vector<std::string> out;
-  const Object::json_pointer p("/spec/consumers/deployments");
-  if (!r.contains(p) || !r.at(p).is_array()) return out;
   const std::string ns = JsonString(r, "/metadata/namespace"_json_pointer);
-  for (const Object& n : r.at(p)) {
-    if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
+  const Object::json_pointer p("/spec/consumers/deployments");
+  if (r.contains(p) && r.at(p).is_array()) {
+    for (const Object& n : r.at(p)) {
+      if (n.is_string()) out.push_back(WorkloadKey(sec::kDeploymentKind, ns, n.get<std::string>()));
+    }
+  }
+  const Object::json_pointer w("/spec/consumers/workloads");
+  if (r.contains(w) && r.at(w).is_array()) {
+    for (const Object& n : r.at(w)) {
+      out.push_back(WorkloadKey(JsonString(n, "/kind"_json_pointer), ns,
+                                JsonString(n, "/name"_json_pointer)));
+    }
   }
   return out;
 }
@@ -194,10 +215,11 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
   rotations_ = make(res::SecretRotations(), "", nullptr);
   // Only Secrets Capstan manages are listed and watched.
   secrets_ = make(res::Secrets(), sec::kLabelSecretRotation, ProjectSecretKeys);
-  deployments_ = make(res::Deployments(), "", ProjectConsumerDeployment);
+  deployments_ = make(res::Deployments(), "", ProjectWorkload);
+  statefulsets_ = make(res::StatefulSets(), "", ProjectWorkload);
+  daemonsets_ = make(res::DaemonSets(), "", ProjectWorkload);
   rotations_->AddIndex("secret", RotationSecretKeys);
-  rotations_->AddIndex("deployment", RotationDeploymentKeys);
-  deployments_->AddIndex("secret", DeploymentSecretKeys);
+  rotations_->AddIndex("workload", RotationWorkloadKeys);
 
   rotations_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
     const Object* o = new_obj != nullptr ? new_obj : old_obj;
@@ -213,19 +235,31 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
       }
     }
   });
-  deployments_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
-    for (const Object* o : {old_obj, new_obj}) {
-      if (o == nullptr) continue;
-      for (const std::string& secret_key : DeploymentSecretKeys(*o)) {
-        for (const auto& r : rotations_->ByIndex("secret", secret_key)) {
+  for (const auto& [kind, informer] : Workloads()) {
+    informer->AddIndex("secret", DeploymentSecretKeys);
+    informer->AddHandler([this, kind = kind](const Object* old_obj, const Object* new_obj) {
+      for (const Object* o : {old_obj, new_obj}) {
+        if (o == nullptr) continue;
+        for (const std::string& secret_key : DeploymentSecretKeys(*o)) {
+          for (const auto& r : rotations_->ByIndex("secret", secret_key)) {
+            queue_->Add(kube::ObjectKey(*r));
+          }
+        }
+        const std::string key =
+            WorkloadKey(kind, JsonString(*o, "/metadata/namespace"_json_pointer),
+                        JsonString(*o, "/metadata/name"_json_pointer));
+        for (const auto& r : rotations_->ByIndex("workload", key)) {
           queue_->Add(kube::ObjectKey(*r));
         }
       }
-      for (const auto& r : rotations_->ByIndex("deployment", kube::ObjectKey(*o))) {
-        queue_->Add(kube::ObjectKey(*r));
-      }
-    }
-  });
+    });
+  }
+}
+
+std::vector<std::pair<std::string, kube::Informer*>> SecretRotationController::Workloads() const {
+  return {{sec::kDeploymentKind, deployments_.get()},
+          {sec::kStatefulSetKind, statefulsets_.get()},
+          {sec::kDaemonSetKind, daemonsets_.get()}};
 }
 
 SecretRotationController::~SecretRotationController() { Stop(); }
@@ -409,29 +443,54 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   };
   switch (sr.spec.consumer_mode) {
     case sec::ConsumerMode::kAuto:
-      for (const auto& d : deployments_->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
-        in.consumers.push_back(sec::ViewDeployment(*d, secret_name));
-      }
-      break;
-    case sec::ConsumerMode::kExplicit:
-      for (const std::string& d : sr.spec.consumer_deployments) {
-        if (auto live = deployments_->Get(ns, d); live != nullptr) {
-          in.consumers.push_back(sec::ViewDeployment(*live, secret_name));
+      for (const auto& [kind, informer] : Workloads()) {
+        for (const auto& w : informer->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
+          in.consumers.push_back(sec::ViewWorkload(kind, *w, secret_name));
         }
       }
       break;
+    case sec::ConsumerMode::kExplicit: {
+      std::vector<std::pair<std::string, std::string>> named;
+      for (const std::string& d : sr.spec.consumer_deployments) {
+        named.emplace_back(sec::kDeploymentKind, d);
+      }
+      named.insert(named.end(), sr.spec.consumer_workloads.begin(),
+                   sr.spec.consumer_workloads.end());
+      for (const auto& [kind, wname] : named) {
+        for (const auto& [k, informer] : Workloads()) {
+          if (k != kind) continue;
+          if (auto live = informer->Get(ns, wname); live != nullptr) {
+            in.consumers.push_back(sec::ViewWorkload(kind, *live, secret_name));
+          }
+        }
+      }
+      break;
+    }
     case sec::ConsumerMode::kNone:
       break;
   }
-  std::sort(in.consumers.begin(), in.consumers.end(),
-            [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(in.consumers.begin(), in.consumers.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.name, a.kind) < std::tie(b.name, b.kind);
+  });
+  in.consumers.erase(std::unique(in.consumers.begin(), in.consumers.end(),
+                                 [](const auto& a, const auto& b) {
+                                   return a.name == b.name && a.kind == b.kind;
+                                 }),
+                     in.consumers.end());
   if (sr.spec.postgresql) {
     RETURN_IF_ERROR(read_values());
     in.db_user = DecodedValue(data, sr.spec.postgresql->username_key);
   }
 
   sec::RotationPlan plan = sec::PlanRotation(in);
-  if (!plan.change.copy.empty()) RETURN_IF_ERROR(read_values());
+  // Values a write needs, read before anything is written: copies, and a keyPair's
+  // private keys (its public key and JWKS are derived from them in the write).
+  const bool key_pairs =
+      std::any_of(sr.spec.keys.begin(), sr.spec.keys.end(),
+                  [](const sec::KeySpec& k) { return k.kind == sec::KeySpec::Kind::kKeyPair; });
+  if (!plan.change.copy.empty() || (key_pairs && plan.action != sec::Action::kNone)) {
+    RETURN_IF_ERROR(read_values());
+  }
 
   // 0. The database effect of the step (spec.target.postgresql), before any write.
   if (plan.db.kind != sec::DatabaseStep::Kind::kNone) {
@@ -469,15 +528,16 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   }
 
   // 1. Stamp consumers (before the Secret records that they were).
-  for (const std::string& d : plan.stamp) {
+  for (const sec::ConsumerRef& c : plan.stamp) {
+    const kube::Resource& r = c.kind == sec::kStatefulSetKind ? res::StatefulSets()
+                              : c.kind == sec::kDaemonSetKind ? res::DaemonSets()
+                                                              : res::Deployments();
     absl::Status s =
-        client_
-            .MergePatch(res::Deployments(), ns, d, sec::StampPatch(secret_name, plan.stamp_value))
-            .status();
+        client_.MergePatch(r, ns, c.name, sec::StampPatch(secret_name, plan.stamp_value)).status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;
-    spdlog::info("secretrotation={} restart deployment={} secret-version={}", key, d,
-                 plan.stamp_value);
+    spdlog::info("secretrotation={} restart {}={} secret-version={}", key,
+                 absl::AsciiStrToLower(c.kind), c.name, plan.stamp_value);
   }
 
   // 2. One Secret write.
@@ -495,6 +555,17 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     }
     for (const auto& [to, value] : change.set_values) out_data[to] = absl::Base64Escape(value);
     for (const std::string& k : change.remove) out_data[k] = nullptr;
+    if (key_pairs) {
+      // A keyPair's public key and JWKS follow from the private keys after the write.
+      absl::StatusOr<Object> derived = sec::DeriveKeyPairData(sr.spec, data, out_data);
+      if (!derived.ok()) {
+        // A private key someone replaced with something unreadable: nothing is written
+        // until the Secret changes again (the message names the data key, never a value).
+        return stall("InvalidKey", absl::StrCat("Secret ", secret_name, ": ",
+                                                derived.status().message(), "; nothing written"));
+      }
+      for (auto& [k, v] : derived->items()) out_data[k] = std::move(v);
+    }
     Object annotations = Object::object();
     for (const auto& [k, v] : change.set_annotations) annotations[k] = v;
     absl::Status s;

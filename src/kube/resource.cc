@@ -46,6 +46,8 @@ CAPSTAN_RESOURCE(ConfigMaps, "", "v1", "configmaps", "ConfigMap", true)
 CAPSTAN_RESOURCE(Events, "events.k8s.io", "v1", "events", "Event", true)
 CAPSTAN_RESOURCE(Deployments, "apps", "v1", "deployments", "Deployment", true)
 CAPSTAN_RESOURCE(ReplicaSets, "apps", "v1", "replicasets", "ReplicaSet", true)
+CAPSTAN_RESOURCE(StatefulSets, "apps", "v1", "statefulsets", "StatefulSet", true)
+CAPSTAN_RESOURCE(DaemonSets, "apps", "v1", "daemonsets", "DaemonSet", true)
 CAPSTAN_RESOURCE(ControllerRevisions, "apps", "v1", "controllerrevisions", "ControllerRevision",
                  true)
 CAPSTAN_RESOURCE(HorizontalPodAutoscalers, "autoscaling", "v2", "horizontalpodautoscalers",

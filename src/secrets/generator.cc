@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "capstan/common/status_macros.h"
+#include "capstan/secrets/keypair.h"
 
 namespace capstan::secrets {
 namespace {
@@ -118,6 +119,9 @@ absl::StatusOr<std::string> GenerateValue(const KeySpec& key, RandomSource& rng)
       return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4), "-",
                           hex.substr(16, 4), "-", hex.substr(20, 12));
     }
+    case KeySpec::Kind::kKeyPair:
+      // OpenSSL's DRBG, not `rng`: a prime search cannot be fed from outside.
+      return GeneratePrivateKeyPem(key.key_pair);
     case KeySpec::Kind::kPassword: {
       const PasswordGenerator& g = key.password;
       const std::string alphabet = PasswordAlphabet(g);

@@ -133,15 +133,82 @@ std::string StampAnnotationKey(const std::string& secret_name) {
       absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 8)));
 }
 
-ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
+namespace {
+
+ConsumerView ViewCommon(const json& w, const std::string& secret_name, const char* kind) {
   ConsumerView v;
-  v.name = JsonString(d, "/metadata/name"_json_pointer);
+  v.kind = kind;
+  v.name = JsonString(w, "/metadata/name"_json_pointer);
   const json::json_pointer annotations("/spec/template/metadata/annotations");
-  if (d.contains(annotations) && d.at(annotations).is_object()) {
-    const json& a = d.at(annotations);
+  if (w.contains(annotations) && w.at(annotations).is_object()) {
+    const json& a = w.at(annotations);
     auto it = a.find(StampAnnotationKey(secret_name));
     if (it != a.end() && it->is_string()) v.stamped = it->get<std::string>();
   }
+  return v;
+}
+
+}  // namespace
+
+ConsumerView ViewStatefulSet(const json& s, const std::string& secret_name) {
+  ConsumerView v = ViewCommon(s, secret_name, kStatefulSetKind);
+  const int64_t generation = Int(s, "/metadata/generation"_json_pointer, 0);
+  const int64_t observed = Int(s, "/status/observedGeneration"_json_pointer, 0);
+  const int64_t want = Int(s, "/spec/replicas"_json_pointer, 1);
+  const int64_t partition = Int(s, "/spec/updateStrategy/rollingUpdate/partition"_json_pointer, 0);
+  const int64_t updated = Int(s, "/status/updatedReplicas"_json_pointer, 0);
+  const int64_t ready = Int(s, "/status/readyReplicas"_json_pointer, 0);
+  const std::string current = JsonString(s, "/status/currentRevision"_json_pointer);
+  const std::string update = JsonString(s, "/status/updateRevision"_json_pointer);
+  const bool on_delete = JsonString(s, "/spec/updateStrategy/type"_json_pointer) == "OnDelete";
+  // `kubectl rollout status statefulset` semantics; with a partition only the
+  // ordinals at or above it are updated, and the revisions never converge.
+  if (observed < generation) {
+    v.why = "rollout not observed yet";
+  } else if (on_delete) {
+    v.healthy = true;
+  } else if (ready < want) {
+    v.why = absl::StrCat(ready, "/", want, " ready");
+  } else if (updated < want - partition) {
+    v.why = absl::StrCat(updated, "/", want - partition, " updated");
+  } else if (partition == 0 && current != update) {
+    v.why = "revision update not finished (currentRevision != updateRevision)";
+  } else {
+    v.healthy = true;
+  }
+  return v;
+}
+
+ConsumerView ViewDaemonSet(const json& d, const std::string& secret_name) {
+  ConsumerView v = ViewCommon(d, secret_name, kDaemonSetKind);
+  const int64_t generation = Int(d, "/metadata/generation"_json_pointer, 0);
+  const int64_t observed = Int(d, "/status/observedGeneration"_json_pointer, 0);
+  const int64_t desired = Int(d, "/status/desiredNumberScheduled"_json_pointer, 0);
+  const int64_t updated = Int(d, "/status/updatedNumberScheduled"_json_pointer, 0);
+  const int64_t available = Int(d, "/status/numberAvailable"_json_pointer, 0);
+  const bool on_delete = JsonString(d, "/spec/updateStrategy/type"_json_pointer) == "OnDelete";
+  if (observed < generation) {
+    v.why = "rollout not observed yet";
+  } else if (on_delete) {
+    v.healthy = true;
+  } else if (updated < desired) {
+    v.why = absl::StrCat(updated, "/", desired, " updated");
+  } else if (available < desired) {
+    v.why = absl::StrCat(available, "/", desired, " available");
+  } else {
+    v.healthy = true;
+  }
+  return v;
+}
+
+ConsumerView ViewWorkload(const std::string& kind, const json& w, const std::string& secret_name) {
+  if (kind == kStatefulSetKind) return ViewStatefulSet(w, secret_name);
+  if (kind == kDaemonSetKind) return ViewDaemonSet(w, secret_name);
+  return ViewDeployment(w, secret_name);
+}
+
+ConsumerView ViewDeployment(const json& d, const std::string& secret_name) {
+  ConsumerView v = ViewCommon(d, secret_name, kDeploymentKind);
   const int64_t generation = Int(d, "/metadata/generation"_json_pointer, 0);
   const int64_t observed = Int(d, "/status/observedGeneration"_json_pointer, 0);
   const int64_t want = Int(d, "/spec/replicas"_json_pointer, 1);
@@ -218,6 +285,7 @@ std::optional<absl::Time> NextRotation(const SecretRotation& sr,
                                        const std::map<std::string, std::string>& annotations) {
   std::optional<absl::Time> last = ParseRfc3339(Ann(annotations, kAnnLastAttempt));
   if (!last) return std::nullopt;
+  if (!sr.spec.schedule.empty()) return NextCronTime(sr.spec.cron, sr.spec.tz, *last);
   return *last + sr.spec.interval;
 }
 
@@ -254,7 +322,10 @@ RotationPlan PlanRotation(const RotationInput& in) {
     plan.events.push_back(
         {"Normal", "Created",
          absl::StrCat("created Secret ", spec.secret_name, " with keys ", KeyList(sr))});
-    plan.requeue_after = spec.interval;
+    {
+      const std::optional<absl::Time> next = NextRotation(sr, {{kAnnLastAttempt, now_text}});
+      plan.requeue_after = next ? std::max(*next - in.now, absl::Seconds(1)) : spec.interval;
+    }
     return plan;
   }
 
@@ -263,11 +334,33 @@ RotationPlan PlanRotation(const RotationInput& in) {
   const State state = ParseState(Ann(ann, kAnnState));
   const std::string version = Ann(ann, kAnnVersion).empty() ? "0" : Ann(ann, kAnnVersion);
 
-  auto stamp_consumers = [&](const std::string& ver) {
+  // Every consumer not yet stamped with `ver`, or (staggered) as many of them as
+  // there are free slots: maxConcurrentRestarts less the consumers stamped but not
+  // healthy yet. E.g. 5 consumers, at most 2: 2 on the swap, then one more each
+  // time one of those is healthy.
+  auto stamp_consumers = [&](const std::string& ver, bool staggered) {
     plan.stamp_value = VersionStamp(sr.uid, ver);
-    for (const ConsumerView& c : in.consumers) {
-      if (c.stamped != plan.stamp_value) plan.stamp.push_back(c.name);
+    int64_t slots = -1;  // unlimited
+    if (staggered && spec.max_concurrent_restarts > 0) {
+      slots = spec.max_concurrent_restarts;
+      for (const ConsumerView& c : in.consumers) {
+        if (c.stamped == plan.stamp_value && !c.healthy) --slots;
+      }
     }
+    for (const ConsumerView& c : in.consumers) {
+      if (c.stamped == plan.stamp_value) continue;
+      if (slots == 0) {
+        plan.stamp_waiting = true;
+        continue;
+      }
+      if (slots > 0) --slots;
+      plan.stamp.push_back({c.kind, c.name});
+    }
+  };
+  auto labels = [&]() {
+    std::vector<std::string> out;
+    for (const ConsumerRef& r : plan.stamp) out.push_back(r.Label());
+    return absl::StrJoin(out, ", ");
   };
 
   switch (state) {
@@ -275,9 +368,15 @@ RotationPlan PlanRotation(const RotationInput& in) {
       // Keys new to spec (or an adopted Secret missing some): generate only those.
       std::vector<std::string> missing;
       for (size_t i = 0; i < spec.keys.size(); ++i) {
-        if (!has(spec.keys[i].name)) {
-          plan.change.generate.emplace_back(spec.keys[i].name, i);
-          missing.push_back(spec.keys[i].name);
+        const KeySpec& k = spec.keys[i];
+        if (!has(k.name)) {
+          plan.change.generate.emplace_back(k.name, i);
+          missing.push_back(k.name);
+        } else if (k.kind == KeySpec::Kind::kKeyPair) {
+          // Derived from the private key by the write itself (DeriveKeyPairData).
+          for (const std::string& dk : {PublicKeyDataKey(k), JwksDataKey(k)}) {
+            if (!has(dk)) missing.push_back(dk);
+          }
         }
       }
       // A database target never gets a value the database does not know: a missing
@@ -349,7 +448,7 @@ RotationPlan PlanRotation(const RotationInput& in) {
         plan.requeue_after = absl::Seconds(1);
         return plan;
       }
-      absl::Time wake = next ? *next : in.now + spec.interval;
+      absl::Time wake = next ? *next : in.now + spec.interval;  // next: set after creation
       if (expires) wake = std::min(wake, *expires);
       plan.requeue_after = std::max(wake - in.now, absl::Seconds(1));
       return plan;
@@ -411,32 +510,41 @@ RotationPlan PlanRotation(const RotationInput& in) {
 
     case State::kSwapped: {
       plan.action = Action::kRestart;
-      stamp_consumers(version);
+      stamp_consumers(version, /*staggered=*/true);
       plan.change.set_annotations = {{kAnnState, "Restarted"}, {kAnnStepTime, now_text}};
       if (!plan.stamp.empty()) {
-        plan.events.push_back({"Normal", "ConsumersRestarted",
-                               absl::StrCat("restarting ", absl::StrJoin(plan.stamp, ", "),
-                                            " for the new values of Secret ", spec.secret_name)});
+        plan.events.push_back(
+            {"Normal", "ConsumersRestarted",
+             absl::StrCat("restarting ", labels(), " for the new values of Secret ",
+                          spec.secret_name,
+                          plan.stamp_waiting ? " (the others once these are healthy)" : "")});
       }
       plan.requeue_after = in.poll;
       return plan;
     }
 
     case State::kRestarted: {
-      stamp_consumers(version);
+      stamp_consumers(version, /*staggered=*/true);
       if (!plan.stamp.empty()) {
-        // Someone reset a template meanwhile: stamp again, keep waiting.
+        // The next batch (staggered), or someone reset a template meanwhile: stamp, and
+        // the health timeout starts again for them.
         plan.action = Action::kRestart;
+        plan.change.set_annotations = {{kAnnStepTime, now_text}};
+        plan.events.push_back({"Normal", "ConsumersRestarted",
+                               absl::StrCat("restarting ", labels(),
+                                            " for the new values of Secret ", spec.secret_name)});
         plan.requeue_after = in.poll;
         return plan;
       }
+      const bool all_stamped = !plan.stamp_waiting;
       plan.stamp_value.clear();
+      plan.stamp_waiting = false;
       std::vector<std::string> unhealthy;
       for (const ConsumerView& c : in.consumers) {
-        if (!c.healthy) unhealthy.push_back(absl::StrCat("Deployment ", c.name, " (", c.why, ")"));
+        if (!c.healthy) unhealthy.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
       }
       std::optional<absl::Time> since = ParseRfc3339(Ann(ann, kAnnStepTime));
-      if (unhealthy.empty()) {
+      if (unhealthy.empty() && all_stamped) {
         plan.action = Action::kComplete;
         for (const std::string& dk : secret.data_keys) {
           if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
@@ -524,13 +632,15 @@ RotationPlan PlanRotation(const RotationInput& in) {
 
     case State::kRestoring: {
       plan.action = Action::kRestart;
-      stamp_consumers(version);
+      // All at once: the consumers stamped with the failed version need the old values
+      // back now (those the stagger never reached still carry the old stamp).
+      stamp_consumers(version, /*staggered=*/false);
       plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnStepTime, now_text}};
       if (!plan.stamp.empty()) {
         plan.events.push_back(
             {"Warning", "ConsumersRestored",
-             absl::StrCat("restarting ", absl::StrJoin(plan.stamp, ", "),
-                          " with the restored values of Secret ", spec.secret_name)});
+             absl::StrCat("restarting ", labels(), " with the restored values of Secret ",
+                          spec.secret_name)});
       }
       plan.requeue_after = absl::Seconds(1);
       return plan;

@@ -1,6 +1,7 @@
 #include "capstan/secrets/secret_rotation.h"
 
 #include <exception>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "capstan/api/time_zone.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/secrets/generator.h"
 
@@ -132,9 +134,33 @@ absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
     ++generators;
     key.kind = KeySpec::Kind::kUuid;
   }
+  if (const json* kp = Find(k, "keyPair"); kp != nullptr) {
+    ++generators;
+    key.kind = KeySpec::Kind::kKeyPair;
+    const std::string p = path + ".keyPair.";
+    if (!kp->is_object()) return absl::InvalidArgumentError(p + ": must be an object");
+    std::string type;
+    RETURN_IF_ERROR(ReadString(*kp, "type", p, &type));
+    if (type == "RSA") {
+      key.key_pair.type = KeyPairType::kRsa;
+    } else if (type == "EC") {
+      key.key_pair.type = KeyPairType::kEc;
+    } else if (type == "Ed25519") {
+      key.key_pair.type = KeyPairType::kEd25519;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "type: must be RSA, EC or Ed25519, not \"", type, "\""));
+    }
+    RETURN_IF_ERROR(ReadInt(*kp, "rsaBits", p, &key.key_pair.rsa_bits));
+    RETURN_IF_ERROR(ReadString(*kp, "curve", p, &key.key_pair.curve));
+    RETURN_IF_ERROR(ReadString(*kp, "jwsAlgorithm", p, &key.key_pair.jws_algorithm));
+    RETURN_IF_ERROR(ReadString(*kp, "publicKeyKey", p, &key.key_pair.public_key_key));
+    RETURN_IF_ERROR(ReadString(*kp, "jwksKey", p, &key.key_pair.jwks_key));
+  }
   if (generators != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": exactly one generator (randomBytes, password or uuid) must be set, found ",
+        path,
+        ": exactly one generator (randomBytes, password, uuid or keyPair) must be set, found ",
         generators));
   }
   return key;
@@ -237,6 +263,26 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
   SecretRotationSpec& s = sr.spec;
   RETURN_IF_ERROR(ReadString(*spec, "secretName", "spec.", &s.secret_name));
   RETURN_IF_ERROR(ReadDuration(*spec, "interval", "spec.", &s.interval));
+  RETURN_IF_ERROR(ReadString(*spec, "schedule", "spec.", &s.schedule));
+  RETURN_IF_ERROR(ReadString(*spec, "timeZone", "spec.", &s.time_zone));
+  if (!s.schedule.empty()) {
+    if (Find(*spec, "interval") != nullptr) {
+      return absl::InvalidArgumentError("spec.interval, spec.schedule: set one of them, not both");
+    }
+    absl::StatusOr<CronSchedule> cron = ParseCron(s.schedule);
+    if (!cron.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.schedule: ", cron.status().message()));
+    }
+    s.cron = *cron;
+  }
+  if (s.time_zone.empty()) s.time_zone = "UTC";
+  // A name, never a path: api::LoadIanaTimeZone refuses anything not shaped like one.
+  if (!api::LoadIanaTimeZone(s.time_zone, &s.tz)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.timeZone: \"", s.time_zone,
+                     "\" is not an IANA time zone name this system knows (e.g. Europe/Berlin, "
+                     "America/New_York, UTC)"));
+  }
   RETURN_IF_ERROR(ReadBool(*spec, "adoptExisting", "spec.", &s.adopt_existing));
   if (const json* keys = Find(*spec, "keys"); keys != nullptr) {
     if (!keys->is_array()) return absl::InvalidArgumentError("spec.keys: must be a list");
@@ -282,6 +328,20 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
         s.consumer_deployments.push_back(n.get<std::string>());
       }
     }
+    if (const json* w = Find(*c, "workloads"); w != nullptr) {
+      if (!w->is_array()) {
+        return absl::InvalidArgumentError("spec.consumers.workloads: must be a list");
+      }
+      for (size_t i = 0; i < w->size(); ++i) {
+        const std::string p = absl::StrCat("spec.consumers.workloads[", i, "].");
+        std::string kind, wname;
+        RETURN_IF_ERROR(ReadString((*w)[i], "kind", p, &kind));
+        RETURN_IF_ERROR(ReadString((*w)[i], "name", p, &wname));
+        s.consumer_workloads.emplace_back(kind, wname);
+      }
+    }
+    RETURN_IF_ERROR(
+        ReadInt(*c, "maxConcurrentRestarts", "spec.consumers.", &s.max_concurrent_restarts));
   }
   if (const json* f = Find(*spec, "onFailure"); f != nullptr) {
     std::string action = "Restore";
@@ -355,7 +415,15 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
   const SecretRotationSpec& s = sr.spec;
   if (s.secret_name.empty()) problems.push_back("spec.secretName: required");
   if (s.keys.empty()) problems.push_back("spec.keys: at least one key is required");
-  if (s.interval < absl::Seconds(1)) problems.push_back("spec.interval: must be at least 1s");
+  if (s.schedule.empty() && s.interval < absl::Seconds(1)) {
+    problems.push_back("spec.interval: must be at least 1s");
+  }
+  if (!s.schedule.empty() &&
+      !NextCronTime(s.cron, absl::UTCTimeZone(),
+                    absl::FromCivil(absl::CivilDay(2000, 1, 1), absl::UTCTimeZone()))) {
+    problems.push_back(
+        absl::StrCat("spec.schedule: \"", s.schedule, "\" never fires (no such date)"));
+  }
   std::set<std::string> names;
   for (size_t i = 0; i < s.keys.size(); ++i) {
     const KeySpec& k = s.keys[i];
@@ -406,24 +474,99 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
       }
       case KeySpec::Kind::kUuid:
         break;
+      case KeySpec::Kind::kKeyPair: {
+        const KeyPairGenerator& g = k.key_pair;
+        const std::string p = path + ".keyPair.";
+        if (g.type == KeyPairType::kRsa) {
+          if (g.rsa_bits != 0 && g.rsa_bits != 2048 && g.rsa_bits != 3072 && g.rsa_bits != 4096) {
+            problems.push_back(p + "rsaBits: must be 2048, 3072 or 4096");
+          }
+        } else if (g.rsa_bits != 0) {
+          problems.push_back(p + "rsaBits: only used with type RSA");
+        }
+        if (g.type == KeyPairType::kEc) {
+          if (!g.curve.empty() && g.curve != "P-256" && g.curve != "P-384") {
+            problems.push_back(p + "curve: must be P-256 or P-384");
+          }
+        } else if (!g.curve.empty()) {
+          problems.push_back(p + "curve: only used with type EC");
+        }
+        if (g.type == KeyPairType::kRsa) {
+          static const std::set<std::string> kAlgs = {"",      "RS256", "RS384", "RS512",
+                                                      "PS256", "PS384", "PS512"};
+          if (kAlgs.count(g.jws_algorithm) == 0) {
+            problems.push_back(p +
+                               "jwsAlgorithm: must be RS256, RS384, RS512, PS256, PS384 or PS512");
+          }
+        } else if (!g.jws_algorithm.empty()) {
+          problems.push_back(p +
+                             "jwsAlgorithm: only used with type RSA (EC and Ed25519 keys have "
+                             "one algorithm each: ES256, ES384, EdDSA)");
+        }
+        for (const std::string& dk : {PublicKeyDataKey(k), JwksDataKey(k)}) {
+          if (!ValidDataKey(dk) || IsReservedDataKey(dk)) {
+            problems.push_back(absl::StrCat(p, "publicKeyKey/jwksKey: \"", dk,
+                                            "\" is not a valid Secret data key or is reserved"));
+          }
+        }
+        if (PublicKeyDataKey(k) == JwksDataKey(k) || PublicKeyDataKey(k) == k.name ||
+            JwksDataKey(k) == k.name) {
+          problems.push_back(p + "publicKeyKey, jwksKey and name: must all differ");
+        }
+        break;
+      }
     }
   }
-  if (s.strategy == Strategy::kKeepPrevious && s.grace_period >= s.interval) {
+  // Every data key a keyPair derives belongs to it alone (names listed twice are
+  // reported above).
+  {
+    std::map<std::string, size_t> owner;
+    for (size_t i = 0; i < s.keys.size(); ++i) owner.emplace(s.keys[i].name, i);
+    for (size_t i = 0; i < s.keys.size(); ++i) {
+      if (s.keys[i].kind != KeySpec::Kind::kKeyPair) continue;
+      for (const std::string& dk : {PublicKeyDataKey(s.keys[i]), JwksDataKey(s.keys[i])}) {
+        auto [it, inserted] = owner.emplace(dk, i);
+        if (!inserted && it->second != i) {
+          problems.push_back(absl::StrCat("spec.keys[", i, "].keyPair: data key \"", dk,
+                                          "\" is also written by spec.keys[", it->second, "]"));
+        }
+      }
+    }
+  }
+  if (s.strategy == Strategy::kKeepPrevious && s.schedule.empty() && s.grace_period >= s.interval) {
     problems.push_back(
         "spec.strategy.gracePeriod: must be shorter than spec.interval (the previous value is "
         "cleared before the next rotation)");
   }
-  if (s.consumer_mode == ConsumerMode::kExplicit && s.consumer_deployments.empty()) {
-    problems.push_back("spec.consumers.deployments: required when mode is Explicit");
+  if (s.consumer_mode == ConsumerMode::kExplicit && s.consumer_deployments.empty() &&
+      s.consumer_workloads.empty()) {
+    problems.push_back("spec.consumers.deployments: required when mode is Explicit (or workloads)");
   }
-  if (s.consumer_mode != ConsumerMode::kExplicit && !s.consumer_deployments.empty()) {
-    problems.push_back("spec.consumers.deployments: only used when mode is Explicit");
+  if (s.consumer_mode != ConsumerMode::kExplicit &&
+      (!s.consumer_deployments.empty() || !s.consumer_workloads.empty())) {
+    problems.push_back(
+        "spec.consumers.deployments: only used when mode is Explicit (so is workloads)");
   }
+  for (size_t i = 0; i < s.consumer_workloads.size(); ++i) {
+    const auto& [kind, wname] = s.consumer_workloads[i];
+    if (kind != "Deployment" && kind != "StatefulSet" && kind != "DaemonSet") {
+      problems.push_back(absl::StrCat(
+          "spec.consumers.workloads[", i, "].kind: \"", kind,
+          "\" is not a consumer kind Capstan restarts (Deployment, StatefulSet or DaemonSet; a "
+          "Release is restarted through its Deployment)"));
+    }
+    if (wname.empty()) {
+      problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].name: required"));
+    }
+  }
+
   if (s.postgresql) {
     const PostgresTarget& t = *s.postgresql;
     const std::string p = "spec.target.postgresql.";
     if (s.keys.size() != 1) {
       problems.push_back("spec.keys: a postgresql target rotates exactly one key (the password)");
+    } else if (s.keys[0].kind == KeySpec::Kind::kKeyPair) {
+      problems.push_back("spec.keys[0].keyPair: a postgresql password cannot be a key pair");
     } else if (s.keys[0].name == t.username_key) {
       problems.push_back(absl::StrCat(p, "usernameKey: must differ from the password key \"",
                                       s.keys[0].name, "\""));
@@ -477,6 +620,13 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
     }
   }
   return problems;
+}
+
+std::string PublicKeyDataKey(const KeySpec& key) {
+  return key.key_pair.public_key_key.empty() ? key.name + ".pub" : key.key_pair.public_key_key;
+}
+std::string JwksDataKey(const KeySpec& key) {
+  return key.key_pair.jwks_key.empty() ? key.name + ".jwks.json" : key.key_pair.jwks_key;
 }
 
 std::string PreviousKey(const std::string& key) { return key + kPreviousSuffix; }

@@ -247,7 +247,7 @@ cmd_up() {
     --authentication-kubeconfig "$dir/kcm.kubeconfig" \
     --authorization-kubeconfig "$dir/kcm.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
-    --controllers deployment,replicaset,job,horizontalpodautoscaling,disruption,garbagecollector,namespace,endpointslice,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished,podgc \
+    --controllers deployment,replicaset,statefulset,daemonset,job,horizontalpodautoscaling,disruption,garbagecollector,namespace,endpointslice,serviceaccount,serviceaccount-token,root-ca-cert-publisher,ttl-after-finished,podgc \
     --root-ca-file "$dir/pki/ca.crt" \
     --service-account-private-key-file "$dir/pki/sa.key" \
     --use-service-account-credentials=true \

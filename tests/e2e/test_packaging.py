@@ -90,7 +90,11 @@ ROTATION_RULES = {
     ("capstan.dev", "secretrotations"): {"list", "watch"},
     ("capstan.dev", "secretrotations/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "statefulsets"): {"list", "watch", "patch"},
+    ("apps", "daemonsets"): {"list", "watch", "patch"},
 }
+# With secretRotation.namespaces these move from the ClusterRole to a Role per namespace.
+NAMESPACED_ROTATION = {("", "secrets"), ("apps", "statefulsets"), ("apps", "daemonsets")}
 # Where the code names each resource (a rule for a resource the code never names fails).
 CODE_REFERENCES = {
     "releases": ("src/controller/release_controller.cc", "res::Releases()"),
@@ -125,6 +129,8 @@ CODE_REFERENCES = {
     "secretrotations/status": ("src/controller/secret_rotation_controller.cc",
                                'ao.subresource = "status"'),
     "secrets": ("src/controller/secret_rotation_controller.cc", "res::Secrets()"),
+    "statefulsets": ("src/controller/secret_rotation_controller.cc", "res::StatefulSets()"),
+    "daemonsets": ("src/controller/secret_rotation_controller.cc", "res::DaemonSets()"),
 }
 # Leader election, in the operator's namespace only (kube/leader_election.cc: Get,
 # Create on first start, Update to acquire/renew/release).
@@ -290,11 +296,11 @@ def test_cluster_role_grants_only_what_the_code_uses():
                          "--set", "analysis.secretNamespaces={shop,metrics}"))
     cr = next(d for d in scoped if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "capstan")
     assert rules_of(cr) == {**EXPECTED_CLUSTER_RULES, **{k: v for k, v in ROTATION_RULES.items()
-                                                          if k[1] != "secrets"}}
+                                                          if k not in NAMESPACED_ROTATION}}
     secret_roles = {d["metadata"]["namespace"]: rules_of(d) for d in scoped
                     if d["kind"] == "Role" and d["metadata"]["name"] == "capstan-secrets"}
-    assert secret_roles == {"pay": {("", "secrets"): ROTATION_RULES[("", "secrets")]},
-                            "shop": {("", "secrets"): ROTATION_RULES[("", "secrets")]},
+    rotation_role = {k: ROTATION_RULES[k] for k in NAMESPACED_ROTATION}
+    assert secret_roles == {"pay": rotation_role, "shop": rotation_role,
                             "metrics": {("", "secrets"): {"get"}}}
     assert {d["metadata"]["namespace"] for d in scoped if d["kind"] == "RoleBinding"
             and d["metadata"]["name"] == "capstan-secrets"} == {"pay", "shop", "metrics"}

@@ -566,6 +566,13 @@ def test_existing_secret_is_not_adopted_unless_asked_and_consented():
     ({"keys": [{"name": "k_previous", "uuid": {}}]}, "reserved"),
     ({"strategy": {"type": "KeepPrevious", "gracePeriod": "800h"}}, "shorter than interval"),
     ({"consumers": {"mode": "Explicit"}}, "consumers.deployments"),
+    ({"keys": [{"name": "k", "keyPair": {"type": "EC", "rsaBits": 2048}}]},
+     "rsaBits is only used with type RSA"),
+    ({"keys": [{"name": "k", "keyPair": {"type": "RSA", "rsaBits": 1024}}]}, "rsaBits"),
+    ({"schedule": "@daily"}, "set exactly one of interval and schedule"),
+    ({"timeZone": "Europe/Berlin"}, "timeZone is only used with schedule"),
+    ({"consumers": {"mode": "Explicit", "workloads": [{"kind": "CronJob", "name": "x"}]}},
+     "Unsupported value"),
 ])
 def test_schema_rejects_bad_secretrotations(spec, message):
     with kube.Namespace("srotbad") as ns:
@@ -574,3 +581,191 @@ def test_schema_rejects_bad_secretrotations(spec, message):
         p = kube.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body), check=False)
         assert p.returncode != 0
         assert message in p.stderr, p.stderr
+
+
+def openssl(*args, input=None):
+    return subprocess.run(["openssl", *args], input=input, capture_output=True,
+                          check=True).stdout
+
+
+def b64url(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def public_members(public_pem, kty, crv=None):
+    """The JWK members of a public key PEM, as the openssl CLI reads it."""
+    if kty == "RSA":
+        modulus = openssl("rsa", "-pubin", "-modulus", "-noout", input=public_pem)
+        n = bytes.fromhex(modulus.decode().strip().split("=", 1)[1])
+        text = openssl("rsa", "-pubin", "-text", "-noout", input=public_pem).decode()
+        e = int(text.split("Exponent:", 1)[1].split()[0])
+        return {"n": b64url(n), "e": b64url(e.to_bytes((e.bit_length() + 7) // 8, "big"))}
+    der = openssl("pkey", "-pubin", "-outform", "DER", input=public_pem)
+    if kty == "EC":
+        size = {"P-256": 32, "P-384": 48}[crv]
+        point = der[-(2 * size + 1):]
+        assert point[0] == 4, "an uncompressed point"
+        return {"crv": crv, "x": b64url(point[1:size + 1]), "y": b64url(point[size + 1:])}
+    return {"crv": "Ed25519", "x": b64url(der[-32:])}
+
+
+def thumbprint(jwk):
+    """RFC 7638: SHA-256 of the required members, sorted, no whitespace."""
+    required = {"RSA": ["e", "kty", "n"], "EC": ["crv", "kty", "x", "y"],
+                "OKP": ["crv", "kty", "x"]}[jwk["kty"]]
+    canonical = json.dumps({k: jwk[k] for k in required}, sort_keys=True,
+                           separators=(",", ":"))
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def check_jwk(jwk, private_pem, kty, alg, crv=None):
+    """The JWK is the public half of private_pem, with the members RFC 7517/7518/8037 ask."""
+    public_pem = openssl("pkey", "-pubout", input=private_pem)
+    want = {"kty": kty, "alg": alg, "use": "sig", **public_members(public_pem, kty, crv)}
+    want["kid"] = thumbprint(want)
+    assert jwk == want
+    for v in jwk.values():
+        assert "=" not in v and "+" not in v and "/" not in v, "base64url without padding"
+
+
+@pytest.mark.parametrize("key_pair,kty,alg,crv", [
+    ({"type": "RSA", "rsaBits": 2048}, "RSA", "RS256", None),
+    ({"type": "EC", "curve": "P-384"}, "EC", "ES384", "P-384"),
+    ({"type": "Ed25519"}, "OKP", "EdDSA", "Ed25519"),
+])
+def test_key_pair_rotation_publishes_both_public_keys_during_grace(key_pair, kty, alg, crv):
+    with running() as (ns, box):
+        watch = SecretValues(ns, "tokens")
+        try:
+            kube.apply(volume_consumer("verifier", "tokens"), ns)
+            kube.apply(rotation("tokens", "tokens", "720h",
+                                keys=[{"name": "signing.key",
+                                       "keyPair": {**key_pair, "jwksKey": "jwks.json"}}],
+                                strategy={"type": "KeepPrevious", "gracePeriod": "15s"}), ns)
+            wait_status(ns, "tokens", phase="Ready", currentVersion="1")
+            first = data(ns, "tokens")
+            watch.record_now(secret(ns, "tokens"))
+            assert sorted(first) == ["jwks.json", "signing.key", "signing.key.pub"]
+            first_key = base64.b64decode(first["signing.key"])
+            assert first_key.startswith(b"-----BEGIN PRIVATE KEY-----\n"), "PKCS#8"
+            # The public key PEM is the private key's public half (openssl reads both).
+            assert base64.b64decode(first["signing.key.pub"]) == \
+                openssl("pkey", "-pubout", input=first_key)
+            jwks = json.loads(base64.b64decode(first["jwks.json"]))
+            assert len(jwks["keys"]) == 1
+            check_jwk(jwks["keys"][0], first_key, kty, alg, crv)
+
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "tokens", "capstan.dev/rotate=1")
+            wait_status(ns, "tokens", phase="Ready", currentVersion="2")
+            # During the grace period the JWKS lists the new key, then the previous one.
+            # The watch saw every version of the Secret, so this does not race the 15 s.
+            during = [d for state, d in watch.seen_states()
+                      if state == "Idle" and "signing.key_previous" in d]
+            assert during, "the Secret held the previous key after the rotation"
+            second = during[0]
+            second_key = base64.b64decode(second["signing.key"])
+            assert second_key != first_key
+            assert base64.b64decode(second["signing.key_previous"]) == first_key
+            assert base64.b64decode(second["signing.key.pub_previous"]) == \
+                base64.b64decode(first["signing.key.pub"])
+            both = json.loads(base64.b64decode(second["jwks.json"]))["keys"]
+            assert len(both) == 2
+            check_jwk(both[0], second_key, kty, alg, crv)
+            check_jwk(both[1], first_key, kty, alg, crv)
+            assert both[1] == jwks["keys"][0], "the previous key's JWK is unchanged"
+            uid = srot(ns, "tokens")["metadata"]["uid"]
+            assert stamp(ns, "verifier", "tokens") == \
+                hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16], "the consumer restarted"
+
+            # Grace over: the previous key leaves the Secret and the JWKS.
+            def after_grace():
+                d = data(ns, "tokens")
+                return d if "signing.key_previous" not in d else None
+            final = kube.wait_until(after_grace, 60, what="the previous key cleared")
+            watch.record_now(secret(ns, "tokens"))
+            assert sorted(final) == ["jwks.json", "signing.key", "signing.key.pub"]
+            assert final["signing.key"] == second["signing.key"]
+            only = json.loads(base64.b64decode(final["jwks.json"]))["keys"]
+            assert only == [both[0]]
+        finally:
+            watch.stop()
+        assert_no_value_leaked(ns, "tokens", box["op"], watch.all_values())
+
+
+def statefulset_consumer(name, secret, replicas=2):
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
+        "spec": {
+            "serviceName": name, "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "containers": [{"name": "db", "image": "registry.example/db:1",
+                                "volumeMounts": [{"name": "keys", "mountPath": "/keys"}]}],
+                "volumes": [{"name": "keys", "secret": {"secretName": secret}}]}},
+        },
+    }
+
+
+def daemonset_consumer(name, secret):
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "containers": [{"name": "agent", "image": "registry.example/agent:1",
+                                "envFrom": [{"secretRef": {"name": secret}}]}]}},
+        },
+    }
+
+
+def workload_stamp(ns, kind, name, secret_name):
+    w = kube.get(kind, name, ns)
+    return (w["spec"]["template"]["metadata"].get("annotations") or {}).get(
+        f"secret-version.capstan.dev/{secret_name}", "")
+
+
+def test_statefulset_and_daemonset_consumers_restart_one_at_a_time():
+    with running() as (ns, box):
+        watch = SecretValues(ns, "shared-keys")
+        try:
+            kube.apply([statefulset_consumer("db", "shared-keys"),
+                        daemonset_consumer("agent", "shared-keys")], ns)
+            kube.apply(rotation("shared", "shared-keys", "720h",
+                                keys=[{"name": "jwt-key", "randomBytes": {"length": 32}}],
+                                consumers={"mode": "Auto", "maxConcurrentRestarts": 1}), ns)
+            st = wait_status(ns, "shared", phase="Ready", currentVersion="1")
+            assert sorted(st["consumers"]) == ["agent", "db"], "auto discovery of both kinds"
+            for kind in ("statefulset/db", "daemonset/agent"):
+                kube.kubectl("-n", ns, "rollout", "status", kind, "--timeout=90s")
+            pods_before = {p["metadata"]["name"]: p["metadata"]["uid"]
+                           for p in kube.get("pods", namespace=ns)["items"]}
+            assert len(pods_before) == 5, "2 StatefulSet pods and one agent per KWOK node"
+
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "shared", "capstan.dev/rotate=1")
+            wait_status(ns, "shared", timeout=120, phase="Ready", currentVersion="2")
+            watch.record_now(secret(ns, "shared-keys"))
+            uid = srot(ns, "shared")["metadata"]["uid"]
+            want = hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
+            assert workload_stamp(ns, "statefulset", "db", "shared-keys") == want
+            assert workload_stamp(ns, "daemonset", "agent", "shared-keys") == want
+            for kind in ("statefulset/db", "daemonset/agent"):
+                kube.kubectl("-n", ns, "rollout", "status", kind, "--timeout=90s")
+            sts = kube.get("statefulset", "db", ns)["status"]
+            assert sts["currentRevision"] == sts["updateRevision"]
+            # Every pod was replaced (a restart, not only a template change).
+            pods_after = {p["metadata"]["name"]: p["metadata"]["uid"]
+                          for p in kube.get("pods", namespace=ns)["items"]}
+            assert not set(pods_after.values()) & set(pods_before.values())
+            # One at a time: agent first (names sort), db once agent was healthy.
+            events = sorted(kube.events(ns, "ConsumersRestarted"),
+                            key=lambda e: e.get("eventTime") or e["metadata"]["creationTimestamp"])
+            notes = [e.get("note", "") for e in events]
+            assert len(notes) == 2, notes
+            assert notes[0].startswith("restarting DaemonSet agent ") and \
+                "the others once these are healthy" in notes[0]
+            assert notes[1].startswith("restarting StatefulSet db ")
+        finally:
+            watch.stop()
+        assert_no_value_leaked(ns, "shared", box["op"], watch.all_values())

@@ -5,9 +5,9 @@
 // write) -> status (only when it changed) -> events, metrics.
 //
 // Informers: SecretRotations; Secrets labelled capstan.dev/secret-rotation
-// (only those: Capstan never caches Secrets it does not manage); Deployments
-// of the watched namespace(s), projected down to what consumer scanning and
-// health need (the names of the Secrets their pod template reads, the
+// (only those: Capstan never caches Secrets it does not manage); Deployments,
+// StatefulSets and DaemonSets of the watched namespace(s), projected down to what consumer scanning
+// and health need (the names of the Secrets their pod template reads, the
 // secret-version.capstan.dev/<secret> annotations, replica counts).
 //
 // Ownership rule: a Secret is managed by a SecretRotation when it carries the
@@ -26,6 +26,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -78,6 +79,8 @@ class SecretRotationController {
   void Resync();
   void EnqueueForSecret(const std::string& ns, const std::string& secret_name);
   void ForgetMetrics(const std::string& key);
+  // The consumer informers by kind (Deployment, StatefulSet, DaemonSet).
+  std::vector<std::pair<std::string, kube::Informer*>> Workloads() const;
 
   kube::Client& client_;
   const Options options_;
@@ -88,6 +91,8 @@ class SecretRotationController {
   std::unique_ptr<kube::Informer> rotations_;
   std::unique_ptr<kube::Informer> secrets_;
   std::unique_ptr<kube::Informer> deployments_;
+  std::unique_ptr<kube::Informer> statefulsets_;
+  std::unique_ptr<kube::Informer> daemonsets_;
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"secretrotation", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

@@ -36,6 +36,8 @@ const Resource& ConfigMaps();
 const Resource& Events();  // events.k8s.io/v1
 const Resource& Deployments();
 const Resource& ReplicaSets();
+const Resource& StatefulSets();
+const Resource& DaemonSets();
 const Resource& ControllerRevisions();
 const Resource& HorizontalPodAutoscalers();  // autoscaling/v2
 const Resource& PodDisruptionBudgets();      // policy/v1

@@ -44,9 +44,10 @@ std::string EncodeBytes(const std::string& bytes, Encoding encoding);
 // does not divide 256). n must be in [1, 256].
 absl::StatusOr<uint32_t> UniformBelow(RandomSource& rng, uint32_t n);
 
-// One fresh value for `key`. For passwords every listed class appears at
-// least once: one character of each class is drawn into the first positions,
-// the rest from the whole alphabet, then a uniform Fisher-Yates shuffle.
+// One fresh value for `key` (a keyPair: its private key PEM, keypair.h; the
+// derived public key and JWKS are written by DeriveKeyPairData). For passwords every listed class
+// appears at least once: one character of each class is drawn into the first positions, the rest
+// from the whole alphabet, then a uniform Fisher-Yates shuffle.
 absl::StatusOr<std::string> GenerateValue(const KeySpec& key, RandomSource& rng);
 
 }  // namespace capstan::secrets

@@ -21,8 +21,12 @@
 //   Idle --due/trigger--> Pending      new values generated into .capstan-pending.<key>
 //   Pending ------------> Swapped      <key> := pending; .capstan-rollback.<key> (and, for
 //                                      KeepPrevious, <key>_previous) := old value
-//   Swapped ------------> Restarted    consumers' pod templates stamped (before this write)
-//   Restarted --healthy-> Idle         rollback copies dropped; Succeeded
+//   Swapped ------------> Restarted    consumers' pod templates stamped (before this write);
+//                                      with maxConcurrentRestarts N, the first N only
+//   Restarted ----------> Restarted    (staggered) the next consumers stamped as earlier
+//                                      ones become healthy, each batch restarting the
+//                                      health timeout (step-time)
+//   Restarted --healthy-> Idle         all stamped and healthy: rollback copies dropped
 //   Restarted --timeout-> Restoring    <key> := rollback copy; Failed (onFailure Restore)
 //   Restoring ----------> Idle         consumers re-stamped with the restored version
 //   Idle --grace over---> Idle         <key>_previous removed
@@ -107,16 +111,44 @@ struct ObservedSecret {
   std::set<std::string> data_keys;  // names only
 };
 
-// One consumer workload (a Deployment) as the planner needs it.
+// The workload kinds that consume a Secret (apps/v1).
+inline constexpr char kDeploymentKind[] = "Deployment";
+inline constexpr char kStatefulSetKind[] = "StatefulSet";
+inline constexpr char kDaemonSetKind[] = "DaemonSet";
+
+// One consumer workload as the planner needs it.
 struct ConsumerView {
   std::string name;
   std::string stamped;   // its pod template's StampAnnotationKey(secret) annotation
   bool healthy = false;  // rolled out: observed, updated and available
   std::string why;       // when not healthy, e.g. "1/2 available"
+  std::string kind = kDeploymentKind;
 };
 
-// Reads a Deployment (as the API returns it) as a consumer of `secret_name`.
+// A workload to restart (stamp).
+struct ConsumerRef {
+  std::string kind;
+  std::string name;
+  bool operator==(const ConsumerRef&) const = default;
+  std::string Label() const { return kind + " " + name; }  // "StatefulSet db"
+};
+
+// Reads a workload (as the API returns it) as a consumer of `secret_name`, its
+// health as `kubectl rollout status` judges it:
+//   Deployment   observedGeneration, updatedReplicas = replicas, no old replicas,
+//                availableReplicas = replicas
+//   StatefulSet  observedGeneration, updatedReplicas and readyReplicas = replicas
+//                (less a RollingUpdate partition for updated), currentRevision =
+//                updateRevision; OnDelete: healthy once observed (its pods take the
+//                new template only when deleted, which Capstan never does)
+//   DaemonSet    observedGeneration, updatedNumberScheduled and numberAvailable =
+//                desiredNumberScheduled; OnDelete as for StatefulSets
 ConsumerView ViewDeployment(const nlohmann::json& deployment, const std::string& secret_name);
+ConsumerView ViewStatefulSet(const nlohmann::json& statefulset, const std::string& secret_name);
+ConsumerView ViewDaemonSet(const nlohmann::json& daemonset, const std::string& secret_name);
+// By kind (kDeploymentKind, ...); an unknown kind is viewed as a Deployment.
+ConsumerView ViewWorkload(const std::string& kind, const nlohmann::json& workload,
+                          const std::string& secret_name);
 // Names of the Secrets a pod template reads: env valueFrom.secretKeyRef,
 // envFrom.secretRef, volumes[].secret and projected volume sources, in
 // containers and initContainers. Sorted, unique.
@@ -141,7 +173,8 @@ enum class Action {
 std::string ActionName(Action a);
 
 // How the Secret changes. Applied by the shell in this order: generate, copy
-// (values read from the observed Secret), remove, annotations.
+// (values read from the observed Secret), remove, annotations; then the keys a
+// keyPair derives (public key, JWKS) follow from the result (keypair.h).
 struct SecretChange {
   std::vector<std::pair<std::string, size_t>> generate;   // data key <- spec.keys[i]
   std::vector<std::pair<std::string, std::string>> copy;  // to <- from
@@ -173,10 +206,13 @@ struct RotationPlan {
   Action action = Action::kNone;
   DatabaseStep db;
   SecretChange change;
-  // Deployments whose pod template gets StampAnnotationKey(secret)=stamp_value,
-  // before the Secret write.
-  std::vector<std::string> stamp;
+  // Workloads whose pod template gets StampAnnotationKey(secret)=stamp_value,
+  // before the Secret write (at most spec.consumers.maxConcurrentRestarts restarting
+  // at once: see PlanRotation).
+  std::vector<ConsumerRef> stamp;
   std::string stamp_value;
+  // Consumers left unstamped for now (maxConcurrentRestarts reached).
+  bool stamp_waiting = false;
   std::vector<PlanEvent> events;
   std::string result;  // "succeeded" | "failed" when a rotation ended in this step
   // Look again after this long even without events (0: only on events).

@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "capstan/secrets/schedule.h"
 #include "nlohmann/json.hpp"
 
 namespace capstan::secrets {
@@ -38,12 +40,32 @@ struct PasswordGenerator {
 
 struct UuidGenerator {};  // RFC 4122 version 4
 
+// An asymmetric signing key (keypair.h): the key's data key holds the private key
+// (PEM, PKCS#8); two more data keys, derived from it, hold the public key (PEM,
+// SubjectPublicKeyInfo) and a JWKS document with the current public key and, while
+// <key>_previous exists (KeepPrevious grace), the previous one.
+enum class KeyPairType { kRsa, kEc, kEd25519 };
+
+struct KeyPairGenerator {
+  KeyPairType type = KeyPairType::kRsa;
+  int32_t rsa_bits = 0;        // RSA: 2048, 3072 or 4096; 0: unset (2048)
+  std::string curve;           // EC: P-256 or P-384; "": unset (P-256)
+  std::string jws_algorithm;   // RSA: RS256 (unset), RS384, RS512, PS256, PS384, PS512
+  std::string public_key_key;  // data key of the public key PEM; "": <name>.pub
+  std::string jwks_key;        // data key of the JWKS document; "": <name>.jwks.json
+};
+
 struct KeySpec {
   std::string name;
-  enum class Kind { kRandomBytes, kPassword, kUuid } kind = Kind::kRandomBytes;
+  enum class Kind { kRandomBytes, kPassword, kUuid, kKeyPair } kind = Kind::kRandomBytes;
   RandomBytesGenerator random_bytes;
   PasswordGenerator password;
+  KeyPairGenerator key_pair;
 };
+
+// The data keys a keyPair key derives from its private key (defaults applied).
+std::string PublicKeyDataKey(const KeySpec& key);
+std::string JwksDataKey(const KeySpec& key);
 
 enum class Strategy { kReplace, kKeepPrevious };
 enum class ConsumerMode { kAuto, kExplicit, kNone };
@@ -75,10 +97,20 @@ struct SecretRotationSpec {
   std::string secret_name;
   std::vector<KeySpec> keys;
   absl::Duration interval = absl::Hours(24 * 7);
+  // spec.schedule (cron, schedule.h) instead of interval, in spec.timeZone (IANA, UTC
+  // when unset). Empty: interval.
+  std::string schedule;
+  std::string time_zone = "UTC";
+  CronSchedule cron;
+  absl::TimeZone tz = absl::UTCTimeZone();
   Strategy strategy = Strategy::kReplace;
   absl::Duration grace_period = absl::Hours(24);  // KeepPrevious only
   ConsumerMode consumer_mode = ConsumerMode::kAuto;
   std::vector<std::string> consumer_deployments;  // kExplicit
+  // kExplicit: other workloads, (kind, name); kind Deployment, StatefulSet or DaemonSet.
+  std::vector<std::pair<std::string, std::string>> consumer_workloads;
+  // How many consumers restart at once (0: all together).
+  int32_t max_concurrent_restarts = 0;
   FailureAction on_failure = FailureAction::kRestore;
   absl::Duration health_timeout = absl::Minutes(10);
   // A Secret that exists and was not created by Capstan is only taken over

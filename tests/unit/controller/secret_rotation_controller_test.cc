@@ -8,8 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "capstan/common/clock.h"
+#include "capstan/secrets/keypair.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "unit/controller/controller_test_support.h"
@@ -340,6 +342,218 @@ TEST_F(SecretRotationControllerTest, UnhealthyConsumersPastTheTimeoutRestoreTheO
               "Idle");
   }
   EXPECT_EQ(SecretNow()["data"], Json({{"signing-key", first}}));
+}
+
+// The kids of a JWKS data value (base64 of the document).
+std::vector<std::string> Kids(const Json& data, const std::string& key) {
+  std::string doc;
+  EXPECT_TRUE(absl::Base64Unescape(data.value(key, ""), &doc)) << key;
+  std::vector<std::string> out;
+  const Json parsed = Json::parse(doc);
+  for (const Json& k : parsed["keys"]) out.push_back(k["kid"]);
+  return out;
+}
+
+// The public half of the private key in data[key]: its kid, or its PEM.
+std::string PublicOf(const Json& data, const std::string& key, bool pem_not_kid = false) {
+  std::string pem;
+  EXPECT_TRUE(absl::Base64Unescape(data.value(key, ""), &pem)) << key;
+  absl::StatusOr<secrets::PublicKeyParts> parts = secrets::DerivePublicKey(pem, {});
+  EXPECT_TRUE(parts.ok()) << parts.status();
+  if (!parts.ok()) return "";
+  return pem_not_kid ? parts->public_pem : parts->jwk["kid"].get<std::string>();
+}
+std::string KidOf(const Json& data, const std::string& key) { return PublicOf(data, key); }
+std::string Plain(const Json& data, const std::string& key) {
+  std::string out;
+  EXPECT_TRUE(absl::Base64Unescape(data.value(key, ""), &out)) << key;
+  return out;
+}
+
+TEST_F(SecretRotationControllerTest, KeyPairPublishesCurrentAndPreviousKeysDuringGrace) {
+  Json r = Rotation();
+  r["spec"]["keys"] = {{{"name", "signing.key"}, {"keyPair", {{"type", "EC"}}}}};
+  r["spec"]["strategy"] = {{"type", "KeepPrevious"}, {"gracePeriod", "24h"}};
+  r["spec"]["consumers"] = {{"mode", "None"}};
+  PutRotation(r);
+  Start();
+  ASSERT_EQ(Step().size(), 1u);  // created
+  Json d = SecretNow()["data"];
+  EXPECT_EQ(d.size(), 3u) << d.dump();
+  const std::string first = KidOf(d, "signing.key");
+  EXPECT_EQ(Plain(d, "signing.key.pub"), PublicOf(d, "signing.key", true));
+  EXPECT_EQ(Kids(d, "signing.key.jwks.json"), std::vector<std::string>{first});
+
+  r["metadata"]["annotations"]["capstan.dev/rotate"] = "t1";
+  PutRotation(r);
+  {
+    SCOPED_TRACE("Pending: the JWKS does not change before the swap");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_FALSE(w[0].body.contains("/data/signing.key.jwks.json"_json_pointer));
+  }
+  {
+    SCOPED_TRACE("Swapped: one write switches the key and publishes both");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    const Json& data = w[0].body["data"];
+    for (const char* k : {"signing.key", "signing.key_previous", "signing.key.pub",
+                          "signing.key.pub_previous", "signing.key.jwks.json"}) {
+      EXPECT_TRUE(data.contains(k)) << k;
+    }
+  }
+  Step();  // Restarted (no consumers)
+  Step();  // Idle
+  d = SecretNow()["data"];
+  const std::string second = KidOf(d, "signing.key");
+  EXPECT_NE(second, first);
+  EXPECT_EQ(KidOf(d, "signing.key_previous"), first);
+  EXPECT_EQ(Plain(d, "signing.key.pub_previous"), PublicOf(d, "signing.key_previous", true));
+  EXPECT_EQ(Plain(d, "signing.key.pub"), PublicOf(d, "signing.key", true));
+  EXPECT_EQ(Kids(d, "signing.key.jwks.json"), (std::vector<std::string>{second, first}));
+
+  clock_.Advance(absl::Hours(25));  // past the grace period
+  {
+    SCOPED_TRACE("Grace over: the previous key leaves the JWKS");
+    const std::vector<kube::testing::Write> w = Step();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_THAT(Events(), ElementsAre("Normal PreviousCleared"));
+  }
+  d = SecretNow()["data"];
+  EXPECT_EQ(d.size(), 3u) << d.dump();
+  EXPECT_EQ(Kids(d, "signing.key.jwks.json"), std::vector<std::string>{second});
+  EXPECT_THAT(Step(), IsEmpty()) << "converged";
+}
+
+TEST_F(SecretRotationControllerTest, UnreadablePrivateKeyStallsAndWritesNothing) {
+  Json r = Rotation();
+  r["spec"]["keys"] = {{{"name", "signing.key"}, {"keyPair", {{"type", "Ed25519"}}}}};
+  PutRotation(r);
+  Start();
+  Step();  // created
+  Json s = SecretNow();
+  s["data"]["signing.key"] = absl::Base64Escape("edited by hand");
+  s["data"].erase("signing.key.jwks.json");
+  server_.Put(NsPath(kCore, "shop", "secrets", "jwt-keys"), s);
+  const Json before = SecretNow();
+  EXPECT_THAT(Lines(), ElementsAre(kStatusWrite));
+  EXPECT_EQ(StalledReason(), "InvalidKey");
+  EXPECT_THAT(Events(), ElementsAre("Warning InvalidKey"));
+  EXPECT_EQ(SecretNow(), before);
+}
+
+// A StatefulSet (volume) or DaemonSet (env) reading jwt-keys; `healthy`: its status
+// says the current template is rolled out.
+void PutWorkload(testing::InMemoryApiServer& server, const std::string& resource,
+                 const std::string& name, bool healthy) {
+  const std::string path = NsPath(kApps, "shop", resource, name);
+  const bool sts = resource == "statefulsets";
+  Json pod = {{"containers", {{{"name", "c"}, {"image", "c:1"}}}}};
+  if (sts) {
+    pod["volumes"] = {{{"name", "keys"}, {"secret", {{"secretName", "jwt-keys"}}}}};
+  } else {
+    pod["containers"][0]["env"] = {
+        {{"name", "K"}, {"valueFrom", {{"secretKeyRef", {{"name", "jwt-keys"}, {"key", "k"}}}}}}};
+  }
+  Json w = server.Get(path).value_or(Json{{"apiVersion", "apps/v1"},
+                                          {"kind", sts ? "StatefulSet" : "DaemonSet"},
+                                          {"metadata", {{"name", name}, {"namespace", "shop"}}},
+                                          {"spec", {{"template", {{"spec", pod}}}}}});
+  if (sts) w["spec"]["replicas"] = 2;
+  const int64_t gen = w.value("/metadata/generation"_json_pointer, int64_t{1});
+  if (sts) {
+    w["status"] = {{"observedGeneration", gen},
+                   {"replicas", 2},
+                   {"readyReplicas", 2},
+                   {"updatedReplicas", healthy ? 2 : 1},
+                   {"currentRevision", healthy ? "b" : "a"},
+                   {"updateRevision", "b"}};
+  } else {
+    w["status"] = {{"observedGeneration", gen},
+                   {"desiredNumberScheduled", 3},
+                   {"updatedNumberScheduled", healthy ? 3 : 1},
+                   {"numberAvailable", 3}};
+  }
+  server.Put(path, w);
+}
+
+TEST_F(SecretRotationControllerTest, StatefulSetsAndDaemonSetsRestartOneAtATime) {
+  PutConsumer(/*healthy=*/true);  // Deployment api
+  PutWorkload(server_, "daemonsets", "agent", /*healthy=*/true);
+  PutWorkload(server_, "statefulsets", "db", /*healthy=*/true);
+  Json r = Rotation();
+  r["spec"]["consumers"] = {{"mode", "Auto"}, {"maxConcurrentRestarts", 1}};
+  PutRotation(r);
+  Start();
+  Step();  // created
+  EXPECT_EQ(server_.Get(NsPath(kCapstan, "shop", "secretrotations", "jwt"))
+                ->at("/status/consumers"_json_pointer),
+            Json({"agent", "api", "db"}))
+      << "auto discovery of all three kinds";
+  r["metadata"]["annotations"]["capstan.dev/rotate"] = "t1";
+  PutRotation(r);
+  Step();  // Pending
+  Step();  // Swapped
+  EXPECT_THAT(Lines(), ElementsAre("patch daemonsets shop/agent", "patch secrets shop/jwt-keys",
+                                   kStatusWrite));
+  const Json agent = *server_.Get(NsPath(kApps, "shop", "daemonsets", "agent"));
+  const std::string stamp = agent.value(
+      "/spec/template/metadata/annotations/secret-version.capstan.dev~1jwt-keys"_json_pointer, "");
+  EXPECT_EQ(stamp.size(), 16u);
+  PutWorkload(server_, "daemonsets", "agent", /*healthy=*/false);  // rolling
+  EXPECT_THAT(Step(), IsEmpty()) << "the one slot is busy";
+  PutWorkload(server_, "daemonsets", "agent", /*healthy=*/true);
+  auto step_lines = [&] {
+    std::vector<std::string> out;
+    for (const kube::testing::Write& w : Step()) out.push_back(w.Line());
+    return out;
+  };
+  EXPECT_THAT(step_lines(),
+              ElementsAre("patch deployments shop/api", "patch secrets shop/jwt-keys"));
+  EXPECT_THAT(step_lines(), IsEmpty()) << "api's new generation is not observed yet";
+  PutConsumer(/*healthy=*/true);
+  EXPECT_THAT(step_lines(),
+              ElementsAre("patch statefulsets shop/db", "patch secrets shop/jwt-keys"));
+  PutWorkload(server_, "statefulsets", "db", /*healthy=*/false);
+  EXPECT_THAT(Step(), IsEmpty()) << "currentRevision != updateRevision";
+  PutWorkload(server_, "statefulsets", "db", /*healthy=*/true);
+  const std::vector<kube::testing::Write> w = Step();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].body.value("/metadata/annotations/capstan.dev~1rotation-state"_json_pointer, ""),
+            "Idle");
+  EXPECT_THAT(Events(), ElementsAre("Normal Rotated"));
+  const Json db = *server_.Get(NsPath(kApps, "shop", "statefulsets", "db"));
+  EXPECT_EQ(
+      db.value(
+          "/spec/template/metadata/annotations/secret-version.capstan.dev~1jwt-keys"_json_pointer,
+          ""),
+      stamp);
+}
+
+TEST_F(SecretRotationControllerTest, ExplicitWorkloadsOfEachKind) {
+  PutWorkload(server_, "statefulsets", "db", /*healthy=*/true);
+  PutWorkload(server_, "daemonsets", "agent", /*healthy=*/true);
+  Json r = Rotation();
+  r["spec"]["consumers"] = {
+      {"mode", "Explicit"},
+      {"workloads",
+       {{{"kind", "StatefulSet"}, {"name", "db"}}, {{"kind", "DaemonSet"}, {"name", "missing"}}}}};
+  PutRotation(r);
+  Start();
+  Step();  // created
+  r["metadata"]["annotations"]["capstan.dev/rotate"] = "t1";
+  PutRotation(r);
+  Step();  // Pending
+  Step();  // Swapped
+  EXPECT_THAT(Lines(), ElementsAre("patch statefulsets shop/db", "patch secrets shop/jwt-keys",
+                                   kStatusWrite))
+      << "only the named workloads that exist; agent reads the Secret but is not named";
+
+  r["spec"]["consumers"]["workloads"][0]["kind"] = "CronJob";
+  PutRotation(r);
+  EXPECT_THAT(Lines(), ElementsAre(kStatusWrite));
+  EXPECT_EQ(StalledReason(), "InvalidSpec");
+  EXPECT_THAT(Events(), ElementsAre("Warning InvalidSpec"));
 }
 
 }  // namespace

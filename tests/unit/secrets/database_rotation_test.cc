@@ -132,7 +132,7 @@ struct Shell {
       }
     }
     if (p.action == Action::kCreate) exists = true;
-    for (const std::string& c : p.stamp) stamps[c] = p.stamp_value;
+    for (const ConsumerRef& c : p.stamp) stamps[c.name] = p.stamp_value;
     std::map<std::string, std::string> next = data;
     for (const auto& [dk, i] : p.change.generate) next[dk] = absl::StrCat("pw", ++generated);
     for (const auto& [to, from] : p.change.copy) next[to] = data.at(from);

@@ -125,7 +125,7 @@ TEST(RotationTest, FullCycleReplace) {
 
   p = Step(sr, s, now, consumers);
   EXPECT_EQ(p.action, Action::kRestart);
-  EXPECT_THAT(p.stamp, ElementsAre("api"));
+  EXPECT_THAT(p.stamp, ElementsAre(ConsumerRef{"Deployment", "api"}));
   EXPECT_EQ(p.stamp_value, VersionStamp("uid-1", "2"));
   EXPECT_EQ(s.annotations.at(kAnnState), "Restarted");
 
@@ -192,7 +192,7 @@ TEST(RotationTest, UnhealthyConsumersRestorePreviousValues) {
   p = Step(sr, s, now + absl::Minutes(6), consumers);
   EXPECT_EQ(p.action, Action::kRestart);
   EXPECT_EQ(p.stamp_value, old_stamp);
-  EXPECT_THAT(p.stamp, ElementsAre("api"));
+  EXPECT_THAT(p.stamp, ElementsAre(ConsumerRef{"Deployment", "api"}));
   EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
   json st = ComputeStatus(sr, s.annotations, consumers, now + absl::Minutes(6), json());
   EXPECT_EQ(st["phase"], "Failed");
@@ -312,7 +312,7 @@ TEST(RotationTest, RestampsWhenSomeoneResetsTheTemplate) {
   for (int i = 0; i < 3; ++i) Step(sr, s, now, {Consumer("api", "", true)});
   RotationPlan p = Step(sr, s, now, {Consumer("api", "other", true)});
   EXPECT_EQ(p.action, Action::kRestart);
-  EXPECT_THAT(p.stamp, ElementsAre("api"));
+  EXPECT_THAT(p.stamp, ElementsAre(ConsumerRef{"Deployment", "api"}));
   EXPECT_EQ(s.annotations.at(kAnnState), "Restarted");
 }
 
@@ -368,6 +368,173 @@ TEST(ConsumersTest, DeploymentHealth) {
     ConsumerView v = ViewDeployment(d, "jwt-keys");
     EXPECT_EQ(v.name, "api");
     EXPECT_EQ(v.stamped, "abc");
+    EXPECT_EQ(v.healthy, c.healthy);
+    EXPECT_THAT(v.why, HasSubstr(c.why));
+  }
+}
+
+TEST(RotationTest, MaxConcurrentRestartsStaggersTheConsumers) {
+  SecretRotation sr = Rotation();
+  sr.spec.max_concurrent_restarts = 2;
+  FakeSecret s;
+  Step(sr, s, kT0);
+  absl::Time now = kT0 + absl::Hours(168);
+  // Five consumers of three kinds; each becomes healthy when the test says so.
+  std::vector<ConsumerView> consumers;
+  for (const char* name : {"a", "b", "c", "d", "e"}) consumers.push_back(Consumer(name, "", true));
+  consumers[1].kind = kStatefulSetKind;
+  consumers[3].kind = kDaemonSetKind;
+  auto restarted = [&](const RotationPlan& p) {
+    std::vector<std::string> out;
+    for (const ConsumerRef& r : p.stamp) {
+      out.push_back(r.Label());
+      for (ConsumerView& c : consumers) {
+        if (c.name != r.name) continue;
+        c.stamped = p.stamp_value;
+        c.healthy = false;
+      }
+    }
+    return out;
+  };
+  Step(sr, s, now, consumers);  // pending
+  Step(sr, s, now, consumers);  // swap
+  RotationPlan p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_THAT(restarted(p), ElementsAre("Deployment a", "StatefulSet b"));
+  EXPECT_TRUE(p.stamp_waiting);
+  EXPECT_EQ(s.annotations.at(kAnnState), "Restarted");
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_THAT(p.events[0].note, HasSubstr("the others once these are healthy"));
+
+  now += absl::Minutes(4);
+  p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kNone) << "both slots busy";
+  consumers[0].healthy = true;  // a is rolled out: one slot frees
+  p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_THAT(restarted(p), ElementsAre("Deployment c"));
+  EXPECT_EQ(s.annotations.at(kAnnStepTime), FormatRfc3339(now)) << "the timeout starts again";
+
+  // b took 4 minutes already, but the deadline counts from the last batch (c).
+  now += absl::Minutes(4);
+  p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kNone);
+  consumers[1].healthy = consumers[2].healthy = true;
+  p = Step(sr, s, now, consumers);
+  EXPECT_THAT(restarted(p), ElementsAre("DaemonSet d", "Deployment e"));
+  for (ConsumerView& c : consumers) c.healthy = true;
+  p = Step(sr, s, now, consumers);
+  EXPECT_EQ(p.action, Action::kComplete);
+  EXPECT_EQ(p.result, "succeeded");
+}
+
+TEST(RotationTest, StaggeredRotationThatFailsRestoresOnlyTheRestarted) {
+  SecretRotation sr = Rotation();
+  sr.spec.max_concurrent_restarts = 1;
+  FakeSecret s;
+  Step(sr, s, kT0);
+  const std::string old_stamp = VersionStamp("uid-1", "1");
+  absl::Time now = kT0 + absl::Hours(168);
+  std::vector<ConsumerView> consumers = {Consumer("a", old_stamp, true),
+                                         Consumer("b", old_stamp, true)};
+  Step(sr, s, now, consumers);
+  Step(sr, s, now, consumers);
+  RotationPlan p = Step(sr, s, now, consumers);
+  ASSERT_THAT(p.stamp, ElementsAre(ConsumerRef{"Deployment", "a"}));
+  consumers[0] = Consumer("a", p.stamp_value, false);
+  p = Step(sr, s, now + absl::Minutes(6), consumers);
+  ASSERT_EQ(p.action, Action::kRestore);
+  EXPECT_THAT(p.events[0].note, HasSubstr("Deployment a (0/1 available)"));
+  p = Step(sr, s, now + absl::Minutes(6), consumers);
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_THAT(p.stamp, ElementsAre(ConsumerRef{"Deployment", "a"})) << "b never left version 1";
+}
+
+TEST(ConsumersTest, StatefulSetHealth) {
+  struct Case {
+    const char* name;
+    const char* spec;
+    const char* status;
+    bool healthy;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {"rolled out", R"({"replicas": 3})",
+       R"({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 3,
+           "currentRevision": "r2", "updateRevision": "r2"})",
+       true, ""},
+      {"not observed", R"({"replicas": 3})",
+       R"({"observedGeneration": 1, "readyReplicas": 3, "updatedReplicas": 3,
+           "currentRevision": "r2", "updateRevision": "r2"})",
+       false, "not observed"},
+      {"not ready", R"({"replicas": 3})",
+       R"({"observedGeneration": 2, "readyReplicas": 2, "updatedReplicas": 3,
+           "currentRevision": "r2", "updateRevision": "r2"})",
+       false, "2/3 ready"},
+      {"not updated", R"({"replicas": 3})",
+       R"({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 1,
+           "currentRevision": "r1", "updateRevision": "r2"})",
+       false, "1/3 updated"},
+      {"revision not switched", R"({"replicas": 3})",
+       R"({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 3,
+           "currentRevision": "r1", "updateRevision": "r2"})",
+       false, "currentRevision != updateRevision"},
+      {"partition: ordinals above it updated",
+       R"({"replicas": 3, "updateStrategy": {"type": "RollingUpdate",
+                                             "rollingUpdate": {"partition": 2}}})",
+       R"({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 1,
+           "currentRevision": "r1", "updateRevision": "r2"})",
+       true, ""},
+      {"OnDelete: healthy once observed",
+       R"({"replicas": 3, "updateStrategy": {"type": "OnDelete"}})",
+       R"({"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 0,
+           "currentRevision": "r1", "updateRevision": "r2"})",
+       true, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    json spec = json::parse(c.spec);
+    spec["template"]["metadata"]["annotations"]["secret-version.capstan.dev/jwt-keys"] = "abc";
+    const json s = {{"metadata", {{"name", "db"}, {"generation", 2}}},
+                    {"spec", spec},
+                    {"status", json::parse(c.status)}};
+    ConsumerView v = ViewWorkload(kStatefulSetKind, s, "jwt-keys");
+    EXPECT_EQ(v.kind, "StatefulSet");
+    EXPECT_EQ(v.name, "db");
+    EXPECT_EQ(v.stamped, "abc");
+    EXPECT_EQ(v.healthy, c.healthy);
+    EXPECT_THAT(v.why, HasSubstr(c.why));
+  }
+}
+
+TEST(ConsumersTest, DaemonSetHealth) {
+  struct Case {
+    const char* name;
+    const char* status;
+    bool healthy;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {"rolled out", R"({"observedGeneration": 2, "desiredNumberScheduled": 4,
+                         "updatedNumberScheduled": 4, "numberAvailable": 4})",
+       true, ""},
+      {"not observed", R"({"observedGeneration": 1, "desiredNumberScheduled": 4,
+                           "updatedNumberScheduled": 4, "numberAvailable": 4})",
+       false, "not observed"},
+      {"not updated", R"({"observedGeneration": 2, "desiredNumberScheduled": 4,
+                          "updatedNumberScheduled": 3, "numberAvailable": 4})",
+       false, "3/4 updated"},
+      {"unavailable", R"({"observedGeneration": 2, "desiredNumberScheduled": 4,
+                          "updatedNumberScheduled": 4, "numberAvailable": 2})",
+       false, "2/4 available"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const json d = {{"metadata", {{"name", "agent"}, {"generation", 2}}},
+                    {"spec", json::object()},
+                    {"status", json::parse(c.status)}};
+    ConsumerView v = ViewWorkload(kDaemonSetKind, d, "jwt-keys");
+    EXPECT_EQ(v.kind, "DaemonSet");
     EXPECT_EQ(v.healthy, c.healthy);
     EXPECT_THAT(v.why, HasSubstr(c.why));
   }

@@ -75,6 +75,34 @@ TEST(ParseTest, FullSpec) {
   EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
 }
 
+TEST(ParseTest, KeyPairs) {
+  json o = Minimal();
+  o["spec"]["keys"] = json::parse(R"([
+    {"name": "rsa.key", "keyPair": {"type": "RSA", "rsaBits": 3072, "jwsAlgorithm": "PS256",
+                                    "publicKeyKey": "rsa.pub.pem", "jwksKey": "jwks.json"}},
+    {"name": "ec.key", "keyPair": {"type": "EC", "curve": "P-384"}},
+    {"name": "ed.key", "keyPair": {"type": "Ed25519"}}])");
+  absl::StatusOr<SecretRotation> sr = ParseSecretRotation(o);
+  ASSERT_TRUE(sr.ok()) << sr.status();
+  const std::vector<KeySpec>& k = sr->spec.keys;
+  ASSERT_EQ(k.size(), 3u);
+  EXPECT_EQ(k[0].kind, KeySpec::Kind::kKeyPair);
+  EXPECT_EQ(k[0].key_pair.type, KeyPairType::kRsa);
+  EXPECT_EQ(k[0].key_pair.rsa_bits, 3072);
+  EXPECT_EQ(k[0].key_pair.jws_algorithm, "PS256");
+  EXPECT_EQ(PublicKeyDataKey(k[0]), "rsa.pub.pem");
+  EXPECT_EQ(JwksDataKey(k[0]), "jwks.json");
+  EXPECT_EQ(k[1].key_pair.type, KeyPairType::kEc);
+  EXPECT_EQ(k[1].key_pair.curve, "P-384");
+  EXPECT_EQ(PublicKeyDataKey(k[1]), "ec.key.pub");
+  EXPECT_EQ(k[2].key_pair.type, KeyPairType::kEd25519);
+  EXPECT_EQ(JwksDataKey(k[2]), "ed.key.jwks.json");
+  EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
+  o["spec"]["keys"][1]["keyPair"]["type"] = "DSA";
+  EXPECT_THAT(std::string(ParseSecretRotation(o).status().message()),
+              HasSubstr("must be RSA, EC or Ed25519"));
+}
+
 TEST(ParseTest, StructuralErrors) {
   struct Case {
     const char* name;
@@ -101,6 +129,12 @@ TEST(ParseTest, StructuralErrors) {
     ASSERT_FALSE(sr.ok());
     EXPECT_THAT(std::string(sr.status().message()), HasSubstr(c.want));
   }
+}
+
+KeyPairGenerator& KeyPair(SecretRotationSpec& s, KeyPairType type) {
+  s.keys[0].kind = KeySpec::Kind::kKeyPair;
+  s.keys[0].key_pair.type = type;
+  return s.keys[0].key_pair;
 }
 
 TEST(ValidateTest, Problems) {
@@ -136,6 +170,42 @@ TEST(ValidateTest, Problems) {
          s.keys[0].password.length = 4;
        },
        "password.length"},
+      {"rsa bits", [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kRsa).rsa_bits = 1024; },
+       "rsaBits: must be 2048, 3072 or 4096"},
+      {"rsa bits on EC",
+       [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kEc).rsa_bits = 2048; },
+       "rsaBits: only used with type RSA"},
+      {"curve", [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kEc).curve = "P-521"; },
+       "curve: must be P-256 or P-384"},
+      {"curve on Ed25519",
+       [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kEd25519).curve = "P-256"; },
+       "curve: only used with type EC"},
+      {"RSA alg",
+       [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kRsa).jws_algorithm = "HS256"; },
+       "jwsAlgorithm: must be"},
+      {"alg on EC",
+       [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kEc).jws_algorithm = "ES256"; },
+       "jwsAlgorithm: only used with type RSA"},
+      {"reserved public key name",
+       [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kEc).public_key_key = "pub_previous"; },
+       "reserved"},
+      {"jwks is the private key",
+       [](SecretRotationSpec& s) { KeyPair(s, KeyPairType::kEc).jwks_key = "signing-key"; },
+       "must all differ"},
+      {"derived key written by another key",
+       [](SecretRotationSpec& s) {
+         KeyPair(s, KeyPairType::kEc);
+         KeySpec other;
+         other.name = "signing-key.pub";
+         s.keys.push_back(other);
+       },
+       "also written by spec.keys[1]"},
+      {"key pair with postgresql",
+       [](SecretRotationSpec& s) {
+         KeyPair(s, KeyPairType::kEc);
+         s.postgresql = PostgresTarget{.host = "db", .admin_secret = "admin", .user = "app"};
+       },
+       "cannot be a key pair"},
       {"exclude kills a class",
        [](SecretRotationSpec& s) {
          s.keys[0].kind = KeySpec::Kind::kPassword;
@@ -175,7 +245,7 @@ TEST(DataKeysTest, Reserved) {
 }
 
 TEST(ExampleTest, ExamplesParseAndValidate) {
-  for (const auto& [file, count] : {std::pair<std::string, size_t>{"secretrotation.yaml", 3},
+  for (const auto& [file, count] : {std::pair<std::string, size_t>{"secretrotation.yaml", 4},
                                     {"secretrotation-postgresql.yaml", 1}}) {
     std::ifstream f(std::string(CAPSTAN_SOURCE_DIR) + "/examples/" + file);
     std::stringstream ss;

@@ -107,7 +107,11 @@ def test_rolling_bluegreen_and_rotation_converge_through_faults():
             # whose consumer restart is refused once with a 500.
             kube.apply(env_consumer("app", "app-keys"), ns)
             kube.apply(rotation("app", "app-keys", "720h"), ns)
-            wait_status(ns, "app", timeout=90, phase="Ready", currentVersion="1")
+            # The Deployment's watch is cut every 2 s, so the operator may learn of the
+            # consumer seconds after it was made: rotate once it is listed (a rotation
+            # restarts the consumers it knows at the swap).
+            wait_status(ns, "app", timeout=90, phase="Ready", currentVersion="1",
+                        consumers=["app"])
             before = data(ns, "app-keys")
             rules += proxy.add({"method": "PATCH", "path": "/secrets/app-keys",
                                 "cut_after_bytes": 0, "count": 1},

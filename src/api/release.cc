@@ -350,6 +350,7 @@ absl::Status ParseSpec(const json& spec, ReleaseSpec* out) {
 
   RETURN_IF_ERROR(ReadInt32(spec, "revisionHistoryLimit", path, &out->revision_history_limit));
   RETURN_IF_ERROR(ReadString(spec, "environment", path, &out->environment));
+  RETURN_IF_ERROR(ReadBool(spec, "adopt", path, &out->adopt));
   return absl::OkStatus();
 }
 

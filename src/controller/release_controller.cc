@@ -25,6 +25,7 @@
 #include "capstan/render/ingress.h"
 #include "capstan/render/render.h"
 #include "capstan/render/source_revision.h"
+#include "capstan/rollout/adoption.h"
 #include "capstan/rollout/bluegreen.h"
 #include "capstan/rollout/decisions.h"
 
@@ -152,6 +153,10 @@ std::vector<std::string> Images(const Object& pod_template) {
 struct ReleaseController::Owned {
   std::shared_ptr<const Object> live;  // null: absent
   bool conflict = false;               // exists, but not controlled by this Release
+  // Not controlled by this Release, but both sides consent (rollout::DecideAdoption):
+  // Pass::Adopt takes it over with its next write. Never written while a gate holds.
+  bool adopt = false;
+  bool cached = false;  // `live` is the informer's projection, not the object read
 };
 
 ReleaseController::ReleaseController(kube::Client& client, Options options, EventSink events,
@@ -417,6 +422,7 @@ struct ReleaseController::Pass {
     Owned o;
     o.live = inf.Get(ns, obj_name);
     if (o.live != nullptr) {
+      o.cached = true;
       o.conflict = ControllerReleaseUid(*o.live) != rel.metadata.uid;
       return o;
     }
@@ -439,6 +445,92 @@ struct ReleaseController::Pass {
 
   std::string AbsentId(const kube::Resource& r, const std::string& obj_name) const {
     return absl::StrCat(r.group, "/", r.kind, "/", ns, "/", obj_name);
+  }
+
+  // Adoption refusals and conflicts (rollout::DecideAdoption's messages) of LookupAdoptable.
+  struct AdoptionProblems {
+    std::vector<std::string> conflicts;
+    std::vector<std::string> refused;
+  };
+
+  // Lookup of the Deployment or Service named like the Release, which spec.adopt may
+  // take over: one not controlled by this Release is adopted when rollout::DecideAdoption
+  // says so (o.adopt; a Deployment's live selector becomes rel.adopted_selector and the
+  // desired digest follows), else its message is noted in *problems.
+  absl::StatusOr<Owned> LookupAdoptable(kube::Informer& inf, const kube::Resource& r,
+                                        const std::string& obj_name, AdoptionProblems* problems) {
+    ASSIGN_OR_RETURN(Owned o, Lookup(inf, r, obj_name));
+    if (!o.conflict) return o;
+    if (rel.spec.adopt && o.cached) {
+      // A cached projection lacks most of spec (the selector): decide on the object.
+      ASSIGN_OR_RETURN(Object full, c.client_.Get(r, ns, obj_name));
+      o.live = std::make_shared<const Object>(std::move(full));
+      o.cached = false;
+      if (ControllerReleaseUid(*o.live) == rel.metadata.uid) {
+        o.conflict = false;
+        return o;
+      }
+    }
+    const rollout::AdoptionDecision d = rollout::DecideAdoption(rel, r.kind, obj_name, *o.live);
+    switch (d.outcome) {
+      case rollout::AdoptionOutcome::kAdopt:
+        o.conflict = false;
+        o.adopt = true;
+        if (!d.selector.empty()) {
+          rel.adopted_selector = d.selector;
+          desired_digest = render::DesiredStateDigest(rel);
+        }
+        break;
+      case rollout::AdoptionOutcome::kConflict:
+        problems->conflicts.push_back(d.message);
+        break;
+      case rollout::AdoptionOutcome::kRefuse:
+        problems->refused.push_back(d.message);
+        break;
+    }
+    return o;
+  }
+
+  // Takes `obj_name` over in place (docs/design.md "Adoption"): read afresh and decided
+  // again on what was read, its spec fields handed to Capstan (managedFields, a merge
+  // patch conditional on that resourceVersion), then `body` applied, so the object is
+  // the Release's rendering exactly. An Event `Adopted` names it. A change since the
+  // lookup (consent withdrawn, another owner, a new selector) aborts; the pass is retried.
+  absl::StatusOr<std::shared_ptr<const Object>> Adopt(const kube::Resource& r,
+                                                      const std::string& obj_name, Object body) {
+    ASSIGN_OR_RETURN(Object fresh, c.client_.Get(r, ns, obj_name));
+    bool adopted = false;
+    if (ControllerReleaseUid(fresh) != rel.metadata.uid) {
+      const rollout::AdoptionDecision d = rollout::DecideAdoption(rel, r.kind, obj_name, fresh);
+      if (d.outcome != rollout::AdoptionOutcome::kAdopt ||
+          (r.kind == "Deployment" && d.selector != rel.adopted_selector)) {
+        return absl::AbortedError(absl::StrCat(r.kind, " ", obj_name,
+                                               " changed since it was looked up; looking again "
+                                               "before adopting it"));
+      }
+      spdlog::info("release={} adopt {} {}: its spec fields become Capstan's", key, r.kind,
+                   obj_name);
+      ++writes;
+      Object patch = {
+          {"metadata",
+           {{"resourceVersion", JsonString(fresh, "/metadata/resourceVersion"_json_pointer)},
+            {"managedFields", rollout::AdoptManagedFields(fresh, kube::kFieldManager)}}}};
+      absl::StatusOr<Object> patched = c.client_.MergePatch(r, ns, obj_name, patch);
+      if (!patched.ok()) return NoteRejected(patched.status(), r.kind, obj_name);
+      fresh = std::move(*patched);
+      adopted = true;
+    }
+    ASSIGN_OR_RETURN(std::shared_ptr<const Object> out,
+                     Apply(r, obj_name, std::move(body),
+                           std::make_shared<const Object>(std::move(fresh))));
+    if (adopted) {
+      Emit({"Normal", "Adopted", "Adopt",
+            absl::StrCat(r.kind, " ", obj_name,
+                         " adopted in place (spec.adopt and its annotation ",
+                         rollout::kAdoptAnnotation, "=", name,
+                         "): it is now owned by this Release and runs its spec")});
+    }
+    return out;
   }
 
   // Lookup, noting "<Kind> <name>" in *conflicts when someone else holds the name.
@@ -662,6 +754,20 @@ std::string ConflictMessage(const std::vector<std::string>& conflicts) {
                       "not create. Delete or rename it, or rename the Release.");
 }
 
+// The Stall of a pass that found objects it may not write, or "" when there is none:
+// refusals first (AdoptionRefused), then conflicts (rollout::DecideAdoption's messages
+// for the Deployment and Service, ConflictMessage for the other objects).
+std::pair<std::string, std::string> Blocked(
+    const std::vector<std::string>& conflicts,
+    const std::vector<std::string>& adoption_conflicts,
+    const std::vector<std::string>& refused) {
+  if (!refused.empty()) return {"AdoptionRefused", absl::StrJoin(refused, " ")};
+  std::vector<std::string> parts = adoption_conflicts;
+  if (!conflicts.empty()) parts.push_back(ConflictMessage(conflicts));
+  if (parts.empty()) return {"", ""};
+  return {"Conflict", absl::StrJoin(parts, " ")};
+}
+
 // Why the stable ControllerRevision's template may not be rolled back to, or "": its
 // TemplateDigest must be the one recorded in status.history when the revision ran
 // (records from before digests carry none and are trusted as before).
@@ -868,6 +974,13 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
                      "Install them, or use spec.ingress, or remove spec.route. Nothing was "
                      "changed."));
   }
+  if (!blue_green) {
+    // An adopted Deployment keeps its own selector (spec.selector is immutable).
+    if (std::shared_ptr<const Object> d = deployments_->Get(pass.ns, pass.name);
+        d != nullptr && ControllerReleaseUid(*d) == rel.metadata.uid) {
+      pass.rel.adopted_selector = rollout::RecordedSelector(*d);
+    }
+  }
   pass.desired_digest = render::DesiredStateDigest(pass.rel);
   // A state the API server refused stays refused: nothing is retried until the spec
   // (or the Environment's defaults) change it.
@@ -1045,15 +1158,20 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   const api::Release& rel = x.rel;
   const std::string& name = x.name;
   std::vector<std::string> conflicts;
-  ASSIGN_OR_RETURN(Owned deploy, x.Lookup(*deployments_, res::Deployments(), name, &conflicts));
+  Pass::AdoptionProblems adoption;
+  ASSIGN_OR_RETURN(Owned deploy,
+                   x.LookupAdoptable(*deployments_, res::Deployments(), name, &adoption));
   Owned svc, hpa, pdb;
   if (rel.spec.service) {
-    ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
+    ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
   }
   RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   Traffic traffic;
   RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
-  if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
+  if (const auto [reason, message] = Blocked(conflicts, adoption.conflicts, adoption.refused);
+      !reason.empty()) {
+    return x.Stall(rel.status, reason, message);
+  }
 
   // Observe, then plan.
   const render::PodTemplate desired = render::RenderPodTemplate(rel);
@@ -1110,15 +1228,31 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   // Apply what drifted, nothing else.
   const std::optional<int32_t> replicas =
       rel.spec.autoscaling ? std::nullopt : std::optional<int32_t>(rel.spec.replicas.value_or(1));
+  // An adopted Deployment rolls to the Release's template with maxUnavailable 0 until
+  // that first rollout is Ready, whatever the strategy says: adoption never serves with
+  // fewer ready pods than before (docs/design.md "Adoption").
+  auto deployment_body = [&](const Object& pod_template, const std::string& revision) {
+    Object body = render::RenderDeployment(rel, pod_template, revision, name, replicas);
+    if (!rel.adopted_selector.empty() && rel.status.stable_revision.empty()) {
+      body["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = 0;
+    }
+    return body;
+  };
+  auto write_deployment = [&](Object body) -> absl::Status {
+    if (deploy.adopt) {
+      ASSIGN_OR_RETURN(deploy.live, x.Adopt(res::Deployments(), name, std::move(body)));
+      deploy.adopt = false;
+      return absl::OkStatus();
+    }
+    return x.Apply(res::Deployments(), name, std::move(body), deploy.live).status();
+  };
   // Held, the desired template is never written, even under the running revision's
   // name (a colliding template, or drift repair of a held state: both wait).
   if (plan.target == rollout::RollingPlan::Target::kDesired && !x.held) {
     RETURN_IF_ERROR(x.EnsureRevision(desired));
-    RETURN_IF_ERROR(x.Apply(res::Deployments(), name,
-                            render::RenderDeployment(rel, desired.pod_template, desired.revision,
-                                                     name, replicas),
-                            deploy.live)
-                        .status());
+    RETURN_IF_ERROR(write_deployment(deployment_body(desired.pod_template, desired.revision)));
+  } else if (plan.target == rollout::RollingPlan::Target::kStable && deploy.adopt) {
+    // Never adopted into a rollback: the adoption rolls to the Release's template.
   } else if (plan.target == rollout::RollingPlan::Target::kStable) {
     // The template to go back to must be the one recorded when it ran: a
     // ControllerRevision changed since (or another template with the same short
@@ -1126,14 +1260,19 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     if (const std::string problem = StableTemplateProblem(rel, *stable_cr); !problem.empty()) {
       return x.Stall(rel.status, "RevisionMismatch", problem);
     }
-    RETURN_IF_ERROR(
-        x.Apply(res::Deployments(), name,
-                render::RenderDeployment(rel, stable_cr->at("/data/template"_json_pointer),
-                                         rel.status.stable_revision, name, replicas),
-                deploy.live)
-            .status());
+    RETURN_IF_ERROR(write_deployment(
+        deployment_body(stable_cr->at("/data/template"_json_pointer), rel.status.stable_revision)));
   }
-  if (rel.spec.service) {
+  if (rel.spec.service && svc.adopt) {
+    // Adopted once its selector keeps matching serving pods: the adopted Deployment's
+    // selector (its old pods and new ones carry it), or Capstan's once the Release's
+    // own Deployment is Ready. Until then, and while held, it is not touched.
+    const bool selector_serves =
+        (!rel.adopted_selector.empty() && !deploy.adopt) || plan.status.phase == "Ready";
+    if (!x.held && selector_serves) {
+      RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
+    }
+  } else if (rel.spec.service) {
     if (std::optional<Object> body = x.Gated(render::RenderService(rel), svc.live)) {
       RETURN_IF_ERROR(x.Apply(res::Services(), name, std::move(*body), svc.live).status());
     }
@@ -1190,21 +1329,40 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   const std::array<Color, 2> colors = {Color::kBlue, Color::kGreen};
 
   std::vector<std::string> conflicts;
+  Pass::AdoptionProblems adoption;
   std::array<Owned, 2> deploys;
   for (Color c : colors) {
     const std::string dname = render::DeploymentName(rel, c);
+    // A colour Deployment of someone else's is refused (consented) or a conflict.
     ASSIGN_OR_RETURN(deploys[static_cast<int>(c)],
-                     x.Lookup(*deployments_, res::Deployments(), dname, &conflicts));
+                     x.LookupAdoptable(*deployments_, res::Deployments(), dname, &adoption));
+  }
+  if (rel.spec.adopt) {
+    // A Deployment named like the Release that consents to adoption: BlueGreen cannot
+    // take it over (its colours are other Deployments), and says so. One without the
+    // consent is not this Release's business.
+    ASSIGN_OR_RETURN(Owned same, x.Lookup(*deployments_, res::Deployments(), name));
+    if (same.conflict &&
+        same.live->contains("/metadata/annotations/capstan.dev~1adopt"_json_pointer)) {
+      if (const rollout::AdoptionDecision d =
+              rollout::DecideAdoption(rel, "Deployment", name, *same.live);
+          d.outcome == rollout::AdoptionOutcome::kRefuse) {
+        adoption.refused.push_back(d.message);
+      }
+    }
   }
   Owned svc, preview, hpa, pdb;
-  ASSIGN_OR_RETURN(svc, x.Lookup(*services_, res::Services(), name, &conflicts));
+  ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
   if (preview_service) {
     ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
   }
   RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   Traffic traffic;
   RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
-  if (!conflicts.empty()) return x.Stall(rel.status, "Conflict", ConflictMessage(conflicts));
+  if (const auto [reason, message] = Blocked(conflicts, adoption.conflicts, adoption.refused);
+      !reason.empty()) {
+    return x.Stall(rel.status, reason, message);
+  }
 
   // Observe.
   const render::PodTemplate desired = render::RenderPodTemplate(rel);
@@ -1296,7 +1454,14 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
       body["metadata"]["annotations"][rollout::kFailedRevisionAnnotation] =
           plan.status.failed_revision;
     }
-    if (std::optional<Object> gated = x.Gated(std::move(body), svc.live)) {
+    if (svc.adopt) {
+      // Adopted once the Release's active colour is Ready, so the switch of its selector
+      // to that colour never leaves it without ready endpoints; never while held.
+      if (!x.held && plan.status.phase == "Ready") {
+        ASSIGN_OR_RETURN(svc.live, x.Adopt(res::Services(), name, std::move(body)));
+        svc.adopt = false;
+      }
+    } else if (std::optional<Object> gated = x.Gated(std::move(body), svc.live)) {
       ASSIGN_OR_RETURN(svc.live, x.Apply(res::Services(), name, std::move(*gated), svc.live));
     }
     RETURN_IF_ERROR(ApplyHpaAndPdb(x, render::DeploymentName(rel, plan.active), plan.active,

@@ -12,6 +12,7 @@
 #include "capstan/api/yaml.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/kube/yaml_limits.h"
+#include "capstan/render/hooks.h"
 #include "capstan/render/render.h"
 
 namespace capstan::render {
@@ -80,6 +81,10 @@ absl::Status RenderCommand(const std::string& path, std::ostream& out) {
   std::vector<nlohmann::json> objects;
   for (const api::Release& r : *releases) {
     for (nlohmann::json& o : RenderRelease(r)) {
+      objects.push_back(std::move(o));
+    }
+    // The hook Jobs the controller would create for the current revision.
+    for (nlohmann::json& o : RenderHookJobs(r, RenderPodTemplate(r).revision)) {
       objects.push_back(std::move(o));
     }
   }

@@ -1,9 +1,12 @@
 #include "capstan/render/hooks.h"
 
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "capstan/api/labels.h"
 
 namespace capstan::render {
@@ -52,6 +55,21 @@ json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
     spec["activeDeadlineSeconds"] = *hook.active_deadline_seconds;
   }
   return {{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"metadata", meta}, {"spec", spec}};
+}
+
+std::vector<json> RenderHookJobs(const api::Release& release, const std::string& revision) {
+  const api::HooksSpec& h = release.spec.hooks;
+  std::vector<json> out;
+  for (const auto& [key, suffix, hook] :
+       {std::tuple{"preRollout", "pre", &h.pre_rollout},
+        std::tuple{"postRollout", "post", &h.post_rollout},
+        std::tuple{"onRollback", "rollback", &h.on_rollback}}) {
+    if (!hook->has_value()) continue;
+    out.push_back(RenderHookJob(release, **hook,
+                                absl::StrCat(release.metadata.name, "-", revision, "-", suffix),
+                                key, revision));
+  }
+  return out;
 }
 
 json HooksIdentity(const api::Release& release) {

@@ -57,6 +57,13 @@ json OwnedMetadata(const Release& r, const std::string& name,
 }
 
 json Selector(const Release& r, std::optional<Color> color) {
+  if (!color.has_value() && !r.adopted_selector.empty()) {
+    // An adopted Deployment's selector is immutable; its pods (the old ones too) all
+    // carry these labels, so the Service and PDB select by them as well.
+    json labels = json::object();
+    for (const auto& [k, v] : r.adopted_selector) labels[k] = v;
+    return labels;
+  }
   json labels = {{api::kLabelRelease, r.metadata.name}};
   if (color.has_value()) {
     labels[api::kLabelColor] = api::ColorName(*color);
@@ -187,6 +194,8 @@ PodTemplate RenderPodTemplate(const Release& release) {
       ++it;
     }
   }
+  // An adopted Deployment's selector labels (never reserved: rollout/adoption.h).
+  for (const auto& [k, v] : release.adopted_selector) labels[k] = v;
   labels[api::kLabelRelease] = release.metadata.name;
   PodTemplate out;
   out.revision = TemplateHash(t);
@@ -215,6 +224,11 @@ json RenderDeployment(const Release& release, const json& pod_template, const st
     meta["labels"][api::kLabelColor] = api::ColorName(*color);
   }
   meta["annotations"] = {{api::kAnnotationRevision, revision}};
+  if (!color.has_value() && !release.adopted_selector.empty()) {
+    json sel = json::object();
+    for (const auto& [k, v] : release.adopted_selector) sel[k] = v;
+    meta["annotations"][kAdoptedSelectorAnnotation] = sel.dump();
+  }
 
   json rolling;
   if (color.has_value()) {

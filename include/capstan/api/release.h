@@ -284,6 +284,10 @@ struct ReleaseSpec {
   RollbackSpec rollback;
   int32_t revision_history_limit = 10;
   std::string environment;  // "" when unset
+  // spec.adopt: take over an existing Deployment and Service named like the Release,
+  // in place, when the object itself consents (annotation capstan.dev/adopt naming the
+  // Release; rollout/adoption.h decides).
+  bool adopt = false;
 
   friend bool operator==(const ReleaseSpec&, const ReleaseSpec&) = default;
 };
@@ -364,6 +368,11 @@ struct Release {
   ObjectMeta metadata;
   ReleaseSpec spec;
   ReleaseStatus status;
+  // Never parsed: set by the controller when the RollingUpdate Deployment was adopted
+  // (spec.adopt). Its live spec.selector.matchLabels, immutable for that Deployment's
+  // life: the Deployment and the Service select by it and RenderPodTemplate adds its
+  // labels to the pod template (docs/design.md "Adoption"). Empty: Capstan's selector.
+  std::map<std::string, std::string> adopted_selector;
 
   // "namespace/name" (or "name" without a namespace), for logs and messages.
   std::string Key() const;

@@ -12,6 +12,7 @@
 //   hook's pod is none of them (a failing migration is not a crash-looping revision).
 
 #include <string>
+#include <vector>
 
 #include "capstan/api/release.h"
 #include "nlohmann/json.hpp"
@@ -24,6 +25,14 @@ inline constexpr char kLabelHook[] = "capstan.dev/hook";
 nlohmann::json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
                              const std::string& job_name, const std::string& hook_type,
                              const std::string& revision);
+
+// Every hook Job spec.hooks asks for, as the controller creates them for `revision`
+// (`capstan render` passes the current template's): <release>-<revision>-pre, -post,
+// -rollback (the names rollout::HookJobName gives), in that order; none without hooks.
+// The controller runs onRollback for the revision rolled back *from*, postRollout once
+// it is Ready; rendered here for `revision` so each can be read before it ever runs.
+std::vector<nlohmann::json> RenderHookJobs(const api::Release& release,
+                                           const std::string& revision);
 
 // spec.hooks as the identity DesiredStateDigest includes (each hook's Job without the
 // per-revision name and labels), or null when the Release has no hooks (so the digest

@@ -11,6 +11,9 @@
 //                  selector {capstan.dev/release: <name>, capstan.dev/color: <colour>}
 //   Service <name> (active), Service <name>-preview (BlueGreen), HPA <name>, PDB <name>,
 //   ControllerRevision <name>-<revision>.
+//   An adopted RollingUpdate Deployment (api::Release::adopted_selector) keeps its own
+//   selector; the Deployment, Service and PDB select by it, its labels are added to the
+//   pod template and recorded in the annotation capstan.dev/adopted-selector.
 // Every object carries app.kubernetes.io/managed-by=capstan and
 // capstan.dev/release=<name>, and (when the Release has a uid, i.e. came from the API
 // server) an ownerReference to it with controller=true, blockOwnerDeletion=true.
@@ -33,6 +36,11 @@ namespace capstan::render {
 // Deployments keep a few old ReplicaSets so re-applying a recent template (a rollback)
 // reuses one; Capstan's own history lives in ControllerRevisions.
 inline constexpr int32_t kDeploymentRevisionHistoryLimit = 3;
+
+// On a Deployment adopted by a RollingUpdate Release: its immutable selector's
+// matchLabels as JSON (api::Release::adopted_selector), so every later pass renders the
+// same selector.
+inline constexpr char kAdoptedSelectorAnnotation[] = "capstan.dev/adopted-selector";
 
 struct PodTemplate {
   // The PodTemplateSpec Capstan runs: the user's template with the labels
@@ -121,7 +129,8 @@ nlohmann::json RenderOwnedMetadata(const api::Release& release, const std::strin
 std::vector<nlohmann::json> RenderRelease(const api::Release& release);
 
 // `capstan render -f <path>` ("-" reads stdin): parse, validate, render every Release
-// in the file and write the objects to `out` as a YAML stream. InvalidArgument with
+// in the file and write the objects to `out` as a YAML stream: RenderRelease's, then the
+// hook Jobs for the current revision (render/hooks.h RenderHookJobs). InvalidArgument with
 // every problem listed when a Release is invalid, NotFound when the file cannot be read.
 absl::Status RenderCommand(const std::string& path, std::ostream& out);
 

@@ -666,7 +666,7 @@ TEST(ParseReleaseYaml, ReportsYamlAndDocumentErrors) {
 
 TEST(ParseReleaseYaml, ExamplesAreValid) {
   for (const char* file : {"release.yaml", "release-bluegreen.yaml", "release-ingress.yaml",
-                           "release-httproute.yaml", "release-hooks.yaml"}) {
+                           "release-httproute.yaml", "release-hooks.yaml", "release-adopt.yaml"}) {
     SCOPED_TRACE(file);
     std::ifstream in(absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file));
     std::stringstream buf;
@@ -675,6 +675,7 @@ TEST(ParseReleaseYaml, ExamplesAreValid) {
     ASSERT_TRUE(all.ok()) << all.status();
     ASSERT_EQ(all->size(), 1u);
     EXPECT_THAT(ValidateRelease((*all)[0]), IsEmpty());
+    EXPECT_EQ((*all)[0].spec.adopt, std::string(file) == "release-adopt.yaml") << "spec.adopt";
   }
 }
 

@@ -789,5 +789,199 @@ TEST_F(ReleaseControllerTest, ARefusedObjectStallsUntilTheSpecChanges) {
   EXPECT_EQ(Phase(), "Ready");
 }
 
+
+// Issue #17 item 4: adoption of a Deployment and Service made with kubectl.
+Json KubectlDeployment(bool consent = true) {
+  Json d = {
+      {"apiVersion", "apps/v1"},
+      {"kind", "Deployment"},
+      {"metadata",
+       {{"name", "web"},
+        {"namespace", "shop"},
+        {"labels", {{"app", "web"}}},
+        {"managedFields",
+         {{{"manager", "kubectl-create"},
+           {"operation", "Update"},
+           {"apiVersion", "apps/v1"},
+           {"fieldsType", "FieldsV1"},
+           {"fieldsV1",
+            {{"f:spec",
+              {{"f:replicas", Json::object()},
+               {"f:template", {{"f:spec", {{"f:containers", Json::object()}}}}}}}}}}}}}},
+      {"spec",
+       {{"replicas", 2},
+        {"selector", {{"matchLabels", {{"app", "web"}}}}},
+        {"template",
+         {{"metadata", {{"labels", {{"app", "web"}}}}},
+          {"spec", {{"containers", {{{"name", "web"}, {"image", "nginx:1"}}}}}}}}}},
+      {"status", {{"replicas", 2}, {"readyReplicas", 2}, {"availableReplicas", 2}}}};
+  if (consent) d["metadata"]["annotations"]["capstan.dev/adopt"] = "web";
+  return d;
+}
+
+Json KubectlService(bool consent = true) {
+  Json s = {{"apiVersion", "v1"},
+            {"kind", "Service"},
+            {"metadata", {{"name", "web"}, {"namespace", "shop"}}},
+            {"spec",
+             {{"type", "ClusterIP"},
+              {"clusterIP", "10.0.0.7"},
+              {"selector", {{"app", "web"}}},
+              {"ports", {{{"port", 80}, {"protocol", "TCP"}}}}}}};
+  if (consent) s["metadata"]["annotations"]["capstan.dev/adopt"] = "web";
+  return s;
+}
+
+Json Adopting(Json release) {
+  release["spec"]["adopt"] = true;
+  return release;
+}
+
+// The revision of `release` over an adopted Deployment selecting app=web.
+std::string AdoptedRevisionOf(const Json& release) {
+  absl::StatusOr<api::Release> r = api::ParseRelease(release);
+  EXPECT_TRUE(r.ok()) << r.status();
+  r->adopted_selector = {{"app", "web"}};
+  return render::RenderPodTemplate(*r).revision;
+}
+
+TEST_F(ReleaseControllerTest, AdoptsAConsentingDeploymentAndServiceInPlace) {
+  server_.Put(NsPath(kApps, "shop", "deployments", "web"), KubectlDeployment());
+  server_.Put(NsPath(kCore, "shop", "services", "web"), KubectlService());
+  PutRelease(Adopting(RollingRelease("nginx:2")));
+  Start();
+  const std::string rev = AdoptedRevisionOf(Adopting(RollingRelease("nginx:2")));
+  EXPECT_THAT(Reconcile(),
+              ElementsAre(absl::StrCat("create controllerrevisions shop/web-", rev),
+                          "patch deployments shop/web", "apply deployments shop/web",
+                          "patch services shop/web", "apply services shop/web",
+                          "apply releases shop/web/status"));
+  EXPECT_THAT(Events(), ElementsAre("Normal Adopted", "Normal Adopted", "Normal RolloutStarted"));
+  EXPECT_EQ(Phase(), "Progressing");
+
+  const Json d = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  EXPECT_EQ(d["spec"]["selector"], Json({{"matchLabels", {{"app", "web"}}}}))
+      << "spec.selector is immutable: the live one is kept";
+  EXPECT_EQ(d["spec"]["template"]["metadata"]["labels"]["app"], "web");
+  EXPECT_EQ(d["spec"]["template"]["metadata"]["labels"]["capstan.dev/revision"], rev);
+  EXPECT_EQ(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
+  EXPECT_EQ(d["metadata"]["ownerReferences"][0]["uid"], kUid);
+  EXPECT_EQ(d["metadata"]["labels"]["app.kubernetes.io/managed-by"], "capstan");
+  EXPECT_EQ(d["metadata"]["annotations"]["capstan.dev/adopted-selector"], R"({"app":"web"})");
+  EXPECT_EQ(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0)
+      << "the adoption rollout never has fewer ready pods";
+  // kubectl's spec fields were handed to Capstan before its apply (replicas excepted).
+  bool kubectl_keeps_template = false;
+  for (const Json& e : server_.Writes()[1].body["metadata"]["managedFields"]) {
+    if (e.value("manager", "") == "kubectl-create") {
+      kubectl_keeps_template = e["fieldsV1"]["f:spec"].contains("f:template");
+    }
+  }
+  EXPECT_FALSE(kubectl_keeps_template);
+  const Json svc = *server_.Get(NsPath(kCore, "shop", "services", "web"));
+  EXPECT_EQ(svc["spec"]["selector"], Json({{"app", "web"}}))
+      << "the Service keeps selecting the old pods and the new ones";
+  EXPECT_EQ(svc["metadata"]["ownerReferences"][0]["uid"], kUid);
+
+  RollOut("web");
+  Reconcile();
+  EXPECT_EQ(Phase(), "Ready");
+  // Ready: the Release's own strategy again (one write, no new pods), then converged.
+  EXPECT_THAT(Reconcile(), ElementsAre("apply deployments shop/web"));
+  EXPECT_THAT(Reconcile(), IsEmpty());
+
+  // Then rolled like any Release, under the selector it adopted.
+  PutRelease(Adopting(RollingRelease("nginx:3")));
+  EXPECT_THAT(Reconcile(),
+              ElementsAre(absl::StrCat("create controllerrevisions shop/web-",
+                                       AdoptedRevisionOf(Adopting(RollingRelease("nginx:3")))),
+                          "apply deployments shop/web", "apply releases shop/web/status"));
+  const Json rolled = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  EXPECT_EQ(rolled["spec"]["selector"], Json({{"matchLabels", {{"app", "web"}}}}));
+  EXPECT_EQ(rolled["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:3");
+  EXPECT_EQ(rolled["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], "25%");
+}
+
+TEST_F(ReleaseControllerTest, AdoptWithoutTheObjectsConsentStallsAndWritesNothing) {
+  server_.Put(NsPath(kApps, "shop", "deployments", "web"), KubectlDeployment(/*consent=*/false));
+  const Json before = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  PutRelease(Adopting(RollingRelease("nginx:2")));
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/Conflict");
+  EXPECT_THAT(Release().value("/status/message"_json_pointer, ""),
+              ::testing::HasSubstr("spec.adopt is true, but Deployment web does not consent"));
+  EXPECT_THAT(Events(), ElementsAre("Warning Conflict"));
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), before);
+  EXPECT_THAT(Reconcile(), IsEmpty());
+}
+
+TEST_F(ReleaseControllerTest, ConsentWithoutSpecAdoptIsAConflict) {
+  server_.Put(NsPath(kApps, "shop", "deployments", "web"), KubectlDeployment());
+  const Json before = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  PutRelease(RollingRelease("nginx:2"));
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/Conflict");
+  EXPECT_THAT(Release().value("/status/message"_json_pointer, ""),
+              ::testing::HasSubstr("set spec.adopt: true"));
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), before);
+}
+
+TEST_F(ReleaseControllerTest, TheGateDecidesBeforeTheAdoptionWrites) {
+  server_.Put(absl::StrCat(kCapstan, "/environments/production"), ProductionRequiringApproval());
+  server_.Put(NsPath(kApps, "shop", "deployments", "web"), KubectlDeployment());
+  server_.Put(NsPath(kCore, "shop", "services", "web"), KubectlService());
+  const Json deployment = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  const Json service = *server_.Get(NsPath(kCore, "shop", "services", "web"));
+  const Json release = By(Adopting(RollingRelease("nginx:2")));
+  PutRelease(release);
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Reconciling"), "True/AwaitingApproval");
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), deployment);
+  EXPECT_EQ(*server_.Get(NsPath(kCore, "shop", "services", "web")), service);
+  EXPECT_THAT(Reconcile(), IsEmpty());
+
+  Json approval = Approval("adopt", release, "alice");
+  approval["spec"]["revision"] = AdoptedRevisionOf(release);
+  approval["spec"]["digest"] = Release().value("/status/desiredDigest"_json_pointer, "");
+  server_.Put(NsPath(kCapstan, "shop", "releaseapprovals", "adopt"), approval);
+  EXPECT_THAT(Reconcile(), Contains("patch deployments shop/web"));
+  EXPECT_THAT(Events(), Contains("Normal Adopted"));
+  EXPECT_EQ(Phase(), "Progressing");
+}
+
+TEST_F(ReleaseControllerTest, AServiceAloneIsAdoptedOnceTheReleaseServes) {
+  server_.Put(NsPath(kCore, "shop", "services", "web"), KubectlService());
+  const Json service = *server_.Get(NsPath(kCore, "shop", "services", "web"));
+  PutRelease(Adopting(RollingRelease()));
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre(absl::StrCat("create controllerrevisions shop/web-",
+                                                    RevisionOf(RollingRelease())),
+                                       "apply deployments shop/web",
+                                       "apply releases shop/web/status"));
+  EXPECT_EQ(*server_.Get(NsPath(kCore, "shop", "services", "web")), service)
+      << "its selector would select no ready pod yet";
+  RollOut("web");
+  EXPECT_THAT(Reconcile(), ElementsAre("patch services shop/web", "apply services shop/web",
+                                       "apply releases shop/web/status"));
+  EXPECT_EQ(server_.Get(NsPath(kCore, "shop", "services", "web"))->at("/spec/selector"_json_pointer),
+            Json({{"app", "web"}, {"capstan.dev/release", "web"}}))
+      << "the in-memory server merges; the API server replaces the adopted selector";
+}
+
+TEST_F(ReleaseControllerTest, BlueGreenRefusesToAdoptADeployment) {
+  server_.Put(NsPath(kApps, "shop", "deployments", "web"), KubectlDeployment());
+  const Json before = *server_.Get(NsPath(kApps, "shop", "deployments", "web"));
+  PutRelease(Adopting(BlueGreenRelease()));
+  Start();
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/AdoptionRefused");
+  EXPECT_THAT(Release().value("/status/message"_json_pointer, ""),
+              ::testing::HasSubstr("cannot be adopted by a BlueGreen Release"));
+  EXPECT_EQ(*server_.Get(NsPath(kApps, "shop", "deployments", "web")), before);
+}
+
 }  // namespace
 }  // namespace capstan::controller

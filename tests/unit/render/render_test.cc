@@ -562,8 +562,44 @@ TEST(DesiredStateDigest, HooksAreInItOnlyWhenSet) {
   EXPECT_EQ(DesiredStateDigest(r), plain);
 }
 
+// Issue #17 item 4: an adopted Deployment keeps its selector; the pods carry its labels.
+TEST(RenderAdopted, KeepsTheLiveSelectorAndLabelsThePods) {
+  api::Release r = Parse(R"({"apiVersion": "capstan.dev/v1alpha1", "kind": "Release",
+      "metadata": {"name": "web", "namespace": "shop", "uid": "u"},
+      "spec": {"adopt": true, "replicas": 3, "disruptionBudget": {"minAvailable": 2},
+               "service": {"ports": [{"port": 80}]},
+               "template": {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}}})");
+  const std::string plain = RenderPodTemplate(r).revision;
+  const std::string digest = DesiredStateDigest(r);
+  r.adopted_selector = {{"app", "web"}};
+  const PodTemplate pod = RenderPodTemplate(r);
+  EXPECT_NE(pod.revision, plain) << "the selector's labels are part of the template";
+  EXPECT_NE(DesiredStateDigest(r), digest);
+  EXPECT_EQ(pod.pod_template["metadata"]["labels"],
+            json({{"app", "web"}, {"capstan.dev/release", "web"}, {"capstan.dev/revision",
+                                                                    pod.revision}}));
+  const json d = RenderDeployment(r, pod.pod_template, pod.revision, "web", 3);
+  EXPECT_EQ(d["spec"]["selector"], json({{"matchLabels", {{"app", "web"}}}}));
+  EXPECT_EQ(d["metadata"]["annotations"]["capstan.dev/adopted-selector"], R"({"app":"web"})");
+  EXPECT_EQ(RenderService(r)["spec"]["selector"], json({{"app", "web"}}));
+  EXPECT_EQ(RenderPdb(r)["spec"]["selector"], json({{"matchLabels", {{"app", "web"}}}}));
+  // BlueGreen colours never use it (BlueGreen does not adopt Deployments).
+  EXPECT_EQ(RenderService(r, api::Color::kBlue)["spec"]["selector"],
+            json({{"capstan.dev/release", "web"}, {"capstan.dev/color", "blue"}}));
+}
+
 std::string Example(const char* file) {
   return absl::StrCat(CAPSTAN_SOURCE_DIR, "/examples/", file);
+}
+
+// The revision of examples/release-hooks.yaml's template (its hook Jobs are named by it).
+std::string HooksExampleRevision() {
+  std::ifstream in(Example("release-hooks.yaml"));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  absl::StatusOr<std::vector<Release>> all = api::ParseReleaseYaml(buf.str());
+  EXPECT_TRUE(all.ok() && all->size() == 1u);
+  return all.ok() && !all->empty() ? RenderPodTemplate((*all)[0]).revision : "";
 }
 
 TEST(RenderCommand, RendersTheExamples) {
@@ -579,7 +615,11 @@ TEST(RenderCommand, RendersTheExamples) {
        {"Deployment/payments-api-blue", "Service/payments-api", "Service/payments-api-preview",
         "PodDisruptionBudget/payments-api"}},
       {"release-ingress.yaml", {"Deployment/shop-api", "Service/shop-api", "Ingress/shop-api"}},
-      {"release-hooks.yaml", {"Deployment/orders", "Service/orders"}},
+      {"release-hooks.yaml",
+       {"Deployment/orders", "Service/orders", "Job/orders-" + HooksExampleRevision() + "-pre",
+        "Job/orders-" + HooksExampleRevision() + "-post",
+        "Job/orders-" + HooksExampleRevision() + "-rollback"}},
+      {"release-adopt.yaml", {"Deployment/orders", "Service/orders"}},
       {"release-httproute.yaml",
        {"Deployment/checkout-blue", "Service/checkout", "Service/checkout-preview",
         "HTTPRoute/checkout", "HTTPRoute/checkout-preview"}},

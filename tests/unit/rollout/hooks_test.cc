@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "capstan/render/hooks.h"
 #include "capstan/rollout/rolling.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -43,6 +44,23 @@ TEST(HookJobName, IsDeterministicPerHookAndRevision) {
   EXPECT_EQ(HookJobName("web", HookType::kOnRollback, "0123456789"), "web-0123456789-rollback");
   // 43 characters of release name is the most that keeps a Job name within 63.
   EXPECT_EQ(HookJobName(std::string(43, 'a'), HookType::kOnRollback, "0123456789").size(), 63u);
+}
+
+// `capstan render` shows the Jobs under the names the controller creates them with.
+TEST(HookJobName, IsTheNameRenderHookJobsGives) {
+  api::Release r;
+  r.metadata.name = "orders";
+  r.spec.hooks.pre_rollout = api::HookJobSpec{};
+  r.spec.hooks.post_rollout = api::HookJobSpec{};
+  r.spec.hooks.on_rollback = api::HookJobSpec{};
+  std::vector<std::string> rendered;
+  for (const nlohmann::json& job : render::RenderHookJobs(r, "abc")) {
+    rendered.push_back(job["metadata"]["name"]);
+  }
+  EXPECT_THAT(rendered, ::testing::ElementsAre(HookJobName("orders", HookType::kPreRollout, "abc"),
+                                               HookJobName("orders", HookType::kPostRollout, "abc"),
+                                               HookJobName("orders", HookType::kOnRollback, "abc")));
+  EXPECT_TRUE(render::RenderHookJobs(api::Release{}, "abc").empty());
 }
 
 TEST(PlanHooks, PreRollout) {

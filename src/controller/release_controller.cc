@@ -520,13 +520,12 @@ struct ReleaseController::Pass {
       fresh = std::move(*patched);
       adopted = true;
     }
-    ASSIGN_OR_RETURN(std::shared_ptr<const Object> out,
-                     Apply(r, obj_name, std::move(body),
-                           std::make_shared<const Object>(std::move(fresh))));
+    ASSIGN_OR_RETURN(
+        std::shared_ptr<const Object> out,
+        Apply(r, obj_name, std::move(body), std::make_shared<const Object>(std::move(fresh))));
     if (adopted) {
       Emit({"Normal", "Adopted", "Adopt",
-            absl::StrCat(r.kind, " ", obj_name,
-                         " adopted in place (spec.adopt and its annotation ",
+            absl::StrCat(r.kind, " ", obj_name, " adopted in place (spec.adopt and its annotation ",
                          rollout::kAdoptAnnotation, "=", name,
                          "): it is now owned by this Release and runs its spec")});
     }
@@ -757,10 +756,9 @@ std::string ConflictMessage(const std::vector<std::string>& conflicts) {
 // The Stall of a pass that found objects it may not write, or "" when there is none:
 // refusals first (AdoptionRefused), then conflicts (rollout::DecideAdoption's messages
 // for the Deployment and Service, ConflictMessage for the other objects).
-std::pair<std::string, std::string> Blocked(
-    const std::vector<std::string>& conflicts,
-    const std::vector<std::string>& adoption_conflicts,
-    const std::vector<std::string>& refused) {
+std::pair<std::string, std::string> Blocked(const std::vector<std::string>& conflicts,
+                                            const std::vector<std::string>& adoption_conflicts,
+                                            const std::vector<std::string>& refused) {
   if (!refused.empty()) return {"AdoptionRefused", absl::StrJoin(refused, " ")};
   std::vector<std::string> parts = adoption_conflicts;
   if (!conflicts.empty()) parts.push_back(ConflictMessage(conflicts));

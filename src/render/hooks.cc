@@ -60,10 +60,9 @@ json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
 std::vector<json> RenderHookJobs(const api::Release& release, const std::string& revision) {
   const api::HooksSpec& h = release.spec.hooks;
   std::vector<json> out;
-  for (const auto& [key, suffix, hook] :
-       {std::tuple{"preRollout", "pre", &h.pre_rollout},
-        std::tuple{"postRollout", "post", &h.post_rollout},
-        std::tuple{"onRollback", "rollback", &h.on_rollback}}) {
+  for (const auto& [key, suffix, hook] : {std::tuple{"preRollout", "pre", &h.pre_rollout},
+                                          std::tuple{"postRollout", "post", &h.post_rollout},
+                                          std::tuple{"onRollback", "rollback", &h.on_rollback}}) {
     if (!hook->has_value()) continue;
     out.push_back(RenderHookJob(release, **hook,
                                 absl::StrCat(release.metadata.name, "-", revision, "-", suffix),

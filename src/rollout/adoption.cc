@@ -95,9 +95,8 @@ AdoptionDecision DecideAdoption(const api::Release& release, const std::string& 
                                 const std::string& name, const json& live) {
   const std::string& rel = release.metadata.name;
   const std::string what = absl::StrCat(kind, " ", name);
-  const std::string annotate =
-      absl::StrCat("kubectl annotate ", absl::AsciiStrToLower(kind), " ", name, " ",
-                   kAdoptAnnotation, "=", rel);
+  const std::string annotate = absl::StrCat("kubectl annotate ", absl::AsciiStrToLower(kind), " ",
+                                            name, " ", kAdoptAnnotation, "=", rel);
   if (const std::string owner = ControllerOf(live); !owner.empty()) {
     return Outcome(AdoptionOutcome::kConflict,
                    absl::StrCat(what, " exists and is controlled by ", owner,
@@ -119,8 +118,9 @@ AdoptionDecision DecideAdoption(const api::Release& release, const std::string& 
                                 " exists and is not owned by this Release; Capstan does not adopt "
                                 "objects it did not create unless asked on both sides: set "
                                 "spec.adopt: true and ",
-                                annotate, " (someone who may write it). Or delete or rename it, "
-                                          "or rename the Release."));
+                                annotate,
+                                " (someone who may write it). Or delete or rename it, "
+                                "or rename the Release."));
   }
   if (!release.spec.adopt) {
     return Outcome(AdoptionOutcome::kConflict,
@@ -182,13 +182,15 @@ AdoptionDecision DecideAdoption(const api::Release& release, const std::string& 
     for (const auto& [k, v] : d.selector) {
       auto it = tmpl.at(kLabels).find(k);
       if (it != tmpl.at(kLabels).end() && (!it->is_string() || it->get<std::string>() != v)) {
-        return Outcome(AdoptionOutcome::kRefuse,
-                       absl::StrCat(what, " selects its pods by ", k, "=", v,
-                                    " (spec.selector is immutable), but the Release's template "
-                                    "sets the label ",
-                                    k, " to ", it->is_string() ? it->get<std::string>() : it->dump(),
-                                    ". Keep ", k, "=", v, " in spec.template.metadata.labels. "
-                                    "Nothing was changed."));
+        return Outcome(
+            AdoptionOutcome::kRefuse,
+            absl::StrCat(what, " selects its pods by ", k, "=", v,
+                         " (spec.selector is immutable), but the Release's template "
+                         "sets the label ",
+                         k, " to ", it->is_string() ? it->get<std::string>() : it->dump(),
+                         ". Keep ", k, "=", v,
+                         " in spec.template.metadata.labels. "
+                         "Nothing was changed."));
       }
     }
   }

@@ -789,32 +789,30 @@ TEST_F(ReleaseControllerTest, ARefusedObjectStallsUntilTheSpecChanges) {
   EXPECT_EQ(Phase(), "Ready");
 }
 
-
 // Issue #17 item 4: adoption of a Deployment and Service made with kubectl.
 Json KubectlDeployment(bool consent = true) {
-  Json d = {
-      {"apiVersion", "apps/v1"},
-      {"kind", "Deployment"},
-      {"metadata",
-       {{"name", "web"},
-        {"namespace", "shop"},
-        {"labels", {{"app", "web"}}},
-        {"managedFields",
-         {{{"manager", "kubectl-create"},
-           {"operation", "Update"},
-           {"apiVersion", "apps/v1"},
-           {"fieldsType", "FieldsV1"},
-           {"fieldsV1",
-            {{"f:spec",
-              {{"f:replicas", Json::object()},
-               {"f:template", {{"f:spec", {{"f:containers", Json::object()}}}}}}}}}}}}}},
-      {"spec",
-       {{"replicas", 2},
-        {"selector", {{"matchLabels", {{"app", "web"}}}}},
-        {"template",
-         {{"metadata", {{"labels", {{"app", "web"}}}}},
-          {"spec", {{"containers", {{{"name", "web"}, {"image", "nginx:1"}}}}}}}}}},
-      {"status", {{"replicas", 2}, {"readyReplicas", 2}, {"availableReplicas", 2}}}};
+  Json d = {{"apiVersion", "apps/v1"},
+            {"kind", "Deployment"},
+            {"metadata",
+             {{"name", "web"},
+              {"namespace", "shop"},
+              {"labels", {{"app", "web"}}},
+              {"managedFields",
+               {{{"manager", "kubectl-create"},
+                 {"operation", "Update"},
+                 {"apiVersion", "apps/v1"},
+                 {"fieldsType", "FieldsV1"},
+                 {"fieldsV1",
+                  {{"f:spec",
+                    {{"f:replicas", Json::object()},
+                     {"f:template", {{"f:spec", {{"f:containers", Json::object()}}}}}}}}}}}}}},
+            {"spec",
+             {{"replicas", 2},
+              {"selector", {{"matchLabels", {{"app", "web"}}}}},
+              {"template",
+               {{"metadata", {{"labels", {{"app", "web"}}}}},
+                {"spec", {{"containers", {{{"name", "web"}, {"image", "nginx:1"}}}}}}}}}},
+            {"status", {{"replicas", 2}, {"readyReplicas", 2}, {"availableReplicas", 2}}}};
   if (consent) d["metadata"]["annotations"]["capstan.dev/adopt"] = "web";
   return d;
 }
@@ -851,11 +849,10 @@ TEST_F(ReleaseControllerTest, AdoptsAConsentingDeploymentAndServiceInPlace) {
   PutRelease(Adopting(RollingRelease("nginx:2")));
   Start();
   const std::string rev = AdoptedRevisionOf(Adopting(RollingRelease("nginx:2")));
-  EXPECT_THAT(Reconcile(),
-              ElementsAre(absl::StrCat("create controllerrevisions shop/web-", rev),
-                          "patch deployments shop/web", "apply deployments shop/web",
-                          "patch services shop/web", "apply services shop/web",
-                          "apply releases shop/web/status"));
+  EXPECT_THAT(Reconcile(), ElementsAre(absl::StrCat("create controllerrevisions shop/web-", rev),
+                                       "patch deployments shop/web", "apply deployments shop/web",
+                                       "patch services shop/web", "apply services shop/web",
+                                       "apply releases shop/web/status"));
   EXPECT_THAT(Events(), ElementsAre("Normal Adopted", "Normal Adopted", "Normal RolloutStarted"));
   EXPECT_EQ(Phase(), "Progressing");
 
@@ -872,7 +869,8 @@ TEST_F(ReleaseControllerTest, AdoptsAConsentingDeploymentAndServiceInPlace) {
       << "the adoption rollout never has fewer ready pods";
   // kubectl's spec fields were handed to Capstan before its apply (replicas excepted).
   bool kubectl_keeps_template = false;
-  for (const Json& e : server_.Writes()[1].body["metadata"]["managedFields"]) {
+  const std::vector<kube::testing::Write> writes = server_.Writes();
+  for (const Json& e : writes[1].body["metadata"]["managedFields"]) {
     if (e.value("manager", "") == "kubectl-create") {
       kubectl_keeps_template = e["fieldsV1"]["f:spec"].contains("f:template");
     }
@@ -886,8 +884,12 @@ TEST_F(ReleaseControllerTest, AdoptsAConsentingDeploymentAndServiceInPlace) {
   RollOut("web");
   Reconcile();
   EXPECT_EQ(Phase(), "Ready");
-  // Ready: the Release's own strategy again (one write, no new pods), then converged.
+  // Ready: the Release's own strategy again (one write, no new pods), then converged
+  // once the deployment controller observed it.
   EXPECT_THAT(Reconcile(), ElementsAre("apply deployments shop/web"));
+  RollOut("web");
+  Reconcile();
+  EXPECT_EQ(Phase(), "Ready");
   EXPECT_THAT(Reconcile(), IsEmpty());
 
   // Then rolled like any Release, under the selector it adopted.
@@ -957,17 +959,18 @@ TEST_F(ReleaseControllerTest, AServiceAloneIsAdoptedOnceTheReleaseServes) {
   const Json service = *server_.Get(NsPath(kCore, "shop", "services", "web"));
   PutRelease(Adopting(RollingRelease()));
   Start();
-  EXPECT_THAT(Reconcile(), ElementsAre(absl::StrCat("create controllerrevisions shop/web-",
-                                                    RevisionOf(RollingRelease())),
-                                       "apply deployments shop/web",
-                                       "apply releases shop/web/status"));
+  EXPECT_THAT(Reconcile(),
+              ElementsAre(absl::StrCat("create controllerrevisions shop/web-",
+                                       RevisionOf(RollingRelease())),
+                          "apply deployments shop/web", "apply releases shop/web/status"));
   EXPECT_EQ(*server_.Get(NsPath(kCore, "shop", "services", "web")), service)
       << "its selector would select no ready pod yet";
   RollOut("web");
   EXPECT_THAT(Reconcile(), ElementsAre("patch services shop/web", "apply services shop/web",
                                        "apply releases shop/web/status"));
-  EXPECT_EQ(server_.Get(NsPath(kCore, "shop", "services", "web"))->at("/spec/selector"_json_pointer),
-            Json({{"app", "web"}, {"capstan.dev/release", "web"}}))
+  EXPECT_EQ(
+      server_.Get(NsPath(kCore, "shop", "services", "web"))->at("/spec/selector"_json_pointer),
+      Json({{"app", "web"}, {"capstan.dev/release", "web"}}))
       << "the in-memory server merges; the API server replaces the adopted selector";
 }
 

@@ -575,9 +575,9 @@ TEST(RenderAdopted, KeepsTheLiveSelectorAndLabelsThePods) {
   const PodTemplate pod = RenderPodTemplate(r);
   EXPECT_NE(pod.revision, plain) << "the selector's labels are part of the template";
   EXPECT_NE(DesiredStateDigest(r), digest);
-  EXPECT_EQ(pod.pod_template["metadata"]["labels"],
-            json({{"app", "web"}, {"capstan.dev/release", "web"}, {"capstan.dev/revision",
-                                                                    pod.revision}}));
+  EXPECT_EQ(pod.pod_template["metadata"]["labels"], json({{"app", "web"},
+                                                          {"capstan.dev/release", "web"},
+                                                          {"capstan.dev/revision", pod.revision}}));
   const json d = RenderDeployment(r, pod.pod_template, pod.revision, "web", 3);
   EXPECT_EQ(d["spec"]["selector"], json({{"matchLabels", {{"app", "web"}}}}));
   EXPECT_EQ(d["metadata"]["annotations"]["capstan.dev/adopted-selector"], R"({"app":"web"})");

@@ -57,9 +57,10 @@ TEST(HookJobName, IsTheNameRenderHookJobsGives) {
   for (const nlohmann::json& job : render::RenderHookJobs(r, "abc")) {
     rendered.push_back(job["metadata"]["name"]);
   }
-  EXPECT_THAT(rendered, ::testing::ElementsAre(HookJobName("orders", HookType::kPreRollout, "abc"),
-                                               HookJobName("orders", HookType::kPostRollout, "abc"),
-                                               HookJobName("orders", HookType::kOnRollback, "abc")));
+  EXPECT_THAT(rendered,
+              ::testing::ElementsAre(HookJobName("orders", HookType::kPreRollout, "abc"),
+                                     HookJobName("orders", HookType::kPostRollout, "abc"),
+                                     HookJobName("orders", HookType::kOnRollback, "abc")));
   EXPECT_TRUE(render::RenderHookJobs(api::Release{}, "abc").empty());
 }
 

@@ -760,6 +760,53 @@ void ReleaseController::Expect(const std::string& key, std::vector<Expectation> 
   expectations_[key] = {clock_.Now(), std::move(writes)};
 }
 
+absl::StatusOr<NamespaceEnvironment> ReleaseController::EnvironmentOf(
+    const std::string& ns, const std::string& requested) const {
+  if (!environments_->HasSynced() || !namespaces_->HasSynced()) {
+    return absl::UnavailableError("the Environment and Namespace caches are not synced yet");
+  }
+  std::vector<Object> env_objects;
+  for (const auto& e : environments_->List()) env_objects.push_back(*e);
+  std::map<std::string, std::string> unparsed;
+  const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects, &unparsed);
+  std::shared_ptr<const Object> ns_obj = namespaces_->Get("", ns);
+  if (ns_obj == nullptr && std::any_of(envs.begin(), envs.end(), [](const api::Environment& e) {
+        return e.spec.namespace_selector.has_value();
+      })) {
+    // Without the namespace's labels a selector cannot be evaluated: not knowing its
+    // Environment must hold, never run unguarded. Retried with backoff.
+    return absl::UnavailableError(
+        absl::StrCat("namespace ", ns, " is not in the cache yet: its Environment is unknown"));
+  }
+  const policy::Membership m = policy::ResolveEnvironment(
+      envs, requested,
+      policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj : Object{{"metadata", {{"name", ns}}}}));
+  NamespaceEnvironment out;
+  if (!m.ok()) {
+    out.hold_reason = m.reason;
+    out.hold_message = m.message;
+    return out;
+  }
+  if (m.environment == nullptr) return out;
+  if (auto it = unparsed.find(m.environment->metadata.name); it != unparsed.end()) {
+    // Fail closed: its policies cannot be read, so none may be assumed away.
+    out.hold_reason = "EnvironmentInvalid";
+    out.hold_message =
+        absl::StrCat("Environment ", it->first, " cannot be read by this operator: ", it->second,
+                     ". What it governs is held; nothing was changed.");
+    return out;
+  }
+  if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs); !p.empty()) {
+    out.hold_reason = "EnvironmentInvalid";
+    out.hold_message =
+        absl::StrCat("Environment ", m.environment->metadata.name,
+                     " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed.");
+    return out;
+  }
+  out.environment = *m.environment;
+  return out;
+}
+
 absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::string& key) {
   if (!CachesCaughtUp(key)) {
     kube::ReconcileResult wait;
@@ -804,40 +851,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   }
   // Its Environment: membership (or Stalled), defaults merged before rendering.
   {
-    std::vector<Object> env_objects;
-    for (const auto& e : environments_->List()) env_objects.push_back(*e);
-    std::map<std::string, std::string> unparsed;
-    const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects, &unparsed);
-    std::shared_ptr<const Object> ns_obj = namespaces_->Get("", pass.ns);
-    if (ns_obj == nullptr && std::any_of(envs.begin(), envs.end(), [](const api::Environment& e) {
-          return e.spec.namespace_selector.has_value();
-        })) {
-      // Without the namespace's labels a selector cannot be evaluated: not knowing its
-      // Environment must hold, never run the Release unguarded. Retried with backoff.
-      return absl::UnavailableError(absl::StrCat(
-          "namespace ", pass.ns, " is not in the cache yet: its Environment is unknown"));
-    }
-    const policy::Membership m = policy::ResolveEnvironment(
-        envs, rel.spec.environment,
-        policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj
-                                                  : Object{{"metadata", {{"name", pass.ns}}}}));
-    if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
-    if (m.environment != nullptr) {
-      if (auto it = unparsed.find(m.environment->metadata.name); it != unparsed.end()) {
-        // Fail closed: its policies cannot be read, so none may be assumed away.
-        return pass.Stall(rel.status, "EnvironmentInvalid",
-                          absl::StrCat("Environment ", it->first,
-                                       " cannot be read by this operator: ", it->second,
-                                       ". Its Releases are held; nothing was changed."));
-      }
-      if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs);
-          !p.empty()) {
-        return pass.Stall(
-            rel.status, "EnvironmentInvalid",
-            absl::StrCat("Environment ", m.environment->metadata.name,
-                         " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed."));
-      }
-      pass.env = *m.environment;
+    ASSIGN_OR_RETURN(const NamespaceEnvironment ne, EnvironmentOf(pass.ns, rel.spec.environment));
+    if (!ne.hold_reason.empty()) return pass.Stall(rel.status, ne.hold_reason, ne.hold_message);
+    if (ne.environment) {
+      pass.env = *ne.environment;
       pass.source_revision = render::SourceRevision(rel);
       pass.source_template = rel.spec.pod_template;
       policy::ApplyEnvironment(*pass.env, &pass.rel);

@@ -23,6 +23,7 @@ struct NamespaceEnvironment {
 };
 
 // Looks up the Environment of a namespace; Unavailable while that is unknown.
-using EnvironmentLookup = std::function<absl::StatusOr<NamespaceEnvironment>(const std::string& ns)>;
+using EnvironmentLookup =
+    std::function<absl::StatusOr<NamespaceEnvironment>(const std::string& ns)>;
 
 }  // namespace capstan::controller

@@ -11,7 +11,8 @@
 #   cluster.sh run DIR          `up`, then wait for Ctrl-C, then `down`
 #   cluster.sh restart DIR NAME stop one server of `up DIR` (etcd, kube-apiserver, ...)
 #                               and start it again with the same arguments; waits for
-#                               the API server's /readyz (fault tests)
+#                               the API server's /readyz (fault tests); after
+#                               kube-apiserver, KCM, scheduler and KWOK restart too
 #   cluster.sh bin              print the bin dir (after build)
 #   cluster.sh fixture-up DIR   ctest fixture: `up`, or reuse $CAPSTAN_E2E_KUBECONFIG
 #   cluster.sh fixture-down DIR ctest fixture: `down` (no-op when reusing)

@@ -510,7 +510,11 @@ struct ReleaseController::Pass {
   }
 
   // Deletes this Release's ReleaseApprovals that can never count again: bound to
-  // another uid and older than this Release (it was deleted and created again), or
+  // another uid and not newer than this Release (it was deleted and created again;
+  // creation times have whole seconds, so an approval from the same second as this
+  // Release counts as older: approve, delete and create again fit in one second, and
+  // losing an approval for a Release this cache has not seen yet only asks for it
+  // again, which fails closed), or
   // naming a state the Release has rolled past (a history digest that is neither
   // desired nor applied). An approval for a state not seen yet is kept (it may be for a
   // spec this cache has not caught up with). Failures are logged, never fatal.
@@ -530,7 +534,7 @@ struct ReleaseController::Pass {
       if (!a.ok() || a->metadata.ns != ns || a->release != name) continue;
       bool stale = false;
       if (!a->release_uid.empty() && a->release_uid != rel.metadata.uid) {
-        stale = created.has_value() && a->created.has_value() && *a->created < *created;
+        stale = created.has_value() && a->created.has_value() && *a->created <= *created;
       } else if (!a->digest.empty() && a->digest != desired_digest &&
                  a->digest != rel.status.applied_digest) {
         stale = std::any_of(rel.status.history.begin(), rel.status.history.end(),

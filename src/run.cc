@@ -59,9 +59,9 @@ ABSL_FLAG(double, kube_api_qps, 0,
           "requests are in flight.");
 ABSL_FLAG(int, kube_api_burst, 30, "Client-side API request burst (with --kube_api_qps > 0).");
 ABSL_FLAG(int, resync_seconds, 600, "Re-check every Release this often without events.");
-ABSL_FLAG(bool, secret_rotation, true,
-          "Run the SecretRotation controller (needs the chart's Secrets RBAC; the chart's "
-          "secretRotation.enabled=false, its default, turns both off).");
+ABSL_FLAG(bool, secret_rotation, false,
+          "Run the SecretRotation controller (needs Secrets RBAC: the chart grants it with "
+          "secretRotation.enabled=true). Off by default, as in the chart: least privilege.");
 ABSL_FLAG(std::vector<std::string>, secret_namespaces, {},
           "With --secret_rotation: the namespaces whose SecretRotations and Secrets are "
           "handled (one controller and one set of informers each, so Secret access can be "
@@ -181,6 +181,10 @@ int RunOperator() {
       if (!co.watch_namespace.empty() && scope != co.watch_namespace) continue;
       controller::SecretRotationController::Options one = so;
       one.watch_namespace = scope;
+      // Freeze windows: the Environments the Release controller caches anyway.
+      one.environment_of = [&releases](const std::string& ns) {
+        return releases.EnvironmentOf(ns, "");
+      };
       rotation_controllers.push_back(std::make_unique<controller::SecretRotationController>(
           **client, one,
           [&recorder](const kube::Object& regarding, const std::string& type,

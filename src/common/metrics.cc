@@ -102,8 +102,17 @@ Metrics& Metrics::Get() {
                      .Register(r);
     m->secret_rotations = &prometheus::BuildCounter()
                                .Name("capstan_secret_rotations_total")
-                               .Help("SecretRotation rotations finished, by result.")
+                               .Help(
+                                   "SecretRotation rotations finished, by target (none, "
+                                   "postgresql) and result (succeeded, failed).")
                                .Register(r);
+    m->secret_rotation_due =
+        &prometheus::BuildGauge()
+             .Name("capstan_secret_rotation_due")
+             .Help(
+                 "1 while a rotation with trigger Manual is due and waits for a person "
+                 "(capstan.dev/rotate), else 0.")
+             .Register(r);
     m->secret_rotation_next_seconds =
         &prometheus::BuildGauge()
              .Name("capstan_secret_rotation_next_seconds")

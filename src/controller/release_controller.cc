@@ -601,7 +601,11 @@ struct ReleaseController::Pass {
   }
 
   // Deletes this Release's ReleaseApprovals that can never count again: bound to
-  // another uid and older than this Release (it was deleted and created again), or
+  // another uid and not newer than this Release (it was deleted and created again;
+  // creation times have whole seconds, so an approval from the same second as this
+  // Release counts as older: approve, delete and create again fit in one second, and
+  // losing an approval for a Release this cache has not seen yet only asks for it
+  // again, which fails closed), or
   // naming a state the Release has rolled past (a history digest that is neither
   // desired nor applied). An approval for a state not seen yet is kept (it may be for a
   // spec this cache has not caught up with). Failures are logged, never fatal.
@@ -621,7 +625,7 @@ struct ReleaseController::Pass {
       if (!a.ok() || a->metadata.ns != ns || a->release != name) continue;
       bool stale = false;
       if (!a->release_uid.empty() && a->release_uid != rel.metadata.uid) {
-        stale = created.has_value() && a->created.has_value() && *a->created < *created;
+        stale = created.has_value() && a->created.has_value() && *a->created <= *created;
       } else if (!a->digest.empty() && a->digest != desired_digest &&
                  a->digest != rel.status.applied_digest) {
         stale = std::any_of(rel.status.history.begin(), rel.status.history.end(),
@@ -864,6 +868,53 @@ void ReleaseController::Expect(const std::string& key, std::vector<Expectation> 
   expectations_[key] = {clock_.Now(), std::move(writes)};
 }
 
+absl::StatusOr<NamespaceEnvironment> ReleaseController::EnvironmentOf(
+    const std::string& ns, const std::string& requested) const {
+  if (!environments_->HasSynced() || !namespaces_->HasSynced()) {
+    return absl::UnavailableError("the Environment and Namespace caches are not synced yet");
+  }
+  std::vector<Object> env_objects;
+  for (const auto& e : environments_->List()) env_objects.push_back(*e);
+  std::map<std::string, std::string> unparsed;
+  const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects, &unparsed);
+  std::shared_ptr<const Object> ns_obj = namespaces_->Get("", ns);
+  if (ns_obj == nullptr && std::any_of(envs.begin(), envs.end(), [](const api::Environment& e) {
+        return e.spec.namespace_selector.has_value();
+      })) {
+    // Without the namespace's labels a selector cannot be evaluated: not knowing its
+    // Environment must hold, never run unguarded. Retried with backoff.
+    return absl::UnavailableError(
+        absl::StrCat("namespace ", ns, " is not in the cache yet: its Environment is unknown"));
+  }
+  const policy::Membership m = policy::ResolveEnvironment(
+      envs, requested,
+      policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj : Object{{"metadata", {{"name", ns}}}}));
+  NamespaceEnvironment out;
+  if (!m.ok()) {
+    out.hold_reason = m.reason;
+    out.hold_message = m.message;
+    return out;
+  }
+  if (m.environment == nullptr) return out;
+  if (auto it = unparsed.find(m.environment->metadata.name); it != unparsed.end()) {
+    // Fail closed: its policies cannot be read, so none may be assumed away.
+    out.hold_reason = "EnvironmentInvalid";
+    out.hold_message =
+        absl::StrCat("Environment ", it->first, " cannot be read by this operator: ", it->second,
+                     ". What it governs is held; nothing was changed.");
+    return out;
+  }
+  if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs); !p.empty()) {
+    out.hold_reason = "EnvironmentInvalid";
+    out.hold_message =
+        absl::StrCat("Environment ", m.environment->metadata.name,
+                     " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed.");
+    return out;
+  }
+  out.environment = *m.environment;
+  return out;
+}
+
 absl::StatusOr<kube::ReconcileResult> ReleaseController::Reconcile(const std::string& key) {
   if (!CachesCaughtUp(key)) {
     kube::ReconcileResult wait;
@@ -908,40 +959,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
   }
   // Its Environment: membership (or Stalled), defaults merged before rendering.
   {
-    std::vector<Object> env_objects;
-    for (const auto& e : environments_->List()) env_objects.push_back(*e);
-    std::map<std::string, std::string> unparsed;
-    const std::vector<api::Environment> envs = policy::ParseEnvironments(env_objects, &unparsed);
-    std::shared_ptr<const Object> ns_obj = namespaces_->Get("", pass.ns);
-    if (ns_obj == nullptr && std::any_of(envs.begin(), envs.end(), [](const api::Environment& e) {
-          return e.spec.namespace_selector.has_value();
-        })) {
-      // Without the namespace's labels a selector cannot be evaluated: not knowing its
-      // Environment must hold, never run the Release unguarded. Retried with backoff.
-      return absl::UnavailableError(absl::StrCat(
-          "namespace ", pass.ns, " is not in the cache yet: its Environment is unknown"));
-    }
-    const policy::Membership m = policy::ResolveEnvironment(
-        envs, rel.spec.environment,
-        policy::NamespaceInfoOf(ns_obj != nullptr ? *ns_obj
-                                                  : Object{{"metadata", {{"name", pass.ns}}}}));
-    if (!m.ok()) return pass.Stall(rel.status, m.reason, m.message);
-    if (m.environment != nullptr) {
-      if (auto it = unparsed.find(m.environment->metadata.name); it != unparsed.end()) {
-        // Fail closed: its policies cannot be read, so none may be assumed away.
-        return pass.Stall(rel.status, "EnvironmentInvalid",
-                          absl::StrCat("Environment ", it->first,
-                                       " cannot be read by this operator: ", it->second,
-                                       ". Its Releases are held; nothing was changed."));
-      }
-      if (std::vector<std::string> p = policy::EnvironmentProblems(*m.environment, envs);
-          !p.empty()) {
-        return pass.Stall(
-            rel.status, "EnvironmentInvalid",
-            absl::StrCat("Environment ", m.environment->metadata.name,
-                         " cannot be used: ", absl::StrJoin(p, "; "), ". Nothing was changed."));
-      }
-      pass.env = *m.environment;
+    ASSIGN_OR_RETURN(const NamespaceEnvironment ne, EnvironmentOf(pass.ns, rel.spec.environment));
+    if (!ne.hold_reason.empty()) return pass.Stall(rel.status, ne.hold_reason, ne.hold_message);
+    if (ne.environment) {
+      pass.env = *ne.environment;
       pass.source_revision = render::SourceRevision(rel);
       pass.source_template = rel.spec.pod_template;
       policy::ApplyEnvironment(*pass.env, &pass.rel);

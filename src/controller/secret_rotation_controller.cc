@@ -17,6 +17,7 @@
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/controller/projections.h"
+#include "capstan/policy/environment.h"
 #include "capstan/secrets/keypair.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
@@ -298,8 +299,32 @@ void SecretRotationController::Stop() { loop_.Stop(); }
 void SecretRotationController::ForgetMetrics(const std::string& key) {
   const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
   if (parts.size() != 2) return;
-  auto* family = Metrics::Get().secret_rotation_next_seconds;
-  family->Remove(&family->Add({{"namespace", parts[0]}, {"name", parts[1]}}));
+  for (auto* family :
+       {Metrics::Get().secret_rotation_next_seconds, Metrics::Get().secret_rotation_due}) {
+    family->Remove(&family->Add({{"namespace", parts[0]}, {"name", parts[1]}}));
+  }
+}
+
+std::optional<sec::RotationHold> SecretRotationController::RotationHoldOf(const std::string& ns,
+                                                                          absl::Time now) const {
+  absl::StatusOr<NamespaceEnvironment> ne = options_.environment_of(ns);
+  if (!ne.ok()) {
+    return sec::RotationHold{.reason = "EnvironmentUnknown",
+                             .message = std::string(ne.status().message())};
+  }
+  if (!ne->hold_reason.empty()) {
+    return sec::RotationHold{.reason = ne->hold_reason, .message = ne->hold_message};
+  }
+  if (!ne->environment) return std::nullopt;
+  const std::optional<policy::FreezeHit> f =
+      policy::ActiveFreeze(ne->environment->spec.policies.freeze_windows, now);
+  if (!f) return std::nullopt;
+  return sec::RotationHold{
+      .reason = "FrozenUntil",
+      .message = absl::StrCat("Environment ", ne->environment->metadata.name, " is frozen until ",
+                              policy::FormatInZone(f->until, f->time_zone), " (window ", f->window,
+                              "); set spec.ignoreFreeze to rotate in a freeze"),
+      .until = f->until};
 }
 
 absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const std::string& key) {
@@ -482,6 +507,8 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     in.db_user = DecodedValue(data, sr.spec.postgresql->username_key);
   }
 
+  if (!sr.spec.ignore_freeze && options_.environment_of) in.hold = RotationHoldOf(ns, now);
+
   sec::RotationPlan plan = sec::PlanRotation(in);
   // Values a write needs, read before anything is written: copies, and a keyPair's
   // private keys (its public key and JWKS are derived from them in the write).
@@ -597,7 +624,11 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   for (const sec::PlanEvent& e : plan.events) emit(e.type, e.reason, e.note);
   if (!plan.result.empty()) {
     Metrics::Get()
-        .secret_rotations->Add({{"namespace", ns}, {"name", name}, {"result", plan.result}})
+        .secret_rotations
+        ->Add({{"namespace", ns},
+               {"name", name},
+               {"target", sr.spec.postgresql ? "postgresql" : "none"},
+               {"result", plan.result}})
         .Increment();
   }
   const std::map<std::string, std::string> after =
@@ -607,7 +638,26 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
         .secret_rotation_next_seconds->Add({{"namespace", ns}, {"name", name}})
         .Set(absl::ToDoubleSeconds(*next - now));
   }
-  RETURN_IF_ERROR(write_status(sec::ComputeStatus(sr, after, in.consumers, now, previous_status)));
+  const std::optional<absl::Time> due_since = sec::RotationDueSince(sr, after, now);
+  if (sr.spec.trigger == sec::Trigger::kManual) {
+    Metrics::Get()
+        .secret_rotation_due->Add({{"namespace", ns}, {"name", name}})
+        .Set(due_since ? 1 : 0);
+  }
+  const Object status =
+      sec::ComputeStatus(sr, after, in.consumers, now, previous_status, plan.held);
+  if (plan.held && sec::ConditionTurnedTrue(previous_status, status, "Held")) {
+    emit("Normal", "RotationHeld",
+         absl::StrCat("the due rotation of Secret ", secret_name, " waits: ", plan.held->message));
+  }
+  if (due_since && sec::ConditionTurnedTrue(previous_status, status, "RotationDue")) {
+    // Once per due period (the condition's transition), for a person to act on.
+    emit("Warning", "RotationDue",
+         absl::StrCat("a rotation of Secret ", secret_name, " has been due since ",
+                      sec::FormatRfc3339(*due_since),
+                      " (trigger: Manual); set a new capstan.dev/rotate token to rotate"));
+  }
+  RETURN_IF_ERROR(write_status(status));
 
   kube::ReconcileResult result;
   result.requeue_after = plan.requeue_after;

@@ -281,6 +281,29 @@ std::map<std::string, std::string> ApplyAnnotations(
   return out;
 }
 
+std::optional<absl::Time> RotationDueSince(const SecretRotation& sr,
+                                           const std::map<std::string, std::string>& annotations,
+                                           absl::Time now) {
+  if (sr.spec.trigger != Trigger::kManual) return std::nullopt;
+  if (ParseState(Ann(annotations, kAnnState)) != State::kIdle) return std::nullopt;
+  std::optional<absl::Time> next = NextRotation(sr, annotations);
+  if (!next || now < *next) return std::nullopt;
+  return next;
+}
+
+bool ConditionTurnedTrue(const json& previous_status, const json& status, const std::string& type) {
+  auto is_true = [&](const json& st) {
+    if (!st.is_object() || !st.contains("conditions") || !st["conditions"].is_array()) {
+      return false;
+    }
+    for (const json& c : st["conditions"]) {
+      if (c.is_object() && c.value("type", "") == type) return c.value("status", "") == "True";
+    }
+    return false;
+  };
+  return is_true(status) && !is_true(previous_status);
+}
+
 std::optional<absl::Time> NextRotation(const SecretRotation& sr,
                                        const std::map<std::string, std::string>& annotations) {
   std::optional<absl::Time> last = ParseRfc3339(Ann(annotations, kAnnLastAttempt));
@@ -420,9 +443,20 @@ RotationPlan PlanRotation(const RotationInput& in) {
       }
       const bool triggered = !sr.trigger_token.empty() && sr.trigger_token != Ann(ann, kAnnTrigger);
       std::optional<absl::Time> next = NextRotation(sr, ann);
-      // A first rotation that failed is retried on a trigger or after the interval.
-      const bool due =
-          (next && in.now >= *next) || (initial && (Ann(ann, kAnnLastResult) != "Failed" || !next));
+      // A first rotation that failed is retried on a trigger or after the interval. A
+      // database's first password is not a rotation: Manual sets it too.
+      const bool manual = spec.trigger == Trigger::kManual;
+      const bool due = (!manual && next && in.now >= *next) ||
+                       (initial && (Ann(ann, kAnnLastResult) != "Failed" || !next));
+      if ((triggered || due) && in.hold && !initial) {
+        // Not now (a freeze, or an Environment that cannot be read): nothing is written;
+        // the token stays unconsumed, so a triggered rotation starts once the hold ends.
+        // A database's first password is not a change to hold.
+        plan.held = in.hold;
+        plan.requeue_after = in.hold->until ? std::max(*in.hold->until - in.now, absl::Seconds(1))
+                                            : absl::Seconds(30);
+        return plan;
+      }
       if (triggered || due) {
         plan.action = Action::kWritePending;
         for (size_t i = 0; i < spec.keys.size(); ++i) {
@@ -449,6 +483,9 @@ RotationPlan PlanRotation(const RotationInput& in) {
         return plan;
       }
       absl::Time wake = next ? *next : in.now + spec.interval;  // next: set after creation
+      // Manual and due: nothing happens by itself any more (RotationDue says so) until
+      // a token arrives, which is an event; look again hourly.
+      if (manual && wake <= in.now) wake = in.now + absl::Hours(1);
       if (expires) wake = std::min(wake, *expires);
       plan.requeue_after = std::max(wake - in.now, absl::Seconds(1));
       return plan;
@@ -696,7 +733,7 @@ RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& ste
 
 json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::string>& ann,
                    const std::vector<ConsumerView>& consumers, absl::Time now,
-                   const json& previous_status) {
+                   const json& previous_status, const std::optional<RotationHold>& held) {
   json st = json::object();
   st["observedGeneration"] = sr.generation;
   st["secretName"] = sr.spec.secret_name;
@@ -706,8 +743,10 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   if (!Ann(ann, kAnnLastSuccess).empty()) st["lastRotationTime"] = Ann(ann, kAnnLastSuccess);
   if (!Ann(ann, kAnnLastAttempt).empty()) st["lastAttemptTime"] = Ann(ann, kAnnLastAttempt);
   if (std::optional<absl::Time> next = NextRotation(sr, ann)) {
-    // Overdue (operator down): the rotation runs now, so "next" is now.
-    st["nextRotationTime"] = FormatRfc3339(std::max(*next, now));
+    // Overdue (operator down): the rotation runs now, so "next" is now. Manual: when it
+    // became due, which may be past (RotationDue).
+    st["nextRotationTime"] =
+        FormatRfc3339(sr.spec.trigger == Trigger::kManual ? *next : std::max(*next, now));
   }
   if (!Ann(ann, kAnnPreviousExpires).empty()) {
     st["previousExpiresTime"] = Ann(ann, kAnnPreviousExpires);
@@ -730,6 +769,11 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
     reason = "Rotated";
     message = absl::StrCat("version ", Ann(ann, kAnnVersion), " in use");
   }
+  if (held) {
+    // The values in use stay fine (Ready keeps its phase); the message says why the due
+    // rotation waits.
+    message = absl::StrCat(message, "; the due rotation is held: ", held->message);
+  }
   if (!Ann(ann, kAnnUser).empty()) st["currentUser"] = Ann(ann, kAnnUser);
   if (!Ann(ann, kAnnFailedStep).empty() && Ann(ann, kAnnLastResult) == "Failed") {
     st["failedStep"] = Ann(ann, kAnnFailedStep);
@@ -739,7 +783,61 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   st["message"] = message;
   st["conditions"] = json::array(
       {Condition("Ready", phase == "Ready", reason, message, sr.generation, now, previous_status)});
+  if (sr.spec.trigger == Trigger::kManual) {
+    std::string due_reason = "NotDue", due_message = "no rotation is due";
+    if (std::optional<absl::Time> since = RotationDueSince(sr, ann, now)) {
+      due_reason = "RotationDue";
+      due_message = absl::StrCat(
+          "a rotation of Secret ", sr.spec.secret_name, " has been due since ",
+          FormatRfc3339(*since), " (trigger: Manual); rotate with: kubectl -n ", sr.ns,
+          " annotate secretrotation ", sr.name, " capstan.dev/rotate=<new token> --overwrite");
+    } else if (state != State::kIdle) {
+      due_reason = "Rotating";
+      due_message = "a rotation is in progress";
+    } else if (std::optional<absl::Time> next = NextRotation(sr, ann)) {
+      due_message = absl::StrCat("the next rotation is due at ", FormatRfc3339(*next));
+    }
+    st["conditions"].push_back(Condition("RotationDue", due_reason == "RotationDue", due_reason,
+                                         due_message, sr.generation, now, previous_status));
+  }
+  if (held) {
+    st["conditions"].push_back(
+        Condition("Held", true, held->reason, held->message, sr.generation, now, previous_status));
+  }
+  st["history"] = RotationHistory(ann, previous_status);
   return st;
+}
+
+json RotationHistory(const std::map<std::string, std::string>& ann, const json& previous_status) {
+  json history = json::array();
+  if (previous_status.is_object() && previous_status.contains("history") &&
+      previous_status["history"].is_array()) {
+    for (const json& h : previous_status["history"]) {
+      if (h.is_object() && history.size() < kRotationHistoryLimit) history.push_back(h);
+    }
+  }
+  const std::string started = Ann(ann, kAnnLastAttempt);
+  const std::string result = Ann(ann, kAnnLastResult);
+  // Only once a rotation has ended (the Secret is Idle again): every path back to Idle
+  // records its result. Derived from the Secret, so a lost status write is redone.
+  if (ParseState(Ann(ann, kAnnState)) != State::kIdle || started.empty() || result.empty()) {
+    return history;
+  }
+  if (!history.empty() && history[0].value("startTime", "") == started) return history;
+  json entry = {{"startTime", started}, {"result", result}};
+  if (!Ann(ann, kAnnVersion).empty()) entry["version"] = Ann(ann, kAnnVersion);
+  if (result == "Succeeded" && !Ann(ann, kAnnLastSuccess).empty()) {
+    entry["finishTime"] = Ann(ann, kAnnLastSuccess);
+  }
+  if (!Ann(ann, kAnnUser).empty()) entry["user"] = Ann(ann, kAnnUser);
+  if (result == "Failed") {
+    if (!Ann(ann, kAnnFailedStep).empty()) entry["failedStep"] = Ann(ann, kAnnFailedStep);
+    if (!Ann(ann, kAnnMessage).empty()) entry["message"] = Ann(ann, kAnnMessage);
+  }
+  history.insert(history.begin(), std::move(entry));
+  if (history.size() > kRotationHistoryLimit)
+    history.erase(history.begin() + kRotationHistoryLimit, history.end());
+  return history;
 }
 
 json StalledStatus(const SecretRotation& sr, const std::string& reason, const std::string& message,

@@ -283,7 +283,20 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
                      "\" is not an IANA time zone name this system knows (e.g. Europe/Berlin, "
                      "America/New_York, UTC)"));
   }
+  {
+    std::string trigger = "Scheduled";
+    RETURN_IF_ERROR(ReadString(*spec, "trigger", "spec.", &trigger));
+    if (trigger == "Scheduled") {
+      s.trigger = Trigger::kScheduled;
+    } else if (trigger == "Manual") {
+      s.trigger = Trigger::kManual;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.trigger: must be Scheduled or Manual, not \"", trigger, "\""));
+    }
+  }
   RETURN_IF_ERROR(ReadBool(*spec, "adoptExisting", "spec.", &s.adopt_existing));
+  RETURN_IF_ERROR(ReadBool(*spec, "ignoreFreeze", "spec.", &s.ignore_freeze));
   if (const json* keys = Find(*spec, "keys"); keys != nullptr) {
     if (!keys->is_array()) return absl::InvalidArgumentError("spec.keys: must be a list");
     for (size_t i = 0; i < keys->size(); ++i) {

@@ -136,7 +136,11 @@ class Operator:
         self.port = free_port()
         self.args = [os.environ.get("CAPSTAN_BIN", "capstan"), "run",
                      f"--health_address=127.0.0.1:{self.port}", "--log_format=json",
-                     f"--leader_election_id=capstan-e2e-{random_suffix()}", *extra_args]
+                     f"--leader_election_id=capstan-e2e-{random_suffix()}",
+                     # The tests drive every controller; the binary's default leaves
+                     # SecretRotation off (least privilege).
+                     *([] if any(a.startswith("--secret_rotation") for a in extra_args)
+                       else ["--secret_rotation=true"]), *extra_args]
         log_dir = os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp")
         self.log_path = os.path.join(log_dir, f"{log_name}-{random_suffix()}.log")
         self.proc = None

@@ -250,7 +250,7 @@ def test_rotation_restarts_env_and_volume_consumers_and_keeps_previous_for_grace
             assert kube.events(ns, "Rotated") and kube.events(ns, "PreviousCleared")
             _, metrics = box["op"].get("/metrics")
             assert f'capstan_secret_rotations_total{{name="app",namespace="{ns}",' \
-                   f'result="succeeded"}}' in metrics
+                   f'result="succeeded",target="none"}}' in metrics
             assert f'capstan_secret_rotation_next_seconds{{name="app",namespace="{ns}"}}' \
                 in metrics
             # Let one more rotation happen, then look for leaks of every value seen.
@@ -283,6 +283,93 @@ def test_manual_trigger_rotates_once_per_token():
         finally:
             watch.stop()
         assert_no_value_leaked(ns, "api", box["op"], watch.all_values())
+
+
+def test_manual_trigger_waits_for_a_person_and_raises_rotation_due():
+    """trigger: Manual ("Manual + Alert"): due after 4 s, it rotates nothing by itself;
+    RotationDue (condition, one Warning Event, metric) asks a person, whose token rotates."""
+    with running("--resync_seconds=1") as (ns, box):
+        watch = SecretValues(ns, "partner-keys")
+        try:
+            kube.apply(rotation("partner", "partner-keys", "4s", trigger="Manual"), ns)
+            st = wait_status(ns, "partner", phase="Ready", currentVersion="1")
+            first = data(ns, "partner-keys")
+            watch.record_now(secret(ns, "partner-keys"))
+            # Due: the same status write that says so shows version 1 still in use.
+            obj = kube.wait_until(lambda: (lambda o: o if kube.condition(o, "RotationDue").get(
+                "status") == "True" else None)(srot(ns, "partner")), 60, what="RotationDue True")
+            st, due = obj["status"], kube.condition(obj, "RotationDue")
+            assert due["reason"] == "RotationDue"
+            assert f"kubectl -n {ns} annotate secretrotation partner capstan.dev/rotate=" \
+                in due["message"]
+            assert st["currentVersion"] == "1" and st["phase"] == "Ready"
+            metric = f'capstan_secret_rotation_due{{name="partner",namespace="{ns}"}} 1'
+            kube.wait_until(lambda: metric in box["op"].get("/metrics")[1], 30,
+                            what="capstan_secret_rotation_due 1")
+            # Still nothing rotated after the operator has looked again, one Event only.
+            box["op"].looked(3)
+            assert data(ns, "partner-keys") == first
+            ev = kube.events(ns, "RotationDue")
+            assert len(ev) == 1 and ev[0]["type"] == "Warning" and not ev[0].get("series"), ev
+
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "partner",
+                         "capstan.dev/rotate=ticket-42")
+            st = wait_status(ns, "partner", timeout=60, phase="Ready", currentVersion="2",
+                             lastTriggerToken="ticket-42")
+            assert data(ns, "partner-keys")["jwt-key"] != first["jwt-key"]
+            watch.record_now(secret(ns, "partner-keys"))
+            history = [(h["version"], h["result"]) for h in st["history"]]
+            assert history == [("2", "Succeeded"), ("1", "Succeeded")], st["history"]
+            assert kube.kubectl("-n", ns, "get", "srot", "partner", "-o",
+                                "jsonpath={.spec.trigger}") == "Manual"
+        finally:
+            watch.stop()
+        assert_no_value_leaked(ns, "partner", box["op"], watch.all_values())
+
+
+def test_a_freeze_window_holds_a_due_rotation_unless_it_ignores_freezes():
+    """A rotation is a change: the namespace Environment's freeze holds its start (Held,
+    one RotationHeld Event), a manual token too; ignoreFreeze lets it rotate."""
+    with running("--resync_seconds=1") as (ns, box):
+        env = {"apiVersion": "capstan.dev/v1alpha1", "kind": "Environment",
+               "metadata": {"name": f"frozen-{ns}"},
+               "spec": {"namespaces": [ns], "policies": {"freezeWindows": [
+                   {"name": "change-freeze", "from": "2020-01-01T00:00:00Z",
+                    "until": "2100-01-01T00:00:00Z"}]}}}
+        kube.apply(env)
+        watch = SecretValues(ns, "frozen-keys")
+        try:
+            kube.apply(rotation("frozen", "frozen-keys", "3s"), ns)
+            wait_status(ns, "frozen", phase="Ready", currentVersion="1")
+            first = data(ns, "frozen-keys")
+            watch.record_now(secret(ns, "frozen-keys"))
+            obj = kube.wait_until(lambda: (lambda o: o if kube.condition(o, "Held").get(
+                "status") == "True" else None)(srot(ns, "frozen")), 60, what="Held True")
+            held = kube.condition(obj, "Held")
+            assert held["reason"] == "FrozenUntil", held
+            assert "window change-freeze" in held["message"] and "ignoreFreeze" in held["message"]
+            assert obj["status"]["currentVersion"] == "1" and obj["status"]["phase"] == "Ready"
+            kube.kubectl("-n", ns, "annotate", "secretrotation", "frozen",
+                         "capstan.dev/rotate=leak-1")
+            box["op"].looked(3)
+            st = srot(ns, "frozen")["status"]
+            assert st["currentVersion"] == "1" and "lastTriggerToken" not in st, st
+            assert data(ns, "frozen-keys") == first
+            ev = kube.events(ns, "RotationHeld")
+            assert len(ev) == 1 and not ev[0].get("series"), ev
+
+            kube.kubectl("-n", ns, "patch", "secretrotation", "frozen", "--type=merge", "-p",
+                         json.dumps({"spec": {"ignoreFreeze": True}}))
+            st = wait_status(ns, "frozen", timeout=60, phase="Ready", currentVersion="2",
+                             lastTriggerToken="leak-1")
+            assert not kube.condition({"status": st}, "Held"), st["conditions"]
+            assert data(ns, "frozen-keys")["jwt-key"] != first["jwt-key"]
+            watch.record_now(secret(ns, "frozen-keys"))
+        finally:
+            watch.stop()
+            kube.kubectl("delete", "environment", env["metadata"]["name"], "--ignore-not-found",
+                         "--wait=false", check=False)
+        assert_no_value_leaked(ns, "frozen", box["op"], watch.all_values())
 
 
 def test_unhealthy_consumer_gets_the_previous_values_restored():
@@ -333,7 +420,7 @@ def test_unhealthy_consumer_gets_the_previous_values_restored():
             kube.kubectl("-n", ns, "rollout", "status", "deployment/picky", "--timeout=60s")
             _, metrics = box["op"].get("/metrics")
             assert f'capstan_secret_rotations_total{{name="db",namespace="{ns}",' \
-                   f'result="failed"}} 1' in metrics
+                   f'result="failed",target="none"}} 1' in metrics
             # Not retried by itself before the next interval (the operator has looked again).
             box["op"].looked(2)
             assert srot(ns, "db")["status"]["phase"] == "Failed"
@@ -571,6 +658,7 @@ def test_existing_secret_is_not_adopted_unless_asked_and_consented():
     ({"keys": [{"name": "k", "keyPair": {"type": "RSA", "rsaBits": 1024}}]}, "rsaBits"),
     ({"schedule": "@daily"}, "set exactly one of interval and schedule"),
     ({"timeZone": "Europe/Berlin"}, "timeZone is only used with schedule"),
+    ({"trigger": "Never"}, "Unsupported value"),
     ({"consumers": {"mode": "Explicit", "workloads": [{"kind": "CronJob", "name": "x"}]}},
      "Unsupported value"),
 ])

@@ -211,7 +211,8 @@ def test_alternating_users_rotate_with_zero_failed_logins(pg):
             assert kube.events(ns, "Rotated")
             _, metrics = op.get("/metrics")
             assert f'capstan_secret_rotations_total{{name="db",namespace="{ns}",' \
-                   f'result="succeeded"}} 3' in metrics, "the first password and two rotations"
+                   f'result="succeeded",target="postgresql"}} 3' in metrics, \
+                "the first password and two rotations"
         finally:
             watch.stop()
         assert_nothing_leaked(ns, "db", op, watch, pg)

@@ -58,10 +58,12 @@ struct Metrics {
   // Events emitted and dropped by the recorder's rate limit.
   prometheus::Family<prometheus::Counter>* events;
 
-  // SecretRotation: finished rotations by {namespace, name, result}
-  // (succeeded, failed), and seconds until each one's next rotation
-  // (negative while overdue). Labels name objects, never values.
+  // SecretRotation: finished rotations by {namespace, name, target, result}
+  // (target none | postgresql; result succeeded | failed), whether a Manual one is
+  // due {namespace, name}, and seconds until each one's next rotation (negative while
+  // overdue). Labels name objects, never values.
   prometheus::Family<prometheus::Counter>* secret_rotations;
+  prometheus::Family<prometheus::Gauge>* secret_rotation_due;
   prometheus::Family<prometheus::Gauge>* secret_rotation_next_seconds;
 
   // The process-wide instance.

@@ -32,6 +32,7 @@
 #include "capstan/common/clock.h"
 #include "capstan/controller/analysis_gate.h"
 #include "capstan/controller/loop.h"
+#include "capstan/controller/namespace_environment.h"
 #include "capstan/controller/release_hooks.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
@@ -71,6 +72,16 @@ class ReleaseController {
 
   // One reconcile of "namespace/name"; public for tests.
   absl::StatusOr<kube::ReconcileResult> Reconcile(const std::string& key);
+
+  // The Environment governing namespace `ns` for an object that asks for `requested`
+  // ("" for none; Releases' spec.environment): the Environment claiming it, none, or
+  // why none can be used (hold_reason EnvironmentNotFound | EnvironmentMismatch |
+  // EnvironmentAmbiguous | EnvironmentInvalid: the caller holds, fail closed).
+  // Unavailable while the caches are not synced, or when a namespaceSelector needs
+  // the labels of a namespace not cached yet: "unknown" is never "none".
+  // Thread-safe (SecretRotations ask it for freeze windows).
+  absl::StatusOr<NamespaceEnvironment> EnvironmentOf(const std::string& ns,
+                                                     const std::string& requested) const;
 
  private:
   struct Owned;

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -33,11 +34,13 @@
 #include "absl/synchronization/mutex.h"
 #include "capstan/common/clock.h"
 #include "capstan/controller/loop.h"
+#include "capstan/controller/namespace_environment.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/kube/workqueue.h"
 #include "capstan/secrets/database.h"
 #include "capstan/secrets/generator.h"
+#include "capstan/secrets/rotation.h"
 
 namespace capstan::controller {
 
@@ -58,6 +61,11 @@ class SecretRotationController {
     // The client for spec.target.postgresql (pgsql::PostgresDatabase in the binary, a
     // fake in tests); null: such SecretRotations fail their database steps.
     secrets::PasswordDatabase* database = nullptr;
+    // The Environment of a namespace (ReleaseController::EnvironmentOf): its freeze
+    // windows hold the start of a rotation (unless spec.ignoreFreeze), and one that
+    // cannot be read or is not known yet holds it too (fail closed). Null: no
+    // Environments (rotations are never held).
+    EnvironmentLookup environment_of;
   };
 
   SecretRotationController(kube::Client& client, Options options, SecretRotationEventSink events,
@@ -78,6 +86,8 @@ class SecretRotationController {
   // Every Options::resync (SecretRotation: every 5 s, see the .cc).
   void Resync();
   void EnqueueForSecret(const std::string& ns, const std::string& secret_name);
+  // Why a rotation in `ns` may not start at `now` (options_.environment_of's answer).
+  std::optional<secrets::RotationHold> RotationHoldOf(const std::string& ns, absl::Time now) const;
   void ForgetMetrics(const std::string& key);
   // The consumer informers by kind (Deployment, StatefulSet, DaemonSet).
   std::vector<std::pair<std::string, kube::Informer*>> Workloads() const;

@@ -202,6 +202,15 @@ struct DatabaseStep {
   bool test = true;
 };
 
+// Why a rotation may not start now (the shell decides it from the namespace's
+// Environment: a freeze window, or an Environment that cannot be read, fail closed).
+// A rotation already under way always finishes (or restores): only the start waits.
+struct RotationHold {
+  std::string reason;  // FrozenUntil | EnvironmentInvalid | EnvironmentUnknown | ...
+  std::string message;
+  std::optional<absl::Time> until;  // when it ends by itself (a freeze); nullopt: unknown
+};
+
 struct RotationPlan {
   Action action = Action::kNone;
   DatabaseStep db;
@@ -217,6 +226,8 @@ struct RotationPlan {
   std::string result;  // "succeeded" | "failed" when a rotation ended in this step
   // Look again after this long even without events (0: only on events).
   absl::Duration requeue_after = absl::ZeroDuration();
+  // A rotation was due (or triggered) and did not start because of the input's hold.
+  std::optional<RotationHold> held;
 };
 
 struct RotationInput {
@@ -228,6 +239,8 @@ struct RotationInput {
   std::string db_user;
   // While waiting for consumers, how often to look again.
   absl::Duration poll = absl::Seconds(2);
+  // Set: a due or triggered rotation does not start (RotationPlan::held says so).
+  std::optional<RotationHold> hold;
 };
 
 RotationPlan PlanRotation(const RotationInput& in);
@@ -243,14 +256,35 @@ std::map<std::string, std::string> ApplyAnnotations(
 // The SecretRotation status for a Secret with these annotations (after the
 // step), as JSON for the status subresource. `conditions` of the previous
 // status keep their lastTransitionTime when their status did not change.
+// `held`: the plan's (a rotation due but held): a Held condition (True) and the
+// phase's message say why; without it there is no Held condition.
 nlohmann::json ComputeStatus(const SecretRotation& sr,
                              const std::map<std::string, std::string>& annotations,
                              const std::vector<ConsumerView>& consumers, absl::Time now,
-                             const nlohmann::json& previous_status);
+                             const nlohmann::json& previous_status,
+                             const std::optional<RotationHold>& held = std::nullopt);
 // A Stalled status (invalid spec, ownership conflict): nothing was changed.
 nlohmann::json StalledStatus(const SecretRotation& sr, const std::string& reason,
                              const std::string& message, absl::Time now,
                              const nlohmann::json& previous_status);
+
+// status.history: the last kRotationHistoryLimit rotations that ended, newest first
+// (startTime, result, version in use after it, finishTime, user, failedStep, message).
+// Derived from the Secret's annotations and the previous status: an entry is added once
+// the Secret is Idle with a result for an attempt not listed yet.
+inline constexpr size_t kRotationHistoryLimit = 10;
+nlohmann::json RotationHistory(const std::map<std::string, std::string>& annotations,
+                               const nlohmann::json& previous_status);
+
+// spec.trigger Manual: since when a rotation has been due (the Secret Idle, the interval
+// or schedule passed); nullopt when none is due or the trigger is Scheduled.
+std::optional<absl::Time> RotationDueSince(const SecretRotation& sr,
+                                           const std::map<std::string, std::string>& annotations,
+                                           absl::Time now);
+// True when condition `type` is True in `status` and was not in `previous_status` (the
+// moment to emit its Event once).
+bool ConditionTurnedTrue(const nlohmann::json& previous_status, const nlohmann::json& status,
+                         const std::string& type);
 
 // When the next rotation is due, from the Secret's annotations.
 std::optional<absl::Time> NextRotation(const SecretRotation& sr,

@@ -68,6 +68,10 @@ std::string PublicKeyDataKey(const KeySpec& key);
 std::string JwksDataKey(const KeySpec& key);
 
 enum class Strategy { kReplace, kKeepPrevious };
+// spec.trigger: Scheduled rotates by itself when due; Manual only on a new
+// capstan.dev/rotate token, and reports RotationDue (condition, Event, metric) once
+// the interval or schedule says a rotation is due, so an alert can ask a person.
+enum class Trigger { kScheduled, kManual };
 enum class ConsumerMode { kAuto, kExplicit, kNone };
 enum class FailureAction { kRestore, kKeep };
 
@@ -103,6 +107,9 @@ struct SecretRotationSpec {
   std::string time_zone = "UTC";
   CronSchedule cron;
   absl::TimeZone tz = absl::UTCTimeZone();
+  Trigger trigger = Trigger::kScheduled;
+  // spec.ignoreFreeze: start rotations inside the namespace Environment's freeze windows.
+  bool ignore_freeze = false;
   Strategy strategy = Strategy::kReplace;
   absl::Duration grace_period = absl::Hours(24);  // KeepPrevious only
   ConsumerMode consumer_mode = ConsumerMode::kAuto;

@@ -673,7 +673,7 @@ TEST_F(ReleaseControllerTest, SelfApprovalAndApprovalsOfAnotherUidDoNotCount) {
 }
 
 // Issue #20 item 3: approvals that can never count again are deleted: those of a Release
-// deleted and created again under the same name (another uid, older than this Release)
+// deleted and created again under the same name (another uid, not newer than this Release)
 // and those of a state the Release has rolled past. Copies made after this Release was
 // created, and approvals of states not seen yet, are left alone (they count for nothing).
 TEST_F(ReleaseControllerTest, ApprovalsOfAGoneReleaseOrARolledPastStateAreDeleted) {
@@ -702,14 +702,20 @@ TEST_F(ReleaseControllerTest, ApprovalsOfAGoneReleaseOrARolledPastStateAreDelete
   const std::string approvals = NsPath(kCapstan, "shop", "releaseapprovals", "");
   server_.Put(approvals + "gone",
               approval("gone", first, "uid-of-a-deleted-release", "2026-12-01T09:00:00Z"));
+  // Creation times have whole seconds: approve, delete and create again fit in one (CI
+  // saw it), so an approval from this Release's second is its predecessor's.
+  server_.Put(approvals + "same-second",
+              approval("same-second", first, "uid-of-a-deleted-release", "2026-12-01T10:00:00Z"));
   server_.Put(approvals + "copied",
               approval("copied", first, "uid-of-a-deleted-release", "2026-12-01T11:00:00Z"));
   server_.Put(approvals + "past", approval("past", first, kUid, "2026-12-01T10:30:00Z"));
   server_.Put(approvals + "current", approval("current", second, kUid, "2026-12-01T10:40:00Z"));
   server_.Put(approvals + "future",
               approval("future", RollingRelease("nginx:3"), kUid, "2026-12-01T10:50:00Z"));
-  EXPECT_THAT(Reconcile(), ::testing::UnorderedElementsAre("delete releaseapprovals shop/gone",
-                                                           "delete releaseapprovals shop/past"));
+  EXPECT_THAT(Reconcile(), ::testing::UnorderedElementsAre(
+                              "delete releaseapprovals shop/gone",
+                              "delete releaseapprovals shop/same-second",
+                              "delete releaseapprovals shop/past"));
   for (const char* kept : {"copied", "current", "future"}) {
     EXPECT_TRUE(server_.Get(approvals + kept).has_value()) << kept;
   }

@@ -1,6 +1,7 @@
 #include "capstan/secrets/rotation.h"
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -237,6 +238,217 @@ TEST(RotationTest, ManualTriggerRotatesOncePerToken) {
   json st = ComputeStatus(sr, s.annotations, {}, kT0 + absl::Minutes(3), json());
   EXPECT_EQ(st["lastTriggerToken"], "b");
   EXPECT_EQ(st["nextRotationTime"], FormatRfc3339(kT0 + absl::Minutes(2) + absl::Hours(168)));
+}
+
+const json* FindCondition(const json& status, const std::string& type) {
+  for (const json& c : status["conditions"]) {
+    if (c["type"] == type) return &c;
+  }
+  return nullptr;
+}
+
+// trigger: Manual never rotates by itself: once due it says so (RotationDue, once) and
+// waits for a token; the token rotates as with Scheduled.
+TEST(RotationTest, ManualTriggerWaitsForATokenAndReportsRotationDue) {
+  SecretRotation sr = Rotation();
+  sr.spec.trigger = Trigger::kManual;
+  FakeSecret s;
+  Step(sr, s, kT0);
+  const absl::Time due = kT0 + absl::Hours(168);
+
+  RotationPlan p = Step(sr, s, kT0 + absl::Hours(100));
+  EXPECT_EQ(p.action, Action::kNone);
+  EXPECT_EQ(p.requeue_after, absl::Hours(68));
+  json before = ComputeStatus(sr, s.annotations, {}, kT0 + absl::Hours(100), json());
+  ASSERT_NE(FindCondition(before, "RotationDue"), nullptr);
+  EXPECT_EQ((*FindCondition(before, "RotationDue"))["status"], "False");
+  EXPECT_THAT((*FindCondition(before, "RotationDue"))["message"].get<std::string>(),
+              HasSubstr(FormatRfc3339(due)));
+  EXPECT_FALSE(RotationDueSince(sr, s.annotations, kT0 + absl::Hours(100)));
+
+  // Due, and long overdue: nothing happens by itself, hourly looks.
+  for (absl::Duration late : {absl::ZeroDuration(), absl::Hours(1), absl::Hours(500)}) {
+    SCOPED_TRACE(absl::FormatDuration(late));
+    p = Step(sr, s, due + late);
+    EXPECT_EQ(p.action, Action::kNone);
+    EXPECT_THAT(p.events, IsEmpty());
+    EXPECT_EQ(p.requeue_after, absl::Hours(1));
+    EXPECT_EQ(RotationDueSince(sr, s.annotations, due + late), due);
+  }
+  EXPECT_EQ(s.generated, 1) << "no value generated without a token";
+  json st = ComputeStatus(sr, s.annotations, {}, due + absl::Hours(1), before);
+  const json* c = FindCondition(st, "RotationDue");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ((*c)["status"], "True");
+  EXPECT_EQ((*c)["reason"], "RotationDue");
+  EXPECT_THAT((*c)["message"].get<std::string>(),
+              HasSubstr("kubectl -n shop annotate secretrotation jwt capstan.dev/rotate="));
+  EXPECT_EQ(st["phase"], "Ready") << "the values in use are fine";
+  EXPECT_EQ(st["nextRotationTime"], FormatRfc3339(due)) << "when it became due, not now";
+  EXPECT_TRUE(ConditionTurnedTrue(before, st, "RotationDue"));
+  json later = ComputeStatus(sr, s.annotations, {}, due + absl::Hours(2), st);
+  EXPECT_EQ(later, st) << "no status write while it stays due";
+  EXPECT_FALSE(ConditionTurnedTrue(st, later, "RotationDue")) << "one Event per due period";
+
+  sr.trigger_token = "t1";
+  EXPECT_EQ(Step(sr, s, due + absl::Hours(3)).action, Action::kWritePending);
+  EXPECT_FALSE(RotationDueSince(sr, s.annotations, due + absl::Hours(3)));
+  json rotating = ComputeStatus(sr, s.annotations, {}, due + absl::Hours(3), later);
+  EXPECT_EQ((*FindCondition(rotating, "RotationDue"))["reason"], "Rotating");
+  for (int i = 0; i < 3; ++i) Step(sr, s, due + absl::Hours(3));
+  EXPECT_EQ(s.annotations.at(kAnnState), "Idle");
+  EXPECT_EQ(s.annotations.at(kAnnVersion), "2");
+  json after = ComputeStatus(sr, s.annotations, {}, due + absl::Hours(3), rotating);
+  EXPECT_EQ((*FindCondition(after, "RotationDue"))["status"], "False");
+  EXPECT_EQ(after["nextRotationTime"], FormatRfc3339(due + absl::Hours(3 + 168)));
+
+  // Scheduled has no RotationDue condition: it rotates by itself.
+  sr.spec.trigger = Trigger::kScheduled;
+  EXPECT_EQ(FindCondition(ComputeStatus(sr, s.annotations, {}, due, json()), "RotationDue"),
+            nullptr);
+}
+
+// A hold (the namespace Environment's freeze, or an Environment that cannot be read)
+// keeps a due or triggered rotation from starting, and only that: creation, keys added to
+// spec and a rotation already under way go on; the token waits for the hold to end.
+TEST(RotationTest, AHoldKeepsOnlyTheStartOfARotationWaiting) {
+  const RotationHold freeze{.reason = "FrozenUntil",
+                            .message = "Environment prod is frozen until ...",
+                            .until = kT0 + absl::Hours(200)};
+  const RotationHold unknown{.reason = "EnvironmentInvalid", .message = "cannot be read"};
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  RotationInput in;
+  auto step = [&](absl::Time now, const std::optional<RotationHold>& hold) {
+    in.rotation = &sr;
+    in.secret = s.Observe();
+    in.now = now;
+    in.hold = hold;
+    RotationPlan p = PlanRotation(in);
+    s.Apply(p);
+    return p;
+  };
+  EXPECT_EQ(step(kT0, freeze).action, Action::kCreate) << "a missing Secret is not a change";
+  const absl::Time due = kT0 + absl::Hours(168);
+  struct Case {
+    const char* name;
+    RotationHold hold;
+    absl::Duration want_requeue;
+  };
+  for (const Case& c : std::vector<Case>{{"freeze", freeze, absl::Hours(32)},
+                                         {"unreadable Environment", unknown, absl::Seconds(30)}}) {
+    SCOPED_TRACE(c.name);
+    RotationPlan p = step(due, c.hold);
+    EXPECT_EQ(p.action, Action::kNone);
+    ASSERT_TRUE(p.held.has_value());
+    EXPECT_EQ(p.held->reason, c.hold.reason);
+    EXPECT_EQ(p.requeue_after, c.want_requeue);
+    json st = ComputeStatus(sr, s.annotations, {}, due, json(), p.held);
+    const json* held = FindCondition(st, "Held");
+    ASSERT_NE(held, nullptr);
+    EXPECT_EQ((*held)["status"], "True");
+    EXPECT_EQ((*held)["reason"], c.hold.reason);
+    EXPECT_EQ(st["phase"], "Ready");
+    EXPECT_THAT(st["message"].get<std::string>(), HasSubstr(c.hold.message));
+    // A manual token waits too, unconsumed.
+    sr.trigger_token = "t1";
+    EXPECT_EQ(step(due, c.hold).action, Action::kNone);
+    EXPECT_EQ(s.annotations.count(kAnnTrigger), 0u);
+    sr.trigger_token.clear();
+  }
+  EXPECT_EQ(s.generated, 1);
+  // No hold: it starts; a hold arriving mid-rotation changes nothing.
+  EXPECT_EQ(step(due + absl::Hours(1), std::nullopt).action, Action::kWritePending);
+  EXPECT_EQ(step(due + absl::Hours(1), freeze).action, Action::kSwap);
+  RotationPlan p = step(due + absl::Hours(1), freeze);
+  EXPECT_EQ(p.action, Action::kRestart);
+  EXPECT_FALSE(p.held.has_value());
+  EXPECT_EQ(step(due + absl::Hours(1), freeze).action, Action::kComplete);
+  EXPECT_EQ(FindCondition(ComputeStatus(sr, s.annotations, {}, due, json()), "Held"), nullptr)
+      << "no Held condition without a hold";
+  // Keys added to spec are filled in a freeze too.
+  KeySpec extra;
+  extra.name = "extra";
+  sr.spec.keys.push_back(extra);
+  EXPECT_EQ(step(due + absl::Hours(2), freeze).action, Action::kFillMissing);
+}
+
+TEST(StatusTest, ConditionTurnedTrue) {
+  auto status = [](const char* type, const char* value) {
+    return json{{"conditions", json::array({{{"type", type}, {"status", value}}})}};
+  };
+  struct Case {
+    const char* name;
+    json previous, now;
+    bool want;
+  };
+  const std::vector<Case> cases = {
+      {"no previous status", json(), status("RotationDue", "True"), true},
+      {"False to True", status("RotationDue", "False"), status("RotationDue", "True"), true},
+      {"stays True", status("RotationDue", "True"), status("RotationDue", "True"), false},
+      {"True to False", status("RotationDue", "True"), status("RotationDue", "False"), false},
+      {"another condition", json(), status("Ready", "True"), false},
+      {"conditions not a list", json{{"conditions", "x"}}, status("RotationDue", "True"), true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(ConditionTurnedTrue(c.previous, c.now, "RotationDue"), c.want);
+  }
+}
+
+// status.history: one entry per rotation that ended, newest first, at most 10, derived
+// again from the Secret when a status write was lost.
+TEST(StatusTest, HistoryListsEndedRotationsNewestFirst) {
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  Step(sr, s, kT0);
+  json st = ComputeStatus(sr, s.annotations, {}, kT0, json());
+  ASSERT_EQ(st["history"].size(), 1u);
+  EXPECT_EQ(st["history"][0]["result"], "Succeeded");
+  EXPECT_EQ(st["history"][0]["version"], "1");
+  EXPECT_EQ(st["history"][0]["startTime"], FormatRfc3339(kT0));
+
+  // A rotation in progress adds nothing; its end does, once.
+  const absl::Time t1 = kT0 + absl::Hours(168);
+  std::vector<ConsumerView> consumers = {Consumer("api", "", true)};
+  Step(sr, s, t1, consumers);
+  EXPECT_EQ(ComputeStatus(sr, s.annotations, {}, t1, st)["history"].size(), 1u);
+  Step(sr, s, t1, consumers);
+  RotationPlan p = Step(sr, s, t1, consumers);
+  Step(sr, s, t1 + absl::Minutes(1), {Consumer("api", p.stamp_value, true)});
+  ASSERT_EQ(s.annotations.at(kAnnState), "Idle");
+  json lost = ComputeStatus(sr, s.annotations, {}, t1 + absl::Minutes(1), st);
+  json again = ComputeStatus(sr, s.annotations, {}, t1 + absl::Minutes(2), lost);
+  EXPECT_EQ(again["history"], lost["history"]) << "idempotent";
+  ASSERT_EQ(lost["history"].size(), 2u);
+  EXPECT_EQ(lost["history"][0]["version"], "2");
+  EXPECT_EQ(lost["history"][0]["finishTime"], FormatRfc3339(t1 + absl::Minutes(1)));
+  EXPECT_EQ(lost["history"][1]["version"], "1");
+  // The status write of that pass was lost: the next pass, from the old status, adds it.
+  EXPECT_EQ(ComputeStatus(sr, s.annotations, {}, t1 + absl::Minutes(3), st)["history"],
+            lost["history"]);
+
+  // A failed one says so; and only the last 10 are kept.
+  const absl::Time t2 = t1 + absl::Hours(168);
+  Step(sr, s, t2, consumers);
+  Step(sr, s, t2, consumers);
+  p = Step(sr, s, t2, consumers);
+  Step(sr, s, t2 + absl::Hours(1), {Consumer("api", p.stamp_value, false)});  // restore
+  Step(sr, s, t2 + absl::Hours(1), {Consumer("api", p.stamp_value, false)});
+  ASSERT_EQ(s.annotations.at(kAnnState), "Idle");
+  json failed = ComputeStatus(sr, s.annotations, {}, t2 + absl::Hours(1), lost);
+  ASSERT_EQ(failed["history"].size(), 3u);
+  EXPECT_EQ(failed["history"][0]["result"], "Failed");
+  EXPECT_EQ(failed["history"][0]["version"], "2") << "the restored values";
+  EXPECT_THAT(failed["history"][0]["message"].get<std::string>(), HasSubstr("not healthy"));
+  EXPECT_FALSE(failed["history"][0].contains("finishTime"));
+  json full = failed;
+  for (int i = 0; i < 12; ++i) {
+    full["history"].push_back(json{{"startTime", absl::StrCat("old-", i)}});
+  }
+  json capped = ComputeStatus(sr, s.annotations, {}, t2 + absl::Hours(2), full);
+  EXPECT_EQ(capped["history"].size(), kRotationHistoryLimit);
+  EXPECT_EQ(capped["history"][0], failed["history"][0]);
 }
 
 TEST(RotationTest, MissedRotationsRunOnce) {

@@ -38,6 +38,7 @@ TEST(ParseTest, MinimalWithDefaults) {
   EXPECT_EQ(sr->spec.consumer_mode, ConsumerMode::kAuto);
   EXPECT_EQ(sr->spec.on_failure, FailureAction::kRestore);
   EXPECT_EQ(sr->spec.health_timeout, absl::Minutes(10));
+  EXPECT_EQ(sr->spec.trigger, Trigger::kScheduled);
   ASSERT_EQ(sr->spec.keys.size(), 1u);
   EXPECT_EQ(sr->spec.keys[0].random_bytes.length, 32);
   EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
@@ -103,6 +104,18 @@ TEST(ParseTest, KeyPairs) {
               HasSubstr("must be RSA, EC or Ed25519"));
 }
 
+TEST(ParseTest, Trigger) {
+  for (const auto& [text, want] : std::vector<std::pair<std::string, Trigger>>{
+           {"Scheduled", Trigger::kScheduled}, {"Manual", Trigger::kManual}}) {
+    SCOPED_TRACE(text);
+    json o = Minimal();
+    o["spec"]["trigger"] = text;
+    absl::StatusOr<SecretRotation> sr = ParseSecretRotation(o);
+    ASSERT_TRUE(sr.ok()) << sr.status();
+    EXPECT_EQ(sr->spec.trigger, want);
+  }
+}
+
 TEST(ParseTest, StructuralErrors) {
   struct Case {
     const char* name;
@@ -120,6 +133,8 @@ TEST(ParseTest, StructuralErrors) {
       {"bad mode", "/spec/consumers", {{"mode", "All"}}, "spec.consumers.mode"},
       {"bad action", "/spec/onFailure", {{"action", "Retry"}}, "spec.onFailure.action"},
       {"length not int", "/spec/keys/0/randomBytes/length", "32", "length"},
+      {"bad trigger", "/spec/trigger", "Never", "spec.trigger: must be Scheduled or Manual"},
+      {"trigger not a string", "/spec/trigger", 1, "spec.trigger"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

@@ -712,10 +712,10 @@ TEST_F(ReleaseControllerTest, ApprovalsOfAGoneReleaseOrARolledPastStateAreDelete
   server_.Put(approvals + "current", approval("current", second, kUid, "2026-12-01T10:40:00Z"));
   server_.Put(approvals + "future",
               approval("future", RollingRelease("nginx:3"), kUid, "2026-12-01T10:50:00Z"));
-  EXPECT_THAT(Reconcile(), ::testing::UnorderedElementsAre(
-                              "delete releaseapprovals shop/gone",
-                              "delete releaseapprovals shop/same-second",
-                              "delete releaseapprovals shop/past"));
+  EXPECT_THAT(Reconcile(),
+              ::testing::UnorderedElementsAre("delete releaseapprovals shop/gone",
+                                              "delete releaseapprovals shop/same-second",
+                                              "delete releaseapprovals shop/past"));
   for (const char* kept : {"copied", "current", "future"}) {
     EXPECT_TRUE(server_.Get(approvals + kept).has_value()) << kept;
   }

@@ -8,10 +8,12 @@ namespace's Events, the SecretRotation (status included) and /metrics for
 each of them, raw and base64-encoded."""
 import base64
 import contextlib
+import datetime
 import hashlib
 import json
 import subprocess
 import threading
+import zoneinfo
 
 import pytest
 
@@ -103,13 +105,15 @@ def running(*args):
 
 
 def rotation(name, secret, interval, keys=None, **spec):
+    """A SecretRotation; interval None leaves it out (for spec.schedule)."""
+    if interval is not None:
+        spec = {"interval": interval, **spec}
     return {
         "apiVersion": "capstan.dev/v1alpha1",
         "kind": "SecretRotation",
         "metadata": {"name": name},
         "spec": {
             "secretName": secret,
-            "interval": interval,
             "keys": keys or [
                 {"name": "jwt-key", "randomBytes": {"length": 32, "encoding": "base64"}},
                 {"name": "db-password", "password": {
@@ -370,6 +374,32 @@ def test_a_freeze_window_holds_a_due_rotation_unless_it_ignores_freezes():
             kube.kubectl("delete", "environment", env["metadata"]["name"], "--ignore-not-found",
                          "--wait=false", check=False)
         assert_no_value_leaked(ns, "frozen", box["op"], watch.all_values())
+
+
+def test_cron_schedules_fire_on_the_minute_in_their_time_zone():
+    """spec.schedule (cron) in spec.timeZone: a daily 03:00 in Asia/Kathmandu (UTC+5:45)
+    is due at 21:15 UTC; an every-minute schedule rotates on the minute, and the next one
+    is a minute later."""
+    with running() as (ns, box):
+        kube.apply(rotation("nightly", "nightly-keys", None, schedule="0 3 * * *",
+                            timeZone="Asia/Kathmandu"), ns)
+        kube.apply(rotation("minutely", "minutely-keys", None, schedule="* * * * *"), ns)
+        st = wait_status(ns, "nightly", phase="Ready", currentVersion="1")
+        last = datetime.datetime.fromisoformat(st["lastRotationTime"].replace("Z", "+00:00"))
+        local = last.astimezone(zoneinfo.ZoneInfo("Asia/Kathmandu"))
+        due = local.replace(hour=3, minute=0, second=0, microsecond=0)
+        if due <= local:
+            due += datetime.timedelta(days=1)
+        assert st["nextRotationTime"] == due.astimezone(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"), st
+        first = wait_status(ns, "minutely", phase="Ready", currentVersion="1")
+        assert first["nextRotationTime"].endswith(":00Z"), first
+        st = wait_status(ns, "minutely", timeout=120, phase="Ready", currentVersion="2")
+        assert st["lastRotationTime"] >= first["nextRotationTime"], "not before it was due"
+        at = datetime.datetime.fromisoformat(first["nextRotationTime"].replace("Z", "+00:00"))
+        assert st["nextRotationTime"] == (at + datetime.timedelta(minutes=1)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"), st
+        assert srot(ns, "nightly")["status"]["currentVersion"] == "1", "not due yet"
 
 
 def test_unhealthy_consumer_gets_the_previous_values_restored():

@@ -70,7 +70,7 @@ absl::StatusOr<std::vector<JsonPathStep>> ParseJsonPath(const std::string& path)
         }
         return Unsupported(path, i + offset, "a name must follow \".\"");
       }
-      out.push_back({std::string(p.substr(i + 1, j - i - 1))});
+      out.emplace_back().key.emplace<std::string>(p.substr(i + 1, j - i - 1));
       i = j;
     } else if (p[i] == '[') {
       const size_t close = p.find(']', i);
@@ -82,20 +82,22 @@ absl::StatusOr<std::vector<JsonPathStep>> ParseJsonPath(const std::string& path)
         if (name.find_first_of("'\"") != absl::string_view::npos) {
           return Unsupported(path, i + offset, "a quote inside a quoted name");
         }
-        out.push_back({std::string(name)});
+        // Built in place: moving a temporary variant here trips GCC 12's
+        // -Wmaybe-uninitialized at -O2 (a false positive in <variant>).
+        out.emplace_back().key.emplace<std::string>(name);
       } else {
         int64_t n = 0;
         if (!absl::SimpleAtoi(inner, &n)) {
           return Unsupported(path, i + offset, absl::StrCat("\"[", inner, "]\""));
         }
-        out.push_back({n});
+        out.emplace_back().key.emplace<int64_t>(n);
       }
       i = close + 1;
     } else if (out.empty() && i == 0 && NameChar(p[0])) {
       // "data.ok" with neither "$" nor a leading dot.
       size_t j = 0;
       while (j < p.size() && NameChar(p[j])) ++j;
-      out.push_back({std::string(p.substr(0, j))});
+      out.emplace_back().key.emplace<std::string>(p.substr(0, j));
       i = j;
     } else {
       return Unsupported(path, i + offset, absl::StrCat("\"", p.substr(i, 1), "\""));

@@ -5,9 +5,10 @@
 # with -fsanitize=thread, so TSan would not see the happens-before those give and would report
 # races on everything they guard. This script builds the same abseil from Debian's source
 # package (the version of the installed libabsl-dev, with Debian's patches and options.h, so
-# the headers are Debian's) with clang and -fsanitize=thread, and installs the static
-# libraries under a cache prefix keyed on the version, the flags, the compiler and this
-# script. A second run finds the prefix and returns at once.
+# the headers are Debian's) with clang and -fsanitize=thread, plus tests/tsan/abseil-*.patch
+# (fixes of TSan false positives inside abseil's .cc files, never its headers), and installs
+# the static libraries under a cache prefix keyed on the version, the flags, the compiler,
+# this script and the patches. A second run finds the prefix and returns at once.
 #
 # Prints the prefix (for CMAKE_PREFIX_PATH) on stdout; progress goes to stderr.
 # Environment: CAPSTAN_CACHE (default ~/.cache/capstan), JOBS (default 2).
@@ -20,6 +21,8 @@ version=$(dpkg-query -W -f='${Version}' libabsl-dev 2>/dev/null) \
 upstream=${version#*:}
 upstream=${upstream%-*}
 cxx=${CAPSTAN_TSAN_CXX:-clang++}
+# Patches applied on top of Debian's (tests/tsan/abseil-*.patch; each says why).
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # -O1 -g as the Capstan TSan build; C++17 and static archives as Debian's own build
 # (debian/rules: -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=OFF for the .a files).
 flags="-fsanitize=thread -O1 -g"
@@ -28,6 +31,7 @@ key=$({
   echo "$flags"
   "$cxx" --version | head -1
   sha256sum <"${BASH_SOURCE[0]}"
+  cat "$here"/abseil-*.patch
 } | sha256sum | cut -c1-12)
 
 cache=${CAPSTAN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/capstan}/tsan
@@ -85,13 +89,20 @@ tree=$src/abseil-$upstream
 
 build=$cache/build-$key
 rm -rf "$build" "$prefix"
+# The unpacked source stays as Debian ships it; the patches go on a copy.
+mkdir -p "$build"
+cp -a "$tree" "$build/src"
+for p in "$here"/abseil-*.patch; do
+  log "applying $(basename "$p")"
+  patch -s -p1 -d "$build/src" <"$p" >&2
+done
 log "building abseil $version with $cxx $flags (a few minutes, once per version)"
-nice -n 5 cmake -S "$tree" -B "$build" -G Ninja -Wno-dev \
+nice -n 5 cmake -S "$build/src" -B "$build/obj" -G Ninja -Wno-dev \
   -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="$flags" \
   -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
   -DBUILD_TESTING=OFF -DABSL_BUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$prefix" >&2
-nice -n 5 cmake --build "$build" -j "${JOBS:-2}" >&2
-cmake --install "$build" >&2
+nice -n 5 cmake --build "$build/obj" -j "${JOBS:-2}" >&2
+cmake --install "$build/obj" >&2
 rm -rf "$build"
 
 # The headers Capstan compiles against here must be the ones the rest of the system has

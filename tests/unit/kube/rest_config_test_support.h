@@ -12,12 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include "gtest/gtest.h"
-#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/sinks/base_sink.h"
 #include "spdlog/spdlog.h"
 
 namespace capstan::kube::testing {
@@ -125,12 +125,13 @@ inline TestCert MakeCert(const std::string& common_name) {
   return out;
 }
 
-// Routes spdlog's default logger (all levels) into a string for one scope.
+// Routes spdlog's default logger (all levels) into a string for one scope. Thread-safe:
+// the code under test may log from its own threads (the exec-credential refresh does) while
+// the test reads text().
 class LogCapture {
  public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_);
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
+  LogCapture() : previous_(spdlog::default_logger()), sink_(std::make_shared<StringSink>()) {
+    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
     logger->set_level(spdlog::level::trace);
     spdlog::set_default_logger(logger);
   }
@@ -138,11 +139,32 @@ class LogCapture {
   LogCapture& operator=(const LogCapture&) = delete;
   ~LogCapture() { spdlog::set_default_logger(previous_); }
 
-  std::string text() const { return stream_.str(); }
+  std::string text() const { return sink_->Text(); }
 
  private:
+  // spdlog calls sink_it_ with base_sink's mutex_ held; Text() takes the same mutex, so a
+  // read never overlaps a write from another thread.
+  class StringSink final : public spdlog::sinks::base_sink<std::mutex> {
+   public:
+    std::string Text() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return text_;
+    }
+
+   protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+      spdlog::memory_buf_t formatted;
+      formatter_->format(msg, formatted);
+      text_.append(formatted.data(), formatted.size());
+    }
+    void flush_() override {}
+
+   private:
+    std::string text_;
+  };
+
   std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream stream_;
+  std::shared_ptr<StringSink> sink_;
 };
 
 inline int CountOccurrences(const std::string& haystack, const std::string& needle) {

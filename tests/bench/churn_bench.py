@@ -27,7 +27,8 @@ import time
 import urllib.request
 import uuid
 
-from operator_bench import Api, free_port, kubectl, ready, release, rss_kib, threads
+from operator_bench import (Api, free_port, kubectl, ready, release, rss_kib,
+                            stop_on_sigterm, threads)
 
 BATCH_LABEL = "bench.capstan.dev/batch"
 
@@ -55,6 +56,7 @@ def third_medians(values):
 
 def main():
     ap = argparse.ArgumentParser()
+    stop_on_sigterm()
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--capstan", required=True)
     ap.add_argument("--releases", type=int, default=1000)

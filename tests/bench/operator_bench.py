@@ -13,12 +13,19 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+
+
+def stop_on_sigterm():
+    """SIGTERM (kill, timeout) ends the run through its finally blocks, so the operator
+    it started is stopped too and no stray process is left."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def kubectl(kc, *args, input=None):
@@ -155,6 +162,7 @@ def release(name, image, replicas=1):
 
 def main():
     ap = argparse.ArgumentParser()
+    stop_on_sigterm()
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--capstan", required=True)
     ap.add_argument("--releases", default="1,100")

@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 
@@ -265,6 +266,26 @@ class FaultProxy:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Watch:
+    """`kubectl get --raw ...?watch=true`: one JSON watch event per line."""
+
+    def __init__(self, path, on_event):
+        self.proc = subprocess.Popen(["kubectl", "get", "--raw", path], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.thread = threading.Thread(target=self._run, args=(on_event,), daemon=True)
+        self.thread.start()
+
+    def _run(self, on_event):
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line:
+                on_event(json.loads(line))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def install_crds(*also_wait_for):

@@ -3,8 +3,6 @@ serving 3 ready pods, taken over in place by a Release with spec.adopt: true and
 objects' own consent (annotation capstan.dev/adopt), with a watch on the pods proving
 that at no moment fewer than 3 were ready; then rolled like any Release. And the
 negative: spec.adopt without the object's consent stalls and touches nothing."""
-import json
-import subprocess
 import threading
 
 import pytest
@@ -15,26 +13,6 @@ import kube
 @pytest.fixture(scope="module", autouse=True)
 def crds():
     kube.install_crds()
-
-
-class Watch:
-    """`kubectl get --raw ...?watch=true`: one JSON watch event per line."""
-
-    def __init__(self, path, on_event):
-        self.proc = subprocess.Popen(["kubectl", "get", "--raw", path], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        self.thread = threading.Thread(target=self._run, args=(on_event,), daemon=True)
-        self.thread.start()
-
-    def _run(self, on_event):
-        for line in self.proc.stdout:
-            line = line.strip()
-            if line:
-                on_event(json.loads(line))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 class ReadyWatch:
@@ -51,9 +29,9 @@ class ReadyWatch:
         self.low_moments = []  # (ready pods, event, pod)
         self.zero_endpoints = []
         self.min_ready = None
-        self.pod_watch = Watch(
+        self.pod_watch = kube.Watch(
             f"/api/v1/namespaces/{ns}/pods?watch=true&labelSelector={selector}", self._on_pod)
-        self.slice_watch = Watch(
+        self.slice_watch = kube.Watch(
             f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?watch=true&"
             f"labelSelector=kubernetes.io/service-name={service}", self._on_slice)
 

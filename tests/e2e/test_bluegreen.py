@@ -7,7 +7,6 @@ fails the test if the active Service ever had zero ready endpoints after it firs
 some, and counts how often the selector's colour changed (exactly one switch per
 promotion)."""
 import json
-import subprocess
 import threading
 import time
 
@@ -21,26 +20,6 @@ def crds():
     kube.install_crds()
 
 
-class Watch:
-    """`kubectl get --raw ...?watch=true`: one JSON watch event per line."""
-
-    def __init__(self, path, on_event):
-        self.proc = subprocess.Popen(["kubectl", "get", "--raw", path], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        self.thread = threading.Thread(target=self._run, args=(on_event,), daemon=True)
-        self.thread.start()
-
-    def _run(self, on_event):
-        for line in self.proc.stdout:
-            line = line.strip()
-            if line:
-                on_event(json.loads(line))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
-
-
 class TrafficWatch:
     def __init__(self, ns, service):
         self.lock = threading.Lock()
@@ -48,10 +27,10 @@ class TrafficWatch:
         self.served = False  # had ready endpoints at least once
         self.zero_moments = []
         self.colors = []  # selector colour after every change of it
-        self.slice_watch = Watch(
+        self.slice_watch = kube.Watch(
             f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?watch=true&"
             f"labelSelector=kubernetes.io/service-name={service}", self._on_slice)
-        self.service_watch = Watch(
+        self.service_watch = kube.Watch(
             f"/api/v1/namespaces/{ns}/services?watch=true&fieldSelector=metadata.name={service}",
             self._on_service)
 

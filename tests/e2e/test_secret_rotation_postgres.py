@@ -10,6 +10,7 @@ Events, the SecretRotation, /metrics and the PostgreSQL server log."""
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -164,8 +165,18 @@ def assert_nothing_leaked(ns, name, ops, watch, pg):
 
 
 def role_statements(pg, user):
-    return [l for l in pg.log().splitlines() if "statement:" in l and
-            ("ALTER ROLE" in l or "CREATE ROLE" in l) and f'"{user}"' in l]
+    """The CREATE/ALTER ROLE statements for `user` that can have taken effect. The set
+    step runs in a transaction (CREATE ROLE, GRANT, COMMIT); a process killed inside
+    it leaves a backend that logs "unexpected EOF ... with an open transaction" and
+    rolls back, and its statement (logged when received) changed nothing."""
+    lines = pg.log().splitlines()
+    pid = re.compile(r"\[(\d+)\]")
+    rolled_back = {m.group(1) for l in lines
+                   if "unexpected EOF on client connection with an open transaction" in l
+                   for m in [pid.search(l)] if m}
+    return [l for l in lines if "statement:" in l and
+            ("ALTER ROLE" in l or "CREATE ROLE" in l) and f'"{user}"' in l
+            and not ((m := pid.search(l)) and m.group(1) in rolled_back)]
 
 
 def test_alternating_users_rotate_with_zero_failed_logins(pg):

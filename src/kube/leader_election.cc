@@ -214,9 +214,15 @@ bool LeaderElector::Healthy(absl::Duration grace) const {
   return !leading_ || deadline_clock_.Now() < last_renew_ + config_.renew_deadline + grace;
 }
 
-bool LeaderElector::EndTerm() {
+bool LeaderElector::EndTerm(int64_t term) {
   {
     absl::MutexLock lock(&mu_);
+    if (term != term_) {
+      // A watchdog that decided before it was descheduled: its term is over and a new
+      // one began since. Ending that one would stop a leader whose lease is fresh.
+      spdlog::debug("leader election: term {} already ended; term {} goes on", term, term_);
+      return false;
+    }
     leading_ = false;
     if (term_ended_) return false;
     term_ended_ = true;
@@ -246,12 +252,13 @@ void LeaderElector::Watchdog() {
     }
     // The deadline passed and the elector's thread has not noticed: it is stuck in
     // a request. Leader-only work ends now, not when that request gives up.
+    const int64_t term = term_;
     mu_.Unlock();
     spdlog::warn(
         "leader election: lost leadership lease={} identity={} reason=\"no renew succeeded "
         "within {} (a request to the API server is hanging)\"",
         LeaseKey(), config_.identity, config_.renew_deadline);
-    EndTerm();
+    EndTerm(term);
     mu_.Lock();
   }
 }
@@ -310,10 +317,12 @@ void LeaderElector::Run() {
       next = deadline_clock_.Now() + jittered();
       continue;
     }
+    int64_t term = 0;
     {
       absl::MutexLock lock(&mu_);
       leading_ = true;
       term_ended_ = false;
+      term = ++term_;
       last_renew_ = now;
       ++renews_;
     }
@@ -369,7 +378,7 @@ void LeaderElector::Run() {
     }
     // Before the release: leader-only work must have stopped before a
     // successor can take over.
-    EndTerm();
+    EndTerm(term);
     next = deadline_clock_.Now() + jittered();
   }
   Release();

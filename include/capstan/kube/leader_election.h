@@ -181,8 +181,9 @@ class LeaderElector {
   void Run();
   // Ends a term whose renew deadline passed while the elector's thread is stuck.
   void Watchdog();
-  // Calls on_stopped_leading unless the term already ended; true when it did.
-  bool EndTerm();
+  // Ends term `term` (calls on_stopped_leading) unless it already ended or a later term
+  // began; true when it did.
+  bool EndTerm(int64_t term);
   // One client-go tryAcquireOrRenew. Touches the observed_* members; elector
   // thread only.
   // `now` on the deadline clock; the Lease's times are read from clock_.
@@ -218,6 +219,8 @@ class LeaderElector {
   bool leading_ ABSL_GUARDED_BY(mu_) = false;
   // on_stopped_leading was called for the current term.
   bool term_ended_ ABSL_GUARDED_BY(mu_) = true;
+  // Terms begun so far; the current (or last) term's number.
+  int64_t term_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t steps_ ABSL_GUARDED_BY(mu_) = 0;
   // Start of the last successful acquire/renew (deadline clock).
   absl::Time last_renew_ ABSL_GUARDED_BY(mu_);

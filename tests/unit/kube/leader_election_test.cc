@@ -1,5 +1,6 @@
 #include "capstan/kube/leader_election.h"
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -8,7 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -19,6 +23,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/gauge.h"
+#include "spdlog/sinks/sink.h"
+#include "spdlog/spdlog.h"
 #include "unit/kube/in_memory_api_server.h"
 
 namespace capstan::kube {
@@ -478,6 +484,97 @@ TEST_F(LeaderElectorTest, HangingRenewEndsTheTermAtTheRenewDeadline) {
   // The late answer does not start a second stop: the elector comes back as a
   // candidate (its second wait).
   WaitSteps(*elector, 2);
+  EXPECT_EQ(calls.Stopped(), 1);
+}
+
+// Keeps every log line; holds the thread that logs a line containing `needle` inside
+// the log call until Release(), so a test can stop a thread between a decision it logged
+// and its next step. Derives from spdlog's sink (not base_sink) so it holds no lock while
+// it waits: other threads keep logging.
+class StallingSink final : public spdlog::sinks::sink {
+ public:
+  explicit StallingSink(std::string needle) : needle_(std::move(needle)) {}
+
+  void log(const spdlog::details::log_msg& msg) override {
+    const std::string line(msg.payload.data(), msg.payload.size());
+    absl::MutexLock lock(&mu_);
+    lines_.push_back(line);
+    if (line.find(needle_) == std::string::npos) return;
+    ++stalled_;
+    mu_.AwaitWithTimeout(absl::Condition(&released_), kTimeout);
+  }
+  void flush() override {}
+  void set_pattern(const std::string&) override {}
+  void set_formatter(std::unique_ptr<spdlog::formatter>) override {}
+
+  int Stalled() const {
+    absl::MutexLock lock(&mu_);
+    return stalled_;
+  }
+  bool Logged(absl::string_view part) const {
+    absl::MutexLock lock(&mu_);
+    return std::any_of(lines_.begin(), lines_.end(),
+                       [&](const std::string& l) { return absl::StrContains(l, part); });
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  const std::string needle_;
+  mutable absl::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+  int stalled_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST_F(LeaderElectorTest, ALateWatchdogNeverEndsTheNextTerm) {
+  // The watchdog decides a term is over (a hanging renew) and is descheduled before it
+  // ends it. Meanwhile the elector's own thread ends that term and wins the lease again.
+  // The watchdog's late step must not end the new term (it did: IsLeader() false right
+  // after becoming leader, and a second on_stopped_leading).
+  auto sink = std::make_shared<StallingSink>("a request to the API server is hanging");
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("stall", sink);
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+  Calls calls;
+  auto elector = NewElector("a", &calls);
+  absl::Cleanup restore = [&] {
+    sink->Release();
+    elector->Stop();
+    spdlog::set_default_logger(previous);
+  };
+  elector->Start();
+  ASSERT_TRUE(Eventually([&] { return elector->IsLeader(); }));
+  WaitSteps(*elector, 1);
+  std::atomic<bool> partitioned = true;
+  server_.SetInterceptor(
+      [&](const std::string&, const HttpRequest&) -> std::optional<absl::StatusOr<HttpResponse>> {
+        if (!partitioned) return std::nullopt;
+        return InMemoryApiServer::StatusResponse(503, "ServiceUnavailable", "etcd is down");
+      });
+  server_.CloseGate();
+  Advance(Seconds(2), {elector.get()});
+  ASSERT_TRUE(Eventually([&] { return server_.Waiting() == 1; }));  // the renew hangs
+  Advance(Seconds(8), {elector.get()});                             // 10 s since the last renew
+  ASSERT_TRUE(Eventually([&] { return sink->Stalled() == 1; }));    // the watchdog decided
+  EXPECT_EQ(calls.Stopped(), 0);
+  // The stuck renew fails; the elector's thread sees the deadline passed and ends the term.
+  server_.OpenGate();
+  ASSERT_TRUE(Eventually([&] { return calls.Stopped() == 1; }));
+  WaitSteps(*elector, 3);
+  // The API server recovers and the elector leads again.
+  partitioned = false;
+  Advance(Seconds(5), {elector.get()});
+  ASSERT_TRUE(Eventually([&] { return calls.Started() == 2; }));
+  ASSERT_TRUE(elector->IsLeader());
+  // Now the watchdog takes its late step: it finds its term over and leaves the new one.
+  sink->Release();
+  ASSERT_TRUE(Eventually([&] { return sink->Logged("term 1 already ended"); }))
+      << "the watchdog's late step ended the new term: stopped " << calls.Stopped() << " times";
+  EXPECT_TRUE(elector->IsLeader());
   EXPECT_EQ(calls.Stopped(), 1);
 }
 

@@ -21,10 +21,10 @@ void AddToContainers(json& spec, const char* list, const RotationJobParams& p) {
     if (!c.is_object()) continue;
     json& env = c["env"];
     if (!env.is_array()) env = json::array();
-    for (const auto& [name, value] : {std::pair<std::string, std::string>{"CAPSTAN_ROTATION_STEP",
-                                                                          p.step},
-                                      {"CAPSTAN_ROTATION_VERSION", p.version},
-                                      {"CAPSTAN_PENDING_DIR", kRotationPendingDir}}) {
+    for (const auto& [name, value] :
+         {std::pair<std::string, std::string>{"CAPSTAN_ROTATION_STEP", p.step},
+          {"CAPSTAN_ROTATION_VERSION", p.version},
+          {"CAPSTAN_PENDING_DIR", kRotationPendingDir}}) {
       env.push_back({{"name", name}, {"value", value}});
     }
     json& mounts = c["volumeMounts"];

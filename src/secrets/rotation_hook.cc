@@ -34,9 +34,9 @@ std::string HookJobName(const std::string& rotation, const std::string& version,
   SHA256(reinterpret_cast<const unsigned char*>(rotation.data()), rotation.size(), digest);
   // 63 = head + "-" + 8 hex + suffix.
   const size_t head = suffix.size() + 9 >= 63 ? 1 : 63 - 9 - suffix.size();
-  return absl::StrCat(
-      rotation.substr(0, head), "-",
-      absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 4)), suffix);
+  return absl::StrCat(rotation.substr(0, head), "-",
+                      absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), 4)),
+                      suffix);
 }
 
 std::optional<RotationPlan> PlanHookSteps(const RotationInput& in) {
@@ -97,10 +97,10 @@ RotationPlan PlanHookFailure(const RotationInput& in, const std::string& step,
                                  {kAnnLastResult, "Failed"},
                                  {kAnnFailedStep, step},
                                  {kAnnMessage, absl::StrCat("hook step ", step, ": ", message)}};
-  plan.events.push_back({"Warning", "RotationFailed",
-                         absl::StrCat("hook step ", step, " failed: ", message,
-                                      "; nothing switched, Secret ", sr.spec.secret_name,
-                                      " keeps its current values")});
+  plan.events.push_back(
+      {"Warning", "RotationFailed",
+       absl::StrCat("hook step ", step, " failed: ", message, "; nothing switched, Secret ",
+                    sr.spec.secret_name, " keeps its current values")});
   plan.requeue_after = absl::Seconds(1);
   return plan;
 }

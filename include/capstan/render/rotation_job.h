@@ -31,13 +31,13 @@ inline constexpr char kRotationPendingDir[] = "/var/run/capstan/pending";
 inline constexpr char kRotationPendingVolume[] = "capstan-pending";
 
 struct RotationJobParams {
-  std::string name;       // the Job's
+  std::string name;  // the Job's
   std::string ns;
-  std::string rotation;   // the SecretRotation's name
+  std::string rotation;  // the SecretRotation's name
   std::string rotation_uid;
-  std::string secret;     // the managed Secret
-  std::string step;       // set | test
-  std::string version;    // the rotation's version id (the pending values' id)
+  std::string secret;   // the managed Secret
+  std::string step;     // set | test
+  std::string version;  // the rotation's version id (the pending values' id)
   // (data key in the Secret, file name under kRotationPendingDir): the pending keys only.
   std::vector<std::pair<std::string, std::string>> items;
 };

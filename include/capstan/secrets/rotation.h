@@ -50,6 +50,14 @@
 //   a db step fails (Idle/Pending) --> Idle, Failed, pending keys dropped, nothing
 //                             switched (PlanDatabaseFailure); status names the step.
 //
+// With spec.target.hook the set and test steps are Jobs (PlanHookSteps, below):
+//
+//   Pending ----> Pending     the set Job, then (set Complete) the test Job, created;
+//                             nothing written to the Secret while they run
+//   Pending ----> Swapped     both Complete: the swap as without a target
+//   a step Job Failed --> Idle, Failed, pending keys dropped, nothing switched
+//                             (PlanHookFailure); status names the step.
+//
 // A generated value is written exactly once (into a pending key) and only
 // ever copied afterwards, so no value is lost to a crash between steps.
 // Missed schedules: due means now >= last-attempt + interval, and a rotation

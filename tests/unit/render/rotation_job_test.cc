@@ -45,10 +45,9 @@ TEST(RotationJob, MountsOnlyThePendingKeysReadOnly) {
                     {"defaultMode", 256},
                     {"optional", false}}}}));
   const json& c = pod["spec"]["containers"][0];
-  EXPECT_EQ(c["volumeMounts"],
-            json({{{"name", "capstan-pending"},
-                   {"mountPath", "/var/run/capstan/pending"},
-                   {"readOnly", true}}}));
+  EXPECT_EQ(c["volumeMounts"], json({{{"name", "capstan-pending"},
+                                      {"mountPath", "/var/run/capstan/pending"},
+                                      {"readOnly", true}}}));
   ASSERT_EQ(c["env"].size(), 4u);
   EXPECT_EQ(c["env"][1], json({{"name", "CAPSTAN_ROTATION_STEP"}, {"value", "set"}}));
 }

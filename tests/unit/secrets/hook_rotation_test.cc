@@ -68,9 +68,9 @@ TEST(HookRotation, PendingSteps) {
     std::string name;
     std::vector<HookJobView> jobs;
     Action action;
-    std::string run_step;       // a Job to create ("" none)
-    std::string failed_step;    // Abort: the failed step
-    std::string message_has;    // Abort: in the message
+    std::string run_step;     // a Job to create ("" none)
+    std::string failed_step;  // Abort: the failed step
+    std::string message_has;  // Abort: in the message
     bool conflict = false;
   };
   const std::vector<Case> cases = {
@@ -229,11 +229,10 @@ TEST(HookRotation, OldJobsAreDeletedKeepingTheLatest) {
   in.rotation = &sr;
   in.secret = PendingSecret();
   in.now = kT0;
-  in.hook_jobs = {Job("set", JobState::kSucceeded, true, "3"),
-                  Job("test", JobState::kFailed, true, "3"),
-                  Job("set", JobState::kSucceeded, true, "2"),
-                  Job("set", JobState::kRunning, true, "4"),
-                  Job("test", JobState::kSucceeded, /*owned=*/false, "1")};
+  in.hook_jobs = {
+      Job("set", JobState::kSucceeded, true, "3"), Job("test", JobState::kFailed, true, "3"),
+      Job("set", JobState::kSucceeded, true, "2"), Job("set", JobState::kRunning, true, "4"),
+      Job("test", JobState::kSucceeded, /*owned=*/false, "1")};
   EXPECT_THAT(HookJobsToDelete(in), ElementsAre("api-3-set", "api-3-test", "api-2-set"));
 }
 
@@ -263,14 +262,13 @@ TEST(HookRotation, SpecParseAndValidation) {
   const nlohmann::json job = {
       {"template", {{"spec", {{"containers", {{{"name", "c"}, {"image", "exit0"}}}}}}}}};
   auto make = [&](const nlohmann::json& hook) {
-    return nlohmann::json{
-        {"apiVersion", "capstan.dev/v1alpha1"},
-        {"kind", "SecretRotation"},
-        {"metadata", {{"name", "api"}, {"namespace", "shop"}}},
-        {"spec",
-         {{"secretName", "api-key"},
-          {"keys", {{{"name", "token"}, {"randomBytes", {{"length", 32}}}}}},
-          {"target", {{"hook", hook}}}}}};
+    return nlohmann::json{{"apiVersion", "capstan.dev/v1alpha1"},
+                          {"kind", "SecretRotation"},
+                          {"metadata", {{"name", "api"}, {"namespace", "shop"}}},
+                          {"spec",
+                           {{"secretName", "api-key"},
+                            {"keys", {{{"name", "token"}, {"randomBytes", {{"length", 32}}}}}},
+                            {"target", {{"hook", hook}}}}}};
   };
   struct Case {
     std::string name;
@@ -284,9 +282,11 @@ TEST(HookRotation, SpecParseAndValidation) {
   const std::vector<Case> cases = {
       {"valid", {{"set", job}, {"test", job}}, ""},
       {"test missing", {{"set", job}}, "spec.target.hook.test: required"},
-      {"empty template", {{"set", {{"template", nlohmann::json::object()}}}, {"test", job}},
+      {"empty template",
+       {{"set", {{"template", nlohmann::json::object()}}}, {"test", job}},
        "spec.target.hook.set.template.spec: required"},
-      {"no containers", {{"set", job}, {"test", no_containers}},
+      {"no containers",
+       {{"set", job}, {"test", no_containers}},
        "spec.target.hook.test.template.spec.containers: at least one container"},
       {"reserved volume", {{"set", reserved_volume}, {"test", job}}, "capstan-pending is reserved"},
   };

@@ -252,9 +252,17 @@ absl::Status ParseHookJob(const json& hooks, const char* key, std::optional<Hook
   if (h == nullptr) {
     return absl::OkStatus();
   }
-  const std::string path = Join(hpath, key);
+  ASSIGN_OR_RETURN(HookJobSpec job, ParseHookJobSpec(*h, Join(hpath, key)));
+  *out = std::move(job);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<HookJobSpec> ParseHookJobSpec(const json& h, const std::string& path) {
   HookJobSpec job;
-  const json* tmpl = Find(*h, "template");
+  if (!h.is_object()) return TypeError(path, "an object", h);
+  const json* tmpl = Find(h, "template");
   if (tmpl == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ".template: required (the Job's pod template, as in a Job's spec.template)"));
@@ -263,12 +271,13 @@ absl::Status ParseHookJob(const json& hooks, const char* key, std::optional<Hook
     return TypeError(path + ".template", "an object", *tmpl);
   }
   job.pod_template = PrunedTemplate(WithoutNulls(*tmpl));
-  RETURN_IF_ERROR(ReadInt32(*h, "backoffLimit", path, &job.backoff_limit));
-  RETURN_IF_ERROR(ReadInt64(*h, "activeDeadlineSeconds", path, &job.active_deadline_seconds));
-  RETURN_IF_ERROR(ParseExtraMetadata(*h, "metadata", path, &job.metadata));
-  *out = std::move(job);
-  return absl::OkStatus();
+  RETURN_IF_ERROR(ReadInt32(h, "backoffLimit", path, &job.backoff_limit));
+  RETURN_IF_ERROR(ReadInt64(h, "activeDeadlineSeconds", path, &job.active_deadline_seconds));
+  RETURN_IF_ERROR(ParseExtraMetadata(h, "metadata", path, &job.metadata));
+  return job;
 }
+
+namespace {
 
 absl::Status ParseHooks(const json& spec, HooksSpec* out) {
   ASSIGN_OR_RETURN(const json* hooks, ReadObject(spec, "hooks", "spec"));
@@ -423,6 +432,12 @@ class Validator {
     Strategy();
     Rollback();
     Hooks();
+    return std::move(errors_);
+  }
+
+  // One Job spec outside a Release (a SecretRotation's hook steps).
+  std::vector<std::string> HookJobOnly(const std::string& path, const HookJobSpec& job) && {
+    HookJob(path, job);
     return std::move(errors_);
   }
 
@@ -1194,6 +1209,15 @@ absl::StatusOr<std::vector<Release>> ParseReleaseYaml(const std::string& text) {
                      " and kind Release"));
   }
   return out;
+}
+
+std::vector<std::string> ValidateHookJobSpec(const std::string& path, const HookJobSpec& job) {
+  static const Release kNone;
+  try {
+    return Validator(kNone).HookJobOnly(path, job);
+  } catch (const std::exception& e) {
+    return {absl::StrCat("cannot validate ", path, ": ", e.what())};
+  }
 }
 
 std::vector<std::string> ValidateRelease(const Release& release) {

@@ -27,9 +27,15 @@ std::string ReleaseKeyOf(const Object& job) {
 }
 
 std::string ControllerUid(const Object& obj) {
+  return CapstanControllerUid(obj, api::kReleaseKind);
+}
+
+}  // namespace
+
+std::string CapstanControllerUid(const Object& obj, const std::string& kind) {
   if (!obj.contains("/metadata/ownerReferences"_json_pointer)) return "";
   for (const Object& ref : obj.at("/metadata/ownerReferences"_json_pointer)) {
-    if (ref.value("controller", false) && ref.value("kind", "") == api::kReleaseKind &&
+    if (ref.value("controller", false) && ref.value("kind", "") == kind &&
         absl::StartsWith(ref.value("apiVersion", ""), api::kGroup)) {
       return ref.value("uid", "");
     }
@@ -37,8 +43,6 @@ std::string ControllerUid(const Object& obj) {
   return "";
 }
 
-// What the decision reads (rollout::ViewJob) and the ownership check, nothing else: a
-// Job's pod template can be large and is never read back.
 Object ProjectHookJob(Object job) {
   Object out;
   Object& md = job["metadata"];
@@ -61,6 +65,8 @@ Object ProjectHookJob(Object job) {
   }
   return out;
 }
+
+namespace {
 
 const api::HookJobSpec* SpecOf(const api::Release& rel, rollout::HookType t) {
   const api::HooksSpec& h = rel.spec.hooks;

@@ -17,7 +17,10 @@
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/controller/projections.h"
+#include "capstan/controller/release_hooks.h"
 #include "capstan/policy/environment.h"
+#include "capstan/render/rotation_job.h"
+#include "capstan/rollout/hooks.h"
 #include "capstan/secrets/keypair.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
@@ -131,6 +134,31 @@ std::string DecodedValue(const Object& data, const std::string& key) {
 
 void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
 
+// "<namespace>/<SecretRotation>" of a hook step Job (its capstan.dev/secret-rotation label).
+std::vector<std::string> HookJobRotationKeys(const Object& job) {
+  const std::string owner =
+      JsonString(job, "/metadata/labels/capstan.dev~1secret-rotation"_json_pointer);
+  if (owner.empty()) return {};
+  return {absl::StrCat(JsonString(job, "/metadata/namespace"_json_pointer), "/", owner)};
+}
+
+// A hook step Job as the planner reads it: rollout::ViewJob judges its state, as for a
+// Release's hooks.
+sec::HookJobView ViewHookJob(const Object& job, const std::string& rotation_uid) {
+  const rollout::JobView v = rollout::ViewJob(job);
+  sec::HookJobView out;
+  out.name = v.name;
+  out.step = JsonString(job, "/metadata/labels/capstan.dev~1rotation-step"_json_pointer);
+  out.version = JsonString(job, "/metadata/labels/capstan.dev~1rotation-version"_json_pointer);
+  out.owned =
+      !rotation_uid.empty() && CapstanControllerUid(job, sec::kSecretRotationKind) == rotation_uid;
+  out.state = v.state == rollout::JobView::State::kSucceeded ? sec::HookJobView::State::kSucceeded
+              : v.state == rollout::JobView::State::kFailed  ? sec::HookJobView::State::kFailed
+                                                             : sec::HookJobView::State::kRunning;
+  out.message = v.message;
+  return out;
+}
+
 // Performs a plan's database effect: reads the admin credential (and CA) Secrets
 // directly (Capstan does not cache Secrets it does not manage), then checks the admin
 // or makes the user's password the one in `data[step.password_key]`.
@@ -219,6 +247,14 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
   deployments_ = make(res::Deployments(), "", ProjectWorkload);
   statefulsets_ = make(res::StatefulSets(), "", ProjectWorkload);
   daemonsets_ = make(res::DaemonSets(), "", ProjectWorkload);
+  hook_jobs_ = make(res::Jobs(), sec::kLabelSecretRotation, ProjectHookJob);
+  hook_jobs_->AddIndex("rotation", HookJobRotationKeys);
+  hook_jobs_->AddHandler([this](const Object* old_obj, const Object* new_obj) {
+    for (const Object* o : {old_obj, new_obj}) {
+      if (o == nullptr) continue;
+      for (const std::string& k : HookJobRotationKeys(*o)) queue_->Add(k);
+    }
+  });
   rotations_->AddIndex("secret", RotationSecretKeys);
   rotations_->AddIndex("workload", RotationWorkloadKeys);
 
@@ -508,8 +544,14 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   }
 
   if (!sr.spec.ignore_freeze && options_.environment_of) in.hold = RotationHoldOf(ns, now);
+  if (sr.spec.hook) {
+    for (const auto& j : hook_jobs_->ByIndex("rotation", key)) {
+      in.hook_jobs.push_back(ViewHookJob(*j, sr.uid));
+    }
+  }
 
   sec::RotationPlan plan = sec::PlanRotation(in);
+  if (!plan.conflict.empty()) return stall("Conflict", plan.conflict, plan.requeue_after);
   // Values a write needs, read before anything is written: copies, and a keyPair's
   // private keys (its public key and JWKS are derived from them in the write).
   const bool key_pairs =
@@ -551,6 +593,57 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       spdlog::info(
           "secretrotation={} database user={} password {}", key, plan.db.user,
           o.already_done ? "already set (found by logging in), not set again" : "set and tested");
+    }
+  }
+
+  // 0. spec.target.hook: the step Job to start (nothing else is written in that pass).
+  if (plan.run_job) {
+    const sec::HookJobRun& run = *plan.run_job;
+    const sec::HookTarget& hook = *sr.spec.hook;
+    const Object body =
+        render::RenderRotationJob({.name = run.name,
+                                   .ns = ns,
+                                   .rotation = sr.name,
+                                   .rotation_uid = sr.uid,
+                                   .secret = secret_name,
+                                   .step = run.step,
+                                   .version = run.version,
+                                   .items = run.items},
+                                  run.step == sec::kHookStepSet ? hook.set : hook.test);
+    absl::StatusOr<Object> created = client_.Create(res::Jobs(), ns, body);
+    if (created.ok()) {
+      spdlog::info("secretrotation={} create Job {} (hook step {} of version {})", key, run.name,
+                   run.step, run.version);
+      emit("Normal", "HookStarted",
+           absl::StrCat("hook step ", run.step, " Job ", run.name, " started for version ",
+                        run.version, " of Secret ", secret_name));
+    } else if (created.status().code() == absl::StatusCode::kAlreadyExists) {
+      // Ours (a cache behind our own create, or a predecessor killed after creating it):
+      // it runs, and is never created again. Someone else's: never adopted.
+      ASSIGN_OR_RETURN(Object live, client_.Get(res::Jobs(), ns, run.name));
+      if (CapstanControllerUid(live, sec::kSecretRotationKind) != sr.uid) {
+        return stall(
+            "Conflict",
+            absl::StrCat("Job ", run.name, " (the ", run.step, " step of version ", run.version,
+                         ") exists and is not owned by this SecretRotation; Capstan "
+                         "does not adopt objects it did not create. Delete or rename it"),
+            absl::Seconds(10));
+      }
+    } else {
+      return created.status();
+    }
+  }
+  for (const std::string& job_name : sec::HookJobsToDelete(in)) {
+    kube::DeleteOptions d;
+    std::shared_ptr<const Object> live = hook_jobs_->Get(ns, job_name);
+    if (live == nullptr) continue;
+    d.precondition_uid = JsonString(*live, "/metadata/uid"_json_pointer);
+    d.propagation_policy = "Background";  // its pods go too (a Job's default orphans them)
+    spdlog::info("secretrotation={} delete Job {} (a hook step of an earlier rotation)", key,
+                 job_name);
+    if (absl::Status s = client_.Delete(res::Jobs(), ns, job_name, d);
+        !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+      spdlog::warn("secretrotation={} cannot delete Job {}: {}", key, job_name, s.message());
     }
   }
 
@@ -627,7 +720,9 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
         .secret_rotations
         ->Add({{"namespace", ns},
                {"name", name},
-               {"target", sr.spec.postgresql ? "postgresql" : "none"},
+               {"target", sr.spec.postgresql ? "postgresql"
+                          : sr.spec.hook     ? "hook"
+                                             : "none"},
                {"result", plan.result}})
         .Increment();
   }

@@ -1,5 +1,6 @@
 #include "capstan/render/hooks.h"
 
+#include <map>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -38,6 +39,14 @@ json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
                                             {"blockOwnerDeletion", true}}});
   }
 
+  return {{"apiVersion", "batch/v1"},
+          {"kind", "Job"},
+          {"metadata", meta},
+          {"spec", RenderJobSpec(hook, {{kLabelHook, hook_type}})}};
+}
+
+json RenderJobSpec(const api::HookJobSpec& hook,
+                   const std::map<std::string, std::string>& pod_labels_to_add) {
   json tmpl = hook.pod_template.is_object() ? hook.pod_template : json::object();
   json& pod_labels = tmpl["metadata"]["labels"];
   if (!pod_labels.is_object()) pod_labels = json::object();
@@ -45,7 +54,7 @@ json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
   for (auto it = pod_labels.begin(); it != pod_labels.end();) {
     it = absl::StartsWith(it.key(), api::kReservedPrefix) ? pod_labels.erase(it) : ++it;
   }
-  pod_labels[kLabelHook] = hook_type;
+  for (const auto& [k, v] : pod_labels_to_add) pod_labels[k] = v;
   if (!tmpl["spec"].is_object()) tmpl["spec"] = json::object();
   if (!tmpl["spec"].contains("restartPolicy")) tmpl["spec"]["restartPolicy"] = "Never";
 
@@ -54,7 +63,7 @@ json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
   if (hook.active_deadline_seconds.has_value()) {
     spec["activeDeadlineSeconds"] = *hook.active_deadline_seconds;
   }
-  return {{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"metadata", meta}, {"spec", spec}};
+  return spec;
 }
 
 std::vector<json> RenderHookJobs(const api::Release& release, const std::string& revision) {

@@ -320,6 +320,18 @@ RotationPlan PlanRotation(const RotationInput& in) {
   RotationPlan plan;
 
   const PostgresTarget* pg = spec.postgresql ? &*spec.postgresql : nullptr;
+  if (!secret.exists && spec.hook) {
+    // As for a database: the first values go through the set and test Jobs.
+    plan.action = Action::kCreate;
+    plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnSeq, "0"}};
+    if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
+    plan.events.push_back(
+        {"Normal", "Created",
+         absl::StrCat("created Secret ", spec.secret_name,
+                      " empty; its first values are set and tested by the hook Jobs first")});
+    plan.requeue_after = absl::Seconds(1);
+    return plan;
+  }
   if (!secret.exists && pg != nullptr) {
     // No value before the database has it: the Secret starts empty, and the first
     // rotation (Idle, nothing in use) sets the password in the database first.
@@ -404,9 +416,11 @@ RotationPlan PlanRotation(const RotationInput& in) {
       }
       // A database target never gets a value the database does not know: a missing
       // password (or user name) is a first rotation, below.
-      const bool initial = pg != nullptr && (!missing.empty() || !has(pg->username_key));
-      if (pg != nullptr) plan.change.generate.clear();
-      if ((pg == nullptr && !missing.empty()) || (!initial && Ann(ann, kAnnLastAttempt).empty())) {
+      const bool initial = (pg != nullptr && (!missing.empty() || !has(pg->username_key))) ||
+                           (spec.hook && !missing.empty());
+      if (pg != nullptr || spec.hook) plan.change.generate.clear();
+      if ((pg == nullptr && !spec.hook && !missing.empty()) ||
+          (!initial && Ann(ann, kAnnLastAttempt).empty())) {
         plan.action = Action::kFillMissing;
         if (Ann(ann, kAnnLastAttempt).empty()) {
           // An adopted Secret: its schedule starts now.
@@ -492,6 +506,10 @@ RotationPlan PlanRotation(const RotationInput& in) {
     }
 
     case State::kPending: {
+      if (spec.hook) {
+        // The set and test Jobs first (rotation_hook.cc); both Complete: the swap below.
+        if (std::optional<RotationPlan> steps = PlanHookSteps(in)) return *std::move(steps);
+      }
       plan.action = Action::kSwap;
       if (pg != nullptr) {
         const std::string user = Ann(ann, kAnnPendingUser).empty() ? NextUser(*pg, in.db_user)
@@ -762,7 +780,9 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
     message = absl::StrCat("rotation in progress: ", StateName(state));
   } else if (Ann(ann, kAnnLastResult) == "Failed") {
     phase = "Failed";
-    reason = Ann(ann, kAnnFailedStep).empty() ? "ConsumersUnhealthy" : "DatabaseStepFailed";
+    reason = Ann(ann, kAnnFailedStep).empty() ? "ConsumersUnhealthy"
+             : sr.spec.hook                   ? "HookStepFailed"
+                                              : "DatabaseStepFailed";
     message = Ann(ann, kAnnMessage);
   } else {
     phase = "Ready";

@@ -179,6 +179,21 @@ absl::Status ReadSecretRef(const json& obj, const char* field, const std::string
   return absl::OkStatus();
 }
 
+// spec.target.hook: {set, test}, each a Job step as a Release hook takes it.
+absl::StatusOr<HookTarget> ParseHookTarget(const json& hook) {
+  if (!hook.is_object()) return absl::InvalidArgumentError("spec.target.hook: must be an object");
+  HookTarget h;
+  for (const auto& [field, out] : {std::pair{"set", &h.set}, std::pair{"test", &h.test}}) {
+    const json* step = Find(hook, field);
+    if (step == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.target.hook.", field, ": required (a Job step: template, ...)"));
+    }
+    ASSIGN_OR_RETURN(*out, api::ParseHookJobSpec(*step, absl::StrCat("spec.target.hook.", field)));
+  }
+  return h;
+}
+
 absl::StatusOr<PostgresTarget> ParsePostgres(const json& pg) {
   const std::string p = "spec.target.postgresql.";
   if (!pg.is_object())
@@ -375,6 +390,10 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
       ASSIGN_OR_RETURN(PostgresTarget t, ParsePostgres(*pg));
       s.postgresql = std::move(t);
     }
+    if (const json* hook = Find(*target, "hook"); hook != nullptr) {
+      ASSIGN_OR_RETURN(HookTarget h, ParseHookTarget(*hook));
+      s.hook = std::move(h);
+    }
   }
   return sr;
 }
@@ -570,6 +589,28 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
     }
     if (wname.empty()) {
       problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].name: required"));
+    }
+  }
+
+  if (s.hook) {
+    if (s.postgresql) {
+      problems.push_back("spec.target: set either postgresql or hook, not both");
+    }
+    for (const auto& [field, step] :
+         {std::pair{"set", &s.hook->set}, std::pair{"test", &s.hook->test}}) {
+      const std::string path = absl::StrCat("spec.target.hook.", field);
+      for (std::string& p : api::ValidateHookJobSpec(path, *step)) problems.push_back(std::move(p));
+      const json::json_pointer volumes("/spec/volumes");
+      if (step->pod_template.contains(volumes) && step->pod_template.at(volumes).is_array()) {
+        for (const json& v : step->pod_template.at(volumes)) {
+          if (v.is_object() && v.value("name", "") == "capstan-pending") {
+            problems.push_back(absl::StrCat(
+                path,
+                ".template.spec.volumes: the name capstan-pending is reserved (Capstan "
+                "mounts the pending values under it)"));
+          }
+        }
+      }
     }
   }
 

@@ -392,6 +392,13 @@ absl::StatusOr<Release> ParseRelease(const nlohmann::json& object);
 // with no Release.
 absl::StatusOr<std::vector<Release>> ParseReleaseYaml(const std::string& text);
 
+// One Job step ({template, backoffLimit, activeDeadlineSeconds, metadata}: a Release's
+// spec.hooks.<hook>, a SecretRotation's spec.target.hook.<step>) at `path`, and its
+// value checks (the template has a spec with containers, each named and with an image;
+// restartPolicy Never or OnFailure; no reserved labels), one sentence per problem.
+absl::StatusOr<HookJobSpec> ParseHookJobSpec(const nlohmann::json& job, const std::string& path);
+std::vector<std::string> ValidateHookJobSpec(const std::string& path, const HookJobSpec& job);
+
 // What makes the release impossible to run, one sentence per problem starting with
 // the field path. Empty when the release is fine.
 std::vector<std::string> ValidateRelease(const Release& release);

@@ -37,6 +37,13 @@
 
 namespace capstan::controller {
 
+// A hook Job as its informers cache it: what rollout::ViewJob and the ownership check
+// read, nothing else (a Job's pod template can be large and is never read back). Also
+// the SecretRotation hook steps' Jobs.
+kube::Object ProjectHookJob(kube::Object job);
+// The uid of obj's controller ownerReference when it is a capstan.dev object of `kind`.
+std::string CapstanControllerUid(const kube::Object& obj, const std::string& kind);
+
 // How a hook write is accounted for in the Release's reconcile.
 struct HookWrites {
   std::function<void(const kube::Resource&, const kube::Object&)> wrote;  // expectations

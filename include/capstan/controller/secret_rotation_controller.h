@@ -8,7 +8,9 @@
 // (only those: Capstan never caches Secrets it does not manage); Deployments,
 // StatefulSets and DaemonSets of the watched namespace(s), projected down to what consumer scanning
 // and health need (the names of the Secrets their pod template reads, the
-// secret-version.capstan.dev/<secret> annotations, replica counts).
+// secret-version.capstan.dev/<secret> annotations, replica counts); Jobs labelled
+// capstan.dev/secret-rotation (spec.target.hook's set and test steps, projected as the
+// Release hook Jobs are: controller/release_hooks.h).
 //
 // Ownership rule: a Secret is managed by a SecretRotation when it carries the
 // label capstan.dev/secret-rotation=<its name>. Capstan sets that label (and
@@ -103,6 +105,8 @@ class SecretRotationController {
   std::unique_ptr<kube::Informer> deployments_;
   std::unique_ptr<kube::Informer> statefulsets_;
   std::unique_ptr<kube::Informer> daemonsets_;
+  // spec.target.hook: the step Jobs (labelled capstan.dev/secret-rotation).
+  std::unique_ptr<kube::Informer> hook_jobs_;
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"secretrotation", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

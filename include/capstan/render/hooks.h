@@ -11,6 +11,7 @@
 //   or capstan.dev/revision: the rollout reads the Release's pods by those labels, and a
 //   hook's pod is none of them (a failing migration is not a crash-looping revision).
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ inline constexpr char kLabelHook[] = "capstan.dev/hook";
 nlohmann::json RenderHookJob(const api::Release& release, const api::HookJobSpec& hook,
                              const std::string& job_name, const std::string& hook_type,
                              const std::string& revision);
+
+// The Job's spec for one Job step (a Release hook, a SecretRotation hook step): the pod
+// template with restartPolicy Never unless set, reserved (capstan.dev/) pod labels
+// dropped and `pod_labels` added, backoffLimit and activeDeadlineSeconds.
+nlohmann::json RenderJobSpec(const api::HookJobSpec& hook,
+                             const std::map<std::string, std::string>& pod_labels);
 
 // Every hook Job spec.hooks asks for, as the controller creates them for `revision`
 // (`capstan render` passes the current template's): <release>-<revision>-pre, -post,

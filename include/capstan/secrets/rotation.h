@@ -50,6 +50,14 @@
 //   a db step fails (Idle/Pending) --> Idle, Failed, pending keys dropped, nothing
 //                             switched (PlanDatabaseFailure); status names the step.
 //
+// With spec.target.hook the set and test steps are Jobs (PlanHookSteps, below):
+//
+//   Pending ----> Pending     the set Job, then (set Complete) the test Job, created;
+//                             nothing written to the Secret while they run
+//   Pending ----> Swapped     both Complete: the swap as without a target
+//   a step Job Failed --> Idle, Failed, pending keys dropped, nothing switched
+//                             (PlanHookFailure); status names the step.
+//
 // A generated value is written exactly once (into a pending key) and only
 // ever copied afterwards, so no value is lost to a crash between steps.
 // Missed schedules: due means now >= last-attempt + interval, and a rotation
@@ -211,6 +219,25 @@ struct RotationHold {
   std::optional<absl::Time> until;  // when it ends by itself (a freeze); nullopt: unknown
 };
 
+// spec.target.hook: one step's Job as the controller observed it.
+struct HookJobView {
+  std::string name;
+  std::string step;     // set | test (label capstan.dev/rotation-step)
+  std::string version;  // the rotation version it runs for (label capstan.dev/rotation-version)
+  bool owned = true;    // its controller ownerReference is this SecretRotation
+  enum class State { kRunning, kSucceeded, kFailed } state = State::kRunning;
+  std::string message;  // Failed: the Job's Failed condition (reason: message)
+};
+
+// A hook step Job to create (render::RenderRotationJob renders it).
+struct HookJobRun {
+  std::string step;  // set | test
+  std::string name;  // HookJobName
+  std::string version;
+  // (pending data key, file name): what the Job's Secret volume lists, nothing else.
+  std::vector<std::pair<std::string, std::string>> items;
+};
+
 struct RotationPlan {
   Action action = Action::kNone;
   DatabaseStep db;
@@ -228,6 +255,11 @@ struct RotationPlan {
   absl::Duration requeue_after = absl::ZeroDuration();
   // A rotation was due (or triggered) and did not start because of the input's hold.
   std::optional<RotationHold> held;
+  // spec.target.hook: the step Job to create now (nothing else is written in this pass).
+  std::optional<HookJobRun> run_job;
+  // spec.target.hook: a Job with a step's name that is not ours; nothing is done (the
+  // SecretRotation goes Stalled/Conflict) until it is deleted.
+  std::string conflict;
 };
 
 struct RotationInput {
@@ -241,6 +273,8 @@ struct RotationInput {
   absl::Duration poll = absl::Seconds(2);
   // Set: a due or triggered rotation does not start (RotationPlan::held says so).
   std::optional<RotationHold> hold;
+  // spec.target.hook: this SecretRotation's step Jobs (label-selected; owned or not).
+  std::vector<HookJobView> hook_jobs;
 };
 
 RotationPlan PlanRotation(const RotationInput& in);
@@ -248,6 +282,29 @@ RotationPlan PlanRotation(const RotationInput& in);
 // (connect, set, test). Only for the Idle and Pending states (nothing switched yet).
 RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& step,
                                  const std::string& message);
+
+// spec.target.hook (rotation_hook.cc). In Pending, after the pending values are written:
+//   the set Job for this version: missing -> create it; running -> wait; Failed -> the
+//   rotation fails (PlanHookFailure); Complete -> the test Job, the same way; both
+//   Complete -> nullopt: PlanRotation swaps as without a target. A Job of that name not
+//   owned by this SecretRotation -> RotationPlan::conflict, never adopted.
+// A Job is named by rotation, version and step (HookJobName), so a process killed at any
+// point finds the Job it created and waits for it instead of running it again.
+inline constexpr char kHookStepSet[] = "set";
+inline constexpr char kHookStepTest[] = "test";
+std::optional<RotationPlan> PlanHookSteps(const RotationInput& in);
+// The step instead of the swap when the `step` Job failed: pending keys dropped, Idle,
+// Failed, capstan.dev/rotation-failed-step=<step>, a Warning Event; nothing switched.
+RotationPlan PlanHookFailure(const RotationInput& in, const std::string& step,
+                             const std::string& message);
+// "<rotation>-<version>-<step>", at most 63 characters (a long rotation name is cut and
+// gets 8 hex characters of its SHA-256).
+std::string HookJobName(const std::string& rotation, const std::string& version,
+                        const std::string& step);
+// Finished step Jobs this SecretRotation owns of versions other than the latest
+// (capstan.dev/rotation-seq): deleted, so the Jobs of the last rotation stay for
+// debugging and no others.
+std::vector<std::string> HookJobsToDelete(const RotationInput& in);
 
 // The annotations after `change` is applied to `before`.
 std::map<std::string, std::string> ApplyAnnotations(

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "capstan/api/release.h"
 #include "capstan/secrets/schedule.h"
 #include "nlohmann/json.hpp"
 
@@ -97,6 +98,14 @@ struct PostgresTarget {
   std::string username_key = "username";
 };
 
+// spec.target.hook: the credential is set and tested by Jobs the operator runs from
+// these templates (rotation.h has the steps): `set` makes the pending values work where
+// they are checked, `test` proves it; both must complete before the Secret switches.
+struct HookTarget {
+  api::HookJobSpec set;
+  api::HookJobSpec test;
+};
+
 struct SecretRotationSpec {
   std::string secret_name;
   std::vector<KeySpec> keys;
@@ -125,6 +134,7 @@ struct SecretRotationSpec {
   bool adopt_existing = false;
   // Where the credential is checked; unset: the value belongs to the application.
   std::optional<PostgresTarget> postgresql;
+  std::optional<HookTarget> hook;
 };
 
 struct SecretRotation {

@@ -556,5 +556,107 @@ TEST_F(SecretRotationControllerTest, ExplicitWorkloadsOfEachKind) {
   EXPECT_THAT(Events(), ElementsAre("Warning InvalidSpec"));
 }
 
+namespace hook {
+
+constexpr char kBatch[] = "/apis/batch/v1";
+
+Json HookRotation() {
+  Json r = Rotation();
+  const Json step = {
+      {"template", {{"spec", {{"containers", {{{"name", "s"}, {"image", "exit0"}}}}}}}}};
+  r["spec"]["target"]["hook"] = {{"set", step}, {"test", step}};
+  return r;
+}
+
+}  // namespace hook
+
+class SecretRotationHookTest : public SecretRotationControllerTest {
+ protected:
+  std::string JobPath(const std::string& name) {
+    return NsPath(hook::kBatch, "shop", "jobs", name);
+  }
+  // The Job controller's verdict on one of our Jobs.
+  void Finish(const std::string& name, const std::string& condition, const std::string& reason) {
+    Json j = *server_.Get(JobPath(name));
+    j["status"] = {
+        {"conditions",
+         {{{"type", condition}, {"status", "True"}, {"reason", reason}, {"message", "done"}}}}};
+    if (condition == "Complete") j["status"]["completionTime"] = "2026-01-01T00:00:00Z";
+    server_.Put(JobPath(name), j);
+  }
+  std::string State() {
+    return SecretNow().value("/metadata/annotations/capstan.dev~1rotation-state"_json_pointer, "");
+  }
+};
+
+TEST_F(SecretRotationHookTest, SetThenTestJobThenOneSwapWrite) {
+  PutRotation(hook::HookRotation());
+  Start();
+  EXPECT_THAT(Step().size(), 1u);  // created empty
+  EXPECT_FALSE(SecretNow().contains("data") && SecretNow()["data"].contains("signing-key"));
+  ASSERT_THAT(Step().size(), 1u);  // the first values, pending
+  EXPECT_EQ(State(), "Pending");
+  const std::vector<kube::testing::Write> set = Step();
+  ASSERT_EQ(set.size(), 1u);
+  EXPECT_EQ(set[0].Line(), "create jobs shop/jwt-1-set");
+  EXPECT_EQ(set[0].body.value("/metadata/ownerReferences/0/uid"_json_pointer, ""), "uid-jwt");
+  EXPECT_EQ(set[0].body["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"],
+            Json({{{"key", ".capstan-pending.signing-key"}, {"path", "signing-key"}}}));
+  // Running: nothing written (the status says Pending already).
+  EXPECT_THAT(Step(), IsEmpty());
+  Finish("jwt-1-set", "Complete", "CompletionsReached");
+  const std::vector<kube::testing::Write> test = Step();
+  ASSERT_EQ(test.size(), 1u);
+  EXPECT_EQ(test[0].Line(), "create jobs shop/jwt-1-test");
+  Finish("jwt-1-test", "Complete", "CompletionsReached");
+  const std::vector<kube::testing::Write> swap = Step();
+  ASSERT_EQ(swap.size(), 1u);
+  EXPECT_EQ(swap[0].Line(), "patch secrets shop/jwt-keys");
+  EXPECT_EQ(State(), "Swapped");
+  EXPECT_TRUE(SecretNow()["data"].contains("signing-key"));
+  EXPECT_FALSE(SecretNow()["data"].contains(".capstan-pending.signing-key"));
+}
+
+TEST_F(SecretRotationHookTest, FailedStepDropsPendingAndSwitchesNothing) {
+  PutRotation(hook::HookRotation());
+  Start();
+  Step();  // created empty
+  Step();  // pending
+  Step();  // set Job
+  Finish("jwt-1-set", "Failed", "BackoffLimitExceeded");
+  const std::vector<kube::testing::Write> abort = Step();
+  ASSERT_EQ(abort.size(), 1u);
+  EXPECT_EQ(abort[0].Line(), "patch secrets shop/jwt-keys");
+  EXPECT_EQ(State(), "Idle");
+  const Json ann = SecretNow()["metadata"]["annotations"];
+  EXPECT_EQ(ann["capstan.dev/rotation-failed-step"], "set");
+  EXPECT_EQ(ann["capstan.dev/rotation-message"],
+            "hook step set: Job jwt-1-set failed: BackoffLimitExceeded: done");
+  EXPECT_FALSE(SecretNow().contains("data") && !SecretNow()["data"].empty());
+  EXPECT_THAT(Events(), ElementsAre("Warning RotationFailed"));
+  const Json r = *server_.Get(NsPath(kCapstan, "shop", "secretrotations", "jwt"));
+  EXPECT_EQ(r["status"]["reason"], "HookStepFailed");
+  EXPECT_EQ(r["status"]["failedStep"], "set");
+}
+
+TEST_F(SecretRotationHookTest, AJobThatIsNotOursIsNeverAdopted) {
+  const Json foreign = {{"apiVersion", "batch/v1"},
+                        {"kind", "Job"},
+                        {"metadata", {{"name", "jwt-1-set"}, {"namespace", "shop"}}},
+                        {"spec", Json::object()}};
+  server_.Put(JobPath("jwt-1-set"), foreign);
+  PutRotation(hook::HookRotation());
+  Start();
+  Step();  // created empty
+  Step();  // pending
+  const Json before = *server_.Get(JobPath("jwt-1-set"));
+  const std::vector<std::string> lines = Lines();
+  // The create was answered AlreadyExists (the fake records only writes that took).
+  EXPECT_THAT(lines, ElementsAre(kStatusWrite));
+  EXPECT_EQ(StalledReason(), "Conflict");
+  EXPECT_EQ(*server_.Get(JobPath("jwt-1-set")), before) << "never written";
+  EXPECT_EQ(State(), "Pending") << "the pending values wait for the Job's owner";
+}
+
 }  // namespace
 }  // namespace capstan::controller

@@ -261,7 +261,8 @@ TEST(DataKeysTest, Reserved) {
 
 TEST(ExampleTest, ExamplesParseAndValidate) {
   for (const auto& [file, count] : {std::pair<std::string, size_t>{"secretrotation.yaml", 4},
-                                    {"secretrotation-postgresql.yaml", 1}}) {
+                                    {"secretrotation-postgresql.yaml", 1},
+                                    {"secretrotation-hook.yaml", 1}}) {
     std::ifstream f(std::string(CAPSTAN_SOURCE_DIR) + "/examples/" + file);
     std::stringstream ss;
     ss << f.rdbuf();

@@ -305,6 +305,55 @@ void SecretRotationController::ForgetMetrics(const std::string& key) {
   }
 }
 
+sec::VerifyVerdict SecretRotationController::Verify(const sec::SecretRotation& sr,
+                                                    const std::string& version, absl::Time now,
+                                                    absl::Duration* requeue,
+                                                    std::vector<rollout::Event>* events) {
+  sec::VerifyVerdict out;
+  out.run = sec::VerifyRunName(sr.name, version);
+  if (options_.analysis == nullptr) {
+    out.state = sec::VerifyVerdict::State::kInvalid;
+    out.message = "this operator runs no analysis";
+    return out;
+  }
+  const AnalysisGates::Owner owner{api::kApiVersion, sec::kSecretRotationKind,  sr.name, sr.ns,
+                                   sr.uid,           sec::kLabelSecretRotation, ""};
+  AnalysisGates::Request r;
+  r.owner = &owner;
+  r.gate = "verify";
+  r.spec = &*sr.spec.verify_analysis;
+  // RunName(<rotation>, "v<version>", "verify") is VerifyRunName: one run per version,
+  // found again (never created twice) after a restart.
+  r.revision = absl::StrCat("v", version);
+  r.rollout_complete = true;  // every consumer is restarted and healthy
+  r.implicit_args = {{"namespace", sr.ns}, {"secret", sr.spec.secret_name}, {"version", version}};
+  absl::StatusOr<AnalysisGates::Result> res = options_.analysis->Step(r, now);
+  if (!res.ok()) {
+    // The API server did not answer: no verdict yet (Running), look again soon.
+    spdlog::warn("secretrotation={}/{} verification {}: {}", sr.ns, sr.name, out.run,
+                 res.status().message());
+    *requeue = options_.poll;
+    return out;
+  }
+  *events = std::move(res->events);
+  out.run = res->verdict.run;
+  out.message = res->verdict.message;
+  using S = rollout::AnalysisVerdict::State;
+  if (res->verdict.invalid) {
+    out.state = sec::VerifyVerdict::State::kInvalid;
+  } else if (res->verdict.state == S::kSuccessful) {
+    out.state = sec::VerifyVerdict::State::kSuccessful;
+  } else if (res->verdict.state == S::kFailed) {
+    // The gate folds Error into Failed; the run's message keeps the metric's phase.
+    out.state = absl::StrContains(out.message, " Error: ") ? sec::VerifyVerdict::State::kError
+                                                           : sec::VerifyVerdict::State::kFailed;
+  } else if (res->verdict.state == S::kInconclusive) {
+    out.state = sec::VerifyVerdict::State::kInconclusive;
+  }
+  if (res->requeue_after) *requeue = *res->requeue_after;
+  return out;
+}
+
 std::optional<sec::RotationHold> SecretRotationController::RotationHoldOf(const std::string& ns,
                                                                           absl::Time now) const {
   absl::StatusOr<NamespaceEnvironment> ne = options_.environment_of(ns);
@@ -508,6 +557,18 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   }
 
   if (!sr.spec.ignore_freeze && options_.environment_of) in.hold = RotationHoldOf(ns, now);
+  // spec.verify.analysis: the verification run's verdict, once the Secret names it.
+  absl::Duration verify_requeue = absl::ZeroDuration();
+  if (sr.spec.verify_analysis && in.secret.annotations.count(sec::kAnnVerifyRun) &&
+      in.secret.annotations.count(sec::kAnnState) &&
+      in.secret.annotations.at(sec::kAnnState) == "Restarted") {
+    const std::string version = in.secret.annotations.count(sec::kAnnVersion)
+                                    ? in.secret.annotations.at(sec::kAnnVersion)
+                                    : "0";
+    std::vector<rollout::Event> gate_events;
+    in.verify = Verify(sr, version, now, &verify_requeue, &gate_events);
+    for (const rollout::Event& e : gate_events) emit(e.type, e.reason, e.note);
+  }
 
   sec::RotationPlan plan = sec::PlanRotation(in);
   // Values a write needs, read before anything is written: copies, and a keyPair's
@@ -662,6 +723,10 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   kube::ReconcileResult result;
   result.requeue_after = plan.requeue_after;
   if (result.requeue_after <= absl::ZeroDuration()) result.requeue_after = options_.poll;
+  if (verify_requeue > absl::ZeroDuration() && plan.action == sec::Action::kNone) {
+    // The next measurement of the verification run may be due before the next poll.
+    result.requeue_after = std::min(result.requeue_after, verify_requeue);
+  }
   if (plan.action == sec::Action::kNone) {
     spdlog::debug("secretrotation={} waiting requeue_after={}", key, result.requeue_after);
   }

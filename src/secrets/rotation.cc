@@ -118,8 +118,14 @@ std::string ActionName(Action a) {
       return "restore";
     case Action::kAbort:
       return "abort";
+    case Action::kVerify:
+      return "verify";
   }
   return "none";
+}
+
+std::string VerifyRunName(const std::string& rotation, const std::string& version) {
+  return absl::StrCat(rotation, "-v", version, "-verify");
 }
 
 std::string StampAnnotationKey(const std::string& secret_name) {
@@ -581,7 +587,55 @@ RotationPlan PlanRotation(const RotationInput& in) {
         if (!c.healthy) unhealthy.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
       }
       std::optional<absl::Time> since = ParseRfc3339(Ann(ann, kAnnStepTime));
-      if (unhealthy.empty() && all_stamped) {
+      // spec.verify.analysis: healthy consumers start (or wait for) the verification run;
+      // anything but Successful restores below (fail closed).
+      std::optional<std::string> verify_failed;
+      if (unhealthy.empty() && all_stamped && spec.verify_analysis) {
+        const std::string run = VerifyRunName(sr.name, version);
+        if (Ann(ann, kAnnVerifyRun) != run) {
+          plan.action = Action::kVerify;
+          plan.change.set_annotations = {{kAnnVerifyRun, run}, {kAnnStepTime, now_text}};
+          std::vector<std::string> templates;
+          for (const api::AnalysisTemplateRef& t : spec.verify_analysis->templates) {
+            templates.push_back(t.template_name);
+          }
+          plan.events.push_back(
+              {"Normal", "VerificationStarted",
+               absl::StrCat(in.consumers.size(), " consumers of Secret ", spec.secret_name,
+                            " healthy; verifying version ", version, " with analysis ", run, " (",
+                            absl::StrJoin(templates, ", "), ")")});
+          plan.requeue_after = absl::Seconds(1);
+          return plan;
+        }
+        const VerifyVerdict verdict = in.verify.value_or(VerifyVerdict{.run = run});
+        const char* ended = nullptr;
+        switch (verdict.state) {
+          case VerifyVerdict::State::kRunning:
+            plan.action = Action::kNone;
+            plan.requeue_after = in.poll;
+            return plan;
+          case VerifyVerdict::State::kSuccessful:
+            break;
+          case VerifyVerdict::State::kFailed:
+            ended = "Failed";
+            break;
+          case VerifyVerdict::State::kError:
+            ended = "Error";
+            break;
+          case VerifyVerdict::State::kInconclusive:
+            ended = "Inconclusive";
+            break;
+          case VerifyVerdict::State::kInvalid:
+            ended = "invalid";
+            break;
+        }
+        if (ended != nullptr) {
+          verify_failed = absl::StrCat("verification of Secret ", spec.secret_name, " version ",
+                                       version, " failed: analysis ", run, " ", ended,
+                                       verdict.message.empty() ? "" : ": ", verdict.message);
+        }
+      }
+      if (unhealthy.empty() && all_stamped && !verify_failed) {
         plan.action = Action::kComplete;
         for (const std::string& dk : secret.data_keys) {
           if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
@@ -591,6 +645,8 @@ RotationPlan PlanRotation(const RotationInput& in) {
                                        {kAnnLastResult, "Succeeded"},
                                        {kAnnStepTime, now_text}};
         plan.change.remove_annotations = {kAnnMessage, kAnnFailedStep};
+        if (!Ann(ann, kAnnVerifyRun).empty())
+          plan.change.remove_annotations.push_back(kAnnVerifyRun);
         if (spec.strategy == Strategy::kKeepPrevious) {
           plan.change.set_annotations[kAnnPreviousExpires] =
               FormatRfc3339(in.now + spec.grace_period);
@@ -603,10 +659,13 @@ RotationPlan PlanRotation(const RotationInput& in) {
         plan.requeue_after = absl::Seconds(1);
         return plan;
       }
-      if (since && in.now - *since > spec.health_timeout) {
-        const std::string message = absl::StrCat(
-            "consumers not healthy within ", FormatGoDuration(spec.health_timeout),
-            " after rotating Secret ", spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));
+      if (verify_failed || (since && in.now - *since > spec.health_timeout)) {
+        const std::string message =
+            verify_failed
+                ? *verify_failed
+                : absl::StrCat("consumers not healthy within ",
+                               FormatGoDuration(spec.health_timeout), " after rotating Secret ",
+                               spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));
         plan.result = "failed";
         if (spec.on_failure == FailureAction::kRestore) {
           plan.action = Action::kRestore;
@@ -658,6 +717,13 @@ RotationPlan PlanRotation(const RotationInput& in) {
           }
           plan.events.push_back(
               {"Warning", "RotationFailed", absl::StrCat(message, "; keeping the new values")});
+        }
+        if (!Ann(ann, kAnnVerifyRun).empty())
+          plan.change.remove_annotations.push_back(kAnnVerifyRun);
+        if (verify_failed) {
+          // status.failedStep and the history say which step failed: the verification.
+          plan.change.set_annotations[kAnnFailedStep] = "verify";
+          std::erase(plan.change.remove_annotations, std::string(kAnnFailedStep));
         }
         plan.requeue_after = absl::Seconds(1);
         return plan;
@@ -760,9 +826,16 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
     phase = "Rotating";
     reason = StateName(state);
     message = absl::StrCat("rotation in progress: ", StateName(state));
+    if (state == State::kRestarted && !Ann(ann, kAnnVerifyRun).empty()) {
+      reason = "Verifying";
+      message = absl::StrCat("rotation in progress: consumers healthy, verifying with analysis ",
+                             Ann(ann, kAnnVerifyRun));
+    }
   } else if (Ann(ann, kAnnLastResult) == "Failed") {
     phase = "Failed";
-    reason = Ann(ann, kAnnFailedStep).empty() ? "ConsumersUnhealthy" : "DatabaseStepFailed";
+    reason = Ann(ann, kAnnFailedStep).empty()       ? "ConsumersUnhealthy"
+             : Ann(ann, kAnnFailedStep) == "verify" ? "VerificationFailed"
+                                                    : "DatabaseStepFailed";
     message = Ann(ann, kAnnMessage);
   } else {
     phase = "Ready";

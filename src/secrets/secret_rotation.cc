@@ -369,6 +369,10 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
     }
     RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure.", &s.health_timeout));
   }
+  if (const json* v = Find(*spec, "verify"); v != nullptr) {
+    if (!v->is_object()) return absl::InvalidArgumentError("spec.verify: must be an object");
+    ASSIGN_OR_RETURN(s.verify_analysis, api::ParseAnalysisGateSpec(*v, "analysis", "spec.verify"));
+  }
   if (const json* target = Find(*spec, "target"); target != nullptr) {
     if (!target->is_object()) return absl::InvalidArgumentError("spec.target: must be an object");
     if (const json* pg = Find(*target, "postgresql"); pg != nullptr) {

@@ -50,6 +50,19 @@
 //   a db step fails (Idle/Pending) --> Idle, Failed, pending keys dropped, nothing
 //                             switched (PlanDatabaseFailure); status names the step.
 //
+// With spec.verify.analysis, healthy consumers do not finish the rotation yet: a
+// sub-step of Restarted runs the AnalysisTemplates first (rotation-verify names the
+// AnalysisRun, VerifyRunName: derived from the version, so a process killed before or
+// after creating it finds the same run and never starts a second one):
+//
+//   Restarted --healthy--> Restarted + rotation-verify=<run>    (VerificationStarted)
+//   Restarted + verify --Successful--> Idle                     as without verify
+//   Restarted + verify --Failed, Error, Inconclusive, invalid--> Restoring (fail closed;
+//                             the same restore as a health timeout: the rollback values,
+//                             AlternatingUsers back to the previous user, SingleUser its
+//                             previous password set in the database first), failed step
+//                             "verify", the message names the run and its failed metric
+//
 // A generated value is written exactly once (into a pending key) and only
 // ever copied afterwards, so no value is lost to a crash between steps.
 // Missed schedules: due means now >= last-attempt + interval, and a rotation
@@ -89,6 +102,12 @@ inline constexpr char kAnnPendingUser[] = "capstan.dev/rotation-pending-user";
 inline constexpr char kAnnUser[] = "capstan.dev/rotation-user";
 inline constexpr char kAnnPreviousUser[] = "capstan.dev/rotation-previous-user";
 inline constexpr char kAnnFailedStep[] = "capstan.dev/rotation-failed-step";
+// spec.verify.analysis: the AnalysisRun verifying the version in use (set once every
+// consumer is healthy, removed when the rotation ends).
+inline constexpr char kAnnVerifyRun[] = "capstan.dev/rotation-verify";
+// The AnalysisRun that verifies `version` of SecretRotation `rotation`:
+// "<rotation>-v<version>-verify" (AnalysisGates::RunName's shape).
+std::string VerifyRunName(const std::string& rotation, const std::string& version);
 // On the SecretRotation: a manual trigger (any new token rotates once).
 inline constexpr char kAnnRotate[] = "capstan.dev/rotate";
 // On consumer pod templates, one annotation per rotated Secret (a Deployment
@@ -168,7 +187,8 @@ enum class Action {
   kRestart,  // stamp consumers, then record the state
   kComplete,
   kRestore,
-  kAbort,  // a database step failed: drop pending values, switch nothing
+  kAbort,   // a database step failed: drop pending values, switch nothing
+  kVerify,  // consumers healthy: record the verification run (spec.verify.analysis)
 };
 std::string ActionName(Action a);
 
@@ -230,6 +250,15 @@ struct RotationPlan {
   std::optional<RotationHold> held;
 };
 
+// The state of the verification run (spec.verify.analysis), as the shell observed it.
+struct VerifyVerdict {
+  // kInvalid: the run cannot be built (a template missing, an arg without value).
+  enum class State { kRunning, kSuccessful, kFailed, kError, kInconclusive, kInvalid };
+  State state = State::kRunning;
+  std::string run;      // the AnalysisRun's name
+  std::string message;  // the run's: "metric auth-errors Failed: 1 of 1 measurements failed"
+};
+
 struct RotationInput {
   const SecretRotation* rotation = nullptr;
   ObservedSecret secret;
@@ -241,6 +270,9 @@ struct RotationInput {
   absl::Duration poll = absl::Seconds(2);
   // Set: a due or triggered rotation does not start (RotationPlan::held says so).
   std::optional<RotationHold> hold;
+  // spec.verify.analysis while the Secret names a verification run (kAnnVerifyRun):
+  // its verdict; nullopt is Running (nothing observed yet).
+  std::optional<VerifyVerdict> verify;
 };
 
 RotationPlan PlanRotation(const RotationInput& in);

@@ -32,6 +32,8 @@ namespace sec = secrets;
 
 // The synthetic field a projected Deployment carries: the Secrets its pod template reads.
 constexpr char kReferencedField[] = "capstanSecretRefs";
+// ... and whether a Release controls it (restarted through the Release, never directly).
+constexpr char kReleaseOwnedField[] = "capstanReleaseOwned";
 
 // Deployments, StatefulSets, DaemonSets: identity, the secrets their template reads,
 // the stamp, the update strategy and the counts that say whether a rollout finished.
@@ -62,11 +64,48 @@ Object ProjectWorkload(Object d) {
     }
   }
   out[kReferencedField] = std::move(refs);
+  if (md.contains("ownerReferences") && md["ownerReferences"].is_array()) {
+    for (const Object& o : md["ownerReferences"]) {
+      if (o.value("controller", false) && o.value("kind", "") == api::kReleaseKind &&
+          o.value("apiVersion", "") == api::kApiVersion) {
+        out[kReleaseOwnedField] = true;
+      }
+    }
+  }
   if (d.contains("status") && d["status"].is_object()) {
     for (const char* f : {"observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
                           "availableReplicas", "currentRevision", "updateRevision",
                           "desiredNumberScheduled", "updatedNumberScheduled", "numberAvailable"}) {
       if (d["status"].contains(f)) out["status"][f] = d["status"][f];
+    }
+  }
+  return out;
+}
+
+// Releases: identity, the Secrets their pod template reads, the restart annotations on
+// their metadata and the status fields secrets::ViewRelease judges.
+Object ProjectReleaseConsumer(Object r) {
+  Object out;
+  Object& md = r["metadata"];
+  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
+    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
+  }
+  if (md.contains("annotations") && md["annotations"].is_object()) {
+    for (const auto& [k, v] : md["annotations"].items()) {
+      if (absl::StartsWith(k, sec::kAnnSecretVersionPrefix)) out["metadata"]["annotations"][k] = v;
+    }
+  }
+  Object refs = Object::array();
+  if (r.contains("/spec/template"_json_pointer)) {
+    for (const std::string& n : sec::SecretsReferenced(r.at("/spec/template"_json_pointer))) {
+      refs.push_back(n);
+    }
+  }
+  out[kReferencedField] = std::move(refs);
+  if (r.contains("status") && r["status"].is_object()) {
+    for (const char* f : {"observedGeneration", "phase", "currentRevision", "stableRevision",
+                          "failedRevision", "secretVersions"}) {
+      if (r["status"].contains(f)) out["status"][f] = r["status"][f];
     }
   }
   return out;
@@ -219,6 +258,7 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
   deployments_ = make(res::Deployments(), "", ProjectWorkload);
   statefulsets_ = make(res::StatefulSets(), "", ProjectWorkload);
   daemonsets_ = make(res::DaemonSets(), "", ProjectWorkload);
+  releases_ = make(res::Releases(), "", ProjectReleaseConsumer);
   rotations_->AddIndex("secret", RotationSecretKeys);
   rotations_->AddIndex("workload", RotationWorkloadKeys);
 
@@ -260,7 +300,8 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
 std::vector<std::pair<std::string, kube::Informer*>> SecretRotationController::Workloads() const {
   return {{sec::kDeploymentKind, deployments_.get()},
           {sec::kStatefulSetKind, statefulsets_.get()},
-          {sec::kDaemonSetKind, daemonsets_.get()}};
+          {sec::kDaemonSetKind, daemonsets_.get()},
+          {sec::kReleaseKind, releases_.get()}};
 }
 
 SecretRotationController::~SecretRotationController() { Stop(); }
@@ -519,6 +560,8 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     case sec::ConsumerMode::kAuto:
       for (const auto& [kind, informer] : Workloads()) {
         for (const auto& w : informer->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
+          // A Release's Deployments restart through the Release (its own rollout).
+          if (w->value(kReleaseOwnedField, false)) continue;
           in.consumers.push_back(sec::ViewWorkload(kind, *w, secret_name));
         }
       }
@@ -619,9 +662,17 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   for (const sec::ConsumerRef& c : plan.stamp) {
     const kube::Resource& r = c.kind == sec::kStatefulSetKind ? res::StatefulSets()
                               : c.kind == sec::kDaemonSetKind ? res::DaemonSets()
+                              : c.kind == sec::kReleaseKind   ? res::Releases()
                                                               : res::Deployments();
-    absl::Status s =
-        client_.MergePatch(r, ns, c.name, sec::StampPatch(secret_name, plan.stamp_value)).status();
+    // A Release: the annotation on its metadata (never its spec); the Release controller
+    // makes it a revision of its own (policy/restart.h).
+    const Object patch =
+        c.kind == sec::kReleaseKind
+            ? Object{{"metadata",
+                      {{"annotations",
+                        {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}
+            : sec::StampPatch(secret_name, plan.stamp_value);
+    absl::Status s = client_.MergePatch(r, ns, c.name, patch).status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;
     spdlog::info("secretrotation={} restart {}={} secret-version={}", key,

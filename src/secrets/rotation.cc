@@ -207,7 +207,48 @@ ConsumerView ViewDaemonSet(const json& d, const std::string& secret_name) {
   return v;
 }
 
+ConsumerView ViewRelease(const json& r, const std::string& secret_name) {
+  ConsumerView v;
+  v.kind = kReleaseKind;
+  v.name = JsonString(r, "/metadata/name"_json_pointer);
+  const std::string key = StampAnnotationKey(secret_name);
+  const json::json_pointer annotations("/metadata/annotations");
+  if (r.contains(annotations) && r.at(annotations).is_object()) {
+    auto it = r.at(annotations).find(key);
+    if (it != r.at(annotations).end() && it->is_string()) v.stamped = it->get<std::string>();
+  }
+  std::string running;  // the stamp of the state the Release controller let through
+  const json::json_pointer versions("/status/secretVersions");
+  if (r.contains(versions) && r.at(versions).is_object()) {
+    auto it = r.at(versions).find(key);
+    if (it != r.at(versions).end() && it->is_string()) running = it->get<std::string>();
+  }
+  const int64_t generation = Int(r, "/metadata/generation"_json_pointer, 0);
+  const int64_t observed = Int(r, "/status/observedGeneration"_json_pointer, 0);
+  const std::string phase = JsonString(r, "/status/phase"_json_pointer);
+  const std::string current = JsonString(r, "/status/currentRevision"_json_pointer);
+  const std::string stable = JsonString(r, "/status/stableRevision"_json_pointer);
+  const std::string failed = JsonString(r, "/status/failedRevision"_json_pointer);
+  if (running != v.stamped) {
+    v.why = phase.empty() ? "restart not picked up by the Release controller yet"
+                          : absl::StrCat("restart not let through yet (phase ", phase, ")");
+  } else if (observed < generation) {
+    v.why = "generation not observed yet";
+  } else if (phase == "RolledBack" || phase == "Aborted" ||
+             (!failed.empty() && failed == current)) {
+    v.failed = true;
+    v.why = absl::StrCat("its restart revision ", current, " ended ", phase,
+                         " (see kubectl describe release ", v.name, ")");
+  } else if (phase == "Ready" && stable == current) {
+    v.healthy = true;
+  } else {
+    v.why = absl::StrCat("phase ", phase.empty() ? "unknown" : phase);
+  }
+  return v;
+}
+
 ConsumerView ViewWorkload(const std::string& kind, const json& w, const std::string& secret_name) {
+  if (kind == kReleaseKind) return ViewRelease(w, secret_name);
   if (kind == kStatefulSetKind) return ViewStatefulSet(w, secret_name);
   if (kind == kDaemonSetKind) return ViewDaemonSet(w, secret_name);
   return ViewDeployment(w, secret_name);
@@ -586,6 +627,12 @@ RotationPlan PlanRotation(const RotationInput& in) {
       for (const ConsumerView& c : in.consumers) {
         if (!c.healthy) unhealthy.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
       }
+      // A consumer that will not become healthy (a Release rolled its restart back):
+      // restore now rather than at the health timeout.
+      std::vector<std::string> failed;
+      for (const ConsumerView& c : in.consumers) {
+        if (c.failed) failed.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
+      }
       std::optional<absl::Time> since = ParseRfc3339(Ann(ann, kAnnStepTime));
       // spec.verify.analysis: healthy consumers start (or wait for) the verification run;
       // anything but Successful restores below (fail closed).
@@ -659,10 +706,12 @@ RotationPlan PlanRotation(const RotationInput& in) {
         plan.requeue_after = absl::Seconds(1);
         return plan;
       }
-      if (verify_failed || (since && in.now - *since > spec.health_timeout)) {
+      if (verify_failed || !failed.empty() || (since && in.now - *since > spec.health_timeout)) {
         const std::string message =
-            verify_failed
-                ? *verify_failed
+            verify_failed ? *verify_failed
+            : !failed.empty()
+                ? absl::StrCat("consumers failed after rotating Secret ", spec.secret_name, ": ",
+                               absl::StrJoin(failed, ", "))
                 : absl::StrCat("consumers not healthy within ",
                                FormatGoDuration(spec.health_timeout), " after rotating Secret ",
                                spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));

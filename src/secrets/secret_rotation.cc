@@ -566,11 +566,10 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
   }
   for (size_t i = 0; i < s.consumer_workloads.size(); ++i) {
     const auto& [kind, wname] = s.consumer_workloads[i];
-    if (kind != "Deployment" && kind != "StatefulSet" && kind != "DaemonSet") {
-      problems.push_back(absl::StrCat(
-          "spec.consumers.workloads[", i, "].kind: \"", kind,
-          "\" is not a consumer kind Capstan restarts (Deployment, StatefulSet or DaemonSet; a "
-          "Release is restarted through its Deployment)"));
+    if (kind != "Deployment" && kind != "StatefulSet" && kind != "DaemonSet" && kind != "Release") {
+      problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].kind: \"", kind,
+                                      "\" is not a consumer kind Capstan restarts (Deployment, "
+                                      "StatefulSet, DaemonSet or Release)"));
     }
     if (wname.empty()) {
       problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].name: required"));

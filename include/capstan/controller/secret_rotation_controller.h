@@ -99,7 +99,7 @@ class SecretRotationController {
   // Why a rotation in `ns` may not start at `now` (options_.environment_of's answer).
   std::optional<secrets::RotationHold> RotationHoldOf(const std::string& ns, absl::Time now) const;
   void ForgetMetrics(const std::string& key);
-  // The consumer informers by kind (Deployment, StatefulSet, DaemonSet).
+  // The consumer informers by kind (Deployment, StatefulSet, DaemonSet, Release).
   std::vector<std::pair<std::string, kube::Informer*>> Workloads() const;
 
   kube::Client& client_;
@@ -113,6 +113,8 @@ class SecretRotationController {
   std::unique_ptr<kube::Informer> deployments_;
   std::unique_ptr<kube::Informer> statefulsets_;
   std::unique_ptr<kube::Informer> daemonsets_;
+  // Releases (consumers restarted through their own rollout), projected like workloads.
+  std::unique_ptr<kube::Informer> releases_;
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"secretrotation", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

@@ -134,6 +134,8 @@ struct ObservedSecret {
 inline constexpr char kDeploymentKind[] = "Deployment";
 inline constexpr char kStatefulSetKind[] = "StatefulSet";
 inline constexpr char kDaemonSetKind[] = "DaemonSet";
+// capstan.dev/v1alpha1: restarted through its own rollout (ViewRelease).
+inline constexpr char kReleaseKind[] = "Release";
 
 // One consumer workload as the planner needs it.
 struct ConsumerView {
@@ -142,6 +144,9 @@ struct ConsumerView {
   bool healthy = false;  // rolled out: observed, updated and available
   std::string why;       // when not healthy, e.g. "1/2 available"
   std::string kind = kDeploymentKind;
+  // Will not become healthy with the values it was restarted for (a Release rolled its
+  // restart revision back): the rotation restores without waiting for healthTimeout.
+  bool failed = false;
 };
 
 // A workload to restart (stamp).
@@ -165,6 +170,14 @@ struct ConsumerRef {
 ConsumerView ViewDeployment(const nlohmann::json& deployment, const std::string& secret_name);
 ConsumerView ViewStatefulSet(const nlohmann::json& statefulset, const std::string& secret_name);
 ConsumerView ViewDaemonSet(const nlohmann::json& daemonset, const std::string& secret_name);
+// A Release (capstan.dev) as a consumer. Its stamp is the annotation
+// StampAnnotationKey(secret) on its metadata (the Release controller copies it into the
+// pod template: a revision of its own, rolled out with the Release's strategy, analysis
+// and rollback). Healthy: status.secretVersions holds that stamp (the controller let the
+// restart through), phase Ready, stableRevision = currentRevision, generation observed.
+// Failed: the restart was let through and the Release rolled it back or aborted it
+// (phase RolledBack or Aborted, or failedRevision = currentRevision).
+ConsumerView ViewRelease(const nlohmann::json& release, const std::string& secret_name);
 // By kind (kDeploymentKind, ...); an unknown kind is viewed as a Deployment.
 ConsumerView ViewWorkload(const std::string& kind, const nlohmann::json& workload,
                           const std::string& secret_name);

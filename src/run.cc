@@ -185,6 +185,8 @@ int RunOperator() {
       one.environment_of = [&releases](const std::string& ns) {
         return releases.EnvironmentOf(ns, "");
       };
+      // verify.analysis: the Release controller's analysis gates (one runner).
+      one.analysis = &releases.Analysis();
       rotation_controllers.push_back(std::make_unique<controller::SecretRotationController>(
           **client, one,
           [&recorder](const kube::Object& regarding, const std::string& type,

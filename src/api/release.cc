@@ -1006,6 +1006,8 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   RETURN_IF_ERROR(ReadString(status, "emergencyBy", path, &out.emergency_by));
   RETURN_IF_ERROR(ReadString(status, "desiredDigest", path, &out.desired_digest));
   RETURN_IF_ERROR(ReadString(status, "appliedDigest", path, &out.applied_digest));
+  RETURN_IF_ERROR(ReadString(status, "appliedBaseDigest", path, &out.applied_base_digest));
+  RETURN_IF_ERROR(ReadStringMap(status, "secretVersions", path, &out.secret_versions));
   RETURN_IF_ERROR(ReadString(status, "revert", path, &out.revert));
   RETURN_IF_ERROR(ReadString(status, "environment", path, &out.environment));
   RETURN_IF_ERROR(ReadString(status, "lastRetry", path, &out.last_retry));
@@ -1266,6 +1268,8 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
   set_string("emergencyBy", s.emergency_by);
   set_string("desiredDigest", s.desired_digest);
   set_string("appliedDigest", s.applied_digest);
+  set_string("appliedBaseDigest", s.applied_base_digest);
+  if (!s.secret_versions.empty()) out["secretVersions"] = s.secret_versions;
   set_string("revert", s.revert);
   set_string("environment", s.environment);
   set_string("lastRetry", s.last_retry);

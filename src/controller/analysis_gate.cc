@@ -178,9 +178,13 @@ std::string AnalysisGates::RunName(const std::string& release, const std::string
   return absl::StrCat(name, "-r", absl::StrFormat("%06x", h & 0xFFFFFF));
 }
 
-absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r,
+AnalysisGates::Owner AnalysisGates::OwnerOf(const api::Release& rel) {
+  return Owner{api::kApiVersion, api::kReleaseKind,  rel.metadata.name,    rel.metadata.ns,
+               rel.metadata.uid, api::kLabelRelease, rel.status.last_retry};
+}
+
+absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r, const Owner& owner,
                                                               std::string* invalid) {
-  const api::Release& rel = *r.release;
   api::AnalysisRunSpec spec;
   spec.gate = r.gate;
   spec.revision = r.revision;
@@ -192,10 +196,10 @@ absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r,
         ref.cluster_scope ? "ClusterAnalysisTemplate " : "AnalysisTemplate ", ref.template_name);
     std::shared_ptr<const Object> obj = ref.cluster_scope
                                             ? cluster_templates_->Get("", ref.template_name)
-                                            : templates_->Get(rel.metadata.ns, ref.template_name);
+                                            : templates_->Get(owner.ns, ref.template_name);
     if (obj == nullptr) {
       problems.push_back(absl::StrCat(what, " not found", ref.cluster_scope ? "" : " in namespace ",
-                                      ref.cluster_scope ? "" : rel.metadata.ns));
+                                      ref.cluster_scope ? "" : owner.ns));
       continue;
     }
     absl::StatusOr<api::AnalysisTemplateSpec> t =
@@ -208,15 +212,24 @@ absl::StatusOr<api::AnalysisRunSpec> AnalysisGates::BuildSpec(const Request& r,
       problems.push_back(absl::StrCat(what, ": ", absl::StrJoin(p, "; ")));
       continue;
     }
+    std::vector<api::AnalysisArgValue> given = r.spec->args;
+    for (const api::AnalysisArgValue& a : r.implicit_args) {
+      const bool declared_here =
+          std::any_of(t->args.begin(), t->args.end(),
+                      [&](const api::AnalysisArg& d) { return d.name == a.name; });
+      const bool named =
+          std::any_of(given.begin(), given.end(),
+                      [&](const api::AnalysisArgValue& g) { return g.name == a.name; });
+      if (declared_here && !named) given.push_back(a);
+    }
     absl::StatusOr<std::vector<api::AnalysisArgValue>> args =
-        analysis::ResolveArgs(*t, r.spec->args, what);
+        analysis::ResolveArgs(*t, given, what);
     if (!args.ok()) {
       problems.push_back(std::string(args.status().message()));
       continue;
     }
     for (const api::AnalysisArg& a : t->args) declared.push_back(a.name);
-    analysis::TemplateVars vars{*args, r.revision, r.stable_revision, rel.metadata.name,
-                                rel.metadata.ns};
+    analysis::TemplateVars vars{*args, r.revision, r.stable_revision, owner.name, owner.ns};
     for (api::Metric m : t->metrics) {
       if (absl::Status st = RenderMetric(&m, vars); !st.ok()) {
         problems.push_back(absl::StrCat(what, " metric ", m.name, ": ", st.message()));
@@ -297,10 +310,10 @@ absl::StatusOr<std::string> AnalysisGates::CaPem(const std::string& ns,
   return pem;
 }
 
-analysis::ProviderResult AnalysisGates::Query(const api::Release& rel, const api::Metric& metric,
+analysis::ProviderResult AnalysisGates::Query(const Owner& owner, const api::Metric& metric,
                                               const api::AnalysisRunSpec& spec) {
   analysis::ProviderResult out;
-  const std::string& ns = rel.metadata.ns;
+  const std::string& ns = owner.ns;
   auto read = [&](const std::optional<api::SecretKeyRef>& ref, std::string* to) -> absl::Status {
     if (!ref.has_value()) return absl::OkStatus();
     ASSIGN_OR_RETURN(*to, KeyValue(ns, *ref));
@@ -342,8 +355,8 @@ analysis::ProviderResult AnalysisGates::Query(const api::Release& rel, const api
     analysis::TemplateVars vars;
     vars.revision = revision;
     vars.stable_revision = spec.stable_revision;
-    vars.release = rel.metadata.name;
-    vars.ns = rel.metadata.ns;
+    vars.release = owner.name;
+    vars.ns = owner.ns;
     vars.args = spec.args;
     const absl::Time start = absl::Now();
     absl::StatusOr<analysis::Value> v;
@@ -396,10 +409,12 @@ analysis::ProviderResult AnalysisGates::Query(const api::Release& rel, const api
   return out;
 }
 
-std::optional<api::Measurement> AnalysisGates::JobMeasurement(
-    const api::Release& rel, const Object& run, const api::Metric& metric,
-    const api::MetricResult& result, absl::Time now, std::vector<rollout::Event>* events) {
-  const std::string ns = rel.metadata.ns;
+std::optional<api::Measurement> AnalysisGates::JobMeasurement(const Owner& owner, const Object& run,
+                                                              const api::Metric& metric,
+                                                              const api::MetricResult& result,
+                                                              absl::Time now,
+                                                              std::vector<rollout::Event>* events) {
+  const std::string ns = owner.ns;
   const std::string run_name = Str(run, "/metadata/name"_json_pointer);
   const int32_t n = result.count + 1;
   const std::string name = analysis::JobName(run_name, metric.name, n);
@@ -424,16 +439,15 @@ std::optional<api::Measurement> AnalysisGates::JobMeasurement(
     }
   }
   if (job == nullptr) {
-    analysis::JobOwner owner{run_name, Str(run, "/metadata/uid"_json_pointer), ns,
-                             rel.metadata.name};
+    analysis::JobOwner job_owner{run_name, Str(run, "/metadata/uid"_json_pointer), ns, owner.name};
     absl::StatusOr<Object> created =
-        client_.Create(ares::Jobs(), ns, analysis::RenderJob(metric, n, owner));
+        client_.Create(ares::Jobs(), ns, analysis::RenderJob(metric, n, job_owner));
     if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
       return error(created.status());
     }
     if (created.ok()) {
-      spdlog::info("release={}/{} analysis {} metric {} started Job {}", ns, rel.metadata.name,
-                   run_name, metric.name, name);
+      spdlog::info("{}={}/{} analysis {} metric {} started Job {}",
+                   absl::AsciiStrToLower(owner.kind), ns, owner.name, run_name, metric.name, name);
       events->push_back(
           {"Normal", "AnalysisJobCreated", "Analysis",
            absl::StrCat("analysis ", run_name, " metric ", metric.name, " started Job ", name)});
@@ -457,16 +471,19 @@ std::optional<api::Measurement> AnalysisGates::JobMeasurement(
 }
 
 absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl::Time now) {
-  const api::Release& rel = *r.release;
+  const Owner owner = r.release != nullptr ? OwnerOf(*r.release) : *r.owner;
+  // spdlog context: "release=ns/name", "secretrotation=ns/name".
+  const std::string who =
+      absl::StrCat(absl::AsciiStrToLower(owner.kind), "=", owner.ns, "/", owner.name);
   // After a retry (capstan.dev/retry) every run is a new one: the failed run stays as it
   // ended, for the record, and the retried revision is measured afresh.
-  const std::string name = RunName(rel.metadata.name, r.revision, r.gate, rel.status.last_retry);
+  const std::string name = RunName(owner.name, r.revision, r.gate, owner.retry);
   Result result;
   result.verdict.run = name;
-  std::shared_ptr<const Object> live = runs_->Get(rel.metadata.ns, name);
+  std::shared_ptr<const Object> live = runs_->Get(owner.ns, name);
   if (live == nullptr) {
     // Not in the cache: maybe just created by us (the cache lags a write).
-    absl::StatusOr<Object> got = client_.Get(ares::AnalysisRuns(), rel.metadata.ns, name);
+    absl::StatusOr<Object> got = client_.Get(ares::AnalysisRuns(), owner.ns, name);
     if (got.ok()) {
       live = std::make_shared<const Object>(std::move(*got));
     } else if (got.status().code() != absl::StatusCode::kNotFound) {
@@ -475,7 +492,7 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
   }
   if (live == nullptr) {
     std::string invalid;
-    ASSIGN_OR_RETURN(api::AnalysisRunSpec spec, BuildSpec(r, &invalid));
+    ASSIGN_OR_RETURN(api::AnalysisRunSpec spec, BuildSpec(r, owner, &invalid));
     if (!invalid.empty()) {
       result.verdict.state = rollout::AnalysisVerdict::State::kFailed;
       result.verdict.message = invalid;
@@ -487,35 +504,35 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
                    {"kind", api::kAnalysisRunKind},
                    {"metadata",
                     {{"name", name},
-                     {"namespace", rel.metadata.ns},
+                     {"namespace", owner.ns},
                      {"labels",
                       {{"app.kubernetes.io/managed-by", "capstan"},
-                       {api::kLabelRelease, rel.metadata.name},
+                       {owner.label, owner.name},
                        {"capstan.dev/revision", r.revision},
                        {kLabelGate, absl::AsciiStrToLower(r.gate)}}},
-                     {"ownerReferences", Object::array({{{"apiVersion", api::kApiVersion},
-                                                         {"kind", api::kReleaseKind},
-                                                         {"name", rel.metadata.name},
-                                                         {"uid", rel.metadata.uid},
+                     {"ownerReferences", Object::array({{{"apiVersion", owner.api_version},
+                                                         {"kind", owner.kind},
+                                                         {"name", owner.name},
+                                                         {"uid", owner.uid},
                                                          {"controller", true}}})}}},
                    {"spec", api::AnalysisRunSpecToJson(spec)}};
-    absl::StatusOr<Object> created = client_.Create(ares::AnalysisRuns(), rel.metadata.ns, body);
+    absl::StatusOr<Object> created = client_.Create(ares::AnalysisRuns(), owner.ns, body);
     if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
       return created.status();
     }
     if (!created.ok()) {
-      ASSIGN_OR_RETURN(Object got, client_.Get(ares::AnalysisRuns(), rel.metadata.ns, name));
+      ASSIGN_OR_RETURN(Object got, client_.Get(ares::AnalysisRuns(), owner.ns, name));
       created = std::move(got);
     } else {
-      spdlog::info("release={}/{} analysis run {} created ({} metrics, gate {})", rel.metadata.ns,
-                   rel.metadata.name, name, spec.metrics.size(), r.gate);
+      spdlog::info("{} analysis run {} created ({} metrics, gate {})", who, name,
+                   spec.metrics.size(), r.gate);
       result.events.push_back({"Normal", "AnalysisStarted", "Analysis",
                                absl::StrCat("analysis ", name, " started for revision ", r.revision,
                                             " (", absl::StrJoin(spec.templates, ", "), ")")});
     }
     live = std::make_shared<const Object>(std::move(*created));
   }
-  const std::string run_key = absl::StrCat(rel.metadata.ns, "/", name);
+  const std::string run_key = absl::StrCat(owner.ns, "/", name);
   {
     absl::MutexLock lock(&mu_);
     auto it = written_.find(run_key);
@@ -545,7 +562,10 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
   if (r.rollout_complete && !status.rollout_completed_at.has_value()) {
     status.rollout_completed_at = now;
   }
-  if (r.spec->bake_seconds >= 0 && status.rollout_completed_at.has_value() && r.gate == "rolling") {
+  // The verification of a SecretRotation bakes like a rolling gate (from when its consumers
+  // were all healthy, i.e. when the run starts).
+  if (r.spec->bake_seconds >= 0 && status.rollout_completed_at.has_value() &&
+      (r.gate == "rolling" || r.gate == "verify")) {
     const absl::Time bake_end = *status.rollout_completed_at + absl::Seconds(r.spec->bake_seconds);
     if (now >= bake_end) {
       terminating = true;
@@ -564,7 +584,7 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
     api::Measurement measurement;
     if (m.job.has_value()) {
       std::optional<api::Measurement> done =
-          JobMeasurement(rel, *live, m, *mr, now, &result.events);
+          JobMeasurement(owner, *live, m, *mr, now, &result.events);
       if (!done.has_value()) {
         waiting.push_back(m.name);
         continue;
@@ -572,7 +592,7 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
       measurement = std::move(*done);
     } else if (m.prometheus.has_value() || m.web.has_value()) {
       const absl::Time t0 = clock_.Now();
-      analysis::ProviderResult answer = Query(rel, m, run.spec);
+      analysis::ProviderResult answer = Query(owner, m, run.spec);
       measurement = analysis::Measure(m, answer, t0, clock_.Now());
     } else {
       continue;
@@ -582,9 +602,9 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
         ->Add(
             {{"provider", m.ProviderName()}, {"phase", api::AnalysisPhaseName(measurement.phase)}})
         .Increment();
-    spdlog::debug("release={}/{} analysis {} metric {} measured {} value={} {}", rel.metadata.ns,
-                  rel.metadata.name, name, m.name, api::AnalysisPhaseName(measurement.phase),
-                  measurement.value, measurement.message);
+    spdlog::debug("{} analysis {} metric {} measured {} value={} {}", who, name, m.name,
+                  api::AnalysisPhaseName(measurement.phase), measurement.value,
+                  measurement.message);
     analysis::Record(mr, std::move(measurement));
   }
   api::AnalysisRunSpec assess = run.spec;
@@ -596,8 +616,8 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
                     {"status", api::AnalysisRunStatusToJson(status)}};
     // A 409 means another writer (a predecessor, a stale cache) moved the run: retry
     // from fresh state rather than count on top of a version we did not see.
-    ASSIGN_OR_RETURN(Object out, client_.MergePatch(ares::AnalysisRuns(), rel.metadata.ns, name,
-                                                    patch, "status"));
+    ASSIGN_OR_RETURN(Object out,
+                     client_.MergePatch(ares::AnalysisRuns(), owner.ns, name, patch, "status"));
     {
       absl::MutexLock lock(&mu_);
       written_[run_key] = std::make_shared<const Object>(std::move(out));
@@ -607,8 +627,8 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
           .runs->Add({{"phase", api::AnalysisPhaseName(status.phase)}})
           .Increment();
       const bool good = status.phase == AnalysisPhase::kSuccessful;
-      spdlog::info("release={}/{} analysis {} {}: {}", rel.metadata.ns, rel.metadata.name, name,
-                   api::AnalysisPhaseName(status.phase), status.message);
+      spdlog::info("{} analysis {} {}: {}", who, name, api::AnalysisPhaseName(status.phase),
+                   status.message);
       result.events.push_back(
           {good ? "Normal" : "Warning",
            absl::StrCat("Analysis", api::AnalysisPhaseName(status.phase)), "Analysis",

@@ -21,6 +21,7 @@
 #include "capstan/diff/diff.h"
 #include "capstan/policy/images.h"
 #include "capstan/policy/observed.h"
+#include "capstan/policy/restart.h"
 #include "capstan/policy/revert.h"
 #include "capstan/render/ingress.h"
 #include "capstan/render/render.h"
@@ -334,6 +335,9 @@ struct ReleaseController::Pass {
   Object source_template;               // the template as written (before defaults)
   // render::DesiredStateDigest of rel (Environment applied): the identity gates compare.
   std::string desired_digest;
+  // The same digest with the restart annotations taken out (policy/restart.h): equal to
+  // status.appliedBaseDigest, the change is only a restart.
+  std::string base_digest;
   // The gate holds a change: Service, preview Service, HPA and PDB keep their live spec
   // and metadata (only the selector / scale target follow the rollout); none is created
   // or deleted (docs/design.md "Revision identity").
@@ -1000,7 +1004,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileFresh(
       pass.rel.adopted_selector = rollout::RecordedSelector(*d);
     }
   }
+  // A SecretRotation's restart (annotations on the Release's metadata) is a revision.
+  policy::ApplyRestartAnnotations(&pass.rel);
   pass.desired_digest = render::DesiredStateDigest(pass.rel);
+  pass.base_digest = render::DesiredStateDigest(policy::WithoutRestartAnnotations(pass.rel));
   // A state the API server refused stays refused: nothing is retried until the spec
   // (or the Environment's defaults) change it.
   if (const api::Condition* stalled = rollout::FindCondition(rel.status.conditions, "Stalled");
@@ -1087,6 +1094,8 @@ ReleaseController::Gate ReleaseController::EvaluateGate(const Pass& x, const std
   in.current_revision = current;
   in.desired_digest = x.desired_digest;
   in.current_digest = x.rel.status.applied_digest;
+  in.desired_base_digest = x.base_digest;
+  in.current_base_digest = x.rel.status.applied_base_digest;
   if (in.current_digest.empty() && !current.empty() && current == desired) {
     // A status from before digests: the running revision is taken as applied once
     // (docs/design.md "Revision identity", upgrade).
@@ -1140,6 +1149,8 @@ void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::s
     // The gates let this state through: it is what Capstan runs or works toward, and
     // the history record of its revision names it (RevertPastGates, rollback checks).
     status->applied_digest = x.desired_digest;
+    status->applied_base_digest = x.base_digest;
+    status->secret_versions = policy::PodTemplateRestartAnnotations(x.rel);
     for (api::RevisionRecord& rec : status->history) {
       if (rec.revision != desired) continue;
       rec.digest = x.desired_digest;

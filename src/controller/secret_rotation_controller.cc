@@ -35,6 +35,8 @@ namespace sec = secrets;
 
 // The synthetic field a projected Deployment carries: the Secrets its pod template reads.
 constexpr char kReferencedField[] = "capstanSecretRefs";
+// ... and whether a Release controls it (restarted through the Release, never directly).
+constexpr char kReleaseOwnedField[] = "capstanReleaseOwned";
 
 // Deployments, StatefulSets, DaemonSets: identity, the secrets their template reads,
 // the stamp, the update strategy and the counts that say whether a rollout finished.
@@ -65,11 +67,48 @@ Object ProjectWorkload(Object d) {
     }
   }
   out[kReferencedField] = std::move(refs);
+  if (md.contains("ownerReferences") && md["ownerReferences"].is_array()) {
+    for (const Object& o : md["ownerReferences"]) {
+      if (o.value("controller", false) && o.value("kind", "") == api::kReleaseKind &&
+          o.value("apiVersion", "") == api::kApiVersion) {
+        out[kReleaseOwnedField] = true;
+      }
+    }
+  }
   if (d.contains("status") && d["status"].is_object()) {
     for (const char* f : {"observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
                           "availableReplicas", "currentRevision", "updateRevision",
                           "desiredNumberScheduled", "updatedNumberScheduled", "numberAvailable"}) {
       if (d["status"].contains(f)) out["status"][f] = d["status"][f];
+    }
+  }
+  return out;
+}
+
+// Releases: identity, the Secrets their pod template reads, the restart annotations on
+// their metadata and the status fields secrets::ViewRelease judges.
+Object ProjectReleaseConsumer(Object r) {
+  Object out;
+  Object& md = r["metadata"];
+  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
+    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
+  }
+  if (md.contains("annotations") && md["annotations"].is_object()) {
+    for (const auto& [k, v] : md["annotations"].items()) {
+      if (absl::StartsWith(k, sec::kAnnSecretVersionPrefix)) out["metadata"]["annotations"][k] = v;
+    }
+  }
+  Object refs = Object::array();
+  if (r.contains("/spec/template"_json_pointer)) {
+    for (const std::string& n : sec::SecretsReferenced(r.at("/spec/template"_json_pointer))) {
+      refs.push_back(n);
+    }
+  }
+  out[kReferencedField] = std::move(refs);
+  if (r.contains("status") && r["status"].is_object()) {
+    for (const char* f : {"observedGeneration", "phase", "currentRevision", "stableRevision",
+                          "failedRevision", "secretVersions"}) {
+      if (r["status"].contains(f)) out["status"][f] = r["status"][f];
     }
   }
   return out;
@@ -255,6 +294,7 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
       for (const std::string& k : HookJobRotationKeys(*o)) queue_->Add(k);
     }
   });
+  releases_ = make(res::Releases(), "", ProjectReleaseConsumer);
   rotations_->AddIndex("secret", RotationSecretKeys);
   rotations_->AddIndex("workload", RotationWorkloadKeys);
 
@@ -296,7 +336,8 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
 std::vector<std::pair<std::string, kube::Informer*>> SecretRotationController::Workloads() const {
   return {{sec::kDeploymentKind, deployments_.get()},
           {sec::kStatefulSetKind, statefulsets_.get()},
-          {sec::kDaemonSetKind, daemonsets_.get()}};
+          {sec::kDaemonSetKind, daemonsets_.get()},
+          {sec::kReleaseKind, releases_.get()}};
 }
 
 SecretRotationController::~SecretRotationController() { Stop(); }
@@ -339,6 +380,55 @@ void SecretRotationController::ForgetMetrics(const std::string& key) {
        {Metrics::Get().secret_rotation_next_seconds, Metrics::Get().secret_rotation_due}) {
     family->Remove(&family->Add({{"namespace", parts[0]}, {"name", parts[1]}}));
   }
+}
+
+sec::VerifyVerdict SecretRotationController::Verify(const sec::SecretRotation& sr,
+                                                    const std::string& version, absl::Time now,
+                                                    absl::Duration* requeue,
+                                                    std::vector<rollout::Event>* events) {
+  sec::VerifyVerdict out;
+  out.run = sec::VerifyRunName(sr.name, version);
+  if (options_.analysis == nullptr) {
+    out.state = sec::VerifyVerdict::State::kInvalid;
+    out.message = "this operator runs no analysis";
+    return out;
+  }
+  const AnalysisGates::Owner owner{api::kApiVersion, sec::kSecretRotationKind,  sr.name, sr.ns,
+                                   sr.uid,           sec::kLabelSecretRotation, ""};
+  AnalysisGates::Request r;
+  r.owner = &owner;
+  r.gate = "verify";
+  r.spec = &*sr.spec.verify_analysis;
+  // RunName(<rotation>, "v<version>", "verify") is VerifyRunName: one run per version,
+  // found again (never created twice) after a restart.
+  r.revision = absl::StrCat("v", version);
+  r.rollout_complete = true;  // every consumer is restarted and healthy
+  r.implicit_args = {{"namespace", sr.ns}, {"secret", sr.spec.secret_name}, {"version", version}};
+  absl::StatusOr<AnalysisGates::Result> res = options_.analysis->Step(r, now);
+  if (!res.ok()) {
+    // The API server did not answer: no verdict yet (Running), look again soon.
+    spdlog::warn("secretrotation={}/{} verification {}: {}", sr.ns, sr.name, out.run,
+                 res.status().message());
+    *requeue = options_.poll;
+    return out;
+  }
+  *events = std::move(res->events);
+  out.run = res->verdict.run;
+  out.message = res->verdict.message;
+  using S = rollout::AnalysisVerdict::State;
+  if (res->verdict.invalid) {
+    out.state = sec::VerifyVerdict::State::kInvalid;
+  } else if (res->verdict.state == S::kSuccessful) {
+    out.state = sec::VerifyVerdict::State::kSuccessful;
+  } else if (res->verdict.state == S::kFailed) {
+    // The gate folds Error into Failed; the run's message keeps the metric's phase.
+    out.state = absl::StrContains(out.message, " Error: ") ? sec::VerifyVerdict::State::kError
+                                                           : sec::VerifyVerdict::State::kFailed;
+  } else if (res->verdict.state == S::kInconclusive) {
+    out.state = sec::VerifyVerdict::State::kInconclusive;
+  }
+  if (res->requeue_after) *requeue = *res->requeue_after;
+  return out;
 }
 
 std::optional<sec::RotationHold> SecretRotationController::RotationHoldOf(const std::string& ns,
@@ -506,6 +596,8 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     case sec::ConsumerMode::kAuto:
       for (const auto& [kind, informer] : Workloads()) {
         for (const auto& w : informer->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
+          // A Release's Deployments restart through the Release (its own rollout).
+          if (w->value(kReleaseOwnedField, false)) continue;
           in.consumers.push_back(sec::ViewWorkload(kind, *w, secret_name));
         }
       }
@@ -548,6 +640,18 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     for (const auto& j : hook_jobs_->ByIndex("rotation", key)) {
       in.hook_jobs.push_back(ViewHookJob(*j, sr.uid));
     }
+  }
+  // spec.verify.analysis: the verification run's verdict, once the Secret names it.
+  absl::Duration verify_requeue = absl::ZeroDuration();
+  if (sr.spec.verify_analysis && in.secret.annotations.count(sec::kAnnVerifyRun) &&
+      in.secret.annotations.count(sec::kAnnState) &&
+      in.secret.annotations.at(sec::kAnnState) == "Restarted") {
+    const std::string version = in.secret.annotations.count(sec::kAnnVersion)
+                                    ? in.secret.annotations.at(sec::kAnnVersion)
+                                    : "0";
+    std::vector<rollout::Event> gate_events;
+    in.verify = Verify(sr, version, now, &verify_requeue, &gate_events);
+    for (const rollout::Event& e : gate_events) emit(e.type, e.reason, e.note);
   }
 
   sec::RotationPlan plan = sec::PlanRotation(in);
@@ -651,9 +755,17 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   for (const sec::ConsumerRef& c : plan.stamp) {
     const kube::Resource& r = c.kind == sec::kStatefulSetKind ? res::StatefulSets()
                               : c.kind == sec::kDaemonSetKind ? res::DaemonSets()
+                              : c.kind == sec::kReleaseKind   ? res::Releases()
                                                               : res::Deployments();
-    absl::Status s =
-        client_.MergePatch(r, ns, c.name, sec::StampPatch(secret_name, plan.stamp_value)).status();
+    // A Release: the annotation on its metadata (never its spec); the Release controller
+    // makes it a revision of its own (policy/restart.h).
+    const Object patch =
+        c.kind == sec::kReleaseKind
+            ? Object{{"metadata",
+                      {{"annotations",
+                        {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}
+            : sec::StampPatch(secret_name, plan.stamp_value);
+    absl::Status s = client_.MergePatch(r, ns, c.name, patch).status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;
     spdlog::info("secretrotation={} restart {}={} secret-version={}", key,
@@ -757,6 +869,10 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   kube::ReconcileResult result;
   result.requeue_after = plan.requeue_after;
   if (result.requeue_after <= absl::ZeroDuration()) result.requeue_after = options_.poll;
+  if (verify_requeue > absl::ZeroDuration() && plan.action == sec::Action::kNone) {
+    // The next measurement of the verification run may be due before the next poll.
+    result.requeue_after = std::min(result.requeue_after, verify_requeue);
+  }
   if (plan.action == sec::Action::kNone) {
     spdlog::debug("secretrotation={} waiting requeue_after={}", key, result.requeue_after);
   }

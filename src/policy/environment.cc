@@ -483,7 +483,11 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
     }
   };
 
-  if (const std::string& up = p.upstream.environment; !up.empty()) {
+  // Only restart annotations differ from the state let through (GateInput): no new code
+  // or config to approve or soak.
+  const bool restart_only =
+      !in.desired_base_digest.empty() && in.desired_base_digest == in.current_base_digest;
+  if (const std::string& up = p.upstream.environment; !up.empty() && !restart_only) {
     std::optional<absl::Time> since;
     std::string where;
     for (const UpstreamObservation& o : in.upstream) {
@@ -510,14 +514,15 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
     }
   }
 
-  if (p.require_approval && four_eyes && in.author.empty()) {
+  if (!restart_only && p.require_approval && four_eyes && in.author.empty()) {
     hold(
         GateReason::kAwaitingApproval,
         absl::StrCat("the author of this change is not recorded (annotation ", kChangedByAnnotation,
                      ", written by admission: install the chart's release policy), so "
                      "four-eyes approval cannot be checked"),
         std::nullopt);
-  } else if (p.require_approval && static_cast<int32_t>(approvers.size()) < p.min_approvals) {
+  } else if (!restart_only && p.require_approval &&
+             static_cast<int32_t>(approvers.size()) < p.min_approvals) {
     const int32_t missing = p.min_approvals - static_cast<int32_t>(approvers.size());
     hold(GateReason::kAwaitingApproval,
          absl::StrCat("revision ", in.desired_revision, " (", in.desired_digest, ") awaits ",
@@ -552,6 +557,11 @@ GateDecision Decide(const api::Environment& env, const GateInput& in) {
                                 "policy; only its break-glass groups may set the annotation)"));
   }
   d.message = absl::StrJoin(held, "; ");
+  if (restart_only && d.allowed) {
+    d.message =
+        "a restart (only secret-version.capstan.dev annotations changed): approval and upstream "
+        "soak do not apply";
+  }
   return d;
 }
 

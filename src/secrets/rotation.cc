@@ -118,8 +118,14 @@ std::string ActionName(Action a) {
       return "restore";
     case Action::kAbort:
       return "abort";
+    case Action::kVerify:
+      return "verify";
   }
   return "none";
+}
+
+std::string VerifyRunName(const std::string& rotation, const std::string& version) {
+  return absl::StrCat(rotation, "-v", version, "-verify");
 }
 
 std::string StampAnnotationKey(const std::string& secret_name) {
@@ -201,7 +207,48 @@ ConsumerView ViewDaemonSet(const json& d, const std::string& secret_name) {
   return v;
 }
 
+ConsumerView ViewRelease(const json& r, const std::string& secret_name) {
+  ConsumerView v;
+  v.kind = kReleaseKind;
+  v.name = JsonString(r, "/metadata/name"_json_pointer);
+  const std::string key = StampAnnotationKey(secret_name);
+  const json::json_pointer annotations("/metadata/annotations");
+  if (r.contains(annotations) && r.at(annotations).is_object()) {
+    auto it = r.at(annotations).find(key);
+    if (it != r.at(annotations).end() && it->is_string()) v.stamped = it->get<std::string>();
+  }
+  std::string running;  // the stamp of the state the Release controller let through
+  const json::json_pointer versions("/status/secretVersions");
+  if (r.contains(versions) && r.at(versions).is_object()) {
+    auto it = r.at(versions).find(key);
+    if (it != r.at(versions).end() && it->is_string()) running = it->get<std::string>();
+  }
+  const int64_t generation = Int(r, "/metadata/generation"_json_pointer, 0);
+  const int64_t observed = Int(r, "/status/observedGeneration"_json_pointer, 0);
+  const std::string phase = JsonString(r, "/status/phase"_json_pointer);
+  const std::string current = JsonString(r, "/status/currentRevision"_json_pointer);
+  const std::string stable = JsonString(r, "/status/stableRevision"_json_pointer);
+  const std::string failed = JsonString(r, "/status/failedRevision"_json_pointer);
+  if (running != v.stamped) {
+    v.why = phase.empty() ? "restart not picked up by the Release controller yet"
+                          : absl::StrCat("restart not let through yet (phase ", phase, ")");
+  } else if (observed < generation) {
+    v.why = "generation not observed yet";
+  } else if (phase == "RolledBack" || phase == "Aborted" ||
+             (!failed.empty() && failed == current)) {
+    v.failed = true;
+    v.why = absl::StrCat("its restart revision ", current, " ended ", phase,
+                         " (see kubectl describe release ", v.name, ")");
+  } else if (phase == "Ready" && stable == current) {
+    v.healthy = true;
+  } else {
+    v.why = absl::StrCat("phase ", phase.empty() ? "unknown" : phase);
+  }
+  return v;
+}
+
 ConsumerView ViewWorkload(const std::string& kind, const json& w, const std::string& secret_name) {
+  if (kind == kReleaseKind) return ViewRelease(w, secret_name);
   if (kind == kStatefulSetKind) return ViewStatefulSet(w, secret_name);
   if (kind == kDaemonSetKind) return ViewDaemonSet(w, secret_name);
   return ViewDeployment(w, secret_name);
@@ -598,8 +645,62 @@ RotationPlan PlanRotation(const RotationInput& in) {
       for (const ConsumerView& c : in.consumers) {
         if (!c.healthy) unhealthy.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
       }
+      // A consumer that will not become healthy (a Release rolled its restart back):
+      // restore now rather than at the health timeout.
+      std::vector<std::string> failed;
+      for (const ConsumerView& c : in.consumers) {
+        if (c.failed) failed.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
+      }
       std::optional<absl::Time> since = ParseRfc3339(Ann(ann, kAnnStepTime));
-      if (unhealthy.empty() && all_stamped) {
+      // spec.verify.analysis: healthy consumers start (or wait for) the verification run;
+      // anything but Successful restores below (fail closed).
+      std::optional<std::string> verify_failed;
+      if (unhealthy.empty() && all_stamped && spec.verify_analysis) {
+        const std::string run = VerifyRunName(sr.name, version);
+        if (Ann(ann, kAnnVerifyRun) != run) {
+          plan.action = Action::kVerify;
+          plan.change.set_annotations = {{kAnnVerifyRun, run}, {kAnnStepTime, now_text}};
+          std::vector<std::string> templates;
+          for (const api::AnalysisTemplateRef& t : spec.verify_analysis->templates) {
+            templates.push_back(t.template_name);
+          }
+          plan.events.push_back(
+              {"Normal", "VerificationStarted",
+               absl::StrCat(in.consumers.size(), " consumers of Secret ", spec.secret_name,
+                            " healthy; verifying version ", version, " with analysis ", run, " (",
+                            absl::StrJoin(templates, ", "), ")")});
+          plan.requeue_after = absl::Seconds(1);
+          return plan;
+        }
+        const VerifyVerdict verdict = in.verify.value_or(VerifyVerdict{.run = run});
+        const char* ended = nullptr;
+        switch (verdict.state) {
+          case VerifyVerdict::State::kRunning:
+            plan.action = Action::kNone;
+            plan.requeue_after = in.poll;
+            return plan;
+          case VerifyVerdict::State::kSuccessful:
+            break;
+          case VerifyVerdict::State::kFailed:
+            ended = "Failed";
+            break;
+          case VerifyVerdict::State::kError:
+            ended = "Error";
+            break;
+          case VerifyVerdict::State::kInconclusive:
+            ended = "Inconclusive";
+            break;
+          case VerifyVerdict::State::kInvalid:
+            ended = "invalid";
+            break;
+        }
+        if (ended != nullptr) {
+          verify_failed = absl::StrCat("verification of Secret ", spec.secret_name, " version ",
+                                       version, " failed: analysis ", run, " ", ended,
+                                       verdict.message.empty() ? "" : ": ", verdict.message);
+        }
+      }
+      if (unhealthy.empty() && all_stamped && !verify_failed) {
         plan.action = Action::kComplete;
         for (const std::string& dk : secret.data_keys) {
           if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
@@ -609,6 +710,8 @@ RotationPlan PlanRotation(const RotationInput& in) {
                                        {kAnnLastResult, "Succeeded"},
                                        {kAnnStepTime, now_text}};
         plan.change.remove_annotations = {kAnnMessage, kAnnFailedStep};
+        if (!Ann(ann, kAnnVerifyRun).empty())
+          plan.change.remove_annotations.push_back(kAnnVerifyRun);
         if (spec.strategy == Strategy::kKeepPrevious) {
           plan.change.set_annotations[kAnnPreviousExpires] =
               FormatRfc3339(in.now + spec.grace_period);
@@ -621,10 +724,15 @@ RotationPlan PlanRotation(const RotationInput& in) {
         plan.requeue_after = absl::Seconds(1);
         return plan;
       }
-      if (since && in.now - *since > spec.health_timeout) {
-        const std::string message = absl::StrCat(
-            "consumers not healthy within ", FormatGoDuration(spec.health_timeout),
-            " after rotating Secret ", spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));
+      if (verify_failed || !failed.empty() || (since && in.now - *since > spec.health_timeout)) {
+        const std::string message =
+            verify_failed ? *verify_failed
+            : !failed.empty()
+                ? absl::StrCat("consumers failed after rotating Secret ", spec.secret_name, ": ",
+                               absl::StrJoin(failed, ", "))
+                : absl::StrCat("consumers not healthy within ",
+                               FormatGoDuration(spec.health_timeout), " after rotating Secret ",
+                               spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));
         plan.result = "failed";
         if (spec.on_failure == FailureAction::kRestore) {
           plan.action = Action::kRestore;
@@ -676,6 +784,13 @@ RotationPlan PlanRotation(const RotationInput& in) {
           }
           plan.events.push_back(
               {"Warning", "RotationFailed", absl::StrCat(message, "; keeping the new values")});
+        }
+        if (!Ann(ann, kAnnVerifyRun).empty())
+          plan.change.remove_annotations.push_back(kAnnVerifyRun);
+        if (verify_failed) {
+          // status.failedStep and the history say which step failed: the verification.
+          plan.change.set_annotations[kAnnFailedStep] = "verify";
+          std::erase(plan.change.remove_annotations, std::string(kAnnFailedStep));
         }
         plan.requeue_after = absl::Seconds(1);
         return plan;
@@ -778,11 +893,17 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
     phase = "Rotating";
     reason = StateName(state);
     message = absl::StrCat("rotation in progress: ", StateName(state));
+    if (state == State::kRestarted && !Ann(ann, kAnnVerifyRun).empty()) {
+      reason = "Verifying";
+      message = absl::StrCat("rotation in progress: consumers healthy, verifying with analysis ",
+                             Ann(ann, kAnnVerifyRun));
+    }
   } else if (Ann(ann, kAnnLastResult) == "Failed") {
     phase = "Failed";
-    reason = Ann(ann, kAnnFailedStep).empty() ? "ConsumersUnhealthy"
-             : sr.spec.hook                   ? "HookStepFailed"
-                                              : "DatabaseStepFailed";
+    reason = Ann(ann, kAnnFailedStep).empty()       ? "ConsumersUnhealthy"
+             : Ann(ann, kAnnFailedStep) == "verify" ? "VerificationFailed"
+             : sr.spec.hook                         ? "HookStepFailed"
+                                                    : "DatabaseStepFailed";
     message = Ann(ann, kAnnMessage);
   } else {
     phase = "Ready";

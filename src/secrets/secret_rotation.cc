@@ -384,6 +384,10 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
     }
     RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure.", &s.health_timeout));
   }
+  if (const json* v = Find(*spec, "verify"); v != nullptr) {
+    if (!v->is_object()) return absl::InvalidArgumentError("spec.verify: must be an object");
+    ASSIGN_OR_RETURN(s.verify_analysis, api::ParseAnalysisGateSpec(*v, "analysis", "spec.verify"));
+  }
   if (const json* target = Find(*spec, "target"); target != nullptr) {
     if (!target->is_object()) return absl::InvalidArgumentError("spec.target: must be an object");
     if (const json* pg = Find(*target, "postgresql"); pg != nullptr) {
@@ -581,11 +585,10 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
   }
   for (size_t i = 0; i < s.consumer_workloads.size(); ++i) {
     const auto& [kind, wname] = s.consumer_workloads[i];
-    if (kind != "Deployment" && kind != "StatefulSet" && kind != "DaemonSet") {
-      problems.push_back(absl::StrCat(
-          "spec.consumers.workloads[", i, "].kind: \"", kind,
-          "\" is not a consumer kind Capstan restarts (Deployment, StatefulSet or DaemonSet; a "
-          "Release is restarted through its Deployment)"));
+    if (kind != "Deployment" && kind != "StatefulSet" && kind != "DaemonSet" && kind != "Release") {
+      problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].kind: \"", kind,
+                                      "\" is not a consumer kind Capstan restarts (Deployment, "
+                                      "StatefulSet, DaemonSet or Release)"));
     }
     if (wname.empty()) {
       problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].name: required"));

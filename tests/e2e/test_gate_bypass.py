@@ -252,3 +252,67 @@ def test_adopting_a_secret_needs_the_secrets_consent():
         s = kube.get("secret", "theirs", ns)
         assert "capstan.dev/secret-rotation" not in s["metadata"].get("labels", {})
         assert base64.b64decode(s["data"]["token"]) == b"not-yours-0123456789"
+
+
+def test_a_rotation_restarts_a_release_without_approval_but_not_a_change_with_it(policies):
+    """A SecretRotation restarts a Release in an Environment that requires approval: the
+    restart revision (only secret-version.capstan.dev/<secret> differs from what runs)
+    needs none. A tenant who changes the image and that annotation together is held."""
+    with team({"requireApproval": True}) as (ns, _):
+        body = pay("registry.example/pay:1")
+        body["spec"]["template"]["spec"]["containers"][0]["env"] = [
+            {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "pay-keys",
+                                                           "key": "jwt-key"}}}]
+        as_user(TENANT, "-n", ns, "apply", "-f", "-", input=json.dumps(body))
+        waiting_for(ns, "AwaitingApproval")
+        approve_as(ALICE, ns)
+        first = kube.wait_phase(ns, "pay", "Ready")
+        kube.apply({"apiVersion": "capstan.dev/v1alpha1", "kind": "SecretRotation",
+                    "metadata": {"name": "pay"},
+                    "spec": {"secretName": "pay-keys", "interval": "720h",
+                             "keys": [{"name": "jwt-key", "randomBytes": {"length": 32}}],
+                             "onFailure": {"healthTimeout": "90s"}}}, ns)
+        kube.wait_until(lambda: kube.get("secretrotation", "pay", ns).get("status", {})
+                        .get("currentVersion") == "1", 60, what="the Secret at version 1")
+
+        kube.kubectl("-n", ns, "annotate", "secretrotation", "pay", "capstan.dev/rotate=1")
+        st = kube.wait_until(
+            lambda: (lambda s: s if s.get("phase") == "Ready" and s.get("currentVersion") == "2"
+                     else None)(kube.get("secretrotation", "pay", ns).get("status", {})),
+            120, what="the rotation done, the Release restarted")
+        assert st["consumers"] == ["pay"]
+        key = "secret-version.capstan.dev/pay-keys"
+        r = kube.get_release(ns, "pay")
+        stamp = r["metadata"]["annotations"][key]
+        assert r["metadata"]["generation"] == first["metadata"]["generation"], "spec untouched"
+        assert r["status"]["phase"] == "Ready"
+        assert r["status"]["currentRevision"] != first["status"]["currentRevision"], \
+            "the restart is a revision of its own"
+        assert r["status"]["secretVersions"] == {key: stamp}
+        approvals = json.loads(kube.kubectl("-n", ns, "get", "releaseapprovals", "-o",
+                                            "json"))["items"]
+        # (the first approval may be gone: Capstan deletes approvals of states rolled past)
+        assert not [a for a in approvals
+                    if a["spec"]["digest"] == r["status"]["desiredDigest"]], \
+            "the restart needed no approval"
+        assert r["status"]["appliedDigest"] == r["status"]["desiredDigest"]
+        d = kube.get("deployment", "pay", ns)
+        assert d["spec"]["template"]["metadata"]["annotations"][key] == stamp
+        assert kube.deployment_image(ns, "pay") == "registry.example/pay:1"
+
+        # The tenant sets the restart annotation and a new image in one patch: a change.
+        restarted_rev = r["status"]["currentRevision"]
+        as_user(TENANT, "-n", ns, "patch", "release", "pay", "--type=json", "-p", json.dumps([
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image",
+             "value": "registry.example/pay:evil"},
+            {"op": "replace", "path": "/metadata/annotations/" + key.replace("/", "~1"),
+             "value": "tenant-restart"}]))
+        r = waiting_for(ns, "AwaitingApproval")
+        assert r["status"]["appliedBaseDigest"], "the running state's restart-free digest"
+        assert kube.deployment_image(ns, "pay") == "registry.example/pay:1", \
+            "a change rolled out without approval because it came with a restart annotation"
+        assert kube.get("deployment", "pay", ns)["metadata"]["annotations"][
+            "capstan.dev/revision"] == restarted_rev
+        approve_as(ALICE, ns)
+        kube.wait_phase(ns, "pay", "Ready")
+        assert kube.deployment_image(ns, "pay") == "registry.example/pay:evil"

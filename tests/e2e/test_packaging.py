@@ -92,6 +92,9 @@ ROTATION_RULES = {
     ("", "secrets"): {"get", "list", "watch", "create", "patch"},
     ("apps", "statefulsets"): {"list", "watch", "patch"},
     ("apps", "daemonsets"): {"list", "watch", "patch"},
+    # Release consumers: the restart annotation on a Release's metadata (list + watch are
+    # the Release controller's).
+    ("capstan.dev", "releases"): {"list", "watch", "patch"},
 }
 # With secretRotation.namespaces these move from the ClusterRole to a Role per namespace.
 NAMESPACED_ROTATION = {("", "secrets"), ("apps", "statefulsets"), ("apps", "daemonsets")}

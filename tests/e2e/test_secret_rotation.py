@@ -583,7 +583,9 @@ def test_kill9_after_each_step_resumes_from_the_secret(kill_after):
             op.stop()
 
 
-def test_release_consumer_is_restarted_through_its_deployment():
+def test_release_consumer_is_restarted_through_its_own_rollout():
+    """A Release is a consumer of its own: the stamp goes on its metadata, the Release
+    controller rolls it out as a new revision (its Deployment is not stamped directly)."""
     with running() as (ns, box):
         rel = kube.release("web", "registry.example/web:1", replicas=2)
         rel["spec"]["template"]["spec"]["containers"][0]["env"] = [
@@ -599,9 +601,14 @@ def test_release_consumer_is_restarted_through_its_deployment():
         assert st["consumers"] == ["web"]
         uid = srot(ns, "web")["metadata"]["uid"]
         want = hashlib.sha256(f"{uid}/2".encode()).hexdigest()[:16]
-        assert stamp(ns, "web", "web-keys") == want
+        rel_now = kube.get("release", "web", ns)
+        assert rel_now["metadata"]["annotations"]["secret-version.capstan.dev/web-keys"] == want
+        assert rel_now["status"]["secretVersions"] == {"secret-version.capstan.dev/web-keys": want}
+        assert rel_now["status"]["phase"] == "Ready"
+        assert kube.events(ns, "ConsumersRestarted")[0]["note"].startswith("restarting Release web")
+        assert stamp(ns, "web", "web-keys") == want, "the revision's pod template carries it"
         # The Release's spec is not edited, and its controller keeps the stamp.
-        assert kube.get("release", "web", ns)["metadata"]["generation"] == 1
+        assert rel_now["metadata"]["generation"] == 1
         kube.kubectl("-n", ns, "wait", "--for=condition=Ready", "release/web", "--timeout=90s")
         n = box["op"].reconciles()
         kube.kubectl("-n", ns, "annotate", "release", "web", "touched=1")

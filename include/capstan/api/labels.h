@@ -32,5 +32,10 @@ inline constexpr char kLabelRelease[] = "capstan.dev/release";
 inline constexpr char kLabelRevision[] = "capstan.dev/revision";
 inline constexpr char kLabelColor[] = "capstan.dev/color";
 inline constexpr char kAnnotationRevision[] = "capstan.dev/revision";
+// A SecretRotation's restart of a Release: "secret-version.capstan.dev/<secret>" on the
+// Release's metadata (secrets::StampAnnotationKey; never its spec, so GitOps sees no
+// drift), copied by the Release controller into the pod template, so the restart is a
+// revision of its own (policy/restart.h).
+inline constexpr char kRestartAnnotationPrefix[] = "secret-version.capstan.dev/";
 
 }  // namespace capstan::api

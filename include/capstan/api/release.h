@@ -342,6 +342,13 @@ struct ReleaseStatus {
   // desiredDigest != appliedDigest, whatever the short revision says.
   std::string desired_digest;
   std::string applied_digest;
+  // The same digest of the state let through, with the restart annotations
+  // (kRestartAnnotationPrefix) taken out of the pod template (policy/restart.h): a
+  // desired state whose restart-free digest equals it is only a restart.
+  std::string applied_base_digest;
+  // The restart annotations of the state let through (what the SecretRotation that
+  // restarts the Release waits for: Ready with its stamp).
+  std::map<std::string, std::string> secret_versions;
   // The current revision is a return to a revision that already ran Ready in this
   // Release (policy/revert.h): approval, freeze windows and the upstream soak did not
   // hold it. The message says which revision and what it skipped.

@@ -58,8 +58,27 @@ class AnalysisGates {
                 const Clock& clock, std::function<void(const std::string&)> enqueue);
   ~AnalysisGates();
 
+  // Who a run belongs to (its ownerReference, namespace, {{release}}): a Release, or
+  // for a SecretRotation's verification (spec.verify.analysis) the SecretRotation.
+  struct Owner {
+    std::string api_version;
+    std::string kind;
+    std::string name;
+    std::string ns;
+    std::string uid;
+    std::string label;  // the run's label naming it: capstan.dev/release, ...
+    std::string retry;  // status.lastRetry of a Release (RunName)
+  };
+  static Owner OwnerOf(const api::Release& rel);
+
   struct Request {
     const api::Release* release = nullptr;
+    // Used when release is null.
+    const Owner* owner = nullptr;
+    // Given to each template that declares an arg of that name (unless spec->args names
+    // it), never an error for one that does not: a SecretRotation's namespace, secret
+    // and version.
+    std::vector<api::AnalysisArgValue> implicit_args;
     std::string gate;  // "rolling", "prePromotion", "postPromotion"
     const api::AnalysisGateSpec* spec = nullptr;
     std::string revision;
@@ -108,12 +127,13 @@ class AnalysisGates {
                              const std::string& gate, const std::string& retry = "");
 
  private:
-  absl::StatusOr<api::AnalysisRunSpec> BuildSpec(const Request& r, std::string* invalid);
-  analysis::ProviderResult Query(const api::Release& rel, const api::Metric& metric,
+  absl::StatusOr<api::AnalysisRunSpec> BuildSpec(const Request& r, const Owner& owner,
+                                                 std::string* invalid);
+  analysis::ProviderResult Query(const Owner& owner, const api::Metric& metric,
                                  const api::AnalysisRunSpec& spec);
   // The job metric's current measurement: nullopt while its Job runs (created here when
   // it does not exist yet), else the outcome (or an error creating it).
-  std::optional<api::Measurement> JobMeasurement(const api::Release& rel, const kube::Object& run,
+  std::optional<api::Measurement> JobMeasurement(const Owner& owner, const kube::Object& run,
                                                  const api::Metric& metric,
                                                  const api::MetricResult& result, absl::Time now,
                                                  std::vector<rollout::Event>* events);

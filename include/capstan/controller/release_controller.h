@@ -83,6 +83,10 @@ class ReleaseController {
   absl::StatusOr<NamespaceEnvironment> EnvironmentOf(const std::string& ns,
                                                      const std::string& requested) const;
 
+  // The analysis gates (their template, run and Job caches), for a SecretRotation's
+  // verify.analysis: one runner for both. Thread-safe (AnalysisGates is).
+  AnalysisGates& Analysis() { return *analysis_; }
+
  private:
   struct Owned;
   struct Pass;

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "capstan/common/clock.h"
+#include "capstan/controller/analysis_gate.h"
 #include "capstan/controller/loop.h"
 #include "capstan/controller/namespace_environment.h"
 #include "capstan/kube/client.h"
@@ -68,6 +69,10 @@ class SecretRotationController {
     // cannot be read or is not known yet holds it too (fail closed). Null: no
     // Environments (rotations are never held).
     EnvironmentLookup environment_of;
+    // spec.verify.analysis runs through these gates (ReleaseController::Analysis(): the
+    // AnalysisTemplates and AnalysisRuns it caches anyway). Null: a verification cannot
+    // run, and the rotation restores (fail closed).
+    AnalysisGates* analysis = nullptr;
   };
 
   SecretRotationController(kube::Client& client, Options options, SecretRotationEventSink events,
@@ -88,10 +93,15 @@ class SecretRotationController {
   // Every Options::resync (SecretRotation: every 5 s, see the .cc).
   void Resync();
   void EnqueueForSecret(const std::string& ns, const std::string& secret_name);
+  // The verdict of the verification run of `version` (created when missing), when to
+  // look again and the gate's Events (AnalysisStarted, AnalysisFailed, ...).
+  secrets::VerifyVerdict Verify(const secrets::SecretRotation& sr, const std::string& version,
+                                absl::Time now, absl::Duration* requeue,
+                                std::vector<rollout::Event>* events);
   // Why a rotation in `ns` may not start at `now` (options_.environment_of's answer).
   std::optional<secrets::RotationHold> RotationHoldOf(const std::string& ns, absl::Time now) const;
   void ForgetMetrics(const std::string& key);
-  // The consumer informers by kind (Deployment, StatefulSet, DaemonSet).
+  // The consumer informers by kind (Deployment, StatefulSet, DaemonSet, Release).
   std::vector<std::pair<std::string, kube::Informer*>> Workloads() const;
 
   kube::Client& client_;
@@ -107,6 +117,8 @@ class SecretRotationController {
   std::unique_ptr<kube::Informer> daemonsets_;
   // spec.target.hook: the step Jobs (labelled capstan.dev/secret-rotation).
   std::unique_ptr<kube::Informer> hook_jobs_;
+  // Releases (consumers restarted through their own rollout), projected like workloads.
+  std::unique_ptr<kube::Informer> releases_;
   // After the informers: destroyed (stopped) before them.
   Loop loop_{"secretrotation", clock_};
   kube::WorkQueue* const queue_ = &loop_.queue();

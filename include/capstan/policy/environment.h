@@ -158,6 +158,13 @@ struct GateInput {
   // digests are empty are the revisions compared, for callers without a state.)
   std::string desired_digest;
   std::string current_digest;
+  // The same two digests with the restart annotations taken out of the pod template
+  // (policy/restart.h; status.appliedBaseDigest). Equal and non-empty while the full
+  // digests differ: the change is only a restart (a SecretRotation's), so approval and
+  // the upstream soak do not apply; freeze windows, allowedStrategies and image pinning
+  // do. From digests only: no field a tenant sets can claim a restart.
+  std::string desired_base_digest;
+  std::string current_base_digest;
   std::string release_uid;  // approvals bind to it
   // capstan.dev/changed-by: who wrote the spec as it is ("" when not recorded).
   std::string author;

@@ -58,6 +58,19 @@
 //   a step Job Failed --> Idle, Failed, pending keys dropped, nothing switched
 //                             (PlanHookFailure); status names the step.
 //
+// With spec.verify.analysis, healthy consumers do not finish the rotation yet: a
+// sub-step of Restarted runs the AnalysisTemplates first (rotation-verify names the
+// AnalysisRun, VerifyRunName: derived from the version, so a process killed before or
+// after creating it finds the same run and never starts a second one):
+//
+//   Restarted --healthy--> Restarted + rotation-verify=<run>    (VerificationStarted)
+//   Restarted + verify --Successful--> Idle                     as without verify
+//   Restarted + verify --Failed, Error, Inconclusive, invalid--> Restoring (fail closed;
+//                             the same restore as a health timeout: the rollback values,
+//                             AlternatingUsers back to the previous user, SingleUser its
+//                             previous password set in the database first), failed step
+//                             "verify", the message names the run and its failed metric
+//
 // A generated value is written exactly once (into a pending key) and only
 // ever copied afterwards, so no value is lost to a crash between steps.
 // Missed schedules: due means now >= last-attempt + interval, and a rotation
@@ -97,6 +110,12 @@ inline constexpr char kAnnPendingUser[] = "capstan.dev/rotation-pending-user";
 inline constexpr char kAnnUser[] = "capstan.dev/rotation-user";
 inline constexpr char kAnnPreviousUser[] = "capstan.dev/rotation-previous-user";
 inline constexpr char kAnnFailedStep[] = "capstan.dev/rotation-failed-step";
+// spec.verify.analysis: the AnalysisRun verifying the version in use (set once every
+// consumer is healthy, removed when the rotation ends).
+inline constexpr char kAnnVerifyRun[] = "capstan.dev/rotation-verify";
+// The AnalysisRun that verifies `version` of SecretRotation `rotation`:
+// "<rotation>-v<version>-verify" (AnalysisGates::RunName's shape).
+std::string VerifyRunName(const std::string& rotation, const std::string& version);
 // On the SecretRotation: a manual trigger (any new token rotates once).
 inline constexpr char kAnnRotate[] = "capstan.dev/rotate";
 // On consumer pod templates, one annotation per rotated Secret (a Deployment
@@ -123,6 +142,8 @@ struct ObservedSecret {
 inline constexpr char kDeploymentKind[] = "Deployment";
 inline constexpr char kStatefulSetKind[] = "StatefulSet";
 inline constexpr char kDaemonSetKind[] = "DaemonSet";
+// capstan.dev/v1alpha1: restarted through its own rollout (ViewRelease).
+inline constexpr char kReleaseKind[] = "Release";
 
 // One consumer workload as the planner needs it.
 struct ConsumerView {
@@ -131,6 +152,9 @@ struct ConsumerView {
   bool healthy = false;  // rolled out: observed, updated and available
   std::string why;       // when not healthy, e.g. "1/2 available"
   std::string kind = kDeploymentKind;
+  // Will not become healthy with the values it was restarted for (a Release rolled its
+  // restart revision back): the rotation restores without waiting for healthTimeout.
+  bool failed = false;
 };
 
 // A workload to restart (stamp).
@@ -154,6 +178,14 @@ struct ConsumerRef {
 ConsumerView ViewDeployment(const nlohmann::json& deployment, const std::string& secret_name);
 ConsumerView ViewStatefulSet(const nlohmann::json& statefulset, const std::string& secret_name);
 ConsumerView ViewDaemonSet(const nlohmann::json& daemonset, const std::string& secret_name);
+// A Release (capstan.dev) as a consumer. Its stamp is the annotation
+// StampAnnotationKey(secret) on its metadata (the Release controller copies it into the
+// pod template: a revision of its own, rolled out with the Release's strategy, analysis
+// and rollback). Healthy: status.secretVersions holds that stamp (the controller let the
+// restart through), phase Ready, stableRevision = currentRevision, generation observed.
+// Failed: the restart was let through and the Release rolled it back or aborted it
+// (phase RolledBack or Aborted, or failedRevision = currentRevision).
+ConsumerView ViewRelease(const nlohmann::json& release, const std::string& secret_name);
 // By kind (kDeploymentKind, ...); an unknown kind is viewed as a Deployment.
 ConsumerView ViewWorkload(const std::string& kind, const nlohmann::json& workload,
                           const std::string& secret_name);
@@ -176,7 +208,8 @@ enum class Action {
   kRestart,  // stamp consumers, then record the state
   kComplete,
   kRestore,
-  kAbort,  // a database step failed: drop pending values, switch nothing
+  kAbort,   // a database step failed: drop pending values, switch nothing
+  kVerify,  // consumers healthy: record the verification run (spec.verify.analysis)
 };
 std::string ActionName(Action a);
 
@@ -262,6 +295,15 @@ struct RotationPlan {
   std::string conflict;
 };
 
+// The state of the verification run (spec.verify.analysis), as the shell observed it.
+struct VerifyVerdict {
+  // kInvalid: the run cannot be built (a template missing, an arg without value).
+  enum class State { kRunning, kSuccessful, kFailed, kError, kInconclusive, kInvalid };
+  State state = State::kRunning;
+  std::string run;      // the AnalysisRun's name
+  std::string message;  // the run's: "metric auth-errors Failed: 1 of 1 measurements failed"
+};
+
 struct RotationInput {
   const SecretRotation* rotation = nullptr;
   ObservedSecret secret;
@@ -275,6 +317,9 @@ struct RotationInput {
   std::optional<RotationHold> hold;
   // spec.target.hook: this SecretRotation's step Jobs (label-selected; owned or not).
   std::vector<HookJobView> hook_jobs;
+  // spec.verify.analysis while the Secret names a verification run (kAnnVerifyRun):
+  // its verdict; nullopt is Running (nothing observed yet).
+  std::optional<VerifyVerdict> verify;
 };
 
 RotationPlan PlanRotation(const RotationInput& in);

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "capstan/api/analysis.h"
 #include "capstan/api/release.h"
 #include "capstan/secrets/schedule.h"
 #include "nlohmann/json.hpp"
@@ -129,6 +130,10 @@ struct SecretRotationSpec {
   int32_t max_concurrent_restarts = 0;
   FailureAction on_failure = FailureAction::kRestore;
   absl::Duration health_timeout = absl::Minutes(10);
+  // spec.verify.analysis: AnalysisTemplates run once every consumer restarted and is
+  // healthy (the AnalysisRun <name>-v<version>-verify); a run that does not end
+  // Successful restores (rotation.h). Unset: healthy consumers finish the rotation.
+  std::optional<api::AnalysisGateSpec> verify_analysis;
   // A Secret that exists and was not created by Capstan is only taken over
   // when this is true (see docs/design.md, "SecretRotation ownership").
   bool adopt_existing = false;

@@ -614,6 +614,70 @@ TEST(Decide, Table) {
                      {},
                      {}});
   }
+  // Restart bypass (policy/restart.h): the digests without restart annotations decide.
+  {
+    GateInput in = base();  // not approved, upstream never soaked
+    in.desired_base_digest = "sha256:base-c0";
+    in.current_base_digest = "sha256:base-c0";
+    cases.push_back({"a restart only: no approval, no soak",
+                     guarded,
+                     in,
+                     true,
+                     GateReason::kAllowed,
+                     {"a restart", "approval and upstream soak do not apply"},
+                     {}});
+  }
+  {
+    GateInput in = base();
+    in.desired_base_digest = "sha256:base-c0";
+    in.current_base_digest = "sha256:base-c0";
+    in.now = At("2026-11-25T19:30:00+01:00");
+    cases.push_back({"a restart inside a freeze window is frozen, nothing else",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kFrozenUntil,
+                     {"frozen until 2026-11-26T08:00:00+01:00"},
+                     At("2026-11-26T08:00:00+01:00")});
+  }
+  {
+    GateInput in = base();  // the image changed too: the restart-free digests differ
+    in.desired_base_digest = "sha256:base-d3";
+    in.current_base_digest = "sha256:base-c0";
+    in.upstream = {soaked};
+    cases.push_back({"a change and a restart together need approval",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kAwaitingApproval,
+                     {"awaits 1 approval"},
+                     {}});
+  }
+  {
+    GateInput in = base();  // a status from before appliedBaseDigest: fail closed
+    in.desired_base_digest = "sha256:base-c0";
+    in.upstream = {soaked};
+    cases.push_back({"no recorded restart-free digest is no restart",
+                     guarded,
+                     in,
+                     false,
+                     GateReason::kAwaitingApproval,
+                     {"awaits 1 approval"},
+                     {}});
+  }
+  {
+    GateInput in = base();
+    in.desired_base_digest = "sha256:base-c0";
+    in.current_base_digest = "sha256:base-c0";
+    in.strategy = api::StrategyType::kBlueGreen;
+    cases.push_back({"a restart never lifts allowedStrategies",
+                     prod({{"allowedStrategies", {"RollingUpdate"}}}),
+                     in,
+                     false,
+                     GateReason::kStrategyNotAllowed,
+                     {"not allowed"},
+                     {}});
+  }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const GateDecision d = Decide(c.env, c.in);

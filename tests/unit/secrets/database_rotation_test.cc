@@ -1,6 +1,7 @@
 // SecretRotation with spec.target.postgresql: the planner's database steps, run by an
 // in-memory shell against a fake database, and EnsurePassword's step detection.
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -99,6 +100,7 @@ struct Shell {
   std::map<std::string, std::string> data, annotations;
   int generated = 0;
   std::map<std::string, std::string> stamps;  // consumer -> its pod template stamp
+  std::optional<VerifyVerdict> verify;        // spec.verify.analysis: the run's verdict
 
   RotationInput Input(absl::Time now, std::vector<ConsumerView> consumers) const {
     RotationInput in;
@@ -109,6 +111,8 @@ struct Shell {
     for (ConsumerView& c : consumers) c.stamped = stamps.count(c.name) ? stamps.at(c.name) : "";
     in.consumers = std::move(consumers);
     in.now = now;
+    in.verify = verify;
+    if (!sr->spec.postgresql) return in;  // no target (verify.analysis rows)
     auto it = data.find(sr->spec.postgresql->username_key);
     if (it != data.end()) in.db_user = it->second;
     return in;
@@ -410,6 +414,170 @@ TEST(DatabaseRotationTest, ParsesTheTarget) {
   EXPECT_FALSE(ParseSecretRotation(nlohmann::json::parse(R"({"spec": {"target": {"postgresql":
       {"strategy": "Dual"}}}})"))
                    .ok());
+}
+
+// spec.verify.analysis: once the consumers are healthy the rotation waits for the
+// verification run; anything but Successful restores (fail closed), for every target.
+TEST(VerifyAnalysisTest, EachOutcomeForEachTarget) {
+  using V = VerifyVerdict::State;
+  enum class Target { kNone, kAlternating, kSingle };
+  struct Case {
+    std::string name;
+    Target target;
+    V verdict;
+    bool restored;  // false: the new values stay (Succeeded)
+  };
+  const std::vector<Case> cases = {
+      {"none successful", Target::kNone, V::kSuccessful, false},
+      {"none failed", Target::kNone, V::kFailed, true},
+      {"none error", Target::kNone, V::kError, true},
+      {"none inconclusive", Target::kNone, V::kInconclusive, true},
+      {"none invalid template", Target::kNone, V::kInvalid, true},
+      {"alternating successful", Target::kAlternating, V::kSuccessful, false},
+      {"alternating failed", Target::kAlternating, V::kFailed, true},
+      {"alternating inconclusive", Target::kAlternating, V::kInconclusive, true},
+      {"single successful", Target::kSingle, V::kSuccessful, false},
+      {"single failed", Target::kSingle, V::kFailed, true},
+      {"single error", Target::kSingle, V::kError, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    SecretRotation sr = c.target == Target::kSingle ? Single() : Alternating();
+    if (c.target == Target::kNone) {
+      sr.spec.postgresql.reset();
+      sr.spec.keys[0].kind = KeySpec::Kind::kRandomBytes;
+    }
+    sr.spec.verify_analysis =
+        api::AnalysisGateSpec{.templates = {{.template_name = "auth-errors"}}};
+    Shell s{&sr};
+    if (c.target == Target::kSingle) s.db.passwords["app"] = "unknown";
+    // The first values (a database's first password goes through the verification too).
+    s.verify = VerifyVerdict{.state = V::kSuccessful};
+    s.Step(kT0);
+    s.Converge(kT0, {Healthy()});
+    ASSERT_EQ(s.State(), "Idle");
+    const auto before = s.data;
+    const std::string user_before = s.annotations.count(kAnnUser) ? s.annotations.at(kAnnUser) : "";
+
+    // Due: Pending, Swapped (a database target changes first), Restarted, consumers healthy.
+    s.verify.reset();
+    const absl::Time t1 = kT0 + absl::Hours(721);
+    RotationPlan p;
+    for (int i = 0; i < 6 && p.action != Action::kVerify; ++i) p = s.Step(t1, {Healthy()});
+    ASSERT_EQ(p.action, Action::kVerify);
+    const std::string version = s.annotations[kAnnVersion];
+    const std::string run = VerifyRunName("db", version);
+    EXPECT_EQ(run, absl::StrCat("db-v", version, "-verify"));
+    EXPECT_EQ(s.annotations[kAnnVerifyRun], run);
+    ASSERT_EQ(p.events.size(), 1u);
+    EXPECT_EQ(p.events[0].reason, "VerificationStarted");
+    EXPECT_THAT(p.events[0].note, HasSubstr(run));
+    EXPECT_THAT(p.events[0].note, HasSubstr("auth-errors"));
+    EXPECT_TRUE(s.SecretLogsIn());
+    const auto rotated = s.data;
+
+    // Running (or nothing observed yet, e.g. after a restart): wait, write nothing, and
+    // never ask for a second run.
+    for (const std::optional<VerifyVerdict>& running :
+         {std::optional<VerifyVerdict>(), std::optional(VerifyVerdict{.run = run})}) {
+      s.verify = running;
+      p = s.Step(t1 + absl::Hours(1), {Healthy()});  // past healthTimeout: consumers are fine
+      EXPECT_EQ(p.action, Action::kNone);
+      EXPECT_EQ(s.State(), "Restarted");
+      const nlohmann::json st = ComputeStatus(sr, s.annotations, {Healthy()}, t1, {});
+      EXPECT_EQ(st["reason"], "Verifying");
+      EXPECT_THAT(st["message"].get<std::string>(), HasSubstr(run));
+    }
+
+    s.verify = VerifyVerdict{.state = c.verdict,
+                             .run = run,
+                             .message = "metric auth-errors Failed: 1 of 1 measurements failed"};
+    p = s.Step(t1 + absl::Hours(1), {Healthy()});
+    if (!c.restored) {
+      EXPECT_EQ(p.action, Action::kComplete);
+      EXPECT_EQ(p.result, "succeeded");
+      EXPECT_EQ(s.State(), "Idle");
+      EXPECT_EQ(s.data, [&] {
+        auto d = rotated;
+        std::erase_if(d, [](const auto& kv) { return kv.first.rfind(RollbackKey(""), 0) == 0; });
+        return d;
+      }());
+      EXPECT_FALSE(s.annotations.count(kAnnVerifyRun));
+      EXPECT_EQ(s.annotations[kAnnLastResult], "Succeeded");
+      continue;
+    }
+    EXPECT_EQ(p.action, Action::kRestore);
+    EXPECT_EQ(p.result, "failed");
+    ASSERT_EQ(p.events.size(), 1u);
+    EXPECT_EQ(p.events[0].type, "Warning");
+    EXPECT_EQ(p.events[0].reason, "RotationFailed");
+    EXPECT_THAT(p.events[0].note, HasSubstr(absl::StrCat("analysis ", run)));
+    EXPECT_THAT(p.events[0].note, HasSubstr("metric auth-errors"));
+    if (c.target == Target::kSingle) {
+      EXPECT_EQ(p.db.kind, DatabaseStep::Kind::kSetPassword) << "the database first";
+      EXPECT_EQ(s.db.passwords["app"], before.at("password"));
+    } else {
+      EXPECT_EQ(p.db.kind, DatabaseStep::Kind::kNone);
+    }
+    EXPECT_TRUE(s.SecretLogsIn());
+    s.Step(t1 + absl::Hours(1), {Healthy()});  // Restoring -> Idle, consumers re-stamped
+    EXPECT_EQ(s.State(), "Idle");
+    EXPECT_EQ(s.data, before) << "the Secret holds the old values again";
+    EXPECT_EQ(s.annotations.count(kAnnUser) ? s.annotations.at(kAnnUser) : "", user_before);
+    EXPECT_TRUE(s.SecretLogsIn());
+    EXPECT_FALSE(s.annotations.count(kAnnVerifyRun));
+    const nlohmann::json st = ComputeStatus(sr, s.annotations, {Healthy()}, t1, {});
+    EXPECT_EQ(st["phase"], "Failed");
+    EXPECT_EQ(st["reason"], "VerificationFailed");
+    EXPECT_EQ(st["failedStep"], "verify");
+    EXPECT_THAT(st["message"].get<std::string>(), HasSubstr("metric auth-errors"));
+    ASSERT_FALSE(st["history"].empty());
+    EXPECT_EQ(st["history"][0]["result"], "Failed");
+    EXPECT_EQ(st["history"][0]["failedStep"], "verify");
+  }
+}
+
+// A consumer that falls over while the verification runs: the health timeout (counted
+// from the start of the verification) restores, whatever the run says.
+TEST(VerifyAnalysisTest, UnhealthyDuringVerificationRestoresAfterTheTimeout) {
+  SecretRotation sr = Alternating();
+  sr.spec.verify_analysis = api::AnalysisGateSpec{.templates = {{.template_name = "t"}}};
+  Shell s{&sr};
+  s.verify = VerifyVerdict{.state = VerifyVerdict::State::kSuccessful};
+  s.Step(kT0);
+  s.Converge(kT0, {Healthy()});
+  s.verify.reset();
+  const absl::Time t1 = kT0 + absl::Hours(721);
+  RotationPlan p;
+  for (int i = 0; i < 6 && p.action != Action::kVerify; ++i) p = s.Step(t1, {Healthy()});
+  ASSERT_EQ(p.action, Action::kVerify);
+  ConsumerView sick{.name = "api", .stamped = "", .healthy = false, .why = "0/1 available"};
+  p = s.Step(t1 + absl::Minutes(4), {sick});
+  EXPECT_EQ(p.action, Action::kNone);
+  p = s.Step(t1 + absl::Minutes(6), {sick});
+  EXPECT_EQ(p.action, Action::kRestore);
+  EXPECT_FALSE(s.annotations.count(kAnnVerifyRun));
+  EXPECT_FALSE(s.annotations.count(kAnnFailedStep)) << "the consumers failed, not the analysis";
+}
+
+TEST(VerifyAnalysisTest, ParsesVerifyAnalysis) {
+  auto sr = ParseSecretRotation(nlohmann::json::parse(R"({
+    "metadata": {"name": "db"},
+    "spec": {"secretName": "db-creds", "interval": "720h",
+             "keys": [{"name": "password", "password": {"length": 32}}],
+             "verify": {"analysis": {"templates": [{"templateName": "auth-errors"}],
+                                     "args": [{"name": "service", "value": "shop"}],
+                                     "bakeSeconds": 300}}}})"));
+  ASSERT_TRUE(sr.ok()) << sr.status();
+  ASSERT_TRUE(sr->spec.verify_analysis.has_value());
+  EXPECT_EQ(sr->spec.verify_analysis->templates[0].template_name, "auth-errors");
+  EXPECT_EQ(sr->spec.verify_analysis->args[0].value, "shop");
+  EXPECT_EQ(sr->spec.verify_analysis->bake_seconds, 300);
+  auto bad = ParseSecretRotation(nlohmann::json::parse(R"({"metadata": {"name": "db"},
+    "spec": {"secretName": "s", "keys": [{"name": "k", "uuid": {}}],
+             "verify": {"analysis": {}}}})"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("spec.verify.analysis.templates"));
 }
 
 }  // namespace

@@ -752,6 +752,91 @@ TEST(ConsumersTest, DaemonSetHealth) {
   }
 }
 
+TEST(ConsumersTest, ReleaseHealth) {
+  struct Case {
+    const char* name;
+    const char* stamp;  // on the Release's metadata ("" none)
+    const char* status;
+    bool healthy;
+    bool failed;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {"Ready with the stamp", "s2", R"({"observedGeneration": 3, "phase": "Ready",
+          "currentRevision": "r2", "stableRevision": "r2",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s2"}})",
+       true, false, ""},
+      {"Ready on the previous stamp: not picked up yet", "s2", R"({"observedGeneration": 3,
+          "phase": "Ready", "currentRevision": "r1", "stableRevision": "r1",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s1"}})",
+       false, false, "not let through yet (phase Ready)"},
+      {"held by a freeze", "s2", R"({"observedGeneration": 3, "phase": "Waiting",
+          "currentRevision": "r2", "stableRevision": "r1",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s1"}})",
+       false, false, "phase Waiting"},
+      {"no status yet", "s2", R"({})", false, false, "not picked up"},
+      {"rolling out", "s2", R"({"observedGeneration": 3, "phase": "Progressing",
+          "currentRevision": "r2", "stableRevision": "r1",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s2"}})",
+       false, false, "phase Progressing"},
+      {"generation not observed", "s2", R"({"observedGeneration": 2, "phase": "Ready",
+          "currentRevision": "r2", "stableRevision": "r2",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s2"}})",
+       false, false, "not observed"},
+      {"rolled back", "s2", R"({"observedGeneration": 3, "phase": "RolledBack",
+          "currentRevision": "r2", "stableRevision": "r1", "failedRevision": "r2",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s2"}})",
+       false, true, "ended RolledBack"},
+      {"aborted", "s2", R"({"observedGeneration": 3, "phase": "Aborted",
+          "currentRevision": "r2", "stableRevision": "r1",
+          "secretVersions": {"secret-version.capstan.dev/jwt-keys": "s2"}})",
+       false, true, "ended Aborted"},
+      {"never stamped, Ready", "", R"({"observedGeneration": 3, "phase": "Ready",
+          "currentRevision": "r1", "stableRevision": "r1"})",
+       true, false, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    json r = {{"metadata", {{"name", "web"}, {"generation", 3}}},
+              {"status", json::parse(c.status)}};
+    if (*c.stamp) r["metadata"]["annotations"]["secret-version.capstan.dev/jwt-keys"] = c.stamp;
+    ConsumerView v = ViewWorkload(kReleaseKind, r, "jwt-keys");
+    EXPECT_EQ(v.kind, "Release");
+    EXPECT_EQ(v.stamped, c.stamp);
+    EXPECT_EQ(v.healthy, c.healthy) << v.why;
+    EXPECT_EQ(v.failed, c.failed) << v.why;
+    EXPECT_THAT(v.why, HasSubstr(c.why));
+  }
+}
+
+// A Release that rolls its restart revision back will not become healthy with the new
+// values: the rotation restores at once, not at the health timeout.
+TEST(RotationTest, AConsumerThatFailedRestoresAtOnce) {
+  SecretRotation sr = Rotation();
+  FakeSecret s;
+  Step(sr, s, kT0);
+  const std::string old_stamp = VersionStamp("uid-1", "1");
+  ConsumerView rel = Consumer("web", old_stamp, true);
+  rel.kind = kReleaseKind;
+  absl::Time now = kT0 + absl::Hours(168);
+  Step(sr, s, now, {rel});  // pending
+  Step(sr, s, now, {rel});  // swap
+  RotationPlan p = Step(sr, s, now, {rel});
+  ASSERT_EQ(p.action, Action::kRestart);
+  EXPECT_THAT(p.stamp, ElementsAre(ConsumerRef{"Release", "web"}));
+  rel = Consumer("web", p.stamp_value, false);
+  rel.kind = kReleaseKind;
+  rel.failed = true;
+  rel.why = "its restart revision r2 ended RolledBack";
+  p = Step(sr, s, now + absl::Seconds(10), {rel});
+  EXPECT_EQ(p.action, Action::kRestore);
+  EXPECT_EQ(s.data, (std::map<std::string, std::string>{{"key", "v1"}}));
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_THAT(p.events[0].note, HasSubstr("consumers failed"));
+  EXPECT_THAT(p.events[0].note,
+              HasSubstr("Release web (its restart revision r2 ended RolledBack)"));
+}
+
 TEST(ConsumersTest, StampAnnotationKeyIsAValidAnnotationName) {
   EXPECT_EQ(StampAnnotationKey("jwt-keys"), "secret-version.capstan.dev/jwt-keys");
   const std::string long_name(200, 'a');

@@ -169,9 +169,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
     o.label_selector = std::move(selector);
     if (projection) o.projection = std::move(projection);
     o.compact = true;  // Packed objects: ~1/7 of the memory of trees (issue #5).
-    auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    loop_.AddInformer(inf.get());
-    return inf;
+    return &loop_.Shared(r, std::move(o));
   };
   releases_ = make(res::Releases(), "", ProjectRelease);
   deployments_ = make(res::Deployments(), kManagedSelector, ProjectDeployment);
@@ -182,18 +180,11 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   pods_ = make(res::Pods(), api::kLabelRelease, ProjectPod);
   {
     // Cluster-scoped, or read across namespaces: not limited to the watched namespace.
+    // Shared with the Environment controller, which asks for the same projections.
     kube::InformerOptions o;
-    environments_ = std::make_unique<kube::Informer>(client_, res::Environments(), o, clock_);
-    o.projection = [](Object ns) {
-      Object out;
-      out["metadata"]["name"] = ns["metadata"].value("name", "");
-      out["metadata"]["resourceVersion"] = ns["metadata"].value("resourceVersion", "");
-      if (ns["metadata"].contains("labels")) out["metadata"]["labels"] = ns["metadata"]["labels"];
-      return out;
-    };
-    namespaces_ = std::make_unique<kube::Informer>(client_, res::Namespaces(), o, clock_);
-    loop_.AddInformer(environments_.get());
-    loop_.AddInformer(namespaces_.get());
+    environments_ = &loop_.Shared(res::Environments(), o);
+    o.projection = ProjectNamespace;
+    namespaces_ = &loop_.Shared(res::Namespaces(), o);
   }
   approvals_ = make(res::ReleaseApprovals(), "");
   // The EndpointSlice controller copies a Service's labels to its slices.
@@ -248,9 +239,8 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
       queue_->Add(absl::StrCat(JsonString(*a, "/metadata/namespace"_json_pointer), "/", release));
     }
   });
-  for (kube::Informer* inf :
-       {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(), revisions_.get(),
-        pods_.get(), endpoint_slices_.get(), ingresses_.get(), routes_.get()}) {
+  for (kube::Informer* inf : {deployments_, services_, hpas_, pdbs_, revisions_, pods_,
+                              endpoint_slices_, ingresses_, routes_.get()}) {
     inf->AddHandler([this](const Object* o, const Object* n) { EnqueueOwner(o, n); });
   }
 }
@@ -830,9 +820,8 @@ void ReleaseController::HoldSameRevision(const Pass& x, const Gate& gate, bool s
 }
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
-  for (kube::Informer* inf :
-       {releases_.get(), deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
-        revisions_.get(), ingresses_.get(), routes_.get(), &hooks_->informer()}) {
+  for (kube::Informer* inf : {releases_, deployments_, services_, hpas_, pdbs_, revisions_,
+                              ingresses_, routes_.get(), &hooks_->informer()}) {
     if (inf->resource().resource == r.resource && inf->resource().group == r.group) {
       // An HTTPRoute informer still listing would hold the next reconcile until the
       // expectation expires; it is only waited for once synced.

@@ -252,6 +252,13 @@ BlueGreenPlan Planner::Finish(Exit exit) {
                          absl::StrCat("no rollout in flight; ", kAbortAnnotation, "=", *abort_,
                                       " has nothing to stop")});
   }
+  using Write = BlueGreenPlan::Write;
+  const Write service{Write::Kind::kActiveService};
+  const Write blue{Write::Kind::kDeployment, Color::kBlue};
+  const Write green{Write::Kind::kDeployment, Color::kGreen};
+  p_.writes = p_.traffic != BlueGreenPlan::Switch::kNone ? std::vector<Write>{service, blue, green}
+                                                         : std::vector<Write>{blue, green, service};
+  p_.writes.push_back(Write{Write::Kind::kPreviewService});
   return std::move(p_);
 }
 

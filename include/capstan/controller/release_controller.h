@@ -39,6 +39,8 @@
 #include "capstan/kube/informer_factory.h"
 #include "capstan/kube/workqueue.h"
 #include "capstan/policy/environment.h"
+#include "capstan/render/render.h"
+#include "capstan/rollout/bluegreen.h"
 #include "capstan/rollout/rolling.h"
 
 namespace capstan::controller {
@@ -129,6 +131,11 @@ class ReleaseController {
 
   absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
   absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
+  // What a BlueGreen pass found of the objects it writes (defined in the .cc).
+  struct BlueGreenObjects;
+  // The plan's writes, in the plan's order (rollout::BlueGreenPlan::writes).
+  absl::Status ApplyBlueGreen(Pass& pass, const rollout::BlueGreenPlan& plan,
+                              const render::PodTemplate& desired, BlueGreenObjects& objects);
   // The HPA (scaling `target`) and PDB (over `color`'s pods), or their removal when
   // the spec has none.
   absl::Status ApplyHpaAndPdb(Pass& pass, const std::string& target,

@@ -148,7 +148,25 @@ struct BlueGreenPlan {
   std::string retry_token_used;
   Exit exit = Exit::kReady;
 
+  // One write of the pass. The plan lists them in the order they happen.
+  struct Write {
+    enum class Kind {
+      kActiveService,   // Service <name> selecting `active` (with the failed revision), then
+                        // the HPA and PDB that follow it
+      kDeployment,      // colour `color`'s Deployment: its ColorAction (template, replicas)
+      kPreviewService,  // Service <name>-preview selecting `preview` (or its removal)
+    };
+    Kind kind = Kind::kActiveService;
+    api::Color color = api::Color::kBlue;  // kDeployment
+    bool operator==(const Write&) const = default;
+  };
+  // A switch writes the active Service first and alone, so it lands as soon as it is
+  // decided, then the Deployments; otherwise the Deployments go first (a new colour
+  // exists before anything points at it). The preview Service last.
+  std::vector<Write> writes;
+
   ColorAction& action(api::Color c) { return c == api::Color::kBlue ? blue : green; }
+  const ColorAction& action(api::Color c) const { return c == api::Color::kBlue ? blue : green; }
 };
 
 // Where a BlueGreen Release stands, PlanBlueGreen's first decision (after the failed

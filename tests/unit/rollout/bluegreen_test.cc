@@ -608,6 +608,15 @@ TEST(PlanBlueGreen, OneRowPerExit) {
     EXPECT_EQ(p.exit, row.exit);
     EXPECT_EQ(p.traffic, row.traffic);
     EXPECT_EQ(p.status.phase, row.phase);
+    // Every plan writes each object once; a switch writes the active Service first.
+    using Write = BlueGreenPlan::Write;
+    const Write service{Write::Kind::kActiveService};
+    const Write blue{Write::Kind::kDeployment, Color::kBlue};
+    const Write green{Write::Kind::kDeployment, Color::kGreen};
+    const Write preview{Write::Kind::kPreviewService};
+    EXPECT_EQ(p.writes, row.traffic == Switch::kNone
+                            ? (std::vector<Write>{blue, green, service, preview})
+                            : (std::vector<Write>{service, blue, green, preview}));
   }
 }
 

@@ -30,6 +30,7 @@
 #include "capstan/kube/client.h"
 #include "capstan/kube/event_recorder.h"
 #include "capstan/kube/informer.h"
+#include "capstan/kube/informer_factory.h"
 #include "capstan/kube/leader_election.h"
 #include "capstan/kube/resource.h"
 #include "capstan/kube/rest_config.h"
@@ -127,7 +128,13 @@ int RunOperator() {
   eo.reporting_instance = identity;
   kube::EventRecorder recorder(**event_client, eo);
 
+  // One informer per kind, namespace and selector, shared by the controllers (the
+  // Release and Environment controllers both read Releases, Environments, Namespaces
+  // and AnalysisRuns): each is listed, watched and cached once. Started with the first
+  // StartCaches() below, stopped after every controller sharing it.
+  kube::InformerFactory informers(**client);
   controller::ReleaseController::Options co;
+  co.informers = &informers;
   co.watch_namespace = absl::GetFlag(FLAGS_namespace);
   co.workers = absl::GetFlag(FLAGS_workers);
   co.resync = absl::Seconds(absl::GetFlag(FLAGS_resync_seconds));
@@ -142,6 +149,7 @@ int RunOperator() {
   if (co.watch_namespace.empty()) {
     controller::EnvironmentController::Options envo;
     envo.resync = co.resync;
+    envo.informers = &informers;
     environments = std::make_unique<controller::EnvironmentController>(**client, envo);
   }
 
@@ -195,6 +203,13 @@ int RunOperator() {
           }));
     }
   }
+
+  // The shared informers' handlers enqueue into the controllers: on every return path
+  // they stop before the controllers (declared above) are destroyed.
+  struct StopInformers {
+    kube::InformerFactory& informers;
+    ~StopInformers() { informers.Stop(); }
+  } stop_informers{informers};
 
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));
   (void)health.AddReadinessCheck("informers-synced", [&releases, &environments, &rotations] {
@@ -344,6 +359,7 @@ int RunOperator() {
   if (rotations != nullptr) rotations->Stop();
   if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
   recorder.Flush(absl::Seconds(2));
+  informers.Stop();
   health.Stop();
   spdlog::info("stopped");
   return lease_lost ? 1 : 0;

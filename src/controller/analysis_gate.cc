@@ -140,19 +140,13 @@ AnalysisGates::AnalysisGates(kube::Client& client, Loop& loop, const std::string
     : client_(client), clock_(clock) {
   kube::InformerOptions o;
   o.ns = watch_namespace;
-  templates_ = std::make_unique<kube::Informer>(client_, ares::AnalysisTemplates(), o, clock_);
-  runs_ = std::make_unique<kube::Informer>(client_, ares::AnalysisRuns(), o, clock_);
-  kube::InformerOptions cluster;
-  cluster_templates_ =
-      std::make_unique<kube::Informer>(client_, ares::ClusterAnalysisTemplates(), cluster, clock_);
+  templates_ = &loop.Shared(ares::AnalysisTemplates(), o);
+  runs_ = &loop.Shared(ares::AnalysisRuns(), o);
+  cluster_templates_ = &loop.Shared(ares::ClusterAnalysisTemplates(), kube::InformerOptions{});
   // Only the job provider's Jobs (labelled with their run), never the cluster's others.
   kube::InformerOptions jobs = o;
   jobs.label_selector = analysis::kLabelAnalysisRun;
-  jobs_ = std::make_unique<kube::Informer>(client_, ares::Jobs(), jobs, clock_);
-  loop.AddInformer(templates_.get());
-  loop.AddInformer(cluster_templates_.get());
-  loop.AddInformer(runs_.get());
-  loop.AddInformer(jobs_.get());
+  jobs_ = &loop.Shared(ares::Jobs(), jobs);
   auto to_release = [enqueue](const Object* o, const Object* n) {
     const Object* run = n != nullptr ? n : o;
     const std::string release = Str(*run, "/metadata/labels/capstan.dev~1release"_json_pointer);

@@ -10,6 +10,7 @@
 #include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
 #include "capstan/common/rfc3339.h"
+#include "capstan/controller/projections.h"
 #include "capstan/render/render.h"
 
 namespace capstan::controller {
@@ -25,17 +26,6 @@ constexpr size_t kMaxListedReleases = 500;
 // A JSON string as an RFC 3339 time; nullopt for anything else.
 std::optional<absl::Time> TimeOf(const json& v) {
   return v.is_string() ? ParseRfc3339(v.get<std::string>()) : std::nullopt;
-}
-
-// Namespaces keep only name and labels in the cache.
-Object ProjectNamespace(Object ns) {
-  Object out;
-  out["metadata"]["name"] = ns["metadata"].value("name", "");
-  out["metadata"]["resourceVersion"] = ns["metadata"].value("resourceVersion", "");
-  if (ns["metadata"].contains("labels")) {
-    out["metadata"]["labels"] = std::move(ns["metadata"]["labels"]);
-  }
-  return out;
 }
 
 // When the Release's running revision became Ready, if it runs the spec's template and
@@ -126,9 +116,6 @@ json Condition(const json& stored_status, const std::string& type, const std::st
           {"observedGeneration", generation}};
 }
 
-// Releases are cached a second time here (the Release controller has its own cache), so
-// keep only what the status reads: no annotations (kubectl's last-applied copy of the
-// whole object lives there), no status fields but phase, revision, history, conditions.
 // What the soak check reads of an AnalysisRun: who it is for, its phase and when its
 // measurements finished (not the metrics it copied from its templates).
 Object ProjectAnalysisRun(Object run) {
@@ -152,7 +139,12 @@ Object ProjectAnalysisRun(Object run) {
   return out;
 }
 
-Object ProjectRelease(Object rel) {
+// What the status reads of a Release: no annotations (kubectl's last-applied copy of the
+// whole object lives there), no status fields but phase, revision, history, conditions.
+// Releases and AnalysisRuns are the informers the Release controller shares (its
+// projections keep more); these narrow each one read to what the status computation
+// has always been given.
+Object ProjectEnvironmentRelease(Object rel) {
   Object out;
   Object& md = rel["metadata"];
   for (const char* key : {"name", "namespace", "uid", "generation", "resourceVersion"}) {
@@ -329,17 +321,16 @@ json ComputeEnvironmentStatus(const EnvironmentObservation& in) {
 EnvironmentController::EnvironmentController(kube::Client& client, Options options,
                                              const Clock& clock)
     : client_(client), options_(std::move(options)), clock_(clock) {
-  auto make = [&](const kube::Resource& r, std::function<Object(Object)> projection = nullptr) {
-    kube::InformerOptions o;
-    if (projection) o.projection = std::move(projection);
-    auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    loop_.AddInformer(inf.get());
-    return inf;
-  };
-  environments_ = make(res::Environments());
-  releases_ = make(res::Releases(), ProjectRelease);
-  namespaces_ = make(res::Namespaces(), ProjectNamespace);
-  analysis_runs_ = make(res::AnalysisRuns(), ProjectAnalysisRun);
+  // The Release controller's informers when they share a factory (run.cc): the same
+  // options, so whichever controller asks first makes the same informer.
+  kube::InformerOptions o;
+  environments_ = &loop_.Shared(res::Environments(), o);
+  analysis_runs_ = &loop_.Shared(res::AnalysisRuns(), o);  // AnalysisGates' projection
+  o.projection = ProjectNamespace;
+  namespaces_ = &loop_.Shared(res::Namespaces(), o);
+  o.projection = ProjectRelease;
+  o.compact = true;
+  releases_ = &loop_.Shared(res::Releases(), o);
   releases_->AddIndex("namespace", [](const Object& o) {
     return std::vector<std::string>{JsonString(o, "/metadata/namespace"_json_pointer)};
   });
@@ -422,9 +413,13 @@ absl::StatusOr<kube::ReconcileResult> EnvironmentController::Reconcile(const std
   if (env.ok()) {
     for (const policy::NamespaceInfo& ns : in.namespaces) {
       if (!policy::Claims(*env, ns)) continue;
-      for (const auto& r : releases_->ByIndex("namespace", ns.name)) in.releases.push_back(*r);
+      for (const auto& r : releases_->ByIndex("namespace", ns.name)) {
+        in.releases.push_back(ProjectEnvironmentRelease(*r));
+      }
     }
-    for (const auto& r : analysis_runs_->List()) in.analysis_runs.push_back(*r);
+    for (const auto& r : analysis_runs_->List()) {
+      in.analysis_runs.push_back(ProjectAnalysisRun(*r));
+    }
   }
   json status = ComputeEnvironmentStatus(in);
   if (obj->contains("status") && obj->at("status") == status) {

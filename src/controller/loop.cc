@@ -16,10 +16,30 @@ Loop::Loop(std::string name, const Clock& clock)
     : queue_(std::make_unique<kube::WorkQueue>(
           std::move(name), &clock == &RealClock::Get() ? MonotonicClock::Get() : clock)) {}
 
+Loop::Loop(std::string name, const Clock& clock, kube::Client& client,
+           kube::InformerFactory* informers)
+    : Loop(std::move(name), clock) {
+  if (informers == nullptr) {
+    own_factory_ = std::make_unique<kube::InformerFactory>(client, clock);
+    informers = own_factory_.get();
+  }
+  factory_ = informers;
+}
+
 Loop::~Loop() { Stop(); }
 
+kube::Informer& Loop::Shared(const kube::Resource& resource, kube::InformerOptions options) {
+  kube::Informer& informer = factory_->For(resource, std::move(options));
+  // Two parts of one controller may ask for the same informer; it is waited for once.
+  if (std::find(informers_.begin(), informers_.end(), &informer) == informers_.end()) {
+    informers_.push_back(&informer);
+  }
+  return informer;
+}
+
 void Loop::StartCaches() {
-  for (kube::Informer* inf : informers_) inf->Start();
+  for (kube::Informer* inf : added_) inf->Start();
+  if (factory_ != nullptr) factory_->Start();
 }
 
 bool Loop::CachesHold(uint64_t resource_version) const {
@@ -73,7 +93,8 @@ void Loop::Stop() {
   if (ticker_.joinable()) ticker_.join();
   if (workers_ != nullptr) workers_->Stop();
   queue_->ShutDown();
-  for (kube::Informer* inf : informers_) inf->Stop();
+  for (kube::Informer* inf : added_) inf->Stop();
+  if (own_factory_ != nullptr) own_factory_->Stop();
 }
 
 }  // namespace capstan::controller

@@ -256,4 +256,14 @@ Object ProjectRelease(Object release) {
   return release;
 }
 
+Object ProjectNamespace(Object ns) {
+  Object out;
+  out["metadata"]["name"] = ns["metadata"].value("name", "");
+  out["metadata"]["resourceVersion"] = ns["metadata"].value("resourceVersion", "");
+  if (ns["metadata"].contains("labels")) {
+    out["metadata"]["labels"] = std::move(ns["metadata"]["labels"]);
+  }
+  return out;
+}
+
 }  // namespace capstan::controller

@@ -170,9 +170,7 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
     o.label_selector = std::move(selector);
     if (projection) o.projection = std::move(projection);
     o.compact = true;  // Packed objects: ~1/7 of the memory of trees (issue #5).
-    auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    loop_.AddInformer(inf.get());
-    return inf;
+    return &loop_.Shared(r, std::move(o));
   };
   releases_ = make(res::Releases(), "", ProjectRelease);
   deployments_ = make(res::Deployments(), kManagedSelector, ProjectDeployment);
@@ -183,18 +181,11 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
   pods_ = make(res::Pods(), api::kLabelRelease, ProjectPod);
   {
     // Cluster-scoped, or read across namespaces: not limited to the watched namespace.
+    // Shared with the Environment controller, which asks for the same projections.
     kube::InformerOptions o;
-    environments_ = std::make_unique<kube::Informer>(client_, res::Environments(), o, clock_);
-    o.projection = [](Object ns) {
-      Object out;
-      out["metadata"]["name"] = ns["metadata"].value("name", "");
-      out["metadata"]["resourceVersion"] = ns["metadata"].value("resourceVersion", "");
-      if (ns["metadata"].contains("labels")) out["metadata"]["labels"] = ns["metadata"]["labels"];
-      return out;
-    };
-    namespaces_ = std::make_unique<kube::Informer>(client_, res::Namespaces(), o, clock_);
-    loop_.AddInformer(environments_.get());
-    loop_.AddInformer(namespaces_.get());
+    environments_ = &loop_.Shared(res::Environments(), o);
+    o.projection = ProjectNamespace;
+    namespaces_ = &loop_.Shared(res::Namespaces(), o);
   }
   approvals_ = make(res::ReleaseApprovals(), "");
   // The EndpointSlice controller copies a Service's labels to its slices.
@@ -249,9 +240,8 @@ ReleaseController::ReleaseController(kube::Client& client, Options options, Even
       queue_->Add(absl::StrCat(JsonString(*a, "/metadata/namespace"_json_pointer), "/", release));
     }
   });
-  for (kube::Informer* inf :
-       {deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(), revisions_.get(),
-        pods_.get(), endpoint_slices_.get(), ingresses_.get(), routes_.get()}) {
+  for (kube::Informer* inf : {deployments_, services_, hpas_, pdbs_, revisions_, pods_,
+                              endpoint_slices_, ingresses_, routes_.get()}) {
     inf->AddHandler([this](const Object* o, const Object* n) { EnqueueOwner(o, n); });
   }
 }
@@ -834,9 +824,8 @@ void ReleaseController::HoldSameRevision(const Pass& x, const Gate& gate, bool s
 }
 
 kube::Informer* ReleaseController::InformerFor(const kube::Resource& r) const {
-  for (kube::Informer* inf :
-       {releases_.get(), deployments_.get(), services_.get(), hpas_.get(), pdbs_.get(),
-        revisions_.get(), ingresses_.get(), routes_.get(), &hooks_->informer()}) {
+  for (kube::Informer* inf : {releases_, deployments_, services_, hpas_, pdbs_, revisions_,
+                              ingresses_, routes_.get(), &hooks_->informer()}) {
     if (inf->resource().resource == r.resource && inf->resource().group == r.group) {
       // An HTTPRoute informer still listing would hold the next reconcile until the
       // expectation expires; it is only waited for once synced.
@@ -1350,6 +1339,15 @@ absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& targe
   return absl::OkStatus();
 }
 
+// What ReconcileBlueGreen found of the objects a BlueGreen pass writes.
+struct ReleaseController::BlueGreenObjects {
+  std::array<Owned, 2> deploys;  // by api::Color
+  Owned svc;                     // <name>, the active Service
+  Owned preview;                 // <name>-preview
+  Owned hpa;
+  Owned pdb;
+};
+
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass& x) {
   using api::Color;
   const api::Release& rel = x.rel;
@@ -1360,7 +1358,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
 
   std::vector<std::string> conflicts;
   Pass::AdoptionProblems adoption;
-  std::array<Owned, 2> deploys;
+  BlueGreenObjects objects;
+  std::array<Owned, 2>& deploys = objects.deploys;
   for (Color c : colors) {
     const std::string dname = render::DeploymentName(rel, c);
     // A colour Deployment of someone else's is refused (consented) or a conflict.
@@ -1381,7 +1380,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
       }
     }
   }
-  Owned svc, preview, hpa, pdb;
+  Owned& svc = objects.svc;
+  Owned& preview = objects.preview;
+  Owned& hpa = objects.hpa;
+  Owned& pdb = objects.pdb;
   ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
   if (preview_service) {
     ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
@@ -1476,8 +1478,38 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   const rollout::HookPlan after =
       hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
 
-  // Write. A traffic switch goes first, alone, so it lands as soon as it is decided.
+  // Write, in the plan's order: a traffic switch first and alone.
+  RETURN_IF_ERROR(ApplyBlueGreen(x, plan, desired, objects));
+  // The Ingress and HTTPRoute name the active Service, never a colour: a switch moved
+  // traffic above without touching them.
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
+  RETURN_IF_ERROR(
+      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
+                        in.blue.deployment.revision, in.green.deployment.revision}));
+
+  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
+  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
+  kube::ReconcileResult result;
+  result.requeue_after =
+      rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);
+  if (analysis_requeue.has_value() &&
+      (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
+    result.requeue_after = *analysis_requeue;
+  }
+  return result;
+}
+
+absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreenPlan& plan,
+                                               const render::PodTemplate& desired,
+                                               BlueGreenObjects& objects) {
+  using api::Color;
+  using Write = rollout::BlueGreenPlan::Write;
+  const api::Release& rel = x.rel;
+  const std::string& name = x.name;
+  const std::string preview_name = absl::StrCat(name, "-preview");
+  Owned& svc = objects.svc;
   const absl::Time decided = absl::Now();
+  // The active Service, and the HPA and PDB that follow its colour.
   auto write_traffic = [&]() -> absl::Status {
     Object body = render::RenderService(rel, plan.active);
     if (!plan.status.failed_revision.empty()) {
@@ -1495,24 +1527,23 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
       ASSIGN_OR_RETURN(svc.live, x.Apply(res::Services(), name, std::move(*gated), svc.live));
     }
     RETURN_IF_ERROR(ApplyHpaAndPdb(x, render::DeploymentName(rel, plan.active), plan.active,
-                                   hpa.live, pdb.live));
+                                   objects.hpa.live, objects.pdb.live));
+    if (plan.traffic != rollout::BlueGreenPlan::Switch::kNone) {
+      const char* kind =
+          plan.traffic == rollout::BlueGreenPlan::Switch::kPromote ? "promote" : "switch_back";
+      const absl::Duration took = absl::Now() - decided;
+      Metrics::Get().bluegreen_switches->Add({{"kind", kind}}).Increment();
+      Metrics::Get()
+          .bluegreen_switch_latency->Add({{"kind", kind}}, Metrics::LatencyBuckets())
+          .Observe(absl::ToDoubleSeconds(took));
+      spdlog::info("release={} traffic {} to {} (selector write {}ms after the decision)", x.key,
+                   kind, api::ColorName(plan.active), absl::ToDoubleMilliseconds(took));
+    }
     return absl::OkStatus();
   };
-  if (plan.traffic != rollout::BlueGreenPlan::Switch::kNone) {
-    RETURN_IF_ERROR(write_traffic());
-    const char* kind =
-        plan.traffic == rollout::BlueGreenPlan::Switch::kPromote ? "promote" : "switch_back";
-    const absl::Duration took = absl::Now() - decided;
-    Metrics::Get().bluegreen_switches->Add({{"kind", kind}}).Increment();
-    Metrics::Get()
-        .bluegreen_switch_latency->Add({{"kind", kind}}, Metrics::LatencyBuckets())
-        .Observe(absl::ToDoubleSeconds(took));
-    spdlog::info("release={} traffic {} to {} (selector write {}ms after the decision)", x.key,
-                 kind, api::ColorName(plan.active), absl::ToDoubleMilliseconds(took));
-  }
-  for (Color c : colors) {
+  auto write_colour = [&](Color c) -> absl::Status {
     const rollout::ColorAction& act = plan.action(c);
-    Owned& d = deploys[static_cast<int>(c)];
+    Owned& d = objects.deploys[static_cast<int>(c)];
     const std::string dname = render::DeploymentName(rel, c);
     if (act.apply_desired && !x.held) {  // held: see ReconcileRolling
       RETURN_IF_ERROR(x.EnsureRevision(desired));
@@ -1533,36 +1564,35 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
                                               Object{{"spec", {{"replicas", *act.replicas}}}}));
       x.Wrote(res::Deployments(), out);
     }
-  }
-  if (plan.traffic == rollout::BlueGreenPlan::Switch::kNone) {
-    RETURN_IF_ERROR(write_traffic());
-  }
-  if (preview_service) {
-    if (std::optional<Object> body =
-            x.Gated(render::RenderPreviewService(rel, plan.preview), preview.live)) {
-      RETURN_IF_ERROR(
-          x.Apply(res::Services(), preview_name, std::move(*body), preview.live).status());
+    return absl::OkStatus();
+  };
+  auto write_preview = [&]() -> absl::Status {
+    if (rel.spec.strategy.blue_green.preview_service) {
+      if (std::optional<Object> body =
+              x.Gated(render::RenderPreviewService(rel, plan.preview), objects.preview.live)) {
+        RETURN_IF_ERROR(
+            x.Apply(res::Services(), preview_name, std::move(*body), objects.preview.live)
+                .status());
+      }
+    } else if (!x.held) {
+      RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
     }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
+    return absl::OkStatus();
+  };
+  for (const Write& w : plan.writes) {
+    switch (w.kind) {
+      case Write::Kind::kActiveService:
+        RETURN_IF_ERROR(write_traffic());
+        break;
+      case Write::Kind::kDeployment:
+        RETURN_IF_ERROR(write_colour(w.color));
+        break;
+      case Write::Kind::kPreviewService:
+        RETURN_IF_ERROR(write_preview());
+        break;
+    }
   }
-  // The Ingress and HTTPRoute name the active Service, never a colour: a switch moved
-  // traffic above without touching them.
-  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
-  RETURN_IF_ERROR(
-      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
-                        in.blue.deployment.revision, in.green.deployment.revision}));
-
-  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
-  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
-  kube::ReconcileResult result;
-  result.requeue_after =
-      rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);
-  if (analysis_requeue.has_value() &&
-      (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
-    result.requeue_after = *analysis_requeue;
-  }
-  return result;
+  return absl::OkStatus();
 }
 
 }  // namespace capstan::controller

@@ -79,14 +79,15 @@ const api::HookJobSpec* SpecOf(const api::Release& rel, rollout::HookType t) {
 }  // namespace
 
 ReleaseHooks::ReleaseHooks(kube::Client& client, Loop& loop, const std::string& watch_namespace,
-                           const Clock& clock, std::function<void(const std::string&)> enqueue)
+                           const Clock& /*clock: the Loop's factory has it*/,
+                           std::function<void(const std::string&)> enqueue)
     : client_(client) {
   kube::InformerOptions o;
   o.ns = watch_namespace;
   o.label_selector = kHookSelector;
   o.projection = ProjectHookJob;
   o.compact = true;
-  jobs_ = std::make_unique<kube::Informer>(client_, res::Jobs(), std::move(o), clock);
+  jobs_ = &loop.Shared(res::Jobs(), std::move(o));
   jobs_->AddIndex("release", [](const Object& job) -> std::vector<std::string> {
     std::string key = ReleaseKeyOf(job);
     if (key.empty()) return {};
@@ -98,7 +99,6 @@ ReleaseHooks::ReleaseHooks(kube::Client& client, Loop& loop, const std::string& 
       if (std::string key = ReleaseKeyOf(*job); !key.empty()) enqueue(key);
     }
   });
-  loop.AddInformer(jobs_.get());
 }
 
 std::vector<rollout::JobView> ReleaseHooks::Jobs(const api::Release& rel) const {

@@ -84,464 +84,584 @@ void MarkSuperseded(ReleaseStatus* s, const std::string& keep) {
   }
 }
 
-}  // namespace
+// One PlanBlueGreen call: the observations and what every branch shares (the status
+// being built, the colours, the replica count), then ClassifyBlueGreen's situation and
+// one method per branch. Each branch ends in Finish(exit).
+class Planner {
+ public:
+  explicit Planner(const BlueGreenInput& in);
+  BlueGreenPlan Plan();
 
-BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) {
-  const api::Release& r = *in.release;
-  const api::BlueGreenSpec& bg = r.spec.strategy.blue_green;
-  const std::string& desired = in.desired_revision;
-  const int64_t gen = r.metadata.generation;
-  const absl::Time now = in.now;
-  const bool hpa = r.spec.autoscaling.has_value();
-  const absl::Duration scale_down_delay = absl::Seconds(bg.scale_down_delay_seconds);
+ private:
+  using Exit = BlueGreenPlan::Exit;
 
-  BlueGreenPlan p;
-  ReleaseStatus& s = p.status;
-  s = r.status;
-  s.observed_generation = gen;
-  s.current_revision = desired;
+  // The situations (ClassifyBlueGreen).
+  BlueGreenPlan CreateActive();
+  BlueGreenPlan Serving();
+  BlueGreenPlan Failed();
+  BlueGreenPlan Preview();
+  // Serving's branches.
+  BlueGreenPlan SwitchBack(bool aborting, const std::optional<std::string>& why);
+  BlueGreenPlan Degrade(const std::optional<std::string>& why);
+  BlueGreenPlan PostPromotionPaused();
+  BlueGreenPlan Window(bool post_pending);
+  BlueGreenPlan Settle();
+  // Preview's branches.
+  BlueGreenPlan StartPreview();
+  BlueGreenPlan PreviewProgressing();
+  BlueGreenPlan PrePromotionWaiting(const AnalysisVerdict& pre);
+  BlueGreenPlan AwaitPromotion(const std::string& waiting);
+  BlueGreenPlan Promote();
 
+  void RequeueAt(absl::Time t);
+  // Scales the idle colour down once its time has come (or when no time was set).
+  void ScaleDownIdle();
+  // The preview failed (or was aborted): traffic stays, the idle colour goes down.
+  void FailPreview(const std::string& message, bool aborted);
+  // What every exit shares: the replica counts and colours in status, the spec's
+  // template re-applied where it runs, the NothingToAbort event.
+  BlueGreenPlan Finish(Exit exit);
+
+  const BlueGreenInput& in_;
+  const api::Release& r_;
+  const api::BlueGreenSpec& bg_;
+  const std::string& desired_;
+  const int64_t gen_;
+  const absl::Time now_;
+  const bool hpa_;
+  const absl::Duration scale_down_delay_;
+  BlueGreenPlan p_;
+  ReleaseStatus& s_;
   // Traffic goes where the live Service points; status follows it.
-  const Color active = ServingColor(in.service_color, r.status);
-  const Color idle = api::OtherColor(active);
-  const ColorView& a = ViewOf(in, active);
-  const ColorView& i = ViewOf(in, idle);
-  p.active = active;
-  p.preview = active;
-  s.active_color = active;
-
+  const Color active_;
+  const Color idle_;
+  const ColorView& a_;
+  const ColorView& i_;
   // Replicas of a serving colour. With an HPA: what it runs now (the switch must land
   // on as many pods as served before), at least minReplicas.
-  int32_t want = r.spec.replicas.value_or(1);
-  if (hpa) {
-    want = std::max(a.deployment.exists ? a.deployment.spec_replicas : 0,
-                    r.spec.autoscaling->min_replicas);
+  int32_t want_;
+  std::optional<int32_t> serving_replicas_;
+  bool promoted_by_hand_ = false;
+  std::optional<std::string> abort_;
+  bool abort_used_ = false;
+  bool a_runs_desired_ = false;
+  bool i_runs_desired_ = false;
+  bool i_up_ = false;
+  std::string where_active_;
+  std::string stays_;
+};
+
+Planner::Planner(const BlueGreenInput& in)
+    : in_(in),
+      r_(*in.release),
+      bg_(r_.spec.strategy.blue_green),
+      desired_(in.desired_revision),
+      gen_(r_.metadata.generation),
+      now_(in.now),
+      hpa_(r_.spec.autoscaling.has_value()),
+      scale_down_delay_(absl::Seconds(bg_.scale_down_delay_seconds)),
+      s_(p_.status),
+      active_(ServingColor(in.service_color, r_.status)),
+      idle_(api::OtherColor(active_)),
+      a_(ViewOf(in, active_)),
+      i_(ViewOf(in, idle_)) {
+  s_ = r_.status;
+  s_.observed_generation = gen_;
+  s_.current_revision = desired_;
+  p_.active = active_;
+  p_.preview = active_;
+  s_.active_color = active_;
+
+  want_ = r_.spec.replicas.value_or(1);
+  if (hpa_) {
+    want_ = std::max(a_.deployment.exists ? a_.deployment.spec_replicas : 0,
+                     r_.spec.autoscaling->min_replicas);
   }
-  const std::optional<int32_t> serving_replicas = hpa ? std::nullopt : std::optional<int32_t>(want);
-  p.action(active).replicas = serving_replicas;
+  serving_replicas_ = hpa_ ? std::nullopt : std::optional<int32_t>(want_);
+  p_.action(active_).replicas = serving_replicas_;
 
   // A failure recorded on the Service by a switch back whose status write was lost.
-  if (s.failed_revision.empty() && !in.service_failed_revision.empty() &&
-      in.service_failed_revision == desired) {
-    s.failed_revision = desired;
+  if (s_.failed_revision.empty() && !in.service_failed_revision.empty() &&
+      in.service_failed_revision == desired_) {
+    s_.failed_revision = desired_;
   }
   // The spec moved on from a failed revision: that is the retry.
-  if (!s.failed_revision.empty() && s.failed_revision != desired) s.failed_revision.clear();
-  if (std::optional<std::string> token = ConsumeRetry(r, desired, &s, &p.events)) {
-    p.retry_token_used = *token;
+  if (!s_.failed_revision.empty() && s_.failed_revision != desired_) s_.failed_revision.clear();
+  if (std::optional<std::string> token = ConsumeRetry(r_, desired_, &s_, &p_.events)) {
+    p_.retry_token_used = *token;
   }
-  const bool promoted_by_hand = [&] {
-    auto ann = r.metadata.annotations.find(kPromoteAnnotation);
-    return ann != r.metadata.annotations.end() && ann->second == desired;
-  }();
-  const std::optional<std::string> abort = NewAbortToken(r, s);
-  if (abort.has_value()) s.last_abort = *abort;
-  bool abort_used = false;
+  auto ann = r_.metadata.annotations.find(kPromoteAnnotation);
+  promoted_by_hand_ = ann != r_.metadata.annotations.end() && ann->second == desired_;
+  abort_ = NewAbortToken(r_, s_);
+  if (abort_.has_value()) s_.last_abort = *abort_;
 
   // A switch whose status write was lost (the process died right after the Service
   // write): restart the window from now, which only keeps the old colour longer.
-  if (in.service_color.has_value() && r.status.active_color.has_value() &&
-      *r.status.active_color != active) {
-    s.switched_at = now;
-    s.scale_down_at = now + scale_down_delay;
+  if (in.service_color.has_value() && r_.status.active_color.has_value() &&
+      *r_.status.active_color != active_) {
+    s_.switched_at = now_;
+    s_.scale_down_at = now_ + scale_down_delay_;
   }
 
-  const bool a_runs_desired = a.deployment.exists && a.deployment.revision == desired;
-  const bool i_runs_desired = i.deployment.exists && i.deployment.revision == desired;
-  const bool i_up = i.deployment.exists && i.deployment.spec_replicas > 0;
-  const std::string where_active =
-      absl::StrCat(ColorName(active), " (revision ", a.deployment.revision, ")");
+  a_runs_desired_ = a_.deployment.exists && a_.deployment.revision == desired_;
+  i_runs_desired_ = i_.deployment.exists && i_.deployment.revision == desired_;
+  i_up_ = i_.deployment.exists && i_.deployment.spec_replicas > 0;
+  where_active_ = absl::StrCat(ColorName(active_), " (revision ", a_.deployment.revision, ")");
+  stays_ = absl::StrCat("traffic stays on ", where_active_);
+}
 
-  auto requeue_at = [&](absl::Time t) {
-    const absl::Duration d = std::max(t - now, absl::Milliseconds(100));
-    if (!p.requeue_after.has_value() || d < *p.requeue_after) p.requeue_after = d;
-  };
-  auto finish = [&]() -> BlueGreenPlan {
-    const DeploymentView& d = ViewOf(in, p.active).deployment;
-    s.replicas = d.replicas;
-    s.ready_replicas = d.ready_replicas;
-    s.updated_replicas = d.updated_replicas;
-    s.available_replicas = d.available_replicas;
-    s.ready_text = absl::StrCat(d.ready_replicas, "/", d.exists ? d.spec_replicas : want);
-    s.active_color = p.active;
-    s.preview_color = p.preview;
-    // A colour running the spec's template gets it re-applied: a no-op unless
-    // someone edited the Deployment (drift is put back).
-    for (Color c : {Color::kBlue, Color::kGreen}) {
-      if (ViewOf(in, c).deployment.revision == desired && s.failed_revision != desired) {
-        p.action(c).apply_desired = true;
-      }
-    }
-    if (abort.has_value() && !abort_used) {
-      p.events.push_back({"Normal", "NothingToAbort", "Abort",
-                          absl::StrCat("no rollout in flight; ", kAbortAnnotation, "=", *abort,
-                                       " has nothing to stop")});
-    }
-    return std::move(p);
-  };
-  // Scales the idle colour down once its time has come (or when no time was set).
-  auto scale_down_idle = [&]() {
-    if (!i_up) {
-      s.scale_down_at.reset();
-      return;
-    }
-    if (s.scale_down_at.has_value() && now < *s.scale_down_at) {
-      requeue_at(*s.scale_down_at);
-      return;
-    }
-    p.action(idle).replicas = 0;
-    s.scale_down_at.reset();
-    p.events.push_back({"Normal", "ScaledDown", "ScaleDown",
-                        absl::StrCat(ColorName(idle), " (revision ", i.deployment.revision,
-                                     ") scaled down to 0")});
-  };
-
-  // First deploy, or the active colour's Deployment is gone: (re)create it.
-  if (!a.deployment.exists) {
-    if (in.hold.has_value()) {
-      if (ApplyHold(r, *in.hold, gen, now, &s)) {
-        p.events.push_back({"Normal", "Waiting", "Rollout", s.message});
-      }
-      return finish();
-    }
-    p.action(active).apply_desired = true;
-    s.phase = "Progressing";
-    s.message = absl::StrCat("creating ", ColorName(active), " with revision ", desired,
-                             Images(in.desired_images));
-    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  "Progressing", now);
-    if (r.status.current_revision != desired || r.status.phase != "Progressing") {
-      p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
-    }
-    return finish();
+BlueGreenPlan Planner::Plan() {
+  switch (
+      ClassifyBlueGreen(a_.deployment.exists, a_runs_desired_, s_.failed_revision == desired_)) {
+    case BlueGreenSituation::kNoActive:
+      return CreateActive();
+    case BlueGreenSituation::kServing:
+      return Serving();
+    case BlueGreenSituation::kFailed:
+      return Failed();
+    case BlueGreenSituation::kPreview:
+      break;
   }
+  return Preview();
+}
 
-  // The active colour runs the desired revision.
-  if (a_runs_desired) {
-    absl::Duration next_check = absl::InfiniteDuration();
-    // Post-promotion analysis keeps the old colour up until it passed (or a person
-    // promoted past an inconclusive one).
-    const std::optional<AnalysisVerdict>& post = in.post_promotion;
-    const bool post_pending =
-        post.has_value() && post->state != AnalysisVerdict::State::kSuccessful &&
-        !(promoted_by_hand && post->state == AnalysisVerdict::State::kInconclusive);
-    const bool in_window =
-        ((s.scale_down_at.has_value() && now < *s.scale_down_at) || post_pending) && i_up &&
-        !i_runs_desired;
-    std::optional<std::string> why = DetectFailure(r, desired, a.deployment, a.pods);
-    if (!why.has_value() && in_window && s.switched_at.has_value()) {
-      why = ReadinessLost(a, desired, *s.switched_at, bg.failure_threshold, now, &next_check);
+void Planner::RequeueAt(absl::Time t) {
+  const absl::Duration d = std::max(t - now_, absl::Milliseconds(100));
+  if (!p_.requeue_after.has_value() || d < *p_.requeue_after) p_.requeue_after = d;
+}
+
+BlueGreenPlan Planner::Finish(Exit exit) {
+  p_.exit = exit;
+  const DeploymentView& d = ViewOf(in_, p_.active).deployment;
+  s_.replicas = d.replicas;
+  s_.ready_replicas = d.ready_replicas;
+  s_.updated_replicas = d.updated_replicas;
+  s_.available_replicas = d.available_replicas;
+  s_.ready_text = absl::StrCat(d.ready_replicas, "/", d.exists ? d.spec_replicas : want_);
+  s_.active_color = p_.active;
+  s_.preview_color = p_.preview;
+  // A colour running the spec's template gets it re-applied: a no-op unless
+  // someone edited the Deployment (drift is put back).
+  for (Color c : {Color::kBlue, Color::kGreen}) {
+    if (ViewOf(in_, c).deployment.revision == desired_ && s_.failed_revision != desired_) {
+      p_.action(c).apply_desired = true;
     }
-    if (!why.has_value() && post.has_value() && post->state == AnalysisVerdict::State::kFailed) {
-      why = absl::StrCat("post-promotion analysis ", post->run, ": ", post->message);
-    }
-    const bool aborting = abort.has_value() && in_window;
-    const bool known_failed = s.failed_revision == desired;
-    if (i_up && i.deployment.available_replicas > 0 &&
-        ((why.has_value() && in_window && r.spec.rollback.automatic) || aborting || known_failed)) {
-      // Switch back: one write, the active Service's selector, before anything else.
-      abort_used = aborting;
-      p.active = idle;
-      p.preview = active;
-      p.traffic = BlueGreenPlan::Switch::kSwitchBack;
-      p.action(active).replicas.reset();  // kept until scaled down
-      p.action(idle).replicas = serving_replicas;
-      s.failed_revision = desired;
-      s.switched_at = now;
-      s.scale_down_at = now + scale_down_delay;
-      s.preview_ready_at.reset();
-      const std::string back = absl::StrCat(
-          "traffic switched back to ", ColorName(idle), " (revision ", i.deployment.revision, "); ",
-          ColorName(active), " is scaled down at ", FormatRfc3339(*s.scale_down_at));
-      if (aborting) {
-        s.phase = "Aborted";
-        s.message = absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation,
-                                 "=", *abort, "); ", back);
-        RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                      "Aborted", now);
-        MarkStalled(&s, gen, now, "Aborted", "Aborted", s.message);
-        p.events.push_back({"Warning", "Aborted", "Abort", s.message});
-      } else {
-        s.phase = "RolledBack";
-        s.message = absl::StrCat("revision ", desired,
-                                 " failed after the switch: ", why.value_or("recorded as failed"),
-                                 "; ", back);
-        RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                      "Failed", now);
-        MarkStalled(&s, gen, now, "RolledBack", "RevisionFailed", s.message);
-        p.rolled_back = true;
-        p.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s.message});
-      }
-      RecordHistory(&s, in.release->spec.revision_history_limit, i.deployment.revision, {}, "Ready",
-                    now);
-      requeue_at(*s.scale_down_at);
-      return finish();
-    }
-    if (why.has_value() || known_failed) {
-      // Nothing to switch back to (old colour gone, or rollback off): report and hold.
-      const bool newly = r.status.failed_revision != desired;
-      s.failed_revision = desired;
-      s.phase = "Degraded";
-      if (newly || s.message.find(desired) == std::string::npos) {
-        s.message = absl::StrCat(
-            "revision ", desired, " failed: ", why.value_or("recorded as failed"), "; ",
-            !r.spec.rollback.automatic ? "automatic rollback is off"
-                                       : "the previous colour is already scaled down");
-      }
-      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                    "Failed", now);
-      MarkStalled(&s, gen, now, "RevisionFailed", "RevisionFailed", s.message);
-      if (newly) p.events.push_back({"Warning", "RevisionFailed", "Rollout", s.message});
-      return finish();
-    }
-    if (next_check != absl::InfiniteDuration()) requeue_at(now + next_check);
-    if (in_window && post_pending && post->state == AnalysisVerdict::State::kInconclusive) {
-      const bool newly = r.status.phase != "Paused";
-      s.phase = "Paused";
-      s.message = absl::StrCat(
-          "revision ", desired, " serves on ", ColorName(active), " but post-promotion analysis ",
-          post->run, " is inconclusive: ", post->message, "; ", ColorName(idle), " (revision ",
-          i.deployment.revision, ") stays up. To keep the new revision: kubectl annotate release ",
-          r.metadata.name, " ", kPromoteAnnotation, "=", desired,
-          " --overwrite; to switch back: kubectl annotate release ", r.metadata.name, " ",
-          kAbortAnnotation, "=$(date +%s) --overwrite");
-      MarkReconciling(&s, gen, now, "AnalysisInconclusive", "AnalysisInconclusive", s.message);
-      if (newly) p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
-      requeue_at(now + absl::Seconds(1));
-      return finish();
-    }
-    if (in_window) {
-      s.phase = "Ready";
-      s.message = absl::StrCat(
-          "revision ", desired, " serves on ", ColorName(active), " (",
-          a.deployment.available_replicas, "/", a.deployment.spec_replicas, "); ", ColorName(idle),
-          " (revision ", i.deployment.revision, ") stays up ",
-          post_pending ? absl::StrCat("while post-promotion analysis ", post->run, " runs")
-                       : absl::StrCat("until ", FormatRfc3339(*s.scale_down_at)),
-          " for an instant switch back");
-      MarkReady(&s, gen, now, s.message);
-      if (s.scale_down_at.has_value() && now < *s.scale_down_at) requeue_at(*s.scale_down_at);
-      // Readiness is checked once a second while the old colour can take traffic back.
-      requeue_at(now + absl::Seconds(1));
-      return finish();
-    }
-    scale_down_idle();
-    s.preview_ready_at.reset();
-    if (Complete(a.deployment, desired, hpa ? 0 : want)) {
-      const bool newly = s.stable_revision != desired || r.status.phase != "Ready";
-      s.stable_revision = desired;
-      s.phase = "Ready";
-      s.message =
-          absl::StrCat("revision ", desired, " is available on ", ColorName(active), " (",
-                       a.deployment.available_replicas, "/", a.deployment.spec_replicas, ")");
-      MarkReady(&s, gen, now, s.message);
-      MarkSuperseded(&s, desired);
-      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                    "Ready", now);
-      if (newly) p.events.push_back({"Normal", "RolloutComplete", "Rollout", s.message});
-    } else {
-      s.phase = "Progressing";
-      s.message = absl::StrCat("revision ", desired, " on ", ColorName(active), ": ",
-                               a.deployment.available_replicas, " of ", a.deployment.spec_replicas,
-                               " available");
-      MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    }
-    return finish();
   }
-
-  // The desired revision failed (in preview, or after a switch back): the active
-  // colour keeps serving; the failed colour goes down after the delay.
-  if (s.failed_revision == desired) {
-    p.preview = i_runs_desired ? idle : active;
-    scale_down_idle();
-    if (r.status.phase == "Aborted" || WasAborted(s, desired)) {
-      s.phase = "Aborted";
-    } else if (r.status.phase != "RolledBack") {
-      s.phase = "Degraded";
-    }
-    if (s.message.find(desired) == std::string::npos) {
-      s.message = absl::StrCat("revision ", desired, " failed; ", where_active, " serves");
-    }
-    const std::string reason = s.phase == "Aborted" ? "Aborted" : "RevisionFailed";
-    MarkStalled(&s, gen, now, s.phase == "Degraded" ? "RevisionFailed" : s.phase, reason,
-                s.message);
-    return finish();
+  if (abort_.has_value() && !abort_used_) {
+    p_.events.push_back({"Normal", "NothingToAbort", "Abort",
+                         absl::StrCat("no rollout in flight; ", kAbortAnnotation, "=", *abort_,
+                                      " has nothing to stop")});
   }
+  using Write = BlueGreenPlan::Write;
+  const Write service{Write::Kind::kActiveService};
+  const Write blue{Write::Kind::kDeployment, Color::kBlue};
+  const Write green{Write::Kind::kDeployment, Color::kGreen};
+  p_.writes = p_.traffic != BlueGreenPlan::Switch::kNone ? std::vector<Write>{service, blue, green}
+                                                         : std::vector<Write>{blue, green, service};
+  p_.writes.push_back(Write{Write::Kind::kPreviewService});
+  return std::move(p_);
+}
 
-  // A new revision: preview it on the idle colour.
-  p.preview = idle;
-  if (Complete(a.deployment, a.deployment.revision, hpa ? 0 : want) &&
-      !DetectFailure(r, a.deployment.revision, a.deployment, a.pods).has_value()) {
+void Planner::ScaleDownIdle() {
+  if (!i_up_) {
+    s_.scale_down_at.reset();
+    return;
+  }
+  if (s_.scale_down_at.has_value() && now_ < *s_.scale_down_at) {
+    RequeueAt(*s_.scale_down_at);
+    return;
+  }
+  p_.action(idle_).replicas = 0;
+  s_.scale_down_at.reset();
+  p_.events.push_back({"Normal", "ScaledDown", "ScaleDown",
+                       absl::StrCat(ColorName(idle_), " (revision ", i_.deployment.revision,
+                                    ") scaled down to 0")});
+}
+
+// First deploy, or the active colour's Deployment is gone: (re)create it.
+BlueGreenPlan Planner::CreateActive() {
+  if (in_.hold.has_value()) {
+    if (ApplyHold(r_, *in_.hold, gen_, now_, &s_)) {
+      p_.events.push_back({"Normal", "Waiting", "Rollout", s_.message});
+    }
+    return Finish(Exit::kCreateHeld);
+  }
+  p_.action(active_).apply_desired = true;
+  s_.phase = "Progressing";
+  s_.message = absl::StrCat("creating ", ColorName(active_), " with revision ", desired_,
+                            Images(in_.desired_images));
+  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Progressing",
+                now_);
+  if (r_.status.current_revision != desired_ || r_.status.phase != "Progressing") {
+    p_.events.push_back({"Normal", "RolloutStarted", "Rollout", s_.message});
+  }
+  return Finish(Exit::kCreate);
+}
+
+// The active colour runs the desired revision: watch it through the window, switch
+// back on a failure, then scale the old colour down.
+BlueGreenPlan Planner::Serving() {
+  absl::Duration next_check = absl::InfiniteDuration();
+  // Post-promotion analysis keeps the old colour up until it passed (or a person
+  // promoted past an inconclusive one).
+  const std::optional<AnalysisVerdict>& post = in_.post_promotion;
+  const bool post_pending =
+      post.has_value() && post->state != AnalysisVerdict::State::kSuccessful &&
+      !(promoted_by_hand_ && post->state == AnalysisVerdict::State::kInconclusive);
+  const bool in_window =
+      ((s_.scale_down_at.has_value() && now_ < *s_.scale_down_at) || post_pending) && i_up_ &&
+      !i_runs_desired_;
+  std::optional<std::string> why = DetectFailure(r_, desired_, a_.deployment, a_.pods);
+  if (!why.has_value() && in_window && s_.switched_at.has_value()) {
+    why = ReadinessLost(a_, desired_, *s_.switched_at, bg_.failure_threshold, now_, &next_check);
+  }
+  if (!why.has_value() && post.has_value() && post->state == AnalysisVerdict::State::kFailed) {
+    why = absl::StrCat("post-promotion analysis ", post->run, ": ", post->message);
+  }
+  const bool aborting = abort_.has_value() && in_window;
+  const bool known_failed = s_.failed_revision == desired_;
+  if (i_up_ && i_.deployment.available_replicas > 0 &&
+      ((why.has_value() && in_window && r_.spec.rollback.automatic) || aborting || known_failed)) {
+    return SwitchBack(aborting, why);
+  }
+  if (why.has_value() || known_failed) return Degrade(why);
+  if (next_check != absl::InfiniteDuration()) RequeueAt(now_ + next_check);
+  if (in_window && post_pending && post->state == AnalysisVerdict::State::kInconclusive) {
+    return PostPromotionPaused();
+  }
+  if (in_window) return Window(post_pending);
+  return Settle();
+}
+
+// Switch back: one write, the active Service's selector, before anything else.
+BlueGreenPlan Planner::SwitchBack(bool aborting, const std::optional<std::string>& why) {
+  abort_used_ = aborting;
+  p_.active = idle_;
+  p_.preview = active_;
+  p_.traffic = BlueGreenPlan::Switch::kSwitchBack;
+  p_.action(active_).replicas.reset();  // kept until scaled down
+  p_.action(idle_).replicas = serving_replicas_;
+  s_.failed_revision = desired_;
+  s_.switched_at = now_;
+  s_.scale_down_at = now_ + scale_down_delay_;
+  s_.preview_ready_at.reset();
+  const std::string back = absl::StrCat(
+      "traffic switched back to ", ColorName(idle_), " (revision ", i_.deployment.revision, "); ",
+      ColorName(active_), " is scaled down at ", FormatRfc3339(*s_.scale_down_at));
+  if (aborting) {
+    s_.phase = "Aborted";
+    s_.message = absl::StrCat("rollout of revision ", desired_, " aborted (", kAbortAnnotation, "=",
+                              *abort_, "); ", back);
+    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Aborted",
+                  now_);
+    MarkStalled(&s_, gen_, now_, "Aborted", "Aborted", s_.message);
+    p_.events.push_back({"Warning", "Aborted", "Abort", s_.message});
+  } else {
+    s_.phase = "RolledBack";
+    s_.message =
+        absl::StrCat("revision ", desired_,
+                     " failed after the switch: ", why.value_or("recorded as failed"), "; ", back);
+    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Failed",
+                  now_);
+    MarkStalled(&s_, gen_, now_, "RolledBack", "RevisionFailed", s_.message);
+    p_.rolled_back = true;
+    p_.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s_.message});
+  }
+  RecordHistory(&s_, r_.spec.revision_history_limit, i_.deployment.revision, {}, "Ready", now_);
+  RequeueAt(*s_.scale_down_at);
+  return Finish(aborting ? Exit::kAbortedAfterSwitch : Exit::kSwitchBack);
+}
+
+// Nothing to switch back to (old colour gone, or rollback off): report and hold.
+BlueGreenPlan Planner::Degrade(const std::optional<std::string>& why) {
+  const bool newly = r_.status.failed_revision != desired_;
+  s_.failed_revision = desired_;
+  s_.phase = "Degraded";
+  if (newly || s_.message.find(desired_) == std::string::npos) {
+    s_.message =
+        absl::StrCat("revision ", desired_, " failed: ", why.value_or("recorded as failed"), "; ",
+                     !r_.spec.rollback.automatic ? "automatic rollback is off"
+                                                 : "the previous colour is already scaled down");
+  }
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Failed", now_);
+  MarkStalled(&s_, gen_, now_, "RevisionFailed", "RevisionFailed", s_.message);
+  if (newly) p_.events.push_back({"Warning", "RevisionFailed", "Rollout", s_.message});
+  return Finish(Exit::kDegraded);
+}
+
+BlueGreenPlan Planner::PostPromotionPaused() {
+  const AnalysisVerdict& post = *in_.post_promotion;
+  const bool newly = r_.status.phase != "Paused";
+  s_.phase = "Paused";
+  s_.message = absl::StrCat(
+      "revision ", desired_, " serves on ", ColorName(active_), " but post-promotion analysis ",
+      post.run, " is inconclusive: ", post.message, "; ", ColorName(idle_), " (revision ",
+      i_.deployment.revision, ") stays up. To keep the new revision: kubectl annotate release ",
+      r_.metadata.name, " ", kPromoteAnnotation, "=", desired_,
+      " --overwrite; to switch back: kubectl annotate release ", r_.metadata.name, " ",
+      kAbortAnnotation, "=$(date +%s) --overwrite");
+  MarkReconciling(&s_, gen_, now_, "AnalysisInconclusive", "AnalysisInconclusive", s_.message);
+  if (newly) p_.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s_.message});
+  RequeueAt(now_ + absl::Seconds(1));
+  return Finish(Exit::kPostPromotionPaused);
+}
+
+// The old colour stays up for an instant switch back.
+BlueGreenPlan Planner::Window(bool post_pending) {
+  s_.phase = "Ready";
+  s_.message = absl::StrCat(
+      "revision ", desired_, " serves on ", ColorName(active_), " (",
+      a_.deployment.available_replicas, "/", a_.deployment.spec_replicas, "); ", ColorName(idle_),
+      " (revision ", i_.deployment.revision, ") stays up ",
+      post_pending
+          ? absl::StrCat("while post-promotion analysis ", in_.post_promotion->run, " runs")
+          : absl::StrCat("until ", FormatRfc3339(*s_.scale_down_at)),
+      " for an instant switch back");
+  MarkReady(&s_, gen_, now_, s_.message);
+  if (s_.scale_down_at.has_value() && now_ < *s_.scale_down_at) RequeueAt(*s_.scale_down_at);
+  // Readiness is checked once a second while the old colour can take traffic back.
+  RequeueAt(now_ + absl::Seconds(1));
+  return Finish(Exit::kWindow);
+}
+
+// After the window (or with nothing to keep): the old colour goes, and the revision
+// becomes stable once complete.
+BlueGreenPlan Planner::Settle() {
+  ScaleDownIdle();
+  s_.preview_ready_at.reset();
+  if (Complete(a_.deployment, desired_, hpa_ ? 0 : want_)) {
+    const bool newly = s_.stable_revision != desired_ || r_.status.phase != "Ready";
+    s_.stable_revision = desired_;
+    s_.phase = "Ready";
+    s_.message =
+        absl::StrCat("revision ", desired_, " is available on ", ColorName(active_), " (",
+                     a_.deployment.available_replicas, "/", a_.deployment.spec_replicas, ")");
+    MarkReady(&s_, gen_, now_, s_.message);
+    MarkSuperseded(&s_, desired_);
+    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Ready", now_);
+    if (newly) p_.events.push_back({"Normal", "RolloutComplete", "Rollout", s_.message});
+    return Finish(Exit::kReady);
+  }
+  s_.phase = "Progressing";
+  s_.message = absl::StrCat("revision ", desired_, " on ", ColorName(active_), ": ",
+                            a_.deployment.available_replicas, " of ", a_.deployment.spec_replicas,
+                            " available");
+  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
+  return Finish(Exit::kProgressing);
+}
+
+// The desired revision failed (in preview, or after a switch back): the active
+// colour keeps serving; the failed colour goes down after the delay.
+BlueGreenPlan Planner::Failed() {
+  p_.preview = i_runs_desired_ ? idle_ : active_;
+  ScaleDownIdle();
+  if (r_.status.phase == "Aborted" || WasAborted(s_, desired_)) {
+    s_.phase = "Aborted";
+  } else if (r_.status.phase != "RolledBack") {
+    s_.phase = "Degraded";
+  }
+  if (s_.message.find(desired_) == std::string::npos) {
+    s_.message = absl::StrCat("revision ", desired_, " failed; ", where_active_, " serves");
+  }
+  const std::string reason = s_.phase == "Aborted" ? "Aborted" : "RevisionFailed";
+  MarkStalled(&s_, gen_, now_, s_.phase == "Degraded" ? "RevisionFailed" : s_.phase, reason,
+              s_.message);
+  return Finish(Exit::kFailed);
+}
+
+void Planner::FailPreview(const std::string& message, bool aborted) {
+  s_.failed_revision = desired_;
+  s_.scale_down_at = now_ + (aborted ? absl::ZeroDuration() : scale_down_delay_);
+  s_.preview_ready_at.reset();
+  s_.phase = aborted ? "Aborted" : "Degraded";
+  s_.message = message;
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                aborted ? "Aborted" : "Failed", now_);
+  MarkStalled(&s_, gen_, now_, aborted ? "Aborted" : "RevisionFailed",
+              aborted ? "Aborted" : "RevisionFailed", message);
+  p_.events.push_back(
+      {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview", message});
+  RequeueAt(*s_.scale_down_at);
+}
+
+// A new revision: preview it on the idle colour, then promote it.
+BlueGreenPlan Planner::Preview() {
+  p_.preview = idle_;
+  if (Complete(a_.deployment, a_.deployment.revision, hpa_ ? 0 : want_) &&
+      !DetectFailure(r_, a_.deployment.revision, a_.deployment, a_.pods).has_value()) {
     // What serves traffic healthily is what a failure returns to.
-    s.stable_revision = a.deployment.revision;
+    s_.stable_revision = a_.deployment.revision;
   }
-  auto fail_preview = [&](const std::string& message, bool aborted) {
-    s.failed_revision = desired;
-    s.scale_down_at = now + (aborted ? absl::ZeroDuration() : scale_down_delay);
-    s.preview_ready_at.reset();
-    s.phase = aborted ? "Aborted" : "Degraded";
-    s.message = message;
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  aborted ? "Aborted" : "Failed", now);
-    MarkStalled(&s, gen, now, aborted ? "Aborted" : "RevisionFailed",
-                aborted ? "Aborted" : "RevisionFailed", message);
-    p.events.push_back(
-        {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview", message});
-    requeue_at(*s.scale_down_at);
-  };
-  const std::string stays = absl::StrCat("traffic stays on ", where_active);
-  if (abort.has_value()) {
-    abort_used = true;
-    fail_preview(absl::StrCat("rollout of revision ", desired, " aborted (", kAbortAnnotation, "=",
-                              *abort, "); ", stays),
-                 true);
-    return finish();
+  if (abort_.has_value()) {
+    abort_used_ = true;
+    FailPreview(absl::StrCat("rollout of revision ", desired_, " aborted (", kAbortAnnotation, "=",
+                             *abort_, "); ", stays_),
+                true);
+    return Finish(Exit::kAbortedPreview);
   }
-  if (!i_runs_desired && in.hold.has_value()) {
-    p.preview = i_up ? idle : active;
-    scale_down_idle();
-    if (ApplyHold(r, *in.hold, gen, now, &s)) {
-      p.events.push_back({"Normal", "Waiting", "Rollout", s.message});
+  if (!i_runs_desired_ && in_.hold.has_value()) {
+    p_.preview = i_up_ ? idle_ : active_;
+    ScaleDownIdle();
+    if (ApplyHold(r_, *in_.hold, gen_, now_, &s_)) {
+      p_.events.push_back({"Normal", "Waiting", "Rollout", s_.message});
     }
-    return finish();
+    return Finish(Exit::kPreviewHeld);
   }
-  if (!i_runs_desired) {
-    p.action(idle).apply_desired = true;
-    p.action(idle).replicas = want;
-    s.preview_ready_at.reset();
-    s.scale_down_at.reset();  // the idle colour is taken for the preview
-    s.phase = "Progressing";
-    s.message = absl::StrCat("revision ", desired, Images(in.desired_images), " coming up on ",
-                             ColorName(idle), " for preview; ", stays);
-    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  "Progressing", now);
-    if (r.status.current_revision != desired || r.status.phase != "Progressing") {
-      p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
-    }
-    return finish();
+  if (!i_runs_desired_) return StartPreview();
+  p_.action(idle_).replicas = want_;
+  if (std::optional<std::string> why = DetectFailure(r_, desired_, i_.deployment, i_.pods)) {
+    FailPreview(absl::StrCat("revision ", desired_, " failed in preview on ", ColorName(idle_),
+                             ": ", *why, "; ", stays_, "; ", ColorName(idle_),
+                             " is scaled down at ", FormatRfc3339(now_ + scale_down_delay_)),
+                false);
+    p_.action(idle_).replicas.reset();
+    return Finish(Exit::kPreviewFailed);
   }
-  p.action(idle).replicas = want;
-  if (std::optional<std::string> why = DetectFailure(r, desired, i.deployment, i.pods)) {
-    fail_preview(absl::StrCat("revision ", desired, " failed in preview on ", ColorName(idle), ": ",
-                              *why, "; ", stays, "; ", ColorName(idle), " is scaled down at ",
-                              FormatRfc3339(now + scale_down_delay)),
-                 false);
-    p.action(idle).replicas.reset();
-    return finish();
-  }
-  const int32_t ready_pods = ReadyPods(i, desired);
+  const int32_t ready_pods = ReadyPods(i_, desired_);
   const bool endpoints_ready =
-      !in.preview_ready_endpoints.has_value() || *in.preview_ready_endpoints >= want;
-  if (!Complete(i.deployment, desired, want) || ready_pods < want || !endpoints_ready) {
-    s.preview_ready_at.reset();
-    s.phase = "Progressing";
-    s.message = absl::StrCat("revision ", desired, " on ", ColorName(idle), ": ",
-                             i.deployment.available_replicas, "/", want, " available");
-    if (in.preview_ready_endpoints.has_value()) {
-      absl::StrAppend(&s.message, ", ", *in.preview_ready_endpoints, "/", want,
-                      " ready endpoints in ", r.metadata.name, "-preview");
-    }
-    absl::StrAppend(&s.message, "; ", stays);
-    MarkReconciling(&s, gen, now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  "Progressing", now);
-    return finish();
+      !in_.preview_ready_endpoints.has_value() || *in_.preview_ready_endpoints >= want_;
+  if (!Complete(i_.deployment, desired_, want_) || ready_pods < want_ || !endpoints_ready) {
+    return PreviewProgressing();
   }
 
   // The preview is fully available and its endpoints are ready.
-  if (!s.preview_ready_at.has_value()) {
-    s.preview_ready_at = now;
-    p.events.push_back({"Normal", "PreviewReady", "Preview",
-                        absl::StrCat("revision ", desired, " is ready on ", ColorName(idle))});
+  if (!s_.preview_ready_at.has_value()) {
+    s_.preview_ready_at = now_;
+    p_.events.push_back({"Normal", "PreviewReady", "Preview",
+                         absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_))});
   }
-  bool promote = false;
-  std::string waiting;
-  if (const std::optional<AnalysisVerdict>& pre = in.pre_promotion) {
+  if (const std::optional<AnalysisVerdict>& pre = in_.pre_promotion) {
     using State = AnalysisVerdict::State;
     if (pre->state == State::kFailed) {
-      fail_preview(absl::StrCat("revision ", desired, " failed pre-promotion analysis ", pre->run,
-                                ": ", pre->message, "; ", stays, "; ", ColorName(idle),
-                                " is scaled down at ", FormatRfc3339(now + scale_down_delay)),
-                   false);
-      p.action(idle).replicas.reset();
-      return finish();
+      FailPreview(absl::StrCat("revision ", desired_, " failed pre-promotion analysis ", pre->run,
+                               ": ", pre->message, "; ", stays_, "; ", ColorName(idle_),
+                               " is scaled down at ", FormatRfc3339(now_ + scale_down_delay_)),
+                  false);
+      p_.action(idle_).replicas.reset();
+      return Finish(Exit::kPrePromotionFailed);
     }
     if (pre->state == State::kRunning ||
-        (pre->state == State::kInconclusive && !promoted_by_hand)) {
-      const bool paused = pre->state == State::kInconclusive;
-      const bool newly = r.status.phase != (paused ? "Paused" : "Previewing");
-      s.phase = paused ? "Paused" : "Previewing";
-      s.message = paused ? absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
-                                        " but pre-promotion analysis ", pre->run,
-                                        " is inconclusive: ", pre->message,
-                                        "; promote it with: kubectl annotate release ",
-                                        r.metadata.name, " ", kPromoteAnnotation, "=", desired,
-                                        " --overwrite, or stop it with: kubectl annotate release ",
-                                        r.metadata.name, " ", kAbortAnnotation,
-                                        "=$(date +%s) --overwrite; ", stays)
-                         : absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
-                                        "; pre-promotion analysis ", pre->run, " runs; ", stays);
-      MarkReconciling(&s, gen, now, paused ? "AnalysisInconclusive" : "Previewing",
-                      paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s.message);
-      RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                    "Previewing", now);
-      if (paused && newly) {
-        p.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s.message});
-      }
-      return finish();
+        (pre->state == State::kInconclusive && !promoted_by_hand_)) {
+      return PrePromotionWaiting(*pre);
     }
   }
-  if (in.pre_promotion.has_value() && promoted_by_hand) {
-    promote = true;
-  } else if (bg.auto_promote) {
-    const absl::Time at = *s.preview_ready_at + absl::Seconds(bg.promotion_delay_seconds);
-    if (now >= at) {
-      promote = true;
-    } else {
-      requeue_at(at);
-      waiting = absl::StrCat("traffic moves at ", FormatRfc3339(at));
-    }
-  } else {
-    auto ann = r.metadata.annotations.find(kPromoteAnnotation);
-    promote = ann != r.metadata.annotations.end() && ann->second == desired;
-    waiting = absl::StrCat("promote it with: kubectl annotate release ", r.metadata.name, " ",
-                           kPromoteAnnotation, "=", desired, " --overwrite");
+  if (in_.pre_promotion.has_value() && promoted_by_hand_) return Promote();
+  if (bg_.auto_promote) {
+    const absl::Time at = *s_.preview_ready_at + absl::Seconds(bg_.promotion_delay_seconds);
+    if (now_ >= at) return Promote();
+    RequeueAt(at);
+    return AwaitPromotion(absl::StrCat("traffic moves at ", FormatRfc3339(at)));
   }
-  if (!promote) {
-    s.phase = "Previewing";
-    s.message =
-        absl::StrCat("revision ", desired, " is ready on ", ColorName(idle),
-                     bg.preview_service ? absl::StrCat(" (Service ", r.metadata.name, "-preview)")
-                                        : std::string(),
-                     "; ", waiting, "; ", stays);
-    MarkReconciling(&s, gen, now, "Previewing",
-                    bg.auto_promote ? "Previewing" : "AwaitingPromotion", s.message);
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  "Previewing", now);
-    return finish();
-  }
-
-  // Promote: one write, the active Service's selector.
-  p.active = idle;
-  p.preview = idle;
-  p.traffic = BlueGreenPlan::Switch::kPromote;
-  p.action(active).replicas.reset();  // stays up for the window
-  s.switched_at = now;
-  s.scale_down_at = now + scale_down_delay;
-  s.preview_ready_at.reset();
-  s.phase = "Ready";
-  s.message = absl::StrCat("traffic switched from ", where_active, " to ", ColorName(idle),
-                           " (revision ", desired, "); ", ColorName(active), " stays up until ",
-                           FormatRfc3339(*s.scale_down_at), " for an instant switch back");
-  MarkReady(&s, gen, now, s.message);
-  RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images, "Ready",
-                now);
-  p.events.push_back({"Normal", "Promoted", "Promote", s.message});
-  requeue_at(*s.scale_down_at);
-  requeue_at(now + absl::Seconds(1));
-  return finish();
+  if (promoted_by_hand_) return Promote();
+  return AwaitPromotion(absl::StrCat("promote it with: kubectl annotate release ", r_.metadata.name,
+                                     " ", kPromoteAnnotation, "=", desired_, " --overwrite"));
 }
+
+BlueGreenPlan Planner::StartPreview() {
+  p_.action(idle_).apply_desired = true;
+  p_.action(idle_).replicas = want_;
+  s_.preview_ready_at.reset();
+  s_.scale_down_at.reset();  // the idle colour is taken for the preview
+  s_.phase = "Progressing";
+  s_.message = absl::StrCat("revision ", desired_, Images(in_.desired_images), " coming up on ",
+                            ColorName(idle_), " for preview; ", stays_);
+  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Progressing",
+                now_);
+  if (r_.status.current_revision != desired_ || r_.status.phase != "Progressing") {
+    p_.events.push_back({"Normal", "RolloutStarted", "Rollout", s_.message});
+  }
+  return Finish(Exit::kStartPreview);
+}
+
+BlueGreenPlan Planner::PreviewProgressing() {
+  s_.preview_ready_at.reset();
+  s_.phase = "Progressing";
+  s_.message = absl::StrCat("revision ", desired_, " on ", ColorName(idle_), ": ",
+                            i_.deployment.available_replicas, "/", want_, " available");
+  if (in_.preview_ready_endpoints.has_value()) {
+    absl::StrAppend(&s_.message, ", ", *in_.preview_ready_endpoints, "/", want_,
+                    " ready endpoints in ", r_.metadata.name, "-preview");
+  }
+  absl::StrAppend(&s_.message, "; ", stays_);
+  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Progressing",
+                now_);
+  return Finish(Exit::kPreviewProgressing);
+}
+
+// Pre-promotion analysis runs, or was inconclusive and nobody promoted past it.
+BlueGreenPlan Planner::PrePromotionWaiting(const AnalysisVerdict& pre) {
+  const bool paused = pre.state == AnalysisVerdict::State::kInconclusive;
+  const bool newly = r_.status.phase != (paused ? "Paused" : "Previewing");
+  s_.phase = paused ? "Paused" : "Previewing";
+  s_.message = paused ? absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_),
+                                     " but pre-promotion analysis ", pre.run,
+                                     " is inconclusive: ", pre.message,
+                                     "; promote it with: kubectl annotate release ",
+                                     r_.metadata.name, " ", kPromoteAnnotation, "=", desired_,
+                                     " --overwrite, or stop it with: kubectl annotate release ",
+                                     r_.metadata.name, " ", kAbortAnnotation,
+                                     "=$(date +%s) --overwrite; ", stays_)
+                      : absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_),
+                                     "; pre-promotion analysis ", pre.run, " runs; ", stays_);
+  MarkReconciling(&s_, gen_, now_, paused ? "AnalysisInconclusive" : "Previewing",
+                  paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Previewing",
+                now_);
+  if (paused && newly) {
+    p_.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s_.message});
+  }
+  return Finish(paused ? Exit::kPrePromotionPaused : Exit::kPrePromotionRunning);
+}
+
+// The preview is ready; traffic waits for the delay or for a person.
+BlueGreenPlan Planner::AwaitPromotion(const std::string& waiting) {
+  s_.phase = "Previewing";
+  s_.message =
+      absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_),
+                   bg_.preview_service ? absl::StrCat(" (Service ", r_.metadata.name, "-preview)")
+                                       : std::string(),
+                   "; ", waiting, "; ", stays_);
+  MarkReconciling(&s_, gen_, now_, "Previewing",
+                  bg_.auto_promote ? "Previewing" : "AwaitingPromotion", s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Previewing",
+                now_);
+  return Finish(Exit::kAwaitingPromotion);
+}
+
+// Promote: one write, the active Service's selector.
+BlueGreenPlan Planner::Promote() {
+  p_.active = idle_;
+  p_.preview = idle_;
+  p_.traffic = BlueGreenPlan::Switch::kPromote;
+  p_.action(active_).replicas.reset();  // stays up for the window
+  s_.switched_at = now_;
+  s_.scale_down_at = now_ + scale_down_delay_;
+  s_.preview_ready_at.reset();
+  s_.phase = "Ready";
+  s_.message = absl::StrCat("traffic switched from ", where_active_, " to ", ColorName(idle_),
+                            " (revision ", desired_, "); ", ColorName(active_), " stays up until ",
+                            FormatRfc3339(*s_.scale_down_at), " for an instant switch back");
+  MarkReady(&s_, gen_, now_, s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Ready", now_);
+  p_.events.push_back({"Normal", "Promoted", "Promote", s_.message});
+  RequeueAt(*s_.scale_down_at);
+  RequeueAt(now_ + absl::Seconds(1));
+  return Finish(Exit::kPromote);
+}
+
+}  // namespace
+
+BlueGreenSituation ClassifyBlueGreen(bool active_exists, bool active_runs_desired,
+                                     bool desired_failed) {
+  if (!active_exists) return BlueGreenSituation::kNoActive;
+  if (active_runs_desired) return BlueGreenSituation::kServing;
+  if (desired_failed) return BlueGreenSituation::kFailed;
+  return BlueGreenSituation::kPreview;
+}
+
+BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in) { return Planner(in).Plan(); }
 
 }  // namespace capstan::rollout

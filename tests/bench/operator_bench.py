@@ -129,13 +129,15 @@ def log_ms(line):
 def metrics(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    out = {"requests": 0.0, "writes": 0.0, "reconciles": 0.0}
+    out = {"requests": 0.0, "writes": 0.0, "reconciles": 0.0, "informers": 0.0}
     for line in text.splitlines():
         if line.startswith("capstan_rest_requests_total{"):
             v = float(line.rsplit(" ", 1)[1])
             out["requests"] += v
             if re.search(r'verb="(POST|PUT|PATCH|DELETE)"', line):
                 out["writes"] += v
+        elif line.startswith("capstan_relists_total{"):
+            out["informers"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("capstan_reconcile_total{"):
             out["reconciles"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith('capstan_reconcile_duration_seconds_sum{controller="release"'):
@@ -177,6 +179,9 @@ def main():
                     help="replicas per Release (0: Deployments without pods, for 10,000 "
                          "Releases on a small machine)")
     ap.add_argument("--workers", type=int, default=16, help="the operator's --workers")
+    ap.add_argument("--all_namespaces", action="store_true",
+                    help="run the operator for all namespaces (no --namespace), so the "
+                         "Environment controller runs too, as in the chart's default")
     ap.add_argument("--qps", type=float, default=0,
                     help="the operator's --kube_api_qps (burst: twice this; 0: no "
                          "client-side limit, the operator's default)")
@@ -192,7 +197,8 @@ def main():
     log = open(f"/tmp/{ns}.log", "w")
     t0 = time.monotonic()
     t0_wall = time.time()
-    op = subprocess.Popen([args.capstan, "run", f"--kubeconfig={kc}", f"--namespace={ns}",
+    scope = [] if args.all_namespaces else [f"--namespace={ns}"]
+    op = subprocess.Popen([args.capstan, "run", f"--kubeconfig={kc}", *scope,
                            f"--health_address=127.0.0.1:{port}", "--leader_elect=false",
                            "--log_level=debug", "--log_format=text",
                            f"--resync_seconds={args.resync_seconds}",
@@ -213,6 +219,9 @@ def main():
                         break
         print("  start-up (log, from exec): " + "; ".join(marks))
         print(f"RSS idle: {rss_kib(op.pid) / 1024:.1f} MiB, {threads(op.pid)} threads")
+        # Lists so far: one initial list per informer (each then holds one watch open),
+        # unless a watch failed with 410 Gone since.
+        print(f"  informers (initial lists, one watch each): {metrics(port)['informers']:.0f}")
         for k, v in sorted(smaps_breakdown(op.pid, args.capstan).items(), key=lambda kv: -kv[1]):
             print(f"  {k}: {v / 1024:.1f} MiB")
         have = 0

@@ -145,10 +145,11 @@ class AnalysisGates {
 
   kube::Client& client_;
   const Clock& clock_;
-  std::unique_ptr<kube::Informer> templates_;
-  std::unique_ptr<kube::Informer> cluster_templates_;
-  std::unique_ptr<kube::Informer> runs_;
-  std::unique_ptr<kube::Informer> jobs_;
+  // The Loop's shared informers (kube::InformerFactory owns them).
+  kube::Informer* templates_;
+  kube::Informer* cluster_templates_;
+  kube::Informer* runs_;
+  kube::Informer* jobs_;
   analysis::HttpPool http_;
   analysis::PrometheusClient prometheus_{http_};
   // The last status write of each run ("ns/name"): a reconcile right after a write may

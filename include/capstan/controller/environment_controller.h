@@ -12,9 +12,10 @@
 //                          through selectors), upstreams missing or in a cycle
 //
 // It watches Environments (cluster-scoped), Releases, Namespaces (labels, for
-// namespaceSelector) and AnalysisRuns (a projection: phase and finish times). An Environment spans
-// namespaces, so this controller only runs when Capstan watches all namespaces (run.cc); a
-// namespace-scoped operator would write a partial status.
+// namespaceSelector) and AnalysisRuns (read through a projection: phase and finish times);
+// with a shared informer factory (run.cc) these are the Release controller's watches. An
+// Environment spans namespaces, so this controller only runs when Capstan watches all
+// namespaces (run.cc); a namespace-scoped operator would write a partial status.
 //
 // The pure part, ComputeEnvironmentStatus, is public and unit-tested; Reconcile is the
 // thin shell around it. Thread-safe.
@@ -34,6 +35,7 @@
 #include "capstan/controller/loop.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
+#include "capstan/kube/informer_factory.h"
 #include "capstan/kube/workqueue.h"
 #include "capstan/policy/environment.h"
 #include "capstan/policy/observed.h"
@@ -78,6 +80,10 @@ class EnvironmentController {
   struct Options {
     int workers = 1;
     absl::Duration resync = absl::Minutes(10);
+    // The informers shared with the Release controller (run.cc): Environments,
+    // Releases, Namespaces, AnalysisRuns are then watched once. It outlives this
+    // controller and is stopped by its owner. Null: the controller has its own.
+    kube::InformerFactory* informers = nullptr;
   };
 
   EnvironmentController(kube::Client& client, Options options,
@@ -104,12 +110,12 @@ class EnvironmentController {
   const Options options_;
   const Clock& clock_;
 
-  std::unique_ptr<kube::Informer> environments_;
-  std::unique_ptr<kube::Informer> releases_;
-  std::unique_ptr<kube::Informer> namespaces_;
-  std::unique_ptr<kube::Informer> analysis_runs_;
-  // After the informers: destroyed (stopped) before them.
-  Loop loop_{"environment", clock_};
+  // From the Loop's informer factory.
+  kube::Informer* environments_;
+  kube::Informer* releases_;
+  kube::Informer* namespaces_;
+  kube::Informer* analysis_runs_;
+  Loop loop_{"environment", clock_, client_, options_.informers};
   kube::WorkQueue* const queue_ = &loop_.queue();
 };
 

@@ -29,6 +29,7 @@
 //    as above, revision and data (the template a rollback restores).
 //  - Releases: everything but managedFields and kubectl's last-applied
 //    annotation (a second copy of the spec as a string).
+//  - Namespaces: name and labels (Environment namespaceSelectors).
 //  - Secrets a SecretRotation manages (its controller's cache): no value at all,
 //    only which data keys exist; the values are read when a step needs them.
 //
@@ -46,6 +47,8 @@ kube::Object ProjectApplied(kube::Object obj);
 kube::Object ProjectDeployment(kube::Object deployment);
 kube::Object ProjectControllerRevision(kube::Object revision);
 kube::Object ProjectRelease(kube::Object release);
+// Namespaces: name, resourceVersion and labels (what Environment selectors read).
+kube::Object ProjectNamespace(kube::Object ns);
 // Secrets a SecretRotation manages: identity, labels, annotations, owners, type and the
 // names of the data keys, each with an empty value (the cache holds no secret value).
 kube::Object ProjectSecretKeys(kube::Object secret);

@@ -36,8 +36,11 @@
 #include "capstan/controller/release_hooks.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
+#include "capstan/kube/informer_factory.h"
 #include "capstan/kube/workqueue.h"
 #include "capstan/policy/environment.h"
+#include "capstan/render/render.h"
+#include "capstan/rollout/bluegreen.h"
 #include "capstan/rollout/rolling.h"
 
 namespace capstan::controller {
@@ -54,6 +57,9 @@ class ReleaseController {
     // Every Release is re-checked this often even without events (level-triggered
     // safety net; a converged Release costs no writes).
     absl::Duration resync = absl::Minutes(10);
+    // The informers shared with the other controllers (run.cc); it outlives this
+    // controller and is stopped by its owner. Null: the controller has its own.
+    kube::InformerFactory* informers = nullptr;
   };
 
   ReleaseController(kube::Client& client, Options options, EventSink events,
@@ -129,6 +135,11 @@ class ReleaseController {
 
   absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
   absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
+  // What a BlueGreen pass found of the objects it writes (defined in the .cc).
+  struct BlueGreenObjects;
+  // The plan's writes, in the plan's order (rollout::BlueGreenPlan::writes).
+  absl::Status ApplyBlueGreen(Pass& pass, const rollout::BlueGreenPlan& plan,
+                              const render::PodTemplate& desired, BlueGreenObjects& objects);
   // The HPA (scaling `target`) and PDB (over `color`'s pods), or their removal when
   // the spec has none.
   absl::Status ApplyHpaAndPdb(Pass& pass, const std::string& target,
@@ -155,29 +166,31 @@ class ReleaseController {
   EventSink events_;
   const Clock& clock_;
 
-  std::unique_ptr<kube::Informer> releases_;
-  std::unique_ptr<kube::Informer> deployments_;
-  std::unique_ptr<kube::Informer> services_;
-  std::unique_ptr<kube::Informer> hpas_;
-  std::unique_ptr<kube::Informer> pdbs_;
-  std::unique_ptr<kube::Informer> revisions_;
-  std::unique_ptr<kube::Informer> pods_;
-  std::unique_ptr<kube::Informer> endpoint_slices_;
-  std::unique_ptr<kube::Informer> ingresses_;
-  std::unique_ptr<kube::Informer> routes_;  // started by RoutesServed()
+  // From the Loop's informer factory (shared with the other controllers).
+  kube::Informer* releases_;
+  kube::Informer* deployments_;
+  kube::Informer* services_;
+  kube::Informer* hpas_;
+  kube::Informer* pdbs_;
+  kube::Informer* revisions_;
+  kube::Informer* pods_;
+  kube::Informer* endpoint_slices_;
+  kube::Informer* ingresses_;
+  // Not the factory's: started by RoutesServed(), not by StartCaches().
+  std::unique_ptr<kube::Informer> routes_;
   absl::Mutex routes_mu_;
   bool routes_served_ ABSL_GUARDED_BY(routes_mu_) = false;
   std::optional<absl::Time> routes_checked_ ABSL_GUARDED_BY(routes_mu_);
   // Environment policy: Environments (cluster-scoped), Namespaces (labels, for
   // Environment selectors), ReleaseApprovals.
-  std::unique_ptr<kube::Informer> environments_;
-  std::unique_ptr<kube::Informer> namespaces_;
-  std::unique_ptr<kube::Informer> approvals_;
+  kube::Informer* environments_;
+  kube::Informer* namespaces_;
+  kube::Informer* approvals_;
   // Analysis gates (AnalysisTemplates, AnalysisRuns; controller/analysis_gate.h).
   std::unique_ptr<AnalysisGates> analysis_;
   std::unique_ptr<ReleaseHooks> hooks_;  // spec.hooks: the hook Jobs
-  // After the informers: destroyed (stopped) before them.
-  Loop loop_{"release", clock_};
+  // After routes_: destroyed (stopped) before it.
+  Loop loop_{"release", clock_, client_, options_.informers};
   kube::WorkQueue* const queue_ = &loop_.queue();
 
   absl::Mutex expectations_mu_;

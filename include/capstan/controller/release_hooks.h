@@ -53,7 +53,7 @@ struct HookWrites {
 
 class ReleaseHooks {
  public:
-  // The Jobs' informer is added to `loop`; `enqueue` gets "namespace/release" when a
+  // The Jobs' informer is the Loop's (Loop::Shared); `enqueue` gets "namespace/release" when a
   // hook Job changes.
   ReleaseHooks(kube::Client& client, Loop& loop, const std::string& watch_namespace,
                const Clock& clock, std::function<void(const std::string&)> enqueue);
@@ -87,7 +87,7 @@ class ReleaseHooks {
                                      const HookWrites& w);
 
   kube::Client& client_;
-  std::unique_ptr<kube::Informer> jobs_;
+  kube::Informer* jobs_;  // the Loop's shared informer
 };
 
 }  // namespace capstan::controller

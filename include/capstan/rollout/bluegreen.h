@@ -101,6 +101,34 @@ struct ColorAction {
 };
 
 struct BlueGreenPlan {
+  // Which of the planner's outcomes this is: one per branch of PlanBlueGreen (for the
+  // table test, and to name a branch in a log line).
+  enum class Exit {
+    // kNoActive
+    kCreateHeld,  // a hold keeps the first Deployment from being created
+    kCreate,      // the active colour's Deployment is (re)created
+    // kServing
+    kSwitchBack,           // the new colour failed after the switch: traffic goes back
+    kAbortedAfterSwitch,   // an abort in the window: traffic goes back
+    kDegraded,             // failed with nothing to switch back to
+    kPostPromotionPaused,  // post-promotion analysis inconclusive, the old colour up
+    kWindow,               // serving, the old colour up for an instant switch back
+    kReady,                // the window is over: stable
+    kProgressing,          // the active colour is still rolling out
+    // kFailed
+    kFailed,  // the desired revision failed: the active colour serves on
+    // kPreview
+    kAbortedPreview,       // an abort before the switch: traffic never moved
+    kPreviewHeld,          // a hold keeps the preview from starting
+    kStartPreview,         // the idle colour gets the new template
+    kPreviewFailed,        // the preview failed (crash loop, image errors, ...)
+    kPreviewProgressing,   // the preview is not yet available with ready endpoints
+    kPrePromotionFailed,   // pre-promotion analysis failed
+    kPrePromotionRunning,  // pre-promotion analysis runs
+    kPrePromotionPaused,   // pre-promotion analysis inconclusive
+    kAwaitingPromotion,    // ready; waiting for the delay or the promote annotation
+    kPromote,              // traffic moves to the new colour
+  };
   enum class Switch {
     kNone,
     kPromote,     // traffic moves to the new revision
@@ -118,10 +146,42 @@ struct BlueGreenPlan {
   std::optional<absl::Duration> requeue_after;
   bool rolled_back = false;  // this plan switches back after a failure
   std::string retry_token_used;
+  Exit exit = Exit::kReady;
+
+  // One write of the pass. The plan lists them in the order they happen.
+  struct Write {
+    enum class Kind {
+      kActiveService,   // Service <name> selecting `active` (with the failed revision), then
+                        // the HPA and PDB that follow it
+      kDeployment,      // colour `color`'s Deployment: its ColorAction (template, replicas)
+      kPreviewService,  // Service <name>-preview selecting `preview` (or its removal)
+    };
+    Kind kind = Kind::kActiveService;
+    api::Color color = api::Color::kBlue;  // kDeployment
+    bool operator==(const Write&) const = default;
+  };
+  // A switch writes the active Service first and alone, so it lands as soon as it is
+  // decided, then the Deployments; otherwise the Deployments go first (a new colour
+  // exists before anything points at it). The preview Service last.
+  std::vector<Write> writes;
 
   ColorAction& action(api::Color c) { return c == api::Color::kBlue ? blue : green; }
+  const ColorAction& action(api::Color c) const { return c == api::Color::kBlue ? blue : green; }
 };
 
+// Where a BlueGreen Release stands, PlanBlueGreen's first decision (after the failed
+// revision is brought up to date: recorded on the Service, cleared by a new spec or a
+// retry); each situation has its own branch in the planner.
+enum class BlueGreenSituation {
+  kNoActive,  // the active colour has no Deployment: the first deploy, or it was deleted
+  kServing,   // the active colour runs the desired revision (after a promotion, or steady)
+  kFailed,    // the desired revision failed (in preview, or after a switch back)
+  kPreview,   // a new revision: preview it on the idle colour, then promote it
+};
+BlueGreenSituation ClassifyBlueGreen(bool active_exists, bool active_runs_desired,
+                                     bool desired_failed);
+
+// ClassifyBlueGreen, then the situation's branch.
 BlueGreenPlan PlanBlueGreen(const BlueGreenInput& in);
 
 }  // namespace capstan::rollout

@@ -1,5 +1,6 @@
 #include "capstan/rollout/bluegreen.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -422,6 +423,201 @@ TEST(PlanBlueGreen, NothingToAbortWhenConverged) {
   EXPECT_EQ(p.status.phase, "Ready");
   EXPECT_EQ(p.status.last_abort, "late");
   EXPECT_TRUE(HasEvent(p, "NothingToAbort"));
+}
+
+// Every situation ClassifyBlueGreen tells apart, in its order of precedence.
+TEST(ClassifyBlueGreen, OneSituationPerRow) {
+  struct Row {
+    const char* name;
+    bool active_exists;
+    bool active_runs_desired;
+    bool desired_failed;
+    BlueGreenSituation want;
+  };
+  const Row rows[] = {
+      {"no active Deployment", false, false, false, BlueGreenSituation::kNoActive},
+      {"no active Deployment, the revision failed", false, false, true,
+       BlueGreenSituation::kNoActive},
+      {"the active colour runs the revision", true, true, false, BlueGreenSituation::kServing},
+      {"the active colour runs the failed revision", true, true, true,
+       BlueGreenSituation::kServing},
+      {"the revision failed elsewhere", true, false, true, BlueGreenSituation::kFailed},
+      {"a new revision", true, false, false, BlueGreenSituation::kPreview},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    EXPECT_EQ(ClassifyBlueGreen(row.active_exists, row.active_runs_desired, row.desired_failed),
+              row.want);
+  }
+}
+
+AnalysisVerdict Verdict(AnalysisVerdict::State state) {
+  AnalysisVerdict v;
+  v.state = state;
+  v.run = "web-d2-pre";
+  v.message = "error-rate 0.2 > 0.05";
+  return v;
+}
+
+// One row per exit of PlanBlueGreen: the observed state that takes it, and what the
+// plan then says about traffic, phase and the idle (green, or after a switch blue)
+// colour. The tests above go deeper into each.
+TEST(PlanBlueGreen, OneRowPerExit) {
+  using Exit = BlueGreenPlan::Exit;
+  using State = AnalysisVerdict::State;
+  struct Row {
+    const char* name;
+    std::function<void(Fixture&)> setup;
+    Exit exit;
+    Switch traffic;
+    std::string phase;
+  };
+  auto first_deploy = [](Fixture& f) {
+    f.rel.status = {};
+    f.in.service_color.reset();
+    f.in.blue = {};
+    f.in.desired_revision = "s1";
+  };
+  auto crash_green = [](Fixture& f) {
+    f.in.green.pods[2] = Pod("d2", Color::kGreen, 2, false, "CrashLoopBackOff");
+  };
+  const Hold frozen{"FrozenUntil", "frozen until 2026-11-26T08:00:00+01:00"};
+  const std::vector<Row> rows = {
+      {"first deploy, held",
+       [&](Fixture& f) {
+         first_deploy(f);
+         f.in.hold = frozen;
+       },
+       Exit::kCreateHeld, Switch::kNone, "Waiting"},
+      {"first deploy", first_deploy, Exit::kCreate, Switch::kNone, "Progressing"},
+      {"failure in the window",
+       [&](Fixture& f) {
+         f.Switched(absl::Seconds(5));
+         crash_green(f);
+       },
+       Exit::kSwitchBack, Switch::kSwitchBack, "RolledBack"},
+      {"abort in the window",
+       [](Fixture& f) {
+         f.Switched(absl::Seconds(5));
+         f.rel.metadata.annotations[kAbortAnnotation] = "stop";
+       },
+       Exit::kAbortedAfterSwitch, Switch::kSwitchBack, "Aborted"},
+      {"failure with the old colour scaled down",
+       [&](Fixture& f) {
+         f.Switched(absl::Seconds(5));
+         crash_green(f);
+         f.in.blue.deployment = Deploy("s1", 0, 0);
+         f.in.blue.pods.clear();
+       },
+       Exit::kDegraded, Switch::kNone, "Degraded"},
+      {"post-promotion analysis inconclusive",
+       [](Fixture& f) {
+         f.Switched(absl::Seconds(5));
+         f.in.post_promotion = Verdict(State::kInconclusive);
+       },
+       Exit::kPostPromotionPaused, Switch::kNone, "Paused"},
+      {"in the window", [](Fixture& f) { f.Switched(absl::Seconds(5)); }, Exit::kWindow,
+       Switch::kNone, "Ready"},
+      {"after the window", [](Fixture& f) { f.Switched(absl::Seconds(60)); }, Exit::kReady,
+       Switch::kNone, "Ready"},
+      {"after the window, still rolling out",
+       [](Fixture& f) {
+         f.Switched(absl::Seconds(60));
+         f.in.green.deployment = Deploy("d2", 3, 1);
+       },
+       Exit::kProgressing, Switch::kNone, "Progressing"},
+      {"the revision failed before",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.rel.status.failed_revision = "d2";
+       },
+       Exit::kFailed, Switch::kNone, "Degraded"},
+      {"abort in preview",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.rel.metadata.annotations[kAbortAnnotation] = "stop";
+       },
+       Exit::kAbortedPreview, Switch::kNone, "Aborted"},
+      {"a new revision, held", [&](Fixture& f) { f.in.hold = frozen; }, Exit::kPreviewHeld,
+       Switch::kNone, "Waiting"},
+      {"a new revision", [](Fixture&) {}, Exit::kStartPreview, Switch::kNone, "Progressing"},
+      {"the preview crash-loops",
+       [&](Fixture& f) {
+         f.GreenReady();
+         crash_green(f);
+       },
+       Exit::kPreviewFailed, Switch::kNone, "Degraded"},
+      {"the preview has no ready endpoint yet",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.in.preview_ready_endpoints = 0;
+       },
+       Exit::kPreviewProgressing, Switch::kNone, "Progressing"},
+      {"pre-promotion analysis failed",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.in.pre_promotion = Verdict(State::kFailed);
+       },
+       Exit::kPrePromotionFailed, Switch::kNone, "Degraded"},
+      {"pre-promotion analysis runs",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.in.pre_promotion = Verdict(State::kRunning);
+       },
+       Exit::kPrePromotionRunning, Switch::kNone, "Previewing"},
+      {"pre-promotion analysis inconclusive",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.in.pre_promotion = Verdict(State::kInconclusive);
+       },
+       Exit::kPrePromotionPaused, Switch::kNone, "Paused"},
+      {"ready, promotion by hand not given",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.rel.spec.strategy.blue_green.auto_promote = false;
+       },
+       Exit::kAwaitingPromotion, Switch::kNone, "Previewing"},
+      {"ready, promotion delay not over",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.rel.spec.strategy.blue_green.promotion_delay_seconds = 10;
+       },
+       Exit::kAwaitingPromotion, Switch::kNone, "Previewing"},
+      {"ready, auto-promoted", [](Fixture& f) { f.GreenReady(); }, Exit::kPromote, Switch::kPromote,
+       "Ready"},
+      {"ready, promoted by hand",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.rel.spec.strategy.blue_green.auto_promote = false;
+         f.rel.metadata.annotations[kPromoteAnnotation] = "d2";
+       },
+       Exit::kPromote, Switch::kPromote, "Ready"},
+      {"inconclusive pre-promotion analysis promoted by hand",
+       [](Fixture& f) {
+         f.GreenReady();
+         f.in.pre_promotion = Verdict(State::kInconclusive);
+         f.rel.metadata.annotations[kPromoteAnnotation] = "d2";
+       },
+       Exit::kPromote, Switch::kPromote, "Ready"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    Fixture f;
+    row.setup(f);
+    const BlueGreenPlan p = f.Plan();
+    EXPECT_EQ(p.exit, row.exit);
+    EXPECT_EQ(p.traffic, row.traffic);
+    EXPECT_EQ(p.status.phase, row.phase);
+    // Every plan writes each object once; a switch writes the active Service first.
+    using Write = BlueGreenPlan::Write;
+    const Write service{Write::Kind::kActiveService};
+    const Write blue{Write::Kind::kDeployment, Color::kBlue};
+    const Write green{Write::Kind::kDeployment, Color::kGreen};
+    const Write preview{Write::Kind::kPreviewService};
+    EXPECT_EQ(p.writes, row.traffic == Switch::kNone
+                            ? (std::vector<Write>{blue, green, service, preview})
+                            : (std::vector<Write>{service, blue, green, preview}));
+  }
 }
 
 }  // namespace

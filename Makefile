@@ -118,13 +118,14 @@ image-test: asan cluster-bin image
 
 ## test: everything CI runs. One sanitized build serves the unit tests and the
 ## end-to-end tests (the operator runs under ASan+UBSan against the real cluster);
-## the image test runs the release build inside the image. The ThreadSanitizer run
-## (make tsan, ~11 min on 2 cores) is separate.
+## the unit tests run a second time under ThreadSanitizer (make tsan); the image test
+## runs the release build inside the image.
 test: deps
 	$(MAKE) format-check
 	$(MAKE) cluster-bin
 	$(MAKE) asan
 	cd $(ASAN_DIR) && ctest -L unit --output-on-failure -j $(JOBS)
+	$(MAKE) tsan
 	$(MAKE) fuzz-smoke
 	$(MAKE) image
 	cd $(ASAN_DIR) && ctest -L 'e2e|image' --output-on-failure

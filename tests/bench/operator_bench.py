@@ -106,7 +106,8 @@ def smaps_breakdown(pid, binary):
                 elif os.path.realpath(path) == binary:
                     cur = "capstan binary " + ("text" if "x" in perms else "data")
                 else:
-                    cur = "shared libraries " + ("text" if "x" in perms else "data/relro")
+                    cur = (os.path.basename(path) + " "
+                           + ("text" if "x" in perms else "data/relro/rodata"))
             elif parts and parts[0] == "Rss:" and cur is not None:
                 out[cur] = out.get(cur, 0) + int(parts[1])
     return out
@@ -222,6 +223,12 @@ def main():
         # Lists so far: one initial list per informer (each then holds one watch open),
         # unless a watch failed with 410 Gone since.
         print(f"  informers (initial lists, one watch each): {metrics(port)['informers']:.0f}")
+        with open(f"/proc/{op.pid}/smaps_rollup") as f:
+            roll = {p[0].rstrip(":"): int(p[1]) for p in (line.split() for line in f)
+                    if len(p) == 3 and p[2] == "kB"}
+        print(f"  smaps_rollup: Rss {roll['Rss'] / 1024:.1f} MiB = anonymous "
+              f"{roll['Anonymous'] / 1024:.1f} + file-backed "
+              f"{(roll['Rss'] - roll['Anonymous']) / 1024:.1f} MiB")
         for k, v in sorted(smaps_breakdown(op.pid, args.capstan).items(), key=lambda kv: -kv[1]):
             print(f"  {k}: {v / 1024:.1f} MiB")
         have = 0

@@ -436,8 +436,8 @@ absl::Status Informer::WatchOnce() {
   wo.field_selector = options_.field_selector;
   // As client-go's reflector: a random timeout in [watch_timeout, 2 * watch_timeout), so the
   // watches one process opened together do not all end and re-open in the same second.
-  wo.timeout = absl::Seconds(absl::ToInt64Seconds(
-      options_.watch_timeout * absl::Uniform(absl::BitGen(), 1.0, 2.0)));
+  wo.timeout = absl::Seconds(
+      absl::ToInt64Seconds(options_.watch_timeout * absl::Uniform(absl::BitGen(), 1.0, 2.0)));
   const absl::Time start = clock_.Now();
   int64_t events = 0;
   absl::Status s = client_.Watch(

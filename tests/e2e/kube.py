@@ -149,7 +149,13 @@ class Operator:
     def start(self):
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self.get("/readyz")[0] == 200, 30, what="operator /readyz")
+        try:
+            wait_until(lambda: self.get("/readyz")[0] == 200, 30, what="operator /readyz")
+        except BaseException:
+            # A test whose operator never got ready never reaches its teardown: stop the
+            # process here, or it keeps acting on the cluster after the test failed.
+            self.stop()
+            raise
         return self
 
     def get(self, path):

@@ -964,7 +964,13 @@ json RotationHistory(const std::map<std::string, std::string>& ann, const json& 
   if (ParseState(Ann(ann, kAnnState)) != State::kIdle || started.empty() || result.empty()) {
     return history;
   }
-  if (!history.empty() && history[0].value("startTime", "") == started) return history;
+  // The attempt is its start time (whole seconds), result and version: a rotation that fails
+  // in the second the one before it succeeded started at the same "second" too.
+  if (!history.empty() && history[0].value("startTime", "") == started &&
+      history[0].value("result", "") == result &&
+      history[0].value("version", "") == Ann(ann, kAnnVersion)) {
+    return history;
+  }
   json entry = {{"startTime", started}, {"result", result}};
   if (!Ann(ann, kAnnVersion).empty()) entry["version"] = Ann(ann, kAnnVersion);
   if (result == "Succeeded" && !Ann(ann, kAnnLastSuccess).empty()) {

@@ -451,6 +451,25 @@ TEST(StatusTest, HistoryListsEndedRotationsNewestFirst) {
   EXPECT_EQ(capped["history"][0], failed["history"][0]);
 }
 
+TEST(RotationTest, AFailureInTheSecondOfTheLastSuccessIsItsOwnHistoryEntry) {
+  // Start times have whole seconds: an attempt that started in the second the previous
+  // one succeeded (CI: first values, then a manual rotation whose verification failed)
+  // has the same startTime, and was taken for the entry already there.
+  const std::string second = FormatRfc3339(kT0);
+  const json before = {
+      {"history",
+       json::array({{{"startTime", second}, {"result", "Succeeded"}, {"version", "1"}}})}};
+  const std::map<std::string, std::string> ann = {
+      {kAnnState, "Idle"}, {kAnnLastAttempt, second},  {kAnnLastResult, "Failed"},
+      {kAnnVersion, "1"},  {kAnnFailedStep, "verify"}, {kAnnMessage, "analysis failed"}};
+  const json history = RotationHistory(ann, before);
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0]["result"], "Failed");
+  EXPECT_EQ(history[0]["failedStep"], "verify");
+  EXPECT_EQ(history[1]["result"], "Succeeded");
+  EXPECT_EQ(RotationHistory(ann, json{{"history", history}}), history) << "idempotent";
+}
+
 TEST(RotationTest, MissedRotationsRunOnce) {
   SecretRotation sr = Rotation();
   FakeSecret s;

@@ -78,6 +78,33 @@ std::string NextUser(const PostgresTarget& t, const std::string& current) {
   return current == t.users[0] ? t.users[1] : t.users[0];
 }
 
+// The verification run's verdict as a failure message; nullopt when it succeeded (a
+// running one is not asked).
+std::optional<std::string> VerifyFailure(const std::string& secret_name, const std::string& version,
+                                         const std::string& run, const VerifyVerdict& verdict) {
+  const char* ended = nullptr;
+  switch (verdict.state) {
+    case VerifyVerdict::State::kRunning:
+    case VerifyVerdict::State::kSuccessful:
+      return std::nullopt;
+    case VerifyVerdict::State::kFailed:
+      ended = "Failed";
+      break;
+    case VerifyVerdict::State::kError:
+      ended = "Error";
+      break;
+    case VerifyVerdict::State::kInconclusive:
+      ended = "Inconclusive";
+      break;
+    case VerifyVerdict::State::kInvalid:
+      ended = "invalid";
+      break;
+  }
+  return absl::StrCat("verification of Secret ", secret_name, " version ", version,
+                      " failed: analysis ", run, " ", ended, verdict.message.empty() ? "" : ": ",
+                      verdict.message);
+}
+
 }  // namespace
 
 std::string StateName(State s) {
@@ -359,465 +386,570 @@ std::optional<absl::Time> NextRotation(const SecretRotation& sr,
   return *last + sr.spec.interval;
 }
 
-RotationPlan PlanRotation(const RotationInput& in) {
-  const SecretRotation& sr = *in.rotation;
-  const SecretRotationSpec& spec = sr.spec;
-  const ObservedSecret& secret = in.secret;
-  const std::string now_text = FormatRfc3339(in.now);
-  RotationPlan plan;
+namespace {
 
-  const PostgresTarget* pg = spec.postgresql ? &*spec.postgresql : nullptr;
-  if (!secret.exists && spec.hook) {
-    // As for a database: the first values go through the set and test Jobs.
-    plan.action = Action::kCreate;
-    plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnSeq, "0"}};
-    if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
-    plan.events.push_back(
-        {"Normal", "Created",
-         absl::StrCat("created Secret ", spec.secret_name,
-                      " empty; its first values are set and tested by the hook Jobs first")});
-    plan.requeue_after = absl::Seconds(1);
-    return plan;
-  }
-  if (!secret.exists && pg != nullptr) {
-    // No value before the database has it: the Secret starts empty, and the first
-    // rotation (Idle, nothing in use) sets the password in the database first.
-    plan.action = Action::kCreate;
-    plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnSeq, "0"}};
-    if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
-    plan.events.push_back({"Normal", "Created",
-                           absl::StrCat("created Secret ", spec.secret_name,
-                                        " empty; its first password is set in PostgreSQL first")});
-    plan.requeue_after = absl::Seconds(1);
-    return plan;
-  }
-  if (!secret.exists) {
-    plan.action = Action::kCreate;
-    for (size_t i = 0; i < spec.keys.size(); ++i) {
-      plan.change.generate.emplace_back(spec.keys[i].name, i);
-    }
-    plan.change.set_annotations = {
-        {kAnnState, "Idle"},         {kAnnVersion, "1"},          {kAnnSeq, "1"},
-        {kAnnLastAttempt, now_text}, {kAnnLastSuccess, now_text}, {kAnnLastResult, "Succeeded"}};
-    // A token present at creation is not a request to rotate the values just made.
-    if (!sr.trigger_token.empty()) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
-    plan.events.push_back(
-        {"Normal", "Created",
-         absl::StrCat("created Secret ", spec.secret_name, " with keys ", KeyList(sr))});
-    {
-      const std::optional<absl::Time> next = NextRotation(sr, {{kAnnLastAttempt, now_text}});
-      plan.requeue_after = next ? std::max(*next - in.now, absl::Seconds(1)) : spec.interval;
-    }
-    return plan;
-  }
+// One PlanRotation call: the observations every branch shares (the spec, the Secret's
+// annotations and keys, the version in use, the plan being built), then ClassifyRotation's
+// situation and one method per state or branch. Each branch ends in Finish(exit).
+class Planner {
+ public:
+  explicit Planner(const RotationInput& in);
+  RotationPlan Plan();
 
-  const auto& ann = secret.annotations;
-  const auto has = [&](const std::string& k) { return secret.data_keys.count(k) > 0; };
-  const State state = ParseState(Ann(ann, kAnnState));
-  const std::string version = Ann(ann, kAnnVersion).empty() ? "0" : Ann(ann, kAnnVersion);
+ private:
+  using Exit = RotationPlan::Exit;
+
+  // The Secret is missing.
+  RotationPlan CreateEmpty(bool hook);
+  RotationPlan Create();
+  // kIdle and its branches.
+  RotationPlan Idle();
+  RotationPlan FillMissing(const std::vector<std::string>& missing);
+  RotationPlan ClearPrevious();
+  RotationPlan Held();
+  RotationPlan Start(bool triggered);
+  RotationPlan WaitUntilDue(std::optional<absl::Time> next, std::optional<absl::Time> expires);
+  // kPending, kPendingHook (PlanHookSteps first).
+  RotationPlan Pending();
+  RotationPlan SwapDatabase();
+  RotationPlan Swap();
+  // kSwapped.
+  RotationPlan Swapped();
+  // kRestarted and its branches.
+  RotationPlan Restarted();
+  RotationPlan RestartNextBatch();
+  RotationPlan StartVerify(const std::string& run);
+  RotationPlan Complete();
+  RotationPlan Fail(const std::string& message, bool verify_failed);
+  void RestoreValues(const std::string& message);
+  void KeepNewValues(const std::string& message);
+  // kRestoring.
+  RotationPlan Restoring();
 
   // Every consumer not yet stamped with `ver`, or (staggered) as many of them as
   // there are free slots: maxConcurrentRestarts less the consumers stamped but not
   // healthy yet. E.g. 5 consumers, at most 2: 2 on the swap, then one more each
   // time one of those is healthy.
-  auto stamp_consumers = [&](const std::string& ver, bool staggered) {
-    plan.stamp_value = VersionStamp(sr.uid, ver);
-    int64_t slots = -1;  // unlimited
-    if (staggered && spec.max_concurrent_restarts > 0) {
-      slots = spec.max_concurrent_restarts;
-      for (const ConsumerView& c : in.consumers) {
-        if (c.stamped == plan.stamp_value && !c.healthy) --slots;
-      }
-    }
-    for (const ConsumerView& c : in.consumers) {
-      if (c.stamped == plan.stamp_value) continue;
-      if (slots == 0) {
-        plan.stamp_waiting = true;
-        continue;
-      }
-      if (slots > 0) --slots;
-      plan.stamp.push_back({c.kind, c.name});
-    }
-  };
-  auto labels = [&]() {
-    std::vector<std::string> out;
-    for (const ConsumerRef& r : plan.stamp) out.push_back(r.Label());
-    return absl::StrJoin(out, ", ");
-  };
+  void StampConsumers(const std::string& ver, bool staggered);
+  std::string StampLabels() const;
+  std::string Ann(const char* key) const { return secrets::Ann(ann_, key); }
+  bool Has(const std::string& data_key) const { return secret_.data_keys.count(data_key) > 0; }
+  // Every data key with `prefix` (PendingKey(""), RollbackKey("")) goes, including those of
+  // keys removed from spec meanwhile.
+  void RemoveKeysWithPrefix(const std::string& prefix);
+  RotationPlan Finish(Exit exit);
 
-  switch (state) {
-    case State::kIdle: {
-      // Keys new to spec (or an adopted Secret missing some): generate only those.
-      std::vector<std::string> missing;
-      for (size_t i = 0; i < spec.keys.size(); ++i) {
-        const KeySpec& k = spec.keys[i];
-        if (!has(k.name)) {
-          plan.change.generate.emplace_back(k.name, i);
-          missing.push_back(k.name);
-        } else if (k.kind == KeySpec::Kind::kKeyPair) {
-          // Derived from the private key by the write itself (DeriveKeyPairData).
-          for (const std::string& dk : {PublicKeyDataKey(k), JwksDataKey(k)}) {
-            if (!has(dk)) missing.push_back(dk);
-          }
-        }
-      }
-      // A database target never gets a value the database does not know: a missing
-      // password (or user name) is a first rotation, below.
-      const bool initial = (pg != nullptr && (!missing.empty() || !has(pg->username_key))) ||
-                           (spec.hook && !missing.empty());
-      if (pg != nullptr || spec.hook) plan.change.generate.clear();
-      if ((pg == nullptr && !spec.hook && !missing.empty()) ||
-          (!initial && Ann(ann, kAnnLastAttempt).empty())) {
-        plan.action = Action::kFillMissing;
-        if (Ann(ann, kAnnLastAttempt).empty()) {
-          // An adopted Secret: its schedule starts now.
-          plan.change.set_annotations = {{kAnnState, "Idle"},
-                                         {kAnnVersion, version == "0" ? "1" : version},
-                                         {kAnnSeq, version == "0" ? "1" : version},
-                                         {kAnnLastAttempt, now_text}};
-          if (!sr.trigger_token.empty()) {
-            plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
-          }
-        }
-        if (!missing.empty()) {
-          plan.events.push_back(
-              {"Normal", "KeysAdded",
-               absl::StrCat("generated missing keys ", absl::StrJoin(missing, ", "), " in Secret ",
-                            spec.secret_name)});
-        }
-        plan.requeue_after = absl::Seconds(1);
-        return plan;
-      }
-      // The grace period of KeepPrevious is over.
-      std::optional<absl::Time> expires = ParseRfc3339(Ann(ann, kAnnPreviousExpires));
-      if (expires && in.now >= *expires) {
-        plan.action = Action::kClearPrevious;
-        for (const KeySpec& k : spec.keys) {
-          if (has(PreviousKey(k.name))) plan.change.remove.push_back(PreviousKey(k.name));
-        }
-        plan.change.remove_annotations.push_back(kAnnPreviousExpires);
-        plan.events.push_back({"Normal", "PreviousCleared",
-                               absl::StrCat("grace period over: removed the previous values of ",
-                                            KeyList(sr), " from Secret ", spec.secret_name)});
-        plan.requeue_after = absl::Seconds(1);
-        return plan;
-      }
-      const bool triggered = !sr.trigger_token.empty() && sr.trigger_token != Ann(ann, kAnnTrigger);
-      std::optional<absl::Time> next = NextRotation(sr, ann);
-      // A first rotation that failed is retried on a trigger or after the interval. A
-      // database's first password is not a rotation: Manual sets it too.
-      const bool manual = spec.trigger == Trigger::kManual;
-      const bool due = (!manual && next && in.now >= *next) ||
-                       (initial && (Ann(ann, kAnnLastResult) != "Failed" || !next));
-      if ((triggered || due) && in.hold && !initial) {
-        // Not now (a freeze, or an Environment that cannot be read): nothing is written;
-        // the token stays unconsumed, so a triggered rotation starts once the hold ends.
-        // A database's first password is not a change to hold.
-        plan.held = in.hold;
-        plan.requeue_after = in.hold->until ? std::max(*in.hold->until - in.now, absl::Seconds(1))
-                                            : absl::Seconds(30);
-        return plan;
-      }
-      if (triggered || due) {
-        plan.action = Action::kWritePending;
-        for (size_t i = 0; i < spec.keys.size(); ++i) {
-          plan.change.generate.emplace_back(PendingKey(spec.keys[i].name), i);
-        }
-        const int64_t seq = std::max(ParseCount(Ann(ann, kAnnSeq)), ParseCount(version)) + 1;
-        plan.change.set_annotations = {{kAnnState, "Pending"},
-                                       {kAnnSeq, absl::StrCat(seq)},
-                                       {kAnnLastAttempt, now_text},
-                                       {kAnnStepTime, now_text}};
-        if (triggered) plan.change.set_annotations[kAnnTrigger] = sr.trigger_token;
-        if (pg != nullptr) {
-          const std::string user = NextUser(*pg, in.db_user);
-          plan.change.set_annotations[kAnnPendingUser] = user;
-          plan.db.kind = DatabaseStep::Kind::kCheckAdmin;
-        }
-        plan.events.push_back(
-            {"Normal", "RotationStarted",
-             absl::StrCat(
-                 "rotating keys ", KeyList(sr), " of Secret ", spec.secret_name, " (",
-                 triggered ? absl::StrCat("manual trigger ", sr.trigger_token) : "scheduled",
-                 ")")});
-        plan.requeue_after = absl::Seconds(1);
-        return plan;
-      }
-      absl::Time wake = next ? *next : in.now + spec.interval;  // next: set after creation
-      // Manual and due: nothing happens by itself any more (RotationDue says so) until
-      // a token arrives, which is an event; look again hourly.
-      if (manual && wake <= in.now) wake = in.now + absl::Hours(1);
-      if (expires) wake = std::min(wake, *expires);
-      plan.requeue_after = std::max(wake - in.now, absl::Seconds(1));
-      return plan;
-    }
+  const RotationInput& in_;
+  const SecretRotation& sr_;
+  const SecretRotationSpec& spec_;
+  const ObservedSecret& secret_;
+  const std::map<std::string, std::string>& ann_;
+  const PostgresTarget* pg_;
+  const std::string now_text_;
+  const State state_;
+  const std::string version_;  // in use ("0" before the first)
+  RotationPlan p_;
+};
 
-    case State::kPending: {
-      if (spec.hook) {
-        // The set and test Jobs first (rotation_hook.cc); both Complete: the swap below.
-        if (std::optional<RotationPlan> steps = PlanHookSteps(in)) return *std::move(steps);
-      }
-      plan.action = Action::kSwap;
-      if (pg != nullptr) {
-        const std::string user = Ann(ann, kAnnPendingUser).empty() ? NextUser(*pg, in.db_user)
-                                                                   : Ann(ann, kAnnPendingUser);
-        const std::string& key = spec.keys[0].name;
-        if (has(PendingKey(key))) {
-          plan.db = {.kind = DatabaseStep::Kind::kSetPassword,
-                     .user = user,
-                     .password_key = PendingKey(key),
-                     .create = pg->strategy == DbStrategy::kAlternatingUsers,
-                     .member_of = pg->member_of};
-          if (has(key)) plan.change.copy.emplace_back(RollbackKey(key), key);
-          if (has(pg->username_key)) {
-            plan.change.copy.emplace_back(RollbackKey(pg->username_key), pg->username_key);
-          }
-          plan.change.copy.emplace_back(key, PendingKey(key));
-          plan.change.set_values.emplace_back(pg->username_key, user);
-        }
-        for (const std::string& dk : secret.data_keys) {
-          if (dk.rfind(PendingKey(""), 0) == 0) plan.change.remove.push_back(dk);
-        }
-        const std::string seq = Ann(ann, kAnnSeq).empty() ? "1" : Ann(ann, kAnnSeq);
-        plan.change.set_annotations = {{kAnnState, "Swapped"}, {kAnnPreviousVersion, version},
-                                       {kAnnVersion, seq},     {kAnnStepTime, now_text},
-                                       {kAnnUser, user},       {kAnnPreviousUser, in.db_user}};
-        plan.change.remove_annotations = {kAnnPreviousExpires, kAnnPendingUser};
-        plan.requeue_after = absl::Seconds(1);
-        return plan;
-      }
-      for (const KeySpec& k : spec.keys) {
-        if (!has(PendingKey(k.name))) continue;  // Not generated: keep its current value.
-        if (has(k.name)) {
-          plan.change.copy.emplace_back(RollbackKey(k.name), k.name);
-          if (spec.strategy == Strategy::kKeepPrevious) {
-            plan.change.copy.emplace_back(PreviousKey(k.name), k.name);
-          }
-        }
-        plan.change.copy.emplace_back(k.name, PendingKey(k.name));
-      }
-      // Every pending key goes, including those of keys removed from spec meanwhile.
-      for (const std::string& dk : secret.data_keys) {
-        if (dk.rfind(PendingKey(""), 0) == 0) plan.change.remove.push_back(dk);
-      }
-      const std::string seq = Ann(ann, kAnnSeq).empty() ? "1" : Ann(ann, kAnnSeq);
-      plan.change.set_annotations = {{kAnnState, "Swapped"},
-                                     {kAnnPreviousVersion, version},
-                                     {kAnnVersion, seq},
-                                     {kAnnStepTime, now_text}};
-      plan.change.remove_annotations = {kAnnPreviousExpires};
-      plan.requeue_after = absl::Seconds(1);
-      return plan;
-    }
+Planner::Planner(const RotationInput& in)
+    : in_(in),
+      sr_(*in.rotation),
+      spec_(sr_.spec),
+      secret_(in.secret),
+      ann_(secret_.annotations),
+      pg_(spec_.postgresql ? &*spec_.postgresql : nullptr),
+      now_text_(FormatRfc3339(in.now)),
+      state_(ParseState(secrets::Ann(ann_, kAnnState))),
+      version_(secrets::Ann(ann_, kAnnVersion).empty() ? "0" : secrets::Ann(ann_, kAnnVersion)) {}
 
-    case State::kSwapped: {
-      plan.action = Action::kRestart;
-      stamp_consumers(version, /*staggered=*/true);
-      plan.change.set_annotations = {{kAnnState, "Restarted"}, {kAnnStepTime, now_text}};
-      if (!plan.stamp.empty()) {
-        plan.events.push_back(
-            {"Normal", "ConsumersRestarted",
-             absl::StrCat("restarting ", labels(), " for the new values of Secret ",
-                          spec.secret_name,
-                          plan.stamp_waiting ? " (the others once these are healthy)" : "")});
-      }
-      plan.requeue_after = in.poll;
-      return plan;
-    }
+RotationPlan Planner::Plan() {
+  switch (ClassifyRotation(secret_.exists, state_, spec_.hook.has_value(), pg_ != nullptr)) {
+    case RotationSituation::kCreateForHook:
+      return CreateEmpty(/*hook=*/true);
+    case RotationSituation::kCreateForDatabase:
+      return CreateEmpty(/*hook=*/false);
+    case RotationSituation::kCreate:
+      return Create();
+    case RotationSituation::kIdle:
+      return Idle();
+    case RotationSituation::kPendingHook:
+    case RotationSituation::kPending:
+      return Pending();
+    case RotationSituation::kSwapped:
+      return Swapped();
+    case RotationSituation::kRestarted:
+      return Restarted();
+    case RotationSituation::kRestoring:
+      break;
+  }
+  return Restoring();
+}
 
-    case State::kRestarted: {
-      stamp_consumers(version, /*staggered=*/true);
-      if (!plan.stamp.empty()) {
-        // The next batch (staggered), or someone reset a template meanwhile: stamp, and
-        // the health timeout starts again for them.
-        plan.action = Action::kRestart;
-        plan.change.set_annotations = {{kAnnStepTime, now_text}};
-        plan.events.push_back({"Normal", "ConsumersRestarted",
-                               absl::StrCat("restarting ", labels(),
-                                            " for the new values of Secret ", spec.secret_name)});
-        plan.requeue_after = in.poll;
-        return plan;
-      }
-      const bool all_stamped = !plan.stamp_waiting;
-      plan.stamp_value.clear();
-      plan.stamp_waiting = false;
-      std::vector<std::string> unhealthy;
-      for (const ConsumerView& c : in.consumers) {
-        if (!c.healthy) unhealthy.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
-      }
-      // A consumer that will not become healthy (a Release rolled its restart back):
-      // restore now rather than at the health timeout.
-      std::vector<std::string> failed;
-      for (const ConsumerView& c : in.consumers) {
-        if (c.failed) failed.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
-      }
-      std::optional<absl::Time> since = ParseRfc3339(Ann(ann, kAnnStepTime));
-      // spec.verify.analysis: healthy consumers start (or wait for) the verification run;
-      // anything but Successful restores below (fail closed).
-      std::optional<std::string> verify_failed;
-      if (unhealthy.empty() && all_stamped && spec.verify_analysis) {
-        const std::string run = VerifyRunName(sr.name, version);
-        if (Ann(ann, kAnnVerifyRun) != run) {
-          plan.action = Action::kVerify;
-          plan.change.set_annotations = {{kAnnVerifyRun, run}, {kAnnStepTime, now_text}};
-          std::vector<std::string> templates;
-          for (const api::AnalysisTemplateRef& t : spec.verify_analysis->templates) {
-            templates.push_back(t.template_name);
-          }
-          plan.events.push_back(
-              {"Normal", "VerificationStarted",
-               absl::StrCat(in.consumers.size(), " consumers of Secret ", spec.secret_name,
-                            " healthy; verifying version ", version, " with analysis ", run, " (",
-                            absl::StrJoin(templates, ", "), ")")});
-          plan.requeue_after = absl::Seconds(1);
-          return plan;
-        }
-        const VerifyVerdict verdict = in.verify.value_or(VerifyVerdict{.run = run});
-        const char* ended = nullptr;
-        switch (verdict.state) {
-          case VerifyVerdict::State::kRunning:
-            plan.action = Action::kNone;
-            plan.requeue_after = in.poll;
-            return plan;
-          case VerifyVerdict::State::kSuccessful:
-            break;
-          case VerifyVerdict::State::kFailed:
-            ended = "Failed";
-            break;
-          case VerifyVerdict::State::kError:
-            ended = "Error";
-            break;
-          case VerifyVerdict::State::kInconclusive:
-            ended = "Inconclusive";
-            break;
-          case VerifyVerdict::State::kInvalid:
-            ended = "invalid";
-            break;
-        }
-        if (ended != nullptr) {
-          verify_failed = absl::StrCat("verification of Secret ", spec.secret_name, " version ",
-                                       version, " failed: analysis ", run, " ", ended,
-                                       verdict.message.empty() ? "" : ": ", verdict.message);
-        }
-      }
-      if (unhealthy.empty() && all_stamped && !verify_failed) {
-        plan.action = Action::kComplete;
-        for (const std::string& dk : secret.data_keys) {
-          if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
-        }
-        plan.change.set_annotations = {{kAnnState, "Idle"},
-                                       {kAnnLastSuccess, now_text},
-                                       {kAnnLastResult, "Succeeded"},
-                                       {kAnnStepTime, now_text}};
-        plan.change.remove_annotations = {kAnnMessage, kAnnFailedStep};
-        if (!Ann(ann, kAnnVerifyRun).empty())
-          plan.change.remove_annotations.push_back(kAnnVerifyRun);
-        if (spec.strategy == Strategy::kKeepPrevious) {
-          plan.change.set_annotations[kAnnPreviousExpires] =
-              FormatRfc3339(in.now + spec.grace_period);
-        }
-        plan.events.push_back({"Normal", "Rotated",
-                               absl::StrCat("rotated keys ", KeyList(sr), " of Secret ",
-                                            spec.secret_name, " (version ", version, "); ",
-                                            in.consumers.size(), " consumers healthy")});
-        plan.result = "succeeded";
-        plan.requeue_after = absl::Seconds(1);
-        return plan;
-      }
-      if (verify_failed || !failed.empty() || (since && in.now - *since > spec.health_timeout)) {
-        const std::string message =
-            verify_failed ? *verify_failed
-            : !failed.empty()
-                ? absl::StrCat("consumers failed after rotating Secret ", spec.secret_name, ": ",
-                               absl::StrJoin(failed, ", "))
-                : absl::StrCat("consumers not healthy within ",
-                               FormatGoDuration(spec.health_timeout), " after rotating Secret ",
-                               spec.secret_name, ": ", absl::StrJoin(unhealthy, ", "));
-        plan.result = "failed";
-        if (spec.on_failure == FailureAction::kRestore) {
-          plan.action = Action::kRestore;
-          for (const KeySpec& k : spec.keys) {
-            if (!has(RollbackKey(k.name))) continue;
-            plan.change.copy.emplace_back(k.name, RollbackKey(k.name));
-            if (has(PreviousKey(k.name))) plan.change.remove.push_back(PreviousKey(k.name));
-          }
-          if (pg != nullptr && has(RollbackKey(pg->username_key))) {
-            plan.change.copy.emplace_back(pg->username_key, RollbackKey(pg->username_key));
-          }
-          if (pg != nullptr && pg->strategy == DbStrategy::kSingleUser &&
-              has(RollbackKey(spec.keys[0].name))) {
-            // The old password stopped working at the set step: set it back first.
-            plan.db = {.kind = DatabaseStep::Kind::kSetPassword,
-                       .user = pg->user,
-                       .password_key = RollbackKey(spec.keys[0].name)};
-          }
-          for (const std::string& dk : secret.data_keys) {
-            if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
-          }
-          const std::string prev =
-              Ann(ann, kAnnPreviousVersion).empty() ? "0" : Ann(ann, kAnnPreviousVersion);
-          plan.change.set_annotations = {{kAnnState, "Restoring"},
-                                         {kAnnVersion, prev},
-                                         {kAnnStepTime, now_text},
-                                         {kAnnLastResult, "Failed"},
-                                         {kAnnMessage, message}};
-          plan.change.remove_annotations = {kAnnPreviousExpires, kAnnFailedStep};
-          if (pg != nullptr && has(RollbackKey(pg->username_key))) {
-            plan.change.set_annotations[kAnnUser] = Ann(ann, kAnnPreviousUser);
-            plan.change.set_annotations[kAnnPreviousUser] = Ann(ann, kAnnUser);
-          }
-          plan.events.push_back(
-              {"Warning", "RotationFailed",
-               absl::StrCat(message, "; restoring the previous values (version ", prev, ")")});
-        } else {
-          plan.action = Action::kComplete;
-          for (const std::string& dk : secret.data_keys) {
-            if (dk.rfind(RollbackKey(""), 0) == 0) plan.change.remove.push_back(dk);
-          }
-          plan.change.set_annotations = {{kAnnState, "Idle"},
-                                         {kAnnStepTime, now_text},
-                                         {kAnnLastResult, "Failed"},
-                                         {kAnnMessage, message}};
-          if (spec.strategy == Strategy::kKeepPrevious) {
-            plan.change.set_annotations[kAnnPreviousExpires] =
-                FormatRfc3339(in.now + spec.grace_period);
-          }
-          plan.events.push_back(
-              {"Warning", "RotationFailed", absl::StrCat(message, "; keeping the new values")});
-        }
-        if (!Ann(ann, kAnnVerifyRun).empty())
-          plan.change.remove_annotations.push_back(kAnnVerifyRun);
-        if (verify_failed) {
-          // status.failedStep and the history say which step failed: the verification.
-          plan.change.set_annotations[kAnnFailedStep] = "verify";
-          std::erase(plan.change.remove_annotations, std::string(kAnnFailedStep));
-        }
-        plan.requeue_after = absl::Seconds(1);
-        return plan;
-      }
-      plan.action = Action::kNone;
-      plan.requeue_after = in.poll;
-      return plan;
-    }
+RotationPlan Planner::Finish(Exit exit) {
+  p_.exit = exit;
+  return std::move(p_);
+}
 
-    case State::kRestoring: {
-      plan.action = Action::kRestart;
-      // All at once: the consumers stamped with the failed version need the old values
-      // back now (those the stagger never reached still carry the old stamp).
-      stamp_consumers(version, /*staggered=*/false);
-      plan.change.set_annotations = {{kAnnState, "Idle"}, {kAnnStepTime, now_text}};
-      if (!plan.stamp.empty()) {
-        plan.events.push_back(
-            {"Warning", "ConsumersRestored",
-             absl::StrCat("restarting ", labels(), " with the restored values of Secret ",
-                          spec.secret_name)});
-      }
-      plan.requeue_after = absl::Seconds(1);
-      return plan;
+void Planner::StampConsumers(const std::string& ver, bool staggered) {
+  p_.stamp_value = VersionStamp(sr_.uid, ver);
+  int64_t slots = -1;  // unlimited
+  if (staggered && spec_.max_concurrent_restarts > 0) {
+    slots = spec_.max_concurrent_restarts;
+    for (const ConsumerView& c : in_.consumers) {
+      if (c.stamped == p_.stamp_value && !c.healthy) --slots;
     }
   }
-  return plan;
+  for (const ConsumerView& c : in_.consumers) {
+    if (c.stamped == p_.stamp_value) continue;
+    if (slots == 0) {
+      p_.stamp_waiting = true;
+      continue;
+    }
+    if (slots > 0) --slots;
+    p_.stamp.push_back({c.kind, c.name});
+  }
 }
+
+std::string Planner::StampLabels() const {
+  std::vector<std::string> out;
+  for (const ConsumerRef& r : p_.stamp) out.push_back(r.Label());
+  return absl::StrJoin(out, ", ");
+}
+
+void Planner::RemoveKeysWithPrefix(const std::string& prefix) {
+  for (const std::string& dk : secret_.data_keys) {
+    if (dk.rfind(prefix, 0) == 0) p_.change.remove.push_back(dk);
+  }
+}
+
+// A hook or database target: no value before the target has it. The Secret starts
+// empty, and the first rotation (Idle, nothing in use) goes through the target first.
+RotationPlan Planner::CreateEmpty(bool hook) {
+  p_.action = Action::kCreate;
+  p_.change.set_annotations = {{kAnnState, "Idle"}, {kAnnSeq, "0"}};
+  if (!sr_.trigger_token.empty()) p_.change.set_annotations[kAnnTrigger] = sr_.trigger_token;
+  p_.events.push_back(
+      {"Normal", "Created",
+       absl::StrCat("created Secret ", spec_.secret_name,
+                    hook ? " empty; its first values are set and tested by the hook Jobs first"
+                         : " empty; its first password is set in PostgreSQL first")});
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(hook ? Exit::kCreateForHook : Exit::kCreateForDatabase);
+}
+
+RotationPlan Planner::Create() {
+  p_.action = Action::kCreate;
+  for (size_t i = 0; i < spec_.keys.size(); ++i) {
+    p_.change.generate.emplace_back(spec_.keys[i].name, i);
+  }
+  p_.change.set_annotations = {
+      {kAnnState, "Idle"},          {kAnnVersion, "1"},           {kAnnSeq, "1"},
+      {kAnnLastAttempt, now_text_}, {kAnnLastSuccess, now_text_}, {kAnnLastResult, "Succeeded"}};
+  // A token present at creation is not a request to rotate the values just made.
+  if (!sr_.trigger_token.empty()) p_.change.set_annotations[kAnnTrigger] = sr_.trigger_token;
+  p_.events.push_back(
+      {"Normal", "Created",
+       absl::StrCat("created Secret ", spec_.secret_name, " with keys ", KeyList(sr_))});
+  const std::optional<absl::Time> next = NextRotation(sr_, {{kAnnLastAttempt, now_text_}});
+  p_.requeue_after = next ? std::max(*next - in_.now, absl::Seconds(1)) : spec_.interval;
+  return Finish(Exit::kCreate);
+}
+
+RotationPlan Planner::Idle() {
+  // Keys new to spec (or an adopted Secret missing some): generate only those.
+  std::vector<std::string> missing;
+  for (size_t i = 0; i < spec_.keys.size(); ++i) {
+    const KeySpec& k = spec_.keys[i];
+    if (!Has(k.name)) {
+      p_.change.generate.emplace_back(k.name, i);
+      missing.push_back(k.name);
+    } else if (k.kind == KeySpec::Kind::kKeyPair) {
+      // Derived from the private key by the write itself (DeriveKeyPairData).
+      for (const std::string& dk : {PublicKeyDataKey(k), JwksDataKey(k)}) {
+        if (!Has(dk)) missing.push_back(dk);
+      }
+    }
+  }
+  // A database target never gets a value the database does not know: a missing
+  // password (or user name) is a first rotation, below.
+  const bool initial = (pg_ != nullptr && (!missing.empty() || !Has(pg_->username_key))) ||
+                       (spec_.hook && !missing.empty());
+  if (pg_ != nullptr || spec_.hook) p_.change.generate.clear();
+  if ((pg_ == nullptr && !spec_.hook && !missing.empty()) ||
+      (!initial && Ann(kAnnLastAttempt).empty())) {
+    return FillMissing(missing);
+  }
+  std::optional<absl::Time> expires = ParseRfc3339(Ann(kAnnPreviousExpires));
+  if (expires && in_.now >= *expires) return ClearPrevious();
+  const bool triggered = !sr_.trigger_token.empty() && sr_.trigger_token != Ann(kAnnTrigger);
+  std::optional<absl::Time> next = NextRotation(sr_, ann_);
+  // A first rotation that failed is retried on a trigger or after the interval. A
+  // database's first password is not a rotation: Manual sets it too.
+  const bool manual = spec_.trigger == Trigger::kManual;
+  const bool due = (!manual && next && in_.now >= *next) ||
+                   (initial && (Ann(kAnnLastResult) != "Failed" || !next));
+  // A database's first password is not a change to hold.
+  if ((triggered || due) && in_.hold && !initial) return Held();
+  if (triggered || due) return Start(triggered);
+  return WaitUntilDue(next, expires);
+}
+
+RotationPlan Planner::FillMissing(const std::vector<std::string>& missing) {
+  p_.action = Action::kFillMissing;
+  if (Ann(kAnnLastAttempt).empty()) {
+    // An adopted Secret: its schedule starts now.
+    p_.change.set_annotations = {{kAnnState, "Idle"},
+                                 {kAnnVersion, version_ == "0" ? "1" : version_},
+                                 {kAnnSeq, version_ == "0" ? "1" : version_},
+                                 {kAnnLastAttempt, now_text_}};
+    if (!sr_.trigger_token.empty()) p_.change.set_annotations[kAnnTrigger] = sr_.trigger_token;
+  }
+  if (!missing.empty()) {
+    p_.events.push_back({"Normal", "KeysAdded",
+                         absl::StrCat("generated missing keys ", absl::StrJoin(missing, ", "),
+                                      " in Secret ", spec_.secret_name)});
+  }
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kFillMissing);
+}
+
+// The grace period of KeepPrevious is over.
+RotationPlan Planner::ClearPrevious() {
+  p_.action = Action::kClearPrevious;
+  for (const KeySpec& k : spec_.keys) {
+    if (Has(PreviousKey(k.name))) p_.change.remove.push_back(PreviousKey(k.name));
+  }
+  p_.change.remove_annotations.push_back(kAnnPreviousExpires);
+  p_.events.push_back({"Normal", "PreviousCleared",
+                       absl::StrCat("grace period over: removed the previous values of ",
+                                    KeyList(sr_), " from Secret ", spec_.secret_name)});
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kClearPrevious);
+}
+
+// Not now (a freeze, or an Environment that cannot be read): nothing is written; the
+// token stays unconsumed, so a triggered rotation starts once the hold ends.
+RotationPlan Planner::Held() {
+  p_.held = in_.hold;
+  p_.requeue_after =
+      in_.hold->until ? std::max(*in_.hold->until - in_.now, absl::Seconds(1)) : absl::Seconds(30);
+  return Finish(Exit::kHeld);
+}
+
+RotationPlan Planner::Start(bool triggered) {
+  p_.action = Action::kWritePending;
+  for (size_t i = 0; i < spec_.keys.size(); ++i) {
+    p_.change.generate.emplace_back(PendingKey(spec_.keys[i].name), i);
+  }
+  const int64_t seq = std::max(ParseCount(Ann(kAnnSeq)), ParseCount(version_)) + 1;
+  p_.change.set_annotations = {{kAnnState, "Pending"},
+                               {kAnnSeq, absl::StrCat(seq)},
+                               {kAnnLastAttempt, now_text_},
+                               {kAnnStepTime, now_text_}};
+  if (triggered) p_.change.set_annotations[kAnnTrigger] = sr_.trigger_token;
+  if (pg_ != nullptr) {
+    p_.change.set_annotations[kAnnPendingUser] = NextUser(*pg_, in_.db_user);
+    p_.db.kind = DatabaseStep::Kind::kCheckAdmin;
+  }
+  p_.events.push_back(
+      {"Normal", "RotationStarted",
+       absl::StrCat("rotating keys ", KeyList(sr_), " of Secret ", spec_.secret_name, " (",
+                    triggered ? absl::StrCat("manual trigger ", sr_.trigger_token) : "scheduled",
+                    ")")});
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kStart);
+}
+
+RotationPlan Planner::WaitUntilDue(std::optional<absl::Time> next,
+                                   std::optional<absl::Time> expires) {
+  absl::Time wake = next ? *next : in_.now + spec_.interval;  // next: set after creation
+  // Manual and due: nothing happens by itself any more (RotationDue says so) until
+  // a token arrives, which is an event; look again hourly.
+  if (spec_.trigger == Trigger::kManual && wake <= in_.now) wake = in_.now + absl::Hours(1);
+  if (expires) wake = std::min(wake, *expires);
+  p_.requeue_after = std::max(wake - in_.now, absl::Seconds(1));
+  return Finish(Exit::kWaitUntilDue);
+}
+
+RotationPlan Planner::Pending() {
+  if (spec_.hook) {
+    // The set and test Jobs first (rotation_hook.cc); both Complete: the swap below.
+    if (std::optional<RotationPlan> steps = PlanHookSteps(in_)) return *std::move(steps);
+  }
+  return pg_ != nullptr ? SwapDatabase() : Swap();
+}
+
+RotationPlan Planner::SwapDatabase() {
+  p_.action = Action::kSwap;
+  const std::string user =
+      Ann(kAnnPendingUser).empty() ? NextUser(*pg_, in_.db_user) : Ann(kAnnPendingUser);
+  const std::string& key = spec_.keys[0].name;
+  if (Has(PendingKey(key))) {
+    p_.db = {.kind = DatabaseStep::Kind::kSetPassword,
+             .user = user,
+             .password_key = PendingKey(key),
+             .create = pg_->strategy == DbStrategy::kAlternatingUsers,
+             .member_of = pg_->member_of};
+    if (Has(key)) p_.change.copy.emplace_back(RollbackKey(key), key);
+    if (Has(pg_->username_key)) {
+      p_.change.copy.emplace_back(RollbackKey(pg_->username_key), pg_->username_key);
+    }
+    p_.change.copy.emplace_back(key, PendingKey(key));
+    p_.change.set_values.emplace_back(pg_->username_key, user);
+  }
+  RemoveKeysWithPrefix(PendingKey(""));
+  const std::string seq = Ann(kAnnSeq).empty() ? "1" : Ann(kAnnSeq);
+  p_.change.set_annotations = {{kAnnState, "Swapped"}, {kAnnPreviousVersion, version_},
+                               {kAnnVersion, seq},     {kAnnStepTime, now_text_},
+                               {kAnnUser, user},       {kAnnPreviousUser, in_.db_user}};
+  p_.change.remove_annotations = {kAnnPreviousExpires, kAnnPendingUser};
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kSwapDatabase);
+}
+
+RotationPlan Planner::Swap() {
+  p_.action = Action::kSwap;
+  for (const KeySpec& k : spec_.keys) {
+    if (!Has(PendingKey(k.name))) continue;  // Not generated: keep its current value.
+    if (Has(k.name)) {
+      p_.change.copy.emplace_back(RollbackKey(k.name), k.name);
+      if (spec_.strategy == Strategy::kKeepPrevious) {
+        p_.change.copy.emplace_back(PreviousKey(k.name), k.name);
+      }
+    }
+    p_.change.copy.emplace_back(k.name, PendingKey(k.name));
+  }
+  RemoveKeysWithPrefix(PendingKey(""));
+  const std::string seq = Ann(kAnnSeq).empty() ? "1" : Ann(kAnnSeq);
+  p_.change.set_annotations = {{kAnnState, "Swapped"},
+                               {kAnnPreviousVersion, version_},
+                               {kAnnVersion, seq},
+                               {kAnnStepTime, now_text_}};
+  p_.change.remove_annotations = {kAnnPreviousExpires};
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kSwap);
+}
+
+RotationPlan Planner::Swapped() {
+  p_.action = Action::kRestart;
+  StampConsumers(version_, /*staggered=*/true);
+  p_.change.set_annotations = {{kAnnState, "Restarted"}, {kAnnStepTime, now_text_}};
+  if (!p_.stamp.empty()) {
+    p_.events.push_back(
+        {"Normal", "ConsumersRestarted",
+         absl::StrCat("restarting ", StampLabels(), " for the new values of Secret ",
+                      spec_.secret_name,
+                      p_.stamp_waiting ? " (the others once these are healthy)" : "")});
+  }
+  p_.requeue_after = in_.poll;
+  return Finish(Exit::kRestart);
+}
+
+RotationPlan Planner::Restarted() {
+  StampConsumers(version_, /*staggered=*/true);
+  if (!p_.stamp.empty()) return RestartNextBatch();
+  const bool all_stamped = !p_.stamp_waiting;
+  p_.stamp_value.clear();
+  p_.stamp_waiting = false;
+  std::vector<std::string> unhealthy;
+  for (const ConsumerView& c : in_.consumers) {
+    if (!c.healthy) unhealthy.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
+  }
+  // A consumer that will not become healthy (a Release rolled its restart back):
+  // restore now rather than at the health timeout.
+  std::vector<std::string> failed;
+  for (const ConsumerView& c : in_.consumers) {
+    if (c.failed) failed.push_back(absl::StrCat(c.kind, " ", c.name, " (", c.why, ")"));
+  }
+  // spec.verify.analysis: healthy consumers start (or wait for) the verification run;
+  // anything but Successful restores below (fail closed).
+  std::optional<std::string> verify_failed;
+  if (unhealthy.empty() && all_stamped && spec_.verify_analysis) {
+    const std::string run = VerifyRunName(sr_.name, version_);
+    if (Ann(kAnnVerifyRun) != run) return StartVerify(run);
+    const VerifyVerdict verdict = in_.verify.value_or(VerifyVerdict{.run = run});
+    if (verdict.state == VerifyVerdict::State::kRunning) {
+      p_.action = Action::kNone;
+      p_.requeue_after = in_.poll;
+      return Finish(Exit::kVerifyRunning);
+    }
+    verify_failed = VerifyFailure(spec_.secret_name, version_, run, verdict);
+  }
+  if (unhealthy.empty() && all_stamped && !verify_failed) return Complete();
+  std::optional<absl::Time> since = ParseRfc3339(Ann(kAnnStepTime));
+  if (verify_failed) return Fail(*verify_failed, /*verify_failed=*/true);
+  if (!failed.empty()) {
+    return Fail(absl::StrCat("consumers failed after rotating Secret ", spec_.secret_name, ": ",
+                             absl::StrJoin(failed, ", ")),
+                false);
+  }
+  if (since && in_.now - *since > spec_.health_timeout) {
+    return Fail(absl::StrCat("consumers not healthy within ",
+                             FormatGoDuration(spec_.health_timeout), " after rotating Secret ",
+                             spec_.secret_name, ": ", absl::StrJoin(unhealthy, ", ")),
+                false);
+  }
+  p_.action = Action::kNone;
+  p_.requeue_after = in_.poll;
+  return Finish(Exit::kWaitHealthy);
+}
+
+// The next batch (staggered), or someone reset a template meanwhile: stamp, and the
+// health timeout starts again for them.
+RotationPlan Planner::RestartNextBatch() {
+  p_.action = Action::kRestart;
+  p_.change.set_annotations = {{kAnnStepTime, now_text_}};
+  p_.events.push_back({"Normal", "ConsumersRestarted",
+                       absl::StrCat("restarting ", StampLabels(), " for the new values of Secret ",
+                                    spec_.secret_name)});
+  p_.requeue_after = in_.poll;
+  return Finish(Exit::kRestartNextBatch);
+}
+
+RotationPlan Planner::StartVerify(const std::string& run) {
+  p_.action = Action::kVerify;
+  p_.change.set_annotations = {{kAnnVerifyRun, run}, {kAnnStepTime, now_text_}};
+  std::vector<std::string> templates;
+  for (const api::AnalysisTemplateRef& t : spec_.verify_analysis->templates) {
+    templates.push_back(t.template_name);
+  }
+  p_.events.push_back(
+      {"Normal", "VerificationStarted",
+       absl::StrCat(in_.consumers.size(), " consumers of Secret ", spec_.secret_name,
+                    " healthy; verifying version ", version_, " with analysis ", run, " (",
+                    absl::StrJoin(templates, ", "), ")")});
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kStartVerify);
+}
+
+RotationPlan Planner::Complete() {
+  p_.action = Action::kComplete;
+  RemoveKeysWithPrefix(RollbackKey(""));
+  p_.change.set_annotations = {{kAnnState, "Idle"},
+                               {kAnnLastSuccess, now_text_},
+                               {kAnnLastResult, "Succeeded"},
+                               {kAnnStepTime, now_text_}};
+  p_.change.remove_annotations = {kAnnMessage, kAnnFailedStep};
+  if (!Ann(kAnnVerifyRun).empty()) p_.change.remove_annotations.push_back(kAnnVerifyRun);
+  if (spec_.strategy == Strategy::kKeepPrevious) {
+    p_.change.set_annotations[kAnnPreviousExpires] = FormatRfc3339(in_.now + spec_.grace_period);
+  }
+  p_.events.push_back(
+      {"Normal", "Rotated",
+       absl::StrCat("rotated keys ", KeyList(sr_), " of Secret ", spec_.secret_name, " (version ",
+                    version_, "); ", in_.consumers.size(), " consumers healthy")});
+  p_.result = "succeeded";
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kComplete);
+}
+
+// Consumers failed, timed out or the verification did not succeed: restore (onFailure
+// Restore) or keep the new values.
+RotationPlan Planner::Fail(const std::string& message, bool verify_failed) {
+  p_.result = "failed";
+  const bool restore = spec_.on_failure == FailureAction::kRestore;
+  if (restore) {
+    RestoreValues(message);
+  } else {
+    KeepNewValues(message);
+  }
+  if (!Ann(kAnnVerifyRun).empty()) p_.change.remove_annotations.push_back(kAnnVerifyRun);
+  if (verify_failed) {
+    // status.failedStep and the history say which step failed: the verification.
+    p_.change.set_annotations[kAnnFailedStep] = "verify";
+    std::erase(p_.change.remove_annotations, std::string(kAnnFailedStep));
+  }
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(restore ? Exit::kRestore : Exit::kKeepNew);
+}
+
+void Planner::RestoreValues(const std::string& message) {
+  p_.action = Action::kRestore;
+  for (const KeySpec& k : spec_.keys) {
+    if (!Has(RollbackKey(k.name))) continue;
+    p_.change.copy.emplace_back(k.name, RollbackKey(k.name));
+    if (Has(PreviousKey(k.name))) p_.change.remove.push_back(PreviousKey(k.name));
+  }
+  const bool user_back = pg_ != nullptr && Has(RollbackKey(pg_->username_key));
+  if (user_back) p_.change.copy.emplace_back(pg_->username_key, RollbackKey(pg_->username_key));
+  if (pg_ != nullptr && pg_->strategy == DbStrategy::kSingleUser &&
+      Has(RollbackKey(spec_.keys[0].name))) {
+    // The old password stopped working at the set step: set it back first.
+    p_.db = {.kind = DatabaseStep::Kind::kSetPassword,
+             .user = pg_->user,
+             .password_key = RollbackKey(spec_.keys[0].name)};
+  }
+  RemoveKeysWithPrefix(RollbackKey(""));
+  const std::string prev = Ann(kAnnPreviousVersion).empty() ? "0" : Ann(kAnnPreviousVersion);
+  p_.change.set_annotations = {{kAnnState, "Restoring"},
+                               {kAnnVersion, prev},
+                               {kAnnStepTime, now_text_},
+                               {kAnnLastResult, "Failed"},
+                               {kAnnMessage, message}};
+  p_.change.remove_annotations = {kAnnPreviousExpires, kAnnFailedStep};
+  if (user_back) {
+    p_.change.set_annotations[kAnnUser] = Ann(kAnnPreviousUser);
+    p_.change.set_annotations[kAnnPreviousUser] = Ann(kAnnUser);
+  }
+  p_.events.push_back(
+      {"Warning", "RotationFailed",
+       absl::StrCat(message, "; restoring the previous values (version ", prev, ")")});
+}
+
+void Planner::KeepNewValues(const std::string& message) {
+  p_.action = Action::kComplete;
+  RemoveKeysWithPrefix(RollbackKey(""));
+  p_.change.set_annotations = {{kAnnState, "Idle"},
+                               {kAnnStepTime, now_text_},
+                               {kAnnLastResult, "Failed"},
+                               {kAnnMessage, message}};
+  if (spec_.strategy == Strategy::kKeepPrevious) {
+    p_.change.set_annotations[kAnnPreviousExpires] = FormatRfc3339(in_.now + spec_.grace_period);
+  }
+  p_.events.push_back(
+      {"Warning", "RotationFailed", absl::StrCat(message, "; keeping the new values")});
+}
+
+RotationPlan Planner::Restoring() {
+  p_.action = Action::kRestart;
+  // All at once: the consumers stamped with the failed version need the old values
+  // back now (those the stagger never reached still carry the old stamp).
+  StampConsumers(version_, /*staggered=*/false);
+  p_.change.set_annotations = {{kAnnState, "Idle"}, {kAnnStepTime, now_text_}};
+  if (!p_.stamp.empty()) {
+    p_.events.push_back({"Warning", "ConsumersRestored",
+                         absl::StrCat("restarting ", StampLabels(),
+                                      " with the restored values of Secret ", spec_.secret_name)});
+  }
+  p_.requeue_after = absl::Seconds(1);
+  return Finish(Exit::kRestoreConsumers);
+}
+
+}  // namespace
+
+RotationSituation ClassifyRotation(bool secret_exists, State state, bool hook, bool database) {
+  if (!secret_exists) {
+    // As for a database, a hook target's first values go through its Jobs.
+    if (hook) return RotationSituation::kCreateForHook;
+    if (database) return RotationSituation::kCreateForDatabase;
+    return RotationSituation::kCreate;
+  }
+  switch (state) {
+    case State::kIdle:
+      return RotationSituation::kIdle;
+    case State::kPending:
+      return hook ? RotationSituation::kPendingHook : RotationSituation::kPending;
+    case State::kSwapped:
+      return RotationSituation::kSwapped;
+    case State::kRestarted:
+      return RotationSituation::kRestarted;
+    case State::kRestoring:
+      break;
+  }
+  return RotationSituation::kRestoring;
+}
+
+RotationPlan PlanRotation(const RotationInput& in) { return Planner(in).Plan(); }
 
 RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& step,
                                  const std::string& message) {
@@ -826,6 +958,7 @@ RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& ste
   const auto& ann = in.secret.annotations;
   RotationPlan plan;
   plan.action = Action::kAbort;
+  plan.exit = RotationPlan::Exit::kDatabaseFailed;
   plan.result = "failed";
   const State state = ParseState(Ann(ann, kAnnState));
   if (state == State::kIdle) {

@@ -56,6 +56,7 @@ std::optional<RotationPlan> PlanHookSteps(const RotationInput& in) {
                                    ") exists and is not owned by this SecretRotation; Capstan "
                                    "does not adopt objects it did not create. Delete or rename it");
       plan.requeue_after = absl::Seconds(10);
+      plan.exit = RotationPlan::Exit::kHookConflict;
       return plan;
     }
     if (job == nullptr) {
@@ -70,9 +71,13 @@ std::optional<RotationPlan> PlanHookSteps(const RotationInput& in) {
         return PlanHookFailure(in, step, "no pending values to hand to the Job");
       }
       plan.run_job = std::move(run);
+      plan.exit = RotationPlan::Exit::kHookRunJob;
       return plan;
     }
-    if (job->state == HookJobView::State::kRunning) return plan;
+    if (job->state == HookJobView::State::kRunning) {
+      plan.exit = RotationPlan::Exit::kHookRunning;
+      return plan;
+    }
     if (job->state == HookJobView::State::kFailed) {
       return PlanHookFailure(
           in, step,
@@ -88,6 +93,7 @@ RotationPlan PlanHookFailure(const RotationInput& in, const std::string& step,
   const std::string now_text = FormatRfc3339(in.now);
   RotationPlan plan;
   plan.action = Action::kAbort;
+  plan.exit = RotationPlan::Exit::kHookFailed;
   plan.result = "failed";
   for (const std::string& dk : in.secret.data_keys) {
     if (dk.rfind(PendingKey(""), 0) == 0) plan.change.remove.push_back(dk);

@@ -272,6 +272,43 @@ struct HookJobRun {
 };
 
 struct RotationPlan {
+  // Which of the planner's outcomes this is: one per branch of PlanRotation, PlanHookSteps,
+  // PlanHookFailure and PlanDatabaseFailure (RotationExitsTest has a row for each).
+  enum class Exit {
+    // The Secret is missing (RotationSituation kCreate*).
+    kCreateForHook,      // created empty: the first values go through the hook Jobs
+    kCreateForDatabase,  // created empty: the first password is set in PostgreSQL first
+    kCreate,             // created with every key generated
+    // kIdle
+    kFillMissing,    // keys new to spec generated, or an adopted Secret's schedule starts
+    kClearPrevious,  // KeepPrevious: the grace period is over
+    kHeld,           // a rotation is due (or triggered) but the input's hold keeps it
+    kStart,          // a rotation starts: pending values (and the database's admin check)
+    kWaitUntilDue,   // nothing due: look again when it is
+    // kPendingHook (PlanHookSteps, PlanHookFailure)
+    kHookConflict,  // a step Job of that name is not ours: nothing is done
+    kHookRunJob,    // the next step Job is created
+    kHookRunning,   // a step Job runs
+    kHookFailed,    // a step Job failed: pending keys dropped, nothing switched
+    // kPending (and kPendingHook once both Jobs are Complete)
+    kSwapDatabase,  // the pending user gets the password (db effect), then the Secret switches
+    kSwap,          // <key> := pending
+    // kSwapped
+    kRestart,  // the (first) consumers stamped
+    // kRestarted
+    kRestartNextBatch,  // the next staggered consumers (or a reset template) stamped
+    kStartVerify,       // consumers healthy: the verification run is recorded
+    kVerifyRunning,     // the verification run has no verdict yet
+    kComplete,          // healthy (and verified): the rotation succeeded
+    kRestore,           // failed (consumers, timeout, verification), onFailure Restore
+    kKeepNew,           // failed, onFailure Keep: the new values stay
+    kWaitHealthy,       // consumers not healthy yet, within healthTimeout
+    // kRestoring
+    kRestoreConsumers,  // consumers re-stamped with the restored version
+    // PlanDatabaseFailure
+    kDatabaseFailed,  // a database step failed: pending keys dropped, nothing switched
+  };
+  Exit exit = Exit::kWaitUntilDue;
   Action action = Action::kNone;
   DatabaseStep db;
   SecretChange change;
@@ -322,6 +359,23 @@ struct RotationInput {
   std::optional<VerifyVerdict> verify;
 };
 
+// Where a rotation stands, PlanRotation's first decision (from the Secret's
+// capstan.dev/rotation-state and the spec's target); each situation has its own branch in
+// the planner.
+enum class RotationSituation {
+  kCreateForHook,      // the Secret is missing, spec.target.hook
+  kCreateForDatabase,  // the Secret is missing, spec.target.postgresql
+  kCreate,             // the Secret is missing
+  kIdle,               // values in use; maybe due, keys to fill or previous values to clear
+  kPendingHook,        // pending values written; the set and test Jobs run before the swap
+  kPending,            // pending values written: swap (after the database's set step)
+  kSwapped,            // the new values are in use: restart the consumers
+  kRestarted,          // consumers restarting: wait for health (and verification)
+  kRestoring,          // the previous values are back: re-stamp the consumers
+};
+RotationSituation ClassifyRotation(bool secret_exists, State state, bool hook, bool database);
+
+// ClassifyRotation, then the situation's branch.
 RotationPlan PlanRotation(const RotationInput& in);
 // The step instead of PlanRotation's when its database effect failed at `step`
 // (connect, set, test). Only for the Idle and Pending states (nothing switched yet).

@@ -1,14 +1,14 @@
 // The rotation planner's exits, one row each: ClassifyRotation's situation, then the
 // branch PlanRotation (or PlanDatabaseFailure) takes from an observed Secret.
 
+#include <absl/time/time.h>
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <absl/time/time.h>
-#include <gtest/gtest.h>
 
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"
@@ -32,8 +32,7 @@ TEST(ClassifyRotationTest, OneRowPerSituation) {
   };
   const Row rows[] = {
       {"missing, hook target", false, State::kIdle, true, false, Situation::kCreateForHook},
-      {"missing, database target", false, State::kIdle, false, true,
-       Situation::kCreateForDatabase},
+      {"missing, database target", false, State::kIdle, false, true, Situation::kCreateForDatabase},
       {"missing", false, State::kPending, false, false, Situation::kCreate},
       {"idle", true, State::kIdle, false, false, Situation::kIdle},
       {"pending, hook target", true, State::kPending, true, false, Situation::kPendingHook},
@@ -162,8 +161,8 @@ TEST(RotationExitsTest, OneRowPerExit) {
          in.secret = {};
        },
        Exit::kCreateForDatabase, Action::kCreate},
-      {"missing: created with every key", [](SecretRotation&, RotationInput& in) { in.secret = {}; },
-       Exit::kCreate, Action::kCreate},
+      {"missing: created with every key",
+       [](SecretRotation&, RotationInput& in) { in.secret = {}; }, Exit::kCreate, Action::kCreate},
       {"idle, a key new to spec",
        [](SecretRotation&, RotationInput& in) { in.secret.data_keys.erase("key"); },
        Exit::kFillMissing, Action::kFillMissing},
@@ -180,8 +179,7 @@ TEST(RotationExitsTest, OneRowPerExit) {
        Exit::kHeld, Action::kNone},
       {"idle, due", [](SecretRotation&, RotationInput& in) { in.now = kT0 + absl::Hours(200); },
        Exit::kStart, Action::kWritePending},
-      {"idle, not due", [](SecretRotation&, RotationInput&) {}, Exit::kWaitUntilDue,
-       Action::kNone},
+      {"idle, not due", [](SecretRotation&, RotationInput&) {}, Exit::kWaitUntilDue, Action::kNone},
       {"pending, hook target: a set Job of the name that is not ours",
        [](SecretRotation& sr, RotationInput& in) {
          WithHook(sr);

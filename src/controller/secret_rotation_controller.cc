@@ -173,6 +173,12 @@ std::string DecodedValue(const Object& data, const std::string& key) {
 
 void Wipe(std::string& s) { std::fill(s.begin(), s.end(), '\0'); }
 
+// Whether any key is a keyPair (its public key and JWKS are derived from the private keys).
+bool HasKeyPairs(const sec::SecretRotation& sr) {
+  return std::any_of(sr.spec.keys.begin(), sr.spec.keys.end(),
+                     [](const sec::KeySpec& k) { return k.kind == sec::KeySpec::Kind::kKeyPair; });
+}
+
 // "<namespace>/<SecretRotation>" of a hook step Job (its capstan.dev/secret-rotation label).
 std::vector<std::string> HookJobRotationKeys(const Object& job) {
   const std::string owner =
@@ -453,6 +459,83 @@ std::optional<sec::RotationHold> SecretRotationController::RotationHoldOf(const 
       .until = f->until};
 }
 
+// One reconcile of one SecretRotation: observe (the Secret, its consumers, hook Jobs,
+// holds, the verification's verdict) -> secrets::PlanRotation -> apply the plan's
+// effects in their order (database, hook Job, consumer stamps, the one Secret write)
+// -> events, metrics and status. Each step that can end the pass early (a stall, an
+// adoption) returns the result to return; nullopt goes on.
+class SecretRotationController::Pass {
+ public:
+  using Early = std::optional<kube::ReconcileResult>;
+
+  Pass(SecretRotationController& c, std::string key, std::shared_ptr<const Object> obj)
+      : c_(c), key_(std::move(key)), obj_(std::move(obj)), now_(c.clock_.Now()) {
+    const std::vector<std::string> parts = absl::StrSplit(key_, absl::MaxSplits('/', 1));
+    ns_ = parts[0];
+    name_ = parts.size() > 1 ? parts[1] : "";
+    if (obj_->contains("status") && (*obj_)["status"].is_object()) previous_ = (*obj_)["status"];
+  }
+  ~Pass() {
+    // The values read for this pass (base64) do not outlive it in the heap unwiped.
+    for (auto& [k, v] : data_.items()) {
+      if (v.is_string()) Wipe(v.get_ref<std::string&>());
+    }
+  }
+  Pass(const Pass&) = delete;
+  Pass& operator=(const Pass&) = delete;
+
+  // A spec that does not parse or validate: Stalled InvalidSpec, nothing else written.
+  absl::StatusOr<kube::ReconcileResult> Invalid(const absl::StatusOr<sec::SecretRotation>& parsed,
+                                                const std::vector<std::string>& problems);
+  absl::StatusOr<kube::ReconcileResult> Run(const sec::SecretRotation& sr);
+
+ private:
+  // Finds the Secret and decides whether it is this rotation's to manage (adopting it
+  // when the spec allows: that write ends the pass).
+  absl::StatusOr<Early> ResolveSecret();
+  absl::StatusOr<sec::RotationInput> Observe(absl::Duration* verify_requeue);
+  std::vector<sec::ConsumerView> Consumers() const;
+  // The plan's database effect (spec.target.postgresql), before any write; a failed
+  // first step replaces the plan (PlanDatabaseFailure).
+  absl::Status RunDatabaseEffect(const sec::RotationInput& in, sec::RotationPlan& plan);
+  // spec.target.hook: the step Job to start, then the Jobs of earlier rotations to delete.
+  absl::StatusOr<Early> ApplyHookJobs(const sec::RotationInput& in, const sec::RotationPlan& plan);
+  // The consumers' restart stamps (before the Secret records that they were stamped).
+  absl::Status StampConsumers(const sec::RotationPlan& plan);
+  // The one Secret write of the step (create or patch).
+  absl::StatusOr<Early> WriteSecret(const sec::RotationInput& in, const sec::RotationPlan& plan);
+  // Events, metrics and status; when to look again.
+  absl::StatusOr<kube::ReconcileResult> Finish(const sec::RotationInput& in,
+                                               const sec::RotationPlan& plan,
+                                               absl::Duration verify_requeue);
+
+  void Emit(const std::string& type, const std::string& reason, const std::string& note) const {
+    if (c_.events_) c_.events_(*obj_, type, reason, note);
+  }
+  absl::Status WriteStatus(const Object& status);
+  absl::StatusOr<kube::ReconcileResult> Stall(const std::string& reason, const std::string& message,
+                                              absl::Duration recheck = absl::ZeroDuration());
+  // The cache holds no values (ProjectSecretKeys): a step that needs them reads the
+  // Secret, and only at the version the plan was made from (else the plan is made again).
+  absl::Status ReadValues();
+  const std::string& SecretName() const { return sr_->spec.secret_name; }
+  std::string ResourceVersionOfSecret() const {
+    return JsonString(*secret_, "/metadata/resourceVersion"_json_pointer);
+  }
+
+  SecretRotationController& c_;
+  const std::string key_;
+  const std::shared_ptr<const Object> obj_;
+  const absl::Time now_;
+  std::string ns_;
+  std::string name_;
+  Object previous_ = Object::object();  // the status as observed
+  const sec::SecretRotation* sr_ = nullptr;
+  std::shared_ptr<const Object> secret_;  // the cached (projected) Secret; null: none
+  Object data_ = Object::object();        // its values, once ReadValues() read them
+  bool have_values_ = false;
+};
+
 absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const std::string& key) {
   std::shared_ptr<const Object> obj = rotations_->Get(key);
   if (obj == nullptr) {
@@ -462,28 +545,7 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     return kube::ReconcileResult{};
   }
   if (obj->contains("/metadata/deletionTimestamp"_json_pointer)) return kube::ReconcileResult{};
-  const std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
-  const std::string ns = parts[0];
-  const std::string name = parts.size() > 1 ? parts[1] : "";
-  const absl::Time now = clock_.Now();
-  const Object previous_status =
-      obj->contains("status") && (*obj)["status"].is_object() ? (*obj)["status"] : Object::object();
-
-  auto write_status = [&](const Object& status) -> absl::Status {
-    if (status == previous_status) return absl::OkStatus();
-    Object body = {{"apiVersion", api::kApiVersion},
-                   {"kind", sec::kSecretRotationKind},
-                   {"metadata", {{"name", name}, {"namespace", ns}}},
-                   {"status", status}};
-    kube::ApplyOptions ao;
-    ao.force = true;  // Capstan alone writes SecretRotation status.
-    ao.subresource = "status";
-    return client_.Apply(res::SecretRotations(), ns, name, body, ao).status();
-  };
-  auto emit = [&](const std::string& type, const std::string& reason, const std::string& note) {
-    if (events_) events_(*obj, type, reason, note);
-  };
-
+  Pass pass(*this, key, obj);
   absl::StatusOr<sec::SecretRotation> parsed = sec::ParseSecretRotation(*obj);
   std::vector<std::string> problems;
   if (!parsed.ok()) {
@@ -491,64 +553,116 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
   } else {
     problems = sec::ValidateSecretRotation(*parsed);
   }
-  if (!problems.empty()) {
-    sec::SecretRotation shell;
-    shell.generation = obj->value("/metadata/generation"_json_pointer, int64_t{0});
-    if (parsed.ok()) shell = *parsed;
-    const std::string message = absl::StrJoin(problems, "; ");
-    if (previous_status.value("message", "") != message) emit("Warning", "InvalidSpec", message);
-    RETURN_IF_ERROR(
-        write_status(sec::StalledStatus(shell, "InvalidSpec", message, now, previous_status)));
-    spdlog::info("secretrotation={} stalled reason=InvalidSpec message={}", key, message);
-    return kube::ReconcileResult{};
+  if (!problems.empty()) return pass.Invalid(parsed, problems);
+  return pass.Run(*parsed);
+}
+
+absl::Status SecretRotationController::Pass::WriteStatus(const Object& status) {
+  if (status == previous_) return absl::OkStatus();
+  Object body = {{"apiVersion", api::kApiVersion},
+                 {"kind", sec::kSecretRotationKind},
+                 {"metadata", {{"name", name_}, {"namespace", ns_}}},
+                 {"status", status}};
+  kube::ApplyOptions ao;
+  ao.force = true;  // Capstan alone writes SecretRotation status.
+  ao.subresource = "status";
+  return c_.client_.Apply(res::SecretRotations(), ns_, name_, body, ao).status();
+}
+
+absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Stall(
+    const std::string& reason, const std::string& message, absl::Duration recheck) {
+  if (previous_.value("message", "") != message) Emit("Warning", reason, message);
+  RETURN_IF_ERROR(WriteStatus(sec::StalledStatus(*sr_, reason, message, now_, previous_)));
+  spdlog::info("secretrotation={} stalled reason={} secret={}", key_, reason, SecretName());
+  kube::ReconcileResult r;
+  r.requeue_after = recheck;
+  return r;
+}
+
+absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Invalid(
+    const absl::StatusOr<sec::SecretRotation>& parsed, const std::vector<std::string>& problems) {
+  sec::SecretRotation shell;
+  shell.generation = obj_->value("/metadata/generation"_json_pointer, int64_t{0});
+  if (parsed.ok()) shell = *parsed;
+  const std::string message = absl::StrJoin(problems, "; ");
+  if (previous_.value("message", "") != message) Emit("Warning", "InvalidSpec", message);
+  RETURN_IF_ERROR(WriteStatus(sec::StalledStatus(shell, "InvalidSpec", message, now_, previous_)));
+  spdlog::info("secretrotation={} stalled reason=InvalidSpec message={}", key_, message);
+  return kube::ReconcileResult{};
+}
+
+absl::Status SecretRotationController::Pass::ReadValues() {
+  if (have_values_ || secret_ == nullptr) return absl::OkStatus();
+  absl::StatusOr<Object> got = c_.client_.Get(res::Secrets(), ns_, SecretName());
+  if (!got.ok()) {
+    return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", SecretName()));
   }
-  const sec::SecretRotation& sr = *parsed;
-  const std::string& secret_name = sr.spec.secret_name;
+  if (JsonString(*got, "/metadata/resourceVersion"_json_pointer) != ResourceVersionOfSecret()) {
+    return absl::AbortedError(
+        absl::StrCat("Secret ", SecretName(), " changed since it was cached; planning again"));
+  }
+  if (auto d = got->find("data"); d != got->end() && d->is_object()) data_ = std::move(*d);
+  have_values_ = true;
+  return absl::OkStatus();
+}
 
-  auto stall = [&](const std::string& reason, const std::string& message,
-                   absl::Duration recheck =
-                       absl::ZeroDuration()) -> absl::StatusOr<kube::ReconcileResult> {
-    if (previous_status.value("message", "") != message) emit("Warning", reason, message);
-    RETURN_IF_ERROR(write_status(sec::StalledStatus(sr, reason, message, now, previous_status)));
-    spdlog::info("secretrotation={} stalled reason={} secret={}", key, reason, secret_name);
-    kube::ReconcileResult r;
-    r.requeue_after = recheck;
-    return r;
-  };
+absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Run(
+    const sec::SecretRotation& sr) {
+  sr_ = &sr;
+  ASSIGN_OR_RETURN(Early resolved, ResolveSecret());
+  if (resolved) return *resolved;
 
-  // Find the Secret and decide whether it is ours to manage.
-  std::shared_ptr<const Object> secret = secrets_->Get(ns, secret_name);
-  if (secret == nullptr) {
+  absl::Duration verify_requeue = absl::ZeroDuration();
+  ASSIGN_OR_RETURN(const sec::RotationInput in, Observe(&verify_requeue));
+  sec::RotationPlan plan = sec::PlanRotation(in);
+  if (!plan.conflict.empty()) return Stall("Conflict", plan.conflict, plan.requeue_after);
+  // Values a write needs, read before anything is written: copies, and a keyPair's
+  // private keys (its public key and JWKS are derived from them in the write).
+  if (!plan.change.copy.empty() || (HasKeyPairs(sr) && plan.action != sec::Action::kNone)) {
+    RETURN_IF_ERROR(ReadValues());
+  }
+
+  RETURN_IF_ERROR(RunDatabaseEffect(in, plan));
+  ASSIGN_OR_RETURN(Early hook, ApplyHookJobs(in, plan));
+  if (hook) return *hook;
+  RETURN_IF_ERROR(StampConsumers(plan));
+  ASSIGN_OR_RETURN(Early written, WriteSecret(in, plan));
+  if (written) return *written;
+  return Finish(in, plan, verify_requeue);
+}
+
+absl::StatusOr<SecretRotationController::Pass::Early>
+SecretRotationController::Pass::ResolveSecret() {
+  secret_ = c_.secrets_->Get(ns_, SecretName());
+  if (secret_ == nullptr) {
     // Not labelled (or just created and not cached yet): one direct read.
-    absl::StatusOr<Object> got = client_.Get(res::Secrets(), ns, secret_name);
+    absl::StatusOr<Object> got = c_.client_.Get(res::Secrets(), ns_, SecretName());
     if (got.ok()) {
-      secret = std::make_shared<const Object>(ProjectSecretKeys(std::move(*got)));
+      secret_ = std::make_shared<const Object>(ProjectSecretKeys(std::move(*got)));
     } else if (got.status().code() != absl::StatusCode::kNotFound) {
-      return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
+      return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", SecretName()));
     }
   }
-  const sec::OwnershipDecision owned = sec::DecideOwnership(sr, secret.get());
+  const sec::OwnershipDecision owned = sec::DecideOwnership(*sr_, secret_.get());
   switch (owned.ownership) {
     case sec::Ownership::kConflictForeign:
       // An unlabelled Secret is not in the label-selected cache, so its owner's consent
       // (the allow-adoption annotation) raises no event here: look again now and then.
-      return stall("Conflict", owned.message, absl::Seconds(10));
+      return Stall("Conflict", owned.message, absl::Seconds(10));
     case sec::Ownership::kConflictOther:
     case sec::Ownership::kConflictType:
-      return stall("Conflict", owned.message);
+      return Stall("Conflict", owned.message);
     case sec::Ownership::kAdopt: {
       // Adopt: label only, no ownerReference (deleting the SecretRotation
       // must not delete a Secret someone else made).
-      absl::Status s =
-          client_
-              .MergePatch(res::Secrets(), ns, secret_name,
-                          sec::AdoptPatch(
-                              sr, JsonString(*secret, "/metadata/resourceVersion"_json_pointer)))
-              .status();
-      if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", secret_name));
-      spdlog::info("secretrotation={} adopted secret={}", key, secret_name);
-      emit("Normal", "Adopted",
-           absl::StrCat("labelled existing Secret ", secret_name,
+      absl::Status s = c_.client_
+                           .MergePatch(res::Secrets(), ns_, SecretName(),
+                                       sec::AdoptPatch(*sr_, ResourceVersionOfSecret()))
+                           .status();
+      if (!s.ok()) return ScrubbedSecretError(s, absl::StrCat("adopt Secret ", SecretName()));
+      spdlog::info("secretrotation={} adopted secret={}", key_, SecretName());
+      Emit("Normal", "Adopted",
+           absl::StrCat("labelled existing Secret ", SecretName(),
                         " as managed by this SecretRotation (no ownerReference)"));
       kube::ReconcileResult again;
       again.requeue_after = absl::Milliseconds(500);
@@ -558,47 +672,19 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     case sec::Ownership::kManaged:
       break;
   }
+  return Early{};
+}
 
-  sec::RotationInput in;
-  in.rotation = &sr;
-  in.now = now;
-  in.poll = options_.poll;
-  Object data = Object::object();
-  if (secret != nullptr) {
-    in.secret.exists = true;
-    if (secret->contains("/metadata/annotations"_json_pointer)) {
-      for (const auto& [k, v] : secret->at("/metadata/annotations"_json_pointer).items()) {
-        if (v.is_string()) in.secret.annotations[k] = v.get<std::string>();
-      }
-    }
-    if (secret->contains("data") && (*secret)["data"].is_object()) {
-      for (const auto& [k, v] : (*secret)["data"].items()) in.secret.data_keys.insert(k);
-    }
-  }
-  // The cache holds no values (ProjectSecretKeys): a step that needs them reads the Secret,
-  // and only at the version the plan was made from (else the plan is made again).
-  bool have_values = false;
-  auto read_values = [&]() -> absl::Status {
-    if (have_values || secret == nullptr) return absl::OkStatus();
-    absl::StatusOr<Object> got = client_.Get(res::Secrets(), ns, secret_name);
-    if (!got.ok())
-      return ScrubbedSecretError(got.status(), absl::StrCat("read Secret ", secret_name));
-    if (JsonString(*got, "/metadata/resourceVersion"_json_pointer) !=
-        JsonString(*secret, "/metadata/resourceVersion"_json_pointer)) {
-      return absl::AbortedError(
-          absl::StrCat("Secret ", secret_name, " changed since it was cached; planning again"));
-    }
-    if (auto d = got->find("data"); d != got->end() && d->is_object()) data = std::move(*d);
-    have_values = true;
-    return absl::OkStatus();
-  };
+std::vector<sec::ConsumerView> SecretRotationController::Pass::Consumers() const {
+  std::vector<sec::ConsumerView> out;
+  const sec::SecretRotation& sr = *sr_;
   switch (sr.spec.consumer_mode) {
     case sec::ConsumerMode::kAuto:
-      for (const auto& [kind, informer] : Workloads()) {
-        for (const auto& w : informer->ByIndex("secret", absl::StrCat(ns, "/", secret_name))) {
+      for (const auto& [kind, informer] : c_.Workloads()) {
+        for (const auto& w : informer->ByIndex("secret", absl::StrCat(ns_, "/", SecretName()))) {
           // A Release's Deployments restart through the Release (its own rollout).
           if (w->value(kReleaseOwnedField, false)) continue;
-          in.consumers.push_back(sec::ViewWorkload(kind, *w, secret_name));
+          out.push_back(sec::ViewWorkload(kind, *w, SecretName()));
         }
       }
       break;
@@ -610,10 +696,10 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
       named.insert(named.end(), sr.spec.consumer_workloads.begin(),
                    sr.spec.consumer_workloads.end());
       for (const auto& [kind, wname] : named) {
-        for (const auto& [k, informer] : Workloads()) {
+        for (const auto& [k, informer] : c_.Workloads()) {
           if (k != kind) continue;
-          if (auto live = informer->Get(ns, wname); live != nullptr) {
-            in.consumers.push_back(sec::ViewWorkload(kind, *live, secret_name));
+          if (auto live = informer->Get(ns_, wname); live != nullptr) {
+            out.push_back(sec::ViewWorkload(kind, *live, SecretName()));
           }
         }
       }
@@ -622,111 +708,123 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     case sec::ConsumerMode::kNone:
       break;
   }
-  std::sort(in.consumers.begin(), in.consumers.end(), [](const auto& a, const auto& b) {
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return std::tie(a.name, a.kind) < std::tie(b.name, b.kind);
   });
-  in.consumers.erase(std::unique(in.consumers.begin(), in.consumers.end(),
-                                 [](const auto& a, const auto& b) {
-                                   return a.name == b.name && a.kind == b.kind;
-                                 }),
-                     in.consumers.end());
-  if (sr.spec.postgresql) {
-    RETURN_IF_ERROR(read_values());
-    in.db_user = DecodedValue(data, sr.spec.postgresql->username_key);
-  }
+  out.erase(std::unique(
+                out.begin(), out.end(),
+                [](const auto& a, const auto& b) { return a.name == b.name && a.kind == b.kind; }),
+            out.end());
+  return out;
+}
 
-  if (!sr.spec.ignore_freeze && options_.environment_of) in.hold = RotationHoldOf(ns, now);
+absl::StatusOr<sec::RotationInput> SecretRotationController::Pass::Observe(
+    absl::Duration* verify_requeue) {
+  const sec::SecretRotation& sr = *sr_;
+  sec::RotationInput in;
+  in.rotation = &sr;
+  in.now = now_;
+  in.poll = c_.options_.poll;
+  if (secret_ != nullptr) {
+    in.secret.exists = true;
+    if (secret_->contains("/metadata/annotations"_json_pointer)) {
+      for (const auto& [k, v] : secret_->at("/metadata/annotations"_json_pointer).items()) {
+        if (v.is_string()) in.secret.annotations[k] = v.get<std::string>();
+      }
+    }
+    if (secret_->contains("data") && (*secret_)["data"].is_object()) {
+      for (const auto& [k, v] : (*secret_)["data"].items()) in.secret.data_keys.insert(k);
+    }
+  }
+  in.consumers = Consumers();
+  if (sr.spec.postgresql) {
+    RETURN_IF_ERROR(ReadValues());
+    in.db_user = DecodedValue(data_, sr.spec.postgresql->username_key);
+  }
+  if (!sr.spec.ignore_freeze && c_.options_.environment_of) {
+    in.hold = c_.RotationHoldOf(ns_, now_);
+  }
   if (sr.spec.hook) {
-    for (const auto& j : hook_jobs_->ByIndex("rotation", key)) {
+    for (const auto& j : c_.hook_jobs_->ByIndex("rotation", key_)) {
       in.hook_jobs.push_back(ViewHookJob(*j, sr.uid));
     }
   }
   // spec.verify.analysis: the verification run's verdict, once the Secret names it.
-  absl::Duration verify_requeue = absl::ZeroDuration();
-  if (sr.spec.verify_analysis && in.secret.annotations.count(sec::kAnnVerifyRun) &&
-      in.secret.annotations.count(sec::kAnnState) &&
-      in.secret.annotations.at(sec::kAnnState) == "Restarted") {
-    const std::string version = in.secret.annotations.count(sec::kAnnVersion)
-                                    ? in.secret.annotations.at(sec::kAnnVersion)
-                                    : "0";
+  const auto& ann = in.secret.annotations;
+  if (sr.spec.verify_analysis && ann.count(sec::kAnnVerifyRun) && ann.count(sec::kAnnState) &&
+      ann.at(sec::kAnnState) == "Restarted") {
+    const std::string version = ann.count(sec::kAnnVersion) ? ann.at(sec::kAnnVersion) : "0";
     std::vector<rollout::Event> gate_events;
-    in.verify = Verify(sr, version, now, &verify_requeue, &gate_events);
-    for (const rollout::Event& e : gate_events) emit(e.type, e.reason, e.note);
+    in.verify = c_.Verify(sr, version, now_, verify_requeue, &gate_events);
+    for (const rollout::Event& e : gate_events) Emit(e.type, e.reason, e.note);
   }
+  return in;
+}
 
-  sec::RotationPlan plan = sec::PlanRotation(in);
-  if (!plan.conflict.empty()) return stall("Conflict", plan.conflict, plan.requeue_after);
-  // Values a write needs, read before anything is written: copies, and a keyPair's
-  // private keys (its public key and JWKS are derived from them in the write).
-  const bool key_pairs =
-      std::any_of(sr.spec.keys.begin(), sr.spec.keys.end(),
-                  [](const sec::KeySpec& k) { return k.kind == sec::KeySpec::Kind::kKeyPair; });
-  if (!plan.change.copy.empty() || (key_pairs && plan.action != sec::Action::kNone)) {
-    RETURN_IF_ERROR(read_values());
-  }
-
-  // 0. The database effect of the step (spec.target.postgresql), before any write.
-  if (plan.db.kind != sec::DatabaseStep::Kind::kNone) {
-    const sec::DbStepOutcome o = RunDatabaseStep(client_, options_.database, sr, ns, data, plan.db);
-    const std::string state = in.secret.annotations.count(sec::kAnnState)
-                                  ? in.secret.annotations.at(sec::kAnnState)
-                                  : "Idle";
-    if (!o.ok) {
-      spdlog::warn("secretrotation={} database step={} user={} failed: {}", key, o.step,
-                   plan.db.user, o.message);
-      if (state != "Idle" && state != "Pending") {
-        // Restoring the previous password: retried (with backoff) until it works.
-        return absl::UnavailableError(absl::StrCat("database step ", o.step, ": ", o.message));
-      }
-      plan = sec::PlanDatabaseFailure(in, o.step, o.message);
-      if (plan.db.kind != sec::DatabaseStep::Kind::kNone) {
-        // SingleUser after a failed test: the previous password back before the Secret
-        // says the rotation failed; retried (state Pending, with backoff) until it works.
-        const sec::DbStepOutcome back =
-            RunDatabaseStep(client_, options_.database, sr, ns, data, plan.db);
-        if (!back.ok) {
-          spdlog::warn("secretrotation={} database step={} user={} failed: {}", key, back.step,
-                       plan.db.user, back.message);
-          return absl::UnavailableError(
-              absl::StrCat("database step ", back.step, ": ", back.message));
-        }
-        spdlog::info("secretrotation={} database user={} previous password set back", key,
-                     plan.db.user);
-      }
-    } else if (plan.db.kind == sec::DatabaseStep::Kind::kSetPassword) {
+absl::Status SecretRotationController::Pass::RunDatabaseEffect(const sec::RotationInput& in,
+                                                               sec::RotationPlan& plan) {
+  if (plan.db.kind == sec::DatabaseStep::Kind::kNone) return absl::OkStatus();
+  sec::PasswordDatabase* const database = c_.options_.database;
+  const sec::DbStepOutcome o = RunDatabaseStep(c_.client_, database, *sr_, ns_, data_, plan.db);
+  if (o.ok) {
+    if (plan.db.kind == sec::DatabaseStep::Kind::kSetPassword) {
       spdlog::info(
-          "secretrotation={} database user={} password {}", key, plan.db.user,
+          "secretrotation={} database user={} password {}", key_, plan.db.user,
           o.already_done ? "already set (found by logging in), not set again" : "set and tested");
     }
+    return absl::OkStatus();
   }
+  spdlog::warn("secretrotation={} database step={} user={} failed: {}", key_, o.step, plan.db.user,
+               o.message);
+  const std::string state = in.secret.annotations.count(sec::kAnnState)
+                                ? in.secret.annotations.at(sec::kAnnState)
+                                : "Idle";
+  if (state != "Idle" && state != "Pending") {
+    // Restoring the previous password: retried (with backoff) until it works.
+    return absl::UnavailableError(absl::StrCat("database step ", o.step, ": ", o.message));
+  }
+  plan = sec::PlanDatabaseFailure(in, o.step, o.message);
+  if (plan.db.kind == sec::DatabaseStep::Kind::kNone) return absl::OkStatus();
+  // SingleUser after a failed test: the previous password back before the Secret says
+  // the rotation failed; retried (state Pending, with backoff) until it works.
+  const sec::DbStepOutcome back = RunDatabaseStep(c_.client_, database, *sr_, ns_, data_, plan.db);
+  if (!back.ok) {
+    spdlog::warn("secretrotation={} database step={} user={} failed: {}", key_, back.step,
+                 plan.db.user, back.message);
+    return absl::UnavailableError(absl::StrCat("database step ", back.step, ": ", back.message));
+  }
+  spdlog::info("secretrotation={} database user={} previous password set back", key_, plan.db.user);
+  return absl::OkStatus();
+}
 
-  // 0. spec.target.hook: the step Job to start (nothing else is written in that pass).
+absl::StatusOr<SecretRotationController::Pass::Early> SecretRotationController::Pass::ApplyHookJobs(
+    const sec::RotationInput& in, const sec::RotationPlan& plan) {
   if (plan.run_job) {
     const sec::HookJobRun& run = *plan.run_job;
-    const sec::HookTarget& hook = *sr.spec.hook;
+    const sec::HookTarget& hook = *sr_->spec.hook;
     const Object body =
         render::RenderRotationJob({.name = run.name,
-                                   .ns = ns,
-                                   .rotation = sr.name,
-                                   .rotation_uid = sr.uid,
-                                   .secret = secret_name,
+                                   .ns = ns_,
+                                   .rotation = sr_->name,
+                                   .rotation_uid = sr_->uid,
+                                   .secret = SecretName(),
                                    .step = run.step,
                                    .version = run.version,
                                    .items = run.items},
                                   run.step == sec::kHookStepSet ? hook.set : hook.test);
-    absl::StatusOr<Object> created = client_.Create(res::Jobs(), ns, body);
+    absl::StatusOr<Object> created = c_.client_.Create(res::Jobs(), ns_, body);
     if (created.ok()) {
-      spdlog::info("secretrotation={} create Job {} (hook step {} of version {})", key, run.name,
+      spdlog::info("secretrotation={} create Job {} (hook step {} of version {})", key_, run.name,
                    run.step, run.version);
-      emit("Normal", "HookStarted",
+      Emit("Normal", "HookStarted",
            absl::StrCat("hook step ", run.step, " Job ", run.name, " started for version ",
-                        run.version, " of Secret ", secret_name));
+                        run.version, " of Secret ", SecretName()));
     } else if (created.status().code() == absl::StatusCode::kAlreadyExists) {
       // Ours (a cache behind our own create, or a predecessor killed after creating it):
       // it runs, and is never created again. Someone else's: never adopted.
-      ASSIGN_OR_RETURN(Object live, client_.Get(res::Jobs(), ns, run.name));
-      if (CapstanControllerUid(live, sec::kSecretRotationKind) != sr.uid) {
-        return stall(
+      ASSIGN_OR_RETURN(Object live, c_.client_.Get(res::Jobs(), ns_, run.name));
+      if (CapstanControllerUid(live, sec::kSecretRotationKind) != sr_->uid) {
+        return Stall(
             "Conflict",
             absl::StrCat("Job ", run.name, " (the ", run.step, " step of version ", run.version,
                          ") exists and is not owned by this SecretRotation; Capstan "
@@ -738,20 +836,22 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
     }
   }
   for (const std::string& job_name : sec::HookJobsToDelete(in)) {
-    kube::DeleteOptions d;
-    std::shared_ptr<const Object> live = hook_jobs_->Get(ns, job_name);
+    std::shared_ptr<const Object> live = c_.hook_jobs_->Get(ns_, job_name);
     if (live == nullptr) continue;
+    kube::DeleteOptions d;
     d.precondition_uid = JsonString(*live, "/metadata/uid"_json_pointer);
     d.propagation_policy = "Background";  // its pods go too (a Job's default orphans them)
-    spdlog::info("secretrotation={} delete Job {} (a hook step of an earlier rotation)", key,
+    spdlog::info("secretrotation={} delete Job {} (a hook step of an earlier rotation)", key_,
                  job_name);
-    if (absl::Status s = client_.Delete(res::Jobs(), ns, job_name, d);
+    if (absl::Status s = c_.client_.Delete(res::Jobs(), ns_, job_name, d);
         !s.ok() && s.code() != absl::StatusCode::kNotFound) {
-      spdlog::warn("secretrotation={} cannot delete Job {}: {}", key, job_name, s.message());
+      spdlog::warn("secretrotation={} cannot delete Job {}: {}", key_, job_name, s.message());
     }
   }
+  return Early{};
+}
 
-  // 1. Stamp consumers (before the Secret records that they were).
+absl::Status SecretRotationController::Pass::StampConsumers(const sec::RotationPlan& plan) {
   for (const sec::ConsumerRef& c : plan.stamp) {
     const kube::Resource& r = c.kind == sec::kStatefulSetKind ? res::StatefulSets()
                               : c.kind == sec::kDaemonSetKind ? res::DaemonSets()
@@ -763,75 +863,79 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
         c.kind == sec::kReleaseKind
             ? Object{{"metadata",
                       {{"annotations",
-                        {{sec::StampAnnotationKey(secret_name), plan.stamp_value}}}}}}
-            : sec::StampPatch(secret_name, plan.stamp_value);
-    absl::Status s = client_.MergePatch(r, ns, c.name, patch).status();
+                        {{sec::StampAnnotationKey(SecretName()), plan.stamp_value}}}}}}
+            : sec::StampPatch(SecretName(), plan.stamp_value);
+    absl::Status s = c_.client_.MergePatch(r, ns_, c.name, patch).status();
     if (s.code() == absl::StatusCode::kNotFound) continue;  // Gone meanwhile.
     if (!s.ok()) return s;
-    spdlog::info("secretrotation={} restart {}={} secret-version={}", key,
+    spdlog::info("secretrotation={} restart {}={} secret-version={}", key_,
                  absl::AsciiStrToLower(c.kind), c.name, plan.stamp_value);
   }
+  return absl::OkStatus();
+}
 
-  // 2. One Secret write.
+absl::StatusOr<SecretRotationController::Pass::Early> SecretRotationController::Pass::WriteSecret(
+    const sec::RotationInput& in, const sec::RotationPlan& plan) {
+  if (plan.action == sec::Action::kNone) return Early{};
+  const sec::SecretRotation& sr = *sr_;
   const sec::SecretChange& change = plan.change;
-  const bool secret_write = plan.action != sec::Action::kNone;
-  if (secret_write) {
-    Object out_data = Object::object();
-    for (const auto& [dk, i] : change.generate) {
-      ASSIGN_OR_RETURN(std::string value, sec::GenerateValue(sr.spec.keys[i], rng_));
-      out_data[dk] = absl::Base64Escape(value);
-      std::fill(value.begin(), value.end(), '\0');
-    }
-    for (const auto& [to, from] : change.copy) {
-      if (data.contains(from)) out_data[to] = data[from];  // Still base64: never decoded.
-    }
-    for (const auto& [to, value] : change.set_values) out_data[to] = absl::Base64Escape(value);
-    for (const std::string& k : change.remove) out_data[k] = nullptr;
-    if (key_pairs) {
-      // A keyPair's public key and JWKS follow from the private keys after the write.
-      absl::StatusOr<Object> derived = sec::DeriveKeyPairData(sr.spec, data, out_data);
-      if (!derived.ok()) {
-        // A private key someone replaced with something unreadable: nothing is written
-        // until the Secret changes again (the message names the data key, never a value).
-        return stall("InvalidKey", absl::StrCat("Secret ", secret_name, ": ",
-                                                derived.status().message(), "; nothing written"));
-      }
-      for (auto& [k, v] : derived->items()) out_data[k] = std::move(v);
-    }
-    Object annotations = Object::object();
-    for (const auto& [k, v] : change.set_annotations) annotations[k] = v;
-    absl::Status s;
-    if (plan.action == sec::Action::kCreate) {
-      s = client_.Create(res::Secrets(), ns, sec::SecretCreateBody(sr, annotations, out_data))
-              .status();
-    } else {
-      for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
-      s = client_
-              .MergePatch(res::Secrets(), ns, secret_name,
-                          sec::SecretStepPatch(
-                              JsonString(*secret, "/metadata/resourceVersion"_json_pointer),
-                              annotations, out_data))
-              .status();
-    }
-    if (!s.ok()) {
-      return ScrubbedSecretError(
-          s, absl::StrCat("write Secret ", secret_name, " (", sec::ActionName(plan.action), ")"));
-    }
-    const std::map<std::string, std::string> after =
-        sec::ApplyAnnotations(in.secret.annotations, change);
-    spdlog::info("secretrotation={} secret={} action={} state={} version={}", key, secret_name,
-                 sec::ActionName(plan.action),
-                 after.count(sec::kAnnState) ? after.at(sec::kAnnState) : "Idle",
-                 after.count(sec::kAnnVersion) ? after.at(sec::kAnnVersion) : "");
+  Object out_data = Object::object();
+  for (const auto& [dk, i] : change.generate) {
+    ASSIGN_OR_RETURN(std::string value, sec::GenerateValue(sr.spec.keys[i], c_.rng_));
+    out_data[dk] = absl::Base64Escape(value);
+    Wipe(value);
   }
+  for (const auto& [to, from] : change.copy) {
+    if (data_.contains(from)) out_data[to] = data_[from];  // Still base64: never decoded.
+  }
+  for (const auto& [to, value] : change.set_values) out_data[to] = absl::Base64Escape(value);
+  for (const std::string& k : change.remove) out_data[k] = nullptr;
+  if (HasKeyPairs(sr)) {
+    // A keyPair's public key and JWKS follow from the private keys after the write.
+    absl::StatusOr<Object> derived = sec::DeriveKeyPairData(sr.spec, data_, out_data);
+    if (!derived.ok()) {
+      // A private key someone replaced with something unreadable: nothing is written
+      // until the Secret changes again (the message names the data key, never a value).
+      return Stall("InvalidKey", absl::StrCat("Secret ", SecretName(), ": ",
+                                              derived.status().message(), "; nothing written"));
+    }
+    for (auto& [k, v] : derived->items()) out_data[k] = std::move(v);
+  }
+  Object annotations = Object::object();
+  for (const auto& [k, v] : change.set_annotations) annotations[k] = v;
+  absl::Status s;
+  if (plan.action == sec::Action::kCreate) {
+    s = c_.client_.Create(res::Secrets(), ns_, sec::SecretCreateBody(sr, annotations, out_data))
+            .status();
+  } else {
+    for (const std::string& k : change.remove_annotations) annotations[k] = nullptr;
+    s = c_.client_
+            .MergePatch(res::Secrets(), ns_, SecretName(),
+                        sec::SecretStepPatch(ResourceVersionOfSecret(), annotations, out_data))
+            .status();
+  }
+  if (!s.ok()) {
+    return ScrubbedSecretError(
+        s, absl::StrCat("write Secret ", SecretName(), " (", sec::ActionName(plan.action), ")"));
+  }
+  const std::map<std::string, std::string> after =
+      sec::ApplyAnnotations(in.secret.annotations, change);
+  spdlog::info("secretrotation={} secret={} action={} state={} version={}", key_, SecretName(),
+               sec::ActionName(plan.action),
+               after.count(sec::kAnnState) ? after.at(sec::kAnnState) : "Idle",
+               after.count(sec::kAnnVersion) ? after.at(sec::kAnnVersion) : "");
+  return Early{};
+}
 
-  // 3. Events, metrics, status.
-  for (const sec::PlanEvent& e : plan.events) emit(e.type, e.reason, e.note);
+absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Finish(
+    const sec::RotationInput& in, const sec::RotationPlan& plan, absl::Duration verify_requeue) {
+  const sec::SecretRotation& sr = *sr_;
+  for (const sec::PlanEvent& e : plan.events) Emit(e.type, e.reason, e.note);
   if (!plan.result.empty()) {
     Metrics::Get()
         .secret_rotations
-        ->Add({{"namespace", ns},
-               {"name", name},
+        ->Add({{"namespace", ns_},
+               {"name", name_},
                {"target", sr.spec.postgresql ? "postgresql"
                           : sr.spec.hook     ? "hook"
                                              : "none"},
@@ -839,42 +943,41 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Reconcile(const 
         .Increment();
   }
   const std::map<std::string, std::string> after =
-      sec::ApplyAnnotations(in.secret.annotations, change);
+      sec::ApplyAnnotations(in.secret.annotations, plan.change);
   if (std::optional<absl::Time> next = sec::NextRotation(sr, after)) {
     Metrics::Get()
-        .secret_rotation_next_seconds->Add({{"namespace", ns}, {"name", name}})
-        .Set(absl::ToDoubleSeconds(*next - now));
+        .secret_rotation_next_seconds->Add({{"namespace", ns_}, {"name", name_}})
+        .Set(absl::ToDoubleSeconds(*next - now_));
   }
-  const std::optional<absl::Time> due_since = sec::RotationDueSince(sr, after, now);
+  const std::optional<absl::Time> due_since = sec::RotationDueSince(sr, after, now_);
   if (sr.spec.trigger == sec::Trigger::kManual) {
     Metrics::Get()
-        .secret_rotation_due->Add({{"namespace", ns}, {"name", name}})
+        .secret_rotation_due->Add({{"namespace", ns_}, {"name", name_}})
         .Set(due_since ? 1 : 0);
   }
-  const Object status =
-      sec::ComputeStatus(sr, after, in.consumers, now, previous_status, plan.held);
-  if (plan.held && sec::ConditionTurnedTrue(previous_status, status, "Held")) {
-    emit("Normal", "RotationHeld",
-         absl::StrCat("the due rotation of Secret ", secret_name, " waits: ", plan.held->message));
+  const Object status = sec::ComputeStatus(sr, after, in.consumers, now_, previous_, plan.held);
+  if (plan.held && sec::ConditionTurnedTrue(previous_, status, "Held")) {
+    Emit("Normal", "RotationHeld",
+         absl::StrCat("the due rotation of Secret ", SecretName(), " waits: ", plan.held->message));
   }
-  if (due_since && sec::ConditionTurnedTrue(previous_status, status, "RotationDue")) {
+  if (due_since && sec::ConditionTurnedTrue(previous_, status, "RotationDue")) {
     // Once per due period (the condition's transition), for a person to act on.
-    emit("Warning", "RotationDue",
-         absl::StrCat("a rotation of Secret ", secret_name, " has been due since ",
+    Emit("Warning", "RotationDue",
+         absl::StrCat("a rotation of Secret ", SecretName(), " has been due since ",
                       sec::FormatRfc3339(*due_since),
                       " (trigger: Manual); set a new capstan.dev/rotate token to rotate"));
   }
-  RETURN_IF_ERROR(write_status(status));
+  RETURN_IF_ERROR(WriteStatus(status));
 
   kube::ReconcileResult result;
   result.requeue_after = plan.requeue_after;
-  if (result.requeue_after <= absl::ZeroDuration()) result.requeue_after = options_.poll;
+  if (result.requeue_after <= absl::ZeroDuration()) result.requeue_after = c_.options_.poll;
   if (verify_requeue > absl::ZeroDuration() && plan.action == sec::Action::kNone) {
     // The next measurement of the verification run may be due before the next poll.
     result.requeue_after = std::min(result.requeue_after, verify_requeue);
   }
   if (plan.action == sec::Action::kNone) {
-    spdlog::debug("secretrotation={} waiting requeue_after={}", key, result.requeue_after);
+    spdlog::debug("secretrotation={} waiting requeue_after={}", key_, result.requeue_after);
   }
   return result;
 }

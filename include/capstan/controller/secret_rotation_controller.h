@@ -90,6 +90,9 @@ class SecretRotationController {
   absl::StatusOr<kube::ReconcileResult> Reconcile(const std::string& key);
 
  private:
+  // One reconcile (the .cc): observe -> secrets::PlanRotation -> apply -> status.
+  class Pass;
+
   // Every Options::resync (SecretRotation: every 5 s, see the .cc).
   void Resync();
   void EnqueueForSecret(const std::string& ns, const std::string& secret_name);

@@ -189,6 +189,8 @@ int RunOperator() {
       if (!co.watch_namespace.empty() && scope != co.watch_namespace) continue;
       controller::SecretRotationController::Options one = so;
       one.watch_namespace = scope;
+      // In the Release controller's scope its Releases informer is this one's too.
+      one.informers = &informers;
       // Freeze windows: the Environments the Release controller caches anyway.
       one.environment_of = [&releases](const std::string& ns) {
         return releases.EnvironmentOf(ns, "");

@@ -85,41 +85,25 @@ Object ProjectWorkload(Object d) {
   return out;
 }
 
-// Releases: identity, the Secrets their pod template reads, the restart annotations on
-// their metadata and the status fields secrets::ViewRelease judges.
-Object ProjectReleaseConsumer(Object r) {
-  Object out;
-  Object& md = r["metadata"];
-  for (const char* f : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
-    if (md.contains(f)) out["metadata"][f] = std::move(md[f]);
-  }
-  if (md.contains("annotations") && md["annotations"].is_object()) {
-    for (const auto& [k, v] : md["annotations"].items()) {
-      if (absl::StartsWith(k, sec::kAnnSecretVersionPrefix)) out["metadata"]["annotations"][k] = v;
-    }
-  }
-  Object refs = Object::array();
-  if (r.contains("/spec/template"_json_pointer)) {
-    for (const std::string& n : sec::SecretsReferenced(r.at("/spec/template"_json_pointer))) {
-      refs.push_back(n);
-    }
-  }
-  out[kReferencedField] = std::move(refs);
-  if (r.contains("status") && r["status"].is_object()) {
-    for (const char* f : {"observedGeneration", "phase", "currentRevision", "stableRevision",
-                          "failedRevision", "secretVersions"}) {
-      if (r["status"].contains(f)) out["status"][f] = r["status"][f];
-    }
-  }
-  return out;
-}
-
 std::vector<std::string> DeploymentSecretKeys(const Object& d) {
   std::vector<std::string> out;
   const std::string ns = JsonString(d, "/metadata/namespace"_json_pointer);
   if (!d.contains(kReferencedField)) return out;
   for (const Object& n : d[kReferencedField]) {
     if (n.is_string()) out.push_back(absl::StrCat(ns, "/", n.get<std::string>()));
+  }
+  return out;
+}
+
+// A Release (the Release controller's cache, shared: ProjectRelease keeps the spec): the
+// Secrets its pod template reads, as DeploymentSecretKeys gives them for a workload.
+std::vector<std::string> ReleaseSecretKeys(const Object& r) {
+  std::vector<std::string> out;
+  const Object::json_pointer tmpl("/spec/template");
+  if (!r.contains(tmpl)) return out;
+  const std::string ns = JsonString(r, "/metadata/namespace"_json_pointer);
+  for (const std::string& n : sec::SecretsReferenced(r.at(tmpl))) {
+    out.push_back(absl::StrCat(ns, "/", n));
   }
   return out;
 }
@@ -277,14 +261,13 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
       clock_(clock),
       rng_(rng) {
   auto make = [&](const kube::Resource& r, std::string selector,
-                  std::function<Object(Object)> projection) {
+                  std::function<Object(Object)> projection, bool compact = false) {
     kube::InformerOptions o;
     o.ns = options_.watch_namespace;
     o.label_selector = std::move(selector);
     if (projection) o.projection = std::move(projection);
-    auto inf = std::make_unique<kube::Informer>(client_, r, std::move(o), clock_);
-    loop_.AddInformer(inf.get());
-    return inf;
+    o.compact = compact;
+    return &loop_.Shared(r, std::move(o));
   };
   rotations_ = make(res::SecretRotations(), "", nullptr);
   // Only Secrets Capstan manages are listed and watched.
@@ -300,7 +283,9 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
       for (const std::string& k : HookJobRotationKeys(*o)) queue_->Add(k);
     }
   });
-  releases_ = make(res::Releases(), "", ProjectReleaseConsumer);
+  // The Release controller's cache of Releases, with its options (ProjectRelease, packed):
+  // in the same namespace scope it is one informer, listed and watched once.
+  releases_ = make(res::Releases(), "", ProjectRelease, /*compact=*/true);
   rotations_->AddIndex("secret", RotationSecretKeys);
   rotations_->AddIndex("workload", RotationWorkloadKeys);
 
@@ -319,31 +304,34 @@ SecretRotationController::SecretRotationController(kube::Client& client, Options
     }
   });
   for (const auto& [kind, informer] : Workloads()) {
-    informer->AddIndex("secret", DeploymentSecretKeys);
-    informer->AddHandler([this, kind = kind](const Object* old_obj, const Object* new_obj) {
-      for (const Object* o : {old_obj, new_obj}) {
-        if (o == nullptr) continue;
-        for (const std::string& secret_key : DeploymentSecretKeys(*o)) {
-          for (const auto& r : rotations_->ByIndex("secret", secret_key)) {
-            queue_->Add(kube::ObjectKey(*r));
+    const kube::Informer::IndexFunc secret_keys =
+        kind == sec::kReleaseKind ? ReleaseSecretKeys : DeploymentSecretKeys;
+    informer->AddIndex("secret", secret_keys);
+    informer->AddHandler(
+        [this, kind = kind, secret_keys](const Object* old_obj, const Object* new_obj) {
+          for (const Object* o : {old_obj, new_obj}) {
+            if (o == nullptr) continue;
+            for (const std::string& secret_key : secret_keys(*o)) {
+              for (const auto& r : rotations_->ByIndex("secret", secret_key)) {
+                queue_->Add(kube::ObjectKey(*r));
+              }
+            }
+            const std::string key =
+                WorkloadKey(kind, JsonString(*o, "/metadata/namespace"_json_pointer),
+                            JsonString(*o, "/metadata/name"_json_pointer));
+            for (const auto& r : rotations_->ByIndex("workload", key)) {
+              queue_->Add(kube::ObjectKey(*r));
+            }
           }
-        }
-        const std::string key =
-            WorkloadKey(kind, JsonString(*o, "/metadata/namespace"_json_pointer),
-                        JsonString(*o, "/metadata/name"_json_pointer));
-        for (const auto& r : rotations_->ByIndex("workload", key)) {
-          queue_->Add(kube::ObjectKey(*r));
-        }
-      }
-    });
+        });
   }
 }
 
 std::vector<std::pair<std::string, kube::Informer*>> SecretRotationController::Workloads() const {
-  return {{sec::kDeploymentKind, deployments_.get()},
-          {sec::kStatefulSetKind, statefulsets_.get()},
-          {sec::kDaemonSetKind, daemonsets_.get()},
-          {sec::kReleaseKind, releases_.get()}};
+  return {{sec::kDeploymentKind, deployments_},
+          {sec::kStatefulSetKind, statefulsets_},
+          {sec::kDaemonSetKind, daemonsets_},
+          {sec::kReleaseKind, releases_}};
 }
 
 SecretRotationController::~SecretRotationController() { Stop(); }

@@ -10,7 +10,8 @@
 // and health need (the names of the Secrets their pod template reads, the
 // secret-version.capstan.dev/<secret> annotations, replica counts); Jobs labelled
 // capstan.dev/secret-rotation (spec.target.hook's set and test steps, projected as the
-// Release hook Jobs are: controller/release_hooks.h).
+// Release hook Jobs are: controller/release_hooks.h); Releases, the Release controller's
+// own cache (Options::informers), as consumers restarted through their own rollout.
 //
 // Ownership rule: a Secret is managed by a SecretRotation when it carries the
 // label capstan.dev/secret-rotation=<its name>. Capstan sets that label (and
@@ -40,6 +41,7 @@
 #include "capstan/controller/namespace_environment.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
+#include "capstan/kube/informer_factory.h"
 #include "capstan/kube/workqueue.h"
 #include "capstan/secrets/database.h"
 #include "capstan/secrets/generator.h"
@@ -73,6 +75,9 @@ class SecretRotationController {
     // AnalysisTemplates and AnalysisRuns it caches anyway). Null: a verification cannot
     // run, and the rotation restores (fail closed).
     AnalysisGates* analysis = nullptr;
+    // Shared informers (run.cc: the Release controller's, so Releases are watched once
+    // in the same namespace scope); null: the controller makes its own.
+    kube::InformerFactory* informers = nullptr;
   };
 
   SecretRotationController(kube::Client& client, Options options, SecretRotationEventSink events,
@@ -113,17 +118,18 @@ class SecretRotationController {
   const Clock& clock_;
   secrets::RandomSource& rng_;
 
-  std::unique_ptr<kube::Informer> rotations_;
-  std::unique_ptr<kube::Informer> secrets_;
-  std::unique_ptr<kube::Informer> deployments_;
-  std::unique_ptr<kube::Informer> statefulsets_;
-  std::unique_ptr<kube::Informer> daemonsets_;
+  // Every informer comes from the Loop's factory (Options::informers, or its own).
+  kube::Informer* rotations_ = nullptr;
+  kube::Informer* secrets_ = nullptr;
+  kube::Informer* deployments_ = nullptr;
+  kube::Informer* statefulsets_ = nullptr;
+  kube::Informer* daemonsets_ = nullptr;
   // spec.target.hook: the step Jobs (labelled capstan.dev/secret-rotation).
-  std::unique_ptr<kube::Informer> hook_jobs_;
-  // Releases (consumers restarted through their own rollout), projected like workloads.
-  std::unique_ptr<kube::Informer> releases_;
-  // After the informers: destroyed (stopped) before them.
-  Loop loop_{"secretrotation", clock_};
+  kube::Informer* hook_jobs_ = nullptr;
+  // Releases (consumers restarted through their own rollout): the Release controller's
+  // cache when they share a factory.
+  kube::Informer* releases_ = nullptr;
+  Loop loop_{"secretrotation", clock_, client_, options_.informers};
   kube::WorkQueue* const queue_ = &loop_.queue();
   // When Resync() last enqueued every SecretRotation (only its thread uses it).
   absl::Time last_resync_ = clock_.Now();

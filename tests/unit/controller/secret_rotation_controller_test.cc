@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "capstan/common/clock.h"
 #include "capstan/secrets/keypair.h"
+#include "capstan/secrets/rotation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "unit/controller/controller_test_support.h"
@@ -310,6 +311,54 @@ TEST_F(SecretRotationControllerTest, EachRotationStepIsOneSecretWrite) {
   }
   EXPECT_EQ(SecretNow()["data"], Json({{"signing-key", pending}}));
   EXPECT_THAT(Step(), IsEmpty()) << "converged";
+}
+
+// A Release reading the Secret is found in the Releases cache (the Release controller's,
+// unprojected: its pod template is read there) and restarted through its own metadata;
+// the Deployment it controls is not stamped directly.
+TEST_F(SecretRotationControllerTest, AReleaseConsumerIsStampedOnItsMetadataNotItsDeployment) {
+  const Json reads = {
+      {"spec",
+       {{"containers",
+         {{{"name", "web"},
+           {"image", "web:1"},
+           {"env",
+            {{{"name", "KEY"},
+              {"valueFrom",
+               {{"secretKeyRef", {{"name", "jwt-keys"}, {"key", "signing-key"}}}}}}}}}}}}}};
+  server_.Put(NsPath(kCapstan, "shop", "releases", "web"),
+              {{"apiVersion", "capstan.dev/v1alpha1"},
+               {"kind", "Release"},
+               {"metadata", {{"name", "web"}, {"namespace", "shop"}, {"generation", 1}}},
+               {"spec", {{"replicas", 1}, {"template", reads}}},
+               {"status", {{"observedGeneration", 1}, {"phase", "Succeeded"}}}});
+  server_.Put(NsPath(kApps, "shop", "deployments", "web-1"),
+              {{"apiVersion", "apps/v1"},
+               {"kind", "Deployment"},
+               {"metadata",
+                {{"name", "web-1"},
+                 {"namespace", "shop"},
+                 {"ownerReferences",
+                  {{{"apiVersion", "capstan.dev/v1alpha1"},
+                    {"kind", "Release"},
+                    {"name", "web"},
+                    {"uid", "uid-web"},
+                    {"controller", true}}}}}},
+               {"spec", {{"replicas", 1}, {"template", reads}}}});
+  PutRotation(Rotation());
+  Start();
+  ASSERT_EQ(Step().size(), 1u);  // created
+  PutRotation(Rotation(false, "t1"));
+  ASSERT_EQ(Step().size(), 1u);  // Pending
+  ASSERT_EQ(Step().size(), 1u);  // Swapped
+  const std::vector<kube::testing::Write> w = Step();
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].Line(), "patch releases shop/web");
+  const std::string key = absl::StrCat(secrets::kAnnSecretVersionPrefix, "jwt-keys");
+  ASSERT_TRUE(w[0].body.contains("metadata")) << w[0].body.dump();
+  EXPECT_TRUE(w[0].body["metadata"]["annotations"].contains(key)) << w[0].body.dump();
+  EXPECT_FALSE(w[0].body.contains("spec")) << "a Release is restarted through its metadata";
+  EXPECT_EQ(w[1].Line(), "patch secrets shop/jwt-keys");
 }
 
 TEST_F(SecretRotationControllerTest, UnhealthyConsumersPastTheTimeoutRestoreTheOldValues) {

@@ -12,6 +12,7 @@
 #include "capstan/common/clock.h"
 #include "capstan/controller/environment_controller.h"
 #include "capstan/controller/release_controller.h"
+#include "capstan/controller/secret_rotation_controller.h"
 #include "capstan/kube/informer_factory.h"
 #include "capstan/kube/resource.h"
 #include "gmock/gmock.h"
@@ -109,7 +110,7 @@ TEST(InformerFactoryTest, StartsEachInformerOnceAndFansEventsOutToEveryHandler) 
 // ReleaseApprovals, EndpointSlices, Ingresses), AnalysisGates' 4 and the hook Jobs.
 constexpr size_t kReleaseControllerInformers = 17;
 
-TEST(SharedInformersTest, TheEnvironmentControllerAddsNoWatchToTheReleaseControllers) {
+TEST(SharedInformersTest, TheOtherControllersAddNoWatchOfAKindTheReleaseControllerWatches) {
   testing::InMemoryApiServer server;
   std::unique_ptr<kube::Client> client = server.NewClient();
   server.Put(absl::StrCat(kCore, "/namespaces/shop"),
@@ -140,16 +141,27 @@ TEST(SharedInformersTest, TheEnvironmentControllerAddsNoWatchToTheReleaseControl
   EnvironmentController environments(*client, eo, clock);
   // Environments, Releases, Namespaces and AnalysisRuns are the Release controller's.
   EXPECT_EQ(factory.size(), kReleaseControllerInformers);
+  // The SecretRotation controller's own: SecretRotations, its labelled Secrets and Jobs,
+  // and every Deployment, StatefulSet and DaemonSet; its Releases are the Release
+  // controller's (same namespace scope, same options).
+  SecretRotationController::Options so;
+  so.informers = &factory;
+  SecretRotationController rotations(
+      *client, so,
+      [](const kube::Object&, const std::string&, const std::string&, const std::string&) {},
+      clock);
+  constexpr size_t kSecretRotationInformers = 6;
+  EXPECT_EQ(factory.size(), kReleaseControllerInformers + kSecretRotationInformers);
 
   releases.StartCaches();
   environments.StartCaches();
+  rotations.StartCaches();
   testing::WaitForCaches(server, releases);
-  ASSERT_TRUE(Eventually([&] { return environments.HasSynced(); }));
+  ASSERT_TRUE(Eventually([&] { return environments.HasSynced() && rotations.HasSynced(); }));
   // Each informer watches once (HTTPRoutes are not served here, so not watched).
-  ASSERT_TRUE(Eventually([&] {
-    return server.Requests("WATCH") >= static_cast<int64_t>(kReleaseControllerInformers);
-  }));
-  EXPECT_EQ(server.Requests("WATCH"), static_cast<int64_t>(kReleaseControllerInformers));
+  constexpr int64_t kWatches = kReleaseControllerInformers + kSecretRotationInformers;
+  ASSERT_TRUE(Eventually([&] { return server.Requests("WATCH") >= kWatches; }));
+  EXPECT_EQ(server.Requests("WATCH"), kWatches);
 
   // The Environment's status counts the Release from the shared cache.
   server.ClearWrites();
@@ -160,6 +172,7 @@ TEST(SharedInformersTest, TheEnvironmentControllerAddsNoWatchToTheReleaseControl
   ASSERT_TRUE(env.has_value());
   EXPECT_EQ(env->value("/status/releaseCount"_json_pointer, -1), 1);
 
+  rotations.Stop();
   environments.Stop();
   releases.Stop();
   factory.Stop();

@@ -938,7 +938,7 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Finish(
         .Set(absl::ToDoubleSeconds(*next - now_));
   }
   const std::optional<absl::Time> due_since = sec::RotationDueSince(sr, after, now_);
-  if (sr.spec.trigger == sec::Trigger::kManual) {
+  if (sr.spec.trigger == sec::RotationTrigger::kManual) {
     Metrics::Get()
         .secret_rotation_due->Add({{"namespace", ns_}, {"name", name_}})
         .Set(due_since ? 1 : 0);

@@ -15,13 +15,6 @@
 namespace capstan::secrets {
 namespace {
 
-constexpr char kLower[] = "abcdefghijklmnopqrstuvwxyz";
-constexpr char kUpper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-constexpr char kDigits[] = "0123456789";
-// Printable ASCII punctuation minus quotes, backslash and space, which break
-// connection strings and shell quoting more often than they add strength.
-constexpr char kSymbols[] = "!#$%&()*+,-./:;<=>?@[]^_{|}~";
-
 std::string Filter(const std::string& chars, const std::string& exclude) {
   std::string out;
   for (char c : chars) {
@@ -47,20 +40,6 @@ OpenSslRandom& OpenSslRandom::Get() {
   return *rng;
 }
 
-std::string ClassCharacters(CharClass c) {
-  switch (c) {
-    case CharClass::kLower:
-      return kLower;
-    case CharClass::kUpper:
-      return kUpper;
-    case CharClass::kDigit:
-      return kDigits;
-    case CharClass::kSymbol:
-      return kSymbols;
-  }
-  return "";
-}
-
 std::string PasswordAlphabet(const PasswordGenerator& g) {
   std::string all;
   for (CharClass c :
@@ -72,13 +51,13 @@ std::string PasswordAlphabet(const PasswordGenerator& g) {
   return Filter(all, g.exclude);
 }
 
-std::string EncodeBytes(const std::string& bytes, Encoding encoding) {
+std::string EncodeBytes(const std::string& bytes, ValueEncoding encoding) {
   switch (encoding) {
-    case Encoding::kBase64:
+    case ValueEncoding::kBase64:
       return absl::Base64Escape(bytes);
-    case Encoding::kBase64Url:
+    case ValueEncoding::kBase64Url:
       return absl::WebSafeBase64Escape(bytes);
-    case Encoding::kHex:
+    case ValueEncoding::kHex:
       return absl::BytesToHexString(bytes);
   }
   return "";

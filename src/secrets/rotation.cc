@@ -358,7 +358,7 @@ std::map<std::string, std::string> ApplyAnnotations(
 std::optional<absl::Time> RotationDueSince(const SecretRotation& sr,
                                            const std::map<std::string, std::string>& annotations,
                                            absl::Time now) {
-  if (sr.spec.trigger != Trigger::kManual) return std::nullopt;
+  if (sr.spec.trigger != RotationTrigger::kManual) return std::nullopt;
   if (ParseState(Ann(annotations, kAnnState)) != State::kIdle) return std::nullopt;
   std::optional<absl::Time> next = NextRotation(sr, annotations);
   if (!next || now < *next) return std::nullopt;
@@ -585,7 +585,7 @@ RotationPlan Planner::Idle() {
   std::optional<absl::Time> next = NextRotation(sr_, ann_);
   // A first rotation that failed is retried on a trigger or after the interval. A
   // database's first password is not a rotation: Manual sets it too.
-  const bool manual = spec_.trigger == Trigger::kManual;
+  const bool manual = spec_.trigger == RotationTrigger::kManual;
   const bool due = (!manual && next && in_.now >= *next) ||
                    (initial && (Ann(kAnnLastResult) != "Failed" || !next));
   // A database's first password is not a change to hold.
@@ -665,7 +665,7 @@ RotationPlan Planner::WaitUntilDue(std::optional<absl::Time> next,
   absl::Time wake = next ? *next : in_.now + spec_.interval;  // next: set after creation
   // Manual and due: nothing happens by itself any more (RotationDue says so) until
   // a token arrives, which is an event; look again hourly.
-  if (spec_.trigger == Trigger::kManual && wake <= in_.now) wake = in_.now + absl::Hours(1);
+  if (spec_.trigger == RotationTrigger::kManual && wake <= in_.now) wake = in_.now + absl::Hours(1);
   if (expires) wake = std::min(wake, *expires);
   p_.requeue_after = std::max(wake - in_.now, absl::Seconds(1));
   return Finish(Exit::kWaitUntilDue);
@@ -713,7 +713,7 @@ RotationPlan Planner::Swap() {
     if (!Has(PendingKey(k.name))) continue;  // Not generated: keep its current value.
     if (Has(k.name)) {
       p_.change.copy.emplace_back(RollbackKey(k.name), k.name);
-      if (spec_.strategy == Strategy::kKeepPrevious) {
+      if (spec_.strategy == RotationStrategy::kKeepPrevious) {
         p_.change.copy.emplace_back(PreviousKey(k.name), k.name);
       }
     }
@@ -831,7 +831,7 @@ RotationPlan Planner::Complete() {
                                {kAnnStepTime, now_text_}};
   p_.change.remove_annotations = {kAnnMessage, kAnnFailedStep};
   if (!Ann(kAnnVerifyRun).empty()) p_.change.remove_annotations.push_back(kAnnVerifyRun);
-  if (spec_.strategy == Strategy::kKeepPrevious) {
+  if (spec_.strategy == RotationStrategy::kKeepPrevious) {
     p_.change.set_annotations[kAnnPreviousExpires] = FormatRfc3339(in_.now + spec_.grace_period);
   }
   p_.events.push_back(
@@ -903,7 +903,7 @@ void Planner::KeepNewValues(const std::string& message) {
                                {kAnnStepTime, now_text_},
                                {kAnnLastResult, "Failed"},
                                {kAnnMessage, message}};
-  if (spec_.strategy == Strategy::kKeepPrevious) {
+  if (spec_.strategy == RotationStrategy::kKeepPrevious) {
     p_.change.set_annotations[kAnnPreviousExpires] = FormatRfc3339(in_.now + spec_.grace_period);
   }
   p_.events.push_back(
@@ -1012,7 +1012,7 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
     // Overdue (operator down): the rotation runs now, so "next" is now. Manual: when it
     // became due, which may be past (RotationDue).
     st["nextRotationTime"] =
-        FormatRfc3339(sr.spec.trigger == Trigger::kManual ? *next : std::max(*next, now));
+        FormatRfc3339(sr.spec.trigger == RotationTrigger::kManual ? *next : std::max(*next, now));
   }
   if (!Ann(ann, kAnnPreviousExpires).empty()) {
     st["previousExpiresTime"] = Ann(ann, kAnnPreviousExpires);
@@ -1057,7 +1057,7 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   st["message"] = message;
   st["conditions"] = json::array(
       {Condition("Ready", phase == "Ready", reason, message, sr.generation, now, previous_status)});
-  if (sr.spec.trigger == Trigger::kManual) {
+  if (sr.spec.trigger == RotationTrigger::kManual) {
     std::string due_reason = "NotDue", due_message = "no rotation is due";
     if (std::optional<absl::Time> since = RotationDueSince(sr, ann, now)) {
       due_reason = "RotationDue";

@@ -32,12 +32,10 @@ class OpenSslRandom final : public RandomSource {
 // The alphabet a password generator draws from: the union of its classes,
 // minus `exclude`, in a fixed order.
 std::string PasswordAlphabet(const PasswordGenerator& g);
-// The characters of one class (before exclusion).
-std::string ClassCharacters(CharClass c);
 
 // Encodes bytes. base64 is padded (RFC 4648 section 4), base64url is unpadded
 // (section 5, as JWT/JWK use it), hex is lower case.
-std::string EncodeBytes(const std::string& bytes, Encoding encoding);
+std::string EncodeBytes(const std::string& bytes, ValueEncoding encoding);
 
 // A uniformly random integer in [0, n) by rejection sampling over bytes, so
 // no value is more likely than another (plain `byte % n` is biased when n

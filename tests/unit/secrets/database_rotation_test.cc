@@ -386,7 +386,7 @@ TEST(DatabaseRotationTest, ValidationOfTheTarget) {
   sr.spec.postgresql->user = "";
   EXPECT_THAT(ValidateSecretRotation(sr), testing::Contains(HasSubstr("user: required")));
   sr = Single();
-  sr.spec.strategy = Strategy::kKeepPrevious;
+  sr.spec.strategy = RotationStrategy::kKeepPrevious;
   EXPECT_THAT(ValidateSecretRotation(sr), testing::Contains(HasSubstr("must be Replace")));
 }
 

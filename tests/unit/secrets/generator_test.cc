@@ -32,7 +32,7 @@ class ScriptedRandom final : public RandomSource {
   std::deque<uint8_t> bytes_;
 };
 
-KeySpec Bytes(int32_t len, Encoding enc) {
+KeySpec Bytes(int32_t len, ValueEncoding enc) {
   KeySpec k;
   k.name = "k";
   k.kind = KeySpec::Kind::kRandomBytes;
@@ -43,7 +43,7 @@ KeySpec Bytes(int32_t len, Encoding enc) {
 TEST(GeneratorTest, RandomBytesHaveDeclaredLengthAndAlphabet) {
   struct Case {
     const char* name;
-    Encoding enc;
+    ValueEncoding enc;
     int32_t len;
     size_t want_chars;
     std::string alphabet;
@@ -51,10 +51,10 @@ TEST(GeneratorTest, RandomBytesHaveDeclaredLengthAndAlphabet) {
   const std::string b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
   const std::string b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   const std::vector<Case> cases = {
-      {"jwt 32 bytes base64", Encoding::kBase64, 32, 44, b64},
-      {"base64url unpadded", Encoding::kBase64Url, 32, 43, b64url},
-      {"hex", Encoding::kHex, 16, 32, "0123456789abcdef"},
-      {"one byte base64", Encoding::kBase64, 1, 4, b64},
+      {"jwt 32 bytes base64", ValueEncoding::kBase64, 32, 44, b64},
+      {"base64url unpadded", ValueEncoding::kBase64Url, 32, 43, b64url},
+      {"hex", ValueEncoding::kHex, 16, 32, "0123456789abcdef"},
+      {"one byte base64", ValueEncoding::kBase64, 1, 4, b64},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -64,10 +64,10 @@ TEST(GeneratorTest, RandomBytesHaveDeclaredLengthAndAlphabet) {
       EXPECT_EQ(v->size(), c.want_chars);
       EXPECT_EQ(v->find_first_not_of(c.alphabet), std::string::npos);
       std::string decoded;
-      if (c.enc == Encoding::kBase64) {
+      if (c.enc == ValueEncoding::kBase64) {
         ASSERT_TRUE(absl::Base64Unescape(*v, &decoded));
         EXPECT_EQ(decoded.size(), static_cast<size_t>(c.len));
-      } else if (c.enc == Encoding::kBase64Url) {
+      } else if (c.enc == ValueEncoding::kBase64Url) {
         ASSERT_TRUE(absl::WebSafeBase64Unescape(*v, &decoded));
         EXPECT_EQ(decoded.size(), static_cast<size_t>(c.len));
       }
@@ -78,7 +78,7 @@ TEST(GeneratorTest, RandomBytesHaveDeclaredLengthAndAlphabet) {
 TEST(GeneratorTest, ValuesDiffer) {
   std::set<std::string> seen;
   for (int i = 0; i < 200; ++i) {
-    seen.insert(*GenerateValue(Bytes(32, Encoding::kBase64), OpenSslRandom::Get()));
+    seen.insert(*GenerateValue(Bytes(32, ValueEncoding::kBase64), OpenSslRandom::Get()));
   }
   EXPECT_EQ(seen.size(), 200u);
 }

@@ -250,7 +250,7 @@ class DeriveTest : public ::testing::Test {
     KeySpec other;
     other.name = "hmac";
     spec_.keys.push_back(other);
-    spec_.strategy = Strategy::kKeepPrevious;
+    spec_.strategy = RotationStrategy::kKeepPrevious;
     a_ = *GeneratePrivateKeyPem(k.key_pair);
     b_ = *GeneratePrivateKeyPem(k.key_pair);
   }

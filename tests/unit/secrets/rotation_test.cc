@@ -20,7 +20,7 @@ using ::testing::IsEmpty;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
-SecretRotation Rotation(Strategy strategy = Strategy::kReplace) {
+SecretRotation Rotation(RotationStrategy strategy = RotationStrategy::kReplace) {
   SecretRotation sr;
   sr.name = "jwt";
   sr.ns = "shop";
@@ -149,7 +149,7 @@ TEST(RotationTest, FullCycleReplace) {
 }
 
 TEST(RotationTest, KeepPreviousKeepsOldValueForGracePeriod) {
-  SecretRotation sr = Rotation(Strategy::kKeepPrevious);
+  SecretRotation sr = Rotation(RotationStrategy::kKeepPrevious);
   FakeSecret s;
   Step(sr, s, kT0);
   const absl::Time now = kT0 + absl::Hours(168);
@@ -168,7 +168,7 @@ TEST(RotationTest, KeepPreviousKeepsOldValueForGracePeriod) {
 }
 
 TEST(RotationTest, UnhealthyConsumersRestorePreviousValues) {
-  SecretRotation sr = Rotation(Strategy::kKeepPrevious);
+  SecretRotation sr = Rotation(RotationStrategy::kKeepPrevious);
   FakeSecret s;
   Step(sr, s, kT0);
   const std::string old_stamp = VersionStamp("uid-1", "1");
@@ -251,7 +251,7 @@ const json* FindCondition(const json& status, const std::string& type) {
 // waits for a token; the token rotates as with Scheduled.
 TEST(RotationTest, ManualTriggerWaitsForATokenAndReportsRotationDue) {
   SecretRotation sr = Rotation();
-  sr.spec.trigger = Trigger::kManual;
+  sr.spec.trigger = RotationTrigger::kManual;
   FakeSecret s;
   Step(sr, s, kT0);
   const absl::Time due = kT0 + absl::Hours(168);
@@ -303,7 +303,7 @@ TEST(RotationTest, ManualTriggerWaitsForATokenAndReportsRotationDue) {
   EXPECT_EQ(after["nextRotationTime"], FormatRfc3339(due + absl::Hours(3 + 168)));
 
   // Scheduled has no RotationDue condition: it rotates by itself.
-  sr.spec.trigger = Trigger::kScheduled;
+  sr.spec.trigger = RotationTrigger::kScheduled;
   EXPECT_EQ(FindCondition(ComputeStatus(sr, s.annotations, {}, due, json()), "RotationDue"),
             nullptr);
 }
@@ -490,7 +490,7 @@ TEST(RotationTest, MissedRotationsRunOnce) {
 // no value that reached the Secret is lost: the pending value becomes
 // current, the old one is kept until success.
 TEST(RotationTest, ReplanningFromAnyStateConverges) {
-  SecretRotation sr = Rotation(Strategy::kKeepPrevious);
+  SecretRotation sr = Rotation(RotationStrategy::kKeepPrevious);
   FakeSecret s;
   Step(sr, s, kT0);
   const absl::Time now = kT0 + absl::Hours(168);

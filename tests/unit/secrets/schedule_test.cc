@@ -2,11 +2,10 @@
 // table, time zones and daylight saving changes included; NextRotation with
 // spec.schedule.
 
-#include "capstan/secrets/schedule.h"
-
 #include <string>
 #include <vector>
 
+#include "capstan/api/cron.h"
 #include "capstan/api/time_zone.h"
 #include "capstan/secrets/rotation.h"
 #include "capstan/secrets/secret_rotation.h"

@@ -34,11 +34,11 @@ TEST(ParseTest, MinimalWithDefaults) {
   EXPECT_EQ(sr->trigger_token, "t1");
   EXPECT_EQ(sr->spec.secret_name, "jwt-keys");
   EXPECT_EQ(sr->spec.interval, absl::Hours(168));
-  EXPECT_EQ(sr->spec.strategy, Strategy::kReplace);
+  EXPECT_EQ(sr->spec.strategy, RotationStrategy::kReplace);
   EXPECT_EQ(sr->spec.consumer_mode, ConsumerMode::kAuto);
   EXPECT_EQ(sr->spec.on_failure, FailureAction::kRestore);
   EXPECT_EQ(sr->spec.health_timeout, absl::Minutes(10));
-  EXPECT_EQ(sr->spec.trigger, Trigger::kScheduled);
+  EXPECT_EQ(sr->spec.trigger, RotationTrigger::kScheduled);
   ASSERT_EQ(sr->spec.keys.size(), 1u);
   EXPECT_EQ(sr->spec.keys[0].random_bytes.length, 32);
   EXPECT_TRUE(ValidateSecretRotation(*sr).empty());
@@ -64,9 +64,9 @@ TEST(ParseTest, FullSpec) {
   EXPECT_EQ(s.keys[0].password.classes,
             (std::vector<CharClass>{CharClass::kLower, CharClass::kDigit}));
   EXPECT_EQ(s.keys[0].password.exclude, "0l");
-  EXPECT_EQ(s.keys[1].random_bytes.encoding, Encoding::kHex);
+  EXPECT_EQ(s.keys[1].random_bytes.encoding, ValueEncoding::kHex);
   EXPECT_EQ(s.keys[2].kind, KeySpec::Kind::kUuid);
-  EXPECT_EQ(s.strategy, Strategy::kKeepPrevious);
+  EXPECT_EQ(s.strategy, RotationStrategy::kKeepPrevious);
   EXPECT_EQ(s.grace_period, absl::Hours(24));
   EXPECT_EQ(s.consumer_mode, ConsumerMode::kExplicit);
   EXPECT_EQ(s.consumer_deployments, (std::vector<std::string>{"api", "worker"}));
@@ -105,8 +105,8 @@ TEST(ParseTest, KeyPairs) {
 }
 
 TEST(ParseTest, Trigger) {
-  for (const auto& [text, want] : std::vector<std::pair<std::string, Trigger>>{
-           {"Scheduled", Trigger::kScheduled}, {"Manual", Trigger::kManual}}) {
+  for (const auto& [text, want] : std::vector<std::pair<std::string, RotationTrigger>>{
+           {"Scheduled", RotationTrigger::kScheduled}, {"Manual", RotationTrigger::kManual}}) {
     SCOPED_TRACE(text);
     json o = Minimal();
     o["spec"]["trigger"] = text;
@@ -134,7 +134,36 @@ TEST(ParseTest, StructuralErrors) {
       {"bad action", "/spec/onFailure", {{"action", "Retry"}}, "spec.onFailure.action"},
       {"length not int", "/spec/keys/0/randomBytes/length", "32", "length"},
       {"bad trigger", "/spec/trigger", "Never", "spec.trigger: must be Scheduled or Manual"},
-      {"trigger not a string", "/spec/trigger", 1, "spec.trigger"},
+      {"trigger not a string", "/spec/trigger", 1,
+       "spec.trigger: must be a string, not an integer"},
+      // The shared JSON readers (api/json_read.h): a field of the wrong type is named with
+      // what it is, and an object field that is not one is an error (not ignored).
+      {"secretName not a string", "/spec/secretName", true,
+       "spec.secretName: must be a string, not a boolean"},
+      {"keys not a list", "/spec/keys", "k", "spec.keys: must be a list, not a string"},
+      {"randomBytes not an object", "/spec/keys/0/randomBytes", 32,
+       "spec.keys[0].randomBytes: must be an object, not an integer"},
+      {"length out of range", "/spec/keys/0/randomBytes/length", 5000,
+       "spec.keys[0].randomBytes.length: must be between 0 and 4096"},
+      {"deployments not strings",
+       "/spec/consumers",
+       {{"mode", "Explicit"}, {"deployments", {1}}},
+       "spec.consumers.deployments[0]: must be a string, not an integer"},
+      {"workload not an object",
+       "/spec/consumers",
+       {{"mode", "Explicit"}, {"workloads", {"api"}}},
+       "spec.consumers.workloads[0]: must be an object, not a string"},
+      {"target not an object", "/spec/target", "db", "spec.target: must be an object"},
+      {"port out of range",
+       "/spec/target",
+       {{"postgresql", {{"host", "db"}, {"port", 70000}}}},
+       "spec.target.postgresql.port: must be an integer 1..65535"},
+      {"db strategy",
+       "/spec/target",
+       {{"postgresql", {{"strategy", "Both"}}}},
+       "spec.target.postgresql.strategy: must be SingleUser or AlternatingUsers, not \"Both\""},
+      {"wrong kind", "/kind", "Release", "kind: expected SecretRotation, got \"Release\""},
+      {"wrong apiVersion", "/apiVersion", "capstan.dev/v1", "apiVersion: expected"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -160,6 +189,26 @@ TEST(ValidateTest, Problems) {
   };
   const std::vector<Case> cases = {
       {"no secret", [](SecretRotationSpec& s) { s.secret_name.clear(); }, "spec.secretName"},
+      // Kubernetes name syntax (api/json_read.h's IsDnsSubdomain) for every object named.
+      {"secret name", [](SecretRotationSpec& s) { s.secret_name = "JWT_keys"; },
+       "spec.secretName: \"JWT_keys\" is not a valid Secret name"},
+      {"consumer deployment name",
+       [](SecretRotationSpec& s) {
+         s.consumer_mode = ConsumerMode::kExplicit;
+         s.consumer_deployments = {"api", "-api"};
+       },
+       "spec.consumers.deployments[1]: \"-api\" is not a valid Deployment name"},
+      {"consumer workload name",
+       [](SecretRotationSpec& s) {
+         s.consumer_mode = ConsumerMode::kExplicit;
+         s.consumer_workloads = {{"StatefulSet", "db/0"}};
+       },
+       "spec.consumers.workloads[0].name: \"db/0\" is not a valid StatefulSet name"},
+      {"admin secret name",
+       [](SecretRotationSpec& s) {
+         s.postgresql = PostgresTarget{.host = "db", .admin_secret = "Admin", .user = "app"};
+       },
+       "spec.target.postgresql.adminSecretRef.name: \"Admin\" is not a valid Secret name"},
       {"no keys", [](SecretRotationSpec& s) { s.keys.clear(); }, "at least one key"},
       {"duplicate key", [](SecretRotationSpec& s) { s.keys.push_back(s.keys[0]); }, "listed twice"},
       {"reserved suffix", [](SecretRotationSpec& s) { s.keys[0].name = "key_previous"; },
@@ -170,7 +219,7 @@ TEST(ValidateTest, Problems) {
        "randomBytes.length"},
       {"grace not shorter than interval",
        [](SecretRotationSpec& s) {
-         s.strategy = Strategy::kKeepPrevious;
+         s.strategy = RotationStrategy::kKeepPrevious;
          s.grace_period = s.interval;
        },
        "gracePeriod"},

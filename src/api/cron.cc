@@ -1,4 +1,4 @@
-#include "capstan/secrets/schedule.h"
+#include "capstan/api/cron.h"
 
 #include <map>
 #include <vector>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "capstan/common/status_macros.h"
 
-namespace capstan::secrets {
+namespace capstan::api {
 namespace {
 
 struct Field {
@@ -159,4 +159,4 @@ std::optional<absl::Time> NextCronTime(const CronSchedule& c, const absl::TimeZo
   return std::nullopt;
 }
 
-}  // namespace capstan::secrets
+}  // namespace capstan::api

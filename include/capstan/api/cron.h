@@ -2,7 +2,7 @@
 
 // Cron schedules for SecretRotation spec.schedule (an alternative to interval),
 // evaluated in an IANA time zone (spec.timeZone, loaded through
-// api::LoadIanaTimeZone: a name, never a path).
+// LoadIanaTimeZone: a name, never a path).
 //
 // Five fields, as crontab(5): minute (0-59), hour (0-23), day of month (1-31),
 // month (1-12 or JAN-DEC), day of week (0-7 or SUN-SAT; 0 and 7 are Sunday).
@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace capstan::secrets {
+namespace capstan::api {
 
 struct CronSchedule {
   std::bitset<60> minutes;
@@ -42,4 +42,4 @@ absl::StatusOr<CronSchedule> ParseCron(const std::string& expr);
 std::optional<absl::Time> NextCronTime(const CronSchedule& cron, const absl::TimeZone& tz,
                                        absl::Time after);
 
-}  // namespace capstan::secrets
+}  // namespace capstan::api

@@ -1,9 +1,12 @@
-#include "capstan/secrets/secret_rotation.h"
+#include "capstan/api/secret_rotation.h"
 
 #include <exception>
+#include <initializer_list>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -11,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "capstan/api/time_zone.h"
 #include "capstan/common/status_macros.h"
-#include "capstan/secrets/generator.h"
+#include "json_read.h"
 
-namespace capstan::secrets {
+namespace capstan::api {
 namespace {
 
 using nlohmann::json;
@@ -22,111 +25,112 @@ constexpr int32_t kMaxLength = 4096;
 constexpr char kPendingPrefix[] = ".capstan-pending.";
 constexpr char kRollbackPrefix[] = ".capstan-rollback.";
 constexpr char kPreviousSuffix[] = "_previous";
+constexpr char kLower[] = "abcdefghijklmnopqrstuvwxyz";
+constexpr char kUpper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+constexpr char kDigits[] = "0123456789";
+// Printable ASCII punctuation minus quotes, backslash and space, which break
+// connection strings and shell quoting more often than they add strength.
+constexpr char kSymbols[] = "!#$%&()*+,-./:;<=>?@[]^_{|}~";
 
-const json* Find(const json& obj, const char* field) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(field);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
-}
+using internal::Find;
+using internal::IsDnsSubdomain;
+using internal::Join;
+using internal::Quote;
+using internal::ReadBool;
+using internal::ReadList;
+using internal::ReadObject;
+using internal::ReadString;
+using internal::ReadStringList;
 
-absl::Status ReadString(const json& obj, const char* field, const std::string& path,
-                        std::string* out) {
-  const json* v = Find(obj, field);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be a string"));
-  }
-  *out = v->get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadInt(const json& obj, const char* field, const std::string& path, int32_t* out) {
-  const json* v = Find(obj, field);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_number_integer()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be an integer"));
-  }
-  const int64_t n = v->get<int64_t>();
-  if (n < 0 || n > kMaxLength) {
+// A count (a length, a number of restarts): an integer 0..kMaxLength.
+absl::Status ReadCount(const json& obj, const char* key, const std::string& path, int32_t* out) {
+  std::optional<int64_t> n;
+  RETURN_IF_ERROR(internal::ReadInt64(obj, key, path, &n));
+  if (!n) return absl::OkStatus();
+  if (*n < 0 || *n > kMaxLength) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, field, ": must be between 0 and ", kMaxLength));
+        absl::StrCat(Join(path, key), ": must be between 0 and ", kMaxLength));
   }
-  *out = static_cast<int32_t>(n);
+  *out = static_cast<int32_t>(*n);
   return absl::OkStatus();
 }
 
-absl::Status ReadBool(const json& obj, const char* field, const std::string& path, bool* out) {
-  const json* v = Find(obj, field);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_boolean()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be a boolean"));
-  }
-  *out = v->get<bool>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadDuration(const json& obj, const char* field, const std::string& path,
+absl::Status ReadDuration(const json& obj, const char* key, const std::string& path,
                           absl::Duration* out) {
   std::string s;
-  RETURN_IF_ERROR(ReadString(obj, field, path, &s));
+  RETURN_IF_ERROR(ReadString(obj, key, path, &s));
   if (s.empty()) return absl::OkStatus();
   absl::StatusOr<absl::Duration> d = ParseGoDuration(s);
   if (!d.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, field, ": ", d.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(Join(path, key), ": ", d.status().message()));
   }
   *out = *d;
   return absl::OkStatus();
 }
 
+// A string field with one of `choices` (as written) to `*out`; absent leaves *out alone.
+template <typename E>
+absl::Status ReadChoice(const json& obj, const char* key, const std::string& path,
+                        std::initializer_list<std::pair<const char*, E>> choices, E* out) {
+  std::string s;
+  RETURN_IF_ERROR(ReadString(obj, key, path, &s));
+  if (Find(obj, key) == nullptr) return absl::OkStatus();
+  std::vector<std::string> names;
+  for (const auto& [name, value] : choices) {
+    if (s == name) {
+      *out = value;
+      return absl::OkStatus();
+    }
+    names.push_back(name);
+  }
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) {
+    absl::StrAppend(&list, i == 0 ? "" : i + 1 == names.size() ? " or " : ", ", names[i]);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(Join(path, key), ": must be ", list, ", not ", Quote(s)));
+}
+
 absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
-  if (!k.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": must be an object"));
+  if (!k.is_object()) return internal::TypeError(path, "an object", k);
   KeySpec key;
-  RETURN_IF_ERROR(ReadString(k, "name", path + ".", &key.name));
+  RETURN_IF_ERROR(ReadString(k, "name", path, &key.name));
   int generators = 0;
-  if (const json* rb = Find(k, "randomBytes"); rb != nullptr) {
+  ASSIGN_OR_RETURN(const json* rb, ReadObject(k, "randomBytes", path));
+  if (rb != nullptr) {
     ++generators;
     key.kind = KeySpec::Kind::kRandomBytes;
-    const std::string p = path + ".randomBytes.";
-    RETURN_IF_ERROR(ReadInt(*rb, "length", p, &key.random_bytes.length));
-    std::string enc = "base64";
-    RETURN_IF_ERROR(ReadString(*rb, "encoding", p, &enc));
-    if (enc == "base64") {
-      key.random_bytes.encoding = Encoding::kBase64;
-    } else if (enc == "base64url") {
-      key.random_bytes.encoding = Encoding::kBase64Url;
-    } else if (enc == "hex") {
-      key.random_bytes.encoding = Encoding::kHex;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, "encoding: must be base64, base64url or hex, not \"", enc, "\""));
-    }
+    const std::string p = Join(path, "randomBytes");
+    RETURN_IF_ERROR(ReadCount(*rb, "length", p, &key.random_bytes.length));
+    RETURN_IF_ERROR(ReadChoice(*rb, "encoding", p,
+                               {{"base64", ValueEncoding::kBase64},
+                                {"base64url", ValueEncoding::kBase64Url},
+                                {"hex", ValueEncoding::kHex}},
+                               &key.random_bytes.encoding));
   }
-  if (const json* pw = Find(k, "password"); pw != nullptr) {
+  ASSIGN_OR_RETURN(const json* pw, ReadObject(k, "password", path));
+  if (pw != nullptr) {
     ++generators;
     key.kind = KeySpec::Kind::kPassword;
-    const std::string p = path + ".password.";
-    RETURN_IF_ERROR(ReadInt(*pw, "length", p, &key.password.length));
+    const std::string p = Join(path, "password");
+    RETURN_IF_ERROR(ReadCount(*pw, "length", p, &key.password.length));
     RETURN_IF_ERROR(ReadString(*pw, "exclude", p, &key.password.exclude));
-    if (const json* cls = Find(*pw, "characterClasses"); cls != nullptr) {
-      if (!cls->is_array()) {
-        return absl::InvalidArgumentError(absl::StrCat(p, "characterClasses: must be a list"));
-      }
-      key.password.classes.clear();
-      for (const json& c : *cls) {
-        const std::string s = c.is_string() ? c.get<std::string>() : "";
-        if (s == "Lower") {
-          key.password.classes.push_back(CharClass::kLower);
-        } else if (s == "Upper") {
-          key.password.classes.push_back(CharClass::kUpper);
-        } else if (s == "Digit") {
-          key.password.classes.push_back(CharClass::kDigit);
-        } else if (s == "Symbol") {
-          key.password.classes.push_back(CharClass::kSymbol);
-        } else {
-          return absl::InvalidArgumentError(
-              absl::StrCat(p, "characterClasses: each must be Lower, Upper, Digit or Symbol"));
-        }
+    std::vector<std::string> classes;
+    RETURN_IF_ERROR(ReadStringList(*pw, "characterClasses", p, &classes));
+    if (Find(*pw, "characterClasses") != nullptr) key.password.classes.clear();
+    for (const std::string& s : classes) {
+      if (s == "Lower") {
+        key.password.classes.push_back(CharClass::kLower);
+      } else if (s == "Upper") {
+        key.password.classes.push_back(CharClass::kUpper);
+      } else if (s == "Digit") {
+        key.password.classes.push_back(CharClass::kDigit);
+      } else if (s == "Symbol") {
+        key.password.classes.push_back(CharClass::kSymbol);
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Join(p, "characterClasses"),
+                         ": each must be Lower, Upper, Digit or Symbol, not ", Quote(s)));
       }
     }
   }
@@ -134,11 +138,11 @@ absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
     ++generators;
     key.kind = KeySpec::Kind::kUuid;
   }
-  if (const json* kp = Find(k, "keyPair"); kp != nullptr) {
+  ASSIGN_OR_RETURN(const json* kp, ReadObject(k, "keyPair", path));
+  if (kp != nullptr) {
     ++generators;
     key.kind = KeySpec::Kind::kKeyPair;
-    const std::string p = path + ".keyPair.";
-    if (!kp->is_object()) return absl::InvalidArgumentError(p + ": must be an object");
+    const std::string p = Join(path, "keyPair");
     std::string type;
     RETURN_IF_ERROR(ReadString(*kp, "type", p, &type));
     if (type == "RSA") {
@@ -149,9 +153,9 @@ absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
       key.key_pair.type = KeyPairType::kEd25519;
     } else {
       return absl::InvalidArgumentError(
-          absl::StrCat(p, "type: must be RSA, EC or Ed25519, not \"", type, "\""));
+          absl::StrCat(Join(p, "type"), ": must be RSA, EC or Ed25519, not ", Quote(type)));
     }
-    RETURN_IF_ERROR(ReadInt(*kp, "rsaBits", p, &key.key_pair.rsa_bits));
+    RETURN_IF_ERROR(ReadCount(*kp, "rsaBits", p, &key.key_pair.rsa_bits));
     RETURN_IF_ERROR(ReadString(*kp, "curve", p, &key.key_pair.curve));
     RETURN_IF_ERROR(ReadString(*kp, "jwsAlgorithm", p, &key.key_pair.jws_algorithm));
     RETURN_IF_ERROR(ReadString(*kp, "publicKeyKey", p, &key.key_pair.public_key_key));
@@ -166,14 +170,12 @@ absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
   return key;
 }
 
+// {name, <key_field>}: a Secret in the SecretRotation's namespace and one of its keys.
 absl::Status ReadSecretRef(const json& obj, const char* field, const std::string& path,
                            std::string* name, const char* key_field, std::string* key) {
-  const json* ref = Find(obj, field);
+  ASSIGN_OR_RETURN(const json* ref, ReadObject(obj, field, path));
   if (ref == nullptr) return absl::OkStatus();
-  if (!ref->is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, field, ": must be an object"));
-  }
-  const std::string p = absl::StrCat(path, field, ".");
+  const std::string p = Join(path, field);
   RETURN_IF_ERROR(ReadString(*ref, "name", p, name));
   RETURN_IF_ERROR(ReadString(*ref, key_field, p, key));
   return absl::OkStatus();
@@ -181,7 +183,6 @@ absl::Status ReadSecretRef(const json& obj, const char* field, const std::string
 
 // spec.target.hook: {set, test}, each a Job step as a Release hook takes it.
 absl::StatusOr<HookTarget> ParseHookTarget(const json& hook) {
-  if (!hook.is_object()) return absl::InvalidArgumentError("spec.target.hook: must be an object");
   HookTarget h;
   for (const auto& [field, out] : {std::pair{"set", &h.set}, std::pair{"test", &h.test}}) {
     const json* step = Find(hook, field);
@@ -189,53 +190,37 @@ absl::StatusOr<HookTarget> ParseHookTarget(const json& hook) {
       return absl::InvalidArgumentError(
           absl::StrCat("spec.target.hook.", field, ": required (a Job step: template, ...)"));
     }
-    ASSIGN_OR_RETURN(*out, api::ParseHookJobSpec(*step, absl::StrCat("spec.target.hook.", field)));
+    ASSIGN_OR_RETURN(*out, ParseHookJobSpec(*step, absl::StrCat("spec.target.hook.", field)));
   }
   return h;
 }
 
 absl::StatusOr<PostgresTarget> ParsePostgres(const json& pg) {
-  const std::string p = "spec.target.postgresql.";
-  if (!pg.is_object())
-    return absl::InvalidArgumentError("spec.target.postgresql: must be an object");
+  const std::string p = "spec.target.postgresql";
   PostgresTarget t;
   RETURN_IF_ERROR(ReadString(pg, "host", p, &t.host));
-  if (const json* port = Find(pg, "port"); port != nullptr) {
-    if (!port->is_number_integer() || port->get<int64_t>() < 1 || port->get<int64_t>() > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "port: must be an integer 1..65535"));
-    }
-    t.port = static_cast<int32_t>(port->get<int64_t>());
+  std::optional<int64_t> port;
+  absl::Status port_read = internal::ReadInt64(pg, "port", p, &port);
+  if (!port_read.ok() || (port && (*port < 1 || *port > 65535))) {
+    return absl::InvalidArgumentError(absl::StrCat(p, ".port: must be an integer 1..65535"));
   }
+  if (port) t.port = static_cast<int32_t>(*port);
   RETURN_IF_ERROR(ReadString(pg, "database", p, &t.database));
   RETURN_IF_ERROR(ReadString(pg, "sslMode", p, &t.ssl_mode));
   RETURN_IF_ERROR(ReadSecretRef(pg, "caSecretRef", p, &t.ca_secret, "key", &t.ca_key));
-  if (const json* admin = Find(pg, "adminSecretRef"); admin != nullptr) {
-    if (!admin->is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "adminSecretRef: must be an object"));
-    }
-    const std::string ap = p + "adminSecretRef.";
+  ASSIGN_OR_RETURN(const json* admin, ReadObject(pg, "adminSecretRef", p));
+  if (admin != nullptr) {
+    const std::string ap = Join(p, "adminSecretRef");
     RETURN_IF_ERROR(ReadString(*admin, "name", ap, &t.admin_secret));
     RETURN_IF_ERROR(ReadString(*admin, "usernameKey", ap, &t.admin_username_key));
     RETURN_IF_ERROR(ReadString(*admin, "passwordKey", ap, &t.admin_password_key));
   }
-  std::string strategy = "SingleUser";
-  RETURN_IF_ERROR(ReadString(pg, "strategy", p, &strategy));
-  if (strategy == "SingleUser") {
-    t.strategy = DbStrategy::kSingleUser;
-  } else if (strategy == "AlternatingUsers") {
-    t.strategy = DbStrategy::kAlternatingUsers;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, "strategy: must be SingleUser or AlternatingUsers, not \"", strategy, "\""));
-  }
+  RETURN_IF_ERROR(ReadChoice(pg, "strategy", p,
+                             {{"SingleUser", DbStrategy::kSingleUser},
+                              {"AlternatingUsers", DbStrategy::kAlternatingUsers}},
+                             &t.strategy));
   RETURN_IF_ERROR(ReadString(pg, "user", p, &t.user));
-  if (const json* users = Find(pg, "users"); users != nullptr) {
-    if (!users->is_array()) return absl::InvalidArgumentError(p + "users: must be a list");
-    for (const json& u : *users) {
-      if (!u.is_string()) return absl::InvalidArgumentError(p + "users: names must be strings");
-      t.users.push_back(u.get<std::string>());
-    }
-  }
+  RETURN_IF_ERROR(ReadStringList(pg, "users", p, &t.users));
   RETURN_IF_ERROR(ReadString(pg, "memberOf", p, &t.member_of));
   RETURN_IF_ERROR(ReadString(pg, "usernameKey", p, &t.username_key));
   return t;
@@ -252,149 +237,124 @@ bool ValidRoleName(const std::string& n) {
   return true;
 }
 
-absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
-  if (!obj.is_object()) return absl::InvalidArgumentError("a SecretRotation must be an object");
-  std::string kind;
-  RETURN_IF_ERROR(ReadString(obj, "kind", "", &kind));
-  if (!kind.empty() && kind != kSecretRotationKind) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kind: expected SecretRotation, got \"", kind, "\""));
+absl::Status ParseMetadata(const json& obj, SecretRotation* sr) {
+  ASSIGN_OR_RETURN(const json* md, ReadObject(obj, "metadata", ""));
+  if (md == nullptr) return absl::OkStatus();
+  RETURN_IF_ERROR(ReadString(*md, "name", "metadata", &sr->name));
+  RETURN_IF_ERROR(ReadString(*md, "namespace", "metadata", &sr->ns));
+  RETURN_IF_ERROR(ReadString(*md, "uid", "metadata", &sr->uid));
+  std::optional<int64_t> generation;
+  if (internal::ReadInt64(*md, "generation", "metadata", &generation).ok() && generation) {
+    sr->generation = *generation;
   }
-  SecretRotation sr;
-  if (const json* md = Find(obj, "metadata"); md != nullptr) {
-    RETURN_IF_ERROR(ReadString(*md, "name", "metadata.", &sr.name));
-    RETURN_IF_ERROR(ReadString(*md, "namespace", "metadata.", &sr.ns));
-    RETURN_IF_ERROR(ReadString(*md, "uid", "metadata.", &sr.uid));
-    if (const json* g = Find(*md, "generation"); g != nullptr && g->is_number_integer()) {
-      sr.generation = g->get<int64_t>();
-    }
-    if (const json* a = Find(*md, "annotations"); a != nullptr && a->is_object()) {
-      RETURN_IF_ERROR(
-          ReadString(*a, "capstan.dev/rotate", "metadata.annotations.", &sr.trigger_token));
-    }
+  if (const json* a = Find(*md, "annotations"); a != nullptr && a->is_object()) {
+    RETURN_IF_ERROR(
+        ReadString(*a, "capstan.dev/rotate", "metadata.annotations", &sr->trigger_token));
   }
-  const json* spec = Find(obj, "spec");
-  if (spec == nullptr) return absl::InvalidArgumentError("spec: required");
-  SecretRotationSpec& s = sr.spec;
-  RETURN_IF_ERROR(ReadString(*spec, "secretName", "spec.", &s.secret_name));
-  RETURN_IF_ERROR(ReadDuration(*spec, "interval", "spec.", &s.interval));
-  RETURN_IF_ERROR(ReadString(*spec, "schedule", "spec.", &s.schedule));
-  RETURN_IF_ERROR(ReadString(*spec, "timeZone", "spec.", &s.time_zone));
-  if (!s.schedule.empty()) {
-    if (Find(*spec, "interval") != nullptr) {
+  return absl::OkStatus();
+}
+
+// spec.interval or spec.schedule (in spec.timeZone).
+absl::Status ParseWhen(const json& spec, SecretRotationSpec* s) {
+  RETURN_IF_ERROR(ReadDuration(spec, "interval", "spec", &s->interval));
+  RETURN_IF_ERROR(ReadString(spec, "schedule", "spec", &s->schedule));
+  RETURN_IF_ERROR(ReadString(spec, "timeZone", "spec", &s->time_zone));
+  if (!s->schedule.empty()) {
+    if (Find(spec, "interval") != nullptr) {
       return absl::InvalidArgumentError("spec.interval, spec.schedule: set one of them, not both");
     }
-    absl::StatusOr<CronSchedule> cron = ParseCron(s.schedule);
+    absl::StatusOr<CronSchedule> cron = ParseCron(s->schedule);
     if (!cron.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("spec.schedule: ", cron.status().message()));
     }
-    s.cron = *cron;
+    s->cron = *cron;
   }
-  if (s.time_zone.empty()) s.time_zone = "UTC";
-  // A name, never a path: api::LoadIanaTimeZone refuses anything not shaped like one.
-  if (!api::LoadIanaTimeZone(s.time_zone, &s.tz)) {
+  if (s->time_zone.empty()) s->time_zone = "UTC";
+  // A name, never a path: LoadIanaTimeZone refuses anything not shaped like one.
+  if (!LoadIanaTimeZone(s->time_zone, &s->tz)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("spec.timeZone: \"", s.time_zone,
+        absl::StrCat("spec.timeZone: \"", s->time_zone,
                      "\" is not an IANA time zone name this system knows (e.g. Europe/Berlin, "
                      "America/New_York, UTC)"));
   }
-  {
-    std::string trigger = "Scheduled";
-    RETURN_IF_ERROR(ReadString(*spec, "trigger", "spec.", &trigger));
-    if (trigger == "Scheduled") {
-      s.trigger = Trigger::kScheduled;
-    } else if (trigger == "Manual") {
-      s.trigger = Trigger::kManual;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.trigger: must be Scheduled or Manual, not \"", trigger, "\""));
+  return absl::OkStatus();
+}
+
+absl::Status ParseConsumers(const json& spec, SecretRotationSpec* s) {
+  ASSIGN_OR_RETURN(const json* c, ReadObject(spec, "consumers", "spec"));
+  if (c == nullptr) return absl::OkStatus();
+  const std::string p = "spec.consumers";
+  RETURN_IF_ERROR(ReadChoice(*c, "mode", p,
+                             {{"Auto", ConsumerMode::kAuto},
+                              {"Explicit", ConsumerMode::kExplicit},
+                              {"None", ConsumerMode::kNone}},
+                             &s->consumer_mode));
+  RETURN_IF_ERROR(ReadStringList(*c, "deployments", p, &s->consumer_deployments));
+  ASSIGN_OR_RETURN(const json* w, ReadList(*c, "workloads", p));
+  if (w != nullptr) {
+    for (size_t i = 0; i < w->size(); ++i) {
+      const std::string wp = absl::StrCat(p, ".workloads[", i, "]");
+      if (!(*w)[i].is_object()) return internal::TypeError(wp, "an object", (*w)[i]);
+      std::string kind, wname;
+      RETURN_IF_ERROR(ReadString((*w)[i], "kind", wp, &kind));
+      RETURN_IF_ERROR(ReadString((*w)[i], "name", wp, &wname));
+      s->consumer_workloads.emplace_back(kind, wname);
     }
   }
-  RETURN_IF_ERROR(ReadBool(*spec, "adoptExisting", "spec.", &s.adopt_existing));
-  RETURN_IF_ERROR(ReadBool(*spec, "ignoreFreeze", "spec.", &s.ignore_freeze));
-  if (const json* keys = Find(*spec, "keys"); keys != nullptr) {
-    if (!keys->is_array()) return absl::InvalidArgumentError("spec.keys: must be a list");
+  return ReadCount(*c, "maxConcurrentRestarts", p, &s->max_concurrent_restarts);
+}
+
+absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
+  RETURN_IF_ERROR(internal::CheckKind(obj, kSecretRotationKind, ""));
+  SecretRotation sr;
+  RETURN_IF_ERROR(ParseMetadata(obj, &sr));
+  ASSIGN_OR_RETURN(const json* spec, ReadObject(obj, "spec", ""));
+  if (spec == nullptr) return absl::InvalidArgumentError("spec: required");
+  SecretRotationSpec& s = sr.spec;
+  RETURN_IF_ERROR(ReadString(*spec, "secretName", "spec", &s.secret_name));
+  RETURN_IF_ERROR(ParseWhen(*spec, &s));
+  RETURN_IF_ERROR(
+      ReadChoice(*spec, "trigger", "spec",
+                 {{"Scheduled", RotationTrigger::kScheduled}, {"Manual", RotationTrigger::kManual}},
+                 &s.trigger));
+  RETURN_IF_ERROR(ReadBool(*spec, "adoptExisting", "spec", &s.adopt_existing));
+  RETURN_IF_ERROR(ReadBool(*spec, "ignoreFreeze", "spec", &s.ignore_freeze));
+  ASSIGN_OR_RETURN(const json* keys, ReadList(*spec, "keys", "spec"));
+  if (keys != nullptr) {
     for (size_t i = 0; i < keys->size(); ++i) {
       ASSIGN_OR_RETURN(KeySpec k, ParseKey((*keys)[i], absl::StrCat("spec.keys[", i, "]")));
       s.keys.push_back(std::move(k));
     }
   }
-  if (const json* st = Find(*spec, "strategy"); st != nullptr) {
-    std::string type = "Replace";
-    RETURN_IF_ERROR(ReadString(*st, "type", "spec.strategy.", &type));
-    if (type == "Replace") {
-      s.strategy = Strategy::kReplace;
-    } else if (type == "KeepPrevious") {
-      s.strategy = Strategy::kKeepPrevious;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.strategy.type: must be Replace or KeepPrevious, not \"", type, "\""));
-    }
-    RETURN_IF_ERROR(ReadDuration(*st, "gracePeriod", "spec.strategy.", &s.grace_period));
+  ASSIGN_OR_RETURN(const json* st, ReadObject(*spec, "strategy", "spec"));
+  if (st != nullptr) {
+    RETURN_IF_ERROR(ReadChoice(*st, "type", "spec.strategy",
+                               {{"Replace", RotationStrategy::kReplace},
+                                {"KeepPrevious", RotationStrategy::kKeepPrevious}},
+                               &s.strategy));
+    RETURN_IF_ERROR(ReadDuration(*st, "gracePeriod", "spec.strategy", &s.grace_period));
   }
-  if (const json* c = Find(*spec, "consumers"); c != nullptr) {
-    std::string mode = "Auto";
-    RETURN_IF_ERROR(ReadString(*c, "mode", "spec.consumers.", &mode));
-    if (mode == "Auto") {
-      s.consumer_mode = ConsumerMode::kAuto;
-    } else if (mode == "Explicit") {
-      s.consumer_mode = ConsumerMode::kExplicit;
-    } else if (mode == "None") {
-      s.consumer_mode = ConsumerMode::kNone;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.consumers.mode: must be Auto, Explicit or None, not \"", mode, "\""));
-    }
-    if (const json* d = Find(*c, "deployments"); d != nullptr) {
-      if (!d->is_array()) {
-        return absl::InvalidArgumentError("spec.consumers.deployments: must be a list");
-      }
-      for (const json& n : *d) {
-        if (!n.is_string()) {
-          return absl::InvalidArgumentError("spec.consumers.deployments: names must be strings");
-        }
-        s.consumer_deployments.push_back(n.get<std::string>());
-      }
-    }
-    if (const json* w = Find(*c, "workloads"); w != nullptr) {
-      if (!w->is_array()) {
-        return absl::InvalidArgumentError("spec.consumers.workloads: must be a list");
-      }
-      for (size_t i = 0; i < w->size(); ++i) {
-        const std::string p = absl::StrCat("spec.consumers.workloads[", i, "].");
-        std::string kind, wname;
-        RETURN_IF_ERROR(ReadString((*w)[i], "kind", p, &kind));
-        RETURN_IF_ERROR(ReadString((*w)[i], "name", p, &wname));
-        s.consumer_workloads.emplace_back(kind, wname);
-      }
-    }
-    RETURN_IF_ERROR(
-        ReadInt(*c, "maxConcurrentRestarts", "spec.consumers.", &s.max_concurrent_restarts));
+  RETURN_IF_ERROR(ParseConsumers(*spec, &s));
+  ASSIGN_OR_RETURN(const json* f, ReadObject(*spec, "onFailure", "spec"));
+  if (f != nullptr) {
+    RETURN_IF_ERROR(ReadChoice(
+        *f, "action", "spec.onFailure",
+        {{"Restore", FailureAction::kRestore}, {"Keep", FailureAction::kKeep}}, &s.on_failure));
+    RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure", &s.health_timeout));
   }
-  if (const json* f = Find(*spec, "onFailure"); f != nullptr) {
-    std::string action = "Restore";
-    RETURN_IF_ERROR(ReadString(*f, "action", "spec.onFailure.", &action));
-    if (action == "Restore") {
-      s.on_failure = FailureAction::kRestore;
-    } else if (action == "Keep") {
-      s.on_failure = FailureAction::kKeep;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.onFailure.action: must be Restore or Keep, not \"", action, "\""));
-    }
-    RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure.", &s.health_timeout));
+  ASSIGN_OR_RETURN(const json* v, ReadObject(*spec, "verify", "spec"));
+  if (v != nullptr) {
+    ASSIGN_OR_RETURN(s.verify_analysis, ParseAnalysisGateSpec(*v, "analysis", "spec.verify"));
   }
-  if (const json* v = Find(*spec, "verify"); v != nullptr) {
-    if (!v->is_object()) return absl::InvalidArgumentError("spec.verify: must be an object");
-    ASSIGN_OR_RETURN(s.verify_analysis, api::ParseAnalysisGateSpec(*v, "analysis", "spec.verify"));
-  }
-  if (const json* target = Find(*spec, "target"); target != nullptr) {
-    if (!target->is_object()) return absl::InvalidArgumentError("spec.target: must be an object");
-    if (const json* pg = Find(*target, "postgresql"); pg != nullptr) {
+  ASSIGN_OR_RETURN(const json* target, ReadObject(*spec, "target", "spec"));
+  if (target != nullptr) {
+    ASSIGN_OR_RETURN(const json* pg, ReadObject(*target, "postgresql", "spec.target"));
+    if (pg != nullptr) {
       ASSIGN_OR_RETURN(PostgresTarget t, ParsePostgres(*pg));
       s.postgresql = std::move(t);
     }
-    if (const json* hook = Find(*target, "hook"); hook != nullptr) {
+    ASSIGN_OR_RETURN(const json* hook, ReadObject(*target, "hook", "spec.target"));
+    if (hook != nullptr) {
       ASSIGN_OR_RETURN(HookTarget h, ParseHookTarget(*hook));
       s.hook = std::move(h);
     }
@@ -413,6 +373,20 @@ bool ValidDataKey(const std::string& k) {
 }
 
 }  // namespace
+
+std::string ClassCharacters(CharClass c) {
+  switch (c) {
+    case CharClass::kLower:
+      return kLower;
+    case CharClass::kUpper:
+      return kUpper;
+    case CharClass::kDigit:
+      return kDigits;
+    case CharClass::kSymbol:
+      return kSymbols;
+  }
+  return "";
+}
 
 absl::StatusOr<absl::Duration> ParseGoDuration(const std::string& s) {
   absl::Duration d;
@@ -449,7 +423,30 @@ absl::StatusOr<SecretRotation> ParseSecretRotation(const json& obj) {
 std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
   std::vector<std::string> problems;
   const SecretRotationSpec& s = sr.spec;
+  // Names of objects in this namespace: Kubernetes' own syntax, so a typo is reported here
+  // and not as a failed read later.
+  auto object_name = [&](const std::string& path, const std::string& kind,
+                         const std::string& name) {
+    if (!name.empty() && !IsDnsSubdomain(name)) {
+      problems.push_back(absl::StrCat(path, ": ", Quote(name), " is not a valid ", kind,
+                                      " name (lower-case letters, digits, '-' and '.', "
+                                      "alphanumeric at both ends, at most 253 characters)"));
+    }
+  };
   if (s.secret_name.empty()) problems.push_back("spec.secretName: required");
+  object_name("spec.secretName", "Secret", s.secret_name);
+  for (size_t i = 0; i < s.consumer_deployments.size(); ++i) {
+    object_name(absl::StrCat("spec.consumers.deployments[", i, "]"), "Deployment",
+                s.consumer_deployments[i]);
+  }
+  for (size_t i = 0; i < s.consumer_workloads.size(); ++i) {
+    object_name(absl::StrCat("spec.consumers.workloads[", i, "].name"),
+                s.consumer_workloads[i].first, s.consumer_workloads[i].second);
+  }
+  if (s.postgresql) {
+    object_name("spec.target.postgresql.adminSecretRef.name", "Secret", s.postgresql->admin_secret);
+    object_name("spec.target.postgresql.caSecretRef.name", "Secret", s.postgresql->ca_secret);
+  }
   if (s.keys.empty()) problems.push_back("spec.keys: at least one key is required");
   if (s.schedule.empty() && s.interval < absl::Seconds(1)) {
     problems.push_back("spec.interval: must be at least 1s");
@@ -569,7 +566,8 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
       }
     }
   }
-  if (s.strategy == Strategy::kKeepPrevious && s.schedule.empty() && s.grace_period >= s.interval) {
+  if (s.strategy == RotationStrategy::kKeepPrevious && s.schedule.empty() &&
+      s.grace_period >= s.interval) {
     problems.push_back(
         "spec.strategy.gracePeriod: must be shorter than spec.interval (the previous value is "
         "cleared before the next rotation)");
@@ -602,7 +600,7 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
     for (const auto& [field, step] :
          {std::pair{"set", &s.hook->set}, std::pair{"test", &s.hook->test}}) {
       const std::string path = absl::StrCat("spec.target.hook.", field);
-      for (std::string& p : api::ValidateHookJobSpec(path, *step)) problems.push_back(std::move(p));
+      for (std::string& p : ValidateHookJobSpec(path, *step)) problems.push_back(std::move(p));
       const json::json_pointer volumes("/spec/volumes");
       if (step->pod_template.contains(volumes) && step->pod_template.at(volumes).is_array()) {
         for (const json& v : step->pod_template.at(volumes)) {
@@ -645,7 +643,7 @@ std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
                                       "adminSecretRef/caSecretRef: must not name the rotated "
                                       "Secret"));
     }
-    if (s.strategy != Strategy::kReplace) {
+    if (s.strategy != RotationStrategy::kReplace) {
       problems.push_back(
           "spec.strategy.type: must be Replace with a postgresql target (AlternatingUsers keeps "
           "the previous credential working)");
@@ -694,4 +692,4 @@ bool IsReservedDataKey(const std::string& key) {
   return absl::StartsWith(key, ".capstan-") || absl::EndsWith(key, kPreviousSuffix);
 }
 
-}  // namespace capstan::secrets
+}  // namespace capstan::api

@@ -501,7 +501,7 @@ class SecretRotationController::Pass {
     if (c_.events_) c_.events_(*obj_, type, reason, note);
   }
   absl::Status WriteStatus(const Object& status);
-  absl::StatusOr<kube::ReconcileResult> Stall(const std::string& reason, const std::string& message,
+  absl::StatusOr<kube::ReconcileResult> Stall(sec::StallReason reason, const std::string& message,
                                               absl::Duration recheck = absl::ZeroDuration());
   // The cache holds no values (ProjectSecretKeys): a step that needs them reads the
   // Secret, and only at the version the plan was made from (else the plan is made again).
@@ -558,10 +558,11 @@ absl::Status SecretRotationController::Pass::WriteStatus(const Object& status) {
 }
 
 absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Stall(
-    const std::string& reason, const std::string& message, absl::Duration recheck) {
-  if (previous_.value("message", "") != message) Emit("Warning", reason, message);
+    sec::StallReason reason, const std::string& message, absl::Duration recheck) {
+  const std::string name = sec::StallReasonName(reason);
+  if (previous_.value("message", "") != message) Emit("Warning", name, message);
   RETURN_IF_ERROR(WriteStatus(sec::StalledStatus(*sr_, reason, message, now_, previous_)));
-  spdlog::info("secretrotation={} stalled reason={} secret={}", key_, reason, SecretName());
+  spdlog::info("secretrotation={} stalled reason={} secret={}", key_, name, SecretName());
   kube::ReconcileResult r;
   r.requeue_after = recheck;
   return r;
@@ -573,8 +574,11 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Invalid(
   shell.generation = obj_->value("/metadata/generation"_json_pointer, int64_t{0});
   if (parsed.ok()) shell = *parsed;
   const std::string message = absl::StrJoin(problems, "; ");
-  if (previous_.value("message", "") != message) Emit("Warning", "InvalidSpec", message);
-  RETURN_IF_ERROR(WriteStatus(sec::StalledStatus(shell, "InvalidSpec", message, now_, previous_)));
+  const sec::StallReason reason = sec::StallReason::kInvalidSpec;
+  if (previous_.value("message", "") != message) {
+    Emit("Warning", sec::StallReasonName(reason), message);
+  }
+  RETURN_IF_ERROR(WriteStatus(sec::StalledStatus(shell, reason, message, now_, previous_)));
   spdlog::info("secretrotation={} stalled reason=InvalidSpec message={}", key_, message);
   return kube::ReconcileResult{};
 }
@@ -603,7 +607,8 @@ absl::StatusOr<kube::ReconcileResult> SecretRotationController::Pass::Run(
   absl::Duration verify_requeue = absl::ZeroDuration();
   ASSIGN_OR_RETURN(const sec::RotationInput in, Observe(&verify_requeue));
   sec::RotationPlan plan = sec::PlanRotation(in);
-  if (!plan.conflict.empty()) return Stall("Conflict", plan.conflict, plan.requeue_after);
+  if (!plan.conflict.empty())
+    return Stall(sec::StallReason::kConflict, plan.conflict, plan.requeue_after);
   // Values a write needs, read before anything is written: copies, and a keyPair's
   // private keys (its public key and JWKS are derived from them in the write).
   if (!plan.change.copy.empty() || (HasKeyPairs(sr) && plan.action != sec::Action::kNone)) {
@@ -636,10 +641,10 @@ SecretRotationController::Pass::ResolveSecret() {
     case sec::Ownership::kConflictForeign:
       // An unlabelled Secret is not in the label-selected cache, so its owner's consent
       // (the allow-adoption annotation) raises no event here: look again now and then.
-      return Stall("Conflict", owned.message, absl::Seconds(10));
+      return Stall(sec::StallReason::kConflict, owned.message, absl::Seconds(10));
     case sec::Ownership::kConflictOther:
     case sec::Ownership::kConflictType:
-      return Stall("Conflict", owned.message);
+      return Stall(sec::StallReason::kConflict, owned.message);
     case sec::Ownership::kAdopt: {
       // Adopt: label only, no ownerReference (deleting the SecretRotation
       // must not delete a Secret someone else made).
@@ -739,8 +744,8 @@ absl::StatusOr<sec::RotationInput> SecretRotationController::Pass::Observe(
   }
   // spec.verify.analysis: the verification run's verdict, once the Secret names it.
   const auto& ann = in.secret.annotations;
-  if (sr.spec.verify_analysis && ann.count(sec::kAnnVerifyRun) && ann.count(sec::kAnnState) &&
-      ann.at(sec::kAnnState) == "Restarted") {
+  if (sr.spec.verify_analysis && ann.count(sec::kAnnVerifyRun) &&
+      sec::StateOf(ann) == sec::State::kRestarted) {
     const std::string version = ann.count(sec::kAnnVersion) ? ann.at(sec::kAnnVersion) : "0";
     std::vector<rollout::Event> gate_events;
     in.verify = c_.Verify(sr, version, now_, verify_requeue, &gate_events);
@@ -764,10 +769,8 @@ absl::Status SecretRotationController::Pass::RunDatabaseEffect(const sec::Rotati
   }
   spdlog::warn("secretrotation={} database step={} user={} failed: {}", key_, o.step, plan.db.user,
                o.message);
-  const std::string state = in.secret.annotations.count(sec::kAnnState)
-                                ? in.secret.annotations.at(sec::kAnnState)
-                                : "Idle";
-  if (state != "Idle" && state != "Pending") {
+  const sec::State state = sec::StateOf(in.secret.annotations);
+  if (state != sec::State::kIdle && state != sec::State::kPending) {
     // Restoring the previous password: retried (with backoff) until it works.
     return absl::UnavailableError(absl::StrCat("database step ", o.step, ": ", o.message));
   }
@@ -813,7 +816,7 @@ absl::StatusOr<SecretRotationController::Pass::Early> SecretRotationController::
       ASSIGN_OR_RETURN(Object live, c_.client_.Get(res::Jobs(), ns_, run.name));
       if (CapstanControllerUid(live, sec::kSecretRotationKind) != sr_->uid) {
         return Stall(
-            "Conflict",
+            sec::StallReason::kConflict,
             absl::StrCat("Job ", run.name, " (the ", run.step, " step of version ", run.version,
                          ") exists and is not owned by this SecretRotation; Capstan "
                          "does not adopt objects it did not create. Delete or rename it"),
@@ -884,8 +887,9 @@ absl::StatusOr<SecretRotationController::Pass::Early> SecretRotationController::
     if (!derived.ok()) {
       // A private key someone replaced with something unreadable: nothing is written
       // until the Secret changes again (the message names the data key, never a value).
-      return Stall("InvalidKey", absl::StrCat("Secret ", SecretName(), ": ",
-                                              derived.status().message(), "; nothing written"));
+      return Stall(sec::StallReason::kInvalidKey,
+                   absl::StrCat("Secret ", SecretName(), ": ", derived.status().message(),
+                                "; nothing written"));
     }
     for (auto& [k, v] : derived->items()) out_data[k] = std::move(v);
   }
@@ -909,8 +913,7 @@ absl::StatusOr<SecretRotationController::Pass::Early> SecretRotationController::
   const std::map<std::string, std::string> after =
       sec::ApplyAnnotations(in.secret.annotations, change);
   spdlog::info("secretrotation={} secret={} action={} state={} version={}", key_, SecretName(),
-               sec::ActionName(plan.action),
-               after.count(sec::kAnnState) ? after.at(sec::kAnnState) : "Idle",
+               sec::ActionName(plan.action), sec::StateName(sec::StateOf(after)),
                after.count(sec::kAnnVersion) ? after.at(sec::kAnnVersion) : "");
   return Early{};
 }

@@ -107,6 +107,36 @@ std::optional<std::string> VerifyFailure(const std::string& secret_name, const s
 
 }  // namespace
 
+State StateOf(const std::map<std::string, std::string>& annotations) {
+  return ParseState(Ann(annotations, kAnnState));
+}
+
+std::string PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kReady:
+      return "Ready";
+    case Phase::kRotating:
+      return "Rotating";
+    case Phase::kFailed:
+      return "Failed";
+    case Phase::kStalled:
+      return "Stalled";
+  }
+  return "";
+}
+
+std::string StallReasonName(StallReason r) {
+  switch (r) {
+    case StallReason::kInvalidSpec:
+      return "InvalidSpec";
+    case StallReason::kConflict:
+      return "Conflict";
+    case StallReason::kInvalidKey:
+      return "InvalidKey";
+  }
+  return "";
+}
+
 std::string StateName(State s) {
   switch (s) {
     case State::kIdle:
@@ -359,7 +389,7 @@ std::optional<absl::Time> RotationDueSince(const SecretRotation& sr,
                                            const std::map<std::string, std::string>& annotations,
                                            absl::Time now) {
   if (sr.spec.trigger != RotationTrigger::kManual) return std::nullopt;
-  if (ParseState(Ann(annotations, kAnnState)) != State::kIdle) return std::nullopt;
+  if (StateOf(annotations) != State::kIdle) return std::nullopt;
   std::optional<absl::Time> next = NextRotation(sr, annotations);
   if (!next || now < *next) return std::nullopt;
   return next;
@@ -960,7 +990,7 @@ RotationPlan PlanDatabaseFailure(const RotationInput& in, const std::string& ste
   plan.action = Action::kAbort;
   plan.exit = RotationPlan::Exit::kDatabaseFailed;
   plan.result = "failed";
-  const State state = ParseState(Ann(ann, kAnnState));
+  const State state = StateOf(ann);
   if (state == State::kIdle) {
     // The check before a rotation: nothing written but the attempt.
     plan.change.set_annotations[kAnnLastAttempt] = now_text;
@@ -1003,7 +1033,7 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   json st = json::object();
   st["observedGeneration"] = sr.generation;
   st["secretName"] = sr.spec.secret_name;
-  const State state = ParseState(Ann(ann, kAnnState));
+  const State state = StateOf(ann);
   st["rotationState"] = StateName(state);
   if (!Ann(ann, kAnnVersion).empty()) st["currentVersion"] = Ann(ann, kAnnVersion);
   if (!Ann(ann, kAnnLastSuccess).empty()) st["lastRotationTime"] = Ann(ann, kAnnLastSuccess);
@@ -1021,9 +1051,10 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   json names = json::array();
   for (const ConsumerView& c : consumers) names.push_back(c.name);
   st["consumers"] = names;
-  std::string phase, reason, message;
+  Phase phase = Phase::kReady;
+  std::string reason, message;
   if (state != State::kIdle) {
-    phase = "Rotating";
+    phase = Phase::kRotating;
     reason = StateName(state);
     message = absl::StrCat("rotation in progress: ", StateName(state));
     if (state == State::kRestarted && !Ann(ann, kAnnVerifyRun).empty()) {
@@ -1032,14 +1063,14 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
                              Ann(ann, kAnnVerifyRun));
     }
   } else if (Ann(ann, kAnnLastResult) == "Failed") {
-    phase = "Failed";
+    phase = Phase::kFailed;
     reason = Ann(ann, kAnnFailedStep).empty()       ? "ConsumersUnhealthy"
              : Ann(ann, kAnnFailedStep) == "verify" ? "VerificationFailed"
              : sr.spec.hook                         ? "HookStepFailed"
                                                     : "DatabaseStepFailed";
     message = Ann(ann, kAnnMessage);
   } else {
-    phase = "Ready";
+    phase = Phase::kReady;
     reason = "Rotated";
     message = absl::StrCat("version ", Ann(ann, kAnnVersion), " in use");
   }
@@ -1052,11 +1083,11 @@ json ComputeStatus(const SecretRotation& sr, const std::map<std::string, std::st
   if (!Ann(ann, kAnnFailedStep).empty() && Ann(ann, kAnnLastResult) == "Failed") {
     st["failedStep"] = Ann(ann, kAnnFailedStep);
   }
-  st["phase"] = phase;
+  st["phase"] = PhaseName(phase);
   st["reason"] = reason;
   st["message"] = message;
-  st["conditions"] = json::array(
-      {Condition("Ready", phase == "Ready", reason, message, sr.generation, now, previous_status)});
+  st["conditions"] = json::array({Condition("Ready", phase == Phase::kReady, reason, message,
+                                            sr.generation, now, previous_status)});
   if (sr.spec.trigger == RotationTrigger::kManual) {
     std::string due_reason = "NotDue", due_message = "no rotation is due";
     if (std::optional<absl::Time> since = RotationDueSince(sr, ann, now)) {
@@ -1094,7 +1125,7 @@ json RotationHistory(const std::map<std::string, std::string>& ann, const json& 
   const std::string result = Ann(ann, kAnnLastResult);
   // Only once a rotation has ended (the Secret is Idle again): every path back to Idle
   // records its result. Derived from the Secret, so a lost status write is redone.
-  if (ParseState(Ann(ann, kAnnState)) != State::kIdle || started.empty() || result.empty()) {
+  if (StateOf(ann) != State::kIdle || started.empty() || result.empty()) {
     return history;
   }
   // The attempt is its start time (whole seconds), result and version: a rotation that fails
@@ -1120,16 +1151,16 @@ json RotationHistory(const std::map<std::string, std::string>& ann, const json& 
   return history;
 }
 
-json StalledStatus(const SecretRotation& sr, const std::string& reason, const std::string& message,
+json StalledStatus(const SecretRotation& sr, StallReason reason, const std::string& message,
                    absl::Time now, const json& previous_status) {
   json st = previous_status.is_object() ? previous_status : json::object();
   st["observedGeneration"] = sr.generation;
   st["secretName"] = sr.spec.secret_name;
-  st["phase"] = "Stalled";
-  st["reason"] = reason;
+  st["phase"] = PhaseName(Phase::kStalled);
+  st["reason"] = StallReasonName(reason);
   st["message"] = message;
-  st["conditions"] = json::array(
-      {Condition("Ready", false, reason, message, sr.generation, now, previous_status)});
+  st["conditions"] = json::array({Condition("Ready", false, StallReasonName(reason), message,
+                                            sr.generation, now, previous_status)});
   return st;
 }
 

@@ -131,6 +131,25 @@ inline constexpr char kLabelSecretRotation[] = "capstan.dev/secret-rotation";
 
 enum class State { kIdle, kPending, kSwapped, kRestarted, kRestoring };
 std::string StateName(State s);
+// The state a managed Secret records (kAnnState; Idle when unset or unknown).
+State StateOf(const std::map<std::string, std::string>& annotations);
+
+// status.phase of a SecretRotation.
+enum class Phase {
+  kReady,     // the values in use are fine (a due rotation may be held)
+  kRotating,  // a rotation is under way
+  kFailed,    // the last rotation failed (the values in use are the ones before it)
+  kStalled,   // nothing is done until the spec or the world changes (StallReason)
+};
+std::string PhaseName(Phase p);
+
+// Why a SecretRotation is Stalled: its status.reason and the Warning Event's reason.
+enum class StallReason {
+  kInvalidSpec,  // the spec does not parse or validate
+  kConflict,     // a Secret or Job this rotation would write is not its own
+  kInvalidKey,   // a keyPair's private key in the Secret cannot be read
+};
+std::string StallReasonName(StallReason r);
 
 struct ObservedSecret {
   bool exists = false;
@@ -420,7 +439,7 @@ nlohmann::json ComputeStatus(const SecretRotation& sr,
                              const nlohmann::json& previous_status,
                              const std::optional<RotationHold>& held = std::nullopt);
 // A Stalled status (invalid spec, ownership conflict): nothing was changed.
-nlohmann::json StalledStatus(const SecretRotation& sr, const std::string& reason,
+nlohmann::json StalledStatus(const SecretRotation& sr, StallReason reason,
                              const std::string& message, absl::Time now,
                              const nlohmann::json& previous_status);
 

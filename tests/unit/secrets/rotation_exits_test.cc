@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "capstan/secrets/rotation.h"
@@ -303,6 +305,40 @@ TEST(RotationExitsTest, OneRowPerExit) {
   }
   // Every exit has its row (Exit::kDatabaseFailed is the last).
   EXPECT_EQ(seen.size(), static_cast<size_t>(Exit::kDatabaseFailed) + 1);
+}
+
+// The names status and Events carry, one row per value (the CRD's printer columns and
+// users' alerts read them).
+TEST(RotationNamesTest, OneRowPerValue) {
+  for (const auto& [phase, name] :
+       std::vector<std::pair<Phase, const char*>>{{Phase::kReady, "Ready"},
+                                                  {Phase::kRotating, "Rotating"},
+                                                  {Phase::kFailed, "Failed"},
+                                                  {Phase::kStalled, "Stalled"}}) {
+    EXPECT_EQ(PhaseName(phase), name);
+  }
+  for (const auto& [reason, name] :
+       std::vector<std::pair<StallReason, const char*>>{{StallReason::kInvalidSpec, "InvalidSpec"},
+                                                        {StallReason::kConflict, "Conflict"},
+                                                        {StallReason::kInvalidKey, "InvalidKey"}}) {
+    EXPECT_EQ(StallReasonName(reason), name);
+  }
+  for (const auto& [written, state] :
+       std::vector<std::pair<const char*, State>>{{nullptr, State::kIdle},
+                                                  {"Idle", State::kIdle},
+                                                  {"Pending", State::kPending},
+                                                  {"Swapped", State::kSwapped},
+                                                  {"Restarted", State::kRestarted},
+                                                  {"Restoring", State::kRestoring},
+                                                  {"Garbage", State::kIdle}}) {
+    SCOPED_TRACE(written == nullptr ? "(unset)" : written);
+    std::map<std::string, std::string> ann;
+    if (written != nullptr) ann[kAnnState] = written;
+    EXPECT_EQ(StateOf(ann), state);
+    if (written != nullptr && state != State::kIdle) {
+      EXPECT_EQ(StateName(state), written);
+    }
+  }
 }
 
 }  // namespace

@@ -884,7 +884,7 @@ TEST(StatusTest, ConditionTransitionTimeMovesOnlyOnChange) {
   json c = ComputeStatus(sr, ann, {}, kT0 + absl::Hours(2), b);
   EXPECT_EQ(c["phase"], "Rotating");
   EXPECT_EQ(c["conditions"][0]["lastTransitionTime"], FormatRfc3339(kT0 + absl::Hours(2)));
-  json stalled = StalledStatus(sr, "Conflict", "Secret jwt-keys is not ours", kT0, c);
+  json stalled = StalledStatus(sr, StallReason::kConflict, "Secret jwt-keys is not ours", kT0, c);
   EXPECT_EQ(stalled["phase"], "Stalled");
   EXPECT_EQ(stalled["conditions"][0]["reason"], "Conflict");
 }

@@ -25,12 +25,12 @@
 #include "capstan/common/metrics.h"
 #include "capstan/common/version.h"
 #include "capstan/controller/environment_controller.h"
+#include "capstan/controller/manager.h"
 #include "capstan/controller/release_controller.h"
 #include "capstan/controller/secret_rotation_controller.h"
 #include "capstan/kube/client.h"
 #include "capstan/kube/event_recorder.h"
 #include "capstan/kube/informer.h"
-#include "capstan/kube/informer_factory.h"
 #include "capstan/kube/leader_election.h"
 #include "capstan/kube/resource.h"
 #include "capstan/kube/rest_config.h"
@@ -128,29 +128,31 @@ int RunOperator() {
   eo.reporting_instance = identity;
   kube::EventRecorder recorder(**event_client, eo);
 
-  // One informer per kind, namespace and selector, shared by the controllers (the
-  // Release and Environment controllers both read Releases, Environments, Namespaces
-  // and AnalysisRuns): each is listed, watched and cached once. Started with the first
-  // StartCaches() below, stopped after every controller sharing it.
-  kube::InformerFactory informers(**client);
+  // The PostgreSQL client of spec.target.postgresql: before the manager, which owns the
+  // SecretRotation controllers that use it.
+  pgsql::PostgresDatabase postgres;
+  // The controllers and one informer per kind, namespace and selector, which they share
+  // (the Release and Environment controllers both read Releases, Environments,
+  // Namespaces and AnalysisRuns; the SecretRotation controller Releases): each is
+  // listed, watched and cached once. The manager starts and stops them in order.
+  controller::Manager manager(**client);
   controller::ReleaseController::Options co;
-  co.informers = &informers;
+  co.informers = &manager.informers();
   co.watch_namespace = absl::GetFlag(FLAGS_namespace);
   co.workers = absl::GetFlag(FLAGS_workers);
   co.resync = absl::Seconds(absl::GetFlag(FLAGS_resync_seconds));
-  controller::ReleaseController releases(
+  controller::ReleaseController& releases = manager.Make<controller::ReleaseController>(
       **client, co, [&recorder](const kube::Object& regarding, const rollout::Event& e) {
         recorder.Record(regarding, e.type, e.reason, e.action, e.note);
       });
 
   // Environments span namespaces, so their controller runs only when Capstan watches
   // all of them (a namespace-scoped operator would write a partial status).
-  std::unique_ptr<controller::EnvironmentController> environments;
   if (co.watch_namespace.empty()) {
     controller::EnvironmentController::Options envo;
     envo.resync = co.resync;
-    envo.informers = &informers;
-    environments = std::make_unique<controller::EnvironmentController>(**client, envo);
+    envo.informers = &manager.informers();
+    manager.Make<controller::EnvironmentController>(**client, envo);
   }
 
   // SecretRotation: same namespace, leader election and recorder; its own two
@@ -158,66 +160,32 @@ int RunOperator() {
   controller::SecretRotationController::Options so;
   so.watch_namespace = co.watch_namespace;
   so.resync = co.resync;
-  pgsql::PostgresDatabase postgres;
   so.database = &postgres;
+  // In the Release controller's scope its Releases informer is this one's too.
+  so.informers = &manager.informers();
+  // Freeze windows: the Environments the Release controller caches anyway.
+  so.environment_of = [&releases](const std::string& ns) { return releases.EnvironmentOf(ns, ""); };
+  // verify.analysis: the Release controller's analysis gates (one runner).
+  so.analysis = &releases.Analysis();
   // One controller per namespace of --secret_namespaces (or one for all).
-  struct RotationSet {
-    std::vector<std::unique_ptr<controller::SecretRotationController>> each;
-    bool HasSynced() const {
-      for (const auto& c : each) {
-        if (!c->HasSynced()) return false;
-      }
-      return true;
-    }
-    void StartCaches() {
-      for (auto& c : each) c->StartCaches();
-    }
-    void StartWorkers() {
-      for (auto& c : each) c->StartWorkers();
-    }
-    void Stop() {
-      for (auto& c : each) c->Stop();
-    }
-  };
-  std::unique_ptr<RotationSet> rotations;
   if (absl::GetFlag(FLAGS_secret_rotation)) {
-    rotations = std::make_unique<RotationSet>();
-    auto& rotation_controllers = rotations->each;
     std::vector<std::string> scopes = absl::GetFlag(FLAGS_secret_namespaces);
     if (scopes.empty()) scopes.push_back(co.watch_namespace);
     for (const std::string& scope : scopes) {
       if (!co.watch_namespace.empty() && scope != co.watch_namespace) continue;
       controller::SecretRotationController::Options one = so;
       one.watch_namespace = scope;
-      // In the Release controller's scope its Releases informer is this one's too.
-      one.informers = &informers;
-      // Freeze windows: the Environments the Release controller caches anyway.
-      one.environment_of = [&releases](const std::string& ns) {
-        return releases.EnvironmentOf(ns, "");
-      };
-      // verify.analysis: the Release controller's analysis gates (one runner).
-      one.analysis = &releases.Analysis();
-      rotation_controllers.push_back(std::make_unique<controller::SecretRotationController>(
+      manager.Make<controller::SecretRotationController>(
           **client, one,
           [&recorder](const kube::Object& regarding, const std::string& type,
                       const std::string& reason, const std::string& note) {
             recorder.Record(regarding, type, reason, "Rotate", note);
-          }));
+          });
     }
   }
 
-  // The shared informers' handlers enqueue into the controllers: on every return path
-  // they stop before the controllers (declared above) are destroyed.
-  struct StopInformers {
-    kube::InformerFactory& informers;
-    ~StopInformers() { informers.Stop(); }
-  } stop_informers{informers};
-
   server::HealthServer health(absl::GetFlag(FLAGS_health_address));
-  (void)health.AddReadinessCheck("informers-synced", [&releases, &environments, &rotations] {
-    return releases.HasSynced() && (environments == nullptr || environments->HasSynced()) &&
-           (rotations == nullptr || rotations->HasSynced());
-  });
+  (void)health.AddReadinessCheck("informers-synced", [&manager] { return manager.HasSynced(); });
   // Liveness: an informer that made no progress (a list, an event, a bookmark) for 10
   // minutes keeps the operator deciding from stale data; a half-open watch is
   // re-opened after 150 s already, so this means the informer is truly stuck.
@@ -246,9 +214,7 @@ int RunOperator() {
           probe.status().message());
     }
   }
-  releases.StartCaches();
-  if (environments != nullptr) environments->StartCaches();
-  if (rotations != nullptr) rotations->StartCaches();
+  manager.StartCaches();
   // The first list holds whole objects (managedFields and all) for a moment;
   // once every cache holds only its projections, give the freed pages back so
   // that RSS shows what the caches keep, not the start-up peak. Then again every
@@ -288,11 +254,9 @@ int RunOperator() {
     lc.lease_namespace = lease_ns;
     lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
     lc.identity = identity;
-    lc.on_started_leading = [&releases, &environments, &rotations, &identity] {
+    lc.on_started_leading = [&manager, &identity] {
       spdlog::info("became leader identity={}", identity);
-      releases.StartWorkers();
-      if (environments != nullptr) environments->StartWorkers();
-      if (rotations != nullptr) rotations->StartWorkers();
+      manager.StartWorkers();
     };
     // A replica that lost its lease exits at once, without draining, so that no
     // worker acts a moment longer (like kube-controller-manager's fatal log on
@@ -336,9 +300,7 @@ int RunOperator() {
                                   [&elector] { return elector == nullptr || elector->Healthy(); });
     elector->Start();
   } else {
-    releases.StartWorkers();
-    if (environments != nullptr) environments->StartWorkers();
-    if (rotations != nullptr) rotations->StartWorkers();
+    manager.StartWorkers();
   }
   spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
 
@@ -356,12 +318,10 @@ int RunOperator() {
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
 
-  releases.Stop();
-  if (environments != nullptr) environments->Stop();
-  if (rotations != nullptr) rotations->Stop();
+  manager.StopControllers();
   if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
   recorder.Flush(absl::Seconds(2));
-  informers.Stop();
+  manager.StopInformers();
   health.Stop();
   spdlog::info("stopped");
   return lease_lost ? 1 : 0;

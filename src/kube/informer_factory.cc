@@ -37,11 +37,17 @@ void InformerFactory::Stop() {
   std::vector<Informer*> started;
   {
     absl::MutexLock lock(&mu_);
+    stopped_ = true;
     for (auto& [key, shared] : informers_) {
       if (shared.started) started.push_back(shared.informer.get());
     }
   }
   for (Informer* informer : started) informer->Stop();
+}
+
+bool InformerFactory::stopped() const {
+  absl::MutexLock lock(&mu_);
+  return stopped_;
 }
 
 size_t InformerFactory::size() const {

@@ -48,6 +48,8 @@ class InformerFactory {
 
   // How many informers (and so watches) the factory holds.
   size_t size() const;
+  // Whether Stop() was called.
+  bool stopped() const;
 
  private:
   // resource (group/version/plural), namespace, label selector, field selector.
@@ -61,6 +63,7 @@ class InformerFactory {
   const Clock& clock_;
   mutable absl::Mutex mu_;
   std::map<Key, Shared> informers_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace capstan::kube

@@ -536,6 +536,13 @@ struct ReleaseController::Pass {
 
   // The HorizontalPodAutoscaler and PodDisruptionBudget, where the spec asks for them
   // (left empty where it does not); ApplyHpaAndPdb writes them.
+  // After the strategy's own lookups: the HPA and PDB, the Ingress and HTTPRoutes; then
+  // whether anything found (`conflicts`, `adoption`) keeps the pass from writing: the
+  // Stall's result, else nullopt (defined below Blocked).
+  absl::StatusOr<std::optional<kube::ReconcileResult>> LookupShared(
+      Owned* hpa, Owned* pdb, Traffic* traffic, std::vector<std::string>* conflicts,
+      const AdoptionProblems& adoption);
+
   absl::Status LookupHpaAndPdb(Owned* hpa, Owned* pdb, std::vector<std::string>* conflicts) {
     if (rel.spec.autoscaling) {
       ASSIGN_OR_RETURN(*hpa, Lookup(*c.hpas_, res::HorizontalPodAutoscalers(), name, conflicts));
@@ -767,6 +774,23 @@ std::pair<std::string, std::string> Blocked(const std::vector<std::string>& conf
 // Why the stable ControllerRevision's template may not be rolled back to, or "": its
 // TemplateDigest must be the one recorded in status.history when the revision ran
 // (records from before digests carry none and are trusted as before).
+}  // namespace
+
+absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::Pass::LookupShared(
+    Owned* hpa, Owned* pdb, Traffic* traffic, std::vector<std::string>* conflicts,
+    const AdoptionProblems& adoption) {
+  RETURN_IF_ERROR(LookupHpaAndPdb(hpa, pdb, conflicts));
+  RETURN_IF_ERROR(c.LookupTraffic(*this, traffic, conflicts));
+  if (const auto [reason, message] = Blocked(*conflicts, adoption.conflicts, adoption.refused);
+      !reason.empty()) {
+    ASSIGN_OR_RETURN(kube::ReconcileResult stalled, Stall(rel.status, reason, message));
+    return stalled;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
 std::string StableTemplateProblem(const api::Release& rel, const Object& cr) {
   for (const api::RevisionRecord& rec : rel.status.history) {
     if (rec.revision != rel.status.stable_revision) continue;
@@ -1173,6 +1197,44 @@ void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::s
   }
 }
 
+absl::StatusOr<ReleaseController::Admission> ReleaseController::Admit(
+    Pass& x, const std::string& desired, const std::string& running,
+    const std::vector<std::string>& deployed, std::optional<rollout::Hold>* hold) {
+  Admission a;
+  a.gate = EvaluateGate(x, desired, running);
+  *hold = a.gate.hold;
+  x.held = a.gate.hold.has_value();
+  x.PruneApprovals();
+  // Hooks (controller/release_hooks.h): a preRollout Job completes before the revision's
+  // pods are created; until then the start is held like a gate's.
+  if (!hold->has_value() && rollout::RolloutStarting(x.rel, desired, deployed)) {
+    a.starting = desired;
+  }
+  ASSIGN_OR_RETURN(a.pre, hooks_->PreRollout(x.rel, a.starting, x.now, x.HookSink()));
+  if (a.pre.has_value()) {
+    *hold = a.pre;
+    x.held = true;
+  }
+  return a;
+}
+
+rollout::HookPlan ReleaseController::Settle(const Pass& x, const Admission& a,
+                                            const std::string& desired, const std::string& running,
+                                            api::ReleaseStatus* status,
+                                            std::vector<rollout::Event>* events) {
+  RecordGate(x, a.gate, desired, running, status, events);
+  HoldSameRevision(x, a.gate, running == desired, status, events);
+  return hooks_->Settle(x.rel, a.pre, desired, a.starting, x.now, status, events);
+}
+
+absl::Status ReleaseController::FinishPlanned(Pass& x, const std::vector<rollout::Event>& events,
+                                              bool rolled_back, const api::ReleaseStatus& status,
+                                              const rollout::HookPlan& after) {
+  RETURN_IF_ERROR(x.Finish(events, rolled_back, status));
+  // postRollout / onRollback once the status says Ready / rolled back.
+  return hooks_->RunAfter(x.rel, after, x.HookSink());
+}
+
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
   const api::Release& rel = x.rel;
   const std::string& name = x.name;
@@ -1184,13 +1246,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   if (rel.spec.service) {
     ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
   }
-  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   Traffic traffic;
-  RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
-  if (const auto [reason, message] = Blocked(conflicts, adoption.conflicts, adoption.refused);
-      !reason.empty()) {
-    return x.Stall(rel.status, reason, message);
-  }
+  ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
+                   x.LookupShared(&hpa, &pdb, &traffic, &conflicts, adoption));
+  if (stalled.has_value()) return *stalled;
 
   // Observe, then plan.
   const render::PodTemplate desired = render::RenderPodTemplate(rel);
@@ -1207,23 +1266,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   in.deployment = rollout::ViewDeployment(deploy.live ? *deploy.live : Object());
   in.pods = x.Pods();
   in.now = x.now;
-  const Gate gate = EvaluateGate(x, desired.revision, in.deployment.revision);
-  in.hold = gate.hold;
-  x.held = gate.hold.has_value();
-  x.PruneApprovals();
-  // Hooks (controller/release_hooks.h): a preRollout Job completes before the revision's
-  // pods are created; until then the start is held like a gate's.
-  const std::string starting =
-      !in.hold.has_value() &&
-              rollout::RolloutStarting(rel, desired.revision, {in.deployment.revision})
-          ? desired.revision
-          : "";
-  ASSIGN_OR_RETURN(const std::optional<rollout::Hold> pre,
-                   hooks_->PreRollout(rel, starting, x.now, x.HookSink()));
-  if (pre.has_value()) {
-    in.hold = pre;
-    x.held = true;
-  }
+  ASSIGN_OR_RETURN(const Admission admitted, Admit(x, desired.revision, in.deployment.revision,
+                                                   {in.deployment.revision}, &in.hold));
   // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
   // plan below acts on a failing one in this same pass.
   std::optional<AnalysisGates::Result> analysis;
@@ -1239,10 +1283,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     for (const rollout::Event& e : analysis->events) x.Emit(e);
   }
   rollout::RollingPlan plan = rollout::PlanRolling(in);
-  RecordGate(x, gate, desired.revision, in.deployment.revision, &plan.status, &plan.events);
-  HoldSameRevision(x, gate, in.deployment.revision == desired.revision, &plan.status, &plan.events);
   const rollout::HookPlan after =
-      hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
+      Settle(x, admitted, desired.revision, in.deployment.revision, &plan.status, &plan.events);
 
   // Apply what drifted, nothing else.
   const std::optional<int32_t> replicas =
@@ -1303,11 +1345,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   RETURN_IF_ERROR(x.PruneRevisions(
       {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
 
-  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
-  // postRollout / onRollback once the status says Ready / rolled back.
-  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
+  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
   kube::ReconcileResult result;
-  result.requeue_after = rollout::RollingRequeue(plan.status.phase, HoldUntil(gate), x.now);
+  result.requeue_after =
+      rollout::RollingRequeue(plan.status.phase, HoldUntil(admitted.gate), x.now);
   if (analysis.has_value() && analysis->requeue_after.has_value() &&
       (result.requeue_after <= absl::ZeroDuration() ||
        *analysis->requeue_after < result.requeue_after)) {
@@ -1388,13 +1429,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   if (preview_service) {
     ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
   }
-  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
   Traffic traffic;
-  RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
-  if (const auto [reason, message] = Blocked(conflicts, adoption.conflicts, adoption.refused);
-      !reason.empty()) {
-    return x.Stall(rel.status, reason, message);
-  }
+  ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
+                   x.LookupShared(&hpa, &pdb, &traffic, &conflicts, adoption));
+  if (stalled.has_value()) return *stalled;
 
   // Observe.
   const render::PodTemplate desired = render::RenderPodTemplate(rel);
@@ -1432,23 +1470,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   }
   in.now = x.now;
   const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
-  const Gate gate = EvaluateGate(x, desired.revision, running);
-  in.hold = gate.hold;
-  x.held = gate.hold.has_value();
-  x.PruneApprovals();
-  // Hooks: as in ReconcileRolling; the preview counts as started.
-  const std::string starting =
-      !in.hold.has_value() &&
-              rollout::RolloutStarting(rel, desired.revision,
-                                       {in.blue.deployment.revision, in.green.deployment.revision})
-          ? desired.revision
-          : "";
-  ASSIGN_OR_RETURN(const std::optional<rollout::Hold> pre,
-                   hooks_->PreRollout(rel, starting, x.now, x.HookSink()));
-  if (pre.has_value()) {
-    in.hold = pre;
-    x.held = true;
-  }
+  // The preview counts as started.
+  ASSIGN_OR_RETURN(const Admission admitted,
+                   Admit(x, desired.revision, running,
+                         {in.blue.deployment.revision, in.green.deployment.revision}, &in.hold));
   // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
   // post-promotion in the scale-down window; measurements due now are taken here.
   std::optional<absl::Duration> analysis_requeue;
@@ -1473,10 +1498,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
     }
   }
   rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
-  RecordGate(x, gate, desired.revision, running, &plan.status, &plan.events);
-  HoldSameRevision(x, gate, running == desired.revision, &plan.status, &plan.events);
   const rollout::HookPlan after =
-      hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
+      Settle(x, admitted, desired.revision, running, &plan.status, &plan.events);
 
   // Write, in the plan's order: a traffic switch first and alone.
   RETURN_IF_ERROR(ApplyBlueGreen(x, plan, desired, objects));
@@ -1487,11 +1510,10 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
       x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
                         in.blue.deployment.revision, in.green.deployment.revision}));
 
-  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
-  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
+  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
   kube::ReconcileResult result;
-  result.requeue_after =
-      rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);
+  result.requeue_after = rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase,
+                                                   HoldUntil(admitted.gate), x.now);
   if (analysis_requeue.has_value() &&
       (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
     result.requeue_after = *analysis_requeue;

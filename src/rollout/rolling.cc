@@ -202,17 +202,13 @@ RollingPlan PlanRolling(const RollingInput& in) {
       return p;
     }
     p.target = RollingPlan::Target::kDesired;
-    s.phase = "Progressing";
-    s.message = absl::StrCat("rolling out revision ", desired,
-                             in.desired_images.empty()
-                                 ? ""
-                                 : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
-    MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  "Progressing", in.now);
-    if (r.status.current_revision != desired || r.status.phase != "Progressing") {
-      p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
-    }
+    StartRollout(
+        r, desired, in.desired_images,
+        absl::StrCat("rolling out revision ", desired,
+                     in.desired_images.empty()
+                         ? ""
+                         : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")")),
+        in.now, &s, &p.events);
     return p;
   }
 

@@ -125,6 +125,30 @@ class ReleaseController {
   // with the hold, as the planners do for a new revision.
   void HoldSameRevision(const Pass& pass, const Gate& gate, bool same_revision,
                         api::ReleaseStatus* status, std::vector<rollout::Event>* events);
+  // What may start this pass, decided before the plan (both strategies, in this order):
+  // the Environment's gate on `desired` while `running` runs, then the preRollout hook
+  // (controller/release_hooks.h) of a revision about to start (none of `deployed` runs
+  // it), whose hold holds the start like a gate's.
+  struct Admission {
+    Gate gate;
+    std::string starting;              // the revision whose rollout starts now, or ""
+    std::optional<rollout::Hold> pre;  // the preRollout hook's hold
+  };
+  // Sets `*hold` (the planner's input) and pass.held.
+  absl::StatusOr<Admission> Admit(Pass& pass, const std::string& desired,
+                                  const std::string& running,
+                                  const std::vector<std::string>& deployed,
+                                  std::optional<rollout::Hold>* hold);
+  // After the plan, on its status and events: RecordGate, HoldSameRevision and the hooks'
+  // Settle. Returns the hook Jobs due once the status is written (FinishPlanned).
+  rollout::HookPlan Settle(const Pass& pass, const Admission& admission, const std::string& desired,
+                           const std::string& running, api::ReleaseStatus* status,
+                           std::vector<rollout::Event>* events);
+  // The end of a planned pass: Events and status (Pass::Finish), then the postRollout /
+  // onRollback Jobs of `after`.
+  absl::Status FinishPlanned(Pass& pass, const std::vector<rollout::Event>& events,
+                             bool rolled_back, const api::ReleaseStatus& status,
+                             const rollout::HookPlan& after);
   // True when every write of the last reconcile of `key` is visible in the caches,
   // or the wait has lasted long enough to give up on (a watch that lags seconds is
   // a problem the resync will paper over, not a reason to stop).

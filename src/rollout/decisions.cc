@@ -85,12 +85,25 @@ absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time
   return d;
 }
 
+absl::Duration SoonerRequeue(absl::Duration requeue, std::optional<absl::Duration> other) {
+  if (other.has_value() && (requeue <= absl::ZeroDuration() || *other < requeue)) return *other;
+  return requeue;
+}
+
+void UseAnalysis(const AnalysisVerdict& verdict, bool started, std::optional<Hold>* hold,
+                 std::optional<AnalysisVerdict>* use) {
+  if (verdict.invalid && !started) {
+    if (!hold->has_value()) *hold = Hold{"AnalysisInvalid", verdict.message};
+    return;
+  }
+  *use = verdict;
+}
+
 absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, const std::string& phase,
                                 std::optional<absl::Time> hold_until, absl::Time now) {
   absl::Duration d = plan.value_or(absl::ZeroDuration());
   if (hold_until.has_value()) {
-    const absl::Duration until = std::max(*hold_until - now, absl::Milliseconds(100));
-    if (d <= absl::ZeroDuration() || until < d) d = until;
+    d = SoonerRequeue(d, std::max(*hold_until - now, absl::Milliseconds(100)));
   }
   if (phase == "Progressing" && (d <= absl::ZeroDuration() || d > absl::Seconds(30))) {
     d = absl::Seconds(30);

@@ -1235,58 +1235,101 @@ absl::Status ReleaseController::FinishPlanned(Pass& x, const std::vector<rollout
   return hooks_->RunAfter(x.rel, after, x.HookSink());
 }
 
+// What ReconcileRolling found of the objects a RollingUpdate pass writes.
+struct ReleaseController::RollingObjects {
+  Owned deploy;  // <name>
+  Owned svc;     // <name>, when the spec has a Service
+  Owned hpa;
+  Owned pdb;
+  // The ControllerRevision of status.stableRevision (the template to roll back to).
+  std::shared_ptr<const Object> stable;
+};
+
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
   const api::Release& rel = x.rel;
-  const std::string& name = x.name;
+  // Observe.
   std::vector<std::string> conflicts;
   Pass::AdoptionProblems adoption;
-  ASSIGN_OR_RETURN(Owned deploy,
-                   x.LookupAdoptable(*deployments_, res::Deployments(), name, &adoption));
-  Owned svc, hpa, pdb;
+  RollingObjects objects;
+  ASSIGN_OR_RETURN(objects.deploy,
+                   x.LookupAdoptable(*deployments_, res::Deployments(), x.name, &adoption));
   if (rel.spec.service) {
-    ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
+    ASSIGN_OR_RETURN(objects.svc,
+                     x.LookupAdoptable(*services_, res::Services(), x.name, &adoption));
   }
   Traffic traffic;
   ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
-                   x.LookupShared(&hpa, &pdb, &traffic, &conflicts, adoption));
+                   x.LookupShared(&objects.hpa, &objects.pdb, &traffic, &conflicts, adoption));
   if (stalled.has_value()) return *stalled;
-
-  // Observe, then plan.
-  const render::PodTemplate desired = render::RenderPodTemplate(rel);
-  std::shared_ptr<const Object> stable_cr;
   if (!rel.status.stable_revision.empty()) {
-    stable_cr = revisions_->Get(x.ns, absl::StrCat(name, "-", rel.status.stable_revision));
+    objects.stable = revisions_->Get(x.ns, absl::StrCat(x.name, "-", rel.status.stable_revision));
   }
-  rollout::RollingInput in;
-  in.release = &rel;
-  in.desired_revision = desired.revision;
-  in.desired_images = Images(desired.pod_template);
-  in.stable_template_known =
-      stable_cr != nullptr && stable_cr->contains("/data/template"_json_pointer);
-  in.deployment = rollout::ViewDeployment(deploy.live ? *deploy.live : Object());
-  in.pods = x.Pods();
-  in.now = x.now;
+  const render::PodTemplate desired = render::RenderPodTemplate(rel);
+  rollout::RollingInput in = ObserveRolling(x, desired, objects);
+
+  // Admit (gate, preRollout hook), measure (analysis: measurements due now are taken
+  // here, so the plan acts on a failing one in this same pass), plan.
   ASSIGN_OR_RETURN(const Admission admitted, Admit(x, desired.revision, in.deployment.revision,
                                                    {in.deployment.revision}, &in.hold));
-  // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
-  // plan below acts on a failing one in this same pass.
   std::optional<AnalysisGates::Result> analysis;
   if (!in.hold.has_value()) {
     ASSIGN_OR_RETURN(analysis, analysis_->ForRolling(rel, desired.revision, in.deployment, x.now));
   }
   if (analysis.has_value()) {
-    if (analysis->verdict.invalid && in.deployment.revision != desired.revision) {
-      in.hold = rollout::Hold{"AnalysisInvalid", analysis->verdict.message};
-    } else {
-      in.analysis = analysis->verdict;
-    }
+    rollout::UseAnalysis(analysis->verdict, in.deployment.revision == desired.revision, &in.hold,
+                         &in.analysis);
     for (const rollout::Event& e : analysis->events) x.Emit(e);
   }
   rollout::RollingPlan plan = rollout::PlanRolling(in);
   const rollout::HookPlan after =
       Settle(x, admitted, desired.revision, in.deployment.revision, &plan.status, &plan.events);
 
-  // Apply what drifted, nothing else.
+  // Apply the plan's writes, then the traffic objects and the revisions; then status.
+  if (plan.target == rollout::RollingPlan::Target::kStable && !plan.writes.empty() &&
+      plan.writes.front().kind == rollout::RollingPlan::Write::Kind::kDeployment) {
+    // The template to go back to must be the one recorded when it ran: a
+    // ControllerRevision changed since (or another template with the same short
+    // revision) is refused, never rolled out.
+    if (const std::string problem = StableTemplateProblem(rel, *objects.stable); !problem.empty()) {
+      return x.Stall(rel.status, "RevisionMismatch", problem);
+    }
+  }
+  RETURN_IF_ERROR(ApplyRolling(x, plan, desired, objects));
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
+  RETURN_IF_ERROR(x.PruneRevisions(
+      {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
+  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
+  kube::ReconcileResult result;
+  result.requeue_after = rollout::SoonerRequeue(
+      rollout::RollingRequeue(plan.status.phase, HoldUntil(admitted.gate), x.now),
+      analysis.has_value() ? analysis->requeue_after : std::nullopt);
+  return result;
+}
+
+rollout::RollingInput ReleaseController::ObserveRolling(const Pass& x,
+                                                        const render::PodTemplate& desired,
+                                                        const RollingObjects& objects) const {
+  rollout::RollingInput in;
+  in.release = &x.rel;
+  in.desired_revision = desired.revision;
+  in.desired_images = Images(desired.pod_template);
+  in.stable_template_known =
+      objects.stable != nullptr && objects.stable->contains("/data/template"_json_pointer);
+  in.deployment = rollout::ViewDeployment(objects.deploy.live ? *objects.deploy.live : Object());
+  in.pods = x.Pods();
+  in.adopting = objects.deploy.adopt;
+  in.now = x.now;
+  return in;
+}
+
+absl::Status ReleaseController::ApplyRolling(Pass& x, const rollout::RollingPlan& plan,
+                                             const render::PodTemplate& desired,
+                                             RollingObjects& objects) {
+  using Write = rollout::RollingPlan::Write;
+  const api::Release& rel = x.rel;
+  const std::string& name = x.name;
+  Owned& deploy = objects.deploy;
+  Owned& svc = objects.svc;
   const std::optional<int32_t> replicas =
       rel.spec.autoscaling ? std::nullopt : std::optional<int32_t>(rel.spec.replicas.value_or(1));
   // An adopted Deployment rolls to the Release's template with maxUnavailable 0 until
@@ -1299,7 +1342,15 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     }
     return body;
   };
-  auto write_deployment = [&](Object body) -> absl::Status {
+  auto write_deployment = [&]() -> absl::Status {
+    Object body;
+    if (plan.target == rollout::RollingPlan::Target::kDesired) {
+      RETURN_IF_ERROR(x.EnsureRevision(desired));
+      body = deployment_body(desired.pod_template, desired.revision);
+    } else {
+      body = deployment_body(objects.stable->at("/data/template"_json_pointer),
+                             rel.status.stable_revision);
+    }
     if (deploy.adopt) {
       ASSIGN_OR_RETURN(deploy.live, x.Adopt(res::Deployments(), name, std::move(body)));
       deploy.adopt = false;
@@ -1307,54 +1358,39 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     }
     return x.Apply(res::Deployments(), name, std::move(body), deploy.live).status();
   };
-  // Held, the desired template is never written, even under the running revision's
-  // name (a colliding template, or drift repair of a held state: both wait).
-  if (plan.target == rollout::RollingPlan::Target::kDesired && !x.held) {
-    RETURN_IF_ERROR(x.EnsureRevision(desired));
-    RETURN_IF_ERROR(write_deployment(deployment_body(desired.pod_template, desired.revision)));
-  } else if (plan.target == rollout::RollingPlan::Target::kStable && deploy.adopt) {
-    // Never adopted into a rollback: the adoption rolls to the Release's template.
-  } else if (plan.target == rollout::RollingPlan::Target::kStable) {
-    // The template to go back to must be the one recorded when it ran: a
-    // ControllerRevision changed since (or another template with the same short
-    // revision) is refused, never rolled out.
-    if (const std::string problem = StableTemplateProblem(rel, *stable_cr); !problem.empty()) {
-      return x.Stall(rel.status, "RevisionMismatch", problem);
+  auto write_service = [&]() -> absl::Status {
+    if (rel.spec.service && svc.adopt) {
+      // Adopted once its selector keeps matching serving pods: the adopted Deployment's
+      // selector (its old pods and new ones carry it), or Capstan's once the Release's
+      // own Deployment is Ready. Until then, and while held, it is not touched.
+      const bool selector_serves =
+          (!rel.adopted_selector.empty() && !deploy.adopt) || plan.status.phase == "Ready";
+      if (!x.held && selector_serves) {
+        RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
+      }
+    } else if (rel.spec.service) {
+      if (std::optional<Object> body = x.Gated(render::RenderService(rel), svc.live)) {
+        RETURN_IF_ERROR(x.Apply(res::Services(), name, std::move(*body), svc.live).status());
+      }
+    } else if (!x.held) {
+      RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
     }
-    RETURN_IF_ERROR(write_deployment(
-        deployment_body(stable_cr->at("/data/template"_json_pointer), rel.status.stable_revision)));
-  }
-  if (rel.spec.service && svc.adopt) {
-    // Adopted once its selector keeps matching serving pods: the adopted Deployment's
-    // selector (its old pods and new ones carry it), or Capstan's once the Release's
-    // own Deployment is Ready. Until then, and while held, it is not touched.
-    const bool selector_serves =
-        (!rel.adopted_selector.empty() && !deploy.adopt) || plan.status.phase == "Ready";
-    if (!x.held && selector_serves) {
-      RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
+    return absl::OkStatus();
+  };
+  for (const Write& w : plan.writes) {
+    switch (w.kind) {
+      case Write::Kind::kDeployment:
+        RETURN_IF_ERROR(write_deployment());
+        break;
+      case Write::Kind::kService:
+        RETURN_IF_ERROR(write_service());
+        break;
+      case Write::Kind::kHpaAndPdb:
+        RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, objects.hpa.live, objects.pdb.live));
+        break;
     }
-  } else if (rel.spec.service) {
-    if (std::optional<Object> body = x.Gated(render::RenderService(rel), svc.live)) {
-      RETURN_IF_ERROR(x.Apply(res::Services(), name, std::move(*body), svc.live).status());
-    }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
   }
-  RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, hpa.live, pdb.live));
-  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
-  RETURN_IF_ERROR(x.PruneRevisions(
-      {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
-
-  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
-  kube::ReconcileResult result;
-  result.requeue_after =
-      rollout::RollingRequeue(plan.status.phase, HoldUntil(admitted.gate), x.now);
-  if (analysis.has_value() && analysis->requeue_after.has_value() &&
-      (result.requeue_after <= absl::ZeroDuration() ||
-       *analysis->requeue_after < result.requeue_after)) {
-    result.requeue_after = *analysis->requeue_after;
-  }
-  return result;
+  return absl::OkStatus();
 }
 
 absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& target,

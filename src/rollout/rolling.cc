@@ -136,7 +136,23 @@ bool RolloutComplete(const DeploymentView& d) {
          d.replicas == d.updated_replicas;
 }
 
-RollingPlan PlanRolling(const RollingInput& in) {
+std::vector<RollingPlan::Write> RollingWrites(RollingPlan::Target target, bool held,
+                                              bool adopting) {
+  using Write = RollingPlan::Write;
+  std::vector<Write> writes;
+  if ((target == RollingPlan::Target::kDesired && !held) ||
+      (target == RollingPlan::Target::kStable && !adopting)) {
+    writes.push_back({Write::Kind::kDeployment});
+  }
+  writes.push_back({Write::Kind::kService});
+  writes.push_back({Write::Kind::kHpaAndPdb});
+  return writes;
+}
+
+namespace {
+
+// PlanRolling without its writes.
+RollingPlan PlanTarget(const RollingInput& in) {
   const api::Release& r = *in.release;
   const std::string& desired = in.desired_revision;
   const int64_t gen = r.metadata.generation;
@@ -317,6 +333,14 @@ RollingPlan PlanRolling(const RollingInput& in) {
   MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
   RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
                 "Progressing", in.now);
+  return p;
+}
+
+}  // namespace
+
+RollingPlan PlanRolling(const RollingInput& in) {
+  RollingPlan p = PlanTarget(in);
+  p.writes = RollingWrites(p.target, in.hold.has_value(), in.adopting);
   return p;
 }
 

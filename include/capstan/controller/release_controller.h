@@ -158,6 +158,13 @@ class ReleaseController {
                                                        std::vector<Expectation>* wrote);
 
   absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
+  // What a RollingUpdate pass found of the objects it writes (defined in the .cc).
+  struct RollingObjects;
+  rollout::RollingInput ObserveRolling(const Pass& pass, const render::PodTemplate& desired,
+                                       const RollingObjects& objects) const;
+  // The plan's writes, in the plan's order (rollout::RollingPlan::writes).
+  absl::Status ApplyRolling(Pass& pass, const rollout::RollingPlan& plan,
+                            const render::PodTemplate& desired, RollingObjects& objects);
   absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
   // What a BlueGreen pass found of the objects it writes (defined in the .cc).
   struct BlueGreenObjects;

@@ -1426,57 +1426,87 @@ struct ReleaseController::BlueGreenObjects {
 };
 
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass& x) {
-  using api::Color;
-  const api::Release& rel = x.rel;
-  const std::string& name = x.name;
-  const std::string preview_name = absl::StrCat(name, "-preview");
-  const bool preview_service = rel.spec.strategy.blue_green.preview_service;
-  const std::array<Color, 2> colors = {Color::kBlue, Color::kGreen};
+  // Observe.
+  BlueGreenObjects objects;
+  Traffic traffic;
+  ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
+                   LookupBlueGreen(x, &objects, &traffic));
+  if (stalled.has_value()) return *stalled;
+  const render::PodTemplate desired = render::RenderPodTemplate(x.rel);
+  rollout::BlueGreenInput in = ObserveBlueGreen(x, desired, objects);
+  const api::Color serving = rollout::ServingColor(in.service_color, x.rel.status);
+  const std::string running = in.view(serving).deployment.revision;
 
+  // Admit (gate, preRollout hook: the preview counts as started), measure, plan.
+  ASSIGN_OR_RETURN(const Admission admitted,
+                   Admit(x, desired.revision, running,
+                         {in.blue.deployment.revision, in.green.deployment.revision}, &in.hold));
+  ASSIGN_OR_RETURN(const std::optional<absl::Duration> analysis_requeue,
+                   MeasureBlueGreen(x, desired.revision, &in));
+  rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
+  const rollout::HookPlan after =
+      Settle(x, admitted, desired.revision, running, &plan.status, &plan.events);
+
+  // Write, in the plan's order: a traffic switch first and alone. The Ingress and
+  // HTTPRoute name the active Service, never a colour: a switch moved traffic without
+  // touching them. Then status.
+  RETURN_IF_ERROR(ApplyBlueGreen(x, plan, desired, objects));
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
+  RETURN_IF_ERROR(
+      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
+                        in.blue.deployment.revision, in.green.deployment.revision}));
+  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
+  kube::ReconcileResult result;
+  result.requeue_after =
+      rollout::SoonerRequeue(rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase,
+                                                       HoldUntil(admitted.gate), x.now),
+                             analysis_requeue);
+  return result;
+}
+
+absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::LookupBlueGreen(
+    Pass& x, BlueGreenObjects* objects, Traffic* traffic) {
+  const api::Release& rel = x.rel;
   std::vector<std::string> conflicts;
   Pass::AdoptionProblems adoption;
-  BlueGreenObjects objects;
-  std::array<Owned, 2>& deploys = objects.deploys;
-  for (Color c : colors) {
-    const std::string dname = render::DeploymentName(rel, c);
+  for (api::Color c : {api::Color::kBlue, api::Color::kGreen}) {
     // A colour Deployment of someone else's is refused (consented) or a conflict.
-    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)],
-                     x.LookupAdoptable(*deployments_, res::Deployments(), dname, &adoption));
+    ASSIGN_OR_RETURN(objects->deploys[static_cast<int>(c)],
+                     x.LookupAdoptable(*deployments_, res::Deployments(),
+                                       render::DeploymentName(rel, c), &adoption));
   }
   if (rel.spec.adopt) {
     // A Deployment named like the Release that consents to adoption: BlueGreen cannot
     // take it over (its colours are other Deployments), and says so. One without the
     // consent is not this Release's business.
-    ASSIGN_OR_RETURN(Owned same, x.Lookup(*deployments_, res::Deployments(), name));
+    ASSIGN_OR_RETURN(Owned same, x.Lookup(*deployments_, res::Deployments(), x.name));
     if (same.conflict &&
         same.live->contains("/metadata/annotations/capstan.dev~1adopt"_json_pointer)) {
       if (const rollout::AdoptionDecision d =
-              rollout::DecideAdoption(rel, "Deployment", name, *same.live);
+              rollout::DecideAdoption(rel, "Deployment", x.name, *same.live);
           d.outcome == rollout::AdoptionOutcome::kRefuse) {
         adoption.refused.push_back(d.message);
       }
     }
   }
-  Owned& svc = objects.svc;
-  Owned& preview = objects.preview;
-  Owned& hpa = objects.hpa;
-  Owned& pdb = objects.pdb;
-  ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
-  if (preview_service) {
-    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
+  ASSIGN_OR_RETURN(objects->svc, x.LookupAdoptable(*services_, res::Services(), x.name, &adoption));
+  if (rel.spec.strategy.blue_green.preview_service) {
+    ASSIGN_OR_RETURN(objects->preview, x.Lookup(*services_, res::Services(),
+                                                absl::StrCat(x.name, "-preview"), &conflicts));
   }
-  Traffic traffic;
-  ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
-                   x.LookupShared(&hpa, &pdb, &traffic, &conflicts, adoption));
-  if (stalled.has_value()) return *stalled;
+  return x.LookupShared(&objects->hpa, &objects->pdb, traffic, &conflicts, adoption);
+}
 
-  // Observe.
-  const render::PodTemplate desired = render::RenderPodTemplate(rel);
+rollout::BlueGreenInput ReleaseController::ObserveBlueGreen(const Pass& x,
+                                                            const render::PodTemplate& desired,
+                                                            const BlueGreenObjects& objects) const {
+  using api::Color;
+  const api::Release& rel = x.rel;
   rollout::BlueGreenInput in;
   in.release = &rel;
   in.desired_revision = desired.revision;
   in.desired_images = Images(desired.pod_template);
-  if (svc.live != nullptr) {
+  if (const Owned& svc = objects.svc; svc.live != nullptr) {
     in.service_color =
         api::ParseColor(JsonString(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
     in.service_failed_revision =
@@ -1486,17 +1516,19 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   for (const rollout::PodView& p : pods) {
     std::optional<Color> c = api::ParseColor(p.color);
     if (!c.has_value()) continue;
-    (*c == Color::kBlue ? in.blue : in.green).pods.push_back(p);
+    in.view(*c).pods.push_back(p);
   }
-  in.blue.deployment = rollout::ViewDeployment(deploys[0].live ? *deploys[0].live : Object());
-  in.green.deployment = rollout::ViewDeployment(deploys[1].live ? *deploys[1].live : Object());
-  const Color serving = rollout::ServingColor(in.service_color, rel.status);
-  if (preview_service) {
+  for (Color c : {Color::kBlue, Color::kGreen}) {
+    const Owned& d = objects.deploys[static_cast<int>(c)];
+    in.view(c).deployment = rollout::ViewDeployment(d.live ? *d.live : Object());
+  }
+  if (rel.spec.strategy.blue_green.preview_service) {
     // Ready endpoints of the preview Service that are pods of the desired revision on
     // the colour that would be promoted.
+    const Color serving = rollout::ServingColor(in.service_color, rel.status);
     std::vector<rollout::EndpointView> endpoints;
     for (const auto& slice :
-         endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", preview_name))) {
+         endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", x.name, "-preview"))) {
       for (rollout::EndpointView& ep : rollout::ViewEndpoints(*slice)) {
         endpoints.push_back(std::move(ep));
       }
@@ -1505,56 +1537,28 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
         rollout::ReadyPreviewEndpoints(endpoints, pods, desired.revision, api::OtherColor(serving));
   }
   in.now = x.now;
-  const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
-  // The preview counts as started.
-  ASSIGN_OR_RETURN(const Admission admitted,
-                   Admit(x, desired.revision, running,
-                         {in.blue.deployment.revision, in.green.deployment.revision}, &in.hold));
+  return in;
+}
+
+absl::StatusOr<std::optional<absl::Duration>> ReleaseController::MeasureBlueGreen(
+    Pass& x, const std::string& desired, rollout::BlueGreenInput* in) {
   // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
   // post-promotion in the scale-down window; measurements due now are taken here.
-  std::optional<absl::Duration> analysis_requeue;
-  if (!in.hold.has_value()) {
-    ASSIGN_OR_RETURN(AnalysisGates::BlueGreenResults analysis,
-                     analysis_->ForBlueGreen(rel, desired.revision, in, x.now));
-    for (auto [result, verdict] : {std::pair{&analysis.pre, &in.pre_promotion},
-                                   std::pair{&analysis.post, &in.post_promotion}}) {
-      if (!result->has_value()) continue;
-      if ((*result)->verdict.invalid && !analysis.preview_started) {
-        if (!in.hold.has_value()) {
-          in.hold = rollout::Hold{"AnalysisInvalid", (*result)->verdict.message};
-        }
-      } else {
-        *verdict = (*result)->verdict;
-      }
-      for (const rollout::Event& e : (*result)->events) x.Emit(e);
-      if (const auto& rq = (*result)->requeue_after;
-          rq.has_value() && (!analysis_requeue.has_value() || *rq < *analysis_requeue)) {
-        analysis_requeue = rq;
-      }
+  std::optional<absl::Duration> requeue;
+  if (in->hold.has_value()) return requeue;
+  ASSIGN_OR_RETURN(AnalysisGates::BlueGreenResults analysis,
+                   analysis_->ForBlueGreen(x.rel, desired, *in, x.now));
+  for (auto [result, verdict] : {std::pair{&analysis.pre, &in->pre_promotion},
+                                 std::pair{&analysis.post, &in->post_promotion}}) {
+    if (!result->has_value()) continue;
+    rollout::UseAnalysis((*result)->verdict, analysis.preview_started, &in->hold, verdict);
+    for (const rollout::Event& e : (*result)->events) x.Emit(e);
+    if (const auto& rq = (*result)->requeue_after;
+        rq.has_value() && (!requeue.has_value() || *rq < *requeue)) {
+      requeue = rq;
     }
   }
-  rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
-  const rollout::HookPlan after =
-      Settle(x, admitted, desired.revision, running, &plan.status, &plan.events);
-
-  // Write, in the plan's order: a traffic switch first and alone.
-  RETURN_IF_ERROR(ApplyBlueGreen(x, plan, desired, objects));
-  // The Ingress and HTTPRoute name the active Service, never a colour: a switch moved
-  // traffic above without touching them.
-  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
-  RETURN_IF_ERROR(
-      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
-                        in.blue.deployment.revision, in.green.deployment.revision}));
-
-  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
-  kube::ReconcileResult result;
-  result.requeue_after = rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase,
-                                                   HoldUntil(admitted.gate), x.now);
-  if (analysis_requeue.has_value() &&
-      (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
-    result.requeue_after = *analysis_requeue;
-  }
-  return result;
+  return requeue;
 }
 
 absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreenPlan& plan,

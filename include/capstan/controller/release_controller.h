@@ -168,6 +168,19 @@ class ReleaseController {
   absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
   // What a BlueGreen pass found of the objects it writes (defined in the .cc).
   struct BlueGreenObjects;
+  struct Traffic;
+  // The colour Deployments, Services, HPA, PDB and traffic objects; the Stall's result
+  // when one of them keeps the pass from writing, else nullopt.
+  absl::StatusOr<std::optional<kube::ReconcileResult>> LookupBlueGreen(Pass& pass,
+                                                                       BlueGreenObjects* objects,
+                                                                       Traffic* traffic);
+  rollout::BlueGreenInput ObserveBlueGreen(const Pass& pass, const render::PodTemplate& desired,
+                                           const BlueGreenObjects& objects) const;
+  // The pre- and post-promotion analysis verdicts into `*in` (rollout::UseAnalysis), unless
+  // a hold is set; the soonest time an analysis wants to be looked at again.
+  absl::StatusOr<std::optional<absl::Duration>> MeasureBlueGreen(Pass& pass,
+                                                                 const std::string& desired,
+                                                                 rollout::BlueGreenInput* in);
   // The plan's writes, in the plan's order (rollout::BlueGreenPlan::writes).
   absl::Status ApplyBlueGreen(Pass& pass, const rollout::BlueGreenPlan& plan,
                               const render::PodTemplate& desired, BlueGreenObjects& objects);
@@ -180,7 +193,6 @@ class ReleaseController {
   // The Ingress and HTTPRoutes (render/ingress.h), or their removal when the spec has
   // none. Looked up with the other objects, so a name held by someone else stalls the
   // Release before anything is written.
-  struct Traffic;
   absl::Status LookupTraffic(Pass& pass, Traffic* traffic, std::vector<std::string>* conflicts);
   absl::Status ApplyTraffic(Pass& pass, const Traffic& traffic);
   // Whether the API server serves gateway.networking.k8s.io/v1 HTTPRoutes. Discovery

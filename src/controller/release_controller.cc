@@ -771,9 +771,6 @@ std::pair<std::string, std::string> Blocked(const std::vector<std::string>& conf
   return {"Conflict", absl::StrJoin(parts, " ")};
 }
 
-// Why the stable ControllerRevision's template may not be rolled back to, or "": its
-// TemplateDigest must be the one recorded in status.history when the revision ran
-// (records from before digests carry none and are trusted as before).
 }  // namespace
 
 absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::Pass::LookupShared(
@@ -788,25 +785,6 @@ absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::Pass::Lo
   }
   return std::nullopt;
 }
-
-namespace {
-
-std::string StableTemplateProblem(const api::Release& rel, const Object& cr) {
-  for (const api::RevisionRecord& rec : rel.status.history) {
-    if (rec.revision != rel.status.stable_revision) continue;
-    if (rec.template_digest.empty()) return "";
-    const std::string got = render::TemplateDigest(cr.at("/data/template"_json_pointer));
-    if (got == rec.template_digest) return "";
-    return absl::StrCat("ControllerRevision ", rel.metadata.name, "-", rec.revision,
-                        " no longer holds the template recorded for revision ", rec.revision, " (",
-                        rec.template_digest, ", found ", got,
-                        "); it was changed, so Capstan does not roll back to it. Nothing was "
-                        "changed.");
-  }
-  return "";
-}
-
-}  // namespace
 
 bool ReleaseController::RememberedAbsent(const std::string& id) {
   absl::MutexLock lock(&absent_mu_);
@@ -1290,7 +1268,8 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     // The template to go back to must be the one recorded when it ran: a
     // ControllerRevision changed since (or another template with the same short
     // revision) is refused, never rolled out.
-    if (const std::string problem = StableTemplateProblem(rel, *objects.stable); !problem.empty()) {
+    if (const std::string problem = rollout::StableTemplateProblem(rel, *objects.stable);
+        !problem.empty()) {
       return x.Stall(rel.status, "RevisionMismatch", problem);
     }
   }

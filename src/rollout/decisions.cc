@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "capstan/render/render.h"
 
 namespace capstan::rollout {
@@ -83,6 +84,21 @@ absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time
   if (phase == "Progressing") d = absl::Seconds(30);
   if (hold_until.has_value()) d = std::max(*hold_until - now, absl::Milliseconds(100));
   return d;
+}
+
+std::string StableTemplateProblem(const api::Release& rel, const json& cr) {
+  for (const api::RevisionRecord& rec : rel.status.history) {
+    if (rec.revision != rel.status.stable_revision) continue;
+    if (rec.template_digest.empty()) return "";
+    const std::string got = render::TemplateDigest(cr.at("/data/template"_json_pointer));
+    if (got == rec.template_digest) return "";
+    return absl::StrCat("ControllerRevision ", rel.metadata.name, "-", rec.revision,
+                        " no longer holds the template recorded for revision ", rec.revision, " (",
+                        rec.template_digest, ", found ", got,
+                        "); it was changed, so Capstan does not roll back to it. Nothing was "
+                        "changed.");
+  }
+  return "";
 }
 
 absl::Duration SoonerRequeue(absl::Duration requeue, std::optional<absl::Duration> other) {

@@ -72,6 +72,11 @@ absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time
 absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, const std::string& phase,
                                 std::optional<absl::Time> hold_until, absl::Time now);
 
+// Why the stable revision's ControllerRevision `cr` may not be rolled back to, or "":
+// the TemplateDigest of its data.template must be the one status.history recorded when
+// the revision ran (a record from before digests carries none and is trusted).
+std::string StableTemplateProblem(const api::Release& release, const nlohmann::json& cr);
+
 // The sooner of two times to look again, where zero (or less) means "only on events":
 // `other` when set and `requeue` is zero or later, else `requeue`.
 absl::Duration SoonerRequeue(absl::Duration requeue, std::optional<absl::Duration> other);

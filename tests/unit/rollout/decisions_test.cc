@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "capstan/render/render.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -241,6 +242,44 @@ TEST(UseAnalysisTest, AnInvalidGateHoldsARevisionNotStarted) {
       EXPECT_EQ(hold->message, v.message);
     }
     EXPECT_EQ(use.has_value(), c.want_use);
+  }
+}
+
+TEST(StableTemplateProblemTest, TheRecordedTemplateOrNothing) {
+  const nlohmann::json tmpl = {{"spec", {{"containers", {{{"name", "web"}, {"image", "a:1"}}}}}}};
+  const nlohmann::json changed = {
+      {"spec", {{"containers", {{{"name", "web"}, {"image", "evil:1"}}}}}}};
+  struct Case {
+    std::string name;
+    std::string stable_digest;  // in the stable revision's history record; "none": no record
+    nlohmann::json cr_template;
+    std::string want;  // a substring of the problem, or "" for none
+  };
+  const std::vector<Case> cases = {
+      {"no history record", "none", changed, ""},
+      {"a record from before digests", "", changed, ""},
+      {"the recorded template", render::TemplateDigest(tmpl), tmpl, ""},
+      {"changed since", render::TemplateDigest(tmpl), changed,
+       "ControllerRevision web-aaa no longer holds the template recorded for revision aaa"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    api::Release r;
+    r.metadata.name = "web";
+    r.status.stable_revision = "aaa";
+    r.status.history.push_back(api::RevisionRecord{"bbb", {}, "Failed", kNow});
+    if (c.stable_digest != "none") {
+      api::RevisionRecord rec{"aaa", {}, "Ready", kNow};
+      rec.template_digest = c.stable_digest;
+      r.status.history.push_back(rec);
+    }
+    const std::string got =
+        StableTemplateProblem(r, {{"data", {{"template", c.cr_template}}}, {"revision", 1}});
+    if (c.want.empty()) {
+      EXPECT_EQ(got, "");
+    } else {
+      EXPECT_THAT(got, ::testing::HasSubstr(c.want));
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -590,6 +591,18 @@ struct ReleaseController::Pass {
   }
 
   // Deletes an object this Release controls (uid precondition); others are left alone.
+  // A gated object (Service, HPA, PDB): `body()` applied as Gated says when the spec
+  // asks for it (`wanted`), else its removal, never while held.
+  absl::Status ApplyOrRemove(bool wanted, const kube::Resource& r, kube::Informer& inf,
+                             const std::string& obj_name, const std::function<Object()>& body,
+                             const std::shared_ptr<const Object>& live) {
+    if (!wanted) return held ? absl::OkStatus() : Remove(r, inf, obj_name);
+    if (std::optional<Object> gated = Gated(body(), live)) {
+      return Apply(r, obj_name, std::move(*gated), live).status();
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Remove(const kube::Resource& r, kube::Informer& inf, const std::string& obj_name) {
     std::shared_ptr<const Object> live = inf.Get(ns, obj_name);
     if (live == nullptr || ControllerReleaseUid(*live) != rel.metadata.uid) return absl::OkStatus();
@@ -1226,38 +1239,19 @@ struct ReleaseController::RollingObjects {
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
   const api::Release& rel = x.rel;
   // Observe.
-  std::vector<std::string> conflicts;
-  Pass::AdoptionProblems adoption;
   RollingObjects objects;
-  ASSIGN_OR_RETURN(objects.deploy,
-                   x.LookupAdoptable(*deployments_, res::Deployments(), x.name, &adoption));
-  if (rel.spec.service) {
-    ASSIGN_OR_RETURN(objects.svc,
-                     x.LookupAdoptable(*services_, res::Services(), x.name, &adoption));
-  }
   Traffic traffic;
   ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
-                   x.LookupShared(&objects.hpa, &objects.pdb, &traffic, &conflicts, adoption));
+                   LookupRolling(x, &objects, &traffic));
   if (stalled.has_value()) return *stalled;
-  if (!rel.status.stable_revision.empty()) {
-    objects.stable = revisions_->Get(x.ns, absl::StrCat(x.name, "-", rel.status.stable_revision));
-  }
   const render::PodTemplate desired = render::RenderPodTemplate(rel);
   rollout::RollingInput in = ObserveRolling(x, desired, objects);
 
-  // Admit (gate, preRollout hook), measure (analysis: measurements due now are taken
-  // here, so the plan acts on a failing one in this same pass), plan.
+  // Admit (gate, preRollout hook), measure, plan.
   ASSIGN_OR_RETURN(const Admission admitted, Admit(x, desired.revision, in.deployment.revision,
                                                    {in.deployment.revision}, &in.hold));
-  std::optional<AnalysisGates::Result> analysis;
-  if (!in.hold.has_value()) {
-    ASSIGN_OR_RETURN(analysis, analysis_->ForRolling(rel, desired.revision, in.deployment, x.now));
-  }
-  if (analysis.has_value()) {
-    rollout::UseAnalysis(analysis->verdict, in.deployment.revision == desired.revision, &in.hold,
-                         &in.analysis);
-    for (const rollout::Event& e : analysis->events) x.Emit(e);
-  }
+  ASSIGN_OR_RETURN(const std::optional<absl::Duration> analysis_requeue,
+                   MeasureRolling(x, desired.revision, &in));
   rollout::RollingPlan plan = rollout::PlanRolling(in);
   const rollout::HookPlan after =
       Settle(x, admitted, desired.revision, in.deployment.revision, &plan.status, &plan.events);
@@ -1281,8 +1275,41 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
   kube::ReconcileResult result;
   result.requeue_after = rollout::SoonerRequeue(
       rollout::RollingRequeue(plan.status.phase, HoldUntil(admitted.gate), x.now),
-      analysis.has_value() ? analysis->requeue_after : std::nullopt);
+      analysis_requeue);
   return result;
+}
+
+absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::LookupRolling(
+    Pass& x, RollingObjects* objects, Traffic* traffic) {
+  const api::Release& rel = x.rel;
+  std::vector<std::string> conflicts;
+  Pass::AdoptionProblems adoption;
+  ASSIGN_OR_RETURN(objects->deploy,
+                   x.LookupAdoptable(*deployments_, res::Deployments(), x.name, &adoption));
+  if (rel.spec.service) {
+    ASSIGN_OR_RETURN(objects->svc,
+                     x.LookupAdoptable(*services_, res::Services(), x.name, &adoption));
+  }
+  ASSIGN_OR_RETURN(std::optional<kube::ReconcileResult> stalled,
+                   x.LookupShared(&objects->hpa, &objects->pdb, traffic, &conflicts, adoption));
+  if (!stalled.has_value() && !rel.status.stable_revision.empty()) {
+    objects->stable = revisions_->Get(x.ns, absl::StrCat(x.name, "-", rel.status.stable_revision));
+  }
+  return stalled;
+}
+
+absl::StatusOr<std::optional<absl::Duration>> ReleaseController::MeasureRolling(
+    Pass& x, const std::string& desired, rollout::RollingInput* in) {
+  // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
+  // plan acts on a failing one in this same pass.
+  if (in->hold.has_value()) return std::nullopt;
+  ASSIGN_OR_RETURN(const std::optional<AnalysisGates::Result> analysis,
+                   analysis_->ForRolling(x.rel, desired, in->deployment, x.now));
+  if (!analysis.has_value()) return std::nullopt;
+  rollout::UseAnalysis(analysis->verdict, in->deployment.revision == desired, &in->hold,
+                       &in->analysis);
+  for (const rollout::Event& e : analysis->events) x.Emit(e);
+  return analysis->requeue_after;
 }
 
 rollout::RollingInput ReleaseController::ObserveRolling(const Pass& x,
@@ -1347,14 +1374,11 @@ absl::Status ReleaseController::ApplyRolling(Pass& x, const rollout::RollingPlan
       if (!x.held && selector_serves) {
         RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
       }
-    } else if (rel.spec.service) {
-      if (std::optional<Object> body = x.Gated(render::RenderService(rel), svc.live)) {
-        RETURN_IF_ERROR(x.Apply(res::Services(), name, std::move(*body), svc.live).status());
-      }
-    } else if (!x.held) {
-      RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
+      return absl::OkStatus();
     }
-    return absl::OkStatus();
+    return x.ApplyOrRemove(
+        rel.spec.service.has_value(), res::Services(), *services_, name,
+        [&] { return render::RenderService(rel); }, svc.live);
   };
   for (const Write& w : plan.writes) {
     switch (w.kind) {
@@ -1377,22 +1401,12 @@ absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& targe
                                                const std::shared_ptr<const Object>& hpa,
                                                const std::shared_ptr<const Object>& pdb) {
   const api::Release& rel = x.rel;
-  if (rel.spec.autoscaling) {
-    if (std::optional<Object> body = x.Gated(render::RenderHpa(rel, target), hpa)) {
-      RETURN_IF_ERROR(
-          x.Apply(res::HorizontalPodAutoscalers(), x.name, std::move(*body), hpa).status());
-    }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::HorizontalPodAutoscalers(), *hpas_, x.name));
-  }
-  if (rel.spec.disruption_budget) {
-    if (std::optional<Object> body = x.Gated(render::RenderPdb(rel, color), pdb)) {
-      RETURN_IF_ERROR(x.Apply(res::PodDisruptionBudgets(), x.name, std::move(*body), pdb).status());
-    }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::PodDisruptionBudgets(), *pdbs_, x.name));
-  }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(x.ApplyOrRemove(
+      rel.spec.autoscaling.has_value(), res::HorizontalPodAutoscalers(), *hpas_, x.name,
+      [&] { return render::RenderHpa(rel, target); }, hpa));
+  return x.ApplyOrRemove(
+      rel.spec.disruption_budget.has_value(), res::PodDisruptionBudgets(), *pdbs_, x.name,
+      [&] { return render::RenderPdb(rel, color); }, pdb);
 }
 
 // What ReconcileBlueGreen found of the objects a BlueGreen pass writes.
@@ -1608,17 +1622,9 @@ absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreen
     return absl::OkStatus();
   };
   auto write_preview = [&]() -> absl::Status {
-    if (rel.spec.strategy.blue_green.preview_service) {
-      if (std::optional<Object> body =
-              x.Gated(render::RenderPreviewService(rel, plan.preview), objects.preview.live)) {
-        RETURN_IF_ERROR(
-            x.Apply(res::Services(), preview_name, std::move(*body), objects.preview.live)
-                .status());
-      }
-    } else if (!x.held) {
-      RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
-    }
-    return absl::OkStatus();
+    return x.ApplyOrRemove(
+        rel.spec.strategy.blue_green.preview_service, res::Services(), *services_, preview_name,
+        [&] { return render::RenderPreviewService(rel, plan.preview); }, objects.preview.live);
   };
   for (const Write& w : plan.writes) {
     switch (w.kind) {

@@ -160,15 +160,26 @@ class ReleaseController {
   absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
   // What a RollingUpdate pass found of the objects it writes (defined in the .cc).
   struct RollingObjects;
+  struct Traffic;
+  // The Deployment, Service, HPA, PDB, traffic objects and the stable revision's
+  // ControllerRevision; the Stall's result when one of them keeps the pass from
+  // writing, else nullopt.
+  absl::StatusOr<std::optional<kube::ReconcileResult>> LookupRolling(Pass& pass,
+                                                                     RollingObjects* objects,
+                                                                     Traffic* traffic);
   rollout::RollingInput ObserveRolling(const Pass& pass, const render::PodTemplate& desired,
                                        const RollingObjects& objects) const;
+  // The analysis verdict into `*in` (rollout::UseAnalysis), unless a hold is set; when
+  // the analysis wants to be looked at again.
+  absl::StatusOr<std::optional<absl::Duration>> MeasureRolling(Pass& pass,
+                                                               const std::string& desired,
+                                                               rollout::RollingInput* in);
   // The plan's writes, in the plan's order (rollout::RollingPlan::writes).
   absl::Status ApplyRolling(Pass& pass, const rollout::RollingPlan& plan,
                             const render::PodTemplate& desired, RollingObjects& objects);
   absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
   // What a BlueGreen pass found of the objects it writes (defined in the .cc).
   struct BlueGreenObjects;
-  struct Traffic;
   // The colour Deployments, Services, HPA, PDB and traffic objects; the Stall's result
   // when one of them keeps the pass from writing, else nullopt.
   absl::StatusOr<std::optional<kube::ReconcileResult>> LookupBlueGreen(Pass& pass,

@@ -48,14 +48,7 @@ std::string OwnerKey(const Object& obj) {
 
 // The uid of obj's controller ownerReference when it is a Release, or "".
 std::string ControllerReleaseUid(const Object& obj) {
-  if (!obj.contains("/metadata/ownerReferences"_json_pointer)) return "";
-  for (const Object& ref : obj.at("/metadata/ownerReferences"_json_pointer)) {
-    if (ref.value("controller", false) && ref.value("kind", "") == api::kReleaseKind &&
-        absl::StartsWith(ref.value("apiVersion", ""), api::kGroup)) {
-      return ref.value("uid", "");
-    }
-  }
-  return "";
+  return CapstanControllerUid(obj, api::kReleaseKind);
 }
 
 // Pods are the bulk of the cache: keep only what the rollout reads.
@@ -1366,12 +1359,9 @@ absl::Status ReleaseController::ApplyRolling(Pass& x, const rollout::RollingPlan
   };
   auto write_service = [&]() -> absl::Status {
     if (rel.spec.service && svc.adopt) {
-      // Adopted once its selector keeps matching serving pods: the adopted Deployment's
-      // selector (its old pods and new ones carry it), or Capstan's once the Release's
-      // own Deployment is Ready. Until then, and while held, it is not touched.
-      const bool selector_serves =
-          (!rel.adopted_selector.empty() && !deploy.adopt) || plan.status.phase == "Ready";
-      if (!x.held && selector_serves) {
+      // Until it is adopted, it is not touched.
+      const bool selector_kept = !rel.adopted_selector.empty() && !deploy.adopt;
+      if (rollout::AdoptServiceNow(x.held, selector_kept, plan.status.phase)) {
         RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
       }
       return absl::OkStatus();
@@ -1572,9 +1562,7 @@ absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreen
           plan.status.failed_revision;
     }
     if (svc.adopt) {
-      // Adopted once the Release's active colour is Ready, so the switch of its selector
-      // to that colour never leaves it without ready endpoints; never while held.
-      if (!x.held && plan.status.phase == "Ready") {
+      if (rollout::AdoptServiceNow(x.held, /*selector_kept=*/false, plan.status.phase)) {
         ASSIGN_OR_RETURN(svc.live, x.Adopt(res::Services(), name, std::move(body)));
         svc.adopt = false;
       }

@@ -39,13 +39,6 @@ namespace res = kube::resources;
 
 constexpr char kManagedSelector[] = "app.kubernetes.io/managed-by=capstan";
 
-// "namespace/name" of the Release an owned object or pod belongs to, or "".
-std::string OwnerKey(const Object& obj) {
-  const std::string release = JsonString(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
-  if (release.empty()) return "";
-  return absl::StrCat(JsonString(obj, "/metadata/namespace"_json_pointer), "/", release);
-}
-
 // The uid of obj's controller ownerReference when it is a Release, or "".
 std::string ControllerReleaseUid(const Object& obj) {
   return CapstanControllerUid(obj, api::kReleaseKind);
@@ -121,7 +114,7 @@ std::vector<std::string> ByService(const Object& slice) {
 }
 
 std::vector<std::string> ByRelease(const Object& obj) {
-  std::string key = OwnerKey(obj);
+  std::string key = ReleaseKeyOf(obj);
   if (key.empty()) return {};
   return {std::move(key)};
 }
@@ -245,7 +238,7 @@ ReleaseController::~ReleaseController() { Stop(); }
 void ReleaseController::EnqueueOwner(const Object* old_obj, const Object* new_obj) {
   for (const Object* o : {old_obj, new_obj}) {
     if (o == nullptr) continue;
-    std::string key = OwnerKey(*o);
+    std::string key = ReleaseKeyOf(*o);
     if (!key.empty()) queue_->Add(key);
   }
 }

@@ -34,6 +34,7 @@ using internal::CheckKind;
 using internal::Find;
 using internal::IsDnsLabel;
 using internal::IsDnsSubdomain;
+using internal::ParseEnum;
 using internal::Quote;
 using internal::ReadBool;
 using internal::ReadList;
@@ -196,15 +197,11 @@ absl::Status ParsePolicies(const json& p, EnvironmentPolicies* out) {
   std::vector<std::string> strategies;
   RETURN_IF_ERROR(ReadStringList(p, "allowedStrategies", path, &strategies));
   for (size_t i = 0; i < strategies.size(); ++i) {
-    if (strategies[i] == "RollingUpdate") {
-      out->allowed_strategies.push_back(StrategyType::kRollingUpdate);
-    } else if (strategies[i] == "BlueGreen") {
-      out->allowed_strategies.push_back(StrategyType::kBlueGreen);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(path, ".allowedStrategies[", i,
-                                                     "]: must be RollingUpdate or BlueGreen, not ",
-                                                     Quote(strategies[i])));
-    }
+    ASSIGN_OR_RETURN(
+        const StrategyType type,
+        ParseEnum(strategies[i], absl::StrCat(path, ".allowedStrategies[", i, "]"),
+                  {StrategyType::kRollingUpdate, StrategyType::kBlueGreen}, StrategyTypeName));
+    out->allowed_strategies.push_back(type);
   }
   RETURN_IF_ERROR(ReadBool(p, "requireApproval", path, &out->require_approval));
   RETURN_IF_ERROR(ReadBool(p, "requireImageDigest", path, &out->require_image_digest));

@@ -46,6 +46,15 @@ std::string Join(const std::string& path, const char* key) {
 
 std::string Quote(const std::string& s) { return absl::StrCat("\"", s, "\""); }
 
+std::string OneOf(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) absl::StrAppend(&out, i + 1 == names.size() ? " or " : ", ");
+    absl::StrAppend(&out, names[i]);
+  }
+  return out;
+}
+
 const json* Find(const json& obj, const char* key) {
   if (!obj.is_object()) {
     return nullptr;

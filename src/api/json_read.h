@@ -9,6 +9,7 @@
 // Nothing here throws on its own, but nlohmann may; callers catch at their entry points.
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
@@ -49,6 +51,50 @@ absl::Status ReadStringList(const nlohmann::json& obj, const char* key, const st
                             std::vector<std::string>* out);
 absl::Status ReadStringMap(const nlohmann::json& obj, const char* key, const std::string& path,
                            std::map<std::string, std::string>* out);
+
+// "A, B or C", for "must be ..." messages.
+std::string OneOf(const std::vector<std::string>& names);
+
+// `value` as one of `values`, each spelled as `name(value)` spells it (the writer's
+// names, e.g. StrategyTypeName); else InvalidArgument
+// "<where>: must be A, B or C, not "<value>"". "" is no value's name.
+template <typename E, typename NameFn>
+absl::StatusOr<E> ParseEnum(const std::string& value, const std::string& where,
+                            std::initializer_list<E> values, NameFn name) {
+  std::vector<std::string> names;
+  for (E v : values) {
+    if (value == name(v)) return v;
+    names.push_back(name(v));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(where, ": must be ", OneOf(names), ", not ", Quote(value)));
+}
+
+// The string field `key` as ParseEnum reads it. Leaves *out alone when the field is not
+// set; an optional enum is not set by "" either.
+template <typename E, typename NameFn>
+absl::Status ReadEnum(const nlohmann::json& obj, const char* key, const std::string& path,
+                      std::initializer_list<E> values, NameFn name, E* out) {
+  if (Find(obj, key) == nullptr) return absl::OkStatus();
+  std::string s;
+  if (absl::Status st = ReadString(obj, key, path, &s); !st.ok()) return st;
+  absl::StatusOr<E> v = ParseEnum(s, Join(path, key), values, name);
+  if (!v.ok()) return v.status();
+  *out = *v;
+  return absl::OkStatus();
+}
+template <typename E, typename NameFn>
+absl::Status ReadEnum(const nlohmann::json& obj, const char* key, const std::string& path,
+                      std::initializer_list<E> values, NameFn name, std::optional<E>* out) {
+  const nlohmann::json* v = Find(obj, key);
+  if (v == nullptr || (v->is_string() && v->get_ref<const std::string&>().empty())) {
+    return absl::OkStatus();
+  }
+  E e{};
+  if (absl::Status st = ReadEnum(obj, key, path, values, name, &e); !st.ok()) return st;
+  *out = e;
+  return absl::OkStatus();
+}
 
 // An object (a list) field: nullptr when absent, an error when present but of another
 // type.

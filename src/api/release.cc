@@ -36,6 +36,7 @@ using internal::IsDnsSubdomain;
 using internal::Join;
 using internal::Quote;
 using internal::ReadBool;
+using internal::ReadEnum;
 using internal::ReadInt64;
 using internal::ReadObject;
 using internal::ReadString;
@@ -201,16 +202,10 @@ absl::Status ParseService(const json& s, ServiceSpec* out) {
 
 absl::Status ParseStrategy(const json& s, StrategySpec* out) {
   const std::string path = "spec.strategy";
-  std::string type = "RollingUpdate";
-  RETURN_IF_ERROR(ReadString(s, "type", path, &type));
-  if (type == "RollingUpdate") {
-    out->type = StrategyType::kRollingUpdate;
-  } else if (type == "BlueGreen") {
-    out->type = StrategyType::kBlueGreen;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ".type: must be RollingUpdate or BlueGreen, not \"", type, "\""));
-  }
+  out->type = StrategyType::kRollingUpdate;
+  RETURN_IF_ERROR(ReadEnum(s, "type", path,
+                           {StrategyType::kRollingUpdate, StrategyType::kBlueGreen},
+                           StrategyTypeName, &out->type));
   ASSIGN_OR_RETURN(const json* ru, ReadObject(s, "rollingUpdate", path));
   if (ru != nullptr) {
     out->rolling_update_set = true;
@@ -966,21 +961,6 @@ absl::Status ReadTime(const json& obj, const char* key, const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status ReadColor(const json& obj, const char* key, const std::string& path,
-                       std::optional<Color>* out) {
-  std::string s;
-  RETURN_IF_ERROR(ReadString(obj, key, path, &s));
-  if (s.empty()) {
-    return absl::OkStatus();
-  }
-  *out = ParseColor(s);
-  if (!out->has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Join(path, key), ": must be blue or green, not ", Quote(s)));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   ReleaseStatus out;
   if (!status.is_object()) {
@@ -1000,8 +980,10 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   RETURN_IF_ERROR(ReadInt32(status, "updatedReplicas", path, &out.updated_replicas));
   RETURN_IF_ERROR(ReadInt32(status, "availableReplicas", path, &out.available_replicas));
   RETURN_IF_ERROR(ReadString(status, "readyText", path, &out.ready_text));
-  RETURN_IF_ERROR(ReadColor(status, "activeColor", path, &out.active_color));
-  RETURN_IF_ERROR(ReadColor(status, "previewColor", path, &out.preview_color));
+  for (auto [key, color] : {std::pair{"activeColor", &out.active_color},
+                            std::pair{"previewColor", &out.preview_color}}) {
+    RETURN_IF_ERROR(ReadEnum(status, key, path, {Color::kBlue, Color::kGreen}, ColorName, color));
+  }
   RETURN_IF_ERROR(ReadBool(status, "emergency", path, &out.emergency));
   RETURN_IF_ERROR(ReadString(status, "emergencyBy", path, &out.emergency_by));
   RETURN_IF_ERROR(ReadString(status, "desiredDigest", path, &out.desired_digest));

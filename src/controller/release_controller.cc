@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -38,23 +39,9 @@ namespace res = kube::resources;
 
 constexpr char kManagedSelector[] = "app.kubernetes.io/managed-by=capstan";
 
-// "namespace/name" of the Release an owned object or pod belongs to, or "".
-std::string OwnerKey(const Object& obj) {
-  const std::string release = JsonString(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
-  if (release.empty()) return "";
-  return absl::StrCat(JsonString(obj, "/metadata/namespace"_json_pointer), "/", release);
-}
-
 // The uid of obj's controller ownerReference when it is a Release, or "".
 std::string ControllerReleaseUid(const Object& obj) {
-  if (!obj.contains("/metadata/ownerReferences"_json_pointer)) return "";
-  for (const Object& ref : obj.at("/metadata/ownerReferences"_json_pointer)) {
-    if (ref.value("controller", false) && ref.value("kind", "") == api::kReleaseKind &&
-        absl::StartsWith(ref.value("apiVersion", ""), api::kGroup)) {
-      return ref.value("uid", "");
-    }
-  }
-  return "";
+  return CapstanControllerUid(obj, api::kReleaseKind);
 }
 
 // Pods are the bulk of the cache: keep only what the rollout reads.
@@ -127,7 +114,7 @@ std::vector<std::string> ByService(const Object& slice) {
 }
 
 std::vector<std::string> ByRelease(const Object& obj) {
-  std::string key = OwnerKey(obj);
+  std::string key = ReleaseKeyOf(obj);
   if (key.empty()) return {};
   return {std::move(key)};
 }
@@ -251,7 +238,7 @@ ReleaseController::~ReleaseController() { Stop(); }
 void ReleaseController::EnqueueOwner(const Object* old_obj, const Object* new_obj) {
   for (const Object* o : {old_obj, new_obj}) {
     if (o == nullptr) continue;
-    std::string key = OwnerKey(*o);
+    std::string key = ReleaseKeyOf(*o);
     if (!key.empty()) queue_->Add(key);
   }
 }
@@ -536,6 +523,13 @@ struct ReleaseController::Pass {
 
   // The HorizontalPodAutoscaler and PodDisruptionBudget, where the spec asks for them
   // (left empty where it does not); ApplyHpaAndPdb writes them.
+  // After the strategy's own lookups: the HPA and PDB, the Ingress and HTTPRoutes; then
+  // whether anything found (`conflicts`, `adoption`) keeps the pass from writing: the
+  // Stall's result, else nullopt (defined below Blocked).
+  absl::StatusOr<std::optional<kube::ReconcileResult>> LookupShared(
+      Owned* hpa, Owned* pdb, Traffic* traffic, std::vector<std::string>* conflicts,
+      const AdoptionProblems& adoption);
+
   absl::Status LookupHpaAndPdb(Owned* hpa, Owned* pdb, std::vector<std::string>* conflicts) {
     if (rel.spec.autoscaling) {
       ASSIGN_OR_RETURN(*hpa, Lookup(*c.hpas_, res::HorizontalPodAutoscalers(), name, conflicts));
@@ -583,6 +577,18 @@ struct ReleaseController::Pass {
   }
 
   // Deletes an object this Release controls (uid precondition); others are left alone.
+  // A gated object (Service, HPA, PDB): `body()` applied as Gated says when the spec
+  // asks for it (`wanted`), else its removal, never while held.
+  absl::Status ApplyOrRemove(bool wanted, const kube::Resource& r, kube::Informer& inf,
+                             const std::string& obj_name, const std::function<Object()>& body,
+                             const std::shared_ptr<const Object>& live) {
+    if (!wanted) return held ? absl::OkStatus() : Remove(r, inf, obj_name);
+    if (std::optional<Object> gated = Gated(body(), live)) {
+      return Apply(r, obj_name, std::move(*gated), live).status();
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Remove(const kube::Resource& r, kube::Informer& inf, const std::string& obj_name) {
     std::shared_ptr<const Object> live = inf.Get(ns, obj_name);
     if (live == nullptr || ControllerReleaseUid(*live) != rel.metadata.uid) return absl::OkStatus();
@@ -764,25 +770,20 @@ std::pair<std::string, std::string> Blocked(const std::vector<std::string>& conf
   return {"Conflict", absl::StrJoin(parts, " ")};
 }
 
-// Why the stable ControllerRevision's template may not be rolled back to, or "": its
-// TemplateDigest must be the one recorded in status.history when the revision ran
-// (records from before digests carry none and are trusted as before).
-std::string StableTemplateProblem(const api::Release& rel, const Object& cr) {
-  for (const api::RevisionRecord& rec : rel.status.history) {
-    if (rec.revision != rel.status.stable_revision) continue;
-    if (rec.template_digest.empty()) return "";
-    const std::string got = render::TemplateDigest(cr.at("/data/template"_json_pointer));
-    if (got == rec.template_digest) return "";
-    return absl::StrCat("ControllerRevision ", rel.metadata.name, "-", rec.revision,
-                        " no longer holds the template recorded for revision ", rec.revision, " (",
-                        rec.template_digest, ", found ", got,
-                        "); it was changed, so Capstan does not roll back to it. Nothing was "
-                        "changed.");
-  }
-  return "";
-}
-
 }  // namespace
+
+absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::Pass::LookupShared(
+    Owned* hpa, Owned* pdb, Traffic* traffic, std::vector<std::string>* conflicts,
+    const AdoptionProblems& adoption) {
+  RETURN_IF_ERROR(LookupHpaAndPdb(hpa, pdb, conflicts));
+  RETURN_IF_ERROR(c.LookupTraffic(*this, traffic, conflicts));
+  if (const auto [reason, message] = Blocked(*conflicts, adoption.conflicts, adoption.refused);
+      !reason.empty()) {
+    ASSIGN_OR_RETURN(kube::ReconcileResult stalled, Stall(rel.status, reason, message));
+    return stalled;
+  }
+  return std::nullopt;
+}
 
 bool ReleaseController::RememberedAbsent(const std::string& id) {
   absl::MutexLock lock(&absent_mu_);
@@ -1173,78 +1174,154 @@ void ReleaseController::RecordGate(const Pass& x, const Gate& gate, const std::s
   }
 }
 
-absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
-  const api::Release& rel = x.rel;
-  const std::string& name = x.name;
-  std::vector<std::string> conflicts;
-  Pass::AdoptionProblems adoption;
-  ASSIGN_OR_RETURN(Owned deploy,
-                   x.LookupAdoptable(*deployments_, res::Deployments(), name, &adoption));
-  Owned svc, hpa, pdb;
-  if (rel.spec.service) {
-    ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
-  }
-  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
-  Traffic traffic;
-  RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
-  if (const auto [reason, message] = Blocked(conflicts, adoption.conflicts, adoption.refused);
-      !reason.empty()) {
-    return x.Stall(rel.status, reason, message);
-  }
-
-  // Observe, then plan.
-  const render::PodTemplate desired = render::RenderPodTemplate(rel);
-  std::shared_ptr<const Object> stable_cr;
-  if (!rel.status.stable_revision.empty()) {
-    stable_cr = revisions_->Get(x.ns, absl::StrCat(name, "-", rel.status.stable_revision));
-  }
-  rollout::RollingInput in;
-  in.release = &rel;
-  in.desired_revision = desired.revision;
-  in.desired_images = Images(desired.pod_template);
-  in.stable_template_known =
-      stable_cr != nullptr && stable_cr->contains("/data/template"_json_pointer);
-  in.deployment = rollout::ViewDeployment(deploy.live ? *deploy.live : Object());
-  in.pods = x.Pods();
-  in.now = x.now;
-  const Gate gate = EvaluateGate(x, desired.revision, in.deployment.revision);
-  in.hold = gate.hold;
-  x.held = gate.hold.has_value();
+absl::StatusOr<ReleaseController::Admission> ReleaseController::Admit(
+    Pass& x, const std::string& desired, const std::string& running,
+    const std::vector<std::string>& deployed, std::optional<rollout::Hold>* hold) {
+  Admission a;
+  a.gate = EvaluateGate(x, desired, running);
+  *hold = a.gate.hold;
+  x.held = a.gate.hold.has_value();
   x.PruneApprovals();
   // Hooks (controller/release_hooks.h): a preRollout Job completes before the revision's
   // pods are created; until then the start is held like a gate's.
-  const std::string starting =
-      !in.hold.has_value() &&
-              rollout::RolloutStarting(rel, desired.revision, {in.deployment.revision})
-          ? desired.revision
-          : "";
-  ASSIGN_OR_RETURN(const std::optional<rollout::Hold> pre,
-                   hooks_->PreRollout(rel, starting, x.now, x.HookSink()));
-  if (pre.has_value()) {
-    in.hold = pre;
+  if (!hold->has_value() && rollout::RolloutStarting(x.rel, desired, deployed)) {
+    a.starting = desired;
+  }
+  ASSIGN_OR_RETURN(a.pre, hooks_->PreRollout(x.rel, a.starting, x.now, x.HookSink()));
+  if (a.pre.has_value()) {
+    *hold = a.pre;
     x.held = true;
   }
-  // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
-  // plan below acts on a failing one in this same pass.
-  std::optional<AnalysisGates::Result> analysis;
-  if (!in.hold.has_value()) {
-    ASSIGN_OR_RETURN(analysis, analysis_->ForRolling(rel, desired.revision, in.deployment, x.now));
-  }
-  if (analysis.has_value()) {
-    if (analysis->verdict.invalid && in.deployment.revision != desired.revision) {
-      in.hold = rollout::Hold{"AnalysisInvalid", analysis->verdict.message};
-    } else {
-      in.analysis = analysis->verdict;
-    }
-    for (const rollout::Event& e : analysis->events) x.Emit(e);
-  }
-  rollout::RollingPlan plan = rollout::PlanRolling(in);
-  RecordGate(x, gate, desired.revision, in.deployment.revision, &plan.status, &plan.events);
-  HoldSameRevision(x, gate, in.deployment.revision == desired.revision, &plan.status, &plan.events);
-  const rollout::HookPlan after =
-      hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
+  return a;
+}
 
-  // Apply what drifted, nothing else.
+rollout::HookPlan ReleaseController::Settle(const Pass& x, const Admission& a,
+                                            const std::string& desired, const std::string& running,
+                                            api::ReleaseStatus* status,
+                                            std::vector<rollout::Event>* events) {
+  RecordGate(x, a.gate, desired, running, status, events);
+  HoldSameRevision(x, a.gate, running == desired, status, events);
+  return hooks_->Settle(x.rel, a.pre, desired, a.starting, x.now, status, events);
+}
+
+absl::Status ReleaseController::FinishPlanned(Pass& x, const std::vector<rollout::Event>& events,
+                                              bool rolled_back, const api::ReleaseStatus& status,
+                                              const rollout::HookPlan& after) {
+  RETURN_IF_ERROR(x.Finish(events, rolled_back, status));
+  // postRollout / onRollback once the status says Ready / rolled back.
+  return hooks_->RunAfter(x.rel, after, x.HookSink());
+}
+
+// What ReconcileRolling found of the objects a RollingUpdate pass writes.
+struct ReleaseController::RollingObjects {
+  Owned deploy;  // <name>
+  Owned svc;     // <name>, when the spec has a Service
+  Owned hpa;
+  Owned pdb;
+  // The ControllerRevision of status.stableRevision (the template to roll back to).
+  std::shared_ptr<const Object> stable;
+};
+
+absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& x) {
+  const api::Release& rel = x.rel;
+  // Observe.
+  RollingObjects objects;
+  Traffic traffic;
+  ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
+                   LookupRolling(x, &objects, &traffic));
+  if (stalled.has_value()) return *stalled;
+  const render::PodTemplate desired = render::RenderPodTemplate(rel);
+  rollout::RollingInput in = ObserveRolling(x, desired, objects);
+
+  // Admit (gate, preRollout hook), measure, plan.
+  ASSIGN_OR_RETURN(const Admission admitted, Admit(x, desired.revision, in.deployment.revision,
+                                                   {in.deployment.revision}, &in.hold));
+  ASSIGN_OR_RETURN(const std::optional<absl::Duration> analysis_requeue,
+                   MeasureRolling(x, desired.revision, &in));
+  rollout::RollingPlan plan = rollout::PlanRolling(in);
+  const rollout::HookPlan after =
+      Settle(x, admitted, desired.revision, in.deployment.revision, &plan.status, &plan.events);
+
+  // Apply the plan's writes, then the traffic objects and the revisions; then status.
+  if (plan.target == rollout::RollingPlan::Target::kStable && !plan.writes.empty() &&
+      plan.writes.front().kind == rollout::RollingPlan::Write::Kind::kDeployment) {
+    // The template to go back to must be the one recorded when it ran: a
+    // ControllerRevision changed since (or another template with the same short
+    // revision) is refused, never rolled out.
+    if (const std::string problem = rollout::StableTemplateProblem(rel, *objects.stable);
+        !problem.empty()) {
+      return x.Stall(rel.status, "RevisionMismatch", problem);
+    }
+  }
+  RETURN_IF_ERROR(ApplyRolling(x, plan, desired, objects));
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
+  RETURN_IF_ERROR(x.PruneRevisions(
+      {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
+  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
+  kube::ReconcileResult result;
+  result.requeue_after = rollout::SoonerRequeue(
+      rollout::RollingRequeue(plan.status.phase, HoldUntil(admitted.gate), x.now),
+      analysis_requeue);
+  return result;
+}
+
+absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::LookupRolling(
+    Pass& x, RollingObjects* objects, Traffic* traffic) {
+  const api::Release& rel = x.rel;
+  std::vector<std::string> conflicts;
+  Pass::AdoptionProblems adoption;
+  ASSIGN_OR_RETURN(objects->deploy,
+                   x.LookupAdoptable(*deployments_, res::Deployments(), x.name, &adoption));
+  if (rel.spec.service) {
+    ASSIGN_OR_RETURN(objects->svc,
+                     x.LookupAdoptable(*services_, res::Services(), x.name, &adoption));
+  }
+  ASSIGN_OR_RETURN(std::optional<kube::ReconcileResult> stalled,
+                   x.LookupShared(&objects->hpa, &objects->pdb, traffic, &conflicts, adoption));
+  if (!stalled.has_value() && !rel.status.stable_revision.empty()) {
+    objects->stable = revisions_->Get(x.ns, absl::StrCat(x.name, "-", rel.status.stable_revision));
+  }
+  return stalled;
+}
+
+absl::StatusOr<std::optional<absl::Duration>> ReleaseController::MeasureRolling(
+    Pass& x, const std::string& desired, rollout::RollingInput* in) {
+  // Analysis (controller/analysis_gate.h): measurements due now are taken here, so the
+  // plan acts on a failing one in this same pass.
+  if (in->hold.has_value()) return std::nullopt;
+  ASSIGN_OR_RETURN(const std::optional<AnalysisGates::Result> analysis,
+                   analysis_->ForRolling(x.rel, desired, in->deployment, x.now));
+  if (!analysis.has_value()) return std::nullopt;
+  rollout::UseAnalysis(analysis->verdict, in->deployment.revision == desired, &in->hold,
+                       &in->analysis);
+  for (const rollout::Event& e : analysis->events) x.Emit(e);
+  return analysis->requeue_after;
+}
+
+rollout::RollingInput ReleaseController::ObserveRolling(const Pass& x,
+                                                        const render::PodTemplate& desired,
+                                                        const RollingObjects& objects) const {
+  rollout::RollingInput in;
+  in.release = &x.rel;
+  in.desired_revision = desired.revision;
+  in.desired_images = Images(desired.pod_template);
+  in.stable_template_known =
+      objects.stable != nullptr && objects.stable->contains("/data/template"_json_pointer);
+  in.deployment = rollout::ViewDeployment(objects.deploy.live ? *objects.deploy.live : Object());
+  in.pods = x.Pods();
+  in.adopting = objects.deploy.adopt;
+  in.now = x.now;
+  return in;
+}
+
+absl::Status ReleaseController::ApplyRolling(Pass& x, const rollout::RollingPlan& plan,
+                                             const render::PodTemplate& desired,
+                                             RollingObjects& objects) {
+  using Write = rollout::RollingPlan::Write;
+  const api::Release& rel = x.rel;
+  const std::string& name = x.name;
+  Owned& deploy = objects.deploy;
+  Owned& svc = objects.svc;
   const std::optional<int32_t> replicas =
       rel.spec.autoscaling ? std::nullopt : std::optional<int32_t>(rel.spec.replicas.value_or(1));
   // An adopted Deployment rolls to the Release's template with maxUnavailable 0 until
@@ -1257,7 +1334,15 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     }
     return body;
   };
-  auto write_deployment = [&](Object body) -> absl::Status {
+  auto write_deployment = [&]() -> absl::Status {
+    Object body;
+    if (plan.target == rollout::RollingPlan::Target::kDesired) {
+      RETURN_IF_ERROR(x.EnsureRevision(desired));
+      body = deployment_body(desired.pod_template, desired.revision);
+    } else {
+      body = deployment_body(objects.stable->at("/data/template"_json_pointer),
+                             rel.status.stable_revision);
+    }
     if (deploy.adopt) {
       ASSIGN_OR_RETURN(deploy.live, x.Adopt(res::Deployments(), name, std::move(body)));
       deploy.adopt = false;
@@ -1265,55 +1350,33 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileRolling(Pass& 
     }
     return x.Apply(res::Deployments(), name, std::move(body), deploy.live).status();
   };
-  // Held, the desired template is never written, even under the running revision's
-  // name (a colliding template, or drift repair of a held state: both wait).
-  if (plan.target == rollout::RollingPlan::Target::kDesired && !x.held) {
-    RETURN_IF_ERROR(x.EnsureRevision(desired));
-    RETURN_IF_ERROR(write_deployment(deployment_body(desired.pod_template, desired.revision)));
-  } else if (plan.target == rollout::RollingPlan::Target::kStable && deploy.adopt) {
-    // Never adopted into a rollback: the adoption rolls to the Release's template.
-  } else if (plan.target == rollout::RollingPlan::Target::kStable) {
-    // The template to go back to must be the one recorded when it ran: a
-    // ControllerRevision changed since (or another template with the same short
-    // revision) is refused, never rolled out.
-    if (const std::string problem = StableTemplateProblem(rel, *stable_cr); !problem.empty()) {
-      return x.Stall(rel.status, "RevisionMismatch", problem);
+  auto write_service = [&]() -> absl::Status {
+    if (rel.spec.service && svc.adopt) {
+      // Until it is adopted, it is not touched.
+      const bool selector_kept = !rel.adopted_selector.empty() && !deploy.adopt;
+      if (rollout::AdoptServiceNow(x.held, selector_kept, plan.status.phase)) {
+        RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
+      }
+      return absl::OkStatus();
     }
-    RETURN_IF_ERROR(write_deployment(
-        deployment_body(stable_cr->at("/data/template"_json_pointer), rel.status.stable_revision)));
-  }
-  if (rel.spec.service && svc.adopt) {
-    // Adopted once its selector keeps matching serving pods: the adopted Deployment's
-    // selector (its old pods and new ones carry it), or Capstan's once the Release's
-    // own Deployment is Ready. Until then, and while held, it is not touched.
-    const bool selector_serves =
-        (!rel.adopted_selector.empty() && !deploy.adopt) || plan.status.phase == "Ready";
-    if (!x.held && selector_serves) {
-      RETURN_IF_ERROR(x.Adopt(res::Services(), name, render::RenderService(rel)).status());
+    return x.ApplyOrRemove(
+        rel.spec.service.has_value(), res::Services(), *services_, name,
+        [&] { return render::RenderService(rel); }, svc.live);
+  };
+  for (const Write& w : plan.writes) {
+    switch (w.kind) {
+      case Write::Kind::kDeployment:
+        RETURN_IF_ERROR(write_deployment());
+        break;
+      case Write::Kind::kService:
+        RETURN_IF_ERROR(write_service());
+        break;
+      case Write::Kind::kHpaAndPdb:
+        RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, objects.hpa.live, objects.pdb.live));
+        break;
     }
-  } else if (rel.spec.service) {
-    if (std::optional<Object> body = x.Gated(render::RenderService(rel), svc.live)) {
-      RETURN_IF_ERROR(x.Apply(res::Services(), name, std::move(*body), svc.live).status());
-    }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::Services(), *services_, name));
   }
-  RETURN_IF_ERROR(ApplyHpaAndPdb(x, name, std::nullopt, hpa.live, pdb.live));
-  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
-  RETURN_IF_ERROR(x.PruneRevisions(
-      {plan.status.stable_revision, desired.revision, plan.status.failed_revision}));
-
-  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
-  // postRollout / onRollback once the status says Ready / rolled back.
-  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
-  kube::ReconcileResult result;
-  result.requeue_after = rollout::RollingRequeue(plan.status.phase, HoldUntil(gate), x.now);
-  if (analysis.has_value() && analysis->requeue_after.has_value() &&
-      (result.requeue_after <= absl::ZeroDuration() ||
-       *analysis->requeue_after < result.requeue_after)) {
-    result.requeue_after = *analysis->requeue_after;
-  }
-  return result;
+  return absl::OkStatus();
 }
 
 absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& target,
@@ -1321,22 +1384,12 @@ absl::Status ReleaseController::ApplyHpaAndPdb(Pass& x, const std::string& targe
                                                const std::shared_ptr<const Object>& hpa,
                                                const std::shared_ptr<const Object>& pdb) {
   const api::Release& rel = x.rel;
-  if (rel.spec.autoscaling) {
-    if (std::optional<Object> body = x.Gated(render::RenderHpa(rel, target), hpa)) {
-      RETURN_IF_ERROR(
-          x.Apply(res::HorizontalPodAutoscalers(), x.name, std::move(*body), hpa).status());
-    }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::HorizontalPodAutoscalers(), *hpas_, x.name));
-  }
-  if (rel.spec.disruption_budget) {
-    if (std::optional<Object> body = x.Gated(render::RenderPdb(rel, color), pdb)) {
-      RETURN_IF_ERROR(x.Apply(res::PodDisruptionBudgets(), x.name, std::move(*body), pdb).status());
-    }
-  } else if (!x.held) {
-    RETURN_IF_ERROR(x.Remove(res::PodDisruptionBudgets(), *pdbs_, x.name));
-  }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(x.ApplyOrRemove(
+      rel.spec.autoscaling.has_value(), res::HorizontalPodAutoscalers(), *hpas_, x.name,
+      [&] { return render::RenderHpa(rel, target); }, hpa));
+  return x.ApplyOrRemove(
+      rel.spec.disruption_budget.has_value(), res::PodDisruptionBudgets(), *pdbs_, x.name,
+      [&] { return render::RenderPdb(rel, color); }, pdb);
 }
 
 // What ReconcileBlueGreen found of the objects a BlueGreen pass writes.
@@ -1349,60 +1402,87 @@ struct ReleaseController::BlueGreenObjects {
 };
 
 absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass& x) {
-  using api::Color;
-  const api::Release& rel = x.rel;
-  const std::string& name = x.name;
-  const std::string preview_name = absl::StrCat(name, "-preview");
-  const bool preview_service = rel.spec.strategy.blue_green.preview_service;
-  const std::array<Color, 2> colors = {Color::kBlue, Color::kGreen};
+  // Observe.
+  BlueGreenObjects objects;
+  Traffic traffic;
+  ASSIGN_OR_RETURN(const std::optional<kube::ReconcileResult> stalled,
+                   LookupBlueGreen(x, &objects, &traffic));
+  if (stalled.has_value()) return *stalled;
+  const render::PodTemplate desired = render::RenderPodTemplate(x.rel);
+  rollout::BlueGreenInput in = ObserveBlueGreen(x, desired, objects);
+  const api::Color serving = rollout::ServingColor(in.service_color, x.rel.status);
+  const std::string running = in.view(serving).deployment.revision;
 
+  // Admit (gate, preRollout hook: the preview counts as started), measure, plan.
+  ASSIGN_OR_RETURN(const Admission admitted,
+                   Admit(x, desired.revision, running,
+                         {in.blue.deployment.revision, in.green.deployment.revision}, &in.hold));
+  ASSIGN_OR_RETURN(const std::optional<absl::Duration> analysis_requeue,
+                   MeasureBlueGreen(x, desired.revision, &in));
+  rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
+  const rollout::HookPlan after =
+      Settle(x, admitted, desired.revision, running, &plan.status, &plan.events);
+
+  // Write, in the plan's order: a traffic switch first and alone. The Ingress and
+  // HTTPRoute name the active Service, never a colour: a switch moved traffic without
+  // touching them. Then status.
+  RETURN_IF_ERROR(ApplyBlueGreen(x, plan, desired, objects));
+  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
+  RETURN_IF_ERROR(
+      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
+                        in.blue.deployment.revision, in.green.deployment.revision}));
+  RETURN_IF_ERROR(FinishPlanned(x, plan.events, plan.rolled_back, plan.status, after));
+  kube::ReconcileResult result;
+  result.requeue_after =
+      rollout::SoonerRequeue(rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase,
+                                                       HoldUntil(admitted.gate), x.now),
+                             analysis_requeue);
+  return result;
+}
+
+absl::StatusOr<std::optional<kube::ReconcileResult>> ReleaseController::LookupBlueGreen(
+    Pass& x, BlueGreenObjects* objects, Traffic* traffic) {
+  const api::Release& rel = x.rel;
   std::vector<std::string> conflicts;
   Pass::AdoptionProblems adoption;
-  BlueGreenObjects objects;
-  std::array<Owned, 2>& deploys = objects.deploys;
-  for (Color c : colors) {
-    const std::string dname = render::DeploymentName(rel, c);
+  for (api::Color c : {api::Color::kBlue, api::Color::kGreen}) {
     // A colour Deployment of someone else's is refused (consented) or a conflict.
-    ASSIGN_OR_RETURN(deploys[static_cast<int>(c)],
-                     x.LookupAdoptable(*deployments_, res::Deployments(), dname, &adoption));
+    ASSIGN_OR_RETURN(objects->deploys[static_cast<int>(c)],
+                     x.LookupAdoptable(*deployments_, res::Deployments(),
+                                       render::DeploymentName(rel, c), &adoption));
   }
   if (rel.spec.adopt) {
     // A Deployment named like the Release that consents to adoption: BlueGreen cannot
     // take it over (its colours are other Deployments), and says so. One without the
     // consent is not this Release's business.
-    ASSIGN_OR_RETURN(Owned same, x.Lookup(*deployments_, res::Deployments(), name));
+    ASSIGN_OR_RETURN(Owned same, x.Lookup(*deployments_, res::Deployments(), x.name));
     if (same.conflict &&
         same.live->contains("/metadata/annotations/capstan.dev~1adopt"_json_pointer)) {
       if (const rollout::AdoptionDecision d =
-              rollout::DecideAdoption(rel, "Deployment", name, *same.live);
+              rollout::DecideAdoption(rel, "Deployment", x.name, *same.live);
           d.outcome == rollout::AdoptionOutcome::kRefuse) {
         adoption.refused.push_back(d.message);
       }
     }
   }
-  Owned& svc = objects.svc;
-  Owned& preview = objects.preview;
-  Owned& hpa = objects.hpa;
-  Owned& pdb = objects.pdb;
-  ASSIGN_OR_RETURN(svc, x.LookupAdoptable(*services_, res::Services(), name, &adoption));
-  if (preview_service) {
-    ASSIGN_OR_RETURN(preview, x.Lookup(*services_, res::Services(), preview_name, &conflicts));
+  ASSIGN_OR_RETURN(objects->svc, x.LookupAdoptable(*services_, res::Services(), x.name, &adoption));
+  if (rel.spec.strategy.blue_green.preview_service) {
+    ASSIGN_OR_RETURN(objects->preview, x.Lookup(*services_, res::Services(),
+                                                absl::StrCat(x.name, "-preview"), &conflicts));
   }
-  RETURN_IF_ERROR(x.LookupHpaAndPdb(&hpa, &pdb, &conflicts));
-  Traffic traffic;
-  RETURN_IF_ERROR(LookupTraffic(x, &traffic, &conflicts));
-  if (const auto [reason, message] = Blocked(conflicts, adoption.conflicts, adoption.refused);
-      !reason.empty()) {
-    return x.Stall(rel.status, reason, message);
-  }
+  return x.LookupShared(&objects->hpa, &objects->pdb, traffic, &conflicts, adoption);
+}
 
-  // Observe.
-  const render::PodTemplate desired = render::RenderPodTemplate(rel);
+rollout::BlueGreenInput ReleaseController::ObserveBlueGreen(const Pass& x,
+                                                            const render::PodTemplate& desired,
+                                                            const BlueGreenObjects& objects) const {
+  using api::Color;
+  const api::Release& rel = x.rel;
   rollout::BlueGreenInput in;
   in.release = &rel;
   in.desired_revision = desired.revision;
   in.desired_images = Images(desired.pod_template);
-  if (svc.live != nullptr) {
+  if (const Owned& svc = objects.svc; svc.live != nullptr) {
     in.service_color =
         api::ParseColor(JsonString(*svc.live, "/spec/selector/capstan.dev~1color"_json_pointer));
     in.service_failed_revision =
@@ -1412,17 +1492,19 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
   for (const rollout::PodView& p : pods) {
     std::optional<Color> c = api::ParseColor(p.color);
     if (!c.has_value()) continue;
-    (*c == Color::kBlue ? in.blue : in.green).pods.push_back(p);
+    in.view(*c).pods.push_back(p);
   }
-  in.blue.deployment = rollout::ViewDeployment(deploys[0].live ? *deploys[0].live : Object());
-  in.green.deployment = rollout::ViewDeployment(deploys[1].live ? *deploys[1].live : Object());
-  const Color serving = rollout::ServingColor(in.service_color, rel.status);
-  if (preview_service) {
+  for (Color c : {Color::kBlue, Color::kGreen}) {
+    const Owned& d = objects.deploys[static_cast<int>(c)];
+    in.view(c).deployment = rollout::ViewDeployment(d.live ? *d.live : Object());
+  }
+  if (rel.spec.strategy.blue_green.preview_service) {
     // Ready endpoints of the preview Service that are pods of the desired revision on
     // the colour that would be promoted.
+    const Color serving = rollout::ServingColor(in.service_color, rel.status);
     std::vector<rollout::EndpointView> endpoints;
     for (const auto& slice :
-         endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", preview_name))) {
+         endpoint_slices_->ByIndex("service", absl::StrCat(x.ns, "/", x.name, "-preview"))) {
       for (rollout::EndpointView& ep : rollout::ViewEndpoints(*slice)) {
         endpoints.push_back(std::move(ep));
       }
@@ -1431,72 +1513,28 @@ absl::StatusOr<kube::ReconcileResult> ReleaseController::ReconcileBlueGreen(Pass
         rollout::ReadyPreviewEndpoints(endpoints, pods, desired.revision, api::OtherColor(serving));
   }
   in.now = x.now;
-  const std::string running = (serving == Color::kBlue ? in.blue : in.green).deployment.revision;
-  const Gate gate = EvaluateGate(x, desired.revision, running);
-  in.hold = gate.hold;
-  x.held = gate.hold.has_value();
-  x.PruneApprovals();
-  // Hooks: as in ReconcileRolling; the preview counts as started.
-  const std::string starting =
-      !in.hold.has_value() &&
-              rollout::RolloutStarting(rel, desired.revision,
-                                       {in.blue.deployment.revision, in.green.deployment.revision})
-          ? desired.revision
-          : "";
-  ASSIGN_OR_RETURN(const std::optional<rollout::Hold> pre,
-                   hooks_->PreRollout(rel, starting, x.now, x.HookSink()));
-  if (pre.has_value()) {
-    in.hold = pre;
-    x.held = true;
-  }
+  return in;
+}
+
+absl::StatusOr<std::optional<absl::Duration>> ReleaseController::MeasureBlueGreen(
+    Pass& x, const std::string& desired, rollout::BlueGreenInput* in) {
   // Analysis (controller/analysis_gate.h): pre-promotion on the ready preview,
   // post-promotion in the scale-down window; measurements due now are taken here.
-  std::optional<absl::Duration> analysis_requeue;
-  if (!in.hold.has_value()) {
-    ASSIGN_OR_RETURN(AnalysisGates::BlueGreenResults analysis,
-                     analysis_->ForBlueGreen(rel, desired.revision, in, x.now));
-    for (auto [result, verdict] : {std::pair{&analysis.pre, &in.pre_promotion},
-                                   std::pair{&analysis.post, &in.post_promotion}}) {
-      if (!result->has_value()) continue;
-      if ((*result)->verdict.invalid && !analysis.preview_started) {
-        if (!in.hold.has_value()) {
-          in.hold = rollout::Hold{"AnalysisInvalid", (*result)->verdict.message};
-        }
-      } else {
-        *verdict = (*result)->verdict;
-      }
-      for (const rollout::Event& e : (*result)->events) x.Emit(e);
-      if (const auto& rq = (*result)->requeue_after;
-          rq.has_value() && (!analysis_requeue.has_value() || *rq < *analysis_requeue)) {
-        analysis_requeue = rq;
-      }
+  std::optional<absl::Duration> requeue;
+  if (in->hold.has_value()) return requeue;
+  ASSIGN_OR_RETURN(AnalysisGates::BlueGreenResults analysis,
+                   analysis_->ForBlueGreen(x.rel, desired, *in, x.now));
+  for (auto [result, verdict] : {std::pair{&analysis.pre, &in->pre_promotion},
+                                 std::pair{&analysis.post, &in->post_promotion}}) {
+    if (!result->has_value()) continue;
+    rollout::UseAnalysis((*result)->verdict, analysis.preview_started, &in->hold, verdict);
+    for (const rollout::Event& e : (*result)->events) x.Emit(e);
+    if (const auto& rq = (*result)->requeue_after;
+        rq.has_value() && (!requeue.has_value() || *rq < *requeue)) {
+      requeue = rq;
     }
   }
-  rollout::BlueGreenPlan plan = rollout::PlanBlueGreen(in);
-  RecordGate(x, gate, desired.revision, running, &plan.status, &plan.events);
-  HoldSameRevision(x, gate, running == desired.revision, &plan.status, &plan.events);
-  const rollout::HookPlan after =
-      hooks_->Settle(rel, pre, desired.revision, starting, x.now, &plan.status, &plan.events);
-
-  // Write, in the plan's order: a traffic switch first and alone.
-  RETURN_IF_ERROR(ApplyBlueGreen(x, plan, desired, objects));
-  // The Ingress and HTTPRoute name the active Service, never a colour: a switch moved
-  // traffic above without touching them.
-  RETURN_IF_ERROR(ApplyTraffic(x, traffic));
-  RETURN_IF_ERROR(
-      x.PruneRevisions({plan.status.stable_revision, desired.revision, plan.status.failed_revision,
-                        in.blue.deployment.revision, in.green.deployment.revision}));
-
-  RETURN_IF_ERROR(x.Finish(plan.events, plan.rolled_back, plan.status));
-  RETURN_IF_ERROR(hooks_->RunAfter(rel, after, x.HookSink()));
-  kube::ReconcileResult result;
-  result.requeue_after =
-      rollout::BlueGreenRequeue(plan.requeue_after, plan.status.phase, HoldUntil(gate), x.now);
-  if (analysis_requeue.has_value() &&
-      (result.requeue_after <= absl::ZeroDuration() || *analysis_requeue < result.requeue_after)) {
-    result.requeue_after = *analysis_requeue;
-  }
-  return result;
+  return requeue;
 }
 
 absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreenPlan& plan,
@@ -1517,9 +1555,7 @@ absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreen
           plan.status.failed_revision;
     }
     if (svc.adopt) {
-      // Adopted once the Release's active colour is Ready, so the switch of its selector
-      // to that colour never leaves it without ready endpoints; never while held.
-      if (!x.held && plan.status.phase == "Ready") {
+      if (rollout::AdoptServiceNow(x.held, /*selector_kept=*/false, plan.status.phase)) {
         ASSIGN_OR_RETURN(svc.live, x.Adopt(res::Services(), name, std::move(body)));
         svc.adopt = false;
       }
@@ -1567,17 +1603,9 @@ absl::Status ReleaseController::ApplyBlueGreen(Pass& x, const rollout::BlueGreen
     return absl::OkStatus();
   };
   auto write_preview = [&]() -> absl::Status {
-    if (rel.spec.strategy.blue_green.preview_service) {
-      if (std::optional<Object> body =
-              x.Gated(render::RenderPreviewService(rel, plan.preview), objects.preview.live)) {
-        RETURN_IF_ERROR(
-            x.Apply(res::Services(), preview_name, std::move(*body), objects.preview.live)
-                .status());
-      }
-    } else if (!x.held) {
-      RETURN_IF_ERROR(x.Remove(res::Services(), *services_, preview_name));
-    }
-    return absl::OkStatus();
+    return x.ApplyOrRemove(
+        rel.spec.strategy.blue_green.preview_service, res::Services(), *services_, preview_name,
+        [&] { return render::RenderPreviewService(rel, plan.preview); }, objects.preview.live);
   };
   for (const Write& w : plan.writes) {
     switch (w.kind) {

@@ -20,17 +20,17 @@ namespace res = kube::resources;
 // Hook Jobs only: never the cluster's other Jobs, nor the analysis provider's.
 constexpr char kHookSelector[] = "app.kubernetes.io/managed-by=capstan,capstan.dev/hook";
 
-std::string ReleaseKeyOf(const Object& job) {
-  const std::string release = JsonString(job, "/metadata/labels/capstan.dev~1release"_json_pointer);
-  if (release.empty()) return "";
-  return absl::StrCat(JsonString(job, "/metadata/namespace"_json_pointer), "/", release);
-}
-
 std::string ControllerUid(const Object& obj) {
   return CapstanControllerUid(obj, api::kReleaseKind);
 }
 
 }  // namespace
+
+std::string ReleaseKeyOf(const Object& obj) {
+  const std::string release = JsonString(obj, "/metadata/labels/capstan.dev~1release"_json_pointer);
+  if (release.empty()) return "";
+  return absl::StrCat(JsonString(obj, "/metadata/namespace"_json_pointer), "/", release);
+}
 
 std::string CapstanControllerUid(const Object& obj, const std::string& kind) {
   if (!obj.contains("/metadata/ownerReferences"_json_pointer)) return "";

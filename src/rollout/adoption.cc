@@ -256,4 +256,8 @@ std::map<std::string, std::string> RecordedSelector(const json& deployment) {
   return out;
 }
 
+bool AdoptServiceNow(bool held, bool selector_kept, const std::string& phase) {
+  return !held && (selector_kept || phase == "Ready");
+}
+
 }  // namespace capstan::rollout

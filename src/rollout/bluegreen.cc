@@ -287,15 +287,10 @@ BlueGreenPlan Planner::CreateActive() {
     return Finish(Exit::kCreateHeld);
   }
   p_.action(active_).apply_desired = true;
-  s_.phase = "Progressing";
-  s_.message = absl::StrCat("creating ", ColorName(active_), " with revision ", desired_,
-                            Images(in_.desired_images));
-  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Progressing",
-                now_);
-  if (r_.status.current_revision != desired_ || r_.status.phase != "Progressing") {
-    p_.events.push_back({"Normal", "RolloutStarted", "Rollout", s_.message});
-  }
+  StartRollout(r_, desired_, in_.desired_images,
+               absl::StrCat("creating ", ColorName(active_), " with revision ", desired_,
+                            Images(in_.desired_images)),
+               now_, &s_, &p_.events);
   return Finish(Exit::kCreate);
 }
 
@@ -563,15 +558,10 @@ BlueGreenPlan Planner::StartPreview() {
   p_.action(idle_).replicas = want_;
   s_.preview_ready_at.reset();
   s_.scale_down_at.reset();  // the idle colour is taken for the preview
-  s_.phase = "Progressing";
-  s_.message = absl::StrCat("revision ", desired_, Images(in_.desired_images), " coming up on ",
-                            ColorName(idle_), " for preview; ", stays_);
-  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Progressing",
-                now_);
-  if (r_.status.current_revision != desired_ || r_.status.phase != "Progressing") {
-    p_.events.push_back({"Normal", "RolloutStarted", "Rollout", s_.message});
-  }
+  StartRollout(r_, desired_, in_.desired_images,
+               absl::StrCat("revision ", desired_, Images(in_.desired_images), " coming up on ",
+                            ColorName(idle_), " for preview; ", stays_),
+               now_, &s_, &p_.events);
   return Finish(Exit::kStartPreview);
 }
 

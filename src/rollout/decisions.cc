@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "capstan/render/render.h"
 
 namespace capstan::rollout {
@@ -85,12 +86,40 @@ absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time
   return d;
 }
 
+std::string StableTemplateProblem(const api::Release& rel, const json& cr) {
+  for (const api::RevisionRecord& rec : rel.status.history) {
+    if (rec.revision != rel.status.stable_revision) continue;
+    if (rec.template_digest.empty()) return "";
+    const std::string got = render::TemplateDigest(cr.at("/data/template"_json_pointer));
+    if (got == rec.template_digest) return "";
+    return absl::StrCat("ControllerRevision ", rel.metadata.name, "-", rec.revision,
+                        " no longer holds the template recorded for revision ", rec.revision, " (",
+                        rec.template_digest, ", found ", got,
+                        "); it was changed, so Capstan does not roll back to it. Nothing was "
+                        "changed.");
+  }
+  return "";
+}
+
+absl::Duration SoonerRequeue(absl::Duration requeue, std::optional<absl::Duration> other) {
+  if (other.has_value() && (requeue <= absl::ZeroDuration() || *other < requeue)) return *other;
+  return requeue;
+}
+
+void UseAnalysis(const AnalysisVerdict& verdict, bool started, std::optional<Hold>* hold,
+                 std::optional<AnalysisVerdict>* use) {
+  if (verdict.invalid && !started) {
+    if (!hold->has_value()) *hold = Hold{"AnalysisInvalid", verdict.message};
+    return;
+  }
+  *use = verdict;
+}
+
 absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, const std::string& phase,
                                 std::optional<absl::Time> hold_until, absl::Time now) {
   absl::Duration d = plan.value_or(absl::ZeroDuration());
   if (hold_until.has_value()) {
-    const absl::Duration until = std::max(*hold_until - now, absl::Milliseconds(100));
-    if (d <= absl::ZeroDuration() || until < d) d = until;
+    d = SoonerRequeue(d, std::max(*hold_until - now, absl::Milliseconds(100)));
   }
   if (phase == "Progressing" && (d <= absl::ZeroDuration() || d > absl::Seconds(30))) {
     d = absl::Seconds(30);

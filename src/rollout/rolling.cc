@@ -136,7 +136,23 @@ bool RolloutComplete(const DeploymentView& d) {
          d.replicas == d.updated_replicas;
 }
 
-RollingPlan PlanRolling(const RollingInput& in) {
+std::vector<RollingPlan::Write> RollingWrites(RollingPlan::Target target, bool held,
+                                              bool adopting) {
+  using Write = RollingPlan::Write;
+  std::vector<Write> writes;
+  if ((target == RollingPlan::Target::kDesired && !held) ||
+      (target == RollingPlan::Target::kStable && !adopting)) {
+    writes.push_back({Write::Kind::kDeployment});
+  }
+  writes.push_back({Write::Kind::kService});
+  writes.push_back({Write::Kind::kHpaAndPdb});
+  return writes;
+}
+
+namespace {
+
+// PlanRolling without its writes.
+RollingPlan PlanTarget(const RollingInput& in) {
   const api::Release& r = *in.release;
   const std::string& desired = in.desired_revision;
   const int64_t gen = r.metadata.generation;
@@ -202,17 +218,13 @@ RollingPlan PlanRolling(const RollingInput& in) {
       return p;
     }
     p.target = RollingPlan::Target::kDesired;
-    s.phase = "Progressing";
-    s.message = absl::StrCat("rolling out revision ", desired,
-                             in.desired_images.empty()
-                                 ? ""
-                                 : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")"));
-    MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
-    RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
-                  "Progressing", in.now);
-    if (r.status.current_revision != desired || r.status.phase != "Progressing") {
-      p.events.push_back({"Normal", "RolloutStarted", "Rollout", s.message});
-    }
+    StartRollout(
+        r, desired, in.desired_images,
+        absl::StrCat("rolling out revision ", desired,
+                     in.desired_images.empty()
+                         ? ""
+                         : absl::StrCat(" (", absl::StrJoin(in.desired_images, ", "), ")")),
+        in.now, &s, &p.events);
     return p;
   }
 
@@ -321,6 +333,14 @@ RollingPlan PlanRolling(const RollingInput& in) {
   MarkReconciling(&s, gen, in.now, "Progressing", "Progressing", s.message);
   RecordHistory(&s, in.release->spec.revision_history_limit, desired, in.desired_images,
                 "Progressing", in.now);
+  return p;
+}
+
+}  // namespace
+
+RollingPlan PlanRolling(const RollingInput& in) {
+  RollingPlan p = PlanTarget(in);
+  p.writes = RollingWrites(p.target, in.hold.has_value(), in.adopting);
   return p;
 }
 

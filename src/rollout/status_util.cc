@@ -90,6 +90,18 @@ bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl
   return r.status.phase != "Waiting" || r.status.message != hold.message;
 }
 
+void StartRollout(const api::Release& r, const std::string& desired,
+                  const std::vector<std::string>& images, std::string message, absl::Time now,
+                  api::ReleaseStatus* s, std::vector<Event>* events) {
+  s->phase = "Progressing";
+  s->message = std::move(message);
+  MarkReconciling(s, r.metadata.generation, now, "Progressing", "Progressing", s->message);
+  RecordHistory(s, r.spec.revision_history_limit, desired, images, "Progressing", now);
+  if (r.status.current_revision != desired || r.status.phase != "Progressing") {
+    events->push_back({"Normal", "RolloutStarted", "Rollout", s->message});
+  }
+}
+
 bool WasAborted(const api::ReleaseStatus& s, const std::string& revision) {
   for (const api::RevisionRecord& r : s.history) {
     if (r.revision == revision) return r.phase == "Aborted";

@@ -38,6 +38,14 @@ void MarkStalled(api::ReleaseStatus* s, int64_t generation, absl::Time now,
                  const std::string& ready_reason, const std::string& reason,
                  const std::string& message);
 
+// A rollout of `desired` (with `images`) starts or is being started: phase Progressing
+// with `message`, Reconciling=True/Progressing, the revision's history record
+// Progressing. A RolloutStarted Event is appended when that is news (the Release was
+// not already Progressing on `desired`).
+void StartRollout(const api::Release& r, const std::string& desired,
+                  const std::vector<std::string>& images, std::string message, absl::Time now,
+                  api::ReleaseStatus* s, std::vector<Event>* events);
+
 // A new token on the capstan.dev/retry annotation while `desired` is the failed
 // revision: clears status.failedRevision, records the token and an Event, and
 // returns the token. nullopt when there is nothing to retry or the token is old.

@@ -125,6 +125,30 @@ class ReleaseController {
   // with the hold, as the planners do for a new revision.
   void HoldSameRevision(const Pass& pass, const Gate& gate, bool same_revision,
                         api::ReleaseStatus* status, std::vector<rollout::Event>* events);
+  // What may start this pass, decided before the plan (both strategies, in this order):
+  // the Environment's gate on `desired` while `running` runs, then the preRollout hook
+  // (controller/release_hooks.h) of a revision about to start (none of `deployed` runs
+  // it), whose hold holds the start like a gate's.
+  struct Admission {
+    Gate gate;
+    std::string starting;              // the revision whose rollout starts now, or ""
+    std::optional<rollout::Hold> pre;  // the preRollout hook's hold
+  };
+  // Sets `*hold` (the planner's input) and pass.held.
+  absl::StatusOr<Admission> Admit(Pass& pass, const std::string& desired,
+                                  const std::string& running,
+                                  const std::vector<std::string>& deployed,
+                                  std::optional<rollout::Hold>* hold);
+  // After the plan, on its status and events: RecordGate, HoldSameRevision and the hooks'
+  // Settle. Returns the hook Jobs due once the status is written (FinishPlanned).
+  rollout::HookPlan Settle(const Pass& pass, const Admission& admission, const std::string& desired,
+                           const std::string& running, api::ReleaseStatus* status,
+                           std::vector<rollout::Event>* events);
+  // The end of a planned pass: Events and status (Pass::Finish), then the postRollout /
+  // onRollback Jobs of `after`.
+  absl::Status FinishPlanned(Pass& pass, const std::vector<rollout::Event>& events,
+                             bool rolled_back, const api::ReleaseStatus& status,
+                             const rollout::HookPlan& after);
   // True when every write of the last reconcile of `key` is visible in the caches,
   // or the wait has lasted long enough to give up on (a watch that lags seconds is
   // a problem the resync will paper over, not a reason to stop).
@@ -134,9 +158,40 @@ class ReleaseController {
                                                        std::vector<Expectation>* wrote);
 
   absl::StatusOr<kube::ReconcileResult> ReconcileRolling(Pass& pass);
+  // What a RollingUpdate pass found of the objects it writes (defined in the .cc).
+  struct RollingObjects;
+  struct Traffic;
+  // The Deployment, Service, HPA, PDB, traffic objects and the stable revision's
+  // ControllerRevision; the Stall's result when one of them keeps the pass from
+  // writing, else nullopt.
+  absl::StatusOr<std::optional<kube::ReconcileResult>> LookupRolling(Pass& pass,
+                                                                     RollingObjects* objects,
+                                                                     Traffic* traffic);
+  rollout::RollingInput ObserveRolling(const Pass& pass, const render::PodTemplate& desired,
+                                       const RollingObjects& objects) const;
+  // The analysis verdict into `*in` (rollout::UseAnalysis), unless a hold is set; when
+  // the analysis wants to be looked at again.
+  absl::StatusOr<std::optional<absl::Duration>> MeasureRolling(Pass& pass,
+                                                               const std::string& desired,
+                                                               rollout::RollingInput* in);
+  // The plan's writes, in the plan's order (rollout::RollingPlan::writes).
+  absl::Status ApplyRolling(Pass& pass, const rollout::RollingPlan& plan,
+                            const render::PodTemplate& desired, RollingObjects& objects);
   absl::StatusOr<kube::ReconcileResult> ReconcileBlueGreen(Pass& pass);
   // What a BlueGreen pass found of the objects it writes (defined in the .cc).
   struct BlueGreenObjects;
+  // The colour Deployments, Services, HPA, PDB and traffic objects; the Stall's result
+  // when one of them keeps the pass from writing, else nullopt.
+  absl::StatusOr<std::optional<kube::ReconcileResult>> LookupBlueGreen(Pass& pass,
+                                                                       BlueGreenObjects* objects,
+                                                                       Traffic* traffic);
+  rollout::BlueGreenInput ObserveBlueGreen(const Pass& pass, const render::PodTemplate& desired,
+                                           const BlueGreenObjects& objects) const;
+  // The pre- and post-promotion analysis verdicts into `*in` (rollout::UseAnalysis), unless
+  // a hold is set; the soonest time an analysis wants to be looked at again.
+  absl::StatusOr<std::optional<absl::Duration>> MeasureBlueGreen(Pass& pass,
+                                                                 const std::string& desired,
+                                                                 rollout::BlueGreenInput* in);
   // The plan's writes, in the plan's order (rollout::BlueGreenPlan::writes).
   absl::Status ApplyBlueGreen(Pass& pass, const rollout::BlueGreenPlan& plan,
                               const render::PodTemplate& desired, BlueGreenObjects& objects);
@@ -149,7 +204,6 @@ class ReleaseController {
   // The Ingress and HTTPRoutes (render/ingress.h), or their removal when the spec has
   // none. Looked up with the other objects, so a name held by someone else stalls the
   // Release before anything is written.
-  struct Traffic;
   absl::Status LookupTraffic(Pass& pass, Traffic* traffic, std::vector<std::string>* conflicts);
   absl::Status ApplyTraffic(Pass& pass, const Traffic& traffic);
   // Whether the API server serves gateway.networking.k8s.io/v1 HTTPRoutes. Discovery

@@ -43,6 +43,9 @@ namespace capstan::controller {
 kube::Object ProjectHookJob(kube::Object job);
 // The uid of obj's controller ownerReference when it is a capstan.dev object of `kind`.
 std::string CapstanControllerUid(const kube::Object& obj, const std::string& kind);
+// "namespace/name" of the Release an object Capstan made for it (a hook Job, a
+// Deployment, a pod) belongs to, by its capstan.dev/release label; "" without one.
+std::string ReleaseKeyOf(const kube::Object& obj);
 
 // How a hook write is accounted for in the Release's reconcile.
 struct HookWrites {

@@ -56,6 +56,15 @@ AdoptionDecision DecideAdoption(const api::Release& release, const std::string& 
 // clusterIP(s), ipFamilies, ipFamilyPolicy, nodePort(s) and healthCheckNodePort.
 nlohmann::json AdoptManagedFields(const nlohmann::json& live, const std::string& manager);
 
+// Whether the Service named like the Release (someone else's, consenting, DecideAdoption
+// said kAdopt) is adopted in this pass: its selector becomes the Release's, so only once
+// that keeps matching serving pods, and never while `held`. `phase` is the plan's.
+// RollingUpdate: once the Release is Ready, or at once when `selector_kept` (the adopted
+// Deployment's selector is kept and that Deployment is the Release's by now: its old
+// pods and new ones carry it). BlueGreen (`selector_kept` false): once the active colour
+// is Ready, so the switch of the selector to it never leaves it without ready endpoints.
+bool AdoptServiceNow(bool held, bool selector_kept, const std::string& phase);
+
 // The adopted selector recorded on a Deployment Capstan controls
 // (render::kAdoptedSelectorAnnotation), or empty when it was not adopted (or the annotation
 // does not parse as a map of strings).

@@ -90,6 +90,9 @@ struct BlueGreenInput {
   std::optional<AnalysisVerdict> pre_promotion;
   std::optional<AnalysisVerdict> post_promotion;
   absl::Time now;
+
+  ColorView& view(api::Color c) { return c == api::Color::kBlue ? blue : green; }
+  const ColorView& view(api::Color c) const { return c == api::Color::kBlue ? blue : green; }
 };
 
 // What to do with one colour's Deployment.

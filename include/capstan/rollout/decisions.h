@@ -72,4 +72,21 @@ absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time
 absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, const std::string& phase,
                                 std::optional<absl::Time> hold_until, absl::Time now);
 
+// Why the stable revision's ControllerRevision `cr` may not be rolled back to, or "":
+// the TemplateDigest of its data.template must be the one status.history recorded when
+// the revision ran (a record from before digests carries none and is trusted).
+std::string StableTemplateProblem(const api::Release& release, const nlohmann::json& cr);
+
+// The sooner of two times to look again, where zero (or less) means "only on events":
+// `other` when set and `requeue` is zero or later, else `requeue`.
+absl::Duration SoonerRequeue(absl::Duration requeue, std::optional<absl::Duration> other);
+
+// What the planner is given of an analysis gate's verdict (controller/analysis_gate.h).
+// A gate that cannot run (verdict.invalid) holds a revision that has not `started`
+// (RollingUpdate: the Deployment does not run it; BlueGreen: no preview yet) with reason
+// AnalysisInvalid, unless a hold is already set; otherwise the verdict is the planner's
+// (`*use`), the failed one of an invalid gate under way included.
+void UseAnalysis(const AnalysisVerdict& verdict, bool started, std::optional<Hold>* hold,
+                 std::optional<AnalysisVerdict>* use);
+
 }  // namespace capstan::rollout

@@ -129,6 +129,8 @@ struct RollingInput {
   std::optional<Hold> hold;
   // Set when spec.strategy.rollingUpdate.analysis gates the desired revision.
   std::optional<AnalysisVerdict> analysis;
+  // The Deployment is someone else's that this Release adopts (rollout/adoption.h).
+  bool adopting = false;
   absl::Time now;
 };
 
@@ -144,8 +146,32 @@ struct RollingPlan {
   bool rolled_back = false;  // this plan performs an automatic rollback
   // Set when the retry annotation was consumed.
   std::string retry_token_used;
+
+  // One write of the pass. The plan lists them in the order they happen.
+  struct Write {
+    enum class Kind {
+      kDeployment,  // the Deployment with `target`'s template (kDesired or kStable)
+      kService,     // Service <name>: its apply or adoption, or its removal with no spec
+      kHpaAndPdb,   // the HPA and PDB over the Deployment, or their removal with no spec
+    };
+    Kind kind = Kind::kDeployment;
+    bool operator==(const Write&) const = default;
+  };
+  // RollingWrites: the Deployment first (pods of a revision exist before anything
+  // routes to them), then the Service, then the HPA and PDB.
+  std::vector<Write> writes;
 };
 
+// The writes of a plan with `target`. The Deployment is written for kDesired unless
+// `held` (a held change never writes the desired template, even under the running
+// revision's name: a colliding template, or drift repair of a held state) and for
+// kStable unless `adopting` (an adoption rolls to the Release's template, never into a
+// rollback); never for kKeep. The Service, HPA and PDB always (their writes decide
+// what a hold or the spec leaves of them).
+std::vector<RollingPlan::Write> RollingWrites(RollingPlan::Target target, bool held, bool adopting);
+
+// The Deployment's template and status from what the cluster shows; `writes` from
+// RollingWrites (`held`: in.hold is set).
 RollingPlan PlanRolling(const RollingInput& in);
 
 // Condition helpers with metav1 semantics: lastTransitionTime changes only when

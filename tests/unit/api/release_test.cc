@@ -269,6 +269,90 @@ TEST(ParseRelease, RejectsMalformedObjectsWithTheField) {
   }
 }
 
+// The enum fields (json_read.h ReadEnum / ParseEnum): a row per outcome, with the
+// whole message.
+TEST(ParseRelease, EnumFieldsOneRowPerOutcome) {
+  struct Case {
+    const char* name;
+    std::string strategy;  // spec.strategy YAML, or "" for none
+    StrategyType want;
+    std::string error;  // the whole message, or "" for none
+  };
+  const std::vector<Case> cases = {
+      {"absent: RollingUpdate", "", StrategyType::kRollingUpdate, ""},
+      {"null: RollingUpdate", "strategy: {type: null}", StrategyType::kRollingUpdate, ""},
+      {"RollingUpdate", "strategy: {type: RollingUpdate}", StrategyType::kRollingUpdate, ""},
+      {"BlueGreen", "strategy: {type: BlueGreen}", StrategyType::kBlueGreen, ""},
+      {"unknown", "strategy: {type: Canary}", StrategyType::kRollingUpdate,
+       "spec.strategy.type: must be RollingUpdate or BlueGreen, not \"Canary\""},
+      {"case matters", "strategy: {type: bluegreen}", StrategyType::kRollingUpdate,
+       "spec.strategy.type: must be RollingUpdate or BlueGreen, not \"bluegreen\""},
+      {"empty", "strategy: {type: \"\"}", StrategyType::kRollingUpdate,
+       "spec.strategy.type: must be RollingUpdate or BlueGreen, not \"\""},
+      {"not a string", "strategy: {type: 3}", StrategyType::kRollingUpdate,
+       "spec.strategy.type: must be a string, not an integer"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<Release> r = ParseOne(Doc(c.strategy));
+    if (c.error.empty()) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->spec.strategy.type, c.want);
+    } else {
+      ASSERT_FALSE(r.ok());
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.error));
+    }
+  }
+
+  struct ColorCase {
+    const char* name;
+    nlohmann::json status;
+    std::optional<Color> active;
+    std::optional<Color> preview;
+    std::string error;
+  };
+  const std::vector<ColorCase> colors = {
+      {"absent", nlohmann::json::object(), std::nullopt, std::nullopt, ""},
+      {"blue and green",
+       {{"activeColor", "blue"}, {"previewColor", "green"}},
+       Color::kBlue,
+       Color::kGreen,
+       ""},
+      {"empty is not set",
+       {{"activeColor", ""}, {"previewColor", nullptr}},
+       std::nullopt,
+       std::nullopt,
+       ""},
+      {"unknown",
+       {{"activeColor", "red"}},
+       std::nullopt,
+       std::nullopt,
+       "status.activeColor: must be blue or green, not \"red\""},
+      {"unknown preview",
+       {{"previewColor", "Blue"}},
+       std::nullopt,
+       std::nullopt,
+       "status.previewColor: must be blue or green, not \"Blue\""},
+      {"not a string",
+       {{"previewColor", 1}},
+       std::nullopt,
+       std::nullopt,
+       "status.previewColor: must be a string, not an integer"},
+  };
+  for (const ColorCase& c : colors) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<ReleaseStatus> s = ParseReleaseStatus(c.status);
+    if (c.error.empty()) {
+      ASSERT_TRUE(s.ok()) << s.status();
+      EXPECT_EQ(s->active_color, c.active);
+      EXPECT_EQ(s->preview_color, c.preview);
+    } else {
+      ASSERT_FALSE(s.ok());
+      EXPECT_EQ(s.status().message(), c.error);
+    }
+  }
+}
+
 TEST(ParseRelease, RejectsNonObjects) {
   EXPECT_FALSE(ParseRelease(nlohmann::json::array()).ok());
   EXPECT_FALSE(ParseRelease(nlohmann::json("Release")).ok());

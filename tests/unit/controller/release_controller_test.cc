@@ -410,6 +410,27 @@ TEST_F(ReleaseControllerTest, RevisionsBeyondTheHistoryLimitArePrunedOldestFirst
   EXPECT_TRUE(server_.Get(NsPath(kApps, "shop", "controllerrevisions", "web-old3")).has_value());
 }
 
+TEST_F(ReleaseControllerTest, ARollbackToAChangedRevisionStallsAndWritesOnlyStatus) {
+  ConvergedRolling();
+  const std::string stable = RevisionOf(RollingRelease());
+  // Someone edits the stable revision's recorded template.
+  const std::string cr_path = NsPath(kApps, "shop", "controllerrevisions", "web-" + stable);
+  Json cr = *server_.Get(cr_path);
+  ASSERT_TRUE(cr.contains("/data/template"_json_pointer));
+  cr["data"]["template"]["spec"]["containers"][0]["image"] = "evil:1";
+  server_.Put(cr_path, cr);
+  PutRelease(RollingRelease("nginx:2"));
+  Reconcile();
+  const std::string failing = RevisionOf(RollingRelease("nginx:2"));
+  PutPod("web-" + failing + "-0", failing, "", false, "CrashLoopBackOff");
+  EXPECT_THAT(Reconcile(), ElementsAre("apply releases shop/web/status"));
+  EXPECT_EQ(Condition("Stalled"), "True/RevisionMismatch");
+  EXPECT_EQ(server_.Get(NsPath(kApps, "shop", "deployments", "web"))
+                ->value("/spec/template/metadata/labels/capstan.dev~1revision"_json_pointer, ""),
+            failing)
+      << "the changed template is never rolled out";
+}
+
 TEST_F(ReleaseControllerTest, BlueGreenSwitchWritesTheServiceFirstAndAlone) {
   ConvergedBlueGreen();
   const std::string rev = RevisionOf(BlueGreenRelease("nginx:2"));

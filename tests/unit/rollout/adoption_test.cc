@@ -231,6 +231,28 @@ TEST(AdoptManagedFieldsTest, ReplicasStayAndAnEarlierAdoptionIsKept) {
   EXPECT_EQ(AdoptManagedFields(json::object(), "capstan").size(), 1u) << "no managedFields";
 }
 
+TEST(AdoptServiceNowTest, OnceItsSelectorKeepsMatchingServingPods) {
+  struct Case {
+    std::string name;
+    bool held;
+    bool selector_kept;
+    std::string phase;
+    bool want;
+  };
+  const std::vector<Case> cases = {
+      {"Ready", false, false, "Ready", true},
+      {"Progressing: not yet", false, false, "Progressing", false},
+      {"Progressing, the adopted selector kept", false, true, "Progressing", true},
+      {"held, Ready", true, false, "Ready", false},
+      {"held, the adopted selector kept", true, true, "Waiting", false},
+      {"Degraded", false, false, "Degraded", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(AdoptServiceNow(c.held, c.selector_kept, c.phase), c.want);
+  }
+}
+
 TEST(RecordedSelectorTest, ReadsTheAnnotation) {
   struct Case {
     std::string name;

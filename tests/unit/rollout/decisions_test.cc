@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "capstan/render/render.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -185,6 +186,100 @@ TEST(RequeueTest, BlueGreen) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     EXPECT_EQ(BlueGreenRequeue(c.plan, c.phase, c.hold_until, kNow), c.want);
+  }
+}
+
+TEST(SoonerRequeueTest, ZeroMeansOnlyOnEvents) {
+  struct Case {
+    std::string name;
+    absl::Duration requeue;
+    std::optional<absl::Duration> other;
+    absl::Duration want;
+  };
+  const std::vector<Case> cases = {
+      {"neither", absl::ZeroDuration(), std::nullopt, absl::ZeroDuration()},
+      {"only the first", absl::Seconds(30), std::nullopt, absl::Seconds(30)},
+      {"only the other", absl::ZeroDuration(), absl::Seconds(5), absl::Seconds(5)},
+      {"the other sooner", absl::Seconds(30), absl::Seconds(5), absl::Seconds(5)},
+      {"the first sooner", absl::Seconds(5), absl::Seconds(30), absl::Seconds(5)},
+      {"equal", absl::Seconds(5), absl::Seconds(5), absl::Seconds(5)},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(SoonerRequeue(c.requeue, c.other), c.want);
+  }
+}
+
+TEST(UseAnalysisTest, AnInvalidGateHoldsARevisionNotStarted) {
+  using State = AnalysisVerdict::State;
+  struct Case {
+    std::string name;
+    bool invalid;
+    bool started;
+    std::optional<Hold> hold;  // before
+    std::string want_hold;     // reason after, or ""
+    bool want_use;
+  };
+  const std::vector<Case> cases = {
+      {"valid, not started", false, false, std::nullopt, "", true},
+      {"valid, started", false, true, std::nullopt, "", true},
+      {"invalid, not started: held", true, false, std::nullopt, "AnalysisInvalid", false},
+      {"invalid, not started, already held", true, false, Hold{"FrozenUntil", "frozen"},
+       "FrozenUntil", false},
+      {"invalid, started: the planner fails it", true, true, std::nullopt, "", true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    AnalysisVerdict v;
+    v.state = c.invalid ? State::kFailed : State::kRunning;
+    v.invalid = c.invalid;
+    v.message = "template t is missing";
+    std::optional<Hold> hold = c.hold;
+    std::optional<AnalysisVerdict> use;
+    UseAnalysis(v, c.started, &hold, &use);
+    EXPECT_EQ(hold.has_value() ? hold->reason : "", c.want_hold);
+    if (hold.has_value() && c.want_hold == "AnalysisInvalid") {
+      EXPECT_EQ(hold->message, v.message);
+    }
+    EXPECT_EQ(use.has_value(), c.want_use);
+  }
+}
+
+TEST(StableTemplateProblemTest, TheRecordedTemplateOrNothing) {
+  const nlohmann::json tmpl = {{"spec", {{"containers", {{{"name", "web"}, {"image", "a:1"}}}}}}};
+  const nlohmann::json changed = {
+      {"spec", {{"containers", {{{"name", "web"}, {"image", "evil:1"}}}}}}};
+  struct Case {
+    std::string name;
+    std::string stable_digest;  // in the stable revision's history record; "none": no record
+    nlohmann::json cr_template;
+    std::string want;  // a substring of the problem, or "" for none
+  };
+  const std::vector<Case> cases = {
+      {"no history record", "none", changed, ""},
+      {"a record from before digests", "", changed, ""},
+      {"the recorded template", render::TemplateDigest(tmpl), tmpl, ""},
+      {"changed since", render::TemplateDigest(tmpl), changed,
+       "ControllerRevision web-aaa no longer holds the template recorded for revision aaa"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    api::Release r;
+    r.metadata.name = "web";
+    r.status.stable_revision = "aaa";
+    r.status.history.push_back(api::RevisionRecord{"bbb", {}, "Failed", kNow});
+    if (c.stable_digest != "none") {
+      api::RevisionRecord rec{"aaa", {}, "Ready", kNow};
+      rec.template_digest = c.stable_digest;
+      r.status.history.push_back(rec);
+    }
+    const std::string got =
+        StableTemplateProblem(r, {{"data", {{"template", c.cr_template}}}, {"revision", 1}});
+    if (c.want.empty()) {
+      EXPECT_EQ(got, "");
+    } else {
+      EXPECT_THAT(got, ::testing::HasSubstr(c.want));
+    }
   }
 }
 

@@ -414,9 +414,64 @@ TEST(PlanRolling, AHeldChangeKeepsTheRunningRevision) {
   r.status = p.status;
   EXPECT_TRUE(PlanRolling(in).events.empty()) << "one Event per wait";
 
-  // A rollout under way is not held.
+  // A rollout under way is not held, but the held template is not written again.
   in.deployment = Deploy("bbb", 1, 1);
-  EXPECT_EQ(PlanRolling(in).target, Target::kDesired);
+  p = PlanRolling(in);
+  EXPECT_EQ(p.target, Target::kDesired);
+  EXPECT_EQ(p.writes, RollingWrites(Target::kDesired, /*held=*/true, /*adopting=*/false));
+}
+
+TEST(RollingWrites, TheDeploymentFirstWhenItIsWritten) {
+  using Kind = RollingPlan::Write::Kind;
+  struct Case {
+    std::string name;
+    Target target;
+    bool held;
+    bool adopting;
+    std::vector<Kind> want;
+  };
+  const std::vector<Case> cases = {
+      {"desired",
+       Target::kDesired,
+       false,
+       false,
+       {Kind::kDeployment, Kind::kService, Kind::kHpaAndPdb}},
+      {"desired, adopting",
+       Target::kDesired,
+       false,
+       true,
+       {Kind::kDeployment, Kind::kService, Kind::kHpaAndPdb}},
+      {"desired, held: the template waits",
+       Target::kDesired,
+       true,
+       false,
+       {Kind::kService, Kind::kHpaAndPdb}},
+      {"stable (rollback)",
+       Target::kStable,
+       false,
+       false,
+       {Kind::kDeployment, Kind::kService, Kind::kHpaAndPdb}},
+      {"stable, held: a rollback is never held",
+       Target::kStable,
+       true,
+       false,
+       {Kind::kDeployment, Kind::kService, Kind::kHpaAndPdb}},
+      {"stable, adopting: never adopted into a rollback",
+       Target::kStable,
+       false,
+       true,
+       {Kind::kService, Kind::kHpaAndPdb}},
+      {"keep", Target::kKeep, false, false, {Kind::kService, Kind::kHpaAndPdb}},
+      {"keep, held", Target::kKeep, true, false, {Kind::kService, Kind::kHpaAndPdb}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<Kind> got;
+    for (const RollingPlan::Write& w : RollingWrites(c.target, c.held, c.adopting)) {
+      got.push_back(w.kind);
+    }
+    EXPECT_EQ(got, c.want);
+  }
 }
 
 TEST(PlanRolling, ConvergedPlanIsStable) {

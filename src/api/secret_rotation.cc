@@ -37,6 +37,7 @@ using internal::IsDnsSubdomain;
 using internal::Join;
 using internal::Quote;
 using internal::ReadBool;
+using internal::ReadEnum;
 using internal::ReadList;
 using internal::ReadObject;
 using internal::ReadString;
@@ -68,29 +69,6 @@ absl::Status ReadDuration(const json& obj, const char* key, const std::string& p
   return absl::OkStatus();
 }
 
-// A string field with one of `choices` (as written) to `*out`; absent leaves *out alone.
-template <typename E>
-absl::Status ReadChoice(const json& obj, const char* key, const std::string& path,
-                        std::initializer_list<std::pair<const char*, E>> choices, E* out) {
-  std::string s;
-  RETURN_IF_ERROR(ReadString(obj, key, path, &s));
-  if (Find(obj, key) == nullptr) return absl::OkStatus();
-  std::vector<std::string> names;
-  for (const auto& [name, value] : choices) {
-    if (s == name) {
-      *out = value;
-      return absl::OkStatus();
-    }
-    names.push_back(name);
-  }
-  std::string list;
-  for (size_t i = 0; i < names.size(); ++i) {
-    absl::StrAppend(&list, i == 0 ? "" : i + 1 == names.size() ? " or " : ", ", names[i]);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(Join(path, key), ": must be ", list, ", not ", Quote(s)));
-}
-
 absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
   if (!k.is_object()) return internal::TypeError(path, "an object", k);
   KeySpec key;
@@ -102,11 +80,10 @@ absl::StatusOr<KeySpec> ParseKey(const json& k, const std::string& path) {
     key.kind = KeySpec::Kind::kRandomBytes;
     const std::string p = Join(path, "randomBytes");
     RETURN_IF_ERROR(ReadCount(*rb, "length", p, &key.random_bytes.length));
-    RETURN_IF_ERROR(ReadChoice(*rb, "encoding", p,
-                               {{"base64", ValueEncoding::kBase64},
-                                {"base64url", ValueEncoding::kBase64Url},
-                                {"hex", ValueEncoding::kHex}},
-                               &key.random_bytes.encoding));
+    RETURN_IF_ERROR(
+        ReadEnum(*rb, "encoding", p,
+                 {ValueEncoding::kBase64, ValueEncoding::kBase64Url, ValueEncoding::kHex},
+                 ValueEncodingName, &key.random_bytes.encoding));
   }
   ASSIGN_OR_RETURN(const json* pw, ReadObject(k, "password", path));
   if (pw != nullptr) {
@@ -215,10 +192,9 @@ absl::StatusOr<PostgresTarget> ParsePostgres(const json& pg) {
     RETURN_IF_ERROR(ReadString(*admin, "usernameKey", ap, &t.admin_username_key));
     RETURN_IF_ERROR(ReadString(*admin, "passwordKey", ap, &t.admin_password_key));
   }
-  RETURN_IF_ERROR(ReadChoice(pg, "strategy", p,
-                             {{"SingleUser", DbStrategy::kSingleUser},
-                              {"AlternatingUsers", DbStrategy::kAlternatingUsers}},
-                             &t.strategy));
+  RETURN_IF_ERROR(ReadEnum(pg, "strategy", p,
+                           {DbStrategy::kSingleUser, DbStrategy::kAlternatingUsers}, DbStrategyName,
+                           &t.strategy));
   RETURN_IF_ERROR(ReadString(pg, "user", p, &t.user));
   RETURN_IF_ERROR(ReadStringList(pg, "users", p, &t.users));
   RETURN_IF_ERROR(ReadString(pg, "memberOf", p, &t.member_of));
@@ -284,11 +260,9 @@ absl::Status ParseConsumers(const json& spec, SecretRotationSpec* s) {
   ASSIGN_OR_RETURN(const json* c, ReadObject(spec, "consumers", "spec"));
   if (c == nullptr) return absl::OkStatus();
   const std::string p = "spec.consumers";
-  RETURN_IF_ERROR(ReadChoice(*c, "mode", p,
-                             {{"Auto", ConsumerMode::kAuto},
-                              {"Explicit", ConsumerMode::kExplicit},
-                              {"None", ConsumerMode::kNone}},
-                             &s->consumer_mode));
+  RETURN_IF_ERROR(ReadEnum(*c, "mode", p,
+                           {ConsumerMode::kAuto, ConsumerMode::kExplicit, ConsumerMode::kNone},
+                           ConsumerModeName, &s->consumer_mode));
   RETURN_IF_ERROR(ReadStringList(*c, "deployments", p, &s->consumer_deployments));
   ASSIGN_OR_RETURN(const json* w, ReadList(*c, "workloads", p));
   if (w != nullptr) {
@@ -313,10 +287,9 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
   SecretRotationSpec& s = sr.spec;
   RETURN_IF_ERROR(ReadString(*spec, "secretName", "spec", &s.secret_name));
   RETURN_IF_ERROR(ParseWhen(*spec, &s));
-  RETURN_IF_ERROR(
-      ReadChoice(*spec, "trigger", "spec",
-                 {{"Scheduled", RotationTrigger::kScheduled}, {"Manual", RotationTrigger::kManual}},
-                 &s.trigger));
+  RETURN_IF_ERROR(ReadEnum(*spec, "trigger", "spec",
+                           {RotationTrigger::kScheduled, RotationTrigger::kManual},
+                           RotationTriggerName, &s.trigger));
   RETURN_IF_ERROR(ReadBool(*spec, "adoptExisting", "spec", &s.adopt_existing));
   RETURN_IF_ERROR(ReadBool(*spec, "ignoreFreeze", "spec", &s.ignore_freeze));
   ASSIGN_OR_RETURN(const json* keys, ReadList(*spec, "keys", "spec"));
@@ -328,18 +301,17 @@ absl::StatusOr<SecretRotation> ParseImpl(const json& obj) {
   }
   ASSIGN_OR_RETURN(const json* st, ReadObject(*spec, "strategy", "spec"));
   if (st != nullptr) {
-    RETURN_IF_ERROR(ReadChoice(*st, "type", "spec.strategy",
-                               {{"Replace", RotationStrategy::kReplace},
-                                {"KeepPrevious", RotationStrategy::kKeepPrevious}},
-                               &s.strategy));
+    RETURN_IF_ERROR(ReadEnum(*st, "type", "spec.strategy",
+                             {RotationStrategy::kReplace, RotationStrategy::kKeepPrevious},
+                             RotationStrategyName, &s.strategy));
     RETURN_IF_ERROR(ReadDuration(*st, "gracePeriod", "spec.strategy", &s.grace_period));
   }
   RETURN_IF_ERROR(ParseConsumers(*spec, &s));
   ASSIGN_OR_RETURN(const json* f, ReadObject(*spec, "onFailure", "spec"));
   if (f != nullptr) {
-    RETURN_IF_ERROR(ReadChoice(
-        *f, "action", "spec.onFailure",
-        {{"Restore", FailureAction::kRestore}, {"Keep", FailureAction::kKeep}}, &s.on_failure));
+    RETURN_IF_ERROR(ReadEnum(*f, "action", "spec.onFailure",
+                             {FailureAction::kRestore, FailureAction::kKeep}, FailureActionName,
+                             &s.on_failure));
     RETURN_IF_ERROR(ReadDuration(*f, "healthTimeout", "spec.onFailure", &s.health_timeout));
   }
   ASSIGN_OR_RETURN(const json* v, ReadObject(*spec, "verify", "spec"));
@@ -373,6 +345,70 @@ bool ValidDataKey(const std::string& k) {
 }
 
 }  // namespace
+
+std::string ValueEncodingName(ValueEncoding v) {
+  switch (v) {
+    case ValueEncoding::kBase64:
+      return "base64";
+    case ValueEncoding::kBase64Url:
+      return "base64url";
+    case ValueEncoding::kHex:
+      return "hex";
+  }
+  return "";
+}
+
+std::string RotationStrategyName(RotationStrategy v) {
+  switch (v) {
+    case RotationStrategy::kReplace:
+      return "Replace";
+    case RotationStrategy::kKeepPrevious:
+      return "KeepPrevious";
+  }
+  return "";
+}
+
+std::string RotationTriggerName(RotationTrigger v) {
+  switch (v) {
+    case RotationTrigger::kScheduled:
+      return "Scheduled";
+    case RotationTrigger::kManual:
+      return "Manual";
+  }
+  return "";
+}
+
+std::string ConsumerModeName(ConsumerMode v) {
+  switch (v) {
+    case ConsumerMode::kAuto:
+      return "Auto";
+    case ConsumerMode::kExplicit:
+      return "Explicit";
+    case ConsumerMode::kNone:
+      return "None";
+  }
+  return "";
+}
+
+std::string FailureActionName(FailureAction v) {
+  switch (v) {
+    case FailureAction::kRestore:
+      return "Restore";
+    case FailureAction::kKeep:
+      return "Keep";
+  }
+  return "";
+}
+
+std::string DbStrategyName(DbStrategy v) {
+  switch (v) {
+    case DbStrategy::kSingleUser:
+      return "SingleUser";
+    case DbStrategy::kAlternatingUsers:
+      return "AlternatingUsers";
+  }
+  return "";
+}
 
 std::string ClassCharacters(CharClass c) {
   switch (c) {

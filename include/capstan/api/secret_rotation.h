@@ -27,6 +27,9 @@ namespace capstan::api {
 inline constexpr char kSecretRotationKind[] = "SecretRotation";
 
 enum class ValueEncoding { kBase64, kBase64Url, kHex };
+// As spec.keys[].randomBytes.encoding spells it (base64, base64url, hex); so for each enum
+// below, the spec's spelling.
+std::string ValueEncodingName(ValueEncoding e);
 
 struct RandomBytesGenerator {
   int32_t length = 32;  // bytes of entropy before encoding
@@ -75,16 +78,21 @@ std::string PublicKeyDataKey(const KeySpec& key);
 std::string JwksDataKey(const KeySpec& key);
 
 enum class RotationStrategy { kReplace, kKeepPrevious };
+std::string RotationStrategyName(RotationStrategy s);
 // spec.trigger: Scheduled rotates by itself when due; Manual only on a new
 // capstan.dev/rotate token, and reports RotationDue (condition, Event, metric) once
 // the interval or schedule says a rotation is due, so an alert can ask a person.
 enum class RotationTrigger { kScheduled, kManual };
+std::string RotationTriggerName(RotationTrigger t);
 enum class ConsumerMode { kAuto, kExplicit, kNone };
+std::string ConsumerModeName(ConsumerMode m);
 enum class FailureAction { kRestore, kKeep };
+std::string FailureActionName(FailureAction a);
 
 // spec.target.postgresql: the rotated password is set in PostgreSQL before any
 // consumer sees it (see rotation.h for the steps and database.h for the client).
 enum class DbStrategy { kSingleUser, kAlternatingUsers };
+std::string DbStrategyName(DbStrategy s);
 
 struct PostgresTarget {
   std::string host;

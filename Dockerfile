@@ -1,47 +1,66 @@
 # Capstan operator image.
 #
 # Build stage: the same Debian packages and the same `make build` that CI uses
-# (Makefile APT_PACKAGES lists the packages; keep the two in step).
-# Runtime stage: Debian slim with only the shared libraries the binary links
-# (abseil and yaml-cpp are linked statically, CAPSTAN_STATIC_DEPS), CA certificates
-# and tzdata, running as an unprivileged user on a read-only root file system.
+# (Makefile APT_PACKAGES lists the packages; keep the two in step), with
+# -DCAPSTAN_STATIC=ON: one fully static binary (glibc included, --gc-sections).
+# cpprestsdk, fmt, spdlog, prometheus-cpp and libpq are built from Debian's source
+# packages by tests/static/deps.sh, in a layer of their own; abseil, yaml-cpp and
+# OpenSSL come from Debian's archives.
+# Runtime stage: FROM scratch with the binary, the CA bundle and tzdata, nothing else
+# (no shell, no package manager, no libraries), running as an unprivileged user on a
+# read-only root file system.
 #
 #   docker build -t capstan:dev .     # anywhere with registry access (BuildKit)
 #   make image                        # without a registry: local bases, buildah
 #
-# The bases are pinned to a Debian 12 point release. `make image` builds them from
-# Debian's packages (tests/image/bases.sh) under exactly these names.
+# The base is pinned to a Debian 12 point release. `make image` builds it from
+# Debian's packages (tests/image/bases.sh) under exactly this name.
 FROM debian:12.15 AS build
 # Downloaded packages live in a cache mount, never in a layer; a changed package list
 # downloads only what is new. (Docker's debian images delete downloaded packages after
 # each install: docker-clean.) The apt lists are not a cache mount: `apt-get update`
 # deletes files it does not know in /var/lib/apt/lists, buildah's lock file of the mount
 # among them, and the next stage's RUN then waits on that lock forever.
+# libpq-dev is not installed: deps.sh builds libpq from the postgresql-15 source the
+# mirror serves, and Capstan compiles against that build's headers.
 RUN --mount=type=cache,id=capstan-apt-cache,target=/var/cache/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      build-essential cmake ninja-build pkg-config git ca-certificates ccache \
+      build-essential cmake ninja-build pkg-config git ca-certificates ccache dpkg-dev \
       libcpprest-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev libabsl-dev libspdlog-dev \
-      prometheus-cpp-dev libpq-dev python3
-# One layer: .dockerignore lets in only CMakeLists.txt, Makefile, include/ and src/.
-# (Few steps: with buildah's vfs storage each step costs a copy of the file system.)
+      prometheus-cpp-dev python3 tzdata
+# The static dependencies, in their own layer before the sources: only a change of
+# deps.sh (or of the packages above) builds them again (~N min on 2 cores); a source
+# change starts from this layer (buildah --layers, docker's build cache).
+COPY tests/static/deps.sh /src/tests/static/deps.sh
+RUN CAPSTAN_CACHE=/opt/capstan-static /src/tests/static/deps.sh >/opt/static-prefix
+# One layer: .dockerignore lets in only CMakeLists.txt, Makefile, include/, src/ and
+# tests/static/deps.sh. (Few steps: with buildah's vfs storage each step costs a copy of
+# the file system.)
 COPY . /src
 # ccache's directory is a cache mount too: a rebuild after a small change compiles
 # only what changed (CMakeLists.txt uses ccache when it is installed).
 RUN --mount=type=cache,id=capstan-ccache,target=/root/.cache/ccache \
-    make -C /src build BUILD_DIR=/build CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DCAPSTAN_BUILD_TESTS=OFF" \
-    && strip /build/capstan && /build/capstan version
+    make -C /src build BUILD_DIR=/build CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release \
+      -DCAPSTAN_BUILD_TESTS=OFF -DCAPSTAN_STATIC=ON -DCAPSTAN_STATIC_PREFIX=$(cat /opt/static-prefix)" \
+    && strip /build/capstan && /build/capstan version \
+    && ! readelf -l /build/capstan | grep -q INTERP \
+    && printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' >/build/passwd \
+    && printf 'root:x:0:\nnonroot:x:65532:\n' >/build/group
 
-FROM debian:12.15-slim
-# tzdata: Environment freeze windows name IANA time zones (Europe/Berlin); abseil reads
-# them from /usr/share/zoneinfo, which the slim image does not carry.
-RUN --mount=type=cache,id=capstan-apt-cache,target=/var/cache/apt,sharing=locked \
-    rm -f /etc/apt/apt.conf.d/docker-clean \
-    && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates tzdata libcpprest2.10 libspdlog1.10 libfmt9 \
-      libprometheus-cpp-core1.0 libssl3 libpq5 \
-    && rm -rf /var/log/* /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/lib/apt/lists/*
+FROM scratch
+# The CA bundle: analysis providers over HTTPS without a CA of their own trust it
+# (SSL_CERT_FILE: OpenSSL's compiled-in /usr/lib/ssl is not in this image). The API
+# server's CA is the ServiceAccount's ca.crt. tzdata: Environment freeze windows name
+# IANA time zones (Europe/Berlin); abseil reads them from /usr/share/zoneinfo.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /usr/share/zoneinfo /usr/share/zoneinfo
 COPY --from=build /build/capstan /usr/local/bin/capstan
+# The user the image runs as, by name too (as distroless images do): a runtime then has
+# no passwd entry of its own to add to the root file system for it.
+COPY --from=build /build/passwd /etc/passwd
+COPY --from=build /build/group /etc/group
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 # A numeric user, so Kubernetes can verify runAsNonRoot without a passwd entry.
 USER 65532:65532
 EXPOSE 8080

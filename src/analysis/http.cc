@@ -1,5 +1,6 @@
 #include "capstan/analysis/http.h"
 
+#include <cstdlib>
 #include <exception>
 #include <system_error>
 
@@ -54,8 +55,14 @@ std::shared_ptr<HttpPool::Client> HttpPool::ClientFor(const HttpCall& call) {
     if (!ca.empty()) {
       ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
     } else {
-      SSL_CTX_load_verify_locations(ctx.native_handle(), X509_get_default_cert_file(),
-                                    X509_get_default_cert_dir());
+      // As OpenSSL's default paths: $SSL_CERT_FILE and $SSL_CERT_DIR override the
+      // compiled-in ones (the FROM-scratch image has only /etc/ssl/certs/ca-certificates.crt
+      // and sets SSL_CERT_FILE to it; the compiled-in /usr/lib/ssl is not there).
+      const char* file = std::getenv(X509_get_default_cert_file_env());
+      const char* dir = std::getenv(X509_get_default_cert_dir_env());
+      SSL_CTX_load_verify_locations(ctx.native_handle(),
+                                    file != nullptr ? file : X509_get_default_cert_file(),
+                                    dir != nullptr ? dir : X509_get_default_cert_dir());
     }
   });
   auto c = std::make_shared<Client>(call.base, cfg);

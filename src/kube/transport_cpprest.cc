@@ -47,12 +47,23 @@ std::atomic<bool> cluster_ca_only{false};
 // once a transport with a cluster CA exists it loads nothing, else it forwards to
 // libssl's. Other TLS clients (the analysis providers, analysis/http.cc) load the system
 // bundle themselves when they want it.
+#ifdef CAPSTAN_STATIC_BINARY
+// The static binary (CAPSTAN_STATIC) has no dynamic lookup, and libssl.a's definition would
+// clash with this one: the link redirects every call to __wrap_ (-Wl,--wrap), and __real_
+// names libssl's.
+extern "C" int __real_SSL_CTX_set_default_verify_paths(SSL_CTX* ctx);
+extern "C" int __wrap_SSL_CTX_set_default_verify_paths(SSL_CTX* ctx) {
+  if (capstan::kube::cluster_ca_only.load(std::memory_order_acquire)) return 1;
+  return __real_SSL_CTX_set_default_verify_paths(ctx);
+}
+#else
 extern "C" int SSL_CTX_set_default_verify_paths(SSL_CTX* ctx) {
   if (capstan::kube::cluster_ca_only.load(std::memory_order_acquire)) return 1;
   using Fn = int (*)(SSL_CTX*);
   static const Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "SSL_CTX_set_default_verify_paths"));
   return real != nullptr ? real(ctx) : 0;
 }
+#endif
 
 namespace capstan::kube {
 namespace {

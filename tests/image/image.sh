@@ -37,11 +37,12 @@ revision() {
   echo "$rev"
 }
 
-# The FROM images of the Dockerfile (not earlier stages' names).
+# The FROM images of the Dockerfile (not earlier stages' names, not `scratch`: the empty
+# image, which buildah needs from nowhere).
 bases() {
   awk 'toupper($1) == "FROM" { ref = $2; if (ref ~ /^--/) ref = $3; print ref }' "$SRC/Dockerfile" \
     | grep -v -x -F -f <(awk 'toupper($1) == "FROM" && toupper($(NF-1)) == "AS" { print $NF }' \
-      "$SRC/Dockerfile") | sort -u
+      "$SRC/Dockerfile"; echo scratch) | sort -u
 }
 
 build() {

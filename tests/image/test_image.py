@@ -34,10 +34,13 @@ CHART = os.path.join(SRC, "charts", "capstan")
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # What a kubelet (containerd, CRI-O) mounts or creates in a container's root file system
 # besides the volumes: these may appear in `podman diff` without anyone writing to /.
-# (/var/run is a symbolic link to /run in Debian.)
+# (The image is FROM scratch: /var/run is no link to /run there, and the ServiceAccount
+# mount creates its directories.)
 RUNTIME_PATHS = {"/etc", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run",
                  "/run/.containerenv", "/run/secrets", "/run/secrets/kubernetes.io",
-                 "/run/secrets/kubernetes.io/serviceaccount", "/dev", "/proc", "/sys"}
+                 "/run/secrets/kubernetes.io/serviceaccount", "/var", "/var/run",
+                 "/var/run/secrets", "/var/run/secrets/kubernetes.io",
+                 "/var/run/secrets/kubernetes.io/serviceaccount", "/dev", "/proc", "/sys"}
 
 
 def podman(*args, check=True, timeout=120):
@@ -244,7 +247,11 @@ def test_in_cluster_config_probes_and_lease(pod):
     # A ServiceAccount token, never a kubeconfig: none is passed, none is in the image.
     env = json.loads(podman("inspect", "--format", "{{json .Config.Env}}", pod.name).stdout)
     assert not [e for e in env if e.startswith("KUBECONFIG=")], env
-    assert podman("exec", pod.name, "sh", "-c", 'test ! -e "${HOME:-/}/.kube"').returncode == 0
+    # The image has no shell to look with: copying the directory out must fail.
+    home = next((e.split("=", 1)[1] for e in env if e.startswith("HOME=")), "/")
+    out = os.path.join(os.environ.get("CAPSTAN_CLUSTER_DIR", "/tmp"), f"kube-{pod.name}")
+    got = podman("cp", f"{pod.name}:{home.rstrip('/')}/.kube", out, check=False)
+    assert got.returncode != 0 and not os.path.exists(out), got.stdout + got.stderr
     lease = kube.wait_until(lambda: kube.get("lease", "capstan-leader", pod.ns)
                             ["spec"].get("holderIdentity"), 30, what="the Lease held")
     assert lease.startswith(pod.name + "_"), lease

@@ -8,7 +8,8 @@
 // TLS trust: with a CA (PEM text, from the Secret or ConfigMap a template names) the
 // client trusts that CA alone; without one, the system's bundle (loaded explicitly:
 // the process's SSL_CTX_set_default_verify_paths loads nothing once the API server's
-// transport exists, see kube/transport_cpprest.cc).
+// transport exists, see kube/transport_cpprest.cc), from $SSL_CERT_FILE / $SSL_CERT_DIR
+// when set, as OpenSSL's default paths are.
 //
 // Thread-safe.
 

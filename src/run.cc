@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <memory>
@@ -23,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
+#include "capstan/common/status_macros.h"
 #include "capstan/common/version.h"
 #include "capstan/controller/environment_controller.h"
 #include "capstan/controller/manager.h"
@@ -69,80 +69,60 @@ ABSL_FLAG(std::vector<std::string>, secret_namespaces, {},
           "granted per namespace with Roles); empty: --namespace, or all namespaces.");
 
 namespace capstan {
+namespace {
 
-int RunOperator() {
-  // Signals are taken synchronously by this thread only; every thread
-  // started below inherits the blocked mask.
+// Signals are taken synchronously by the main thread only (WaitForStop); every thread
+// started afterwards inherits the blocked mask. No core dumps and no ptrace by other
+// processes of the same user: the heap holds the API token and, with SecretRotation,
+// Secret values.
+sigset_t BlockSignalsAndDumps() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  // No core dumps and no ptrace by other processes of the same user: the heap holds
-  // the API token and, with SecretRotation, Secret values.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     spdlog::warn("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)");
   }
+  return signals;
+}
 
-  const absl::Time started = absl::Now();
-  // Every thread would otherwise get its own malloc arena (each keeps a few MB
-  // of freed memory); Capstan's threads mostly wait on I/O, two arenas suffice.
-  mallopt(M_ARENA_MAX, 2);
-  server::InitCppRestThreads(4);
-
+// The API client's configuration from the flags (kubeconfig, context, rate limits).
+absl::StatusOr<kube::RestConfig> ClientConfig() {
   kube::KubeconfigOptions ko;
   ko.path = absl::GetFlag(FLAGS_kubeconfig);
   ko.context = absl::GetFlag(FLAGS_context);
   absl::StatusOr<kube::RestConfig> config = kube::LoadRestConfig(ko);
-  if (!config.ok()) {
-    spdlog::error("cannot configure the API client: {}", config.status().message());
-    return 1;
-  }
+  if (!config.ok()) return config.status();
   config->qps = absl::GetFlag(FLAGS_kube_api_qps);
   config->burst = absl::GetFlag(FLAGS_kube_api_burst);
   config->user_agent = absl::StrCat("capstan/", kVersion);
-  spdlog::info("using {} (server {})", config->source, config->server);
-  absl::StatusOr<std::unique_ptr<kube::Client>> client = kube::Client::FromConfig(*config);
-  if (!client.ok()) {
-    spdlog::error("cannot create the API client: {}", client.status().message());
-    return 1;
-  }
+  return config;
+}
 
+// The Lease's namespace: the flag, else the pod's, else the kubeconfig context's.
+std::string LeaseNamespace(const kube::RestConfig& config) {
   std::string lease_ns = absl::GetFlag(FLAGS_leader_election_namespace);
-  if (lease_ns.empty()) {
-    const char* pod_ns = std::getenv("POD_NAMESPACE");
-    lease_ns = pod_ns != nullptr && *pod_ns != '\0' ? pod_ns
-               : !config->namespace_.empty()        ? config->namespace_
-                                                    : "default";
-  }
-  const std::string identity = kube::DefaultIdentity();
+  if (!lease_ns.empty()) return lease_ns;
+  const char* pod_ns = std::getenv("POD_NAMESPACE");
+  if (pod_ns != nullptr && *pod_ns != '\0') return pod_ns;
+  return !config.namespace_.empty() ? config.namespace_ : "default";
+}
 
-  // Events get their own client and so their own rate budget: a burst of
-  // Events (1,000 Releases rolling at once) must never delay reconcile writes.
-  absl::StatusOr<std::unique_ptr<kube::Client>> event_client = kube::Client::FromConfig(*config);
-  if (!event_client.ok()) {
-    spdlog::error("cannot create the event client: {}", event_client.status().message());
-    return 1;
-  }
-  kube::EventRecorderOptions eo;
-  eo.reporting_instance = identity;
-  kube::EventRecorder recorder(**event_client, eo);
-
-  // The PostgreSQL client of spec.target.postgresql: before the manager, which owns the
-  // SecretRotation controllers that use it.
-  pgsql::PostgresDatabase postgres;
-  // The controllers and one informer per kind, namespace and selector, which they share
-  // (the Release and Environment controllers both read Releases, Environments,
-  // Namespaces and AnalysisRuns; the SecretRotation controller Releases): each is
-  // listed, watched and cached once. The manager starts and stops them in order.
-  controller::Manager manager(**client);
+// The controllers, made by the manager, which owns one informer per kind, namespace and
+// selector that they share (the Release and Environment controllers both read Releases,
+// Environments, Namespaces and AnalysisRuns; the SecretRotation controller Releases):
+// each is listed, watched and cached once. Returns the Release controller.
+controller::ReleaseController& MakeControllers(controller::Manager& manager, kube::Client& client,
+                                               kube::EventRecorder& recorder,
+                                               pgsql::PostgresDatabase& postgres) {
   controller::ReleaseController::Options co;
   co.informers = &manager.informers();
   co.watch_namespace = absl::GetFlag(FLAGS_namespace);
   co.workers = absl::GetFlag(FLAGS_workers);
   co.resync = absl::Seconds(absl::GetFlag(FLAGS_resync_seconds));
   controller::ReleaseController& releases = manager.Make<controller::ReleaseController>(
-      **client, co, [&recorder](const kube::Object& regarding, const rollout::Event& e) {
+      client, co, [&recorder](const kube::Object& regarding, const rollout::Event& e) {
         recorder.Record(regarding, e.type, e.reason, e.action, e.note);
       });
 
@@ -152,13 +132,13 @@ int RunOperator() {
     controller::EnvironmentController::Options envo;
     envo.resync = co.resync;
     envo.informers = &manager.informers();
-    manager.Make<controller::EnvironmentController>(**client, envo);
+    manager.Make<controller::EnvironmentController>(client, envo);
   }
+  if (!absl::GetFlag(FLAGS_secret_rotation)) return releases;
 
   // SecretRotation: same namespace, leader election and recorder; its own two
   // workers (rotations are rare, and a waiting rotation requeues, never blocks).
   controller::SecretRotationController::Options so;
-  so.watch_namespace = co.watch_namespace;
   so.resync = co.resync;
   so.database = &postgres;
   // In the Release controller's scope its Releases informer is this one's too.
@@ -168,163 +148,231 @@ int RunOperator() {
   // verify.analysis: the Release controller's analysis gates (one runner).
   so.analysis = &releases.Analysis();
   // One controller per namespace of --secret_namespaces (or one for all).
-  if (absl::GetFlag(FLAGS_secret_rotation)) {
-    std::vector<std::string> scopes = absl::GetFlag(FLAGS_secret_namespaces);
-    if (scopes.empty()) scopes.push_back(co.watch_namespace);
-    for (const std::string& scope : scopes) {
-      if (!co.watch_namespace.empty() && scope != co.watch_namespace) continue;
-      controller::SecretRotationController::Options one = so;
-      one.watch_namespace = scope;
-      manager.Make<controller::SecretRotationController>(
-          **client, one,
-          [&recorder](const kube::Object& regarding, const std::string& type,
-                      const std::string& reason, const std::string& note) {
-            recorder.Record(regarding, type, reason, "Rotate", note);
-          });
-    }
+  std::vector<std::string> scopes = absl::GetFlag(FLAGS_secret_namespaces);
+  if (scopes.empty()) scopes.push_back(co.watch_namespace);
+  for (const std::string& scope : scopes) {
+    if (!co.watch_namespace.empty() && scope != co.watch_namespace) continue;
+    so.watch_namespace = scope;
+    manager.Make<controller::SecretRotationController>(
+        client, so,
+        [&recorder](const kube::Object& regarding, const std::string& type,
+                    const std::string& reason, const std::string& note) {
+          recorder.Record(regarding, type, reason, "Rotate", note);
+        });
   }
+  return releases;
+}
 
-  server::HealthServer health(absl::GetFlag(FLAGS_health_address));
+// /readyz once the caches synced; /healthz fails when an informer made no progress (a
+// list, an event, a bookmark) for 10 minutes: it would keep the operator deciding from
+// stale data (a half-open watch is re-opened after 150 s already, so this means the
+// informer is truly stuck).
+absl::Status ServeHealth(server::HealthServer& health, controller::Manager& manager) {
   (void)health.AddReadinessCheck("informers-synced", [&manager] { return manager.HasSynced(); });
-  // Liveness: an informer that made no progress (a list, an event, a bookmark) for 10
-  // minutes keeps the operator deciding from stale data; a half-open watch is
-  // re-opened after 150 s already, so this means the informer is truly stuck.
   (void)health.AddLivenessCheck("informers-progressing",
                                 [] { return kube::StalledInformers(absl::Minutes(10)).empty(); });
-  if (absl::Status s = health.Start(); !s.ok()) {
-    spdlog::error("cannot serve health and metrics: {}", s.message());
-    return 1;
-  }
+  RETURN_IF_ERROR(health.Start());
   spdlog::info("serving /healthz /readyz /metrics on port {}", health.port());
+  return absl::OkStatus();
+}
 
-  // One request before the caches start. It says at once, in words, when the
-  // API server does not answer or does not serve Releases (the informers would
-  // only retry with backoff), and the TLS session it sets up lets the ~30
-  // connections the informers open next resume it instead of each paying a
-  // full handshake (measured: start to caches synced ~200 -> ~100 ms).
-  {
-    kube::ListOptions one;
-    one.limit = 1;
-    absl::StatusOr<kube::ListPage> probe =
-        (*client)->List(kube::resources::Releases(), co.watch_namespace, one);
-    if (!probe.ok()) {
-      spdlog::error(
-          "cannot list Releases (is the API server reachable, and are Capstan's CRDs "
-          "installed? kubectl apply --server-side -f crds/): {}; retrying",
-          probe.status().message());
-    }
+// One request before the caches start. It says at once, in words, when the API server
+// does not answer or does not serve Releases (the informers would only retry with
+// backoff), and the TLS session it sets up lets the ~30 connections the informers open
+// next resume it instead of each paying a full handshake (measured: start to caches
+// synced ~200 -> ~100 ms).
+void ProbeReleases(kube::Client& client) {
+  kube::ListOptions one;
+  one.limit = 1;
+  absl::StatusOr<kube::ListPage> probe =
+      client.List(kube::resources::Releases(), absl::GetFlag(FLAGS_namespace), one);
+  if (!probe.ok()) {
+    spdlog::error(
+        "cannot list Releases (is the API server reachable, and are Capstan's CRDs "
+        "installed? kubectl apply --server-side -f crds/): {}; retrying",
+        probe.status().message());
   }
-  manager.StartCaches();
-  // The first list holds whole objects (managedFields and all) for a moment;
-  // once every cache holds only its projections, give the freed pages back so
-  // that RSS shows what the caches keep, not the start-up peak. Then again every
-  // minute: reconciles parse and render JSON, and glibc keeps what they free
-  // (measured at 1,000 Releases: 41.6 MiB RSS, 32.2 MiB after a trim). A trim
-  // costs milliseconds.
-  // Stopped and joined when it goes out of scope, on every return path.
-  struct Trimmer {
-    absl::Notification stop;
-    std::thread thread;
-    ~Trimmer() {
-      if (!stop.HasBeenNotified()) stop.Notify();
-      if (thread.joinable()) thread.join();
-    }
-  } trimmer;
-  trimmer.thread = std::thread([&releases, &trimmer, started] {
+}
+
+// The first list holds whole objects (managedFields and all) for a moment; once every
+// cache holds only its projections, give the freed pages back so that RSS shows what
+// the caches keep, not the start-up peak. Then again every minute: reconciles parse and
+// render JSON, and glibc keeps what they free (measured at 1,000 Releases: 41.6 MiB
+// RSS, 32.2 MiB after a trim). A trim costs milliseconds. Stopped and joined when it
+// goes out of scope, on every return path.
+class MemoryTrimmer {
+ public:
+  MemoryTrimmer(const controller::ReleaseController& releases, absl::Time started)
+      : thread_([this, &releases, started] { Run(releases, started); }) {}
+  ~MemoryTrimmer() {
+    stop_.Notify();
+    thread_.join();
+  }
+
+ private:
+  void Run(const controller::ReleaseController& releases, absl::Time started) {
     // A thread entry: nothing thrown here may end the process.
     try {
       while (!releases.HasSynced()) {
-        if (trimmer.stop.WaitForNotificationWithTimeout(absl::Milliseconds(20))) return;
+        if (stop_.WaitForNotificationWithTimeout(absl::Milliseconds(20))) return;
       }
       const absl::Duration synced = absl::Now() - started;
       malloc_trim(0);
       spdlog::info("caches synced in {}", synced);
-      while (!trimmer.stop.WaitForNotificationWithTimeout(absl::Minutes(1))) malloc_trim(0);
+      while (!stop_.WaitForNotificationWithTimeout(absl::Minutes(1))) malloc_trim(0);
     } catch (const std::exception& e) {
       spdlog::error("memory trimmer stopped: {}", e.what());
     }
-  });
+  }
 
-  absl::Notification lost_lease;
-  std::atomic<bool> lease_lost{false};
-  std::unique_ptr<kube::Client> election_client;
+  absl::Notification stop_;
+  std::thread thread_;  // last: starts once the members it uses exist
+};
+
+// The leader elector and the client it renews with.
+struct Election {
+  std::unique_ptr<kube::Client> client;
   std::unique_ptr<kube::LeaderElector> elector;
+};
+
+// Leader election on the flags' Lease: the manager's workers start when this replica
+// becomes leader. A replica that lost its lease exits at once, without draining, so
+// that no worker acts a moment longer (like kube-controller-manager's fatal log on
+// "leaderelection lost"); it restarts clean as a candidate. `stopping` is notified when
+// a signal ends the process (then losing the lease is expected).
+absl::StatusOr<Election> StartElection(const kube::RestConfig& config, controller::Manager& manager,
+                                       const std::string& identity,
+                                       const absl::Notification& stopping) {
+  kube::LeaderElectionConfig lc;
+  lc.lease_namespace = LeaseNamespace(config);
+  lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
+  lc.identity = identity;
+  lc.on_started_leading = [&manager, identity] {
+    spdlog::info("became leader identity={}", identity);
+    manager.StartWorkers();
+  };
+  lc.on_stopped_leading = [&stopping] {
+    if (stopping.HasBeenNotified()) return;
+    spdlog::error("lost the leader lease; exiting so this replica restarts as a candidate");
+    spdlog::default_logger()->flush();
+    _exit(1);
+  };
+  lc.on_new_leader = [](const std::string& who) { spdlog::info("leader is {}", who); };
+  // Its own client, so the controllers' rate limit never delays a renewal. Each
+  // request gives up within a third of the renew deadline and is never retried by
+  // the client (the elector's next attempt is the retry): a hanging API server
+  // cannot hold a renew past the deadline (client-go bounds each attempt by it too).
+  kube::RestConfig lease_config = config;
+  lease_config.timeout =
+      std::max(absl::Seconds(1), absl::Floor(lc.renew_deadline / 3, absl::Seconds(1)));
+  absl::StatusOr<std::unique_ptr<kube::Transport>> transport =
+      kube::NewCppRestTransport(lease_config);
+  if (!transport.ok()) {
+    return absl::Status(
+        transport.status().code(),
+        absl::StrCat("cannot create the leader-election client: ", transport.status().message()));
+  }
+  kube::Client::Options lease_options;
+  lease_options.qps = 0;
+  lease_options.max_retries = 0;
+  Election e;
+  e.client = std::make_unique<kube::Client>(std::move(*transport), lease_options);
+  absl::StatusOr<std::unique_ptr<kube::LeaderElector>> elector =
+      kube::LeaderElector::New(*e.client, std::move(lc));
+  if (!elector.ok()) {
+    return absl::Status(elector.status().code(),
+                        absl::StrCat("leader election: ", elector.status().message()));
+  }
+  e.elector = std::move(*elector);
+  e.elector->Start();
+  return e;
+}
+
+// Waits for SIGINT or SIGTERM and notifies `stopping`.
+void WaitForStop(const sigset_t& signals, absl::Notification& stopping) {
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received signal {}, shutting down", sig);
+  stopping.Notify();
+}
+
+}  // namespace
+
+int RunOperator() {
+  const sigset_t signals = BlockSignalsAndDumps();
+  const absl::Time started = absl::Now();
+  // Every thread would otherwise get its own malloc arena (each keeps a few MB
+  // of freed memory); Capstan's threads mostly wait on I/O, two arenas suffice.
+  mallopt(M_ARENA_MAX, 2);
+  server::InitCppRestThreads(4);
+
+  absl::StatusOr<kube::RestConfig> config = ClientConfig();
+  if (!config.ok()) {
+    spdlog::error("cannot configure the API client: {}", config.status().message());
+    return 1;
+  }
+  spdlog::info("using {} (server {})", config->source, config->server);
+  absl::StatusOr<std::unique_ptr<kube::Client>> client = kube::Client::FromConfig(*config);
+  if (!client.ok()) {
+    spdlog::error("cannot create the API client: {}", client.status().message());
+    return 1;
+  }
+  // Events get their own client and so their own rate budget: a burst of
+  // Events (1,000 Releases rolling at once) must never delay reconcile writes.
+  absl::StatusOr<std::unique_ptr<kube::Client>> event_client = kube::Client::FromConfig(*config);
+  if (!event_client.ok()) {
+    spdlog::error("cannot create the event client: {}", event_client.status().message());
+    return 1;
+  }
+  const std::string identity = kube::DefaultIdentity();
+  kube::EventRecorderOptions eo;
+  eo.reporting_instance = identity;
+  kube::EventRecorder recorder(**event_client, eo);
+
+  // The PostgreSQL client of spec.target.postgresql: before the manager, which owns the
+  // SecretRotation controllers that use it. The manager starts and stops them in order.
+  pgsql::PostgresDatabase postgres;
+  controller::Manager manager(**client);
+  const controller::ReleaseController& releases =
+      MakeControllers(manager, **client, recorder, postgres);
+
+  server::HealthServer health(absl::GetFlag(FLAGS_health_address));
+  if (absl::Status s = ServeHealth(health, manager); !s.ok()) {
+    spdlog::error("cannot serve health and metrics: {}", s.message());
+    return 1;
+  }
+  ProbeReleases(**client);
+  manager.StartCaches();
+  MemoryTrimmer trimmer(releases, started);
+
+  absl::Notification stopping;
+  Election election;
   if (absl::GetFlag(FLAGS_leader_elect)) {
-    kube::LeaderElectionConfig lc;
-    lc.lease_namespace = lease_ns;
-    lc.lease_name = absl::GetFlag(FLAGS_leader_election_id);
-    lc.identity = identity;
-    lc.on_started_leading = [&manager, &identity] {
-      spdlog::info("became leader identity={}", identity);
-      manager.StartWorkers();
-    };
-    // A replica that lost its lease exits at once, without draining, so that no
-    // worker acts a moment longer (like kube-controller-manager's fatal log on
-    // "leaderelection lost"); it restarts clean as a candidate.
-    lc.on_stopped_leading = [&lost_lease, &lease_lost] {
-      if (lost_lease.HasBeenNotified()) return;  // Stopping after a signal.
-      lease_lost = true;
-      spdlog::error("lost the leader lease; exiting so this replica restarts as a candidate");
-      spdlog::default_logger()->flush();
-      _exit(1);
-    };
-    lc.on_new_leader = [](const std::string& who) { spdlog::info("leader is {}", who); };
-    // Its own client, so the controllers' rate limit never delays a renewal. Each
-    // request gives up within a third of the renew deadline and is never retried by
-    // the client (the elector's next attempt is the retry): a hanging API server
-    // cannot hold a renew past the deadline (client-go bounds each attempt by it too).
-    kube::RestConfig lease_config = *config;
-    lease_config.timeout =
-        std::max(absl::Seconds(1), absl::Floor(lc.renew_deadline / 3, absl::Seconds(1)));
-    absl::StatusOr<std::unique_ptr<kube::Transport>> lease_transport =
-        kube::NewCppRestTransport(lease_config);
-    if (!lease_transport.ok()) {
-      spdlog::error("cannot create the leader-election client: {}",
-                    lease_transport.status().message());
-      return 1;
-    }
-    kube::Client::Options lease_options;
-    lease_options.qps = 0;
-    lease_options.max_retries = 0;
-    election_client = std::make_unique<kube::Client>(std::move(*lease_transport), lease_options);
-    absl::StatusOr<std::unique_ptr<kube::LeaderElector>> e =
-        kube::LeaderElector::New(*election_client, std::move(lc));
+    absl::StatusOr<Election> e = StartElection(*config, manager, identity, stopping);
     if (!e.ok()) {
-      spdlog::error("leader election: {}", e.status().message());
+      spdlog::error("{}", e.status().message());
       return 1;
     }
-    elector = std::move(*e);
+    election = std::move(*e);
     // Liveness: a leader whose renewals are stuck past the deadline (the watchdog
     // should have ended its term) is restarted by the kubelet.
-    (void)health.AddLivenessCheck("leader-election",
-                                  [&elector] { return elector == nullptr || elector->Healthy(); });
-    elector->Start();
+    (void)health.AddLivenessCheck("leader-election", [&election] {
+      return election.elector == nullptr || election.elector->Healthy();
+    });
   } else {
     manager.StartWorkers();
   }
   spdlog::info("capstan {} started in {}", kVersion, absl::Now() - started);
 
-  // Wait for a signal, or for the lease to be lost.
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig != 0 && !lost_lease.HasBeenNotified()) {
-      spdlog::info("received signal {}, shutting down", sig);
-      lost_lease.Notify();
-    }
-  });
-  lost_lease.WaitForNotification();
-  // Wake the waiter if the lease was lost rather than a signal received.
-  pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
-
+  WaitForStop(signals, stopping);
   manager.StopControllers();
-  if (elector != nullptr) elector->Stop();  // Releases the Lease: a successor starts at once.
+  // Releases the Lease: a successor starts at once.
+  if (election.elector != nullptr) election.elector->Stop();
   recorder.Flush(absl::Seconds(2));
   manager.StopInformers();
   health.Stop();
   spdlog::info("stopped");
-  return lease_lost ? 1 : 0;
+  return 0;
 }
 
 }  // namespace capstan

@@ -38,6 +38,7 @@
 #include "capstan/api/release.h"
 #include "capstan/api/yaml.h"
 #include "capstan/cli/view.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/status_macros.h"
 #include "capstan/common/version.h"
 #include "capstan/kube/client.h"
@@ -195,12 +196,6 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
-std::string Str(const json& j, const char* pointer) {
-  const json::json_pointer p(pointer);
-  if (!j.is_object() || !j.contains(p) || !j.at(p).is_string()) return "";
-  return j.at(p).get<std::string>();
-}
-
 // ---------------------------------------------------------------------------
 // The cluster session.
 
@@ -352,12 +347,12 @@ absl::Status PrintObjects(const std::string& format, const std::vector<json>& ob
     }
   } else if (format == "name") {
     for (const json& o : objects) {
-      std::string kind = absl::AsciiStrToLower(Str(o, "/kind"));
-      const std::string api_version = Str(o, "/apiVersion");
+      std::string kind = absl::AsciiStrToLower(JsonString(o, "/kind"));
+      const std::string api_version = JsonString(o, "/apiVersion");
       if (absl::StrContains(api_version, "/")) {
         kind = absl::StrCat(kind, ".", api_version.substr(0, api_version.find('/')));
       }
-      out << kind << "/" << Str(o, "/metadata/name") << "\n";
+      out << kind << "/" << JsonString(o, "/metadata/name") << "\n";
     }
   } else {
     return absl::InvalidArgumentError(
@@ -434,7 +429,7 @@ absl::StatusOr<TreeInput> ReadTree(Session& s, const std::string& name) {
   ASSIGN_OR_RETURN(in.release, s.Get(res::Releases(), s.ns(), name));
   const std::string sel = absl::StrCat(api::kLabelRelease, "=", name);
   // Objects of other Releases with the same label are not this one's: match the owner.
-  const std::string uid = Str(in.release, "/metadata/uid");
+  const std::string uid = JsonString(in.release, "/metadata/uid");
   auto owned = [&uid](const json& o) {
     for (const json& ref :
          o.value("metadata", json::object()).value("ownerReferences", json::array())) {
@@ -630,15 +625,15 @@ int CmdStatus(Session& s, const Args& a, std::ostream& out, std::ostream& err) {
   for (;;) {
     absl::StatusOr<json> rel = s.Get(res::Releases(), s.ns(), name);
     if (!rel.ok()) return Fail(err, rel.status());
-    const std::string phase = Str(*rel, "/status/phase");
+    const std::string phase = JsonString(*rel, "/status/phase");
     const int64_t gen = rel->value("/metadata/generation"_json_pointer, int64_t{0});
     const int64_t seen = rel->value("/status/observedGeneration"_json_pointer, int64_t{0});
     const bool current = seen == gen;  // status describes this spec, not the one before
-    const std::string rev = Str(*rel, "/status/currentRevision");
+    const std::string rev = JsonString(*rel, "/status/currentRevision");
     const std::string line =
         current ? absl::StrCat(phase.empty() ? "Pending" : phase, rev.empty() ? "" : " ",
                                rev.empty() ? "" : absl::StrCat("revision ", rev), ": ",
-                               Str(*rel, "/status/message"))
+                               JsonString(*rel, "/status/message"))
                 : absl::StrCat("Pending: generation ", gen, " not yet seen by Capstan");
     if (line != last_line) {
       out << Rfc3339(absl::Now()) << " " << name << " " << line << std::endl;
@@ -648,7 +643,7 @@ int CmdStatus(Session& s, const Args& a, std::ostream& out, std::ostream& err) {
       if (phase == until || (until == "Previewing" && phase == "Ready")) return 0;
       if (phase == "RolledBack" || phase == "Degraded" || phase == "Aborted" ||
           phase == "Stalled") {
-        err << name << ": " << phase << " (" << Str(*rel, "/status/message") << ")\n";
+        err << name << ": " << phase << " (" << JsonString(*rel, "/status/message") << ")\n";
         return 1;
       }
     }
@@ -669,12 +664,12 @@ absl::Status Annotate(Session& s, const kube::Resource& r, const std::string& na
 absl::Status CmdPromote(Session& s, const Args& a, std::ostream& out) {
   const std::string name = a.positional[1];
   ASSIGN_OR_RETURN(json rel, s.Get(res::Releases(), s.ns(), name));
-  if (Str(rel, "/spec/strategy/type") != "BlueGreen") {
+  if (JsonString(rel, "/spec/strategy/type") != "BlueGreen") {
     return absl::FailedPreconditionError(
         absl::StrCat("release ", name, " is RollingUpdate: only BlueGreen Releases are promoted"));
   }
-  const std::string rev = Str(rel, "/status/currentRevision");
-  const std::string phase = Str(rel, "/status/phase");
+  const std::string rev = JsonString(rel, "/status/currentRevision");
+  const std::string phase = JsonString(rel, "/status/phase");
   if (const std::string want = a.Get("revision"); !want.empty() && want != rev) {
     return absl::FailedPreconditionError(absl::StrCat("the preview of ", name, " is revision ", rev,
                                                       ", not ", want, ": nothing promoted"));
@@ -686,7 +681,7 @@ absl::Status CmdPromote(Session& s, const Args& a, std::ostream& out) {
   }
   RETURN_IF_ERROR(Annotate(s, res::Releases(), name, "capstan.dev/promote", rev));
   out << "release " << name << ": promoting revision " << rev << " (preview colour "
-      << Str(rel, "/status/previewColor") << ")\n";
+      << JsonString(rel, "/status/previewColor") << ")\n";
   return absl::OkStatus();
 }
 
@@ -696,14 +691,14 @@ absl::Status CmdAbort(Session& s, const Args& a, std::ostream& out) {
   const std::string token = Token();
   RETURN_IF_ERROR(Annotate(s, res::Releases(), name, "capstan.dev/abort", token));
   out << "release " << name << ": abort requested (token " << token << "); traffic stays on "
-      << "stable revision " << Str(rel, "/status/stableRevision") << "\n";
+      << "stable revision " << JsonString(rel, "/status/stableRevision") << "\n";
   return absl::OkStatus();
 }
 
 absl::Status CmdRetry(Session& s, const Args& a, std::ostream& out) {
   const std::string name = a.positional[1];
   ASSIGN_OR_RETURN(json rel, s.Get(res::Releases(), s.ns(), name));
-  const std::string failed = Str(rel, "/status/failedRevision");
+  const std::string failed = JsonString(rel, "/status/failedRevision");
   if (failed.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("release ", name, " has no failed revision: nothing to retry"));
@@ -732,8 +727,8 @@ absl::Status CmdRestart(Session& s, const Args& a, std::ostream& out) {
 }
 
 absl::StatusOr<std::vector<json>> OwnedRevisions(Session& s, const json& rel) {
-  const std::string name = Str(rel, "/metadata/name");
-  const std::string uid = Str(rel, "/metadata/uid");
+  const std::string name = JsonString(rel, "/metadata/name");
+  const std::string uid = JsonString(rel, "/metadata/uid");
   ASSIGN_OR_RETURN(std::vector<json> all, s.List(res::ControllerRevisions(), s.ns(),
                                                  absl::StrCat(api::kLabelRelease, "=", name)));
   std::vector<json> out;
@@ -803,7 +798,7 @@ absl::Status CmdUndo(Session& s, const Args& a, std::ostream& out, std::ostream&
   const std::vector<RevisionRow> rows = Revisions(rel, crs);
   // What the spec asks for now (with the Environment applied, as the operator hashes it).
   const std::string desired = DesiredRevision(s, rel);
-  const std::string stable = Str(rel, "/status/stableRevision");
+  const std::string stable = JsonString(rel, "/status/stableRevision");
   const std::string to = a.Get("to-revision");
   const RevisionRow* target = nullptr;
   int64_t number = 0;
@@ -836,7 +831,7 @@ absl::Status CmdUndo(Session& s, const Args& a, std::ostream& out, std::ostream&
   }
   const json* cr = nullptr;
   for (const json& c : crs) {
-    if (Str(c, "/metadata/labels/capstan.dev~1revision") == target->hash) cr = &c;
+    if (JsonString(c, "/metadata/labels/capstan.dev~1revision") == target->hash) cr = &c;
   }
   if (cr == nullptr || !cr->contains("/data/template"_json_pointer)) {
     return absl::NotFoundError(
@@ -881,7 +876,7 @@ absl::Status CmdApprove(Session& s, const Args& a, std::ostream& out) {
   if (digest.empty() && rev == computed.revision) digest = computed.digest;
   if (digest.empty() && rel.value("/status/observedGeneration"_json_pointer, int64_t{-1}) ==
                             rel.value("/metadata/generation"_json_pointer, int64_t{0})) {
-    digest = Str(rel, "/status/desiredDigest");
+    digest = JsonString(rel, "/status/desiredDigest");
   }
   if (!rev.empty() && digest.empty()) {
     return absl::FailedPreconditionError(
@@ -892,8 +887,8 @@ absl::Status CmdApprove(Session& s, const Args& a, std::ostream& out) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot tell which revision of ", name, " waits: give --revision"));
   }
-  if (a.Get("revision").empty() && rev == Str(rel, "/status/currentRevision") &&
-      Str(rel, "/status/phase") != "Waiting") {
+  if (a.Get("revision").empty() && rev == JsonString(rel, "/status/currentRevision") &&
+      JsonString(rel, "/status/phase") != "Waiting") {
     return absl::FailedPreconditionError(absl::StrCat("revision ", rev, " of ", name,
                                                       " already runs; nothing waits for approval "
                                                       "(give --revision to approve another)"));
@@ -901,7 +896,7 @@ absl::Status CmdApprove(Session& s, const Args& a, std::ostream& out) {
   json spec = {{"release", name},
                {"revision", rev},
                {"digest", digest},
-               {"releaseUID", Str(rel, "/metadata/uid")}};
+               {"releaseUID", JsonString(rel, "/metadata/uid")}};
   if (const std::string c = a.Get("comment"); !c.empty()) spec["comment"] = c;
   // generateName: each approver their own object, so four-eyes rules can count them.
   const json body = {{"apiVersion", api::kApiVersion},
@@ -914,9 +909,9 @@ absl::Status CmdApprove(Session& s, const Args& a, std::ostream& out) {
   if (const std::string f = a.Get("output"); !f.empty()) {
     return PrintObjects(f, {*created}, false, out);
   }
-  const std::string by = Str(*created, "/spec/approvedBy");
-  out << "releaseapproval.capstan.dev/" << Str(*created, "/metadata/name") << " created: revision "
-      << rev << " of " << name << " approved"
+  const std::string by = JsonString(*created, "/spec/approvedBy");
+  out << "releaseapproval.capstan.dev/" << JsonString(*created, "/metadata/name")
+      << " created: revision " << rev << " of " << name << " approved"
       << (by.empty() ? " (this cluster does not record approvers: install the chart's "
                        "admission policies)"
                      : absl::StrCat(" by ", by))
@@ -1136,9 +1131,10 @@ int CmdDiff(Session& s, const Args& a, std::ostream& out, std::ostream& err) {
   for (json& doc : *docs) {
     if (!doc.is_object() || doc.value("kind", "") != api::kReleaseKind) continue;
     ++releases;
-    const std::string name = Str(doc, "/metadata/name");
-    const std::string ns =
-        Str(doc, "/metadata/namespace").empty() ? s.ns() : Str(doc, "/metadata/namespace");
+    const std::string name = JsonString(doc, "/metadata/name");
+    const std::string ns = JsonString(doc, "/metadata/namespace").empty()
+                               ? s.ns()
+                               : JsonString(doc, "/metadata/namespace");
     doc["metadata"]["namespace"] = ns;
     absl::StatusOr<json> live = s.client().Get(res::Releases(), ns, name);
     json before;
@@ -1167,7 +1163,7 @@ int CmdDiff(Session& s, const Args& a, std::ostream& out, std::ostream& err) {
     if (!d.ok()) return Fail(err, d.status());
     if (*d) {
       differs = true;
-      const std::string from = Str(before, "/status/currentRevision");
+      const std::string from = JsonString(before, "/status/currentRevision");
       const std::string to = DesiredRevision(s, *merged);
       if (!to.empty() && to != from) {
         out << "# release " << ns << "/" << name << ": revision "
@@ -1204,13 +1200,13 @@ absl::Status CmdVersion(Session* s, const Args& a, std::ostream& out) {
             "/metadata/labels/app.kubernetes.io~1version"_json_pointer,
             std::string(image.find(':') != std::string::npos ? image.substr(image.rfind(':') + 1)
                                                              : "?"));
-        ops.push_back({{"namespace", Str(d, "/metadata/namespace")},
-                       {"name", Str(d, "/metadata/name")},
+        ops.push_back({{"namespace", JsonString(d, "/metadata/namespace")},
+                       {"name", JsonString(d, "/metadata/name")},
                        {"image", image},
                        {"version", version}});
         lines.push_back(absl::StrCat("operator: ", version, " (deployment ",
-                                     Str(d, "/metadata/namespace"), "/", Str(d, "/metadata/name"),
-                                     ", image ", image, ")"));
+                                     JsonString(d, "/metadata/namespace"), "/",
+                                     JsonString(d, "/metadata/name"), ", image ", image, ")"));
       }
     }
     v["operators"] = ops;

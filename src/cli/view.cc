@@ -8,21 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "capstan/common/json_util.h"
 
 namespace capstan::cli {
 namespace {
 
 using nlohmann::json;
-
-std::string Str(const json& j, const char* pointer) {
-  const json::json_pointer p(pointer);
-  if (!j.is_object() || !j.contains(p)) return "";
-  const json& v = j.at(p);
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
-  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-  return "";
-}
 
 int64_t Int(const json& j, const char* pointer) {
   const json::json_pointer p(pointer);
@@ -41,7 +32,7 @@ std::string Or(const std::string& s, const char* fallback) { return s.empty() ? 
 
 const json* FindCondition(const json& obj, const std::string& type) {
   for (const json& c : Arr(obj, "/status/conditions")) {
-    if (Str(c, "/type") == type) return &c;
+    if (JsonText(c, "/type") == type) return &c;
   }
   return nullptr;
 }
@@ -53,7 +44,7 @@ std::string Colored(bool on, const char* code, const std::string& s) {
 
 // kubectl -n flag for a command, "" when the namespace is unknown.
 std::string NsFlag(const json& obj) {
-  const std::string ns = Str(obj, "/metadata/namespace");
+  const std::string ns = JsonText(obj, "/metadata/namespace");
   return ns.empty() ? "" : absl::StrCat(" -n ", ns);
 }
 
@@ -140,25 +131,26 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
 std::vector<std::string> TemplateImages(const json& pod_template) {
   std::vector<std::string> images;
   for (const json& c : Arr(pod_template, "/spec/containers")) {
-    images.push_back(Str(c, "/image"));
+    images.push_back(JsonText(c, "/image"));
   }
   return images;
 }
 
 std::vector<Blocker> BlockersOf(const json& release, const std::string& desired_revision) {
   std::vector<Blocker> out;
-  const std::string name = Str(release, "/metadata/name");
+  const std::string name = JsonText(release, "/metadata/name");
   const std::string ns = NsFlag(release);
-  const std::string phase = Str(release, "/status/phase");
+  const std::string phase = JsonText(release, "/status/phase");
   // A held change is reported on Reconciling (and Ready) with the gate's reason.
   const json* ready = FindCondition(release, "Reconciling");
-  if (ready == nullptr || Str(*ready, "/reason").empty()) ready = FindCondition(release, "Ready");
-  const std::string reason = ready != nullptr ? Str(*ready, "/reason") : "";
-  const std::string message = ready != nullptr ? Str(*ready, "/message") : "";
-  const std::string env = Str(release, "/status/environment");
+  if (ready == nullptr || JsonText(*ready, "/reason").empty())
+    ready = FindCondition(release, "Ready");
+  const std::string reason = ready != nullptr ? JsonText(*ready, "/reason") : "";
+  const std::string message = ready != nullptr ? JsonText(*ready, "/message") : "";
+  const std::string env = JsonText(release, "/status/environment");
   if (phase == "Waiting" || reason == "AwaitingApproval" || reason == "FrozenUntil" ||
       reason == "AwaitingUpstream" || reason == "StrategyNotAllowed") {
-    const std::string shown = Or(message, Str(release, "/status/message").c_str());
+    const std::string shown = Or(message, JsonText(release, "/status/message").c_str());
     if (reason == "AwaitingApproval") {
       const std::string& rev = desired_revision;
       out.push_back({rev.empty() ? "approval" : absl::StrCat("approval of revision ", rev),
@@ -173,14 +165,14 @@ std::vector<Blocker> BlockersOf(const json& release, const std::string& desired_
     return out;
   }
   if (phase == "Previewing") {
-    const std::string rev = Str(release, "/status/currentRevision");
+    const std::string rev = JsonText(release, "/status/currentRevision");
     out.push_back({absl::StrCat("promotion of revision ", rev, " (preview ",
-                                Or(Str(release, "/status/previewColor"), "?"), ")"),
+                                Or(JsonText(release, "/status/previewColor"), "?"), ")"),
                    absl::StrCat("kubectl capstan promote ", name, ns)});
     return out;
   }
   if (phase == "RolledBack" || phase == "Degraded" || phase == "Aborted") {
-    const std::string failed = Str(release, "/status/failedRevision");
+    const std::string failed = JsonText(release, "/status/failedRevision");
     if (!failed.empty()) {
       out.push_back(
           {absl::StrCat("revision ", failed, " ", phase == "Aborted" ? "was aborted" : "failed",
@@ -190,16 +182,16 @@ std::vector<Blocker> BlockersOf(const json& release, const std::string& desired_
     return out;
   }
   if (phase == "Stalled") {
-    out.push_back({Or(Str(release, "/status/message"), "stalled"), ""});
+    out.push_back({Or(JsonText(release, "/status/message"), "stalled"), ""});
   }
   return out;
 }
 
 std::vector<RevisionRow> Revisions(const json& release, const std::vector<json>& revisions) {
-  const std::string current = Str(release, "/status/currentRevision");
-  const std::string stable = Str(release, "/status/stableRevision");
-  const std::string failed = Str(release, "/status/failedRevision");
-  const std::string phase = Str(release, "/status/phase");
+  const std::string current = JsonText(release, "/status/currentRevision");
+  const std::string stable = JsonText(release, "/status/stableRevision");
+  const std::string failed = JsonText(release, "/status/failedRevision");
+  const std::string phase = JsonText(release, "/status/phase");
   auto marks = [&](const std::string& hash) {
     std::vector<std::string> m;
     if (hash == current) m.push_back(phase == "Previewing" ? "preview" : "current");
@@ -209,19 +201,19 @@ std::vector<RevisionRow> Revisions(const json& release, const std::vector<json>&
   };
   auto find_cr = [&](const std::string& hash) -> const json* {
     for (const json& cr : revisions) {
-      if (Str(cr, "/metadata/labels/capstan.dev~1revision") == hash) return &cr;
+      if (JsonText(cr, "/metadata/labels/capstan.dev~1revision") == hash) return &cr;
     }
     return nullptr;
   };
   std::vector<RevisionRow> rows;
   for (const json& h : Arr(release, "/status/history")) {
     RevisionRow row;
-    row.hash = Str(h, "/revision");
+    row.hash = JsonText(h, "/revision");
     for (const json& i : Arr(h, "/images")) {
       if (i.is_string()) row.images.push_back(i.get<std::string>());
     }
-    row.phase = Str(h, "/phase");
-    row.time = Str(h, "/time");
+    row.phase = JsonText(h, "/phase");
+    row.time = JsonText(h, "/time");
     if (const json* cr = find_cr(row.hash); cr != nullptr) {
       row.number = Int(*cr, "/revision");
       if (row.images.empty())
@@ -232,7 +224,7 @@ std::vector<RevisionRow> Revisions(const json& release, const std::vector<json>&
   }
   std::vector<RevisionRow> rest;
   for (const json& cr : revisions) {
-    const std::string hash = Str(cr, "/metadata/labels/capstan.dev~1revision");
+    const std::string hash = JsonText(cr, "/metadata/labels/capstan.dev~1revision");
     if (std::any_of(rows.begin(), rows.end(),
                     [&](const RevisionRow& r) { return r.hash == hash; })) {
       continue;
@@ -241,7 +233,7 @@ std::vector<RevisionRow> Revisions(const json& release, const std::vector<json>&
     row.hash = hash;
     row.number = Int(cr, "/revision");
     row.images = TemplateImages(cr.value("data", json::object()).value("template", json()));
-    row.time = Str(cr, "/metadata/creationTimestamp");
+    row.time = JsonText(cr, "/metadata/creationTimestamp");
     row.marks = marks(hash);
     rest.push_back(std::move(row));
   }
@@ -270,10 +262,10 @@ void AppendAnalysis(const TreeInput& in, const Style& st, std::string* out) {
   if (in.analysis_runs.empty()) return;
   std::vector<json> runs = in.analysis_runs;
   std::sort(runs.begin(), runs.end(), [](const json& a, const json& b) {
-    const std::string ta = Str(a, "/metadata/creationTimestamp");
-    const std::string tb = Str(b, "/metadata/creationTimestamp");
+    const std::string ta = JsonText(a, "/metadata/creationTimestamp");
+    const std::string tb = JsonText(b, "/metadata/creationTimestamp");
     if (ta != tb) return ta > tb;
-    return Str(a, "/metadata/name") < Str(b, "/metadata/name");
+    return JsonText(a, "/metadata/name") < JsonText(b, "/metadata/name");
   });
   constexpr size_t kRuns = 3;
   constexpr size_t kMeasurements = 3;
@@ -281,16 +273,16 @@ void AppendAnalysis(const TreeInput& in, const Style& st, std::string* out) {
   for (size_t i = 0; i < runs.size() && i < kRuns; ++i) {
     const json& run = runs[i];
     absl::StrAppend(
-        out, "  ", Str(run, "/metadata/name"), "   ", Or(Str(run, "/spec/gate"), "-"),
-        "   revision ", Or(Str(run, "/spec/revision"), "-"), "   ",
-        st.Phase(Or(Str(run, "/status/phase"), "Pending")), "   ",
+        out, "  ", JsonText(run, "/metadata/name"), "   ", Or(JsonText(run, "/spec/gate"), "-"),
+        "   revision ", Or(JsonText(run, "/spec/revision"), "-"), "   ",
+        st.Phase(Or(JsonText(run, "/status/phase"), "Pending")), "   ",
         AgeSince(run.value("metadata", json::object()).value("creationTimestamp", json()), in.now),
         "\n");
-    const std::string message = Str(run, "/status/message");
+    const std::string message = JsonText(run, "/status/message");
     if (!message.empty()) absl::StrAppend(out, "    ", message, "\n");
     for (const json& m : Arr(run, "/status/metricResults")) {
-      absl::StrAppend(out, "    ", Str(m, "/name"), "   ",
-                      st.Phase(Or(Str(m, "/phase"), "Running")), "   ", Int(m, "/successful"),
+      absl::StrAppend(out, "    ", JsonText(m, "/name"), "   ",
+                      st.Phase(Or(JsonText(m, "/phase"), "Running")), "   ", Int(m, "/successful"),
                       " successful, ", Int(m, "/failed"), " failed, ", Int(m, "/error"),
                       " errors, ", Int(m, "/inconclusive"), " inconclusive", "\n");
       const json& ms = Arr(m, "/measurements");
@@ -298,12 +290,12 @@ void AppendAnalysis(const TreeInput& in, const Style& st, std::string* out) {
       for (size_t k = ms.size(); k > from; --k) {
         const json& x = ms[k - 1];
         const bool last = k - 1 == from;
-        std::string line =
-            absl::StrCat(Or(Str(x, "/phase"), "-"), "   value ", Or(Str(x, "/value"), "-"));
-        const std::string baseline = Str(x, "/baseline");
+        std::string line = absl::StrCat(Or(JsonText(x, "/phase"), "-"), "   value ",
+                                        Or(JsonText(x, "/value"), "-"));
+        const std::string baseline = JsonText(x, "/baseline");
         if (!baseline.empty()) absl::StrAppend(&line, " (baseline ", baseline, ")");
         absl::StrAppend(&line, "   ", AgeSince(x.value("finishedAt", json()), in.now));
-        const std::string why = Str(x, "/message");
+        const std::string why = JsonText(x, "/message");
         if (!why.empty()) absl::StrAppend(&line, "   ", why);
         absl::StrAppend(out, "      ", last ? "└── " : "├── ", line, "\n");
       }
@@ -313,7 +305,7 @@ void AppendAnalysis(const TreeInput& in, const Style& st, std::string* out) {
     absl::StrAppend(
         out, "  ",
         st.Dim(absl::StrCat("(", runs.size() - kRuns, " older: kubectl get analysisrun -l ",
-                            "capstan.dev/release=", Str(in.release, "/metadata/name"), ")")),
+                            "capstan.dev/release=", JsonText(in.release, "/metadata/name"), ")")),
         "\n");
   }
 }
@@ -322,15 +314,15 @@ void AppendAnalysis(const TreeInput& in, const Style& st, std::string* out) {
 
 std::string RenderTree(const TreeInput& in, const Style& st) {
   const json& rel = in.release;
-  const std::string name = Str(rel, "/metadata/name");
-  const std::string ns = Str(rel, "/metadata/namespace");
-  const std::string phase = Or(Str(rel, "/status/phase"), "Pending");
-  const std::string strategy = Or(Str(rel, "/spec/strategy/type"), "RollingUpdate");
+  const std::string name = JsonText(rel, "/metadata/name");
+  const std::string ns = JsonText(rel, "/metadata/namespace");
+  const std::string phase = Or(JsonText(rel, "/status/phase"), "Pending");
+  const std::string strategy = Or(JsonText(rel, "/spec/strategy/type"), "RollingUpdate");
   std::string out;
   absl::StrAppend(&out, st.Bold(absl::StrCat("Release ", name)), "   ",
                   ns.empty() ? "" : absl::StrCat("namespace ", ns, "   "), strategy, "   ",
                   st.Phase(phase), "\n");
-  const std::string message = Str(rel, "/status/message");
+  const std::string message = JsonText(rel, "/status/message");
   if (!message.empty()) absl::StrAppend(&out, "  ", message, "\n");
   const int64_t generation = Int(rel, "/metadata/generation");
   const int64_t observed = Int(rel, "/status/observedGeneration");
@@ -341,12 +333,12 @@ std::string RenderTree(const TreeInput& in, const Style& st) {
                     "\n");
   }
   std::vector<std::string> facts;
-  const std::string env = Str(rel, "/status/environment");
+  const std::string env = JsonText(rel, "/status/environment");
   if (!env.empty()) facts.push_back(absl::StrCat("environment ", env));
-  const std::string ready = Str(rel, "/status/readyText");
+  const std::string ready = JsonText(rel, "/status/readyText");
   if (!ready.empty()) facts.push_back(absl::StrCat("ready ", ready));
   if (strategy == "BlueGreen") {
-    const std::string active = Str(rel, "/status/activeColor");
+    const std::string active = JsonText(rel, "/status/activeColor");
     if (!active.empty()) facts.push_back(absl::StrCat("traffic on ", active));
   }
   if (rel.contains("/status/emergency"_json_pointer) &&
@@ -390,17 +382,17 @@ std::string RenderTree(const TreeInput& in, const Style& st) {
   if (in.deployments.empty()) absl::StrAppend(&out, "  (none)\n");
   std::vector<json> deployments = in.deployments;
   std::sort(deployments.begin(), deployments.end(), [](const json& a, const json& b) {
-    return Str(a, "/metadata/name") < Str(b, "/metadata/name");
+    return JsonText(a, "/metadata/name") < JsonText(b, "/metadata/name");
   });
   for (const json& d : deployments) {
-    const std::string dname = Str(d, "/metadata/name");
-    const std::string color = Str(d, "/metadata/labels/capstan.dev~1color");
-    const std::string rev = Str(d, "/metadata/annotations/capstan.dev~1revision");
+    const std::string dname = JsonText(d, "/metadata/name");
+    const std::string color = JsonText(d, "/metadata/labels/capstan.dev~1color");
+    const std::string rev = JsonText(d, "/metadata/annotations/capstan.dev~1revision");
     const int64_t want = d.contains("/spec/replicas"_json_pointer) ? Int(d, "/spec/replicas") : 1;
     std::vector<std::string> notes;
     if (!color.empty()) {
-      if (color == Str(rel, "/status/activeColor")) notes.push_back("active");
-      if (color == Str(rel, "/status/previewColor")) notes.push_back("preview");
+      if (color == JsonText(rel, "/status/activeColor")) notes.push_back("active");
+      if (color == JsonText(rel, "/status/previewColor")) notes.push_back("preview");
     }
     absl::StrAppend(&out, "  ", dname, "   revision ", Or(rev, "-"), "   ready ",
                     Int(d, "/status/readyReplicas"), "/", want, "   updated ",
@@ -409,28 +401,28 @@ std::string RenderTree(const TreeInput& in, const Style& st) {
                     notes.empty() ? "" : absl::StrCat("   ", absl::StrJoin(notes, ",")), "\n");
     std::vector<json> pods;
     for (const json& p : in.pods) {
-      const std::string pc = Str(p, "/metadata/labels/capstan.dev~1color");
+      const std::string pc = JsonText(p, "/metadata/labels/capstan.dev~1color");
       if (pc == color) pods.push_back(p);
     }
     std::sort(pods.begin(), pods.end(), [](const json& a, const json& b) {
-      return Str(a, "/metadata/name") < Str(b, "/metadata/name");
+      return JsonText(a, "/metadata/name") < JsonText(b, "/metadata/name");
     });
     for (size_t i = 0; i < pods.size(); ++i) {
       const json& p = pods[i];
       const bool last = i + 1 == pods.size();
-      std::string state = Or(Str(p, "/status/phase"), "Pending");
+      std::string state = Or(JsonText(p, "/status/phase"), "Pending");
       int64_t restarts = 0;
       for (const json& cs : Arr(p, "/status/containerStatuses")) {
         restarts += Int(cs, "/restartCount");
-        const std::string waiting = Str(cs, "/state/waiting/reason");
+        const std::string waiting = JsonText(cs, "/state/waiting/reason");
         if (!waiting.empty()) state = waiting;
       }
       const json* pr = FindCondition(p, "Ready");
-      const bool is_ready = pr != nullptr && Str(*pr, "/status") == "True";
-      if (!Str(p, "/metadata/deletionTimestamp").empty()) state = "Terminating";
-      const std::string prev = Str(p, "/metadata/labels/capstan.dev~1revision");
+      const bool is_ready = pr != nullptr && JsonText(*pr, "/status") == "True";
+      if (!JsonText(p, "/metadata/deletionTimestamp").empty()) state = "Terminating";
+      const std::string prev = JsonText(p, "/metadata/labels/capstan.dev~1revision");
       absl::StrAppend(
-          &out, "    ", last ? "└── " : "├── ", Str(p, "/metadata/name"), "   ",
+          &out, "    ", last ? "└── " : "├── ", JsonText(p, "/metadata/name"), "   ",
           st.Phase(state == "Running" && is_ready ? "Ready" : state),
           is_ready ? "" : "   not ready", "   restarts ", restarts, "   revision ", Or(prev, "-"),
           "   ",
@@ -460,14 +452,14 @@ std::string ReleaseTable(const std::vector<json>& releases, bool all_namespaces,
   t.push_back(header);
   for (const json& r : releases) {
     std::vector<std::string> row = {
-        Str(r, "/metadata/name"),
-        Or(Str(r, "/spec/strategy/type"), "RollingUpdate"),
-        Or(Str(r, "/status/phase"), "-"),
-        Or(Str(r, "/status/currentRevision"), "-"),
-        Or(Str(r, "/status/readyText"), "-"),
-        Or(Str(r, "/status/environment"), "-"),
+        JsonText(r, "/metadata/name"),
+        Or(JsonText(r, "/spec/strategy/type"), "RollingUpdate"),
+        Or(JsonText(r, "/status/phase"), "-"),
+        Or(JsonText(r, "/status/currentRevision"), "-"),
+        Or(JsonText(r, "/status/readyText"), "-"),
+        Or(JsonText(r, "/status/environment"), "-"),
         AgeSince(r.value("metadata", json::object()).value("creationTimestamp", json()), now)};
-    if (all_namespaces) row.insert(row.begin(), Str(r, "/metadata/namespace"));
+    if (all_namespaces) row.insert(row.begin(), JsonText(r, "/metadata/namespace"));
     t.push_back(std::move(row));
   }
   return Table(t);
@@ -483,10 +475,10 @@ std::string Gates(const json& env) {
   }
   const json& windows = Arr(env, "/spec/policies/freezeWindows");
   if (!windows.empty()) g.push_back(absl::StrCat("freeze windows(", windows.size(), ")"));
-  const std::string up = Str(env, "/spec/policies/upstream/environment");
+  const std::string up = JsonText(env, "/spec/policies/upstream/environment");
   if (!up.empty()) {
     g.push_back(absl::StrCat("upstream ", up, " soak ",
-                             Or(Str(env, "/spec/policies/upstream/soakSeconds"), "0"), "s"));
+                             Or(JsonText(env, "/spec/policies/upstream/soakSeconds"), "0"), "s"));
   }
   return Or(absl::StrJoin(g, ", "), "-");
 }
@@ -507,7 +499,7 @@ std::string EnvironmentTable(const std::vector<json>& envs, absl::Time now) {
       }
     }
     t.push_back(
-        {Str(e, "/metadata/name"), Or(absl::StrJoin(nss, ","), "-"),
+        {JsonText(e, "/metadata/name"), Or(absl::StrJoin(nss, ","), "-"),
          std::to_string(Int(e, "/status/releaseCount")),
          std::to_string(Int(e, "/status/readyCount")), Gates(e),
          AgeSince(e.value("metadata", json::object()).value("creationTimestamp", json()), now)});
@@ -517,7 +509,8 @@ std::string EnvironmentTable(const std::vector<json>& envs, absl::Time now) {
 
 std::string EnvironmentDetail(const json& env, absl::Time now, const Style& st) {
   std::string out;
-  absl::StrAppend(&out, st.Bold(absl::StrCat("Environment ", Str(env, "/metadata/name"))), "\n");
+  absl::StrAppend(&out, st.Bold(absl::StrCat("Environment ", JsonText(env, "/metadata/name"))),
+                  "\n");
   std::vector<std::string> nss;
   for (const json& n : Arr(env, "/status/namespaces")) {
     if (n.is_string()) nss.push_back(n.get<std::string>());
@@ -536,11 +529,11 @@ std::string EnvironmentDetail(const json& env, absl::Time now, const Style& st) 
       std::string when;
       std::string state = "";
       if (w.contains("from") || w.contains("until")) {
-        when = absl::StrCat(Str(w, "/from"), " .. ", Str(w, "/until"));
+        when = absl::StrCat(JsonText(w, "/from"), " .. ", JsonText(w, "/until"));
         absl::Time from, until;
         std::string err;
-        if (absl::ParseTime(absl::RFC3339_full, Str(w, "/from"), &from, &err) &&
-            absl::ParseTime(absl::RFC3339_full, Str(w, "/until"), &until, &err)) {
+        if (absl::ParseTime(absl::RFC3339_full, JsonText(w, "/from"), &from, &err) &&
+            absl::ParseTime(absl::RFC3339_full, JsonText(w, "/until"), &until, &err)) {
           state = now < from ? "upcoming" : (now < until ? "ACTIVE" : "over");
         }
       } else {
@@ -548,11 +541,11 @@ std::string EnvironmentDetail(const json& env, absl::Time now, const Style& st) 
         for (const json& d : Arr(w, "/days")) {
           if (d.is_string()) days.push_back(d.get<std::string>());
         }
-        when = absl::StrCat(absl::StrJoin(days, ","), " ", Str(w, "/start"), "-", Str(w, "/end"),
-                            " ", Or(Str(w, "/timeZone"), "UTC"));
+        when = absl::StrCat(absl::StrJoin(days, ","), " ", JsonText(w, "/start"), "-",
+                            JsonText(w, "/end"), " ", Or(JsonText(w, "/timeZone"), "UTC"));
         state = "recurring";
       }
-      t.push_back({"", Str(w, "/name"), when, state});
+      t.push_back({"", JsonText(w, "/name"), when, state});
     }
     out += Table(t);
   }
@@ -564,14 +557,15 @@ std::string EnvironmentDetail(const json& env, absl::Time now, const Style& st) 
     std::vector<std::vector<std::string>> t = {
         {"", "NAMESPACE", "NAME", "PHASE", "REVISION", "READY SINCE"}};
     for (const json& r : rels) {
-      t.push_back({"", Str(r, "/namespace"), Str(r, "/name"), Or(Str(r, "/phase"), "-"),
-                   Or(Str(r, "/revision"), "-"), AgeSince(r.value("readySince", json()), now)});
+      t.push_back({"", JsonText(r, "/namespace"), JsonText(r, "/name"),
+                   Or(JsonText(r, "/phase"), "-"), Or(JsonText(r, "/revision"), "-"),
+                   AgeSince(r.value("readySince", json()), now)});
     }
     out += Table(t);
   }
   for (const json& c : Arr(env, "/status/conditions")) {
-    if (Str(c, "/type") == "Stalled" && Str(c, "/status") == "True") {
-      absl::StrAppend(&out, "\n", st.Phase("Stalled"), ": ", Str(c, "/message"), "\n");
+    if (JsonText(c, "/type") == "Stalled" && JsonText(c, "/status") == "True") {
+      absl::StrAppend(&out, "\n", st.Phase("Stalled"), ": ", JsonText(c, "/message"), "\n");
     }
   }
   return out;
@@ -587,18 +581,19 @@ std::string SecretRotationTable(const std::vector<json>& rotations, bool all_nam
     std::string next = "-";
     absl::Time t_next;
     std::string err;
-    if (absl::ParseTime(absl::RFC3339_full, Str(r, "/status/nextRotationTime"), &t_next, &err)) {
+    if (absl::ParseTime(absl::RFC3339_full, JsonText(r, "/status/nextRotationTime"), &t_next,
+                        &err)) {
       next = t_next <= now ? "due" : absl::StrCat("in ", FormatAge(t_next - now));
     }
     const std::string last_age =
         AgeSince(r.value("status", json::object()).value("lastRotationTime", json()), now);
-    std::vector<std::string> row = {Str(r, "/metadata/name"),
-                                    Str(r, "/spec/secretName"),
-                                    Or(Str(r, "/spec/interval"), "-"),
+    std::vector<std::string> row = {JsonText(r, "/metadata/name"),
+                                    JsonText(r, "/spec/secretName"),
+                                    Or(JsonText(r, "/spec/interval"), "-"),
                                     last_age == "-" ? "never" : absl::StrCat(last_age, " ago"),
                                     next,
-                                    Or(Str(r, "/status/phase"), "-")};
-    if (all_namespaces) row.insert(row.begin(), Str(r, "/metadata/namespace"));
+                                    Or(JsonText(r, "/status/phase"), "-")};
+    if (all_namespaces) row.insert(row.begin(), JsonText(r, "/metadata/namespace"));
     t.push_back(std::move(row));
   }
   return Table(t);

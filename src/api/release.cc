@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <ostream>
 #include <set>
 #include <string>
 #include <utility>
@@ -34,6 +35,7 @@ using internal::IsDns1035Label;
 using internal::IsDnsLabel;
 using internal::IsDnsSubdomain;
 using internal::Join;
+using internal::ParseEnum;
 using internal::Quote;
 using internal::ReadBool;
 using internal::ReadEnum;
@@ -970,7 +972,13 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
   std::optional<int64_t> generation;
   RETURN_IF_ERROR(ReadInt64(status, "observedGeneration", path, &generation));
   out.observed_generation = generation.value_or(0);
-  RETURN_IF_ERROR(ReadString(status, "phase", path, &out.phase));
+  RETURN_IF_ERROR(
+      ReadEnum(status, "phase", path,
+               {ReleasePhase::kNone, ReleasePhase::kPending, ReleasePhase::kWaiting,
+                ReleasePhase::kPaused, ReleasePhase::kProgressing, ReleasePhase::kPreviewing,
+                ReleasePhase::kReady, ReleasePhase::kDegraded, ReleasePhase::kRolledBack,
+                ReleasePhase::kAborted, ReleasePhase::kStalled},
+               ReleasePhaseName, &out.phase));
   RETURN_IF_ERROR(ReadString(status, "message", path, &out.message));
   RETURN_IF_ERROR(ReadString(status, "currentRevision", path, &out.current_revision));
   RETURN_IF_ERROR(ReadString(status, "stableRevision", path, &out.stable_revision));
@@ -1009,7 +1017,17 @@ absl::StatusOr<ReleaseStatus> ParseStatusImpl(const json& status) {
       }
       RevisionRecord rec;
       RETURN_IF_ERROR(ReadString(h, "revision", hpath, &rec.revision));
-      RETURN_IF_ERROR(ReadString(h, "phase", hpath, &rec.phase));
+      // Lenient, unlike status.phase (which the CRD enumerates): a phase this version
+      // does not know reads as none rather than making the whole status unreadable.
+      std::string phase;
+      RETURN_IF_ERROR(ReadString(h, "phase", hpath, &phase));
+      rec.phase =
+          ParseEnum(phase, hpath,
+                    {RevisionPhase::kProgressing, RevisionPhase::kPreviewing, RevisionPhase::kReady,
+                     RevisionPhase::kSuperseded, RevisionPhase::kFailed, RevisionPhase::kRolledBack,
+                     RevisionPhase::kAborted},
+                    RevisionPhaseName)
+              .value_or(RevisionPhase::kNone);
       RETURN_IF_ERROR(ReadString(h, "digest", hpath, &rec.digest));
       RETURN_IF_ERROR(ReadString(h, "templateDigest", hpath, &rec.template_digest));
       RETURN_IF_ERROR(ReadTime(h, "time", hpath, &rec.time));
@@ -1122,6 +1140,64 @@ const char* StrategyTypeName(StrategyType type) {
   return type == StrategyType::kBlueGreen ? "BlueGreen" : "RollingUpdate";
 }
 
+const char* ReleasePhaseName(ReleasePhase phase) {
+  switch (phase) {
+    case ReleasePhase::kNone:
+      return "";
+    case ReleasePhase::kPending:
+      return "Pending";
+    case ReleasePhase::kWaiting:
+      return "Waiting";
+    case ReleasePhase::kPaused:
+      return "Paused";
+    case ReleasePhase::kProgressing:
+      return "Progressing";
+    case ReleasePhase::kPreviewing:
+      return "Previewing";
+    case ReleasePhase::kReady:
+      return "Ready";
+    case ReleasePhase::kDegraded:
+      return "Degraded";
+    case ReleasePhase::kRolledBack:
+      return "RolledBack";
+    case ReleasePhase::kAborted:
+      return "Aborted";
+    case ReleasePhase::kStalled:
+      return "Stalled";
+  }
+  return "";
+}
+
+std::ostream& operator<<(std::ostream& os, ReleasePhase phase) {
+  return os << (phase == ReleasePhase::kNone ? "(none)" : ReleasePhaseName(phase));
+}
+
+const char* RevisionPhaseName(RevisionPhase phase) {
+  switch (phase) {
+    case RevisionPhase::kNone:
+      return "";
+    case RevisionPhase::kProgressing:
+      return "Progressing";
+    case RevisionPhase::kPreviewing:
+      return "Previewing";
+    case RevisionPhase::kReady:
+      return "Ready";
+    case RevisionPhase::kSuperseded:
+      return "Superseded";
+    case RevisionPhase::kFailed:
+      return "Failed";
+    case RevisionPhase::kRolledBack:
+      return "RolledBack";
+    case RevisionPhase::kAborted:
+      return "Aborted";
+  }
+  return "";
+}
+
+std::ostream& operator<<(std::ostream& os, RevisionPhase phase) {
+  return os << (phase == RevisionPhase::kNone ? "(none)" : RevisionPhaseName(phase));
+}
+
 const char* ColorName(Color color) { return color == Color::kGreen ? "green" : "blue"; }
 
 Color OtherColor(Color color) { return color == Color::kGreen ? Color::kBlue : Color::kGreen; }
@@ -1228,7 +1304,7 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
       out[key] = v;
     }
   };
-  set_string("phase", s.phase);
+  set_string("phase", ReleasePhaseName(s.phase));
   set_string("message", s.message);
   set_string("currentRevision", s.current_revision);
   set_string("stableRevision", s.stable_revision);
@@ -1277,8 +1353,8 @@ json ReleaseStatusToJson(const ReleaseStatus& s) {
       if (!r.images.empty()) {
         h["images"] = r.images;
       }
-      if (!r.phase.empty()) {
-        h["phase"] = r.phase;
+      if (r.phase != RevisionPhase::kNone) {
+        h["phase"] = RevisionPhaseName(r.phase);
       }
       if (r.time.has_value()) {
         h["time"] = FormatRfc3339(*r.time);

@@ -35,12 +35,13 @@ std::optional<absl::Time> ReadySince(const api::Release& rel,
                                      const std::set<std::string>& spec_revisions) {
   const api::ReleaseStatus& st = rel.status;
   // Only time with something serving counts toward a downstream soak.
-  if (st.phase != "Ready" || st.current_revision.empty() || st.available_replicas < 1 ||
-      spec_revisions.count(st.current_revision) == 0) {
+  if (st.phase != api::ReleasePhase::kReady || st.current_revision.empty() ||
+      st.available_replicas < 1 || spec_revisions.count(st.current_revision) == 0) {
     return std::nullopt;
   }
   for (const api::RevisionRecord& h : st.history) {
-    if (h.revision == st.current_revision && h.phase == "Ready" && h.time.has_value()) {
+    if (h.revision == st.current_revision && h.phase == api::RevisionPhase::kReady &&
+        h.time.has_value()) {
       return h.time;
     }
   }

@@ -702,15 +702,10 @@ struct ReleaseController::Pass {
     const int64_t generation = obj.value("/metadata/generation"_json_pointer, int64_t{0});
     api::ReleaseStatus after = base;
     after.observed_generation = generation;
-    after.phase = "Stalled";
+    after.phase = api::ReleasePhase::kStalled;
     after.message = message;
-    rollout::SetCondition(&after.conditions, {"Ready", "False", reason, message, now, generation},
-                          now);
-    rollout::SetCondition(&after.conditions, {"Reconciling", "False", reason, "", now, generation},
-                          now);
-    rollout::SetCondition(&after.conditions, {"Stalled", "True", reason, message, now, generation},
-                          now);
-    if (before.message != message || before.phase != "Stalled") {
+    rollout::MarkStalled(&after, generation, now, reason, message);
+    if (before.message != message || before.phase != api::ReleasePhase::kStalled) {
       Emit({"Warning", reason, "Reconcile", message});
     }
     RETURN_IF_ERROR(WriteStatus(before, after));
@@ -814,7 +809,8 @@ void ReleaseController::HoldSameRevision(const Pass& x, const Gate& gate, bool s
                                          std::vector<rollout::Event>* events) {
   // The planners hold only a new revision; a held change that keeps the revision (a
   // Service type, ports, HPA bounds, a PDB) is reported here, once the rollout is at rest.
-  if (!gate.hold.has_value() || !same_revision || status->phase != "Ready") return;
+  if (!gate.hold.has_value() || !same_revision || status->phase != api::ReleasePhase::kReady)
+    return;
   if (x.rel.status.stable_revision == status->stable_revision) {
     // Not a completion: the planner saw phase Waiting, not Ready.
     std::erase_if(*events, [](const rollout::Event& e) { return e.reason == "RolloutComplete"; });

@@ -186,8 +186,8 @@ rollout::HookPlan ReleaseHooks::Settle(const api::Release& rel,
                                        const std::string& desired, const std::string& starting,
                                        absl::Time now, api::ReleaseStatus* status,
                                        std::vector<rollout::Event>* events) {
-  if (pre.has_value() && pre->reason == kHoldFailed && status->phase == "Waiting" &&
-      status->message == pre->message) {
+  if (pre.has_value() && pre->reason == kHoldFailed &&
+      status->phase == api::ReleasePhase::kWaiting && status->message == pre->message) {
     // The planner held the start (phase Waiting); a failed preRollout is the revision's
     // failure instead.
     events->erase(std::remove_if(events->begin(), events->end(),
@@ -204,7 +204,7 @@ rollout::HookPlan ReleaseHooks::Settle(const api::Release& rel,
   rollout::HookInput in = Input(rel, now);
   in.pre_rollout = false;  // step 1's
   in.starting_revision = starting;
-  in.ready_revision = status->phase == "Ready" ? desired : "";
+  in.ready_revision = status->phase == api::ReleasePhase::kReady ? desired : "";
   in.rolled_back_revision = rollout::RolledBackRevision(*status);
   rollout::HookPlan plan = rollout::PlanHooks(in);
   if (rollout::RecordHookFailures(rel, plan.failed_hooks, now, status)) {

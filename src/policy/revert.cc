@@ -11,7 +11,9 @@ const api::RevisionRecord* RanReady(const std::vector<api::RevisionRecord>& hist
                                     const std::string& digest) {
   if (digest.empty()) return nullptr;
   for (const api::RevisionRecord& r : history) {
-    if (r.digest == digest && (r.phase == "Ready" || r.phase == "Superseded")) return &r;
+    if (r.digest == digest &&
+        (r.phase == api::RevisionPhase::kReady || r.phase == api::RevisionPhase::kSuperseded))
+      return &r;
   }
   return nullptr;
 }

@@ -256,8 +256,8 @@ std::map<std::string, std::string> RecordedSelector(const json& deployment) {
   return out;
 }
 
-bool AdoptServiceNow(bool held, bool selector_kept, const std::string& phase) {
-  return !held && (selector_kept || phase == "Ready");
+bool AdoptServiceNow(bool held, bool selector_kept, api::ReleasePhase phase) {
+  return !held && (selector_kept || phase == api::ReleasePhase::kReady);
 }
 
 }  // namespace capstan::rollout

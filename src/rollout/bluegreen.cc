@@ -80,7 +80,9 @@ std::string Images(const std::vector<std::string>& images) {
 
 void MarkSuperseded(ReleaseStatus* s, const std::string& keep) {
   for (api::RevisionRecord& rec : s->history) {
-    if (rec.revision != keep && rec.phase == "Ready") rec.phase = "Superseded";
+    if (rec.revision != keep && rec.phase == api::RevisionPhase::kReady) {
+      rec.phase = api::RevisionPhase::kSuperseded;
+    }
   }
 }
 
@@ -345,25 +347,26 @@ BlueGreenPlan Planner::SwitchBack(bool aborting, const std::optional<std::string
       "traffic switched back to ", ColorName(idle_), " (revision ", i_.deployment.revision, "); ",
       ColorName(active_), " is scaled down at ", FormatRfc3339(*s_.scale_down_at));
   if (aborting) {
-    s_.phase = "Aborted";
+    s_.phase = api::ReleasePhase::kAborted;
     s_.message = absl::StrCat("rollout of revision ", desired_, " aborted (", kAbortAnnotation, "=",
                               *abort_, "); ", back);
-    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Aborted",
-                  now_);
-    MarkStalled(&s_, gen_, now_, "Aborted", "Aborted", s_.message);
+    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                  api::RevisionPhase::kAborted, now_);
+    MarkStalled(&s_, gen_, now_, Reason::kAborted, Reason::kAborted, s_.message);
     p_.events.push_back({"Warning", "Aborted", "Abort", s_.message});
   } else {
-    s_.phase = "RolledBack";
+    s_.phase = api::ReleasePhase::kRolledBack;
     s_.message =
         absl::StrCat("revision ", desired_,
                      " failed after the switch: ", why.value_or("recorded as failed"), "; ", back);
-    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Failed",
-                  now_);
-    MarkStalled(&s_, gen_, now_, "RolledBack", "RevisionFailed", s_.message);
+    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                  api::RevisionPhase::kFailed, now_);
+    MarkStalled(&s_, gen_, now_, Reason::kRolledBack, Reason::kRevisionFailed, s_.message);
     p_.rolled_back = true;
     p_.events.push_back({"Warning", "SwitchedBack", "SwitchBack", s_.message});
   }
-  RecordHistory(&s_, r_.spec.revision_history_limit, i_.deployment.revision, {}, "Ready", now_);
+  RecordHistory(&s_, r_.spec.revision_history_limit, i_.deployment.revision, {},
+                api::RevisionPhase::kReady, now_);
   RequeueAt(*s_.scale_down_at);
   return Finish(aborting ? Exit::kAbortedAfterSwitch : Exit::kSwitchBack);
 }
@@ -372,23 +375,24 @@ BlueGreenPlan Planner::SwitchBack(bool aborting, const std::optional<std::string
 BlueGreenPlan Planner::Degrade(const std::optional<std::string>& why) {
   const bool newly = r_.status.failed_revision != desired_;
   s_.failed_revision = desired_;
-  s_.phase = "Degraded";
+  s_.phase = api::ReleasePhase::kDegraded;
   if (newly || s_.message.find(desired_) == std::string::npos) {
     s_.message =
         absl::StrCat("revision ", desired_, " failed: ", why.value_or("recorded as failed"), "; ",
                      !r_.spec.rollback.automatic ? "automatic rollback is off"
                                                  : "the previous colour is already scaled down");
   }
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Failed", now_);
-  MarkStalled(&s_, gen_, now_, "RevisionFailed", "RevisionFailed", s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                api::RevisionPhase::kFailed, now_);
+  MarkStalled(&s_, gen_, now_, Reason::kRevisionFailed, Reason::kRevisionFailed, s_.message);
   if (newly) p_.events.push_back({"Warning", "RevisionFailed", "Rollout", s_.message});
   return Finish(Exit::kDegraded);
 }
 
 BlueGreenPlan Planner::PostPromotionPaused() {
   const AnalysisVerdict& post = *in_.post_promotion;
-  const bool newly = r_.status.phase != "Paused";
-  s_.phase = "Paused";
+  const bool newly = r_.status.phase != api::ReleasePhase::kPaused;
+  s_.phase = api::ReleasePhase::kPaused;
   s_.message = absl::StrCat(
       "revision ", desired_, " serves on ", ColorName(active_), " but post-promotion analysis ",
       post.run, " is inconclusive: ", post.message, "; ", ColorName(idle_), " (revision ",
@@ -396,7 +400,8 @@ BlueGreenPlan Planner::PostPromotionPaused() {
       r_.metadata.name, " ", kPromoteAnnotation, "=", desired_,
       " --overwrite; to switch back: kubectl annotate release ", r_.metadata.name, " ",
       kAbortAnnotation, "=$(date +%s) --overwrite");
-  MarkReconciling(&s_, gen_, now_, "AnalysisInconclusive", "AnalysisInconclusive", s_.message);
+  MarkReconciling(&s_, gen_, now_, Reason::kAnalysisInconclusive, Reason::kAnalysisInconclusive,
+                  s_.message);
   if (newly) p_.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s_.message});
   RequeueAt(now_ + absl::Seconds(1));
   return Finish(Exit::kPostPromotionPaused);
@@ -404,7 +409,7 @@ BlueGreenPlan Planner::PostPromotionPaused() {
 
 // The old colour stays up for an instant switch back.
 BlueGreenPlan Planner::Window(bool post_pending) {
-  s_.phase = "Ready";
+  s_.phase = api::ReleasePhase::kReady;
   s_.message = absl::StrCat(
       "revision ", desired_, " serves on ", ColorName(active_), " (",
       a_.deployment.available_replicas, "/", a_.deployment.spec_replicas, "); ", ColorName(idle_),
@@ -426,23 +431,25 @@ BlueGreenPlan Planner::Settle() {
   ScaleDownIdle();
   s_.preview_ready_at.reset();
   if (Complete(a_.deployment, desired_, hpa_ ? 0 : want_)) {
-    const bool newly = s_.stable_revision != desired_ || r_.status.phase != "Ready";
+    const bool newly =
+        s_.stable_revision != desired_ || r_.status.phase != api::ReleasePhase::kReady;
     s_.stable_revision = desired_;
-    s_.phase = "Ready";
+    s_.phase = api::ReleasePhase::kReady;
     s_.message =
         absl::StrCat("revision ", desired_, " is available on ", ColorName(active_), " (",
                      a_.deployment.available_replicas, "/", a_.deployment.spec_replicas, ")");
     MarkReady(&s_, gen_, now_, s_.message);
     MarkSuperseded(&s_, desired_);
-    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Ready", now_);
+    RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                  api::RevisionPhase::kReady, now_);
     if (newly) p_.events.push_back({"Normal", "RolloutComplete", "Rollout", s_.message});
     return Finish(Exit::kReady);
   }
-  s_.phase = "Progressing";
+  s_.phase = api::ReleasePhase::kProgressing;
   s_.message = absl::StrCat("revision ", desired_, " on ", ColorName(active_), ": ",
                             a_.deployment.available_replicas, " of ", a_.deployment.spec_replicas,
                             " available");
-  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
+  MarkReconciling(&s_, gen_, now_, Reason::kProgressing, Reason::kProgressing, s_.message);
   return Finish(Exit::kProgressing);
 }
 
@@ -451,17 +458,21 @@ BlueGreenPlan Planner::Settle() {
 BlueGreenPlan Planner::Failed() {
   p_.preview = i_runs_desired_ ? idle_ : active_;
   ScaleDownIdle();
-  if (r_.status.phase == "Aborted" || WasAborted(s_, desired_)) {
-    s_.phase = "Aborted";
-  } else if (r_.status.phase != "RolledBack") {
-    s_.phase = "Degraded";
+  if (r_.status.phase == api::ReleasePhase::kAborted || WasAborted(s_, desired_)) {
+    s_.phase = api::ReleasePhase::kAborted;
+  } else if (r_.status.phase != api::ReleasePhase::kRolledBack) {
+    s_.phase = api::ReleasePhase::kDegraded;
   }
   if (s_.message.find(desired_) == std::string::npos) {
     s_.message = absl::StrCat("revision ", desired_, " failed; ", where_active_, " serves");
   }
-  const std::string reason = s_.phase == "Aborted" ? "Aborted" : "RevisionFailed";
-  MarkStalled(&s_, gen_, now_, s_.phase == "Degraded" ? "RevisionFailed" : s_.phase, reason,
-              s_.message);
+  // Stalled=True with Aborted or RevisionFailed; Ready=False says the phase (a switch
+  // back stays RolledBack).
+  const Reason reason =
+      s_.phase == api::ReleasePhase::kAborted ? Reason::kAborted : Reason::kRevisionFailed;
+  const Reason ready_reason =
+      s_.phase == api::ReleasePhase::kRolledBack ? Reason::kRolledBack : reason;
+  MarkStalled(&s_, gen_, now_, ready_reason, reason, s_.message);
   return Finish(Exit::kFailed);
 }
 
@@ -469,12 +480,12 @@ void Planner::FailPreview(const std::string& message, bool aborted) {
   s_.failed_revision = desired_;
   s_.scale_down_at = now_ + (aborted ? absl::ZeroDuration() : scale_down_delay_);
   s_.preview_ready_at.reset();
-  s_.phase = aborted ? "Aborted" : "Degraded";
+  s_.phase = aborted ? api::ReleasePhase::kAborted : api::ReleasePhase::kDegraded;
   s_.message = message;
   RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
-                aborted ? "Aborted" : "Failed", now_);
-  MarkStalled(&s_, gen_, now_, aborted ? "Aborted" : "RevisionFailed",
-              aborted ? "Aborted" : "RevisionFailed", message);
+                aborted ? api::RevisionPhase::kAborted : api::RevisionPhase::kFailed, now_);
+  MarkStalled(&s_, gen_, now_, aborted ? Reason::kAborted : Reason::kRevisionFailed,
+              aborted ? Reason::kAborted : Reason::kRevisionFailed, message);
   p_.events.push_back(
       {"Warning", aborted ? "Aborted" : "PreviewFailed", aborted ? "Abort" : "Preview", message});
   RequeueAt(*s_.scale_down_at);
@@ -567,7 +578,7 @@ BlueGreenPlan Planner::StartPreview() {
 
 BlueGreenPlan Planner::PreviewProgressing() {
   s_.preview_ready_at.reset();
-  s_.phase = "Progressing";
+  s_.phase = api::ReleasePhase::kProgressing;
   s_.message = absl::StrCat("revision ", desired_, " on ", ColorName(idle_), ": ",
                             i_.deployment.available_replicas, "/", want_, " available");
   if (in_.preview_ready_endpoints.has_value()) {
@@ -575,17 +586,19 @@ BlueGreenPlan Planner::PreviewProgressing() {
                     " ready endpoints in ", r_.metadata.name, "-preview");
   }
   absl::StrAppend(&s_.message, "; ", stays_);
-  MarkReconciling(&s_, gen_, now_, "Progressing", "Progressing", s_.message);
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Progressing",
-                now_);
+  MarkReconciling(&s_, gen_, now_, Reason::kProgressing, Reason::kProgressing, s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                api::RevisionPhase::kProgressing, now_);
   return Finish(Exit::kPreviewProgressing);
 }
 
 // Pre-promotion analysis runs, or was inconclusive and nobody promoted past it.
 BlueGreenPlan Planner::PrePromotionWaiting(const AnalysisVerdict& pre) {
   const bool paused = pre.state == AnalysisVerdict::State::kInconclusive;
-  const bool newly = r_.status.phase != (paused ? "Paused" : "Previewing");
-  s_.phase = paused ? "Paused" : "Previewing";
+  const api::ReleasePhase phase =
+      paused ? api::ReleasePhase::kPaused : api::ReleasePhase::kPreviewing;
+  const bool newly = r_.status.phase != phase;
+  s_.phase = phase;
   s_.message = paused ? absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_),
                                      " but pre-promotion analysis ", pre.run,
                                      " is inconclusive: ", pre.message,
@@ -596,10 +609,11 @@ BlueGreenPlan Planner::PrePromotionWaiting(const AnalysisVerdict& pre) {
                                      "=$(date +%s) --overwrite; ", stays_)
                       : absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_),
                                      "; pre-promotion analysis ", pre.run, " runs; ", stays_);
-  MarkReconciling(&s_, gen_, now_, paused ? "AnalysisInconclusive" : "Previewing",
-                  paused ? "AnalysisInconclusive" : "PrePromotionAnalysis", s_.message);
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Previewing",
-                now_);
+  MarkReconciling(&s_, gen_, now_, paused ? Reason::kAnalysisInconclusive : Reason::kPreviewing,
+                  paused ? Reason::kAnalysisInconclusive : Reason::kPrePromotionAnalysis,
+                  s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                api::RevisionPhase::kPreviewing, now_);
   if (paused && newly) {
     p_.events.push_back({"Warning", "AnalysisInconclusive", "Analysis", s_.message});
   }
@@ -608,16 +622,16 @@ BlueGreenPlan Planner::PrePromotionWaiting(const AnalysisVerdict& pre) {
 
 // The preview is ready; traffic waits for the delay or for a person.
 BlueGreenPlan Planner::AwaitPromotion(const std::string& waiting) {
-  s_.phase = "Previewing";
+  s_.phase = api::ReleasePhase::kPreviewing;
   s_.message =
       absl::StrCat("revision ", desired_, " is ready on ", ColorName(idle_),
                    bg_.preview_service ? absl::StrCat(" (Service ", r_.metadata.name, "-preview)")
                                        : std::string(),
                    "; ", waiting, "; ", stays_);
-  MarkReconciling(&s_, gen_, now_, "Previewing",
-                  bg_.auto_promote ? "Previewing" : "AwaitingPromotion", s_.message);
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Previewing",
-                now_);
+  MarkReconciling(&s_, gen_, now_, Reason::kPreviewing,
+                  bg_.auto_promote ? Reason::kPreviewing : Reason::kAwaitingPromotion, s_.message);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                api::RevisionPhase::kPreviewing, now_);
   return Finish(Exit::kAwaitingPromotion);
 }
 
@@ -630,12 +644,13 @@ BlueGreenPlan Planner::Promote() {
   s_.switched_at = now_;
   s_.scale_down_at = now_ + scale_down_delay_;
   s_.preview_ready_at.reset();
-  s_.phase = "Ready";
+  s_.phase = api::ReleasePhase::kReady;
   s_.message = absl::StrCat("traffic switched from ", where_active_, " to ", ColorName(idle_),
                             " (revision ", desired_, "); ", ColorName(active_), " stays up until ",
                             FormatRfc3339(*s_.scale_down_at), " for an instant switch back");
   MarkReady(&s_, gen_, now_, s_.message);
-  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images, "Ready", now_);
+  RecordHistory(&s_, r_.spec.revision_history_limit, desired_, in_.desired_images,
+                api::RevisionPhase::kReady, now_);
   p_.events.push_back({"Normal", "Promoted", "Promote", s_.message});
   RequeueAt(*s_.scale_down_at);
   RequeueAt(now_ + absl::Seconds(1));

@@ -78,10 +78,10 @@ std::vector<std::string> RevisionsToPrune(std::vector<RevisionView> revisions, i
   return out;
 }
 
-absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time> hold_until,
+absl::Duration RollingRequeue(api::ReleasePhase phase, std::optional<absl::Time> hold_until,
                               absl::Time now) {
   absl::Duration d = absl::ZeroDuration();
-  if (phase == "Progressing") d = absl::Seconds(30);
+  if (phase == api::ReleasePhase::kProgressing) d = absl::Seconds(30);
   if (hold_until.has_value()) d = std::max(*hold_until - now, absl::Milliseconds(100));
   return d;
 }
@@ -115,13 +115,14 @@ void UseAnalysis(const AnalysisVerdict& verdict, bool started, std::optional<Hol
   *use = verdict;
 }
 
-absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, const std::string& phase,
+absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, api::ReleasePhase phase,
                                 std::optional<absl::Time> hold_until, absl::Time now) {
   absl::Duration d = plan.value_or(absl::ZeroDuration());
   if (hold_until.has_value()) {
     d = SoonerRequeue(d, std::max(*hold_until - now, absl::Milliseconds(100)));
   }
-  if (phase == "Progressing" && (d <= absl::ZeroDuration() || d > absl::Seconds(30))) {
+  if (phase == api::ReleasePhase::kProgressing &&
+      (d <= absl::ZeroDuration() || d > absl::Seconds(30))) {
     d = absl::Seconds(30);
   }
   return d;

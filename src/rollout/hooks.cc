@@ -8,8 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/rfc3339.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
 #include "status_util.h"
 
 namespace capstan::rollout {
@@ -46,12 +47,6 @@ std::string HookJobName(const std::string& release, HookType type, const std::st
 
 namespace {
 
-std::string Str(const json& obj, const json::json_pointer& p) {
-  if (!obj.contains(p)) return "";
-  const json& v = obj.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
-
 std::optional<absl::Time> Time(const std::string& text) {
   if (text.empty()) return std::nullopt;
   return ParseRfc3339(text);
@@ -61,12 +56,13 @@ std::optional<absl::Time> Time(const std::string& text) {
 
 JobView ViewJob(const json& job) {
   JobView v;
-  v.name = Str(job, json::json_pointer("/metadata/name"));
-  const std::string hook = Str(job, json::json_pointer("/metadata/labels/capstan.dev~1hook"));
+  v.name = JsonString(job, json::json_pointer("/metadata/name"));
+  const std::string hook =
+      JsonString(job, json::json_pointer("/metadata/labels/capstan.dev~1hook"));
   for (HookType t : {HookType::kPreRollout, HookType::kPostRollout, HookType::kOnRollback}) {
     if (hook == HookTypeName(t)) v.type = t;
   }
-  v.revision = Str(job, json::json_pointer("/metadata/labels/capstan.dev~1revision"));
+  v.revision = JsonString(job, json::json_pointer("/metadata/labels/capstan.dev~1revision"));
   static const json::json_pointer kConditions("/status/conditions");
   if (job.contains(kConditions) && job.at(kConditions).is_array()) {
     for (const json& c : job.at(kConditions)) {
@@ -74,7 +70,7 @@ JobView ViewJob(const json& job) {
       const std::string type = c.value("type", "");
       if (type == "Complete") {
         v.state = JobView::State::kSucceeded;
-        v.finished = Time(Str(job, json::json_pointer("/status/completionTime")));
+        v.finished = Time(JsonString(job, json::json_pointer("/status/completionTime")));
         if (!v.finished.has_value()) v.finished = Time(c.value("lastTransitionTime", ""));
       } else if (type == "Failed") {
         v.state = JobView::State::kFailed;
@@ -182,14 +178,16 @@ std::string RolledBackRevision(const api::ReleaseStatus& s) {
       s.stable_revision == s.failed_revision) {
     return "";
   }
-  if (s.phase == "RolledBack" || s.phase == "Aborted") return s.failed_revision;
-  if (s.phase == "Degraded" && s.active_color.has_value()) return s.failed_revision;
+  if (s.phase == api::ReleasePhase::kRolledBack || s.phase == api::ReleasePhase::kAborted)
+    return s.failed_revision;
+  if (s.phase == api::ReleasePhase::kDegraded && s.active_color.has_value())
+    return s.failed_revision;
   return "";
 }
 
 bool ApplyPreRolloutFailure(const api::Release& r, const std::string& message, absl::Time now,
                             api::ReleaseStatus* s) {
-  const bool news = r.status.phase != "Degraded" || r.status.message != message;
+  const bool news = r.status.phase != api::ReleasePhase::kDegraded || r.status.message != message;
   // The planner held the start (Ready/Reconciling/Stalled as for a hold); start the
   // three from what was stored, so a failure seen again keeps their transition times
   // (and costs no status write).
@@ -203,9 +201,9 @@ bool ApplyPreRolloutFailure(const api::Release& r, const std::string& message, a
       if (c.type == type) c = *stored;  // in place: the order is part of the status
     }
   }
-  s->phase = "Degraded";
+  s->phase = api::ReleasePhase::kDegraded;
   s->message = message;
-  MarkStalled(s, r.metadata.generation, now, "HookFailed", "HookFailed", message);
+  MarkStalled(s, r.metadata.generation, now, Reason::kHookFailed, Reason::kHookFailed, message);
   return news;
 }
 

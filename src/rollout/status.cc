@@ -84,8 +84,8 @@ void MarkReady(api::ReleaseStatus* s, int64_t generation, absl::Time now,
   SetConditions(s, generation, now, true, "Ready", false, false, "Ready", message);
 }
 
-void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-                     Reason ready_reason, Reason reason, const std::string& message) {
+void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now, Reason ready_reason,
+                     Reason reason, const std::string& message) {
   SetConditions(s, generation, now, false, ReasonName(ready_reason), true, false,
                 ReasonName(reason), message);
 }

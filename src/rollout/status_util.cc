@@ -7,7 +7,7 @@
 
 namespace capstan::rollout {
 void RecordHistory(api::ReleaseStatus* s, int32_t limit, const std::string& revision,
-                   const std::vector<std::string>& images, const std::string& phase,
+                   const std::vector<std::string>& images, api::RevisionPhase phase,
                    absl::Time now) {
   auto it = std::find_if(s->history.begin(), s->history.end(),
                          [&](const api::RevisionRecord& r) { return r.revision == revision; });
@@ -26,47 +26,6 @@ void RecordHistory(api::ReleaseStatus* s, int32_t limit, const std::string& revi
   if (s->history.size() > keep) s->history.resize(keep);
 }
 
-namespace {
-
-// The Release's kstatus conditions in one place.
-void SetConditions(api::ReleaseStatus* s, int64_t generation, absl::Time now, bool ready,
-                   const std::string& ready_reason, bool reconciling, bool stalled,
-                   const std::string& reason, const std::string& message) {
-  SetCondition(
-      &s->conditions,
-      api::Condition{"Ready", ready ? "True" : "False", ready_reason, message, now, generation},
-      now);
-  SetCondition(&s->conditions,
-               api::Condition{"Reconciling", reconciling ? "True" : "False",
-                              reconciling ? reason : ready_reason, reconciling ? message : "", now,
-                              generation},
-               now);
-  SetCondition(
-      &s->conditions,
-      api::Condition{"Stalled", stalled ? "True" : "False", stalled ? reason : ready_reason,
-                     stalled ? message : "", now, generation},
-      now);
-}
-
-}  // namespace
-
-void MarkReady(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-               const std::string& message) {
-  SetConditions(s, generation, now, true, "Ready", false, false, "Ready", message);
-}
-
-void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-                     const std::string& ready_reason, const std::string& reason,
-                     const std::string& message) {
-  SetConditions(s, generation, now, false, ready_reason, true, false, reason, message);
-}
-
-void MarkStalled(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-                 const std::string& ready_reason, const std::string& reason,
-                 const std::string& message) {
-  SetConditions(s, generation, now, false, ready_reason, false, true, reason, message);
-}
-
 std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string& desired,
                                         api::ReleaseStatus* s, std::vector<Event>* events) {
   auto ann = r.metadata.annotations.find(kRetryAnnotation);
@@ -82,29 +41,23 @@ std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string
   return ann->second;
 }
 
-bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl::Time now,
-               api::ReleaseStatus* s) {
-  s->phase = "Waiting";
-  s->message = hold.message;
-  MarkReconciling(s, generation, now, hold.reason, hold.reason, hold.message);
-  return r.status.phase != "Waiting" || r.status.message != hold.message;
-}
-
 void StartRollout(const api::Release& r, const std::string& desired,
                   const std::vector<std::string>& images, std::string message, absl::Time now,
                   api::ReleaseStatus* s, std::vector<Event>* events) {
-  s->phase = "Progressing";
+  s->phase = api::ReleasePhase::kProgressing;
   s->message = std::move(message);
-  MarkReconciling(s, r.metadata.generation, now, "Progressing", "Progressing", s->message);
-  RecordHistory(s, r.spec.revision_history_limit, desired, images, "Progressing", now);
-  if (r.status.current_revision != desired || r.status.phase != "Progressing") {
+  MarkReconciling(s, r.metadata.generation, now, Reason::kProgressing, Reason::kProgressing,
+                  s->message);
+  RecordHistory(s, r.spec.revision_history_limit, desired, images, api::RevisionPhase::kProgressing,
+                now);
+  if (r.status.current_revision != desired || r.status.phase != api::ReleasePhase::kProgressing) {
     events->push_back({"Normal", "RolloutStarted", "Rollout", s->message});
   }
 }
 
 bool WasAborted(const api::ReleaseStatus& s, const std::string& revision) {
   for (const api::RevisionRecord& r : s.history) {
-    if (r.revision == revision) return r.phase == "Aborted";
+    if (r.revision == revision) return r.phase == api::RevisionPhase::kAborted;
   }
   return false;
 }

@@ -10,7 +10,7 @@
 
 #include "absl/time/time.h"
 #include "capstan/api/release.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
 
 namespace capstan::rollout {
 
@@ -19,24 +19,8 @@ namespace capstan::rollout {
 // to the front only when its phase changes. A longer history (the limit was lowered) is
 // cut to `limit` on the next record.
 void RecordHistory(api::ReleaseStatus* s, int32_t limit, const std::string& revision,
-                   const std::vector<std::string>& images, const std::string& phase,
+                   const std::vector<std::string>& images, api::RevisionPhase phase,
                    absl::Time now);
-
-// The three kstatus conditions (Ready, Reconciling, Stalled), set together by one of
-// three named builders, so a call says which state the Release is in:
-//  - MarkReady: Ready=True (reason Ready), Reconciling and Stalled False.
-//  - MarkReconciling: work under way (Progressing, Previewing, Waiting...): Ready=False
-//    with `ready_reason`, Reconciling=True with `reason` and `message`, Stalled=False.
-//  - MarkStalled: nothing more will happen by itself (failed, rolled back, aborted):
-//    Ready=False with `ready_reason`, Stalled=True with `reason` and `message`.
-void MarkReady(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-               const std::string& message);
-void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-                     const std::string& ready_reason, const std::string& reason,
-                     const std::string& message);
-void MarkStalled(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-                 const std::string& ready_reason, const std::string& reason,
-                 const std::string& message);
 
 // A rollout of `desired` (with `images`) starts or is being started: phase Progressing
 // with `message`, Reconciling=True/Progressing, the revision's history record
@@ -51,12 +35,6 @@ void StartRollout(const api::Release& r, const std::string& desired,
 // returns the token. nullopt when there is nothing to retry or the token is old.
 std::optional<std::string> ConsumeRetry(const api::Release& r, const std::string& desired,
                                         api::ReleaseStatus* s, std::vector<Event>* events);
-
-// The status of a change held by its Environment: phase Waiting, Ready=False and
-// Reconciling=True with the hold's reason, Stalled=False. Returns true when this is
-// news (an Event is due).
-bool ApplyHold(const api::Release& r, const Hold& hold, int64_t generation, absl::Time now,
-               api::ReleaseStatus* s);
 
 // True when status.history records `revision` as aborted by a user.
 bool WasAborted(const api::ReleaseStatus& s, const std::string& revision);

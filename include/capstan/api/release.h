@@ -14,6 +14,7 @@
 // absl::Status. All types are plain values; thread-compatible.
 
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <optional>
 #include <string>
@@ -67,6 +68,41 @@ enum class Color { kBlue, kGreen };
 const char* ColorName(Color color);
 Color OtherColor(Color color);
 std::optional<Color> ParseColor(const std::string& name);
+
+// status.phase of a Release: where it stands (the CRD says what each means). kNone is a
+// Release Capstan has not written a status for yet (shown as Pending).
+enum class ReleasePhase {
+  kNone,
+  kPending,
+  kWaiting,
+  kPaused,
+  kProgressing,
+  kPreviewing,
+  kReady,
+  kDegraded,
+  kRolledBack,
+  kAborted,
+  kStalled,
+};
+// "Progressing", "RolledBack", ...; "" for kNone.
+const char* ReleasePhaseName(ReleasePhase phase);
+std::ostream& operator<<(std::ostream& os, ReleasePhase phase);
+
+// status.history[].phase: how a revision fared. kNone: no phase recorded (or one this
+// version does not know).
+enum class RevisionPhase {
+  kNone,
+  kProgressing,
+  kPreviewing,
+  kReady,
+  kSuperseded,
+  kFailed,
+  kRolledBack,
+  kAborted,
+};
+// "Ready", "Superseded", ...; "" for kNone.
+const char* RevisionPhaseName(RevisionPhase phase);
+std::ostream& operator<<(std::ostream& os, RevisionPhase phase);
 
 struct ObjectMeta {
   std::string name;
@@ -307,7 +343,7 @@ struct Condition {
 struct RevisionRecord {
   std::string revision;
   std::vector<std::string> images;
-  std::string phase;  // Progressing, Ready, Superseded, Failed, RolledBack, Aborted
+  RevisionPhase phase = RevisionPhase::kNone;
   std::optional<absl::Time> time;
   // render::DesiredStateDigest of the state last let through the gates at this revision,
   // and render::TemplateDigest of its pod template (what its ControllerRevision must
@@ -318,11 +354,10 @@ struct RevisionRecord {
   friend bool operator==(const RevisionRecord&, const RevisionRecord&) = default;
 };
 
-// status of a Release. Phases: Pending, Progressing, Previewing, Ready, Degraded,
-// RolledBack, Aborted, Stalled (see the CRD for their meaning).
+// status of a Release.
 struct ReleaseStatus {
   int64_t observed_generation = 0;
-  std::string phase;
+  ReleasePhase phase = ReleasePhase::kNone;
   std::string message;
   std::string current_revision;
   std::string stable_revision;

@@ -40,7 +40,8 @@
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/rollout/bluegreen.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
+#include "capstan/rollout/views.h"
 
 namespace capstan::controller {
 

@@ -33,7 +33,7 @@
 #include "capstan/kube/client.h"
 #include "capstan/kube/informer.h"
 #include "capstan/rollout/hooks.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
 
 namespace capstan::controller {
 

@@ -63,7 +63,7 @@ nlohmann::json AdoptManagedFields(const nlohmann::json& live, const std::string&
 // Deployment's selector is kept and that Deployment is the Release's by now: its old
 // pods and new ones carry it). BlueGreen (`selector_kept` false): once the active colour
 // is Ready, so the switch of the selector to it never leaves it without ready endpoints.
-bool AdoptServiceNow(bool held, bool selector_kept, const std::string& phase);
+bool AdoptServiceNow(bool held, bool selector_kept, api::ReleasePhase phase);
 
 // The adopted selector recorded on a Deployment Capstan controls
 // (render::kAdoptedSelectorAnnotation), or empty when it was not adopted (or the annotation

@@ -47,7 +47,8 @@
 
 #include "absl/time/time.h"
 #include "capstan/api/release.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
+#include "capstan/rollout/views.h"
 
 namespace capstan::rollout {
 

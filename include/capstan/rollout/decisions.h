@@ -12,7 +12,8 @@
 
 #include "absl/time/time.h"
 #include "capstan/api/release.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
+#include "capstan/rollout/views.h"
 #include "nlohmann/json.hpp"
 
 namespace capstan::rollout {
@@ -63,13 +64,13 @@ std::vector<std::string> RevisionsToPrune(std::vector<RevisionView> revisions, i
 // Progressing (a quiet cluster still deserves a check against the progress
 // deadline); when the Environment holds it until a time (end of a freeze or soak),
 // then (at least 100 ms from now), whatever the phase. Zero: only on events.
-absl::Duration RollingRequeue(const std::string& phase, std::optional<absl::Time> hold_until,
+absl::Duration RollingRequeue(api::ReleasePhase phase, std::optional<absl::Time> hold_until,
                               absl::Time now);
 
 // The same for BlueGreen: the soonest of the plan's own time (promotion delay,
 // scale-down, readiness checks) and the end of a hold (at least 100 ms from now);
 // while Progressing, at most 30 s.
-absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, const std::string& phase,
+absl::Duration BlueGreenRequeue(std::optional<absl::Duration> plan, api::ReleasePhase phase,
                                 std::optional<absl::Time> hold_until, absl::Time now);
 
 // Why the stable revision's ControllerRevision `cr` may not be rolled back to, or "":

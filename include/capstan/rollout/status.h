@@ -90,8 +90,8 @@ const char* ReasonName(Reason reason);
 //    Ready=False with `ready_reason`, Stalled=True with `reason` and `message`.
 void MarkReady(api::ReleaseStatus* s, int64_t generation, absl::Time now,
                const std::string& message);
-void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now,
-                     Reason ready_reason, Reason reason, const std::string& message);
+void MarkReconciling(api::ReleaseStatus* s, int64_t generation, absl::Time now, Reason ready_reason,
+                     Reason reason, const std::string& message);
 void MarkStalled(api::ReleaseStatus* s, int64_t generation, absl::Time now, Reason ready_reason,
                  Reason reason, const std::string& message);
 

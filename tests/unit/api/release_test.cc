@@ -183,7 +183,7 @@ TEST(ParseRelease, ReadsWhatTheApiServerReturns) {
   EXPECT_EQ(r->spec.replicas, 3) << "3.0 from a double-only tool is an integer";
   EXPECT_FALSE(r->spec.pod_template["metadata"].contains("annotations")) << "nulls are dropped";
   EXPECT_EQ(r->status.observed_generation, 6);
-  EXPECT_EQ(r->status.phase, "Ready");
+  EXPECT_EQ(r->status.phase, ReleasePhase::kReady);
   EXPECT_EQ(r->status.active_color, Color::kGreen);
   ASSERT_EQ(r->status.conditions.size(), 1u);
   EXPECT_EQ(r->status.conditions[0].last_transition_time,
@@ -783,7 +783,7 @@ TEST(IntOrString, ScalesLikeKubernetes) {
 TEST(ReleaseStatus, RoundTrips) {
   ReleaseStatus s;
   s.observed_generation = 4;
-  s.phase = "Progressing";
+  s.phase = ReleasePhase::kProgressing;
   s.message = "2 of 3 new pods ready";
   s.current_revision = "0123456789";
   s.stable_revision = "abcdefabcd";
@@ -801,10 +801,16 @@ TEST(ReleaseStatus, RoundTrips) {
   s.applied_digest = "sha256:a";
   s.environment = "production";
   s.last_retry = "2026-11-25T10:00";
-  s.history.push_back(
-      {"0123456789", {"nginx:1.27", "envoy:1.30"}, "Progressing", absl::FromUnixSeconds(1000)});
-  s.history.push_back(
-      {"abcdefabcd", {"nginx:1.26"}, "Ready", std::nullopt, "sha256:state", "sha256:template"});
+  s.history.push_back({"0123456789",
+                       {"nginx:1.27", "envoy:1.30"},
+                       RevisionPhase::kProgressing,
+                       absl::FromUnixSeconds(1000)});
+  s.history.push_back({"abcdefabcd",
+                       {"nginx:1.26"},
+                       RevisionPhase::kReady,
+                       std::nullopt,
+                       "sha256:state",
+                       "sha256:template"});
   s.conditions.push_back(
       {"Ready", "False", "Progressing", "rolling out", absl::FromUnixSeconds(1'700'000'000), 4});
   const nlohmann::json j = ReleaseStatusToJson(s);
@@ -815,6 +821,36 @@ TEST(ReleaseStatus, RoundTrips) {
   absl::StatusOr<ReleaseStatus> back = ParseReleaseStatus(j);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, s);
+}
+
+TEST(ReleaseStatus, PhasesReadAndWriteTheirNames) {
+  for (ReleasePhase p : {ReleasePhase::kPending, ReleasePhase::kWaiting, ReleasePhase::kPaused,
+                         ReleasePhase::kProgressing, ReleasePhase::kPreviewing,
+                         ReleasePhase::kReady, ReleasePhase::kDegraded, ReleasePhase::kRolledBack,
+                         ReleasePhase::kAborted, ReleasePhase::kStalled}) {
+    SCOPED_TRACE(ReleasePhaseName(p));
+    ReleaseStatus s;
+    s.phase = p;
+    s.history.push_back({.revision = "abc", .phase = RevisionPhase::kSuperseded});
+    const nlohmann::json j = ReleaseStatusToJson(s);
+    EXPECT_EQ(j.value("phase", ""), ReleasePhaseName(p));
+    absl::StatusOr<ReleaseStatus> back = ParseReleaseStatus(j);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->phase, p);
+    EXPECT_EQ(back->history.at(0).phase, RevisionPhase::kSuperseded);
+  }
+  // No phase: none written, none read.
+  EXPECT_FALSE(ReleaseStatusToJson(ReleaseStatus{}).contains("phase"));
+  EXPECT_EQ(ParseReleaseStatus(nlohmann::json::object())->phase, ReleasePhase::kNone);
+  // status.phase is one of the CRD's names; a history record's unknown phase reads as
+  // none (the CRD does not enumerate them) instead of making the status unreadable.
+  absl::StatusOr<ReleaseStatus> odd = ParseReleaseStatus({{"phase", "Sleeping"}});
+  ASSERT_FALSE(odd.ok());
+  EXPECT_THAT(std::string(odd.status().message()), ::testing::HasSubstr("status.phase"));
+  absl::StatusOr<ReleaseStatus> old =
+      ParseReleaseStatus({{"history", {{{"revision", "abc"}, {"phase", "Sleeping"}}}}});
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->history.at(0).phase, RevisionPhase::kNone);
 }
 
 TEST(ReleaseStatus, RejectsWrongTypes) {

@@ -16,7 +16,7 @@
 #include "capstan/diff/diff.h"
 #include "capstan/kube/informer.h"
 #include "capstan/render/render.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/views.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -18,12 +18,12 @@ GateDecision Held(GateReason reason) {
 
 TEST(RevertPastGatesTest, Table) {
   const std::vector<api::RevisionRecord> history = {
-      {"ccc", {"web:3"}, "Progressing", std::nullopt, "ccc"},  // newest first
-      {"bbb", {"web:2"}, "Ready", std::nullopt, "bbb"},
-      {"aaa", {"web:1"}, "Superseded", std::nullopt, "aaa"},
-      {"fff", {"web:bad"}, "RolledBack", std::nullopt, "fff"},
-      {"xxx", {"web:x"}, "Failed", std::nullopt, "xxx"},
-      {"abo", {"web:a"}, "Aborted", std::nullopt, "abo"},
+      {"ccc", {"web:3"}, api::RevisionPhase::kProgressing, std::nullopt, "ccc"},  // newest first
+      {"bbb", {"web:2"}, api::RevisionPhase::kReady, std::nullopt, "bbb"},
+      {"aaa", {"web:1"}, api::RevisionPhase::kSuperseded, std::nullopt, "aaa"},
+      {"fff", {"web:bad"}, api::RevisionPhase::kRolledBack, std::nullopt, "fff"},
+      {"xxx", {"web:x"}, api::RevisionPhase::kFailed, std::nullopt, "xxx"},
+      {"abo", {"web:a"}, api::RevisionPhase::kAborted, std::nullopt, "abo"},
   };
   GateDecision allowed;
   struct Case {
@@ -70,8 +70,8 @@ TEST(RevertPastGatesTest, Table) {
 // before digests existed match nothing.
 TEST(RevertPastGatesTest, MatchesDigestsNotRevisions) {
   const std::vector<api::RevisionRecord> history = {
-      {"aaa", {"web:1"}, "Superseded", std::nullopt, "sha256:approved-state"},
-      {"old", {"web:0"}, "Superseded", std::nullopt, ""},
+      {"aaa", {"web:1"}, api::RevisionPhase::kSuperseded, std::nullopt, "sha256:approved-state"},
+      {"old", {"web:0"}, api::RevisionPhase::kSuperseded, std::nullopt, ""},
   };
   EXPECT_FALSE(RevertPastGates(Held(GateReason::kAwaitingApproval), history,
                                "sha256:colliding-state", "sha256:now", "aaa")

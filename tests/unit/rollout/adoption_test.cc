@@ -236,16 +236,17 @@ TEST(AdoptServiceNowTest, OnceItsSelectorKeepsMatchingServingPods) {
     std::string name;
     bool held;
     bool selector_kept;
-    std::string phase;
+    api::ReleasePhase phase;
     bool want;
   };
   const std::vector<Case> cases = {
-      {"Ready", false, false, "Ready", true},
-      {"Progressing: not yet", false, false, "Progressing", false},
-      {"Progressing, the adopted selector kept", false, true, "Progressing", true},
-      {"held, Ready", true, false, "Ready", false},
-      {"held, the adopted selector kept", true, true, "Waiting", false},
-      {"Degraded", false, false, "Degraded", false},
+      {"Ready", false, false, api::ReleasePhase::kReady, true},
+      {"Progressing: not yet", false, false, api::ReleasePhase::kProgressing, false},
+      {"Progressing, the adopted selector kept", false, true, api::ReleasePhase::kProgressing,
+       true},
+      {"held, Ready", true, false, api::ReleasePhase::kReady, false},
+      {"held, the adopted selector kept", true, true, api::ReleasePhase::kWaiting, false},
+      {"Degraded", false, false, api::ReleasePhase::kDegraded, false},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

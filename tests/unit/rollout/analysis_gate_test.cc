@@ -80,7 +80,7 @@ TEST(RollingAnalysisTest, GateDecisions) {
     r.spec.replicas = 3;
     r.status.stable_revision = "old";
     r.status.current_revision = "new";
-    r.status.phase = "Progressing";
+    r.status.phase = api::ReleasePhase::kProgressing;
     if (!c.promote.empty()) r.metadata.annotations["capstan.dev/promote"] = c.promote;
     if (!c.abort.empty()) r.metadata.annotations[kAbortAnnotation] = c.abort;
     RollingInput in;
@@ -92,7 +92,7 @@ TEST(RollingAnalysisTest, GateDecisions) {
     in.now = kNow;
     RollingPlan p = PlanRolling(in);
     EXPECT_EQ(p.target, c.target);
-    EXPECT_EQ(p.status.phase, c.phase);
+    EXPECT_EQ(api::ReleasePhaseName(p.status.phase), c.phase);
     EXPECT_EQ(p.status.stable_revision, c.stable);
     EXPECT_EQ(p.rolled_back, c.rolled_back);
     EXPECT_TRUE(absl::StrContains(p.status.message, c.message)) << p.status.message;
@@ -163,7 +163,7 @@ TEST(BlueGreenAnalysisTest, PrePromotion) {
     if (!c.promote.empty()) r.metadata.annotations[kPromoteAnnotation] = c.promote;
     BlueGreenPlan p = PlanBlueGreen(Preview(r, c.pre));
     EXPECT_EQ(p.traffic, c.traffic);
-    EXPECT_EQ(p.status.phase, c.phase);
+    EXPECT_EQ(api::ReleasePhaseName(p.status.phase), c.phase);
     EXPECT_EQ(p.status.failed_revision, c.failed);
     EXPECT_EQ(p.active, c.traffic == Switch::kPromote ? api::Color::kGreen : api::Color::kBlue);
   }
@@ -206,7 +206,7 @@ TEST(BlueGreenAnalysisTest, PostPromotion) {
     in.post_promotion = c.post;
     BlueGreenPlan p = PlanBlueGreen(in);
     EXPECT_EQ(p.traffic, c.traffic);
-    EXPECT_EQ(p.status.phase, c.phase);
+    EXPECT_EQ(api::ReleasePhaseName(p.status.phase), c.phase);
     EXPECT_EQ(p.blue.replicas.has_value() && *p.blue.replicas == 0, c.blue_scaled_down);
     if (c.traffic == Switch::kSwitchBack) {
       EXPECT_EQ(p.active, api::Color::kBlue);

@@ -84,7 +84,7 @@ struct Fixture {
     rel.status.active_color = Color::kBlue;
     rel.status.stable_revision = "s1";
     rel.status.current_revision = "s1";
-    rel.status.phase = "Ready";
+    rel.status.phase = api::ReleasePhase::kReady;
     in.release = &rel;
     in.desired_revision = "d2";
     in.service_color = Color::kBlue;
@@ -124,14 +124,14 @@ TEST(PlanBlueGreen, FirstDeployCreatesBlue) {
   EXPECT_EQ(p.blue.replicas, 3);
   EXPECT_FALSE(p.green.apply_desired);
   EXPECT_EQ(p.traffic, Switch::kNone);
-  EXPECT_EQ(p.status.phase, "Progressing");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kProgressing);
   EXPECT_TRUE(HasEvent(p, "RolloutStarted"));
 
   f.in.blue.deployment = Deploy("s1");
   f.in.blue.pods = Pods("s1", Color::kBlue);
   f.rel.status = p.status;
   const BlueGreenPlan ready = f.Plan();
-  EXPECT_EQ(ready.status.phase, "Ready");
+  EXPECT_EQ(ready.status.phase, api::ReleasePhase::kReady);
   EXPECT_EQ(ready.status.stable_revision, "s1");
   EXPECT_EQ(Cond(ready, "Ready"), "True/Ready");
   EXPECT_TRUE(HasEvent(ready, "RolloutComplete"));
@@ -147,7 +147,7 @@ TEST(PlanBlueGreen, NewRevisionGoesToTheIdleColourAtTheActiveCount) {
   EXPECT_FALSE(p.blue.apply_desired);
   EXPECT_EQ(p.blue.replicas, 3);
   EXPECT_EQ(p.traffic, Switch::kNone);
-  EXPECT_EQ(p.status.phase, "Progressing");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kProgressing);
   EXPECT_EQ(Cond(p, "Reconciling"), "True/Progressing");
   EXPECT_EQ(p.status.preview_color, Color::kGreen);
   EXPECT_TRUE(HasEvent(p, "RolloutStarted"));
@@ -169,7 +169,7 @@ TEST(PlanBlueGreen, NoPromotionUntilEveryEndpointIsReady) {
   f.in.preview_ready_endpoints = 2;
   BlueGreenPlan p = f.Plan();
   EXPECT_EQ(p.traffic, Switch::kNone);
-  EXPECT_EQ(p.status.phase, "Progressing");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kProgressing);
   EXPECT_TRUE(absl::StrContains(p.status.message, "2/3 ready endpoints in web-preview"))
       << p.status.message;
 
@@ -184,7 +184,7 @@ TEST(PlanBlueGreen, AutoPromotionAfterTheDelayIsOneSwitch) {
   f.GreenReady();
   BlueGreenPlan p = f.Plan();
   EXPECT_EQ(p.traffic, Switch::kNone);
-  EXPECT_EQ(p.status.phase, "Previewing");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kPreviewing);
   EXPECT_EQ(p.status.preview_ready_at, kNow);
   EXPECT_EQ(p.requeue_after, absl::Seconds(10));
   EXPECT_TRUE(HasEvent(p, "PreviewReady"));
@@ -198,7 +198,7 @@ TEST(PlanBlueGreen, AutoPromotionAfterTheDelayIsOneSwitch) {
   EXPECT_EQ(p.status.switched_at, f.in.now);
   EXPECT_EQ(p.status.scale_down_at, f.in.now + absl::Seconds(30));
   EXPECT_FALSE(p.blue.replicas.has_value()) << "the old colour stays up";
-  EXPECT_EQ(p.status.phase, "Ready");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kReady);
   EXPECT_EQ(p.status.stable_revision, "s1") << "stable only after the window";
   EXPECT_TRUE(HasEvent(p, "Promoted"));
 }
@@ -208,7 +208,7 @@ TEST(PlanBlueGreen, ManualPromotionNamesTheRevision) {
   f.rel.spec.strategy.blue_green.auto_promote = false;
   f.GreenReady();
   BlueGreenPlan p = f.Plan();
-  EXPECT_EQ(p.status.phase, "Previewing");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kPreviewing);
   EXPECT_EQ(Cond(p, "Reconciling"), "True/AwaitingPromotion");
   EXPECT_TRUE(absl::StrContains(p.status.message,
                                 "kubectl annotate release web capstan.dev/promote=d2 --overwrite"))
@@ -228,7 +228,7 @@ TEST(PlanBlueGreen, FailureBeforePromotionNeverTouchesTheActiveService) {
   EXPECT_EQ(p.traffic, Switch::kNone);
   EXPECT_EQ(p.active, Color::kBlue);
   EXPECT_EQ(p.status.failed_revision, "d2");
-  EXPECT_EQ(p.status.phase, "Degraded");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kDegraded);
   EXPECT_EQ(Cond(p, "Stalled"), "True/RevisionFailed");
   EXPECT_EQ(p.status.scale_down_at, kNow + absl::Seconds(30));
   EXPECT_FALSE(p.green.replicas.has_value()) << "kept for the delay";
@@ -243,7 +243,7 @@ TEST(PlanBlueGreen, FailureBeforePromotionNeverTouchesTheActiveService) {
   EXPECT_EQ(p.traffic, Switch::kNone);
   EXPECT_EQ(p.green.replicas, 0);
   EXPECT_FALSE(p.green.apply_desired);
-  EXPECT_EQ(p.status.phase, "Degraded");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kDegraded);
   EXPECT_TRUE(HasEvent(p, "ScaledDown"));
 }
 
@@ -256,7 +256,7 @@ TEST(PlanBlueGreen, FailureAfterTheSwitchFlipsStraightBack) {
   EXPECT_EQ(p.active, Color::kBlue);
   EXPECT_TRUE(p.rolled_back);
   EXPECT_EQ(p.status.failed_revision, "d2");
-  EXPECT_EQ(p.status.phase, "RolledBack");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kRolledBack);
   EXPECT_EQ(p.status.active_color, Color::kBlue);
   EXPECT_EQ(p.status.scale_down_at, kNow + absl::Seconds(30));
   EXPECT_TRUE(HasEvent(p, "SwitchedBack"));
@@ -313,7 +313,7 @@ TEST(PlanBlueGreen, AfterTheWindowTheOldColourGoesAndTheRevisionIsStable) {
   EXPECT_EQ(p.traffic, Switch::kNone);
   EXPECT_EQ(p.blue.replicas, 0);
   EXPECT_EQ(p.status.stable_revision, "d2");
-  EXPECT_EQ(p.status.phase, "Ready");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kReady);
   EXPECT_FALSE(p.status.scale_down_at.has_value());
   EXPECT_TRUE(HasEvent(p, "ScaledDown"));
 
@@ -326,7 +326,7 @@ TEST(PlanBlueGreen, AfterTheWindowTheOldColourGoesAndTheRevisionIsStable) {
   late.in.green.pods[0] = Pod("d2", Color::kGreen, 0, false, "CrashLoopBackOff");
   const BlueGreenPlan degraded = late.Plan();
   EXPECT_EQ(degraded.traffic, Switch::kNone);
-  EXPECT_EQ(degraded.status.phase, "Degraded");
+  EXPECT_EQ(degraded.status.phase, api::ReleasePhase::kDegraded);
   EXPECT_EQ(degraded.status.failed_revision, "d2");
 }
 
@@ -337,7 +337,7 @@ TEST(PlanBlueGreen, AbortDuringPreviewKeepsTraffic) {
   f.rel.metadata.annotations[kAbortAnnotation] = "stop-1";
   BlueGreenPlan p = f.Plan();
   EXPECT_EQ(p.traffic, Switch::kNone);
-  EXPECT_EQ(p.status.phase, "Aborted");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kAborted);
   EXPECT_EQ(p.status.failed_revision, "d2");
   EXPECT_EQ(p.status.last_abort, "stop-1");
   EXPECT_EQ(Cond(p, "Stalled"), "True/Aborted");
@@ -346,7 +346,7 @@ TEST(PlanBlueGreen, AbortDuringPreviewKeepsTraffic) {
   // Final: the next pass keeps Aborted and scales the preview down.
   f.rel.status = p.status;
   p = f.Plan();
-  EXPECT_EQ(p.status.phase, "Aborted");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kAborted);
   EXPECT_EQ(p.green.replicas, 0);
   EXPECT_TRUE(p.events.size() == 1 && HasEvent(p, "ScaledDown"));
 }
@@ -358,7 +358,7 @@ TEST(PlanBlueGreen, AbortAfterTheSwitchReturnsToTheStableColour) {
   const BlueGreenPlan p = f.Plan();
   EXPECT_EQ(p.traffic, Switch::kSwitchBack);
   EXPECT_EQ(p.active, Color::kBlue);
-  EXPECT_EQ(p.status.phase, "Aborted");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kAborted);
   EXPECT_FALSE(p.rolled_back);
 }
 
@@ -391,8 +391,8 @@ TEST(PlanBlueGreen, RetryRestartsThePreview) {
   Fixture f;
   f.GreenReady();
   f.rel.status.failed_revision = "d2";
-  f.rel.status.phase = "Degraded";
-  EXPECT_EQ(f.Plan().status.phase, "Degraded");
+  f.rel.status.phase = api::ReleasePhase::kDegraded;
+  EXPECT_EQ(f.Plan().status.phase, api::ReleasePhase::kDegraded);
   f.rel.metadata.annotations[kRetryAnnotation] = "again";
   const BlueGreenPlan p = f.Plan();
   EXPECT_TRUE(p.status.failed_revision.empty());
@@ -407,7 +407,7 @@ TEST(PlanBlueGreen, AHeldChangeBringsUpNoPreview) {
   BlueGreenPlan p = f.Plan();
   EXPECT_FALSE(p.green.apply_desired);
   EXPECT_EQ(p.traffic, Switch::kNone);
-  EXPECT_EQ(p.status.phase, "Waiting");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kWaiting);
   EXPECT_EQ(Cond(p, "Reconciling"), "True/FrozenUntil");
 
   // A preview already up finishes and is promoted.
@@ -420,7 +420,7 @@ TEST(PlanBlueGreen, NothingToAbortWhenConverged) {
   f.in.desired_revision = "s1";
   f.rel.metadata.annotations[kAbortAnnotation] = "late";
   const BlueGreenPlan p = f.Plan();
-  EXPECT_EQ(p.status.phase, "Ready");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kReady);
   EXPECT_EQ(p.status.last_abort, "late");
   EXPECT_TRUE(HasEvent(p, "NothingToAbort"));
 }
@@ -607,7 +607,7 @@ TEST(PlanBlueGreen, OneRowPerExit) {
     const BlueGreenPlan p = f.Plan();
     EXPECT_EQ(p.exit, row.exit);
     EXPECT_EQ(p.traffic, row.traffic);
-    EXPECT_EQ(p.status.phase, row.phase);
+    EXPECT_EQ(api::ReleasePhaseName(p.status.phase), row.phase);
     // Every plan writes each object once; a switch writes the active Service first.
     using Write = BlueGreenPlan::Write;
     const Write service{Write::Kind::kActiveService};

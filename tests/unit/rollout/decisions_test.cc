@@ -140,16 +140,18 @@ TEST(RevisionsTest, PruneOldestFirstKeepingTheNamedOnes) {
 TEST(RequeueTest, Rolling) {
   struct Case {
     std::string name;
-    std::string phase;
+    api::ReleasePhase phase;
     std::optional<absl::Time> hold_until;
     absl::Duration want;
   };
   const std::vector<Case> cases = {
-      {"Ready: only on events", "Ready", std::nullopt, absl::ZeroDuration()},
-      {"Progressing: every 30 s", "Progressing", std::nullopt, absl::Seconds(30)},
-      {"held until a freeze ends", "Waiting", kNow + absl::Hours(2), absl::Hours(2)},
-      {"a hold's end wins over the 30 s", "Progressing", kNow + absl::Hours(2), absl::Hours(2)},
-      {"a hold that just ended: 100 ms", "Waiting", kNow - absl::Seconds(1),
+      {"Ready: only on events", api::ReleasePhase::kReady, std::nullopt, absl::ZeroDuration()},
+      {"Progressing: every 30 s", api::ReleasePhase::kProgressing, std::nullopt, absl::Seconds(30)},
+      {"held until a freeze ends", api::ReleasePhase::kWaiting, kNow + absl::Hours(2),
+       absl::Hours(2)},
+      {"a hold's end wins over the 30 s", api::ReleasePhase::kProgressing, kNow + absl::Hours(2),
+       absl::Hours(2)},
+      {"a hold that just ended: 100 ms", api::ReleasePhase::kWaiting, kNow - absl::Seconds(1),
        absl::Milliseconds(100)},
   };
   for (const Case& c : cases) {
@@ -162,26 +164,29 @@ TEST(RequeueTest, BlueGreen) {
   struct Case {
     std::string name;
     std::optional<absl::Duration> plan;
-    std::string phase;
+    api::ReleasePhase phase;
     std::optional<absl::Time> hold_until;
     absl::Duration want;
   };
   const std::vector<Case> cases = {
-      {"Ready, nothing planned", std::nullopt, "Ready", std::nullopt, absl::ZeroDuration()},
-      {"the plan's time", absl::Seconds(5), "Previewing", std::nullopt, absl::Seconds(5)},
-      {"a sooner hold end", absl::Seconds(50), "Waiting", kNow + absl::Seconds(10),
-       absl::Seconds(10)},
-      {"a later hold end: the plan's", absl::Seconds(5), "Waiting", kNow + absl::Hours(1),
+      {"Ready, nothing planned", std::nullopt, api::ReleasePhase::kReady, std::nullopt,
+       absl::ZeroDuration()},
+      {"the plan's time", absl::Seconds(5), api::ReleasePhase::kPreviewing, std::nullopt,
        absl::Seconds(5)},
-      {"a hold end and no plan", std::nullopt, "Waiting", kNow + absl::Hours(1), absl::Hours(1)},
-      {"Progressing: at most 30 s", absl::Minutes(5), "Progressing", std::nullopt,
+      {"a sooner hold end", absl::Seconds(50), api::ReleasePhase::kWaiting,
+       kNow + absl::Seconds(10), absl::Seconds(10)},
+      {"a later hold end: the plan's", absl::Seconds(5), api::ReleasePhase::kWaiting,
+       kNow + absl::Hours(1), absl::Seconds(5)},
+      {"a hold end and no plan", std::nullopt, api::ReleasePhase::kWaiting, kNow + absl::Hours(1),
+       absl::Hours(1)},
+      {"Progressing: at most 30 s", absl::Minutes(5), api::ReleasePhase::kProgressing, std::nullopt,
        absl::Seconds(30)},
-      {"Progressing, nothing planned: 30 s", std::nullopt, "Progressing", std::nullopt,
-       absl::Seconds(30)},
-      {"Progressing, sooner plan kept", absl::Seconds(1), "Progressing", std::nullopt,
-       absl::Seconds(1)},
-      {"a hold that just ended: 100 ms", std::nullopt, "Waiting", kNow - absl::Seconds(1),
-       absl::Milliseconds(100)},
+      {"Progressing, nothing planned: 30 s", std::nullopt, api::ReleasePhase::kProgressing,
+       std::nullopt, absl::Seconds(30)},
+      {"Progressing, sooner plan kept", absl::Seconds(1), api::ReleasePhase::kProgressing,
+       std::nullopt, absl::Seconds(1)},
+      {"a hold that just ended: 100 ms", std::nullopt, api::ReleasePhase::kWaiting,
+       kNow - absl::Seconds(1), absl::Milliseconds(100)},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -267,9 +272,9 @@ TEST(StableTemplateProblemTest, TheRecordedTemplateOrNothing) {
     api::Release r;
     r.metadata.name = "web";
     r.status.stable_revision = "aaa";
-    r.status.history.push_back(api::RevisionRecord{"bbb", {}, "Failed", kNow});
+    r.status.history.push_back(api::RevisionRecord{"bbb", {}, api::RevisionPhase::kFailed, kNow});
     if (c.stable_digest != "none") {
-      api::RevisionRecord rec{"aaa", {}, "Ready", kNow};
+      api::RevisionRecord rec{"aaa", {}, api::RevisionPhase::kReady, kNow};
       rec.template_digest = c.stable_digest;
       r.status.history.push_back(rec);
     }

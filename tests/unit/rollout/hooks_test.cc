@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "capstan/render/hooks.h"
-#include "capstan/rollout/rolling.h"
+#include "capstan/rollout/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -249,20 +249,22 @@ TEST(RolloutStarting, OnlyARevisionNothingRunsAndThatDidNotFail) {
 TEST(RolledBackRevision, ARevisionThatStartedAndWasLeft) {
   struct Case {
     const char* name;
-    std::string phase;
+    api::ReleasePhase phase;
     std::string failed;
     std::string stable;
     bool blue_green;
     std::string want;
   };
   const std::vector<Case> cases = {
-      {"rolled back", "RolledBack", "rev2", "rev1", false, "rev2"},
-      {"aborted back to stable", "Aborted", "rev2", "rev1", false, "rev2"},
-      {"aborted with nothing to return to", "Aborted", "rev2", "", false, ""},
-      {"RollingUpdate degraded: no rollback happened", "Degraded", "rev2", "rev1", false, ""},
-      {"BlueGreen failed preview: traffic stayed", "Degraded", "rev2", "rev1", true, "rev2"},
-      {"ready", "Ready", "", "rev1", false, ""},
-      {"preRollout failure: never started", "Degraded", "", "rev1", false, ""},
+      {"rolled back", api::ReleasePhase::kRolledBack, "rev2", "rev1", false, "rev2"},
+      {"aborted back to stable", api::ReleasePhase::kAborted, "rev2", "rev1", false, "rev2"},
+      {"aborted with nothing to return to", api::ReleasePhase::kAborted, "rev2", "", false, ""},
+      {"RollingUpdate degraded: no rollback happened", api::ReleasePhase::kDegraded, "rev2", "rev1",
+       false, ""},
+      {"BlueGreen failed preview: traffic stayed", api::ReleasePhase::kDegraded, "rev2", "rev1",
+       true, "rev2"},
+      {"ready", api::ReleasePhase::kReady, "", "rev1", false, ""},
+      {"preRollout failure: never started", api::ReleasePhase::kDegraded, "", "rev1", false, ""},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -280,7 +282,7 @@ TEST(ApplyPreRolloutFailure, DegradedAndStalledNamingTheJob) {
   r.metadata.generation = 3;
   api::ReleaseStatus s;
   EXPECT_TRUE(ApplyPreRolloutFailure(r, "preRollout hook Job web-rev2-pre failed", kNow, &s));
-  EXPECT_EQ(s.phase, "Degraded");
+  EXPECT_EQ(s.phase, api::ReleasePhase::kDegraded);
   const api::Condition* stalled = FindCondition(s.conditions, "Stalled");
   ASSERT_NE(stalled, nullptr);
   EXPECT_EQ(stalled->status, "True");

@@ -280,7 +280,7 @@ TEST(PlanRolling, Table) {
     in.now = absl::FromUnixSeconds(1'800'000'000);
     RollingPlan p = PlanRolling(in);
     EXPECT_EQ(p.target, c.target);
-    EXPECT_EQ(p.status.phase, c.phase);
+    EXPECT_EQ(api::ReleasePhaseName(p.status.phase), c.phase);
     EXPECT_EQ(Cond(p, "Ready").status, c.ready);
     EXPECT_EQ(Cond(p, "Stalled").status, c.stalled);
     EXPECT_EQ(Cond(p, "Reconciling").status, c.phase == "Progressing" ? "True" : "False");
@@ -313,7 +313,7 @@ TEST(PlanRolling, RollbackMessageSaysWhyAndWhereTo) {
   EXPECT_NE(p.status.message.find("rolled back to revision aaa"), std::string::npos);
   ASSERT_FALSE(p.status.history.empty());
   EXPECT_EQ(p.status.history[1].revision, "bbb");
-  EXPECT_EQ(p.status.history[1].phase, "Failed");
+  EXPECT_EQ(p.status.history[1].phase, api::RevisionPhase::kFailed);
 }
 
 // status.history keeps spec.revisionHistoryLimit entries (newest first), not a fixed 10.
@@ -339,8 +339,8 @@ TEST(PlanRolling, HistoryKeepsRevisionHistoryLimit) {
     r.spec.revision_history_limit = c.limit;
     r.status.stable_revision = "r0";
     for (int i = 0; i < c.before; ++i) {
-      r.status.history.push_back(
-          api::RevisionRecord{"r" + std::to_string(i), {}, "Ready", absl::UnixEpoch()});
+      r.status.history.push_back(api::RevisionRecord{
+          "r" + std::to_string(i), {}, api::RevisionPhase::kReady, absl::UnixEpoch()});
     }
     RollingInput in;
     in.release = &r;
@@ -350,7 +350,7 @@ TEST(PlanRolling, HistoryKeepsRevisionHistoryLimit) {
     RollingPlan p = PlanRolling(in);
     ASSERT_EQ(p.status.history.size(), c.want);
     EXPECT_EQ(p.status.history.front().revision, "new");
-    EXPECT_EQ(p.status.history.front().phase, "Progressing");
+    EXPECT_EQ(p.status.history.front().phase, api::RevisionPhase::kProgressing);
     if (c.want > 1) {
       EXPECT_EQ(p.status.history[1].revision, "r0");
     }
@@ -368,7 +368,7 @@ TEST(PlanRolling, AbortReturnsToStableOnceAndStaysAborted) {
   in.deployment = Deploy("bbb", 1, 1);  // mid-rollout
   RollingPlan p = PlanRolling(in);
   EXPECT_EQ(p.target, Target::kStable);
-  EXPECT_EQ(p.status.phase, "Aborted");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kAborted);
   EXPECT_EQ(p.status.failed_revision, "bbb");
   EXPECT_EQ(p.status.last_abort, "stop");
   EXPECT_EQ(Cond(p, "Stalled").reason, "Aborted");
@@ -379,7 +379,7 @@ TEST(PlanRolling, AbortReturnsToStableOnceAndStaysAborted) {
   in.deployment = Deploy("aaa", 3, 3);
   RollingPlan again = PlanRolling(in);
   EXPECT_EQ(again.target, Target::kStable);
-  EXPECT_EQ(again.status.phase, "Aborted");
+  EXPECT_EQ(again.status.phase, api::ReleasePhase::kAborted);
   EXPECT_TRUE(again.events.empty());
 
   // A finished rollout has nothing to abort.
@@ -389,14 +389,14 @@ TEST(PlanRolling, AbortReturnsToStableOnceAndStaysAborted) {
   in.release = &done;
   in.deployment = Deploy("bbb", 3, 3);
   RollingPlan noop = PlanRolling(in);
-  EXPECT_EQ(noop.status.phase, "Ready");
+  EXPECT_EQ(noop.status.phase, api::ReleasePhase::kReady);
   EXPECT_TRUE(HasEvent(noop, "NothingToAbort"));
 }
 
 TEST(PlanRolling, AHeldChangeKeepsTheRunningRevision) {
   api::Release r = MakeRelease();
   r.status.stable_revision = "aaa";
-  r.status.phase = "Ready";
+  r.status.phase = api::ReleasePhase::kReady;
   RollingInput in;
   in.release = &r;
   in.desired_revision = "bbb";
@@ -405,7 +405,7 @@ TEST(PlanRolling, AHeldChangeKeepsTheRunningRevision) {
   in.hold = Hold{"AwaitingApproval", "revision bbb awaits 1 approval"};
   RollingPlan p = PlanRolling(in);
   EXPECT_EQ(p.target, Target::kKeep);
-  EXPECT_EQ(p.status.phase, "Waiting");
+  EXPECT_EQ(p.status.phase, api::ReleasePhase::kWaiting);
   EXPECT_EQ(p.status.current_revision, "bbb") << "what an approval must name";
   EXPECT_EQ(Cond(p, "Ready").status, "False");
   EXPECT_EQ(Cond(p, "Reconciling").reason, "AwaitingApproval");

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -307,6 +308,9 @@ struct ReleaseController::Pass {
   absl::Time now;
   int writes = 0;
   std::vector<Expectation> wrote;
+  // Names this pass's own GET found absent (AbsentId): Apply creates them without
+  // asking again; a name remembered absent from an earlier pass is asked once more.
+  absl::flat_hash_set<std::string> absent_now;
   std::optional<api::Environment> env;  // the Environment it belongs to
   std::string source_revision;          // template hash before Environment defaults
   Object source_template;               // the template as written (before defaults)
@@ -419,6 +423,7 @@ struct ReleaseController::Pass {
     }
     if (got.status().code() == absl::StatusCode::kNotFound) {
       c.RememberAbsent(id);
+      absent_now.insert(id);
       return o;
     }
     return got.status();
@@ -554,9 +559,13 @@ struct ReleaseController::Pass {
       spdlog::info("release={} create {} {}", key, r.kind, obj_name);
     }
     if (live == nullptr) {
-      // Lookup may have answered "absent" from memory: confirm before taking the name.
+      // Lookup may have answered "absent" from memory: confirm before taking the name
+      // (not when this pass's own GET just found it absent: that is one request per
+      // created object fewer).
       const std::string id = AbsentId(r, obj_name);
-      if (c.RememberedAbsent(id)) {
+      if (absent_now.erase(id) > 0) {
+        c.ForgetAbsent(id);
+      } else if (c.RememberedAbsent(id)) {
         c.ForgetAbsent(id);
         absl::StatusOr<Object> got = c.client_.Get(r, ns, obj_name);
         if (got.ok()) {

@@ -262,6 +262,17 @@ TEST_F(ReleaseControllerTest, FirstRolloutRecordsTheRevisionBeforeTheDeployment)
   EXPECT_EQ(last_requeue_, absl::Seconds(30));
 }
 
+TEST_F(ReleaseControllerTest, ANameFoundAbsentIsCreatedWithoutAskingAgain) {
+  PutRelease(RollingRelease());
+  Start();
+  // The first pass looks up the Deployment and the Service (neither is in the
+  // label-selected cache, so one GET each finds the name free) and creates both: no
+  // second GET of a name this pass just found absent.
+  const int64_t gets = server_.Requests("GET");
+  EXPECT_THAT(Reconcile(), Contains("apply deployments shop/web"));
+  EXPECT_EQ(server_.Requests("GET") - gets, 2);
+}
+
 TEST_F(ReleaseControllerTest, ConvergedReleaseCostsNoWrites) {
   ConvergedRolling();
   EXPECT_THAT(Reconcile(), IsEmpty());

@@ -98,34 +98,38 @@ absl::StatusOr<std::optional<CaRef>> ReadCa(const json& obj, const std::string& 
   return std::optional<CaRef>(out);
 }
 
-absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
-  if (!m.is_object()) return TypeError(path, "an object", m);
-  Metric out;
-  RETURN_IF_ERROR(ReadString(m, "name", path, &out.name));
-  if (out.name.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ".name: required"));
-  RETURN_IF_ERROR(ReadDuration(m, "interval", path, &out.interval));
-  RETURN_IF_ERROR(ReadDuration(m, "initialDelay", path, &out.initial_delay));
+// The fields every metric has, whatever its provider.
+absl::Status ReadMetricFields(const json& m, const std::string& path, Metric* out) {
+  RETURN_IF_ERROR(ReadString(m, "name", path, &out->name));
+  if (out->name.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ".name: required"));
+  RETURN_IF_ERROR(ReadDuration(m, "interval", path, &out->interval));
+  RETURN_IF_ERROR(ReadDuration(m, "initialDelay", path, &out->initial_delay));
   std::optional<int64_t> count;
   RETURN_IF_ERROR(ReadInt64(m, "count", path, &count));
-  if (count.has_value()) out.count = static_cast<int32_t>(*count);
-  RETURN_IF_ERROR(ReadString(m, "successCondition", path, &out.success_condition));
-  RETURN_IF_ERROR(ReadString(m, "failureCondition", path, &out.failure_condition));
-  RETURN_IF_ERROR(ReadInt32(m, "failureLimit", path, &out.failure_limit));
-  RETURN_IF_ERROR(ReadInt32(m, "consecutiveErrorLimit", path, &out.consecutive_error_limit));
-  RETURN_IF_ERROR(ReadInt32(m, "inconclusiveLimit", path, &out.inconclusive_limit));
+  if (count.has_value()) out->count = static_cast<int32_t>(*count);
+  RETURN_IF_ERROR(ReadString(m, "successCondition", path, &out->success_condition));
+  RETURN_IF_ERROR(ReadString(m, "failureCondition", path, &out->failure_condition));
+  RETURN_IF_ERROR(ReadInt32(m, "failureLimit", path, &out->failure_limit));
+  RETURN_IF_ERROR(ReadInt32(m, "consecutiveErrorLimit", path, &out->consecutive_error_limit));
+  RETURN_IF_ERROR(ReadInt32(m, "inconclusiveLimit", path, &out->inconclusive_limit));
   std::string baseline;
   RETURN_IF_ERROR(ReadString(m, "baseline", path, &baseline));
   if (!baseline.empty() && baseline != "stable") {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ".baseline: must be stable, not \"", baseline, "\""));
   }
-  out.baseline_stable = baseline == "stable";
-  RETURN_IF_ERROR(ReadString(m, "baselineMissing", path, &out.baseline_missing));
-  if (out.baseline_missing != "Inconclusive" && out.baseline_missing != "Successful") {
+  out->baseline_stable = baseline == "stable";
+  RETURN_IF_ERROR(ReadString(m, "baselineMissing", path, &out->baseline_missing));
+  if (out->baseline_missing != "Inconclusive" && out->baseline_missing != "Successful") {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ".baselineMissing: must be Inconclusive or Successful, not \"",
-                     out.baseline_missing, "\""));
+                     out->baseline_missing, "\""));
   }
+  return absl::OkStatus();
+}
+
+// The metric's provider object: present, naming exactly one provider Capstan supports.
+absl::StatusOr<const json*> ReadProvider(const json& m, const std::string& path) {
   ASSIGN_OR_RETURN(const json* provider, ReadObject(m, "provider", path));
   const std::string ppath = path + ".provider";
   if (provider == nullptr || provider->empty()) {
@@ -142,113 +146,144 @@ absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(
         ppath, ": exactly one provider (prometheus, web or job), not ", provider->size()));
   }
-  ASSIGN_OR_RETURN(const json* prom, ReadObject(*provider, "prometheus", ppath));
-  if (prom != nullptr) {
-    const std::string p = ppath + ".prometheus";
-    PrometheusProvider pp;
-    RETURN_IF_ERROR(ReadString(*prom, "address", p, &pp.address));
-    RETURN_IF_ERROR(ReadString(*prom, "query", p, &pp.query));
-    if (pp.address.empty())
-      return absl::InvalidArgumentError(absl::StrCat(p, ".address: required"));
-    if (pp.query.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".query: required"));
-    RETURN_IF_ERROR(ReadTimeoutSeconds(*prom, "timeout", p, &pp.timeout));
-    ASSIGN_OR_RETURN(pp.ca, ReadCa(*prom, p));
-    ASSIGN_OR_RETURN(const json* auth, ReadObject(*prom, "authentication", p));
-    if (auth != nullptr) {
-      const std::string ap = p + ".authentication";
-      ASSIGN_OR_RETURN(pp.bearer_token, ReadSecretRef(*auth, "bearerToken", ap));
-      ASSIGN_OR_RETURN(const json* basic, ReadObject(*auth, "basic", ap));
-      if (basic != nullptr) {
-        ASSIGN_OR_RETURN(pp.basic_username, ReadSecretRef(*basic, "username", ap + ".basic"));
-        ASSIGN_OR_RETURN(pp.basic_password, ReadSecretRef(*basic, "password", ap + ".basic"));
-        if (!pp.basic_username || !pp.basic_password) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(ap, ".basic: username and password are both required"));
-        }
-      }
-      if (pp.bearer_token && pp.basic_username) {
+  return provider;
+}
+
+// prometheus.authentication (`p` is the prometheus provider's path): a bearer token or
+// basic credentials, each from a Secret, never both.
+absl::Status ReadPrometheusAuth(const json& prom, const std::string& p, PrometheusProvider* pp) {
+  ASSIGN_OR_RETURN(const json* auth, ReadObject(prom, "authentication", p));
+  if (auth == nullptr) return absl::OkStatus();
+  const std::string ap = p + ".authentication";
+  ASSIGN_OR_RETURN(pp->bearer_token, ReadSecretRef(*auth, "bearerToken", ap));
+  ASSIGN_OR_RETURN(const json* basic, ReadObject(*auth, "basic", ap));
+  if (basic != nullptr) {
+    ASSIGN_OR_RETURN(pp->basic_username, ReadSecretRef(*basic, "username", ap + ".basic"));
+    ASSIGN_OR_RETURN(pp->basic_password, ReadSecretRef(*basic, "password", ap + ".basic"));
+    if (!pp->basic_username || !pp->basic_password) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ap, ".basic: username and password are both required"));
+    }
+  }
+  if (pp->bearer_token && pp->basic_username) {
+    return absl::InvalidArgumentError(absl::StrCat(ap, ": bearerToken and basic are exclusive"));
+  }
+  return absl::OkStatus();
+}
+
+// provider.prometheus (`p` is its path).
+absl::StatusOr<PrometheusProvider> ParsePrometheusProvider(const json& prom, const std::string& p) {
+  PrometheusProvider pp;
+  RETURN_IF_ERROR(ReadString(prom, "address", p, &pp.address));
+  RETURN_IF_ERROR(ReadString(prom, "query", p, &pp.query));
+  if (pp.address.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".address: required"));
+  if (pp.query.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".query: required"));
+  RETURN_IF_ERROR(ReadTimeoutSeconds(prom, "timeout", p, &pp.timeout));
+  ASSIGN_OR_RETURN(pp.ca, ReadCa(prom, p));
+  RETURN_IF_ERROR(ReadPrometheusAuth(prom, p, &pp));
+  return pp;
+}
+
+// web.headers (`p` is the web provider's path): each a key with a value or a valueFrom.
+absl::StatusOr<std::vector<WebHeader>> ReadWebHeaders(const json& web, const std::string& p) {
+  std::vector<WebHeader> out;
+  ASSIGN_OR_RETURN(const json* headers, ReadList(web, "headers", p));
+  if (headers == nullptr) return out;
+  for (size_t i = 0; i < headers->size(); ++i) {
+    const std::string hp = absl::StrCat(p, ".headers[", i, "]");
+    WebHeader h;
+    RETURN_IF_ERROR(ReadString((*headers)[i], "key", hp, &h.key));
+    RETURN_IF_ERROR(ReadString((*headers)[i], "value", hp, &h.value));
+    ASSIGN_OR_RETURN(h.secret, ReadSecretRef((*headers)[i], "valueFrom", hp));
+    if (h.key.empty()) return absl::InvalidArgumentError(absl::StrCat(hp, ".key: required"));
+    if (h.secret.has_value() && !h.value.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(hp, ": value and valueFrom are exclusive"));
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+// provider.web (`p` is its path).
+absl::StatusOr<WebProvider> ParseWebProvider(const json& web, const std::string& p) {
+  WebProvider w;
+  RETURN_IF_ERROR(ReadString(web, "method", p, &w.method));
+  if (w.method.empty()) w.method = "GET";
+  if (w.method != "GET" && w.method != "POST" && w.method != "PUT") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, ".method: GET, POST or PUT, not \"", w.method, "\""));
+  }
+  RETURN_IF_ERROR(ReadString(web, "url", p, &w.url));
+  if (w.url.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".url: required"));
+  RETURN_IF_ERROR(ReadString(web, "body", p, &w.body));
+  if (const json* jb = Find(web, "jsonBody"); jb != nullptr) {
+    if (!w.body.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(p, ": body and jsonBody are exclusive"));
+    }
+    w.body = jb->dump();
+  }
+  if (!w.body.empty() && w.method == "GET") {
+    return absl::InvalidArgumentError(absl::StrCat(p, ".body: a GET request has no body"));
+  }
+  RETURN_IF_ERROR(ReadTimeoutSeconds(web, "timeoutSeconds", p, &w.timeout));
+  RETURN_IF_ERROR(ReadString(web, "jsonPath", p, &w.json_path));
+  ASSIGN_OR_RETURN(w.ca, ReadCa(web, p));
+  if (Find(web, "insecure") != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, ".insecure: not supported; name the server's CA in ca (a Secret or ConfigMap)"));
+  }
+  if (Find(web, "authentication") != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, ".authentication: not supported; send a header whose valueFrom names a Secret"));
+  }
+  ASSIGN_OR_RETURN(w.headers, ReadWebHeaders(web, p));
+  return w;
+}
+
+// provider.job (`p` is its path): the Job's labels, annotations and spec.
+absl::StatusOr<JobProvider> ParseJobProvider(const json& job, const std::string& p) {
+  JobProvider j;
+  ASSIGN_OR_RETURN(const json* meta, ReadObject(job, "metadata", p));
+  if (meta != nullptr) {
+    for (const auto& [k, v] : meta->items()) {
+      if (k != "labels" && k != "annotations") {
         return absl::InvalidArgumentError(
-            absl::StrCat(ap, ": bearerToken and basic are exclusive"));
+            absl::StrCat(p, ".metadata.", k, ": only labels and annotations are taken"));
       }
     }
-    out.prometheus = std::move(pp);
+    std::map<std::string, std::string> labels, annotations;
+    RETURN_IF_ERROR(internal::ReadStringMap(*meta, "labels", p + ".metadata", &labels));
+    RETURN_IF_ERROR(internal::ReadStringMap(*meta, "annotations", p + ".metadata", &annotations));
+    if (!labels.empty()) j.metadata["labels"] = labels;
+    if (!annotations.empty()) j.metadata["annotations"] = annotations;
+  }
+  ASSIGN_OR_RETURN(const json* spec, ReadObject(job, "spec", p));
+  if (spec == nullptr || Find(*spec, "template") == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, ".spec.template: required (a Job's pod template)"));
+  }
+  j.spec = *spec;
+  return j;
+}
+
+// The common fields, then the one provider (ReadProvider rejects a second).
+absl::StatusOr<Metric> ParseMetric(const json& m, const std::string& path) {
+  if (!m.is_object()) return TypeError(path, "an object", m);
+  Metric out;
+  RETURN_IF_ERROR(ReadMetricFields(m, path, &out));
+  ASSIGN_OR_RETURN(const json* provider, ReadProvider(m, path));
+  const std::string ppath = path + ".provider";
+  ASSIGN_OR_RETURN(const json* prom, ReadObject(*provider, "prometheus", ppath));
+  if (prom != nullptr) {
+    ASSIGN_OR_RETURN(out.prometheus, ParsePrometheusProvider(*prom, ppath + ".prometheus"));
   }
   ASSIGN_OR_RETURN(const json* web, ReadObject(*provider, "web", ppath));
   if (web != nullptr) {
-    const std::string p = ppath + ".web";
-    WebProvider w;
-    RETURN_IF_ERROR(ReadString(*web, "method", p, &w.method));
-    if (w.method.empty()) w.method = "GET";
-    if (w.method != "GET" && w.method != "POST" && w.method != "PUT") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, ".method: GET, POST or PUT, not \"", w.method, "\""));
-    }
-    RETURN_IF_ERROR(ReadString(*web, "url", p, &w.url));
-    if (w.url.empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".url: required"));
-    RETURN_IF_ERROR(ReadString(*web, "body", p, &w.body));
-    if (const json* jb = Find(*web, "jsonBody"); jb != nullptr) {
-      if (!w.body.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(p, ": body and jsonBody are exclusive"));
-      }
-      w.body = jb->dump();
-    }
-    if (!w.body.empty() && w.method == "GET") {
-      return absl::InvalidArgumentError(absl::StrCat(p, ".body: a GET request has no body"));
-    }
-    RETURN_IF_ERROR(ReadTimeoutSeconds(*web, "timeoutSeconds", p, &w.timeout));
-    RETURN_IF_ERROR(ReadString(*web, "jsonPath", p, &w.json_path));
-    ASSIGN_OR_RETURN(w.ca, ReadCa(*web, p));
-    if (Find(*web, "insecure") != nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p, ".insecure: not supported; name the server's CA in ca (a Secret or ConfigMap)"));
-    }
-    if (Find(*web, "authentication") != nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p, ".authentication: not supported; send a header whose valueFrom names a Secret"));
-    }
-    ASSIGN_OR_RETURN(const json* headers, ReadList(*web, "headers", p));
-    if (headers != nullptr) {
-      for (size_t i = 0; i < headers->size(); ++i) {
-        const std::string hp = absl::StrCat(p, ".headers[", i, "]");
-        WebHeader h;
-        RETURN_IF_ERROR(ReadString((*headers)[i], "key", hp, &h.key));
-        RETURN_IF_ERROR(ReadString((*headers)[i], "value", hp, &h.value));
-        ASSIGN_OR_RETURN(h.secret, ReadSecretRef((*headers)[i], "valueFrom", hp));
-        if (h.key.empty()) return absl::InvalidArgumentError(absl::StrCat(hp, ".key: required"));
-        if (h.secret.has_value() && !h.value.empty()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(hp, ": value and valueFrom are exclusive"));
-        }
-        w.headers.push_back(std::move(h));
-      }
-    }
-    out.web = std::move(w);
+    ASSIGN_OR_RETURN(out.web, ParseWebProvider(*web, ppath + ".web"));
   }
   ASSIGN_OR_RETURN(const json* job, ReadObject(*provider, "job", ppath));
   if (job != nullptr) {
-    const std::string p = ppath + ".job";
-    JobProvider j;
-    ASSIGN_OR_RETURN(const json* meta, ReadObject(*job, "metadata", p));
-    if (meta != nullptr) {
-      for (const auto& [k, v] : meta->items()) {
-        if (k != "labels" && k != "annotations") {
-          return absl::InvalidArgumentError(
-              absl::StrCat(p, ".metadata.", k, ": only labels and annotations are taken"));
-        }
-      }
-      std::map<std::string, std::string> labels, annotations;
-      RETURN_IF_ERROR(internal::ReadStringMap(*meta, "labels", p + ".metadata", &labels));
-      RETURN_IF_ERROR(internal::ReadStringMap(*meta, "annotations", p + ".metadata", &annotations));
-      if (!labels.empty()) j.metadata["labels"] = labels;
-      if (!annotations.empty()) j.metadata["annotations"] = annotations;
-    }
-    ASSIGN_OR_RETURN(const json* spec, ReadObject(*job, "spec", p));
-    if (spec == nullptr || Find(*spec, "template") == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, ".spec.template: required (a Job's pod template)"));
-    }
-    j.spec = *spec;
-    out.job = std::move(j);
+    ASSIGN_OR_RETURN(out.job, ParseJobProvider(*job, ppath + ".job"));
   }
   if (out.job.has_value() &&
       (!out.success_condition.empty() || !out.failure_condition.empty() || out.baseline_stable)) {

@@ -456,260 +456,333 @@ absl::StatusOr<SecretRotation> ParseSecretRotation(const json& obj) {
   }
 }
 
-std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
-  std::vector<std::string> problems;
-  const SecretRotationSpec& s = sr.spec;
-  // Names of objects in this namespace: Kubernetes' own syntax, so a typo is reported here
-  // and not as a failed read later.
-  auto object_name = [&](const std::string& path, const std::string& kind,
-                         const std::string& name) {
-    if (!name.empty() && !IsDnsSubdomain(name)) {
-      problems.push_back(absl::StrCat(path, ": ", Quote(name), " is not a valid ", kind,
-                                      " name (lower-case letters, digits, '-' and '.', "
-                                      "alphanumeric at both ends, at most 253 characters)"));
-    }
-  };
-  if (s.secret_name.empty()) problems.push_back("spec.secretName: required");
-  object_name("spec.secretName", "Secret", s.secret_name);
+namespace {
+
+// Names of objects in this namespace: Kubernetes' own syntax, so a typo is reported here
+// and not as a failed read later.
+void CheckObjectName(const std::string& path, const std::string& kind, const std::string& name,
+                     std::vector<std::string>* problems) {
+  if (!name.empty() && !IsDnsSubdomain(name)) {
+    problems->push_back(absl::StrCat(path, ": ", Quote(name), " is not a valid ", kind,
+                                     " name (lower-case letters, digits, '-' and '.', "
+                                     "alphanumeric at both ends, at most 253 characters)"));
+  }
+}
+
+// spec.secretName and every other object the spec names.
+void ValidateObjectNames(const SecretRotationSpec& s, std::vector<std::string>* problems) {
+  if (s.secret_name.empty()) problems->push_back("spec.secretName: required");
+  CheckObjectName("spec.secretName", "Secret", s.secret_name, problems);
   for (size_t i = 0; i < s.consumer_deployments.size(); ++i) {
-    object_name(absl::StrCat("spec.consumers.deployments[", i, "]"), "Deployment",
-                s.consumer_deployments[i]);
+    CheckObjectName(absl::StrCat("spec.consumers.deployments[", i, "]"), "Deployment",
+                    s.consumer_deployments[i], problems);
   }
   for (size_t i = 0; i < s.consumer_workloads.size(); ++i) {
-    object_name(absl::StrCat("spec.consumers.workloads[", i, "].name"),
-                s.consumer_workloads[i].first, s.consumer_workloads[i].second);
+    CheckObjectName(absl::StrCat("spec.consumers.workloads[", i, "].name"),
+                    s.consumer_workloads[i].first, s.consumer_workloads[i].second, problems);
   }
   if (s.postgresql) {
-    object_name("spec.target.postgresql.adminSecretRef.name", "Secret", s.postgresql->admin_secret);
-    object_name("spec.target.postgresql.caSecretRef.name", "Secret", s.postgresql->ca_secret);
+    CheckObjectName("spec.target.postgresql.adminSecretRef.name", "Secret",
+                    s.postgresql->admin_secret, problems);
+    CheckObjectName("spec.target.postgresql.caSecretRef.name", "Secret", s.postgresql->ca_secret,
+                    problems);
   }
-  if (s.keys.empty()) problems.push_back("spec.keys: at least one key is required");
+}
+
+// spec.interval, or spec.schedule when it is set.
+void ValidateSchedule(const SecretRotationSpec& s, std::vector<std::string>* problems) {
   if (s.schedule.empty() && s.interval < absl::Seconds(1)) {
-    problems.push_back("spec.interval: must be at least 1s");
+    problems->push_back("spec.interval: must be at least 1s");
   }
   if (!s.schedule.empty() &&
       !NextCronTime(s.cron, absl::UTCTimeZone(),
                     absl::FromCivil(absl::CivilDay(2000, 1, 1), absl::UTCTimeZone()))) {
-    problems.push_back(
+    problems->push_back(
         absl::StrCat("spec.schedule: \"", s.schedule, "\" never fires (no such date)"));
   }
+}
+
+// spec.keys[i].name: a data key of its own, not one Capstan reserves. `names` collects the
+// names seen so far.
+void ValidateKeyName(const KeySpec& k, const std::string& path, std::set<std::string>* names,
+                     std::vector<std::string>* problems) {
+  if (!ValidDataKey(k.name)) {
+    problems->push_back(
+        absl::StrCat(path, ".name: \"", k.name,
+                     "\" is not a valid Secret data key (letters, digits, '-', '_' and '.')"));
+  } else if (IsReservedDataKey(k.name)) {
+    problems->push_back(absl::StrCat(path, ".name: \"", k.name,
+                                     "\" is reserved (Capstan uses the suffix _previous and "
+                                     "the prefix .capstan- for its own keys)"));
+  }
+  if (!names->insert(k.name).second) {
+    problems->push_back(absl::StrCat(path, ".name: \"", k.name, "\" is listed twice"));
+  }
+}
+
+// spec.keys[i].password (`path` is spec.keys[i]).
+void ValidatePassword(const PasswordGenerator& p, const std::string& path,
+                      std::vector<std::string>* problems) {
+  if (p.classes.empty()) {
+    problems->push_back(absl::StrCat(path, ".password.characterClasses: at least one"));
+  }
+  if (p.length < 8 || p.length > 1024) {
+    problems->push_back(absl::StrCat(path, ".password.length: must be 8..1024"));
+  }
+  if (static_cast<size_t>(p.length) < p.classes.size()) {
+    problems->push_back(absl::StrCat(path,
+                                     ".password.length: shorter than the number of "
+                                     "required character classes"));
+  }
+  for (CharClass c : p.classes) {
+    bool any = false;
+    for (char ch : ClassCharacters(c)) {
+      if (p.exclude.find(ch) == std::string::npos) any = true;
+    }
+    if (!any) {
+      problems->push_back(absl::StrCat(path,
+                                       ".password.exclude: removes every character "
+                                       "of a required class"));
+    }
+  }
+}
+
+// rsaBits, curve and jwsAlgorithm of a keyPair: each only with its type (`p` is
+// spec.keys[i].keyPair.).
+void ValidateKeyPairType(const KeyPairGenerator& g, const std::string& p,
+                         std::vector<std::string>* problems) {
+  if (g.type == KeyPairType::kRsa) {
+    if (g.rsa_bits != 0 && g.rsa_bits != 2048 && g.rsa_bits != 3072 && g.rsa_bits != 4096) {
+      problems->push_back(p + "rsaBits: must be 2048, 3072 or 4096");
+    }
+  } else if (g.rsa_bits != 0) {
+    problems->push_back(p + "rsaBits: only used with type RSA");
+  }
+  if (g.type == KeyPairType::kEc) {
+    if (!g.curve.empty() && g.curve != "P-256" && g.curve != "P-384") {
+      problems->push_back(p + "curve: must be P-256 or P-384");
+    }
+  } else if (!g.curve.empty()) {
+    problems->push_back(p + "curve: only used with type EC");
+  }
+  if (g.type == KeyPairType::kRsa) {
+    static const std::set<std::string> kAlgs = {"",      "RS256", "RS384", "RS512",
+                                                "PS256", "PS384", "PS512"};
+    if (kAlgs.count(g.jws_algorithm) == 0) {
+      problems->push_back(p + "jwsAlgorithm: must be RS256, RS384, RS512, PS256, PS384 or PS512");
+    }
+  } else if (!g.jws_algorithm.empty()) {
+    problems->push_back(p +
+                        "jwsAlgorithm: only used with type RSA (EC and Ed25519 keys have "
+                        "one algorithm each: ES256, ES384, EdDSA)");
+  }
+}
+
+// The data keys a keyPair derives (publicKeyKey, jwksKey): valid, and distinct from each
+// other and from the key's name (`p` is spec.keys[i].keyPair.).
+void ValidateKeyPairDataKeys(const KeySpec& k, const std::string& p,
+                             std::vector<std::string>* problems) {
+  for (const std::string& dk : {PublicKeyDataKey(k), JwksDataKey(k)}) {
+    if (!ValidDataKey(dk) || IsReservedDataKey(dk)) {
+      problems->push_back(absl::StrCat(p, "publicKeyKey/jwksKey: \"", dk,
+                                       "\" is not a valid Secret data key or is reserved"));
+    }
+  }
+  if (PublicKeyDataKey(k) == JwksDataKey(k) || PublicKeyDataKey(k) == k.name ||
+      JwksDataKey(k) == k.name) {
+    problems->push_back(p + "publicKeyKey, jwksKey and name: must all differ");
+  }
+}
+
+// One entry of spec.keys: its name, then its generator.
+void ValidateKey(const KeySpec& k, const std::string& path, std::set<std::string>* names,
+                 std::vector<std::string>* problems) {
+  ValidateKeyName(k, path, names, problems);
+  switch (k.kind) {
+    case KeySpec::Kind::kRandomBytes:
+      if (k.random_bytes.length < 1 || k.random_bytes.length > 1024) {
+        problems->push_back(absl::StrCat(path, ".randomBytes.length: must be 1..1024"));
+      }
+      break;
+    case KeySpec::Kind::kPassword:
+      ValidatePassword(k.password, path, problems);
+      break;
+    case KeySpec::Kind::kUuid:
+      break;
+    case KeySpec::Kind::kKeyPair:
+      ValidateKeyPairType(k.key_pair, path + ".keyPair.", problems);
+      ValidateKeyPairDataKeys(k, path + ".keyPair.", problems);
+      break;
+  }
+}
+
+// Every data key a keyPair derives belongs to it alone (names listed twice are
+// reported by ValidateKeyName).
+void ValidateDerivedKeyOwners(const SecretRotationSpec& s, std::vector<std::string>* problems) {
+  std::map<std::string, size_t> owner;
+  for (size_t i = 0; i < s.keys.size(); ++i) owner.emplace(s.keys[i].name, i);
+  for (size_t i = 0; i < s.keys.size(); ++i) {
+    if (s.keys[i].kind != KeySpec::Kind::kKeyPair) continue;
+    for (const std::string& dk : {PublicKeyDataKey(s.keys[i]), JwksDataKey(s.keys[i])}) {
+      auto [it, inserted] = owner.emplace(dk, i);
+      if (!inserted && it->second != i) {
+        problems->push_back(absl::StrCat("spec.keys[", i, "].keyPair: data key \"", dk,
+                                         "\" is also written by spec.keys[", it->second, "]"));
+      }
+    }
+  }
+}
+
+// spec.keys, one entry after the other, then the data keys they derive.
+void ValidateKeys(const SecretRotationSpec& s, std::vector<std::string>* problems) {
   std::set<std::string> names;
   for (size_t i = 0; i < s.keys.size(); ++i) {
-    const KeySpec& k = s.keys[i];
-    const std::string path = absl::StrCat("spec.keys[", i, "]");
-    if (!ValidDataKey(k.name)) {
-      problems.push_back(
-          absl::StrCat(path, ".name: \"", k.name,
-                       "\" is not a valid Secret data key (letters, digits, '-', '_' and '.')"));
-    } else if (IsReservedDataKey(k.name)) {
-      problems.push_back(absl::StrCat(path, ".name: \"", k.name,
-                                      "\" is reserved (Capstan uses the suffix _previous and "
-                                      "the prefix .capstan- for its own keys)"));
-    }
-    if (!names.insert(k.name).second) {
-      problems.push_back(absl::StrCat(path, ".name: \"", k.name, "\" is listed twice"));
-    }
-    switch (k.kind) {
-      case KeySpec::Kind::kRandomBytes:
-        if (k.random_bytes.length < 1 || k.random_bytes.length > 1024) {
-          problems.push_back(absl::StrCat(path, ".randomBytes.length: must be 1..1024"));
-        }
-        break;
-      case KeySpec::Kind::kPassword: {
-        const PasswordGenerator& p = k.password;
-        if (p.classes.empty()) {
-          problems.push_back(absl::StrCat(path, ".password.characterClasses: at least one"));
-        }
-        if (p.length < 8 || p.length > 1024) {
-          problems.push_back(absl::StrCat(path, ".password.length: must be 8..1024"));
-        }
-        if (static_cast<size_t>(p.length) < p.classes.size()) {
-          problems.push_back(absl::StrCat(path,
-                                          ".password.length: shorter than the number of "
-                                          "required character classes"));
-        }
-        for (CharClass c : p.classes) {
-          bool any = false;
-          for (char ch : ClassCharacters(c)) {
-            if (p.exclude.find(ch) == std::string::npos) any = true;
-          }
-          if (!any) {
-            problems.push_back(absl::StrCat(path,
-                                            ".password.exclude: removes every character "
-                                            "of a required class"));
-          }
-        }
-        break;
-      }
-      case KeySpec::Kind::kUuid:
-        break;
-      case KeySpec::Kind::kKeyPair: {
-        const KeyPairGenerator& g = k.key_pair;
-        const std::string p = path + ".keyPair.";
-        if (g.type == KeyPairType::kRsa) {
-          if (g.rsa_bits != 0 && g.rsa_bits != 2048 && g.rsa_bits != 3072 && g.rsa_bits != 4096) {
-            problems.push_back(p + "rsaBits: must be 2048, 3072 or 4096");
-          }
-        } else if (g.rsa_bits != 0) {
-          problems.push_back(p + "rsaBits: only used with type RSA");
-        }
-        if (g.type == KeyPairType::kEc) {
-          if (!g.curve.empty() && g.curve != "P-256" && g.curve != "P-384") {
-            problems.push_back(p + "curve: must be P-256 or P-384");
-          }
-        } else if (!g.curve.empty()) {
-          problems.push_back(p + "curve: only used with type EC");
-        }
-        if (g.type == KeyPairType::kRsa) {
-          static const std::set<std::string> kAlgs = {"",      "RS256", "RS384", "RS512",
-                                                      "PS256", "PS384", "PS512"};
-          if (kAlgs.count(g.jws_algorithm) == 0) {
-            problems.push_back(p +
-                               "jwsAlgorithm: must be RS256, RS384, RS512, PS256, PS384 or PS512");
-          }
-        } else if (!g.jws_algorithm.empty()) {
-          problems.push_back(p +
-                             "jwsAlgorithm: only used with type RSA (EC and Ed25519 keys have "
-                             "one algorithm each: ES256, ES384, EdDSA)");
-        }
-        for (const std::string& dk : {PublicKeyDataKey(k), JwksDataKey(k)}) {
-          if (!ValidDataKey(dk) || IsReservedDataKey(dk)) {
-            problems.push_back(absl::StrCat(p, "publicKeyKey/jwksKey: \"", dk,
-                                            "\" is not a valid Secret data key or is reserved"));
-          }
-        }
-        if (PublicKeyDataKey(k) == JwksDataKey(k) || PublicKeyDataKey(k) == k.name ||
-            JwksDataKey(k) == k.name) {
-          problems.push_back(p + "publicKeyKey, jwksKey and name: must all differ");
-        }
-        break;
-      }
-    }
+    ValidateKey(s.keys[i], absl::StrCat("spec.keys[", i, "]"), &names, problems);
   }
-  // Every data key a keyPair derives belongs to it alone (names listed twice are
-  // reported above).
-  {
-    std::map<std::string, size_t> owner;
-    for (size_t i = 0; i < s.keys.size(); ++i) owner.emplace(s.keys[i].name, i);
-    for (size_t i = 0; i < s.keys.size(); ++i) {
-      if (s.keys[i].kind != KeySpec::Kind::kKeyPair) continue;
-      for (const std::string& dk : {PublicKeyDataKey(s.keys[i]), JwksDataKey(s.keys[i])}) {
-        auto [it, inserted] = owner.emplace(dk, i);
-        if (!inserted && it->second != i) {
-          problems.push_back(absl::StrCat("spec.keys[", i, "].keyPair: data key \"", dk,
-                                          "\" is also written by spec.keys[", it->second, "]"));
-        }
-      }
-    }
-  }
+  ValidateDerivedKeyOwners(s, problems);
+}
+
+// spec.strategy.gracePeriod against the interval it must fit in.
+void ValidateStrategy(const SecretRotationSpec& s, std::vector<std::string>* problems) {
   if (s.strategy == RotationStrategy::kKeepPrevious && s.schedule.empty() &&
       s.grace_period >= s.interval) {
-    problems.push_back(
+    problems->push_back(
         "spec.strategy.gracePeriod: must be shorter than spec.interval (the previous value is "
         "cleared before the next rotation)");
   }
+}
+
+// spec.consumers: the mode, and the kinds and names of the workloads it lists.
+void ValidateConsumers(const SecretRotationSpec& s, std::vector<std::string>* problems) {
   if (s.consumer_mode == ConsumerMode::kExplicit && s.consumer_deployments.empty() &&
       s.consumer_workloads.empty()) {
-    problems.push_back("spec.consumers.deployments: required when mode is Explicit (or workloads)");
+    problems->push_back(
+        "spec.consumers.deployments: required when mode is Explicit (or workloads)");
   }
   if (s.consumer_mode != ConsumerMode::kExplicit &&
       (!s.consumer_deployments.empty() || !s.consumer_workloads.empty())) {
-    problems.push_back(
+    problems->push_back(
         "spec.consumers.deployments: only used when mode is Explicit (so is workloads)");
   }
   for (size_t i = 0; i < s.consumer_workloads.size(); ++i) {
     const auto& [kind, wname] = s.consumer_workloads[i];
     if (kind != "Deployment" && kind != "StatefulSet" && kind != "DaemonSet" && kind != "Release") {
-      problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].kind: \"", kind,
-                                      "\" is not a consumer kind Capstan restarts (Deployment, "
-                                      "StatefulSet, DaemonSet or Release)"));
+      problems->push_back(absl::StrCat("spec.consumers.workloads[", i, "].kind: \"", kind,
+                                       "\" is not a consumer kind Capstan restarts (Deployment, "
+                                       "StatefulSet, DaemonSet or Release)"));
     }
     if (wname.empty()) {
-      problems.push_back(absl::StrCat("spec.consumers.workloads[", i, "].name: required"));
+      problems->push_back(absl::StrCat("spec.consumers.workloads[", i, "].name: required"));
     }
   }
+}
 
-  if (s.hook) {
-    if (s.postgresql) {
-      problems.push_back("spec.target: set either postgresql or hook, not both");
-    }
-    for (const auto& [field, step] :
-         {std::pair{"set", &s.hook->set}, std::pair{"test", &s.hook->test}}) {
-      const std::string path = absl::StrCat("spec.target.hook.", field);
-      for (std::string& p : ValidateHookJobSpec(path, *step)) problems.push_back(std::move(p));
-      const json::json_pointer volumes("/spec/volumes");
-      if (step->pod_template.contains(volumes) && step->pod_template.at(volumes).is_array()) {
-        for (const json& v : step->pod_template.at(volumes)) {
-          if (v.is_object() && v.value("name", "") == "capstan-pending") {
-            problems.push_back(absl::StrCat(
-                path,
-                ".template.spec.volumes: the name capstan-pending is reserved (Capstan "
-                "mounts the pending values under it)"));
-          }
-        }
-      }
-    }
-  }
-
+// spec.target.hook: its set and test Jobs, which may not take Capstan's volume name.
+void ValidateHookTarget(const SecretRotationSpec& s, std::vector<std::string>* problems) {
+  if (!s.hook) return;
   if (s.postgresql) {
-    const PostgresTarget& t = *s.postgresql;
-    const std::string p = "spec.target.postgresql.";
-    if (s.keys.size() != 1) {
-      problems.push_back("spec.keys: a postgresql target rotates exactly one key (the password)");
-    } else if (s.keys[0].kind == KeySpec::Kind::kKeyPair) {
-      problems.push_back("spec.keys[0].keyPair: a postgresql password cannot be a key pair");
-    } else if (s.keys[0].name == t.username_key) {
-      problems.push_back(absl::StrCat(p, "usernameKey: must differ from the password key \"",
-                                      s.keys[0].name, "\""));
-    }
-    if (!ValidDataKey(t.username_key) || IsReservedDataKey(t.username_key)) {
-      problems.push_back(absl::StrCat(p, "usernameKey: not a valid Secret data key"));
-    }
-    if (t.host.empty()) problems.push_back(p + "host: required");
-    if (t.database.empty()) problems.push_back(p + "database: required");
-    static const std::set<std::string> kModes = {"disable", "allow",     "prefer",
-                                                 "require", "verify-ca", "verify-full"};
-    if (kModes.count(t.ssl_mode) == 0) {
-      problems.push_back(absl::StrCat(
-          p, "sslMode: must be disable, allow, prefer, require, verify-ca or verify-full"));
-    }
-    if (t.admin_secret.empty()) problems.push_back(p + "adminSecretRef.name: required");
-    if (t.admin_secret == s.secret_name || (!t.ca_secret.empty() && t.ca_secret == s.secret_name)) {
-      problems.push_back(absl::StrCat(p,
-                                      "adminSecretRef/caSecretRef: must not name the rotated "
-                                      "Secret"));
-    }
-    if (s.strategy != RotationStrategy::kReplace) {
-      problems.push_back(
-          "spec.strategy.type: must be Replace with a postgresql target (AlternatingUsers keeps "
-          "the previous credential working)");
-    }
-    if (t.strategy == DbStrategy::kSingleUser) {
-      if (!ValidRoleName(t.user)) {
-        problems.push_back(absl::StrCat(
-            p, "user: required with SingleUser (letters, digits, '_', '-', '.'; at most 63)"));
-      }
-      if (!t.users.empty()) problems.push_back(p + "users: only used with AlternatingUsers");
-      if (!t.member_of.empty()) problems.push_back(p + "memberOf: only used with AlternatingUsers");
-    } else {
-      if (t.users.size() != 2 || t.users[0] == t.users[1]) {
-        problems.push_back(
-            absl::StrCat(p, "users: AlternatingUsers needs exactly two different users, found ",
-                         t.users.size()));
-      }
-      for (const std::string& u : t.users) {
-        if (!ValidRoleName(u)) {
-          problems.push_back(absl::StrCat(p, "users: \"", u,
-                                          "\" is not a role name Capstan accepts (letters, "
-                                          "digits, '_', '-', '.'; at most 63)"));
+    problems->push_back("spec.target: set either postgresql or hook, not both");
+  }
+  for (const auto& [field, step] :
+       {std::pair{"set", &s.hook->set}, std::pair{"test", &s.hook->test}}) {
+    const std::string path = absl::StrCat("spec.target.hook.", field);
+    for (std::string& p : ValidateHookJobSpec(path, *step)) problems->push_back(std::move(p));
+    const json::json_pointer volumes("/spec/volumes");
+    if (step->pod_template.contains(volumes) && step->pod_template.at(volumes).is_array()) {
+      for (const json& v : step->pod_template.at(volumes)) {
+        if (v.is_object() && v.value("name", "") == "capstan-pending") {
+          problems->push_back(
+              absl::StrCat(path,
+                           ".template.spec.volumes: the name capstan-pending is reserved (Capstan "
+                           "mounts the pending values under it)"));
         }
-      }
-      if (!t.user.empty()) problems.push_back(p + "user: only used with SingleUser");
-      if (!t.member_of.empty() && !ValidRoleName(t.member_of)) {
-        problems.push_back(absl::StrCat(p, "memberOf: not a role name Capstan accepts"));
       }
     }
   }
+}
+
+// spec.target.postgresql's user or users, by its strategy (`p` is spec.target.postgresql.).
+void ValidatePostgresUsers(const PostgresTarget& t, const std::string& p,
+                           std::vector<std::string>* problems) {
+  if (t.strategy == DbStrategy::kSingleUser) {
+    if (!ValidRoleName(t.user)) {
+      problems->push_back(absl::StrCat(
+          p, "user: required with SingleUser (letters, digits, '_', '-', '.'; at most 63)"));
+    }
+    if (!t.users.empty()) problems->push_back(p + "users: only used with AlternatingUsers");
+    if (!t.member_of.empty()) problems->push_back(p + "memberOf: only used with AlternatingUsers");
+    return;
+  }
+  if (t.users.size() != 2 || t.users[0] == t.users[1]) {
+    problems->push_back(absl::StrCat(
+        p, "users: AlternatingUsers needs exactly two different users, found ", t.users.size()));
+  }
+  for (const std::string& u : t.users) {
+    if (!ValidRoleName(u)) {
+      problems->push_back(absl::StrCat(p, "users: \"", u,
+                                       "\" is not a role name Capstan accepts (letters, "
+                                       "digits, '_', '-', '.'; at most 63)"));
+    }
+  }
+  if (!t.user.empty()) problems->push_back(p + "user: only used with SingleUser");
+  if (!t.member_of.empty() && !ValidRoleName(t.member_of)) {
+    problems->push_back(absl::StrCat(p, "memberOf: not a role name Capstan accepts"));
+  }
+}
+
+// spec.target.postgresql: the one key it rotates, the connection, the admin Secret, the
+// strategy, then the users.
+void ValidatePostgresTarget(const SecretRotationSpec& s, std::vector<std::string>* problems) {
+  if (!s.postgresql) return;
+  const PostgresTarget& t = *s.postgresql;
+  const std::string p = "spec.target.postgresql.";
+  if (s.keys.size() != 1) {
+    problems->push_back("spec.keys: a postgresql target rotates exactly one key (the password)");
+  } else if (s.keys[0].kind == KeySpec::Kind::kKeyPair) {
+    problems->push_back("spec.keys[0].keyPair: a postgresql password cannot be a key pair");
+  } else if (s.keys[0].name == t.username_key) {
+    problems->push_back(
+        absl::StrCat(p, "usernameKey: must differ from the password key \"", s.keys[0].name, "\""));
+  }
+  if (!ValidDataKey(t.username_key) || IsReservedDataKey(t.username_key)) {
+    problems->push_back(absl::StrCat(p, "usernameKey: not a valid Secret data key"));
+  }
+  if (t.host.empty()) problems->push_back(p + "host: required");
+  if (t.database.empty()) problems->push_back(p + "database: required");
+  static const std::set<std::string> kModes = {"disable", "allow",     "prefer",
+                                               "require", "verify-ca", "verify-full"};
+  if (kModes.count(t.ssl_mode) == 0) {
+    problems->push_back(absl::StrCat(
+        p, "sslMode: must be disable, allow, prefer, require, verify-ca or verify-full"));
+  }
+  if (t.admin_secret.empty()) problems->push_back(p + "adminSecretRef.name: required");
+  if (t.admin_secret == s.secret_name || (!t.ca_secret.empty() && t.ca_secret == s.secret_name)) {
+    problems->push_back(absl::StrCat(p,
+                                     "adminSecretRef/caSecretRef: must not name the rotated "
+                                     "Secret"));
+  }
+  if (s.strategy != RotationStrategy::kReplace) {
+    problems->push_back(
+        "spec.strategy.type: must be Replace with a postgresql target (AlternatingUsers keeps "
+        "the previous credential working)");
+  }
+  ValidatePostgresUsers(t, p, problems);
+}
+
+}  // namespace
+
+// Every problem, in the order of the spec's sections; the helpers above append to one list.
+std::vector<std::string> ValidateSecretRotation(const SecretRotation& sr) {
+  std::vector<std::string> problems;
+  const SecretRotationSpec& s = sr.spec;
+  ValidateObjectNames(s, &problems);
+  if (s.keys.empty()) problems.push_back("spec.keys: at least one key is required");
+  ValidateSchedule(s, &problems);
+  ValidateKeys(s, &problems);
+  ValidateStrategy(s, &problems);
+  ValidateConsumers(s, &problems);
+  ValidateHookTarget(s, &problems);
+  ValidatePostgresTarget(s, &problems);
   return problems;
 }
 

@@ -133,6 +133,63 @@ absl::Status RenderMetric(api::Metric* m, const analysis::TemplateVars& vars) {
   return absl::OkStatus();
 }
 
+// The AnalysisRun `name` for one gate of `owner`'s revision, with its spec.
+Object RunObject(const AnalysisGates::Request& r, const AnalysisGates::Owner& owner,
+                 const std::string& name, const api::AnalysisRunSpec& spec) {
+  return {{"apiVersion", "capstan.dev/v1alpha1"},
+          {"kind", api::kAnalysisRunKind},
+          {"metadata",
+           {{"name", name},
+            {"namespace", owner.ns},
+            {"labels",
+             {{"app.kubernetes.io/managed-by", "capstan"},
+              {owner.label, owner.name},
+              {"capstan.dev/revision", r.revision},
+              {kLabelGate, absl::AsciiStrToLower(r.gate)}}},
+            {"ownerReferences", Object::array({{{"apiVersion", owner.api_version},
+                                                {"kind", owner.kind},
+                                                {"name", owner.name},
+                                                {"uid", owner.uid},
+                                                {"controller", true}}})}}},
+          {"spec", api::AnalysisRunSpecToJson(spec)}};
+}
+
+// True once the gate's bake is over; before that, `requeue_after` is its end. The
+// verification of a SecretRotation bakes like a rolling gate (from when its consumers
+// were all healthy, i.e. when the run starts).
+bool BakeOver(const AnalysisGates::Request& r, const api::AnalysisRunStatus& status, absl::Time now,
+              std::optional<absl::Duration>* requeue_after) {
+  if (r.spec->bake_seconds >= 0 && status.rollout_completed_at.has_value() &&
+      (r.gate == "rolling" || r.gate == "verify")) {
+    const absl::Time bake_end = *status.rollout_completed_at + absl::Seconds(r.spec->bake_seconds);
+    if (now >= bake_end) return true;
+    *requeue_after = bake_end - now;
+  }
+  return false;
+}
+
+// The next look at a run still going: the earliest due measurement (at least 50ms away)
+// unless the bake ends sooner, else in 5s. Job metrics in `waiting` are left out: the Job
+// informer wakes us when they end. `status` is not changed (analysis::FindResult takes
+// it mutable).
+void SetRequeue(const api::AnalysisRunSpec& spec, api::AnalysisRunStatus* status,
+                const std::vector<std::string>& waiting, absl::Time started, absl::Time now,
+                std::optional<absl::Duration>* requeue_after) {
+  std::optional<absl::Time> next;
+  for (const api::Metric& m : spec.metrics) {
+    const api::MetricResult* mr = analysis::FindResult(status, m.name);
+    if (mr == nullptr) continue;
+    if (std::find(waiting.begin(), waiting.end(), m.name) != waiting.end()) continue;
+    std::optional<absl::Time> due = analysis::NextDue(m, *mr, started);
+    if (due.has_value() && (!next.has_value() || *due < *next)) next = *due;
+  }
+  if (next.has_value()) {
+    const absl::Duration d = std::max(*next - now, absl::Milliseconds(50));
+    if (!requeue_after->has_value() || d < **requeue_after) *requeue_after = d;
+  }
+  if (!requeue_after->has_value()) *requeue_after = absl::Seconds(5);
+}
+
 }  // namespace
 
 AnalysisGates::AnalysisGates(kube::Client& client, Loop& loop, const std::string& watch_namespace,
@@ -464,121 +521,90 @@ std::optional<api::Measurement> AnalysisGates::JobMeasurement(const Owner& owner
   return analysis::JobOutcome(*job, now);
 }
 
-absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl::Time now) {
-  const Owner owner = r.release != nullptr ? OwnerOf(*r.release) : *r.owner;
-  // spdlog context: "release=ns/name", "secretrotation=ns/name".
-  const std::string who =
-      absl::StrCat(absl::AsciiStrToLower(owner.kind), "=", owner.ns, "/", owner.name);
-  // After a retry (capstan.dev/retry) every run is a new one: the failed run stays as it
-  // ended, for the record, and the retried revision is measured afresh.
-  const std::string name = RunName(owner.name, r.revision, r.gate, owner.retry);
-  Result result;
-  result.verdict.run = name;
-  std::shared_ptr<const Object> live = runs_->Get(owner.ns, name);
+struct AnalysisGates::RunId {
+  Owner owner;
+  std::string name;  // RunName
+  std::string key;   // "ns/name", the key of written_
+  std::string who;   // spdlog context: "release=ns/name", "secretrotation=ns/name"
+};
+
+absl::StatusOr<std::shared_ptr<const Object>> AnalysisGates::LiveRun(const RunId& id) {
+  std::shared_ptr<const Object> live = runs_->Get(id.owner.ns, id.name);
   if (live == nullptr) {
     // Not in the cache: maybe just created by us (the cache lags a write).
-    absl::StatusOr<Object> got = client_.Get(ares::AnalysisRuns(), owner.ns, name);
+    absl::StatusOr<Object> got = client_.Get(ares::AnalysisRuns(), id.owner.ns, id.name);
     if (got.ok()) {
       live = std::make_shared<const Object>(std::move(*got));
     } else if (got.status().code() != absl::StatusCode::kNotFound) {
       return got.status();
     }
   }
-  if (live == nullptr) {
-    std::string invalid;
-    ASSIGN_OR_RETURN(api::AnalysisRunSpec spec, BuildSpec(r, owner, &invalid));
-    if (!invalid.empty()) {
-      result.verdict.state = rollout::AnalysisVerdict::State::kFailed;
-      result.verdict.message = invalid;
-      result.verdict.invalid = true;
-      return result;
-    }
-    if (!r.create) return result;
-    Object body = {{"apiVersion", "capstan.dev/v1alpha1"},
-                   {"kind", api::kAnalysisRunKind},
-                   {"metadata",
-                    {{"name", name},
-                     {"namespace", owner.ns},
-                     {"labels",
-                      {{"app.kubernetes.io/managed-by", "capstan"},
-                       {owner.label, owner.name},
-                       {"capstan.dev/revision", r.revision},
-                       {kLabelGate, absl::AsciiStrToLower(r.gate)}}},
-                     {"ownerReferences", Object::array({{{"apiVersion", owner.api_version},
-                                                         {"kind", owner.kind},
-                                                         {"name", owner.name},
-                                                         {"uid", owner.uid},
-                                                         {"controller", true}}})}}},
-                   {"spec", api::AnalysisRunSpecToJson(spec)}};
-    absl::StatusOr<Object> created = client_.Create(ares::AnalysisRuns(), owner.ns, body);
-    if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
-      return created.status();
-    }
-    if (!created.ok()) {
-      ASSIGN_OR_RETURN(Object got, client_.Get(ares::AnalysisRuns(), owner.ns, name));
-      created = std::move(got);
-    } else {
-      spdlog::info("{} analysis run {} created ({} metrics, gate {})", who, name,
-                   spec.metrics.size(), r.gate);
-      result.events.push_back({"Normal", "AnalysisStarted", "Analysis",
-                               absl::StrCat("analysis ", name, " started for revision ", r.revision,
-                                            " (", absl::StrJoin(spec.templates, ", "), ")")});
-    }
-    live = std::make_shared<const Object>(std::move(*created));
-  }
-  const std::string run_key = absl::StrCat(owner.ns, "/", name);
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = written_.find(run_key);
-    if (it != written_.end()) {
-      uint64_t cached = 0, mine = 0;
-      if (absl::SimpleAtoi(Str(*live, "/metadata/resourceVersion"_json_pointer), &cached) &&
-          absl::SimpleAtoi(Str(*it->second, "/metadata/resourceVersion"_json_pointer), &mine) &&
-          cached < mine) {
-        live = it->second;  // the cache has not seen our last write yet
-      } else {
-        written_.erase(it);
-      }
-    }
-  }
-  ASSIGN_OR_RETURN(api::AnalysisRun run, api::ParseAnalysisRun(*live));
-  if (api::IsTerminal(run.status.phase)) {
-    result.verdict = VerdictOf(name, run.status);
-    return result;
-  }
+  return live;
+}
 
-  // Measure what is due, then write status once (conditional on the run's version).
-  api::AnalysisRunStatus status = run.status;
-  if (status.metric_results.empty()) {
-    status = analysis::StartRun(run.spec, now);
+absl::StatusOr<std::shared_ptr<const Object>> AnalysisGates::CreateRun(const Request& r,
+                                                                       const RunId& id,
+                                                                       Result* result) {
+  std::string invalid;
+  ASSIGN_OR_RETURN(api::AnalysisRunSpec spec, BuildSpec(r, id.owner, &invalid));
+  if (!invalid.empty()) {
+    result->verdict.state = rollout::AnalysisVerdict::State::kFailed;
+    result->verdict.message = invalid;
+    result->verdict.invalid = true;
+    return nullptr;
   }
-  bool terminating = r.end;
-  if (r.rollout_complete && !status.rollout_completed_at.has_value()) {
-    status.rollout_completed_at = now;
+  if (!r.create) return nullptr;
+  absl::StatusOr<Object> created =
+      client_.Create(ares::AnalysisRuns(), id.owner.ns, RunObject(r, id.owner, id.name, spec));
+  if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
+    return created.status();
   }
-  // The verification of a SecretRotation bakes like a rolling gate (from when its consumers
-  // were all healthy, i.e. when the run starts).
-  if (r.spec->bake_seconds >= 0 && status.rollout_completed_at.has_value() &&
-      (r.gate == "rolling" || r.gate == "verify")) {
-    const absl::Time bake_end = *status.rollout_completed_at + absl::Seconds(r.spec->bake_seconds);
-    if (now >= bake_end) {
-      terminating = true;
+  if (!created.ok()) {
+    ASSIGN_OR_RETURN(Object got, client_.Get(ares::AnalysisRuns(), id.owner.ns, id.name));
+    created = std::move(got);
+  } else {
+    spdlog::info("{} analysis run {} created ({} metrics, gate {})", id.who, id.name,
+                 spec.metrics.size(), r.gate);
+    result->events.push_back(
+        {"Normal", "AnalysisStarted", "Analysis",
+         absl::StrCat("analysis ", id.name, " started for revision ", r.revision, " (",
+                      absl::StrJoin(spec.templates, ", "), ")")});
+  }
+  return std::make_shared<const Object>(std::move(*created));
+}
+
+std::shared_ptr<const Object> AnalysisGates::PreferOwnWrite(const RunId& id,
+                                                            std::shared_ptr<const Object> live) {
+  absl::MutexLock lock(&mu_);
+  auto it = written_.find(id.key);
+  if (it != written_.end()) {
+    uint64_t cached = 0, mine = 0;
+    if (absl::SimpleAtoi(Str(*live, "/metadata/resourceVersion"_json_pointer), &cached) &&
+        absl::SimpleAtoi(Str(*it->second, "/metadata/resourceVersion"_json_pointer), &mine) &&
+        cached < mine) {
+      live = it->second;  // the cache has not seen our last write yet
     } else {
-      result.requeue_after = bake_end - now;
+      written_.erase(it);
     }
   }
-  const absl::Time started = status.started_at.value_or(now);
+  return live;
+}
+
+std::vector<std::string> AnalysisGates::MeasureDue(const RunId& id, const Object& live,
+                                                   const api::AnalysisRunSpec& spec,
+                                                   absl::Time started, absl::Time now,
+                                                   api::AnalysisRunStatus* status,
+                                                   std::vector<rollout::Event>* events) {
   // Job metrics whose Job runs: the Job informer wakes us when it ends.
   std::vector<std::string> waiting;
-  for (const api::Metric& m : run.spec.metrics) {
-    api::MetricResult* mr = analysis::FindResult(&status, m.name);
+  for (const api::Metric& m : spec.metrics) {
+    api::MetricResult* mr = analysis::FindResult(status, m.name);
     if (mr == nullptr) continue;
     std::optional<absl::Time> due = analysis::NextDue(m, *mr, started);
     if (!due.has_value() || *due > now) continue;
     api::Measurement measurement;
     if (m.job.has_value()) {
-      std::optional<api::Measurement> done =
-          JobMeasurement(owner, *live, m, *mr, now, &result.events);
+      std::optional<api::Measurement> done = JobMeasurement(id.owner, live, m, *mr, now, events);
       if (!done.has_value()) {
         waiting.push_back(m.name);
         continue;
@@ -586,7 +612,7 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
       measurement = std::move(*done);
     } else if (m.prometheus.has_value() || m.web.has_value()) {
       const absl::Time t0 = clock_.Now();
-      analysis::ProviderResult answer = Query(owner, m, run.spec);
+      analysis::ProviderResult answer = Query(id.owner, m, spec);
       measurement = analysis::Measure(m, answer, t0, clock_.Now());
     } else {
       continue;
@@ -596,55 +622,84 @@ absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl
         ->Add(
             {{"provider", m.ProviderName()}, {"phase", api::AnalysisPhaseName(measurement.phase)}})
         .Increment();
-    spdlog::debug("{} analysis {} metric {} measured {} value={} {}", who, name, m.name,
+    spdlog::debug("{} analysis {} metric {} measured {} value={} {}", id.who, id.name, m.name,
                   api::AnalysisPhaseName(measurement.phase), measurement.value,
                   measurement.message);
     analysis::Record(mr, std::move(measurement));
   }
+  return waiting;
+}
+
+absl::Status AnalysisGates::WriteStatus(const RunId& id, const api::AnalysisRun& run,
+                                        const api::AnalysisRunStatus& status,
+                                        std::vector<rollout::Event>* events) {
+  if (status == run.status) return absl::OkStatus();
+  Object patch = {{"metadata", {{"resourceVersion", run.resource_version}}},
+                  {"status", api::AnalysisRunStatusToJson(status)}};
+  // A 409 means another writer (a predecessor, a stale cache) moved the run: retry
+  // from fresh state rather than count on top of a version we did not see.
+  ASSIGN_OR_RETURN(Object out,
+                   client_.MergePatch(ares::AnalysisRuns(), id.owner.ns, id.name, patch, "status"));
+  {
+    absl::MutexLock lock(&mu_);
+    written_[id.key] = std::make_shared<const Object>(std::move(out));
+  }
+  if (api::IsTerminal(status.phase)) {
+    AnalysisMetrics::Get().runs->Add({{"phase", api::AnalysisPhaseName(status.phase)}}).Increment();
+    const bool good = status.phase == AnalysisPhase::kSuccessful;
+    spdlog::info("{} analysis {} {}: {}", id.who, id.name, api::AnalysisPhaseName(status.phase),
+                 status.message);
+    events->push_back({good ? "Normal" : "Warning",
+                       absl::StrCat("Analysis", api::AnalysisPhaseName(status.phase)), "Analysis",
+                       absl::StrCat("analysis ", id.name, " ", api::AnalysisPhaseName(status.phase),
+                                    ": ", status.message)});
+  }
+  return absl::OkStatus();
+}
+
+// Find or create the run, measure what is due, assess it, write its status once
+// (conditional on the run's version) and say when to look again.
+absl::StatusOr<AnalysisGates::Result> AnalysisGates::Step(const Request& r, absl::Time now) {
+  const Owner owner = r.release != nullptr ? OwnerOf(*r.release) : *r.owner;
+  // After a retry (capstan.dev/retry) every run is a new one: the failed run stays as it
+  // ended, for the record, and the retried revision is measured afresh.
+  const std::string name = RunName(owner.name, r.revision, r.gate, owner.retry);
+  const RunId id{owner, name, absl::StrCat(owner.ns, "/", name),
+                 absl::StrCat(absl::AsciiStrToLower(owner.kind), "=", owner.ns, "/", owner.name)};
+  Result result;
+  result.verdict.run = name;
+  ASSIGN_OR_RETURN(std::shared_ptr<const Object> live, LiveRun(id));
+  if (live == nullptr) {
+    ASSIGN_OR_RETURN(live, CreateRun(r, id, &result));
+    if (live == nullptr) return result;  // invalid, or only checked (!r.create)
+  }
+  live = PreferOwnWrite(id, std::move(live));
+  ASSIGN_OR_RETURN(api::AnalysisRun run, api::ParseAnalysisRun(*live));
+  if (api::IsTerminal(run.status.phase)) {
+    result.verdict = VerdictOf(name, run.status);
+    return result;
+  }
+
+  api::AnalysisRunStatus status = run.status;
+  if (status.metric_results.empty()) {
+    status = analysis::StartRun(run.spec, now);
+  }
+  if (r.rollout_complete && !status.rollout_completed_at.has_value()) {
+    status.rollout_completed_at = now;
+  }
+  // Called even when r.end: it also sets the requeue for the bake's end.
+  const bool baked = BakeOver(r, status, now, &result.requeue_after);
+  const absl::Time started = status.started_at.value_or(now);
+  const std::vector<std::string> waiting =
+      MeasureDue(id, *live, run.spec, started, now, &status, &result.events);
   api::AnalysisRunSpec assess = run.spec;
-  assess.terminate = assess.terminate || terminating;
+  assess.terminate = assess.terminate || r.end || baked;
   analysis::AssessRun(assess, &status);
 
-  if (!(status == run.status)) {
-    Object patch = {{"metadata", {{"resourceVersion", run.resource_version}}},
-                    {"status", api::AnalysisRunStatusToJson(status)}};
-    // A 409 means another writer (a predecessor, a stale cache) moved the run: retry
-    // from fresh state rather than count on top of a version we did not see.
-    ASSIGN_OR_RETURN(Object out,
-                     client_.MergePatch(ares::AnalysisRuns(), owner.ns, name, patch, "status"));
-    {
-      absl::MutexLock lock(&mu_);
-      written_[run_key] = std::make_shared<const Object>(std::move(out));
-    }
-    if (api::IsTerminal(status.phase)) {
-      AnalysisMetrics::Get()
-          .runs->Add({{"phase", api::AnalysisPhaseName(status.phase)}})
-          .Increment();
-      const bool good = status.phase == AnalysisPhase::kSuccessful;
-      spdlog::info("{} analysis {} {}: {}", who, name, api::AnalysisPhaseName(status.phase),
-                   status.message);
-      result.events.push_back(
-          {good ? "Normal" : "Warning",
-           absl::StrCat("Analysis", api::AnalysisPhaseName(status.phase)), "Analysis",
-           absl::StrCat("analysis ", name, " ", api::AnalysisPhaseName(status.phase), ": ",
-                        status.message)});
-    }
-  }
+  RETURN_IF_ERROR(WriteStatus(id, run, status, &result.events));
   result.verdict = VerdictOf(name, status);
   if (!api::IsTerminal(status.phase)) {
-    std::optional<absl::Time> next;
-    for (const api::Metric& m : run.spec.metrics) {
-      const api::MetricResult* mr = analysis::FindResult(&status, m.name);
-      if (mr == nullptr) continue;
-      if (std::find(waiting.begin(), waiting.end(), m.name) != waiting.end()) continue;
-      std::optional<absl::Time> due = analysis::NextDue(m, *mr, started);
-      if (due.has_value() && (!next.has_value() || *due < *next)) next = *due;
-    }
-    if (next.has_value()) {
-      const absl::Duration d = std::max(*next - now, absl::Milliseconds(50));
-      if (!result.requeue_after.has_value() || d < *result.requeue_after) result.requeue_after = d;
-    }
-    if (!result.requeue_after.has_value()) result.requeue_after = absl::Seconds(5);
+    SetRequeue(run.spec, &status, waiting, started, now, &result.requeue_after);
   }
   return result;
 }

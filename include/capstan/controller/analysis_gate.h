@@ -128,6 +128,31 @@ class AnalysisGates {
                              const std::string& gate, const std::string& retry = "");
 
  private:
+  // The run one Step works on: its owner, name, "ns/name" and spdlog context.
+  struct RunId;
+
+  // Step's phases, in order. The run from the cache, else from the API server (the cache
+  // lags our create); null when it does not exist.
+  absl::StatusOr<std::shared_ptr<const kube::Object>> LiveRun(const RunId& id);
+  // Builds the run's spec and creates the run. Null when Step is done: the spec is invalid
+  // (the verdict in `result` says why) or r.create is false.
+  absl::StatusOr<std::shared_ptr<const kube::Object>> CreateRun(const Request& r, const RunId& id,
+                                                                Result* result);
+  // `live`, or our last status write of it while the cache has not seen that write.
+  std::shared_ptr<const kube::Object> PreferOwnWrite(const RunId& id,
+                                                     std::shared_ptr<const kube::Object> live);
+  // Takes and records every measurement due at `now`; returns the job metrics whose Job
+  // still runs.
+  std::vector<std::string> MeasureDue(const RunId& id, const kube::Object& live,
+                                      const api::AnalysisRunSpec& spec, absl::Time started,
+                                      absl::Time now, api::AnalysisRunStatus* status,
+                                      std::vector<rollout::Event>* events);
+  // Writes `status` when it differs from the run's (resourceVersion precondition), with an
+  // event when the run ended.
+  absl::Status WriteStatus(const RunId& id, const api::AnalysisRun& run,
+                           const api::AnalysisRunStatus& status,
+                           std::vector<rollout::Event>* events);
+
   absl::StatusOr<api::AnalysisRunSpec> BuildSpec(const Request& r, const Owner& owner,
                                                  std::string* invalid);
   analysis::ProviderResult Query(const Owner& owner, const api::Metric& metric,

@@ -13,6 +13,7 @@
 #include "capstan/analysis/run.h"
 #include "capstan/analysis/web.h"
 #include "capstan/api/labels.h"
+#include "capstan/common/json_util.h"
 #include "capstan/common/log.h"
 #include "capstan/common/metrics.h"
 #include "capstan/common/status_macros.h"
@@ -74,12 +75,6 @@ struct AnalysisMetrics {
     return *m;
   }
 };
-
-std::string Str(const Object& o, const Object::json_pointer& p) {
-  if (!o.contains(p)) return "";
-  const Object& v = o.at(p);
-  return v.is_string() ? v.get<std::string>() : "";
-}
 
 rollout::AnalysisVerdict VerdictOf(const std::string& run, const api::AnalysisRunStatus& s) {
   rollout::AnalysisVerdict v;
@@ -206,9 +201,10 @@ AnalysisGates::AnalysisGates(kube::Client& client, Loop& loop, const std::string
   jobs_ = &loop.Shared(ares::Jobs(), jobs);
   auto to_release = [enqueue](const Object* o, const Object* n) {
     const Object* run = n != nullptr ? n : o;
-    const std::string release = Str(*run, "/metadata/labels/capstan.dev~1release"_json_pointer);
+    const std::string release =
+        JsonString(*run, "/metadata/labels/capstan.dev~1release"_json_pointer);
     if (!release.empty()) {
-      enqueue(absl::StrCat(Str(*run, "/metadata/namespace"_json_pointer), "/", release));
+      enqueue(absl::StrCat(JsonString(*run, "/metadata/namespace"_json_pointer), "/", release));
     }
   };
   runs_->AddHandler(to_release);
@@ -334,14 +330,14 @@ absl::StatusOr<std::string> AnalysisGates::KeyValue(const std::string& ns,
   }
   std::string value;
   if (config_map) {
-    value = Str(*obj, Object::json_pointer("/data/" + ref.key));
+    value = JsonString(*obj, Object::json_pointer("/data/" + ref.key));
     if (value.empty()) {
       return absl::NotFoundError(
           absl::StrCat(kind, " ", ns, "/", ref.name, " has no key ", ref.key));
     }
     return value;
   }
-  const std::string b64 = Str(*obj, Object::json_pointer("/data/" + ref.key));
+  const std::string b64 = JsonString(*obj, Object::json_pointer("/data/" + ref.key));
   if (b64.empty() || !absl::Base64Unescape(b64, &value)) {
     return absl::NotFoundError(absl::StrCat(kind, " ", ns, "/", ref.name, " has no key ", ref.key));
   }
@@ -466,7 +462,7 @@ std::optional<api::Measurement> AnalysisGates::JobMeasurement(const Owner& owner
                                                               absl::Time now,
                                                               std::vector<rollout::Event>* events) {
   const std::string ns = owner.ns;
-  const std::string run_name = Str(run, "/metadata/name"_json_pointer);
+  const std::string run_name = JsonString(run, "/metadata/name"_json_pointer);
   const int32_t n = result.count + 1;
   const std::string name = analysis::JobName(run_name, metric.name, n);
   auto error = [&](const absl::Status& st) {
@@ -490,7 +486,8 @@ std::optional<api::Measurement> AnalysisGates::JobMeasurement(const Owner& owner
     }
   }
   if (job == nullptr) {
-    analysis::JobOwner job_owner{run_name, Str(run, "/metadata/uid"_json_pointer), ns, owner.name};
+    analysis::JobOwner job_owner{run_name, JsonString(run, "/metadata/uid"_json_pointer), ns,
+                                 owner.name};
     absl::StatusOr<Object> created =
         client_.Create(ares::Jobs(), ns, analysis::RenderJob(metric, n, job_owner));
     if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
@@ -506,7 +503,7 @@ std::optional<api::Measurement> AnalysisGates::JobMeasurement(const Owner& owner
     return std::nullopt;  // its outcome arrives through the Job informer
   }
   // A Job of that name that is not ours (no owner reference to this run) is never read.
-  const std::string uid = Str(run, "/metadata/uid"_json_pointer);
+  const std::string uid = JsonString(run, "/metadata/uid"_json_pointer);
   bool ours = false;
   if (job->contains("/metadata/ownerReferences"_json_pointer)) {
     for (const Object& o : job->at("/metadata/ownerReferences"_json_pointer)) {
@@ -579,8 +576,9 @@ std::shared_ptr<const Object> AnalysisGates::PreferOwnWrite(const RunId& id,
   auto it = written_.find(id.key);
   if (it != written_.end()) {
     uint64_t cached = 0, mine = 0;
-    if (absl::SimpleAtoi(Str(*live, "/metadata/resourceVersion"_json_pointer), &cached) &&
-        absl::SimpleAtoi(Str(*it->second, "/metadata/resourceVersion"_json_pointer), &mine) &&
+    if (absl::SimpleAtoi(JsonString(*live, "/metadata/resourceVersion"_json_pointer), &cached) &&
+        absl::SimpleAtoi(JsonString(*it->second, "/metadata/resourceVersion"_json_pointer),
+                         &mine) &&
         cached < mine) {
       live = it->second;  // the cache has not seen our last write yet
     } else {

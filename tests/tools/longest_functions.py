@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Lists the longest C++ function bodies under src/ (a measurement, not a check).
 
-A function is a definition whose opening line ends in `{` at an indentation of at most
-two spaces (free functions, and members defined inside a struct such as Pass), with a
-parameter list before it; its length runs from that line to the matching `}`.
+A function is a definition whose signature starts at an indentation of at most two
+spaces (free functions, and members defined inside a struct such as Pass) and whose
+line ending in `{` may come after a wrapped parameter list; its length runs from the
+signature's first line to the matching `}`.
 Braces in strings and comments are not special-cased: good enough to rank.
 
 Usage: tests/tools/longest_functions.py [DIR] [N]     (default: src 15)
@@ -23,7 +24,7 @@ def functions(path):
     while i < len(lines):
         line = lines[i]
         indent = len(line) - len(line.lstrip(" "))
-        if (line.rstrip().endswith("{") and indent <= 2 and not SKIP.match(line)
+        if (line.rstrip().endswith("{") and not SKIP.match(line)
                 and "=" not in line.split("(")[0]):
             # The signature may start on earlier lines; take the name from the nearest "(".
             start = i
@@ -32,7 +33,9 @@ def functions(path):
                 start -= 1
                 sig = lines[start] + " " + sig
             m = re.search(r"([\w:~<>]+)\s*\(", sig)
-            if m and ")" in sig:
+            first = lines[start]
+            ok = len(first) - len(first.lstrip(" ")) <= 2 and not SKIP.match(first) and "=" not in first.split("(")[0] and not first.lstrip().startswith(("}", "//", "return"))
+            if m and ")" in sig and ok:
                 depth = 0
                 for j in range(i, len(lines)):
                     depth += lines[j].count("{") - lines[j].count("}")

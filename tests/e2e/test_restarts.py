@@ -8,6 +8,7 @@ switch. A leader that cannot renew its lease for the renew deadline (10 s) exits
 kube-controller-manager does, and a restart here can take longer: then it is started
 again, as the kubelet would restart its container, and must pick up where it was.
 """
+import datetime
 import os
 import subprocess
 
@@ -34,6 +35,16 @@ def restart(server):
     print(p.stderr.strip().splitlines()[-1])
 
 
+def renewed_since(op, since):
+    """True when the operator's Lease was renewed after `since` (a UTC datetime)."""
+    lease_id = next(a.split("=", 1)[1] for a in op.args if a.startswith("--leader_election_id="))
+    renew = kube.get("lease", lease_id, "default").get("spec", {}).get("renewTime", "")
+    if not renew:
+        return False
+    when = datetime.datetime.fromisoformat(renew.replace("Z", "+00:00"))
+    return when > since
+
+
 def revisions_of(ns, release):
     return sorted(c["revision"] for c in kube.get("controllerrevisions", namespace=ns)["items"]
                   if c["metadata"]["name"].startswith(f"{release}-"))
@@ -58,6 +69,12 @@ def test_a_restart_mid_rollout_converges_without_duplicates(server):
             preview = kube.wait_phase(ns, "bg", "Previewing")["status"]["currentRevision"]
 
             restart(server)
+            # Its term either survived the restart (a renewal after it) or ends within the
+            # renew deadline (the process exits): wait for one of the two, or a term that
+            # is about to end would be taken for one that survived.
+            since = datetime.datetime.now(datetime.timezone.utc)
+            kube.wait_until(lambda: op.proc.poll() is not None or renewed_since(op, since), 30,
+                            what="the lease renewed after the restart, or the operator exited")
             if op.proc.poll() is not None:
                 assert op.proc.returncode == 1 and "lost the leader lease" in op.logs()
                 print(f"[restarts] the operator exited (lease not renewed within 10 s) and "
